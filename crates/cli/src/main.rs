@@ -1,1 +1,107 @@
-fn main() {}
+//! `escrowd`: the Apple MDM server that keeps macOS Bootstrap Tokens safe.
+
+mod keys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "escrowd",
+    version,
+    about = "An Apple MDM server whose first job is keeping macOS Bootstrap Tokens safe.",
+    long_about = "escrowd escrows the macOS Bootstrap Token that Macs hand to their MDM server, serves it back only \
+to the Mac it belongs to, and keeps it sealed at rest.\n\nStart with `escrowd serve`: it creates a data directory \
+with a SQLite database, a key file, a development device CA and a self-signed TLS certificate, and listens on \
+https://127.0.0.1:8443."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the MDM server (check-in and command endpoints).
+    #[command(
+        long_about = "Run the MDM server.\n\nEndpoints: PUT /mdm/checkin (check-in protocol), PUT /mdm/connect \
+(command protocol) and PUT /mdm (dispatches on Content-Type). Devices prove who they are with Mdm-Signature \
+(SignMessage in the enrollment profile) or a TLS client certificate; certificates must chain to the development \
+device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\n  escrowd serve\n  escrowd serve \
+--data-dir /var/lib/escrowd --listen 0.0.0.0:443\n  escrowd serve --http --listen 127.0.0.1:8080 \
+--trusted-cert-header X-Client-Cert   # behind nginx\n  escrowd serve --database postgres://escrowd@db/escrowd"
+    )]
+    Serve(ServeArgs),
+    /// Manage the keys that seal escrowed secrets (rotate, status, retire).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Data directory: database (unless --database), key file, device CA, TLS certificate. Created if missing.
+    #[arg(long, env = "ESCROWD_DATA_DIR", default_value = "escrowd-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "ESCROWD_LISTEN", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Also trust device identity certificates issued by this CA (PEM file; repeatable), e.g. an external SCEP CA.
+    #[arg(long = "device-ca", value_name = "PEM")]
+    device_ca: Vec<PathBuf>,
+    /// Database URL: sqlite:PATH (default: sqlite in the data directory) or postgres://user@host/db for scale-out.
+    #[arg(long, env = "ESCROWD_DATABASE_URL", value_name = "URL")]
+    database: Option<String>,
+    /// Serve plain HTTP instead of HTTPS: behind a TLS-terminating proxy, or for tests.
+    #[arg(long)]
+    http: bool,
+    /// Accept a client certificate forwarded by a trusted proxy in this header (URL-escaped PEM as nginx's
+    /// $ssl_client_escaped_cert, or RFC 9440 Client-Cert). Only set this when a proxy you control sets it.
+    #[arg(long, value_name = "HEADER")]
+    trusted_cert_header: Option<String>,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("ESCROWD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Keys(cmd) => keys::run(cmd).await,
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let opts = server::ServeOptions {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        device_cas: args.device_ca,
+        database: args.database,
+        http: args.http,
+        trusted_cert_header: args.trusted_cert_header,
+    };
+    let running = server::start(opts).await?;
+    eprintln!(
+        "escrowd listening on {} (Ctrl-C to stop)",
+        running.base_url()
+    );
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    running.wait().await;
+    Ok(())
+}

@@ -1,1 +1,21 @@
-//! pki
+//! Device identity for escrowd: who is talking to us.
+//!
+//! Guarantees: an `Mdm-Signature` is accepted only if it is a CMS SignedData with exactly one signer whose
+//! signature verifies over the exact request body bytes, and whose certificate chains to a configured device CA
+//! (`identity`). Certificates forwarded by a trusted proxy are parsed with size caps (`forwarded`). The built-in
+//! development CA never prints its key (`ca`). `sign` is the client half (how a Mac signs), for tests and the
+//! simulator. Hostile input yields an [`IdentityError`], never a panic.
+
+pub mod ca;
+mod chain;
+mod cms;
+pub mod error;
+pub mod forwarded;
+pub mod identity;
+pub mod sign;
+
+#[cfg(test)]
+mod test_support;
+
+pub use error::IdentityError;
+pub use identity::{CertInfo, DeviceIdentityVerifier};

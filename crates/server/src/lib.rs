@@ -1,1 +1,45 @@
-//! server
+//! server: the HTTP edge of escrowd (axum) and the wiring that starts it.
+//!
+//! Everything about HTTP lives here: routes, body caps, TLS and client certificates, status codes. Business
+//! rules live in `service`; this crate maps `service::ErrorKind` to status codes and nothing more.
+
+pub mod app;
+pub mod datadir;
+pub mod listener;
+pub mod mdm;
+pub mod tls;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use service::MdmService;
+use service::checkin::IdentityCheck;
+
+pub use app::{RunningServer, ServeOptions, start};
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub mdm: MdmService,
+    pub identity: Arc<IdentityCheck>,
+    /// Header a trusted TLS-terminating proxy puts the client certificate in; None = never read one.
+    pub trusted_cert_header: Option<String>,
+}
+
+/// Body size cap on device endpoints; bigger bodies get 413 before they are read whole.
+pub const MAX_DEVICE_BODY: usize = protocol::guard::DEFAULT_MAX_BODY;
+
+pub fn router(state: AppState) -> Router {
+    let mdm = Router::new()
+        .route("/mdm/checkin", put(mdm::checkin))
+        .route("/mdm/connect", put(mdm::connect))
+        .route("/mdm", put(mdm::dispatch))
+        .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY));
+    Router::new()
+        .merge(mdm)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}

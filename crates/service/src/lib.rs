@@ -1,1 +1,61 @@
-//! service
+//! service: the MDM brain, free of HTTP.
+//!
+//! The server hands this crate a verified device certificate and the exact request body; this crate parses the
+//! message, checks that the certificate is bound to the enrollment the message claims, applies group policy and
+//! the Bootstrap Token lifecycle, and returns what to answer. It never sees a socket and never picks an HTTP
+//! status: `ServiceError::kind()` says what class of failure happened and `server` maps it.
+
+pub mod checkin;
+pub mod clock;
+pub mod commands;
+pub mod error;
+pub mod events;
+pub mod keys;
+
+mod bootstrap;
+mod enrollment;
+
+use std::sync::Arc;
+
+pub use checkin::CheckinReply;
+pub use clock::{Clock, SystemClock};
+pub use commands::ConnectReply;
+pub use error::{ErrorKind, ServiceError};
+
+/// Everything the MDM endpoints need, shared by every request.
+#[derive(Clone)]
+pub struct MdmService {
+    store: Arc<dyn store::Store>,
+    vault: Arc<vault::Vault>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MdmService {
+    pub fn new(store: Arc<dyn store::Store>, vault: Arc<vault::Vault>) -> Self {
+        Self::with_clock(store, vault, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
+        store: Arc<dyn store::Store>,
+        vault: Arc<vault::Vault>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        MdmService {
+            store,
+            vault,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn store::Store> {
+        &self.store
+    }
+
+    pub fn vault(&self) -> &Arc<vault::Vault> {
+        &self.vault
+    }
+
+    fn now(&self) -> store::Millis {
+        self.clock.now_millis()
+    }
+}

@@ -1,1 +1,201 @@
-//! store
+//! Persistence for escrowd behind one [`Store`] trait, with a SQLite backend (default) and a PostgreSQL
+//! backend that pass the same conformance suite.
+//!
+//! Guarantees: every method that changes state and takes a [`NewEvent`] writes the event in the same
+//! transaction, so the audit trail never disagrees with the data; a Bootstrap Token's metadata and its sealed
+//! secret are written and deleted together; on SQLite a successful write is durable (WAL, `synchronous=FULL`);
+//! the active command queue holds only unfinished commands; sealed values are opaque bytes here and never
+//! appear in Debug output or errors.
+
+mod error;
+mod model;
+mod postgres;
+mod rows;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
+
+pub use error::{Result, StoreError};
+pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Everything escrowd persists. Implemented by [`SqliteStore`] and [`PgStore`].
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    // ---- enrollments & certificate binding
+
+    /// Insert or replace the whole row (keyed by id). If `cert_fingerprint` is Some and another enrollment
+    /// holds it: Conflict. An unknown `group_id`: NotFound. Writes `event` in the same transaction.
+    async fn upsert_enrollment(&self, e: &Enrollment, event: &NewEvent) -> Result<()>;
+    async fn enrollment(&self, id: &str) -> Result<Option<Enrollment>>;
+    /// The enabled-or-not device-channel enrollment currently bound to this certificate fingerprint.
+    async fn enrollment_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Enrollment>>;
+    /// NotFound if the enrollment does not exist.
+    async fn touch_last_seen(&self, id: &str, at: Millis) -> Result<()>;
+    /// CheckOut: disable the device enrollment and its user channels, delete the Bootstrap Token (secret +
+    /// metadata), delete their active queue entries, write `event`; one transaction. Returns whether a
+    /// Bootstrap Token was deleted. An unknown device changes nothing but still records `event`.
+    async fn checkout(&self, device_id: &str, at: Millis, event: &NewEvent) -> Result<bool>;
+    async fn count_enrollments(&self) -> Result<u64>;
+
+    // ---- bootstrap token (metadata + sealed secret, written together)
+
+    /// Upsert secret + metadata + event in one durable transaction. NotFound for an unknown enrollment;
+    /// Conflict if `rec.sealed` is not owned by (`rec.enrollment_id`, [`BOOTSTRAP_TOKEN_FIELD`]).
+    async fn put_bootstrap_token(&self, rec: &BootstrapTokenRecord, event: &NewEvent)
+    -> Result<()>;
+    async fn bootstrap_token(&self, enrollment_id: &str) -> Result<Option<BootstrapTokenRecord>>;
+    /// Delete secret + metadata, write event; returns whether something was deleted. The event is written
+    /// either way.
+    async fn clear_bootstrap_token(&self, enrollment_id: &str, event: &NewEvent) -> Result<bool>;
+    /// A successful GetBootstrapToken: last_requested_at = at, verified = true, + event, one transaction.
+    /// NotFound (and no event) if there is no token.
+    async fn mark_bootstrap_token_served(
+        &self,
+        enrollment_id: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<()>;
+    /// Set the verified flag (false on a repeat Authenticate: the token is kept but not re-verified).
+    /// No-op if there is no token.
+    async fn set_bootstrap_token_verified(&self, enrollment_id: &str, verified: bool)
+    -> Result<()>;
+
+    // ---- generic sealed secrets (for key rotation)
+
+    /// Page through every sealed secret ordered bytewise by (owner, field), strictly after `after`.
+    /// `limit` 0 means 100; at most 1000.
+    async fn sealed_secrets_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SealedSecret>>;
+    /// Compare-and-swap: replace the blob only if it still equals `expected_blob` (a concurrent write wins).
+    /// Returns whether it was replaced.
+    async fn replace_sealed_secret(
+        &self,
+        owner: &str,
+        field: &str,
+        expected_blob: &[u8],
+        new_key_id: &str,
+        new_blob: &[u8],
+        at: Millis,
+    ) -> Result<bool>;
+    /// How many secrets are sealed under each key id, ordered by key id.
+    async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>>;
+
+    // ---- groups
+
+    /// Conflict on a duplicate name or id.
+    async fn create_group(&self, g: &Group) -> Result<()>;
+    /// Updates name, flags and updated_at (created_at is kept). NotFound if missing; Conflict on a taken name.
+    async fn update_group(&self, g: &Group) -> Result<()>;
+    async fn group(&self, id: &str) -> Result<Option<Group>>;
+    async fn group_by_name(&self, name: &str) -> Result<Option<Group>>;
+    /// All groups ordered by name.
+    async fn list_groups(&self) -> Result<Vec<Group>>;
+    /// NotFound if the enrollment or the group is missing.
+    async fn set_enrollment_group(&self, enrollment_id: &str, group_id: Option<&str>)
+    -> Result<()>;
+
+    // ---- command queue
+
+    /// Queue one command for several enrollments, all or nothing: an unknown enrollment id is NotFound and
+    /// nothing is queued. Conflict if the uuid is already queued (or finished) for one of them, or was
+    /// stored before with a different request type or payload. Events are the caller's business.
+    async fn enqueue(&self, enrollment_ids: &[String], cmd: &NewCommand, at: Millis) -> Result<()>;
+    /// Oldest active command for the enrollment in enqueue order. `skip_notnow` skips NotNow entries (Apple:
+    /// after a NotNow in the same session, don't resend it; on an Idle they become eligible again).
+    async fn next_command(
+        &self,
+        enrollment_id: &str,
+        skip_notnow: bool,
+    ) -> Result<Option<QueuedCommand>>;
+    /// Record a device report for (enrollment, uuid). NotNow (or Pending): status set, stays active.
+    /// Acknowledged / Error / CommandFormatError: moved to history with `result` (one transaction). A report
+    /// for a command already in history: Duplicate (nothing changes). Never queued here: UnknownCommand.
+    async fn record_command_result(
+        &self,
+        enrollment_id: &str,
+        uuid: &str,
+        status: CommandStatus,
+        result: &[u8],
+        at: Millis,
+    ) -> Result<ReportOutcome>;
+    /// One command of an enrollment, active or finished.
+    async fn command(&self, enrollment_id: &str, uuid: &str) -> Result<Option<QueuedCommand>>;
+    /// Active + finished commands for an enrollment, newest (last enqueued) first; `limit` 0 means 100,
+    /// at most 1000.
+    async fn command_history(&self, enrollment_id: &str, limit: u32) -> Result<Vec<QueuedCommand>>;
+    async fn active_queue_len(&self, enrollment_id: &str) -> Result<u64>;
+
+    // ---- events
+
+    async fn record_event(&self, e: &NewEvent) -> Result<()>;
+    /// Matching events, newest first (id descending).
+    async fn events(&self, f: &EventFilter) -> Result<Vec<Event>>;
+
+    /// Close every connection (on SQLite this also checkpoints the WAL). Calls after this fail.
+    async fn close(&self) {}
+}
+
+/// Connect by URL: `sqlite:/path/to/db.sqlite` (also `sqlite://…`; created if missing) or `postgres://…` /
+/// `postgresql://…`; runs migrations. Anything else: UnsupportedUrl (with any password redacted).
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    let is = |scheme: &str, name: &str| scheme.eq_ignore_ascii_case(name);
+    match url.split_once(':') {
+        Some((scheme, _)) if is(scheme, "sqlite") => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        Some((scheme, rest))
+            if (is(scheme, "postgres") || is(scheme, "postgresql")) && rest.starts_with("//") =>
+        {
+            Ok(Arc::new(PgStore::connect(url).await?))
+        }
+        _ => Err(StoreError::UnsupportedUrl(error::redact_url(url))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connect_rejects_other_schemes_without_echoing_the_password() {
+        for url in [
+            "mysql://root:s3cret@db/escrow",
+            "",
+            "/var/lib/escrowd.db",
+            "postgres:/no-slashes",
+        ] {
+            match connect(url).await {
+                Err(StoreError::UnsupportedUrl(shown)) => {
+                    assert!(!shown.contains("s3cret"), "{shown}")
+                }
+                Err(other) => panic!("{url:?}: expected UnsupportedUrl, got {other}"),
+                Ok(_) => panic!("{url:?}: expected UnsupportedUrl, got a store"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_accepts_both_sqlite_url_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.sqlite");
+        let b = dir.path().join("b.sqlite");
+        for url in [
+            format!("sqlite:{}", a.display()),
+            format!("sqlite://{}", b.display()),
+        ] {
+            let store = connect(&url).await.unwrap();
+            assert_eq!(store.backend(), "sqlite");
+            store.close().await;
+        }
+        assert!(a.exists() && b.exists());
+    }
+}

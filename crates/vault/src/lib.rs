@@ -1,8 +1,15 @@
 //! vault: secrets at rest and in memory.
 //!
 //! `Secret<T>` keeps secrets out of logs and Debug output. Sealing (AEAD envelope encryption bound to an
-//! owner and a field) lives in `seal`; key files and rotation in `keyring`.
+//! owner and a field) lives in `seal`; key files and rotation in `keyring`. This crate depends on no other
+//! escrowd crate.
 
+pub mod error;
+pub mod keyring;
+pub mod seal;
 pub mod secret;
 
+pub use error::VaultError;
+pub use keyring::Keyring;
+pub use seal::{SealContext, Sealed, Vault};
 pub use secret::Secret;

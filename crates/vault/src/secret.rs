@@ -60,7 +60,10 @@ impl Secret<Vec<u8>> {
         if a.len() != b.len() {
             return false;
         }
-        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
 }
 
@@ -96,14 +99,19 @@ pub mod bytes_opt {
     use super::Secret;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(secret: &Option<Secret<Vec<u8>>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        secret: &Option<Secret<Vec<u8>>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match secret {
             Some(v) => s.serialize_bytes(v.expose()),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret<Vec<u8>>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Secret<Vec<u8>>>, D::Error> {
         let buf = Option::<serde_bytes::ByteBuf>::deserialize(d)?;
         Ok(buf.map(|b| Secret::new(b.into_vec())))
     }

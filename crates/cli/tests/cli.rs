@@ -1,0 +1,134 @@
+//! The `escrowd` binary: help text, and key rotation against a server that keeps running.
+
+use std::process::Command;
+
+use testkit::TestServer;
+
+fn escrowd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_escrowd"))
+}
+
+#[test]
+fn serve_help_documents_every_flag() {
+    let out = escrowd().args(["serve", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--data-dir",
+        "--listen",
+        "--device-ca",
+        "--database",
+        "--http",
+        "--trusted-cert-header",
+    ] {
+        assert!(help.contains(flag), "missing {flag} in:\n{help}");
+    }
+    assert!(help.contains("Examples"), "help teaches by example");
+}
+
+#[test]
+fn keys_rotate_without_a_key_file_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = escrowd()
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("escrowd serve"), "{err}");
+}
+
+#[tokio::test]
+async fn keys_rotate_rewraps_every_token_while_the_server_keeps_serving() {
+    let ts = TestServer::start().await.unwrap();
+    let data = ts.opts.data_dir.clone();
+    let mut macs = Vec::new();
+    for i in 0..5 {
+        let mac = ts.new_device(&format!("UDID-ROT-{i}")).unwrap();
+        mac.enroll().await.unwrap();
+        assert_eq!(
+            mac.set_bootstrap_token(Some(format!("token-{i}").as_bytes()))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        macs.push(mac);
+    }
+    let out = escrowd()
+        .args(["keys", "rotate", "--json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rewrapped"], 5, "{report}");
+    let new_key = report["active_key"].as_str().unwrap().to_string();
+
+    // The running server opens re-wrapped tokens and seals new ones under the new key.
+    for (i, mac) in macs.iter().enumerate() {
+        assert_eq!(
+            mac.get_bootstrap_token().await.unwrap().1.unwrap(),
+            format!("token-{i}").as_bytes()
+        );
+    }
+    assert_eq!(
+        macs[0]
+            .set_bootstrap_token(Some(b"after-rotation"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let counts = ts.store().sealed_secret_key_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        vec![(new_key.clone(), 5)],
+        "everything under the new key"
+    );
+
+    let out = escrowd()
+        .args(["keys", "status", "--json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let old_key = status["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["active"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The active key cannot be retired; the old one can, and the server still serves.
+    let out = escrowd()
+        .args(["keys", "retire", "--data-dir"])
+        .arg(&data)
+        .arg(&new_key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = escrowd()
+        .args(["keys", "retire", "--data-dir"])
+        .arg(&data)
+        .arg(&old_key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        macs[1].get_bootstrap_token().await.unwrap().1.unwrap(),
+        b"token-1"
+    );
+}

@@ -1,0 +1,165 @@
+//! Chain checks against the configured device CAs, and the bounded cache of positive verdicts.
+//!
+//! Guarantees: a certificate passes only if openssl's `X509_verify_cert` builds a path from it to one of the
+//! configured CAs at the current time (each configured CA is a trust anchor, even if it is an intermediate).
+//! The cache holds at most its capacity, only ever remembers certificates that passed, and never answers for a
+//! certificate past its notAfter.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use openssl::stack::StackRef;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::{X509, X509Ref, X509StoreContext};
+
+use crate::error::{IdentityError, openssl_reason};
+use crate::identity::CertInfo;
+
+/// The device CA(s) certificates must chain to.
+pub(crate) struct TrustAnchors {
+    store: X509Store,
+    count: usize,
+}
+
+impl TrustAnchors {
+    pub(crate) fn new(cas: Vec<X509>) -> Result<Self, IdentityError> {
+        if cas.is_empty() {
+            return Err(IdentityError::Untrusted(
+                "no device CA certificate is configured".into(),
+            ));
+        }
+        let count = cas.len();
+        let crypto = |e| IdentityError::Crypto(openssl_reason(&e));
+        let mut builder = X509StoreBuilder::new().map_err(crypto)?;
+        for ca in cas {
+            builder.add_cert(ca).map_err(crypto)?;
+        }
+        // An admin may configure an issuing (intermediate) CA rather than its root: trust it as an anchor.
+        builder
+            .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
+            .map_err(crypto)?;
+        Ok(TrustAnchors {
+            store: builder.build(),
+            count,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Verifies `cert` against the anchors, using `intermediates` only as untrusted path material.
+    pub(crate) fn check(
+        &self,
+        cert: &X509Ref,
+        intermediates: &StackRef<X509>,
+    ) -> Result<(), IdentityError> {
+        let crypto = |e| IdentityError::Crypto(openssl_reason(&e));
+        let mut ctx = X509StoreContext::new().map_err(crypto)?;
+        let (ok, reason) = ctx
+            .init(&self.store, cert, intermediates, |c| {
+                let ok = c.verify_cert()?;
+                Ok((ok, c.error().error_string().to_string()))
+            })
+            .map_err(crypto)?;
+        if ok {
+            Ok(())
+        } else {
+            Err(IdentityError::Untrusted(reason))
+        }
+    }
+}
+
+/// Bounded map from SHA-256 fingerprint to a verified certificate's details (without its DER).
+pub(crate) struct VerdictCache {
+    entries: Mutex<HashMap<[u8; 32], CertInfo>>,
+    capacity: usize,
+}
+
+impl VerdictCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        VerdictCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], CertInfo>> {
+        // A panic elsewhere while holding the lock cannot leave a half-written entry (inserts are single
+        // calls), so a poisoned map is still sound to use.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached details, unless absent or expired at `now_unix` (expired entries are dropped).
+    pub(crate) fn get(&self, fingerprint: &[u8; 32], now_unix: i64) -> Option<CertInfo> {
+        let mut entries = self.lock();
+        match entries.get(fingerprint) {
+            Some(info) if now_unix <= info.not_after_unix => Some(info.clone()),
+            Some(_) => {
+                entries.remove(fingerprint);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers a verified certificate; when full, an arbitrary entry makes room.
+    pub(crate) fn insert(&self, fingerprint: [u8; 32], info: CertInfo) {
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity && !entries.contains_key(&fingerprint) {
+            let victim = entries.keys().next().copied();
+            if let Some(victim) = victim {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(fingerprint, info);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(not_after_unix: i64) -> CertInfo {
+        CertInfo {
+            fingerprint: String::new(),
+            der: Vec::new(),
+            subject: "CN=x".into(),
+            issuer: "CN=ca".into(),
+            serial_hex: "01".into(),
+            not_after_unix,
+        }
+    }
+
+    #[test]
+    fn cache_never_grows_past_its_capacity() {
+        let cache = VerdictCache::new(3);
+        for i in 0..10u8 {
+            cache.insert([i; 32], info(100));
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(&[9; 32], 0).is_some(), "the newest entry is kept");
+    }
+
+    #[test]
+    fn cached_entry_past_not_after_is_not_returned_and_is_dropped() {
+        let cache = VerdictCache::new(10);
+        cache.insert([1; 32], info(1_000));
+        assert!(cache.get(&[1; 32], 1_000).is_some());
+        assert!(cache.get(&[1; 32], 1_001).is_none());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn no_configured_ca_is_refused() {
+        assert!(matches!(
+            TrustAnchors::new(Vec::new()),
+            Err(IdentityError::Untrusted(_))
+        ));
+    }
+}

@@ -1,0 +1,795 @@
+//! Device identity verification: `Mdm-Signature` headers and device certificates.
+//!
+//! Guarantees: [`DeviceIdentityVerifier`] returns a [`CertInfo`] only for a certificate that chains to a
+//! configured device CA now, and (for `Mdm-Signature`) only if that certificate is the single signer of a CMS
+//! signature over the exact body bytes. Chain verdicts are cached by SHA-256 fingerprint (bounded, positive
+//! verdicts only, never past notAfter). Hostile input yields an [`IdentityError`], never a panic.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::nid::Nid;
+use openssl::stack::{Stack, StackRef};
+use openssl::x509::{X509, X509NameRef, X509Ref};
+
+use crate::chain::{TrustAnchors, VerdictCache};
+use crate::cms;
+use crate::error::{IdentityError, openssl_reason};
+
+/// How many chain verdicts the verifier remembers.
+pub const CHAIN_CACHE_CAPACITY: usize = 50_000;
+
+/// A device certificate that has passed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Lowercase hex SHA-256 of the DER certificate.
+    pub fingerprint: String,
+    pub der: Vec<u8>,
+    /// One-line, RFC 4514 style (most specific first); may be "" (SCEP certificates often have empty subjects).
+    pub subject: String,
+    pub issuer: String,
+    /// Lowercase hex of the serial number.
+    pub serial_hex: String,
+    pub not_after_unix: i64,
+}
+
+/// Lowercase hex SHA-256 of `der`: the identity escrowd binds enrollments to.
+pub fn fingerprint_sha256(der: &[u8]) -> String {
+    hex::encode(openssl::sha::sha256(der))
+}
+
+/// Verifies device identity certificates against the configured device CA(s).
+///
+/// Thread-safe and cheap to share in an `Arc`. Each certificate's chain is checked once and the verdict cached
+/// (at most [`CHAIN_CACHE_CAPACITY`] entries); a cached certificate is still refused once past its notAfter.
+pub struct DeviceIdentityVerifier {
+    anchors: TrustAnchors,
+    cache: VerdictCache,
+    chain_checks: AtomicU64,
+}
+
+impl fmt::Debug for DeviceIdentityVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceIdentityVerifier")
+            .field("trusted_cas", &self.anchors.len())
+            .field("cached_verdicts", &self.cache.len())
+            .field("chain_checks", &self.chain_checks_performed())
+            .finish()
+    }
+}
+
+impl DeviceIdentityVerifier {
+    /// A verifier trusting exactly `trusted_cas`; refuses an empty list (nothing could ever verify).
+    pub fn new(trusted_cas: Vec<X509>) -> Result<Self, IdentityError> {
+        Ok(DeviceIdentityVerifier {
+            anchors: TrustAnchors::new(trusted_cas)?,
+            cache: VerdictCache::new(CHAIN_CACHE_CAPACITY),
+            chain_checks: AtomicU64::new(0),
+        })
+    }
+
+    /// Parse every certificate in a PEM bundle (file contents); a bundle with none is an error.
+    pub fn load_pem_bundle(pem: &[u8]) -> Result<Vec<X509>, IdentityError> {
+        let certs = X509::stack_from_pem(pem)
+            .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+        if certs.is_empty() {
+            return Err(IdentityError::CertificateFormat(
+                "no PEM certificate found in the bundle".into(),
+            ));
+        }
+        Ok(certs)
+    }
+
+    /// Verifies an `Mdm-Signature` header (base64 DER/BER detached CMS SignedData, signer certificate embedded)
+    /// over the exact `body` bytes, requires exactly one signer, then chain-checks the signer (cached).
+    pub fn verify_mdm_signature(
+        &self,
+        header: &[u8],
+        body: &[u8],
+    ) -> Result<CertInfo, IdentityError> {
+        let verified = cms::verify_detached(header, body)?;
+        let der = verified
+            .signer
+            .to_der()
+            .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+        self.verify_chain(&der, Some(&verified.signer), &verified.embedded)
+    }
+
+    /// Chain-checks a DER certificate from the TLS handshake or a trusted proxy header (cached).
+    pub fn verify_certificate_der(&self, der: &[u8]) -> Result<CertInfo, IdentityError> {
+        let no_intermediates: Stack<X509> =
+            Stack::new().map_err(|e| IdentityError::Crypto(openssl_reason(&e)))?;
+        self.verify_chain(der, None, &no_intermediates)
+    }
+
+    /// Number of chain verifications actually performed (not cache hits).
+    pub fn chain_checks_performed(&self) -> u64 {
+        self.chain_checks.load(Ordering::Relaxed)
+    }
+
+    /// Cache lookup first (no parsing on a hit); otherwise parse, chain-check and remember.
+    fn verify_chain(
+        &self,
+        der: &[u8],
+        parsed: Option<&X509Ref>,
+        intermediates: &StackRef<X509>,
+    ) -> Result<CertInfo, IdentityError> {
+        let digest = openssl::sha::sha256(der);
+        if let Some(mut hit) = self.cache.get(&digest, now_unix()) {
+            hit.der = der.to_vec();
+            return Ok(hit);
+        }
+        let owned;
+        let cert = match parsed {
+            Some(cert) => cert,
+            None => {
+                owned = parse_der(der)?;
+                &owned
+            }
+        };
+        let mut info = cert_info(cert, der)?;
+        self.chain_checks.fetch_add(1, Ordering::Relaxed);
+        if let Err(err) = self.anchors.check(cert, intermediates) {
+            tracing::debug!(fingerprint = %info.fingerprint, error = %err, "device certificate refused");
+            return Err(err);
+        }
+        let der = std::mem::take(&mut info.der);
+        self.cache.insert(digest, info.clone());
+        info.der = der;
+        Ok(info)
+    }
+}
+
+/// Verify only the CMS signature (no chain) and return the signer certificate. For diagnostics and for tests of
+/// captures whose CA we don't have; never use it to authenticate a device.
+pub fn verify_signature_only(header: &[u8], body: &[u8]) -> Result<CertInfo, IdentityError> {
+    let verified = cms::verify_detached(header, body)?;
+    let der = verified
+        .signer
+        .to_der()
+        .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+    cert_info(&verified.signer, &der)
+}
+
+fn parse_der(der: &[u8]) -> Result<X509, IdentityError> {
+    if der.is_empty() {
+        return Err(IdentityError::CertificateFormat(
+            "certificate is empty".into(),
+        ));
+    }
+    X509::from_der(der).map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))
+}
+
+/// Describes `cert` (whose encoding is `der`).
+pub(crate) fn cert_info(cert: &X509Ref, der: &[u8]) -> Result<CertInfo, IdentityError> {
+    let format = |e| IdentityError::CertificateFormat(openssl_reason(&e));
+    let serial_hex = cert
+        .serial_number()
+        .to_bn()
+        .and_then(|bn| bn.to_hex_str().map(|s| s.to_ascii_lowercase()))
+        .map_err(format)?;
+    Ok(CertInfo {
+        fingerprint: fingerprint_sha256(der),
+        der: der.to_vec(),
+        subject: one_line_name(cert.subject_name()),
+        issuer: one_line_name(cert.issuer_name()),
+        serial_hex,
+        not_after_unix: asn1_time_to_unix(cert.not_after())?,
+    })
+}
+
+/// Seconds since the Unix epoch of an ASN.1 time.
+pub(crate) fn asn1_time_to_unix(time: &Asn1TimeRef) -> Result<i64, IdentityError> {
+    let format = |e| IdentityError::CertificateFormat(openssl_reason(&e));
+    let epoch = Asn1Time::from_unix(0).map_err(format)?;
+    let diff = epoch.diff(time).map_err(format)?;
+    Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
+
+pub(crate) fn now_unix() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// RFC 4514 style: attributes most specific first, `TYPE=value` joined by commas, specials and control
+/// characters escaped, so the result is always one line.
+pub(crate) fn one_line_name(name: &X509NameRef) -> String {
+    let mut parts: Vec<String> = name
+        .entries()
+        .map(|entry| {
+            let nid = entry.object().nid();
+            let key = match nid {
+                Nid::UNDEF => entry.object().to_string(),
+                _ => nid
+                    .short_name()
+                    .map(str::to_string)
+                    .unwrap_or_else(|_| entry.object().to_string()),
+            };
+            let value = match entry.data().to_string() {
+                Ok(s) => escape_rfc4514(&s),
+                Err(_) => format!("#{}", hex::encode(entry.data().as_slice())),
+            };
+            format!("{key}={value}")
+        })
+        .collect();
+    parts.reverse();
+    parts.join(",")
+}
+
+fn escape_rfc4514(value: &str) -> String {
+    let count = value.chars().count();
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i + 1 == count => out.push_str("\\ "),
+            // Control characters (NUL, newlines) are hex-escaped so the name stays on one line.
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:02x}"));
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::{SignOptions, SignatureDigest, mdm_signature, sign_detached};
+    use crate::test_support::{device_ca, device_cert, ec_device, foreign_ca, rsa_device, rsa_key};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use openssl::pkey::{PKey, Private};
+    use openssl::x509::X509NameBuilder;
+
+    const CAPTURE_2_SIG: &[u8] =
+        include_bytes!("../../../../shared/captures/nanomdm__mdm-signature.2.b64");
+    const CAPTURE_2_BODY: &[u8] =
+        include_bytes!("../../../../shared/captures/nanomdm__mdm-signature.2.body.plist");
+    const CAPTURE_1_SIG: &[u8] =
+        include_bytes!("../../../../shared/captures/nanomdm__mdm-signature.1.b64");
+
+    const BODY: &[u8] =
+        b"<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>MessageType</key>\
+        <string>SetBootstrapToken</string></dict></plist>\n";
+
+    fn verifier() -> DeviceIdentityVerifier {
+        DeviceIdentityVerifier::new(vec![device_ca().certificate().clone()]).unwrap()
+    }
+
+    fn flipped(body: &[u8], index: usize) -> Vec<u8> {
+        let mut out = body.to_vec();
+        out[index] ^= 0x01;
+        out
+    }
+
+    fn sign(cert: &X509, key: &PKey<Private>, opts: SignOptions) -> String {
+        mdm_signature(BODY, cert, key, opts).unwrap()
+    }
+
+    // --- the real Apple capture -------------------------------------------------------------------------
+
+    #[test]
+    fn real_capture_is_ber_indefinite_length() {
+        let compact: Vec<u8> = CAPTURE_2_SIG
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let der = STANDARD.decode(compact).unwrap();
+        assert_eq!(
+            &der[..2],
+            &[0x30, 0x80],
+            "outer SEQUENCE uses an indefinite length"
+        );
+    }
+
+    #[test]
+    fn real_capture_verifies_over_its_exact_body_with_signature_only() {
+        let info = verify_signature_only(CAPTURE_2_SIG, CAPTURE_2_BODY).unwrap();
+        assert_eq!(
+            info.subject, "",
+            "SCEP-issued device certificates have empty subjects"
+        );
+        assert_eq!(info.fingerprint, fingerprint_sha256(&info.der));
+        assert!(X509::from_der(&info.der).is_ok());
+    }
+
+    #[test]
+    fn real_capture_is_refused_by_a_verifier_trusting_an_unrelated_ca() {
+        let err = verifier()
+            .verify_mdm_signature(CAPTURE_2_SIG, CAPTURE_2_BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::Untrusted(_)), "{err}");
+    }
+
+    #[test]
+    fn real_capture_with_one_body_byte_flipped_is_a_bad_signature() {
+        for index in [0, CAPTURE_2_BODY.len() / 2, CAPTURE_2_BODY.len() - 1] {
+            let err =
+                verify_signature_only(CAPTURE_2_SIG, &flipped(CAPTURE_2_BODY, index)).unwrap_err();
+            assert!(
+                matches!(err, IdentityError::BadSignature),
+                "byte {index}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn real_capture_over_a_body_with_an_extra_trailing_newline_is_a_bad_signature() {
+        let mut body = CAPTURE_2_BODY.to_vec();
+        body.push(b'\n');
+        assert!(matches!(
+            verify_signature_only(CAPTURE_2_SIG, &body),
+            Err(IdentityError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn capture_1_parses_but_verifies_over_no_body_we_have() {
+        for body in [CAPTURE_2_BODY, b"".as_slice(), BODY] {
+            let err = verify_signature_only(CAPTURE_1_SIG, body).unwrap_err();
+            assert!(matches!(err, IdentityError::BadSignature), "{err}");
+        }
+    }
+
+    #[test]
+    fn real_capture_truncated_anywhere_is_a_format_error() {
+        let compact: Vec<u8> = CAPTURE_2_SIG
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let der = STANDARD.decode(compact).unwrap();
+        for len in 0..der.len() {
+            let header = STANDARD.encode(&der[..len]);
+            let err = verify_signature_only(header.as_bytes(), CAPTURE_2_BODY).unwrap_err();
+            assert!(
+                matches!(err, IdentityError::SignatureFormat(_)),
+                "truncated to {len}: {err}"
+            );
+        }
+    }
+
+    // --- sign -> verify round trips ---------------------------------------------------------------------
+
+    fn assert_round_trip(cert: &X509, key: &PKey<Private>, opts: SignOptions) {
+        let v = verifier();
+        let header = sign(cert, key, opts);
+        let info = v.verify_mdm_signature(header.as_bytes(), BODY).unwrap();
+        assert_eq!(info.der, cert.to_der().unwrap());
+        assert_eq!(info.fingerprint, fingerprint_sha256(&info.der));
+
+        for index in [0, BODY.len() - 1] {
+            let err = v
+                .verify_mdm_signature(header.as_bytes(), &flipped(BODY, index))
+                .unwrap_err();
+            assert!(
+                matches!(err, IdentityError::BadSignature),
+                "{opts:?}: {err}"
+            );
+        }
+        let err = v
+            .verify_mdm_signature(header.as_bytes(), &BODY[..BODY.len() - 1])
+            .unwrap_err();
+        assert!(
+            matches!(err, IdentityError::BadSignature),
+            "{opts:?}: {err}"
+        );
+    }
+
+    #[test]
+    fn rsa_sha256_with_signed_attributes_round_trips_and_tampering_is_refused() {
+        let (cert, key) = rsa_device("rsa-attrs");
+        assert_round_trip(&cert, &key, SignOptions::default());
+    }
+
+    #[test]
+    fn rsa_sha256_without_signed_attributes_round_trips_and_tampering_is_refused() {
+        let (cert, key) = rsa_device("rsa-noattrs");
+        let opts = SignOptions {
+            digest: SignatureDigest::Sha256,
+            signed_attributes: false,
+        };
+        assert_round_trip(&cert, &key, opts);
+    }
+
+    #[test]
+    fn rsa_sha1_without_signed_attributes_like_a_real_mac_round_trips_and_tampering_is_refused() {
+        let (cert, key) = rsa_device("rsa-sha1");
+        let opts = SignOptions {
+            digest: SignatureDigest::Sha1,
+            signed_attributes: false,
+        };
+        assert_round_trip(&cert, &key, opts);
+    }
+
+    #[test]
+    fn ecdsa_p256_sha256_round_trips_and_tampering_is_refused() {
+        let (cert, key) = ec_device("ecdsa");
+        assert_round_trip(&cert, &key, SignOptions::default());
+        let opts = SignOptions {
+            digest: SignatureDigest::Sha256,
+            signed_attributes: false,
+        };
+        assert_round_trip(&cert, &key, opts);
+    }
+
+    #[test]
+    fn header_wrapped_with_whitespace_and_newlines_still_verifies() {
+        let (cert, key) = rsa_device("wrapped");
+        let header = sign(&cert, &key, SignOptions::default());
+        let mut wrapped = String::from("  ");
+        for chunk in header.as_bytes().chunks(64) {
+            wrapped.push_str(std::str::from_utf8(chunk).unwrap());
+            wrapped.push_str("\r\n\t");
+        }
+        assert!(
+            verifier()
+                .verify_mdm_signature(wrapped.as_bytes(), BODY)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn signature_over_another_body_is_refused() {
+        let (cert, key) = rsa_device("replay");
+        let header =
+            mdm_signature(b"<plist>Idle</plist>", &cert, &key, SignOptions::default()).unwrap();
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::BadSignature), "{err}");
+    }
+
+    // --- chain ------------------------------------------------------------------------------------------
+
+    #[test]
+    fn signer_certificate_from_a_foreign_ca_is_untrusted() {
+        let key = rsa_key();
+        let cert = device_cert(foreign_ca(), "intruder", &key);
+        let header = sign(&cert, &key, SignOptions::default());
+        assert!(
+            verify_signature_only(header.as_bytes(), BODY).is_ok(),
+            "the signature itself is fine"
+        );
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::Untrusted(_)), "{err}");
+    }
+
+    #[test]
+    fn self_signed_signer_claiming_the_ca_name_is_untrusted() {
+        let impostor_ca = crate::ca::CertificateAuthority::generate("test device CA").unwrap();
+        let key = rsa_key();
+        let cert = device_cert(&impostor_ca, "impostor", &key);
+        let header = sign(&cert, &key, SignOptions::default());
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::Untrusted(_)), "{err}");
+    }
+
+    #[test]
+    fn expired_device_certificate_is_untrusted_and_says_it_expired() {
+        let key = rsa_key();
+        let now = now_unix();
+        let cert = device_ca()
+            .issue_with_validity(
+                "expired",
+                &crate::test_support::public_of(&key),
+                now - 20 * 86_400,
+                now - 86_400,
+            )
+            .unwrap();
+        let header = sign(&cert, &key, SignOptions::default());
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        match err {
+            IdentityError::Untrusted(reason) => assert!(reason.contains("expired"), "{reason}"),
+            other => panic!("expected Untrusted, got {other}"),
+        }
+    }
+
+    #[test]
+    fn device_certificate_not_yet_valid_is_untrusted() {
+        let key = rsa_key();
+        let now = now_unix();
+        let cert = device_ca()
+            .issue_with_validity(
+                "future",
+                &crate::test_support::public_of(&key),
+                now + 86_400,
+                now + 2 * 86_400,
+            )
+            .unwrap();
+        let err = verifier()
+            .verify_certificate_der(&cert.to_der().unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(err, IdentityError::Untrusted(ref r) if r.contains("not yet valid")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn certificate_under_a_configured_intermediate_ca_is_trusted_without_the_root() {
+        let root = crate::ca::CertificateAuthority::generate("root").unwrap();
+        let issuing = root.issue_subordinate("issuing");
+        let key = rsa_key();
+        let cert = device_cert(&issuing, "leaf", &key);
+        let der = cert.to_der().unwrap();
+
+        let trusts_issuing =
+            DeviceIdentityVerifier::new(vec![issuing.certificate().clone()]).unwrap();
+        assert!(trusts_issuing.verify_certificate_der(&der).is_ok());
+
+        let trusts_root_only =
+            DeviceIdentityVerifier::new(vec![root.certificate().clone()]).unwrap();
+        let err = trusts_root_only.verify_certificate_der(&der).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::Untrusted(_)),
+            "without the intermediate: {err}"
+        );
+    }
+
+    // --- signer count -----------------------------------------------------------------------------------
+
+    #[test]
+    fn signature_with_two_signers_is_refused() {
+        let (a_cert, a_key) = rsa_device("signer-a");
+        let (b_cert, b_key) = ec_device("signer-b");
+        let der = sign_detached(
+            BODY,
+            &[(&a_cert, &a_key), (&b_cert, &b_key)],
+            SignOptions::default(),
+        )
+        .unwrap();
+        let header = STANDARD.encode(der);
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::SignerCount(2)), "{err}");
+    }
+
+    #[test]
+    fn signed_data_without_signers_is_refused() {
+        let der = sign_detached(BODY, &[], SignOptions::default()).unwrap();
+        let header = STANDARD.encode(der);
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::SignerCount(0)), "{err}");
+    }
+
+    // --- hostile headers --------------------------------------------------------------------------------
+
+    #[test]
+    fn garbage_base64_is_an_encoding_error() {
+        let err = verifier()
+            .verify_mdm_signature(b"%%% not base64 @@@", BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::SignatureEncoding), "{err}");
+    }
+
+    #[test]
+    fn valid_base64_of_garbage_is_a_format_error() {
+        let header = STANDARD.encode(b"this is not a CMS structure at all");
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::SignatureFormat(_)), "{err}");
+    }
+
+    #[test]
+    fn truncated_signature_is_a_format_error() {
+        let (cert, key) = rsa_device("truncated");
+        let der = STANDARD
+            .decode(sign(&cert, &key, SignOptions::default()))
+            .unwrap();
+        for len in [1, 2, 10, der.len() / 2, der.len() - 1] {
+            let header = STANDARD.encode(&der[..len]);
+            let err = verifier()
+                .verify_mdm_signature(header.as_bytes(), BODY)
+                .unwrap_err();
+            assert!(
+                matches!(err, IdentityError::SignatureFormat(_)),
+                "truncated to {len}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_header_is_a_format_error() {
+        let err = verifier().verify_mdm_signature(b"", BODY).unwrap_err();
+        assert!(matches!(err, IdentityError::SignatureFormat(_)), "{err}");
+    }
+
+    #[test]
+    fn one_mebibyte_header_is_refused_cleanly() {
+        let header = STANDARD.encode(vec![0x30u8; 768 * 1024]);
+        assert!(header.len() >= 1024 * 1024);
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        assert!(
+            matches!(err, IdentityError::SignatureFormat(ref m) if m.contains("limit")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_instead_of_signed_data_is_a_format_error() {
+        let (cert, _) = rsa_device("not-cms");
+        let header = STANDARD.encode(cert.to_der().unwrap());
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::SignatureFormat(_)), "{err}");
+    }
+
+    #[test]
+    fn errors_never_echo_the_header_or_body() {
+        let header = STANDARD.encode(b"SECRET-ISH-PAYLOAD-0123456789");
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), b"BODY-CONTENT")
+            .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(
+            !text.contains(&header) && !text.contains("BODY-CONTENT"),
+            "{text}"
+        );
+    }
+
+    // --- certificates and the cache ---------------------------------------------------------------------
+
+    #[test]
+    fn same_certificate_is_chain_checked_once_and_a_different_one_again() {
+        let v = verifier();
+        let (cert, key) = rsa_device("cached");
+        let header = sign(&cert, &key, SignOptions::default());
+        for _ in 0..3 {
+            v.verify_mdm_signature(header.as_bytes(), BODY).unwrap();
+        }
+        assert_eq!(v.chain_checks_performed(), 1);
+        v.verify_certificate_der(&cert.to_der().unwrap()).unwrap();
+        assert_eq!(
+            v.chain_checks_performed(),
+            1,
+            "TLS and Mdm-Signature share the cache"
+        );
+
+        let (other, _) = ec_device("other");
+        v.verify_certificate_der(&other.to_der().unwrap()).unwrap();
+        assert_eq!(v.chain_checks_performed(), 2);
+    }
+
+    #[test]
+    fn a_cache_hit_still_requires_a_valid_signature() {
+        let v = verifier();
+        let (cert, key) = rsa_device("cached-but-tampered");
+        let header = sign(&cert, &key, SignOptions::default());
+        v.verify_mdm_signature(header.as_bytes(), BODY).unwrap();
+        let err = v
+            .verify_mdm_signature(header.as_bytes(), &flipped(BODY, 3))
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::BadSignature), "{err}");
+    }
+
+    #[test]
+    fn refused_certificates_are_checked_again_each_time() {
+        let v = verifier();
+        let key = rsa_key();
+        let der = device_cert(foreign_ca(), "foreign", &key).to_der().unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                v.verify_certificate_der(&der),
+                Err(IdentityError::Untrusted(_))
+            ));
+        }
+        assert_eq!(v.chain_checks_performed(), 2);
+    }
+
+    #[test]
+    fn cert_info_describes_the_certificate() {
+        let key = rsa_key();
+        let cert = device_cert(device_ca(), "UDID-1234", &key);
+        let der = cert.to_der().unwrap();
+        let info = verifier().verify_certificate_der(&der).unwrap();
+        assert_eq!(info.subject, "CN=UDID-1234");
+        assert_eq!(info.issuer, "CN=test device CA");
+        assert_eq!(info.fingerprint.len(), 64);
+        assert_eq!(info.fingerprint, info.fingerprint.to_ascii_lowercase());
+        let serial = cert
+            .serial_number()
+            .to_bn()
+            .unwrap()
+            .to_hex_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert_eq!(info.serial_hex, serial);
+        let expected = now_unix() + 365 * 86_400;
+        assert!(
+            (expected - 3_600..=expected + 3_600).contains(&info.not_after_unix),
+            "{}",
+            info.not_after_unix
+        );
+    }
+
+    #[test]
+    fn malformed_certificate_der_is_a_format_error() {
+        let (cert, _) = rsa_device("malformed");
+        let der = cert.to_der().unwrap();
+        for bad in [
+            &b""[..],
+            b"\x30\x03\x02\x01",
+            &der[..der.len() - 1],
+            b"garbage",
+        ] {
+            let err = verifier().verify_certificate_der(bad).unwrap_err();
+            assert!(matches!(err, IdentityError::CertificateFormat(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn empty_ca_list_is_refused() {
+        assert!(matches!(
+            DeviceIdentityVerifier::new(Vec::new()),
+            Err(IdentityError::Untrusted(_))
+        ));
+    }
+
+    #[test]
+    fn pem_bundle_yields_every_certificate() {
+        let mut bundle = device_ca().cert_pem().unwrap();
+        bundle.extend(b"\n# comment between certificates\n");
+        bundle.extend(foreign_ca().cert_pem().unwrap());
+        let certs = DeviceIdentityVerifier::load_pem_bundle(&bundle).unwrap();
+        assert_eq!(certs.len(), 2);
+    }
+
+    #[test]
+    fn pem_bundle_without_certificates_or_with_a_corrupt_one_is_refused() {
+        let corrupt = b"-----BEGIN CERTIFICATE-----\nAAAA!!!!\n-----END CERTIFICATE-----\n";
+        for bad in [&b""[..], b"just text", corrupt] {
+            let err = DeviceIdentityVerifier::load_pem_bundle(bad).unwrap_err();
+            assert!(matches!(err, IdentityError::CertificateFormat(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn verifier_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DeviceIdentityVerifier>();
+    }
+
+    // --- names ------------------------------------------------------------------------------------------
+
+    #[test]
+    fn names_are_one_line_most_specific_first_with_specials_escaped() {
+        let mut b = X509NameBuilder::new().unwrap();
+        b.append_entry_by_nid(Nid::ORGANIZATIONNAME, "Acme, Inc.")
+            .unwrap();
+        b.append_entry_by_nid(Nid::COMMONNAME, "#dev+1\nline2 ")
+            .unwrap();
+        let name = b.build();
+        assert_eq!(
+            one_line_name(&name),
+            "CN=\\#dev\\+1\\0aline2\\ ,O=Acme\\, Inc."
+        );
+    }
+}

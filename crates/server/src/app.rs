@@ -1,0 +1,166 @@
+//! Start a whole escrowd server from options: data directory, database, vault, device CAs, TLS, listener.
+//! Used by `escrowd serve`, by the test kit and by benchmarks, so all three run the same wiring.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use pki::DeviceIdentityVerifier;
+use service::MdmService;
+use service::checkin::IdentityCheck;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::datadir::DataDir;
+use crate::{AppState, listener, router, tls};
+
+/// Everything `escrowd serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Extra CA certificates (PEM files) whose device identity certificates are trusted.
+    pub device_cas: Vec<PathBuf>,
+    /// `sqlite:…` or `postgres://…`; None = SQLite in the data directory.
+    pub database: Option<String>,
+    /// Plain HTTP (behind a TLS-terminating proxy, or for tests).
+    pub http: bool,
+    /// Read a client certificate forwarded by a trusted proxy from this header.
+    pub trusted_cert_header: Option<String>,
+}
+
+impl ServeOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServeOptions {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            device_cas: Vec::new(),
+            database: None,
+            http: false,
+            trusted_cert_header: None,
+        }
+    }
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub tls: bool,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Stop accepting, let open requests finish, and wait.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.join.await;
+    }
+
+    /// Run until the listener task ends (it ends only after `stop` or a fatal error).
+    pub async fn wait(self) {
+        let _ = self.join.await;
+    }
+
+    /// A handle that can ask the server to stop from elsewhere (a signal handler).
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Prepare the data directory and start serving. Returns once the listener is bound.
+pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
+    let dir = DataDir::new(&opts.data_dir);
+    dir.ensure()?;
+    let vault = Arc::new(
+        vault::Vault::open_or_create(&dir.vault_key())
+            .with_context(|| format!("opening key file {}", dir.vault_key().display()))?,
+    );
+    let database = opts.database.clone().unwrap_or_else(|| dir.database_url());
+    let store = store::connect(&database)
+        .await
+        .with_context(|| format!("opening database {}", redact_url(&database)))?;
+
+    let mut cas = vec![dir.device_ca()?.certificate().clone()];
+    for path in &opts.device_cas {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading --device-ca {}", path.display()))?;
+        let certs = DeviceIdentityVerifier::load_pem_bundle(&pem).with_context(|| {
+            format!("--device-ca {} holds no usable certificate", path.display())
+        })?;
+        cas.extend(certs);
+    }
+    let verifier = Arc::new(DeviceIdentityVerifier::new(cas)?);
+
+    let state = AppState {
+        mdm: MdmService::new(store.clone(), vault),
+        identity: Arc::new(IdentityCheck::new(verifier)),
+        trusted_cert_header: opts.trusted_cert_header.clone(),
+    };
+    let tls_config = if opts.http {
+        None
+    } else {
+        let (cert, key) = dir.tls_material()?;
+        Some(Arc::new(tls::server_config(&cert, key.expose())?))
+    };
+    let listener = listener::bind(opts.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let app = router(state.clone());
+    let tls_on = tls_config.is_some();
+    let join = tokio::spawn(listener::serve(listener, app, tls_config, rx));
+    tracing::info!(
+        address = %local_addr,
+        tls = tls_on,
+        database = store.backend(),
+        "escrowd is listening"
+    );
+    Ok(RunningServer {
+        local_addr,
+        tls: tls_on,
+        state,
+        shutdown: tx,
+        join,
+    })
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_password_is_redacted_in_messages() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:/tmp/x.db"), "sqlite:/tmp/x.db");
+    }
+}

@@ -1,0 +1,132 @@
+//! MDM endpoints: `PUT /mdm/checkin`, `PUT /mdm/connect`, and `PUT /mdm` (dispatch on Content-Type).
+//!
+//! The edge's only jobs: cap the body, collect the device credential (Mdm-Signature, TLS client certificate,
+//! or — only when configured — a trusted proxy header), call the service, map its answer to HTTP. A device
+//! never gets a 401: identity failures are 400, with the reason in the server log, not in the response.
+
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use service::checkin::DeviceCredential;
+use service::{CheckinReply, ConnectReply, ErrorKind, ServiceError};
+
+use crate::AppState;
+use crate::listener::PeerCertificate;
+
+pub const CHECKIN_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
+
+pub async fn checkin(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let forwarded = match forwarded_certificate(&state, &headers) {
+        Ok(f) => f,
+        Err(err) => return error_response("forwarded certificate", &err),
+    };
+    let credential = credential(&headers, peer.as_ref().map(|p| &p.0), forwarded.as_deref());
+    match state.mdm.checkin(&state.identity, credential, &body).await {
+        Ok(CheckinReply::Empty) => StatusCode::OK.into_response(),
+        Ok(CheckinReply::Plist(xml)) => {
+            ([(header::CONTENT_TYPE, "application/xml")], xml).into_response()
+        }
+        Err(err) => error_response("check-in", &err),
+    }
+}
+
+pub async fn connect(
+    State(state): State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let forwarded = match forwarded_certificate(&state, &headers) {
+        Ok(f) => f,
+        Err(err) => return error_response("forwarded certificate", &err),
+    };
+    let credential = credential(&headers, peer.as_ref().map(|p| &p.0), forwarded.as_deref());
+    match state.mdm.connect(&state.identity, credential, &body).await {
+        Ok(ConnectReply::Idle) => StatusCode::OK.into_response(),
+        Ok(ConnectReply::Command(xml)) => {
+            ([(header::CONTENT_TYPE, "application/xml")], xml).into_response()
+        }
+        Err(err) => error_response("command report", &err),
+    }
+}
+
+/// One URL for both channels, as Apple allows: the check-in content type goes to check-in, anything else to
+/// the command channel (NanoMDM's rule).
+pub async fn dispatch(
+    state: State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_checkin = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().starts_with(CHECKIN_CONTENT_TYPE));
+    if is_checkin {
+        checkin(state, peer, headers, body).await
+    } else {
+        connect(state, peer, headers, body).await
+    }
+}
+
+fn credential<'a>(
+    headers: &'a HeaderMap,
+    peer: Option<&'a PeerCertificate>,
+    forwarded: Option<&'a [u8]>,
+) -> DeviceCredential<'a> {
+    if let Some(sig) = headers.get("mdm-signature") {
+        return DeviceCredential::MdmSignature(sig.as_bytes());
+    }
+    if let Some(PeerCertificate(Some(der))) = peer {
+        return DeviceCredential::TlsCertificate(der);
+    }
+    if let Some(der) = forwarded {
+        return DeviceCredential::ForwardedCertificate(der);
+    }
+    DeviceCredential::None
+}
+
+/// The certificate a trusted proxy forwarded, when the admin configured a header for it.
+fn forwarded_certificate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Vec<u8>>, ServiceError> {
+    let Some(name) = state.trusted_cert_header.as_deref() else {
+        return Ok(None);
+    };
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let parsed = value
+        .to_str()
+        .map_err(|_| pki::IdentityError::ForwardedHeader("header is not ASCII".into()))
+        .and_then(pki::forwarded::parse_forwarded_cert);
+    Ok(Some(parsed?))
+}
+
+fn error_response(what: &str, err: &ServiceError) -> Response {
+    match err.kind() {
+        ErrorKind::BadRequest => {
+            tracing::info!(reason = %err, "{what} refused: bad request");
+            (StatusCode::BAD_REQUEST, "Bad Request\n").into_response()
+        }
+        ErrorKind::Unauthenticated | ErrorKind::Refused => {
+            tracing::warn!(reason = %err, "{what} refused");
+            (StatusCode::BAD_REQUEST, "Bad Request\n").into_response()
+        }
+        ErrorKind::TooLarge => {
+            tracing::info!(reason = %err, "{what} refused: too large");
+            (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response()
+        }
+        ErrorKind::Internal => {
+            tracing::error!(error = %err, "{what} failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n").into_response()
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! End-to-end: the other ways a device proves its identity — a TLS client certificate on HTTPS, and a
+//! certificate forwarded by a trusted proxy (only when configured).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, pem::PemObject,
+};
+use testkit::{TestServer, messages};
+
+/// PUT over HTTPS with the device's certificate as the TLS client certificate and no Mdm-Signature.
+async fn put_mtls(
+    ts: &TestServer,
+    device: &testkit::TestDevice,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    let tls_pem = std::fs::read(ts.opts.data_dir.join("tls.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&tls_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = vec![CertificateDer::from(device.cert.to_der().unwrap())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        device.key.private_key_to_pkcs8().unwrap(),
+    ));
+    let config = rustls::ClientConfig::builder_with_provider(server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(ts.running().local_addr)
+        .await
+        .unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::put(path)
+        .header("host", "127.0.0.1")
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn https_with_a_tls_client_certificate_escrows_and_serves_without_mdm_signature() {
+    let ts = TestServer::start_with(|o| o.http = false).await.unwrap();
+    assert!(ts.base_url().starts_with("https://"));
+    let mac = ts.new_device("UDID-MTLS").unwrap();
+    let ct = testkit::device::CHECKIN;
+    assert_eq!(
+        put_mtls(
+            &ts,
+            &mac,
+            "/mdm/checkin",
+            ct,
+            messages::authenticate("UDID-MTLS")
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        put_mtls(
+            &ts,
+            &mac,
+            "/mdm/checkin",
+            ct,
+            messages::token_update("UDID-MTLS", None)
+        )
+        .await
+        .0,
+        200
+    );
+    let set = messages::set_bootstrap_token("UDID-MTLS", Some(b"tls-token"), None);
+    assert_eq!(put_mtls(&ts, &mac, "/mdm/checkin", ct, set).await.0, 200);
+    let (status, body) = put_mtls(
+        &ts,
+        &mac,
+        "/mdm/checkin",
+        ct,
+        messages::get_bootstrap_token("UDID-MTLS", None),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(messages::bootstrap_token_of(&body).unwrap(), b"tls-token");
+
+    // A client certificate from a foreign CA is refused with 400.
+    let foreign_ca = pki::ca::CertificateAuthority::generate("foreign").unwrap();
+    let foreign = testkit::TestDevice::new(
+        "UDID-MTLS",
+        &foreign_ca,
+        testkit::device::KeyKind::Rsa2048,
+        ts.base_url(),
+    )
+    .unwrap();
+    let (status, _) = put_mtls(
+        &ts,
+        &foreign,
+        "/mdm/checkin",
+        ct,
+        messages::get_bootstrap_token("UDID-MTLS", None),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_forwarded_certificate_is_accepted_only_when_a_trusted_header_is_configured() {
+    let header = "X-Client-Cert";
+    let ts = TestServer::start_with(|o| o.trusted_cert_header = Some(header.to_string()))
+        .await
+        .unwrap();
+    let mac = ts.new_device("UDID-PROXY").unwrap();
+    let pem = String::from_utf8(mac.cert.to_pem().unwrap()).unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let send = |body: Vec<u8>, value: Option<String>, url: String| {
+        let client = client.clone();
+        async move {
+            let mut req = http::Request::put(format!("{url}/mdm/checkin"))
+                .header("content-type", testkit::device::CHECKIN);
+            if let Some(v) = value {
+                req = req.header(header, v);
+            }
+            let resp = client
+                .request(req.body(Full::new(Bytes::from(body))).unwrap())
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+    let escaped = url_escape(&pem);
+    assert_eq!(
+        send(
+            messages::authenticate("UDID-PROXY"),
+            Some(escaped.clone()),
+            ts.base_url()
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        send(
+            messages::token_update("UDID-PROXY", None),
+            Some(escaped.clone()),
+            ts.base_url()
+        )
+        .await,
+        200
+    );
+    // RFC 9440 form works too.
+    let rfc9440 = format!(
+        ":{}:",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            mac.cert.to_der().unwrap()
+        )
+    );
+    let set = messages::set_bootstrap_token("UDID-PROXY", Some(b"proxied"), None);
+    assert_eq!(send(set, Some(rfc9440), ts.base_url()).await, 200);
+    // A malformed header value is a 400, not a crash.
+    assert_eq!(
+        send(
+            messages::get_bootstrap_token("UDID-PROXY", None),
+            Some("%%%garbage".into()),
+            ts.base_url()
+        )
+        .await,
+        400
+    );
+
+    // A server without the option ignores the header entirely.
+    let plain = TestServer::start().await.unwrap();
+    let other = plain.new_device("UDID-NOPROXY").unwrap();
+    let pem = url_escape(&String::from_utf8(other.cert.to_pem().unwrap()).unwrap());
+    assert_eq!(
+        send(
+            messages::authenticate("UDID-NOPROXY"),
+            Some(pem),
+            plain.base_url()
+        )
+        .await,
+        400
+    );
+}

@@ -1,0 +1,222 @@
+//! The one conformance suite every backend must pass. Each case is a plain `async fn(Arc<dyn Store>)`; the
+//! macro below runs it once against a fresh SQLite file and once against PostgreSQL in a fresh schema (when
+//! `ESCROWD_TEST_DATABASE_URL` is set), so both backends are held to the same behaviour.
+
+mod commands;
+mod enrollments;
+mod events;
+mod groups;
+mod secrets;
+mod tokens;
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Once};
+
+use sqlx::Connection;
+
+use crate::{
+    BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Channel, Enrollment, NewEvent, Outcome,
+    SealedSecret, Store,
+};
+
+/// A minimal enabled device-channel enrollment.
+pub(crate) fn device(id: &str, fingerprint: Option<&str>) -> Enrollment {
+    Enrollment {
+        id: id.into(),
+        device_id: id.into(),
+        channel: Channel::Device,
+        user_id: None,
+        user_short_name: None,
+        user_long_name: None,
+        group_id: None,
+        serial_number: None,
+        model: None,
+        model_name: None,
+        device_name: None,
+        os_version: None,
+        build_version: None,
+        product_name: None,
+        topic: None,
+        push_token: None,
+        push_magic: None,
+        awaiting_configuration: None,
+        cert_fingerprint: fingerprint.map(str::to_string),
+        enabled: true,
+        token_update_count: 0,
+        enrolled_at: 1_000,
+        updated_at: 1_000,
+        last_seen_at: 1_000,
+    }
+}
+
+/// A user-channel enrollment on `device_id`.
+pub(crate) fn user(device_id: &str, user_id: &str) -> Enrollment {
+    Enrollment {
+        id: format!("{device_id}:{user_id}"),
+        device_id: device_id.into(),
+        channel: Channel::User,
+        user_id: Some(user_id.into()),
+        user_short_name: Some("alice".into()),
+        user_long_name: Some("Alice Appleseed".into()),
+        ..device(device_id, None)
+    }
+}
+
+/// A successful event about `subject`.
+pub(crate) fn event(subject: &str, kind: &str) -> NewEvent {
+    NewEvent {
+        subject: subject.into(),
+        enrollment_id: Some(subject.into()),
+        kind: kind.into(),
+        outcome: Outcome::Success,
+        detail: format!("{kind} for {subject}"),
+        at: 2_000,
+    }
+}
+
+/// A Bootstrap Token record for `enrollment_id` sealed as `blob` under `key_id`.
+pub(crate) fn token(enrollment_id: &str, key_id: &str, blob: &[u8]) -> BootstrapTokenRecord {
+    BootstrapTokenRecord {
+        enrollment_id: enrollment_id.into(),
+        sealed: SealedSecret {
+            owner: enrollment_id.into(),
+            field: BOOTSTRAP_TOKEN_FIELD.into(),
+            key_id: key_id.into(),
+            blob: blob.to_vec(),
+            updated_at: 3_000,
+        },
+        size: i64::try_from(blob.len()).unwrap(),
+        digest: format!("digest-{}", blob.len()),
+        escrowed_at: 3_000,
+        verified: false,
+        last_requested_at: None,
+    }
+}
+
+/// How many events the store holds in total (up to 1000).
+pub(crate) async fn event_count(store: &Arc<dyn Store>) -> usize {
+    store
+        .events(&crate::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn run_sqlite<F, Fut>(case: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("conformance.sqlite").display());
+    let store = crate::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    case(store.clone()).await;
+    store.close().await;
+}
+
+const PG_URL_VAR: &str = "ESCROWD_TEST_DATABASE_URL";
+
+/// Runs `case` against PostgreSQL in its own schema, dropped afterwards even if the case panics.
+async fn run_pg<F, Fut>(case: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Ok(base) = std::env::var(PG_URL_VAR) else {
+        static NOTICE: Once = Once::new();
+        // Straight to stderr, past the test harness's capture, so the skip is visible once.
+        NOTICE.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: PostgreSQL conformance (set {PG_URL_VAR} to run)"
+            );
+        });
+        return;
+    };
+    let schema = format!("escrowd_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let outcome = match crate::connect(&url).await {
+        Ok(store) => {
+            assert_eq!(store.backend(), "postgres");
+            let outcome = tokio::spawn(case(store.clone())).await;
+            store.close().await;
+            outcome.map_err(|e| e.into_panic())
+        }
+        Err(e) => {
+            Err(Box::new(format!("connect to {schema}: {e}")) as Box<dyn std::any::Any + Send>)
+        }
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Generates `sqlite::<case>` and `pg::<case>` tests for every `module::case`.
+macro_rules! conformance {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::run_sqlite(super::$module::$case).await } )*
+        }
+        mod pg {
+            $( #[tokio::test] async fn $case() { super::run_pg(super::$module::$case).await } )*
+        }
+    };
+}
+
+conformance! {
+    enrollments::enrollment_upsert_then_get_and_by_fingerprint_return_the_same_row,
+    enrollments::fingerprint_bound_to_another_enrollment_is_a_conflict_and_writes_nothing,
+    enrollments::rebinding_a_new_fingerprint_frees_the_old_one,
+    enrollments::user_channel_rows_live_beside_their_device,
+    enrollments::touch_last_seen_changes_only_last_seen_and_unknown_id_is_not_found,
+    enrollments::upsert_with_an_unknown_group_is_not_found_and_writes_nothing,
+    enrollments::checkout_disables_device_and_user_channels_deletes_token_empties_queue_keeps_events,
+    enrollments::checkout_of_an_unknown_device_changes_nothing_but_records_the_event,
+    tokens::bootstrap_token_put_then_get_round_trips,
+    tokens::bootstrap_token_replace_overwrites_secret_and_metadata,
+    tokens::bootstrap_token_clear_deletes_secret_and_metadata_and_writes_the_event_either_way,
+    tokens::bootstrap_token_served_sets_verified_and_last_requested_with_its_event,
+    tokens::serving_a_missing_token_is_not_found_and_writes_no_event,
+    tokens::set_verified_toggles_and_without_a_token_does_nothing,
+    tokens::bootstrap_token_and_its_event_are_written_together_or_not_at_all,
+    secrets::sealed_secret_cas_with_a_stale_blob_returns_false_and_changes_nothing,
+    secrets::sealed_secret_cas_with_the_current_blob_rewraps_it,
+    secrets::sealed_secret_cas_on_a_missing_secret_returns_false,
+    secrets::paging_through_sealed_secrets_visits_each_once_in_bytewise_order,
+    secrets::key_counts_follow_puts_rewraps_and_clears,
+    groups::groups_create_get_by_name_list_and_update,
+    groups::duplicate_group_name_or_id_is_a_conflict,
+    groups::updating_a_missing_group_is_not_found_and_to_a_taken_name_a_conflict,
+    groups::set_enrollment_group_assigns_and_clears_and_missing_either_is_not_found,
+    commands::queue_serves_commands_in_enqueue_order,
+    commands::notnow_is_skipped_in_the_same_session_and_eligible_again_after_idle,
+    commands::acknowledged_command_moves_to_history_with_its_result,
+    commands::error_and_format_error_reports_also_finish_the_command,
+    commands::a_second_report_for_a_finished_command_is_duplicate_and_changes_nothing,
+    commands::report_for_a_uuid_never_queued_here_is_unknown_command,
+    commands::enqueue_to_an_unknown_enrollment_is_not_found_and_queues_nothing,
+    commands::enqueueing_a_uuid_twice_or_with_another_payload_is_a_conflict,
+    commands::active_queue_stays_empty_after_1000_acknowledged_commands,
+    commands::command_history_lists_active_and_finished_newest_first,
+    commands::concurrent_reports_of_one_command_record_it_exactly_once,
+    commands::concurrent_enqueues_of_one_command_for_different_enrollments_all_land,
+    events::events_filter_by_subject_kind_outcome_and_since,
+    events::events_page_newest_first_with_before_id,
+    events::event_limit_zero_means_one_hundred,
+}

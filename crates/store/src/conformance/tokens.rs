@@ -1,0 +1,213 @@
+//! Conformance: escrowed Bootstrap Tokens (metadata + sealed secret + event, together).
+
+use std::sync::Arc;
+
+use super::{device, event, event_count, token};
+use crate::{EventFilter, Store, StoreError};
+
+async fn enrolled(store: &Arc<dyn Store>, id: &str) {
+    store
+        .upsert_enrollment(&device(id, None), &event(id, "enrollment.authenticated"))
+        .await
+        .unwrap();
+}
+
+async fn kind_count(store: &Arc<dyn Store>, kind: &str) -> usize {
+    store
+        .events(&EventFilter {
+            kind: Some(kind.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+pub(super) async fn bootstrap_token_put_then_get_round_trips(store: Arc<dyn Store>) {
+    enrolled(&store, "UDID-A").await;
+    let rec = token("UDID-A", "k1", &[0, 1, 2, 3, 255]);
+    store
+        .put_bootstrap_token(&rec, &event("UDID-A", "bt.escrowed"))
+        .await
+        .unwrap();
+    assert_eq!(store.bootstrap_token("UDID-A").await.unwrap(), Some(rec));
+    assert_eq!(store.bootstrap_token("UDID-other").await.unwrap(), None);
+}
+
+pub(super) async fn bootstrap_token_replace_overwrites_secret_and_metadata(store: Arc<dyn Store>) {
+    enrolled(&store, "UDID-A").await;
+    let mut first = token("UDID-A", "k1", b"first-sealed");
+    first.verified = true;
+    first.last_requested_at = Some(3_500);
+    store
+        .put_bootstrap_token(&first, &event("UDID-A", "bt.escrowed"))
+        .await
+        .unwrap();
+    let mut second = token("UDID-A", "k2", b"second-sealed-longer");
+    second.escrowed_at = 7_000;
+    second.sealed.updated_at = 7_000;
+    store
+        .put_bootstrap_token(&second, &event("UDID-A", "bt.replaced"))
+        .await
+        .unwrap();
+    assert_eq!(store.bootstrap_token("UDID-A").await.unwrap(), Some(second));
+    assert_eq!(
+        store.sealed_secrets_page(None, 100).await.unwrap().len(),
+        1,
+        "replaced, not added"
+    );
+}
+
+pub(super) async fn bootstrap_token_clear_deletes_secret_and_metadata_and_writes_the_event_either_way(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "UDID-A").await;
+    store
+        .put_bootstrap_token(
+            &token("UDID-A", "k1", b"sealed"),
+            &event("UDID-A", "bt.escrowed"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .clear_bootstrap_token("UDID-A", &event("UDID-A", "bt.cleared"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.bootstrap_token("UDID-A").await.unwrap(), None);
+    assert!(
+        store
+            .sealed_secrets_page(None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .clear_bootstrap_token("UDID-A", &event("UDID-A", "bt.cleared"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(kind_count(&store, "bt.cleared").await, 2);
+}
+
+pub(super) async fn bootstrap_token_served_sets_verified_and_last_requested_with_its_event(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "UDID-A").await;
+    let rec = token("UDID-A", "k1", b"sealed");
+    store
+        .put_bootstrap_token(&rec, &event("UDID-A", "bt.escrowed"))
+        .await
+        .unwrap();
+    store
+        .mark_bootstrap_token_served("UDID-A", 8_000, &event("UDID-A", "bt.served"))
+        .await
+        .unwrap();
+    let got = store.bootstrap_token("UDID-A").await.unwrap().unwrap();
+    assert!(got.verified);
+    assert_eq!(got.last_requested_at, Some(8_000));
+    assert_eq!(got.sealed, rec.sealed, "serving does not touch the secret");
+    assert_eq!(kind_count(&store, "bt.served").await, 1);
+}
+
+pub(super) async fn serving_a_missing_token_is_not_found_and_writes_no_event(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "UDID-A").await;
+    let err = store
+        .mark_bootstrap_token_served("UDID-A", 8_000, &event("UDID-A", "bt.served"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(kind_count(&store, "bt.served").await, 0);
+}
+
+pub(super) async fn set_verified_toggles_and_without_a_token_does_nothing(store: Arc<dyn Store>) {
+    enrolled(&store, "UDID-A").await;
+    store
+        .set_bootstrap_token_verified("UDID-A", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bootstrap_token("UDID-A").await.unwrap(),
+        None,
+        "no token appears"
+    );
+    store
+        .put_bootstrap_token(
+            &token("UDID-A", "k1", b"sealed"),
+            &event("UDID-A", "bt.escrowed"),
+        )
+        .await
+        .unwrap();
+    store
+        .set_bootstrap_token_verified("UDID-A", true)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .bootstrap_token("UDID-A")
+            .await
+            .unwrap()
+            .unwrap()
+            .verified
+    );
+    store
+        .set_bootstrap_token_verified("UDID-A", false)
+        .await
+        .unwrap();
+    let got = store.bootstrap_token("UDID-A").await.unwrap().unwrap();
+    assert!(!got.verified);
+    assert_eq!(got.sealed.blob, b"sealed", "the token is kept");
+}
+
+pub(super) async fn bootstrap_token_and_its_event_are_written_together_or_not_at_all(
+    store: Arc<dyn Store>,
+) {
+    // Unknown enrollment: neither secret nor event.
+    let err = store
+        .put_bootstrap_token(
+            &token("UDID-ghost", "k1", b"s"),
+            &event("UDID-ghost", "bt.escrowed"),
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound(_))), "{err:?}");
+    // Sealed under another owner: refused, neither secret nor event.
+    enrolled(&store, "UDID-A").await;
+    let mut moved = token("UDID-A", "k1", b"s");
+    moved.sealed.owner = "UDID-B".into();
+    let err = store
+        .put_bootstrap_token(&moved, &event("UDID-A", "bt.escrowed"))
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    let mut wrong_field = token("UDID-A", "k1", b"s");
+    wrong_field.sealed.field = "other".into();
+    assert!(
+        store
+            .put_bootstrap_token(&wrong_field, &event("UDID-A", "bt.escrowed"))
+            .await
+            .is_err()
+    );
+    assert_eq!(kind_count(&store, "bt.escrowed").await, 0);
+    assert!(
+        store
+            .sealed_secrets_page(None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Success: exactly one of each.
+    let before = event_count(&store).await;
+    store
+        .put_bootstrap_token(
+            &token("UDID-A", "k1", b"s"),
+            &event("UDID-A", "bt.escrowed"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(event_count(&store).await, before + 1);
+    assert_eq!(kind_count(&store, "bt.escrowed").await, 1);
+    assert_eq!(store.sealed_secrets_page(None, 100).await.unwrap().len(), 1);
+}

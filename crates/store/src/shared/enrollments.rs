@@ -1,0 +1,185 @@
+//! Enrollments and certificate binding, shared by both backends (compiled per backend, see `sqlite.rs`).
+//! Guarantees: a certificate fingerprint is bound to at most one enrollment (checked in the transaction and
+//! by a unique index); CheckOut disables, deletes the token and empties the queue in one transaction with its
+//! event, and never deletes events.
+
+use sqlx::Pool;
+
+use super::{Conn, Db, begin_write, events, groups};
+use crate::rows::{EnrollmentRow, count, enrollment_columns};
+use crate::{BOOTSTRAP_TOKEN_FIELD, Enrollment, Millis, NewEvent, Result, StoreError};
+
+const UPSERT: &str = concat!(
+    "INSERT INTO enrollments (",
+    enrollment_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+     $21, $22, $23, $24) \
+     ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, channel = excluded.channel, \
+     user_id = excluded.user_id, user_short_name = excluded.user_short_name, \
+     user_long_name = excluded.user_long_name, group_id = excluded.group_id, \
+     serial_number = excluded.serial_number, model = excluded.model, model_name = excluded.model_name, \
+     device_name = excluded.device_name, os_version = excluded.os_version, \
+     build_version = excluded.build_version, product_name = excluded.product_name, topic = excluded.topic, \
+     push_token = excluded.push_token, push_magic = excluded.push_magic, \
+     awaiting_configuration = excluded.awaiting_configuration, cert_fingerprint = excluded.cert_fingerprint, \
+     enabled = excluded.enabled, token_update_count = excluded.token_update_count, \
+     enrolled_at = excluded.enrolled_at, updated_at = excluded.updated_at, last_seen_at = excluded.last_seen_at"
+);
+
+/// The enrollment ids a CheckOut of device `$1` touches: the device itself and its user channels.
+macro_rules! device_and_users {
+    () => {
+        "(SELECT id FROM enrollments WHERE id = $1 OR device_id = $1)"
+    };
+}
+
+pub(super) async fn upsert(pool: &Pool<Db>, e: &Enrollment, event: &NewEvent) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    if let Some(fingerprint) = &e.cert_fingerprint {
+        let holder: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM enrollments WHERE cert_fingerprint = $1 AND id <> $2",
+        )
+        .bind(fingerprint)
+        .bind(&e.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(holder) = holder {
+            return Err(StoreError::Conflict(format!(
+                "certificate is already bound to enrollment {holder}, not {}",
+                e.id
+            )));
+        }
+    }
+    if let Some(group_id) = &e.group_id {
+        groups::ensure_exists(&mut tx, group_id).await?;
+    }
+    sqlx::query(UPSERT)
+        .bind(&e.id)
+        .bind(&e.device_id)
+        .bind(e.channel.as_str())
+        .bind(&e.user_id)
+        .bind(&e.user_short_name)
+        .bind(&e.user_long_name)
+        .bind(&e.group_id)
+        .bind(&e.serial_number)
+        .bind(&e.model)
+        .bind(&e.model_name)
+        .bind(&e.device_name)
+        .bind(&e.os_version)
+        .bind(&e.build_version)
+        .bind(&e.product_name)
+        .bind(&e.topic)
+        .bind(&e.push_token)
+        .bind(&e.push_magic)
+        .bind(e.awaiting_configuration)
+        .bind(&e.cert_fingerprint)
+        .bind(e.enabled)
+        .bind(e.token_update_count)
+        .bind(e.enrolled_at)
+        .bind(e.updated_at)
+        .bind(e.last_seen_at)
+        .execute(&mut *tx)
+        .await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn get(pool: &Pool<Db>, id: &str) -> Result<Option<Enrollment>> {
+    let row: Option<EnrollmentRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        enrollment_columns!(),
+        " FROM enrollments WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(Enrollment::try_from).transpose()
+}
+
+pub(super) async fn by_fingerprint(
+    pool: &Pool<Db>,
+    fingerprint: &str,
+) -> Result<Option<Enrollment>> {
+    let row: Option<EnrollmentRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        enrollment_columns!(),
+        " FROM enrollments WHERE cert_fingerprint = $1 AND channel = 'device'"
+    ))
+    .bind(fingerprint)
+    .fetch_optional(pool)
+    .await?;
+    row.map(Enrollment::try_from).transpose()
+}
+
+/// Fails with NotFound unless enrollment `id` exists.
+pub(super) async fn ensure_exists(conn: &mut Conn, id: &str) -> Result<()> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM enrollments WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!("enrollment {id}"))),
+    }
+}
+
+pub(super) async fn touch_last_seen(pool: &Pool<Db>, id: &str, at: Millis) -> Result<()> {
+    let done = sqlx::query("UPDATE enrollments SET last_seen_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("enrollment {id}")));
+    }
+    Ok(())
+}
+
+pub(super) async fn checkout(
+    pool: &Pool<Db>,
+    device_id: &str,
+    at: Millis,
+    event: &NewEvent,
+) -> Result<bool> {
+    let mut tx = begin_write(pool).await?;
+    sqlx::query(
+        "UPDATE enrollments SET enabled = FALSE, updated_at = $2 WHERE id = $1 OR device_id = $1",
+    )
+    .bind(device_id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    let metadata = sqlx::query(concat!(
+        "DELETE FROM bootstrap_tokens WHERE enrollment_id IN ",
+        device_and_users!()
+    ))
+    .bind(device_id)
+    .execute(&mut *tx)
+    .await?;
+    let secrets = sqlx::query(concat!(
+        "DELETE FROM sealed_secrets WHERE field = $2 AND owner IN ",
+        device_and_users!()
+    ))
+    .bind(device_id)
+    .bind(BOOTSTRAP_TOKEN_FIELD)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(concat!(
+        "DELETE FROM command_queue WHERE enrollment_id IN ",
+        device_and_users!()
+    ))
+    .bind(device_id)
+    .execute(&mut *tx)
+    .await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(metadata.rows_affected() + secrets.rows_affected() > 0)
+}
+
+pub(super) async fn count_all(pool: &Pool<Db>) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM enrollments")
+        .fetch_one(pool)
+        .await?;
+    count(n)
+}

@@ -1,0 +1,54 @@
+//! Audit events, shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees: events are only
+//! ever appended; listing is newest first, filtered with bound parameters, at most 1000 per page.
+
+use sqlx::{Pool, QueryBuilder};
+
+use super::{Conn, Db};
+use crate::rows::{EventRow, convert_all, page_limit};
+use crate::{Event, EventFilter, NewEvent, Result};
+
+/// Append `e` on `conn`, typically inside the transaction of the change it records.
+pub(super) async fn insert(conn: &mut Conn, e: &NewEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&e.subject)
+    .bind(&e.enrollment_id)
+    .bind(&e.kind)
+    .bind(e.outcome.as_str())
+    .bind(&e.detail)
+    .bind(e.at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn record(pool: &Pool<Db>, e: &NewEvent) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    insert(&mut conn, e).await
+}
+
+pub(super) async fn list(pool: &Pool<Db>, f: &EventFilter) -> Result<Vec<Event>> {
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT id, subject, enrollment_id, kind, outcome, detail, at FROM events WHERE 1 = 1",
+    );
+    if let Some(subject) = &f.subject {
+        q.push(" AND subject = ").push_bind(subject.as_str());
+    }
+    if let Some(kind) = &f.kind {
+        q.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some(outcome) = f.outcome {
+        q.push(" AND outcome = ").push_bind(outcome.as_str());
+    }
+    if let Some(since) = f.since {
+        q.push(" AND at >= ").push_bind(since);
+    }
+    if let Some(before) = f.before_id {
+        q.push(" AND id < ").push_bind(before);
+    }
+    q.push(" ORDER BY id DESC LIMIT ")
+        .push_bind(page_limit(f.limit, 100, 1000));
+    let rows: Vec<EventRow> = q.build_query_as().fetch_all(pool).await?;
+    convert_all(rows)
+}

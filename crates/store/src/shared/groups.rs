@@ -1,0 +1,122 @@
+//! Groups of enrollments, shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees: group
+//! ids and names are unique (Conflict otherwise); an enrollment only ever points at an existing group.
+
+use sqlx::Pool;
+
+use super::{Conn, Db, begin_write, enrollments};
+use crate::rows::GroupRow;
+use crate::{Group, Result, StoreError};
+
+/// `SELECT … FROM device_groups` matching [`GroupRow`], for `concat!` into static SQL.
+macro_rules! select_groups {
+    () => {
+        "SELECT id, name, bootstrap_escrow_enabled, prompt_user_to_allow_bootstrap_token_for_authentication, \
+         created_at, updated_at FROM device_groups"
+    };
+}
+
+/// A unique violation reported as `message`; anything else as usual.
+fn unique_as_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => e.into(),
+    }
+}
+
+pub(super) async fn create(pool: &Pool<Db>, g: &Group) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO device_groups (id, name, bootstrap_escrow_enabled, \
+         prompt_user_to_allow_bootstrap_token_for_authentication, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&g.id)
+    .bind(&g.name)
+    .bind(g.bootstrap_escrow_enabled)
+    .bind(g.prompt_user_to_allow_bootstrap_token_for_authentication)
+    .bind(g.created_at)
+    .bind(g.updated_at)
+    .execute(pool)
+    .await
+    .map_err(|e| {
+        unique_as_conflict(e, || {
+            format!(
+                "a group with id {:?} or name {:?} already exists",
+                g.id, g.name
+            )
+        })
+    })?;
+    Ok(())
+}
+
+pub(super) async fn update(pool: &Pool<Db>, g: &Group) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE device_groups SET name = $1, bootstrap_escrow_enabled = $2, \
+         prompt_user_to_allow_bootstrap_token_for_authentication = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(&g.name)
+    .bind(g.bootstrap_escrow_enabled)
+    .bind(g.prompt_user_to_allow_bootstrap_token_for_authentication)
+    .bind(g.updated_at)
+    .bind(&g.id)
+    .execute(pool)
+    .await
+    .map_err(|e| unique_as_conflict(e, || format!("another group is already named {:?}", g.name)))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("group {}", g.id)));
+    }
+    Ok(())
+}
+
+pub(super) async fn get(pool: &Pool<Db>, id: &str) -> Result<Option<Group>> {
+    let row: Option<GroupRow> = sqlx::query_as(concat!(select_groups!(), " WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(Group::from))
+}
+
+pub(super) async fn by_name(pool: &Pool<Db>, name: &str) -> Result<Option<Group>> {
+    let row: Option<GroupRow> = sqlx::query_as(concat!(select_groups!(), " WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(Group::from))
+}
+
+pub(super) async fn list(pool: &Pool<Db>) -> Result<Vec<Group>> {
+    let rows: Vec<GroupRow> = sqlx::query_as(concat!(select_groups!(), " ORDER BY name, id"))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(Group::from).collect())
+}
+
+/// Fails with NotFound unless group `id` exists.
+pub(super) async fn ensure_exists(conn: &mut Conn, id: &str) -> Result<()> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM device_groups WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!("group {id}"))),
+    }
+}
+
+pub(super) async fn set_enrollment_group(
+    pool: &Pool<Db>,
+    enrollment_id: &str,
+    group_id: Option<&str>,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    enrollments::ensure_exists(&mut tx, enrollment_id).await?;
+    if let Some(group_id) = group_id {
+        ensure_exists(&mut tx, group_id).await?;
+    }
+    sqlx::query("UPDATE enrollments SET group_id = $1 WHERE id = $2")
+        .bind(group_id)
+        .bind(enrollment_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

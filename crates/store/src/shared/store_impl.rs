@@ -1,0 +1,180 @@
+//! `Store` for this backend: each method delegates to the shared query module for its concern (compiled per
+//! backend, see `sqlite.rs`). Guarantees nothing beyond those modules; it only wires them to the trait.
+
+use super::{BACKEND, BackendStore, commands, enrollments, events, groups, secrets, tokens};
+use crate::{
+    BootstrapTokenRecord, CommandStatus, Enrollment, Event, EventFilter, Group, Millis, NewCommand,
+    NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret, Store,
+};
+
+#[async_trait::async_trait]
+impl Store for BackendStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn upsert_enrollment(&self, e: &Enrollment, event: &NewEvent) -> Result<()> {
+        enrollments::upsert(&self.pool, e, event).await
+    }
+
+    async fn enrollment(&self, id: &str) -> Result<Option<Enrollment>> {
+        enrollments::get(&self.pool, id).await
+    }
+
+    async fn enrollment_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Enrollment>> {
+        enrollments::by_fingerprint(&self.pool, fingerprint).await
+    }
+
+    async fn touch_last_seen(&self, id: &str, at: Millis) -> Result<()> {
+        enrollments::touch_last_seen(&self.pool, id, at).await
+    }
+
+    async fn checkout(&self, device_id: &str, at: Millis, event: &NewEvent) -> Result<bool> {
+        enrollments::checkout(&self.pool, device_id, at, event).await
+    }
+
+    async fn count_enrollments(&self) -> Result<u64> {
+        enrollments::count_all(&self.pool).await
+    }
+
+    async fn put_bootstrap_token(
+        &self,
+        rec: &BootstrapTokenRecord,
+        event: &NewEvent,
+    ) -> Result<()> {
+        tokens::put(&self.pool, rec, event).await
+    }
+
+    async fn bootstrap_token(&self, enrollment_id: &str) -> Result<Option<BootstrapTokenRecord>> {
+        tokens::get(&self.pool, enrollment_id).await
+    }
+
+    async fn clear_bootstrap_token(&self, enrollment_id: &str, event: &NewEvent) -> Result<bool> {
+        tokens::clear(&self.pool, enrollment_id, event).await
+    }
+
+    async fn mark_bootstrap_token_served(
+        &self,
+        enrollment_id: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<()> {
+        tokens::mark_served(&self.pool, enrollment_id, at, event).await
+    }
+
+    async fn set_bootstrap_token_verified(
+        &self,
+        enrollment_id: &str,
+        verified: bool,
+    ) -> Result<()> {
+        tokens::set_verified(&self.pool, enrollment_id, verified).await
+    }
+
+    async fn sealed_secrets_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SealedSecret>> {
+        secrets::page(&self.pool, after, limit).await
+    }
+
+    async fn replace_sealed_secret(
+        &self,
+        owner: &str,
+        field: &str,
+        expected_blob: &[u8],
+        new_key_id: &str,
+        new_blob: &[u8],
+        at: Millis,
+    ) -> Result<bool> {
+        secrets::replace(
+            &self.pool,
+            owner,
+            field,
+            expected_blob,
+            new_key_id,
+            new_blob,
+            at,
+        )
+        .await
+    }
+
+    async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>> {
+        secrets::key_counts(&self.pool).await
+    }
+
+    async fn create_group(&self, g: &Group) -> Result<()> {
+        groups::create(&self.pool, g).await
+    }
+
+    async fn update_group(&self, g: &Group) -> Result<()> {
+        groups::update(&self.pool, g).await
+    }
+
+    async fn group(&self, id: &str) -> Result<Option<Group>> {
+        groups::get(&self.pool, id).await
+    }
+
+    async fn group_by_name(&self, name: &str) -> Result<Option<Group>> {
+        groups::by_name(&self.pool, name).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        groups::list(&self.pool).await
+    }
+
+    async fn set_enrollment_group(
+        &self,
+        enrollment_id: &str,
+        group_id: Option<&str>,
+    ) -> Result<()> {
+        groups::set_enrollment_group(&self.pool, enrollment_id, group_id).await
+    }
+
+    async fn enqueue(&self, enrollment_ids: &[String], cmd: &NewCommand, at: Millis) -> Result<()> {
+        commands::enqueue(&self.pool, enrollment_ids, cmd, at).await
+    }
+
+    async fn next_command(
+        &self,
+        enrollment_id: &str,
+        skip_notnow: bool,
+    ) -> Result<Option<QueuedCommand>> {
+        commands::next(&self.pool, enrollment_id, skip_notnow).await
+    }
+
+    async fn record_command_result(
+        &self,
+        enrollment_id: &str,
+        uuid: &str,
+        status: CommandStatus,
+        result: &[u8],
+        at: Millis,
+    ) -> Result<ReportOutcome> {
+        commands::record_result(&self.pool, enrollment_id, uuid, status, result, at).await
+    }
+
+    async fn command(&self, enrollment_id: &str, uuid: &str) -> Result<Option<QueuedCommand>> {
+        commands::get(&self.pool, enrollment_id, uuid).await
+    }
+
+    async fn command_history(&self, enrollment_id: &str, limit: u32) -> Result<Vec<QueuedCommand>> {
+        commands::history(&self.pool, enrollment_id, limit).await
+    }
+
+    async fn active_queue_len(&self, enrollment_id: &str) -> Result<u64> {
+        commands::active_len(&self.pool, enrollment_id).await
+    }
+
+    async fn record_event(&self, e: &NewEvent) -> Result<()> {
+        events::record(&self.pool, e).await
+    }
+
+    async fn events(&self, f: &EventFilter) -> Result<Vec<Event>> {
+        events::list(&self.pool, f).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

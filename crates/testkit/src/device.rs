@@ -1,0 +1,186 @@
+//! A device that signs its requests like a Mac with `SignMessage` set.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
+use pki::ca::CertificateAuthority;
+use pki::sign::{SignOptions, mdm_signature};
+
+use crate::messages;
+
+pub const CHECKIN: &str = "application/x-apple-aspen-mdm-checkin";
+pub const CONNECT: &str = "application/x-apple-aspen-mdm";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa2048,
+    EcP256,
+}
+
+/// What the server answered.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+pub struct TestDevice {
+    pub udid: String,
+    pub cert: X509,
+    pub key: PKey<Private>,
+    pub sign: SignOptions,
+    pub base_url: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub fn new_key(kind: KeyKind) -> anyhow::Result<PKey<Private>> {
+    Ok(match kind {
+        KeyKind::Rsa2048 => PKey::from_rsa(openssl::rsa::Rsa::generate(2048)?)?,
+        KeyKind::EcP256 => {
+            let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)?;
+            PKey::from_ec_key(openssl::ec::EcKey::generate(&group)?)?
+        }
+    })
+}
+
+/// A fresh key and an identity certificate for it from `ca`.
+pub fn issue_identity(
+    ca: &CertificateAuthority,
+    udid: &str,
+    kind: KeyKind,
+) -> anyhow::Result<(X509, PKey<Private>)> {
+    let key = new_key(kind)?;
+    let public = PKey::public_key_from_der(&key.public_key_to_der()?)?;
+    let cert = ca.issue_device_certificate(udid, &public, 365)?;
+    Ok((cert, key))
+}
+
+impl TestDevice {
+    pub fn new(
+        udid: &str,
+        ca: &CertificateAuthority,
+        kind: KeyKind,
+        base_url: String,
+    ) -> anyhow::Result<TestDevice> {
+        let (cert, key) = issue_identity(ca, udid, kind)?;
+        Ok(Self::with_identity(udid, cert, key, base_url))
+    }
+
+    pub fn with_identity(
+        udid: &str,
+        cert: X509,
+        key: PKey<Private>,
+        base_url: String,
+    ) -> TestDevice {
+        TestDevice {
+            udid: udid.to_string(),
+            cert,
+            key,
+            sign: SignOptions::default(),
+            base_url,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Replace the identity (certificate renewal).
+    pub fn renew_identity(&mut self, ca: &CertificateAuthority) -> anyhow::Result<()> {
+        let (cert, key) = issue_identity(ca, &self.udid, KeyKind::Rsa2048)?;
+        self.cert = cert;
+        self.key = key;
+        Ok(())
+    }
+
+    pub fn signature(&self, body: &[u8]) -> anyhow::Result<String> {
+        Ok(mdm_signature(body, &self.cert, &self.key, self.sign)?)
+    }
+
+    /// PUT `body` to `path` with the given content type and optional Mdm-Signature header value.
+    pub async fn put_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> anyhow::Result<Reply> {
+        let mut req = http::Request::put(format!("{}{}", self.base_url, path))
+            .header("content-type", content_type);
+        if let Some(sig) = signature {
+            req = req.header("Mdm-Signature", sig);
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes().to_vec();
+        Ok(Reply { status, body })
+    }
+
+    /// A signed check-in.
+    pub async fn checkin(&self, body: Vec<u8>) -> anyhow::Result<Reply> {
+        let sig = self.signature(&body)?;
+        self.put_raw("/mdm/checkin", CHECKIN, body, Some(&sig))
+            .await
+    }
+
+    /// A signed command-channel report.
+    pub async fn connect(&self, body: Vec<u8>) -> anyhow::Result<Reply> {
+        let sig = self.signature(&body)?;
+        self.put_raw("/mdm/connect", CONNECT, body, Some(&sig))
+            .await
+    }
+
+    pub async fn authenticate(&self) -> anyhow::Result<Reply> {
+        self.checkin(messages::authenticate(&self.udid)).await
+    }
+
+    pub async fn token_update(&self) -> anyhow::Result<Reply> {
+        self.checkin(messages::token_update(&self.udid, Some(false)))
+            .await
+    }
+
+    /// Authenticate + TokenUpdate, asserting both succeed.
+    pub async fn enroll(&self) -> anyhow::Result<()> {
+        let a = self.authenticate().await?;
+        anyhow::ensure!(a.status == 200, "Authenticate answered {}", a.status);
+        let t = self.token_update().await?;
+        anyhow::ensure!(t.status == 200, "TokenUpdate answered {}", t.status);
+        Ok(())
+    }
+
+    pub async fn set_bootstrap_token(&self, token: Option<&[u8]>) -> anyhow::Result<Reply> {
+        self.checkin(messages::set_bootstrap_token(&self.udid, token, None))
+            .await
+    }
+
+    /// GetBootstrapToken; on a 200 also returns the token bytes (empty when none is held).
+    pub async fn get_bootstrap_token(&self) -> anyhow::Result<(Reply, Option<Vec<u8>>)> {
+        let reply = self
+            .checkin(messages::get_bootstrap_token(&self.udid, None))
+            .await?;
+        let token = if reply.status == 200 {
+            Some(messages::bootstrap_token_of(&reply.body)?)
+        } else {
+            None
+        };
+        Ok((reply, token))
+    }
+
+    pub async fn checkout(&self) -> anyhow::Result<Reply> {
+        self.checkin(messages::checkout(&self.udid)).await
+    }
+
+    pub async fn idle(&self) -> anyhow::Result<Reply> {
+        self.connect(messages::report(
+            &self.udid,
+            "Idle",
+            None,
+            plist::Dictionary::new(),
+        ))
+        .await
+    }
+}
