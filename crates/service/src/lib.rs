@@ -11,6 +11,7 @@ pub mod commands;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod push;
 
 mod bootstrap;
 mod enrollment;
@@ -28,6 +29,7 @@ pub struct MdmService {
     store: Arc<dyn store::Store>,
     vault: Arc<vault::Vault>,
     clock: Arc<dyn Clock>,
+    pusher: Option<Arc<dyn push::Pusher>>,
 }
 
 impl MdmService {
@@ -44,6 +46,7 @@ impl MdmService {
             store,
             vault,
             clock,
+            pusher: None,
         }
     }
 
