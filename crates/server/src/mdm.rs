@@ -16,43 +16,70 @@ use crate::listener::PeerCertificate;
 
 pub const CHECKIN_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Checkin,
+    Connect,
+}
+
 pub async fn checkin(
-    State(state): State<AppState>,
+    state: State<AppState>,
     peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let forwarded = match forwarded_certificate(&state, &headers) {
-        Ok(f) => f,
-        Err(err) => return error_response("forwarded certificate", &err),
-    };
-    let credential = credential(&headers, peer.as_ref().map(|p| &p.0), forwarded.as_deref());
-    match state.mdm.checkin(&state.identity, credential, &body).await {
-        Ok(CheckinReply::Empty) => StatusCode::OK.into_response(),
-        Ok(CheckinReply::Plist(xml)) => {
-            ([(header::CONTENT_TYPE, "application/xml")], xml).into_response()
-        }
-        Err(err) => error_response("check-in", &err),
-    }
+    device_request(Channel::Checkin, state, peer, headers, body).await
 }
 
 pub async fn connect(
+    state: State<AppState>,
+    peer: Option<Extension<PeerCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    device_request(Channel::Connect, state, peer, headers, body).await
+}
+
+/// Collect the credential, hand the exact body to the service, and map the answer: 200 with an empty body or
+/// with an XML plist, or the error's status.
+async fn device_request(
+    channel: Channel,
     State(state): State<AppState>,
     peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let what = match channel {
+        Channel::Checkin => "check-in",
+        Channel::Connect => "command report",
+    };
     let forwarded = match forwarded_certificate(&state, &headers) {
         Ok(f) => f,
         Err(err) => return error_response("forwarded certificate", &err),
     };
     let credential = credential(&headers, peer.as_ref().map(|p| &p.0), forwarded.as_deref());
-    match state.mdm.connect(&state.identity, credential, &body).await {
-        Ok(ConnectReply::Idle) => StatusCode::OK.into_response(),
-        Ok(ConnectReply::Command(xml)) => {
-            ([(header::CONTENT_TYPE, "application/xml")], xml).into_response()
-        }
-        Err(err) => error_response("command report", &err),
+    let reply = match channel {
+        Channel::Checkin => state
+            .mdm
+            .checkin(&state.identity, credential, &body)
+            .await
+            .map(|r| match r {
+                CheckinReply::Empty => None,
+                CheckinReply::Plist(xml) => Some(xml),
+            }),
+        Channel::Connect => state
+            .mdm
+            .connect(&state.identity, credential, &body)
+            .await
+            .map(|r| match r {
+                ConnectReply::Idle => None,
+                ConnectReply::Command(xml) => Some(xml),
+            }),
+    };
+    match reply {
+        Ok(None) => StatusCode::OK.into_response(),
+        Ok(Some(xml)) => ([(header::CONTENT_TYPE, "application/xml")], xml).into_response(),
+        Err(err) => error_response(what, &err),
     }
 }
 
