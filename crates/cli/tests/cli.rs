@@ -132,3 +132,85 @@ async fn keys_rotate_rewraps_every_token_while_the_server_keeps_serving() {
         b"token-1"
     );
 }
+
+/// Start the real binary with the most verbose logging, escrow and fetch a token, and read every log line.
+#[tokio::test]
+async fn trace_level_server_logs_never_contain_a_token() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = escrowd()
+        .args(["serve", "--http", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ESCROWD_LOG", "trace")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut base_url = None;
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.starts_with("escrowd listening on "))
+        {
+            base_url = Some(
+                line["escrowd listening on ".len()..]
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let base_url = base_url.expect("server started");
+    let ca = server::datadir::DataDir::new(&data).device_ca().unwrap();
+    let mac = testkit::TestDevice::new(
+        "UDID-LOGS",
+        &ca,
+        testkit::device::KeyKind::Rsa2048,
+        base_url,
+    )
+    .unwrap();
+    mac.enroll().await.unwrap();
+    let token: Vec<u8> = b"LOGSECRET-"
+        .iter()
+        .copied()
+        .chain((0..48u8).map(|i| i ^ 0x5a))
+        .collect();
+    assert_eq!(
+        mac.set_bootstrap_token(Some(&token)).await.unwrap().status,
+        200
+    );
+    assert_eq!(mac.get_bootstrap_token().await.unwrap().1.unwrap(), token);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut logs = Vec::new();
+    std::fs::File::open(&log_path)
+        .unwrap()
+        .read_to_end(&mut logs)
+        .unwrap();
+    assert!(logs.len() > 1000, "trace logging produced output");
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &token);
+    assert!(
+        !logs.windows(10).any(|w| w == b"LOGSECRET-"),
+        "raw token in logs"
+    );
+    assert!(
+        !logs.windows(b64.len()).any(|w| w == b64.as_bytes()),
+        "base64 token in logs"
+    );
+    let text = String::from_utf8_lossy(&logs);
+    let debug_form = format!("{:?}", &token[..10])
+        .trim_end_matches(']')
+        .to_string();
+    let hex_form: String = token[..10].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!text.contains(&debug_form), "Debug-formatted token in logs");
+    assert!(
+        !text.to_lowercase().contains(&hex_form),
+        "hex token in logs"
+    );
+}
