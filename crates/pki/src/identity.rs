@@ -255,11 +255,11 @@ mod tests {
     use openssl::x509::X509NameBuilder;
 
     const CAPTURE_2_SIG: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__mdm-signature.2.b64");
+        include_bytes!("../../../testdata/captures/nanomdm__mdm-signature.2.b64");
     const CAPTURE_2_BODY: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__mdm-signature.2.body.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__mdm-signature.2.body.plist");
     const CAPTURE_1_SIG: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__mdm-signature.1.b64");
+        include_bytes!("../../../testdata/captures/nanomdm__mdm-signature.1.b64");
 
     const BODY: &[u8] =
         b"<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>MessageType</key>\

@@ -485,15 +485,15 @@ mod tests {
     use super::*;
 
     const AUTHENTICATE_1: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__Authenticate.1.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__Authenticate.1.plist");
     const AUTHENTICATE_2: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__Authenticate.2.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__Authenticate.2.plist");
     const TOKEN_UPDATE_1: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__TokenUpdate.1.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__TokenUpdate.1.plist");
     const TOKEN_UPDATE_2: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__TokenUpdate.2.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__TokenUpdate.2.plist");
     const TOKEN_UPDATE_USER: &[u8] =
-        include_bytes!("../../../../shared/captures/commandment__TokenUpdate.10.12.2-user.plist");
+        include_bytes!("../../../testdata/captures/commandment__TokenUpdate.10.12.2-user.plist");
 
     const HEADER: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">

@@ -400,11 +400,11 @@ mod tests {
     use super::*;
 
     const IDLE_REPORT: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__mdm-signature.2.body.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__mdm-signature.2.body.plist");
     const DEVICE_INFORMATION: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__DeviceInformation.1.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__DeviceInformation.1.plist");
     const ZENTRAL_SECURITY_INFO: &[u8] =
-        include_bytes!("../../../../shared/captures/zentral__security_info.plist");
+        include_bytes!("../../../testdata/captures/zentral__security_info.plist");
 
     fn report(keys: &str) -> Vec<u8> {
         format!("<?xml version=\"1.0\"?><plist version=\"1.0\"><dict>{keys}</dict></plist>")

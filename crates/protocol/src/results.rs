@@ -327,16 +327,16 @@ mod tests {
     use crate::command::parse_report;
 
     const ZENTRAL: &[u8] =
-        include_bytes!("../../../../shared/captures/zentral__security_info.plist");
+        include_bytes!("../../../testdata/captures/zentral__security_info.plist");
     const ZENTRAL_IOS: &[u8] =
-        include_bytes!("../../../../shared/captures/zentral__security_info_ios.plist");
-    const NANOCMD: &[u8] = include_bytes!("../../../../shared/captures/nanocmd__secinfo.plist");
+        include_bytes!("../../../testdata/captures/zentral__security_info_ios.plist");
+    const NANOCMD: &[u8] = include_bytes!("../../../testdata/captures/nanocmd__secinfo.plist");
     const COMMANDMENT_OLD: &[u8] =
-        include_bytes!("../../../../shared/captures/commandment__SecurityInfo.macOS-10.13.1.plist");
+        include_bytes!("../../../testdata/captures/commandment__SecurityInfo.macOS-10.13.1.plist");
     const DEVICE_INFORMATION: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__DeviceInformation.1.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__DeviceInformation.1.plist");
     const IDLE: &[u8] =
-        include_bytes!("../../../../shared/captures/nanomdm__mdm-signature.2.body.plist");
+        include_bytes!("../../../testdata/captures/nanomdm__mdm-signature.2.body.plist");
 
     fn security_info(body: &[u8]) -> SecurityInfo {
         SecurityInfo::from_report(&parse_report(body).unwrap())
