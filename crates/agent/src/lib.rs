@@ -10,3 +10,5 @@
 #![deny(unsafe_code)]
 
 pub mod parse;
+mod pty;
+pub mod tools;
