@@ -9,6 +9,10 @@
 
 #![deny(unsafe_code)]
 
+pub mod actions;
+pub mod inventory;
+pub mod mac;
 pub mod parse;
 mod pty;
 pub mod tools;
+pub mod wildcards;
