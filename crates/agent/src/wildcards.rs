@@ -31,13 +31,13 @@ pub fn expand(template: &str, data: &EnrollmentData) -> Result<String, WildcardE
             ("%device_name%", &data.device_name),
             ("%username%", &data.username),
         ] {
-            if tail.starts_with(wildcard) {
+            if let Some(after) = tail.strip_prefix(wildcard) {
                 out.push_str(
                     value
                         .as_deref()
                         .ok_or(WildcardError::MissingValue { wildcard })?,
                 );
-                rest = &tail[wildcard.len()..];
+                rest = after;
                 continue 'scan;
             }
         }
