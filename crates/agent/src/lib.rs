@@ -10,9 +10,11 @@
 #![deny(unsafe_code)]
 
 pub mod actions;
+pub mod escrow;
 pub mod inventory;
 pub mod mac;
 pub mod parse;
+pub mod prompt;
 mod pty;
 pub mod tools;
 pub mod wildcards;

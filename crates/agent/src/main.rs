@@ -1,1 +1,416 @@
-fn main() {}
+//! `escrow-agent`: the escrowd agent for macOS. See `escrow-agent --help`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent::actions::{self, ActionError, ActionOutcome, Credentials};
+use agent::escrow::{self, EscrowError};
+use agent::inventory::{self, Inventory};
+use agent::mac::Mac;
+use agent::prompt::{self, DialogPrompter, Prompter, TerminalPrompter};
+use agent::tools::Tools;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "escrow-agent",
+    version,
+    about = "The escrowd agent: Secure Token inventory and actions, and self-service Bootstrap Token escrow.",
+    long_about = "The escrowd agent runs on each Mac and does what MDM cannot: it reads Secure Token, FileVault \
+and volume-owner facts, grants and removes Secure Tokens with a token holder's credentials, and walks a user \
+through re-escrowing the Bootstrap Token.\n\nIt runs whichever profiles, sysadminctl, fdesetup, diskutil, dscl and \
+sw_vers come first on PATH, so you can debug it against fake tools. Passwords are read from the terminal (no \
+echo) or, when stdin is not a terminal, one per line from stdin; they are passed to Apple's tools on stdin or a \
+pseudo-terminal, never on a command line.",
+    after_help = "Examples:\n  sudo escrow-agent inventory\n  sudo escrow-agent inventory --json --managed-admin ladmin\n  \
+sudo escrow-agent action grant-secure-token --user alice --admin ladmin\n  \
+printf '%s\\n%s\\n' \"$ALICE_PW\" \"$ADMIN_PW\" | sudo escrow-agent action grant-secure-token --user alice --admin ladmin --json\n  \
+escrow-agent escrow"
+)]
+struct Cli {
+    /// Seconds any one Apple tool may run before it is stopped.
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show per-user admin, Secure Token, FileVault and volume-owner facts, and the Bootstrap Token status.
+    #[command(
+        after_help = "Examples:\n  sudo escrow-agent inventory\n  sudo escrow-agent inventory --json | jq '.users[] | select(.secure_token == false)'"
+    )]
+    Inventory {
+        /// Print JSON (what the agent would report) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The ADE managed admin's short name, listed even if its UID is below 501.
+        #[arg(long, value_name = "NAME")]
+        managed_admin: Option<String>,
+    },
+    /// Perform a Secure Token or Bootstrap Token action on this Mac and verify it with a fresh status read.
+    #[command(subcommand)]
+    Action(Action),
+    /// Self-service: store this user's Bootstrap Token on the server (checks, asks the password, verifies).
+    #[command(
+        after_help = "Examples:\n  escrow-agent escrow\n  escrow-agent escrow --dialog   # native macOS dialogs"
+    )]
+    Escrow {
+        /// The user to escrow as; default: the user logged in at the console.
+        #[arg(long, value_name = "NAME")]
+        console_user: Option<String>,
+        /// Ask with native dialogs (osascript) instead of the terminal.
+        #[arg(long)]
+        dialog: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Grant USER a Secure Token. Reads USER's password, then ADMIN's.
+    #[command(
+        after_help = "Example:\n  sudo escrow-agent action grant-secure-token --user alice --admin ladmin"
+    )]
+    GrantSecureToken {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create USER with a Secure Token (optionally an admin). Reads USER's new password, then ADMIN's.
+    #[command(
+        after_help = "Example:\n  sudo escrow-agent action create-user --user bob --full-name 'Bob Li' --make-admin --admin ladmin"
+    )]
+    CreateUser {
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_name = "NAME")]
+        full_name: String,
+        #[arg(long)]
+        make_admin: bool,
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn USER's Secure Token off (refused for the last holder). Reads USER's password, then ADMIN's.
+    SecureTokenOff {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Factorial transfer: promote FROM if needed, grant TO, verify, demote. Reads FROM's password, then TO's.
+    TransferSecureToken {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the server can give the Bootstrap Token back (`profiles validate`). Reads ADMIN's password.
+    ValidateBootstrapToken {
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the Bootstrap Token from this Mac and the server. Reads ADMIN's password.
+    RemoveBootstrapToken {
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Escrow (again) the Bootstrap Token with a token-holding admin. Reads ADMIN's password.
+    EscrowBootstrapToken {
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn credentials(user: &str, role: &str) -> anyhow::Result<Credentials> {
+    let password = prompt::read_password(&format!("Password for {role} {user}:"))
+        .context("could not read a password")?
+        .with_context(|| {
+            format!("no password given for {role} {user}: type it, or pipe one line per password")
+        })?;
+    Ok(Credentials {
+        user: user.to_string(),
+        password,
+    })
+}
+
+fn run_action(mac: &Mac, action: Action) -> anyhow::Result<ExitCode> {
+    let (json, result): (bool, Result<ActionOutcome, ActionError>) = match action {
+        Action::GrantSecureToken { user, admin, json } => {
+            let (u, a) = (credentials(&user, "user")?, credentials(&admin, "admin")?);
+            (json, actions::grant_secure_token(mac, &u, &a))
+        }
+        Action::CreateUser {
+            user,
+            full_name,
+            make_admin,
+            admin,
+            json,
+        } => {
+            let (u, a) = (
+                credentials(&user, "new user")?,
+                credentials(&admin, "admin")?,
+            );
+            (
+                json,
+                actions::create_user(mac, &u, &full_name, make_admin, &a),
+            )
+        }
+        Action::SecureTokenOff { user, admin, json } => {
+            let (u, a) = (credentials(&user, "user")?, credentials(&admin, "admin")?);
+            (json, actions::secure_token_off(mac, &u, &a))
+        }
+        Action::TransferSecureToken { from, to, json } => {
+            let (f, t) = (
+                credentials(&from, "token holder")?,
+                credentials(&to, "user")?,
+            );
+            (json, actions::transfer_secure_token(mac, &f, &t))
+        }
+        Action::ValidateBootstrapToken { admin, json } => (
+            json,
+            actions::validate_bootstrap_token(mac, &credentials(&admin, "admin")?),
+        ),
+        Action::RemoveBootstrapToken { admin, json } => (
+            json,
+            actions::remove_bootstrap_token(mac, &credentials(&admin, "admin")?),
+        ),
+        Action::EscrowBootstrapToken { admin, json } => (
+            json,
+            actions::escrow_bootstrap_token(mac, &credentials(&admin, "admin")?),
+        ),
+    };
+    match result {
+        Ok(outcome) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": true, "result": outcome }));
+            } else {
+                println!("OK: {}", describe(&outcome));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": e.code(), "message": e.to_string() })
+                );
+            } else {
+                eprintln!("error ({}): {e}", e.code());
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn describe(outcome: &ActionOutcome) -> String {
+    match outcome {
+        ActionOutcome::SecureTokenGranted { user } => format!("{user} now holds a Secure Token"),
+        ActionOutcome::AlreadyHadSecureToken { user } => {
+            format!("{user} already held a Secure Token")
+        }
+        ActionOutcome::UserCreated { user, admin } => {
+            format!(
+                "created {user}{} with a Secure Token",
+                if *admin { " (admin)" } else { "" }
+            )
+        }
+        ActionOutcome::SecureTokenRemoved { user } => {
+            format!("{user} no longer holds a Secure Token")
+        }
+        ActionOutcome::SecureTokenTransferred {
+            from,
+            to,
+            promoted_temporarily,
+        } => format!(
+            "{to} now holds a Secure Token from {from}{}",
+            if *promoted_temporarily {
+                " (promoted to admin for the grant, then demoted)"
+            } else {
+                ""
+            }
+        ),
+        ActionOutcome::BootstrapTokenValidated => "the server returned the Bootstrap Token".into(),
+        ActionOutcome::BootstrapTokenRemoved => "the Bootstrap Token was removed".into(),
+        ActionOutcome::BootstrapTokenEscrowed => "the Bootstrap Token is escrowed".into(),
+    }
+}
+
+fn yes_no(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    }
+}
+
+fn print_inventory_table(inv: &Inventory) {
+    let mut table = comfy_table::Table::new();
+    table.set_header([
+        "User",
+        "UID",
+        "Name",
+        "Admin",
+        "Secure Token",
+        "FileVault",
+        "Volume owner",
+    ]);
+    for u in &inv.users {
+        let name = if u.managed_admin {
+            format!("{} (managed admin)", u.short_name)
+        } else {
+            u.short_name.clone()
+        };
+        table.add_row([
+            name,
+            u.uid.to_string(),
+            u.real_name.clone().unwrap_or_default(),
+            yes_no(Some(u.admin)).into(),
+            yes_no(u.secure_token).into(),
+            yes_no(Some(u.filevault)).into(),
+            yes_no(u.volume_owner).into(),
+        ]);
+    }
+    println!("{table}");
+    if let Some(os) = &inv.os_version {
+        println!("macOS {os}");
+    }
+    match inv.bootstrap_token {
+        Some(bt) => println!(
+            "Bootstrap Token: supported on server {}, escrowed {}",
+            yes_no(Some(bt.supported)),
+            yes_no(Some(bt.escrowed))
+        ),
+        None => println!("Bootstrap Token: unknown"),
+    }
+    if let Some(c) = &inv.crypto_users {
+        println!(
+            "APFS crypto users on {}: {} ({} Secure Token holder(s); Bootstrap Token key {})",
+            c.disk,
+            c.users.len(),
+            c.token_holder_count(),
+            if c.has_bootstrap_token_key() {
+                "present"
+            } else {
+                "absent"
+            }
+        );
+    }
+    for p in &inv.problems {
+        eprintln!("warning: {p}");
+    }
+}
+
+/// The user who owns `/dev/console`, mapped to a short name with dscl.
+fn console_user(mac: &Mac) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/dev/console")
+        .context("cannot read /dev/console; pass --console-user")?
+        .uid();
+    let users = mac
+        .user_list()
+        .context("cannot list users with dscl; pass --console-user")?;
+    Ok(users
+        .into_iter()
+        .find(|(_, u)| *u == i64::from(uid))
+        .map(|(n, _)| n)
+        .unwrap_or_default())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut tools = Tools::from_env();
+    tools.timeout = Duration::from_secs(cli.timeout);
+    let mac = Mac::new(tools.clone());
+    match cli.command {
+        Command::Inventory {
+            json,
+            managed_admin,
+        } => {
+            let inv = inventory::collect(&mac, managed_admin.as_deref());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+            } else {
+                print_inventory_table(&inv);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Action(action) => run_action(&mac, action),
+        Command::Escrow {
+            console_user: user,
+            dialog,
+            json,
+        } => {
+            let user = match user {
+                Some(u) => u,
+                None => console_user(&mac)?,
+            };
+            let mut dialog_tools = tools;
+            dialog_tools.timeout = Duration::from_secs(600); // a person is typing
+            let mut prompter: Box<dyn Prompter> = if dialog {
+                Box::new(DialogPrompter {
+                    tools: dialog_tools,
+                    title: "Bootstrap Token".into(),
+                })
+            } else {
+                Box::new(TerminalPrompter)
+            };
+            let result = escrow::self_service(&mac, &user, prompter.as_mut());
+            if json {
+                let value = match &result {
+                    Ok(s) => serde_json::json!({ "ok": true, "result": s }),
+                    Err(e) => {
+                        serde_json::json!({ "ok": false, "error": escrow_code(e), "message": e.to_string() })
+                    }
+                };
+                println!("{value}");
+            }
+            Ok(if result.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn escrow_code(e: &EscrowError) -> &'static str {
+    match e {
+        EscrowError::NoConsoleUser => "no_console_user",
+        EscrowError::NotFileVaultUser { .. } => "not_filevault_user",
+        EscrowError::NotSupported => "not_supported",
+        EscrowError::Cancelled => "cancelled",
+        EscrowError::TooManyTries => "too_many_tries",
+        EscrowError::NotValidated { .. } => "not_validated",
+        EscrowError::Action(a) => a.code(),
+        EscrowError::Mac(_) => "tool_failed",
+    }
+}

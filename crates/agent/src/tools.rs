@@ -25,6 +25,8 @@ pub enum Tool {
     Dscl,
     /// `sw_vers -productVersion`, for the "OS too old" check.
     SwVers,
+    /// Native dialogs for self-service escrow.
+    Osascript,
 }
 
 impl Tool {
@@ -36,6 +38,7 @@ impl Tool {
             Tool::Diskutil => "diskutil",
             Tool::Dscl => "dscl",
             Tool::SwVers => "sw_vers",
+            Tool::Osascript => "osascript",
         }
     }
 }

@@ -9,8 +9,12 @@ use serde::Serialize;
 use vault::Secret;
 
 use crate::mac::{Mac, MacError, OsVersion};
-use crate::parse::{profiles, quote, sysadminctl};
-use crate::tools::{Answer, Reply, Tool};
+use crate::parse::{quote, sysadminctl};
+use crate::tools::Tool;
+
+mod bootstrap;
+pub(crate) use bootstrap::install_bootstrap_token;
+pub use bootstrap::{escrow_bootstrap_token, remove_bootstrap_token, validate_bootstrap_token};
 
 /// A user name and password given to an action.
 pub struct Credentials {
@@ -345,126 +349,25 @@ pub fn transfer_secure_token(
     })
 }
 
-fn bootstrap_answers<'a>(admin: &'a Credentials) -> [Answer<'a>; 2] {
-    [
-        Answer {
-            prompt: "Enter the admin user name:",
-            reply: Reply::Text(&admin.user),
-        },
-        Answer {
-            prompt: "Enter the password for user",
-            reply: Reply::Secret(&admin.password),
-        },
-    ]
-}
-
-/// `profiles validate -type bootstraptoken`: asks the server for the token back. The password is typed at
-/// the prompt on a pty.
-pub fn validate_bootstrap_token(
-    mac: &Mac,
-    admin: &Credentials,
-) -> Result<ActionOutcome, ActionError> {
-    require_os(mac, OsVersion::BOOTSTRAP_TOKEN)?;
-    let args = [
-        "validate",
-        "-type",
-        "bootstraptoken",
-        "-user",
-        admin.user.as_str(),
-    ];
-    let answers = [Answer {
-        prompt: "password",
-        reply: Reply::Secret(&admin.password),
-    }];
-    let out = mac
-        .tools
-        .run_in_pty(Tool::Profiles, &args, &answers)
-        .map_err(MacError::from)?;
-    match profiles::parse_validate(&out.stdout) {
-        Ok(profiles::ValidateOutcome::Validated) => Ok(ActionOutcome::BootstrapTokenValidated),
-        Ok(profiles::ValidateOutcome::BadCredentials) => Err(ActionError::WrongAdminPassword {
-            admin: admin.user.clone(),
-        }),
-        Ok(profiles::ValidateOutcome::NotVerified { code }) => {
-            Err(ActionError::BootstrapTokenNotValidated {
-                reason: format!("the server could not return it (err = {code}); re-escrow it"),
-            })
+impl ActionError {
+    /// A stable machine-readable reason, for `--json` and, later, the server's action log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ActionError::OsTooOld { .. } => "os_too_old",
+            ActionError::NotApfs => "not_apfs",
+            ActionError::NoTokenHolder => "no_token_holder",
+            ActionError::UnknownUser { .. } => "unknown_user",
+            ActionError::UserExists { .. } => "user_exists",
+            ActionError::NotAdmin { .. } => "not_admin",
+            ActionError::AdminLacksToken { .. } => "admin_lacks_token",
+            ActionError::WrongAdminPassword { .. } => "wrong_admin_password",
+            ActionError::WrongUserPassword { .. } => "wrong_user_password",
+            ActionError::LastTokenHolder { .. } => "last_token_holder",
+            ActionError::BootstrapTokenNotSupported => "bootstrap_token_not_supported",
+            ActionError::BootstrapTokenNotValidated { .. } => "bootstrap_token_not_validated",
+            ActionError::NotVerified { .. } => "not_verified",
+            ActionError::Mac(MacError::NotApfs) => "not_apfs",
+            ActionError::Mac(_) => "tool_failed",
         }
-        Err(e) => Err(ActionError::BootstrapTokenNotValidated {
-            reason: e.to_string(),
-        }),
     }
-}
-
-/// `profiles remove -type bootstraptoken`, verified by `status` no longer saying escrowed.
-pub fn remove_bootstrap_token(
-    mac: &Mac,
-    admin: &Credentials,
-) -> Result<ActionOutcome, ActionError> {
-    require_os(mac, OsVersion::BOOTSTRAP_TOKEN)?;
-    let out = mac
-        .tools
-        .run_in_pty(
-            Tool::Profiles,
-            &["remove", "-type", "bootstraptoken"],
-            &bootstrap_answers(admin),
-        )
-        .map_err(MacError::from)?;
-    if mac.bootstrap_token_status()?.escrowed {
-        if profiles::install_hints(&out.stdout).bad_credentials {
-            return Err(ActionError::WrongAdminPassword {
-                admin: admin.user.clone(),
-            });
-        }
-        return Err(ActionError::NotVerified {
-            action: "profiles remove",
-            detail: quote(out.stdout.trim()),
-        });
-    }
-    Ok(ActionOutcome::BootstrapTokenRemoved)
-}
-
-/// `profiles install -type bootstraptoken` with a token-holding admin's credentials, then a fresh status.
-pub fn escrow_bootstrap_token(
-    mac: &Mac,
-    admin: &Credentials,
-) -> Result<ActionOutcome, ActionError> {
-    require_os(mac, OsVersion::BOOTSTRAP_TOKEN)?;
-    if !mac.bootstrap_token_status()?.supported {
-        return Err(ActionError::BootstrapTokenNotSupported);
-    }
-    install_bootstrap_token(mac, admin)?;
-    Ok(ActionOutcome::BootstrapTokenEscrowed)
-}
-
-/// Runs the install and checks the result; shared with self-service escrow.
-pub(crate) fn install_bootstrap_token(mac: &Mac, admin: &Credentials) -> Result<(), ActionError> {
-    let out = mac
-        .tools
-        .run_in_pty(
-            Tool::Profiles,
-            &["install", "-type", "bootstraptoken"],
-            &bootstrap_answers(admin),
-        )
-        .map_err(MacError::from)?;
-    if !mac.bootstrap_token_status()?.escrowed {
-        if profiles::install_hints(&out.stdout).bad_credentials {
-            if mac
-                .secure_token_status(&admin.user)
-                .is_ok_and(|s| !s.enabled)
-            {
-                return Err(ActionError::AdminLacksToken {
-                    admin: admin.user.clone(),
-                });
-            }
-            return Err(ActionError::WrongAdminPassword {
-                admin: admin.user.clone(),
-            });
-        }
-        return Err(ActionError::NotVerified {
-            action: "profiles install",
-            detail: quote(out.stdout.trim()),
-        });
-    }
-    Ok(())
 }
