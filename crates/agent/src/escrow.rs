@@ -32,6 +32,10 @@ pub enum EscrowError {
     )]
     NotFileVaultUser { user: String },
     #[error(
+        "your account ({user}) is not an administrator; `profiles` escrows only with an admin's password, so please contact support"
+    )]
+    NotAdmin { user: String },
+    #[error(
         "this Mac's MDM server does not support Bootstrap Token escrow; please contact support"
     )]
     NotSupported,
@@ -84,6 +88,11 @@ fn run(
     }
     if !is_filevault_user(&mac.filevault_users()?, console_user) {
         return Err(EscrowError::NotFileVaultUser {
+            user: console_user.to_string(),
+        });
+    }
+    if !mac.admins()?.iter().any(|a| a == console_user) {
+        return Err(EscrowError::NotAdmin {
             user: console_user.to_string(),
         });
     }

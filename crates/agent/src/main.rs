@@ -406,6 +406,7 @@ fn escrow_code(e: &EscrowError) -> &'static str {
     match e {
         EscrowError::NoConsoleUser => "no_console_user",
         EscrowError::NotFileVaultUser { .. } => "not_filevault_user",
+        EscrowError::NotAdmin { .. } => "not_admin",
         EscrowError::NotSupported => "not_supported",
         EscrowError::Cancelled => "cancelled",
         EscrowError::TooManyTries => "too_many_tries",

@@ -47,9 +47,9 @@ impl Prompter for TerminalPrompter {
 pub fn read_password(message: &str) -> std::io::Result<Option<Secret<String>>> {
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
+    eprint!("{message} ");
+    std::io::stderr().flush()?;
     let saved = if interactive {
-        eprint!("{message} ");
-        std::io::stderr().flush()?;
         let saved = rustix::termios::tcgetattr(&stdin)?;
         let mut quiet = saved.clone();
         quiet.local_modes.remove(LocalModes::ECHO);
@@ -62,8 +62,8 @@ pub fn read_password(message: &str) -> std::io::Result<Option<Secret<String>>> {
     let read = stdin.lock().read_line(&mut line);
     if let Some(saved) = saved {
         let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &saved);
-        eprintln!();
     }
+    eprintln!();
     let line = Secret::new(line);
     if read? == 0 {
         return Ok(None);
