@@ -13,6 +13,8 @@ pub enum MacError {
     Parse(#[from] ParseError),
     #[error("the startup volume is not APFS, so it has no Secure Tokens or Bootstrap Token")]
     NotApfs,
+    #[error("`{tool}` printed more than the {cap}-byte cap; its output was not trusted")]
+    TooMuchOutput { tool: &'static str, cap: usize },
     #[error("`{tool}` failed (exit {code:?}): {detail:?}")]
     Failed {
         tool: &'static str,
@@ -69,19 +71,29 @@ impl Mac {
         Self { tools }
     }
 
+    /// Runs a tool; output past the cap is refused rather than parsed half-read.
+    fn run(&self, tool: Tool, args: &[&str]) -> Result<crate::tools::Output, MacError> {
+        let out = self.tools.run(tool, args)?;
+        if out.truncated {
+            return Err(MacError::TooMuchOutput {
+                tool: tool.name(),
+                cap: self.tools.output_cap,
+            });
+        }
+        Ok(out)
+    }
+
     /// `sysadminctl -secureTokenStatus <user>`; stdout and stderr read together.
     pub fn secure_token_status(
         &self,
         user: &str,
     ) -> Result<sysadminctl::SecureTokenStatus, MacError> {
-        let out = self
-            .tools
-            .run(Tool::Sysadminctl, &["-secureTokenStatus", user])?;
+        let out = self.run(Tool::Sysadminctl, &["-secureTokenStatus", user])?;
         Ok(sysadminctl::parse_secure_token_status(&out.combined())?)
     }
 
     pub fn filevault_users(&self) -> Result<Vec<fdesetup::FileVaultUser>, MacError> {
-        let out = self.tools.run(Tool::Fdesetup, &["list"])?;
+        let out = self.run(Tool::Fdesetup, &["list"])?;
         if !out.success() {
             return Err(failed(Tool::Fdesetup, &out));
         }
@@ -89,9 +101,7 @@ impl Mac {
     }
 
     pub fn crypto_users(&self) -> Result<diskutil::CryptoUsers, MacError> {
-        let out = self
-            .tools
-            .run(Tool::Diskutil, &["apfs", "listcryptousers", "/"])?;
+        let out = self.run(Tool::Diskutil, &["apfs", "listcryptousers", "/"])?;
         if diskutil::says_not_apfs(&out.combined()) {
             return Err(MacError::NotApfs);
         }
@@ -102,17 +112,13 @@ impl Mac {
     }
 
     pub fn bootstrap_token_status(&self) -> Result<profiles::BootstrapTokenStatus, MacError> {
-        let out = self
-            .tools
-            .run(Tool::Profiles, &["status", "-type", "bootstraptoken"])?;
+        let out = self.run(Tool::Profiles, &["status", "-type", "bootstraptoken"])?;
         Ok(profiles::parse_status(&out.combined())?)
     }
 
     /// `(short name, UID)` of every local user record.
     pub fn user_list(&self) -> Result<Vec<(String, i64)>, MacError> {
-        let out = self
-            .tools
-            .run(Tool::Dscl, &[".", "-list", "/Users", "UniqueID"])?;
+        let out = self.run(Tool::Dscl, &[".", "-list", "/Users", "UniqueID"])?;
         Ok(dscl::parse_user_list(&out.stdout)?)
     }
 
@@ -121,7 +127,7 @@ impl Mac {
         let path = format!("/Users/{name}");
         let mut args = vec![".", "-read", path.as_str()];
         args.extend(dscl::USER_KEYS);
-        let out = self.tools.run(Tool::Dscl, &args)?;
+        let out = self.run(Tool::Dscl, &args)?;
         match dscl::parse_user(name, &out.combined()) {
             Ok(user) => Ok(Some(user)),
             Err(ParseError::ToolError { .. }) => Ok(None),
@@ -130,7 +136,7 @@ impl Mac {
     }
 
     pub fn admins(&self) -> Result<Vec<String>, MacError> {
-        let out = self.tools.run(
+        let out = self.run(
             Tool::Dscl,
             &[".", "-read", "/Groups/admin", "GroupMembership"],
         )?;
@@ -140,7 +146,7 @@ impl Mac {
     /// Adds or removes a user from the admin group (the Factorial transfer's promotion and demotion).
     pub fn set_admin(&self, user: &str, admin: bool) -> Result<(), MacError> {
         let verb = if admin { "-append" } else { "-delete" };
-        let out = self.tools.run(
+        let out = self.run(
             Tool::Dscl,
             &[".", verb, "/Groups/admin", "GroupMembership", user],
         )?;
@@ -166,7 +172,7 @@ impl Mac {
 
     /// The macOS version, or `None` when `sw_vers` is missing or says something unexpected.
     pub fn os_version(&self) -> Option<OsVersion> {
-        let out = self.tools.run(Tool::SwVers, &["-productVersion"]).ok()?;
+        let out = self.run(Tool::SwVers, &["-productVersion"]).ok()?;
         OsVersion::parse(&out.stdout)
     }
 }

@@ -64,6 +64,7 @@ enum Command {
         /// Ask with native dialogs (osascript) instead of the terminal.
         #[arg(long)]
         dialog: bool,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>",…}.
         #[arg(long)]
         json: bool,
     },
@@ -76,10 +77,13 @@ enum Action {
         after_help = "Example:\n  sudo escrow-agent action grant-secure-token --user alice --admin ladmin"
     )]
     GrantSecureToken {
+        /// The short name of the user the action is for.
         #[arg(long)]
         user: String,
+        /// An administrator who holds a Secure Token (its password is read after the user's).
         #[arg(long)]
         admin: String,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>","message":…}.
         #[arg(long)]
         json: bool,
     },
@@ -88,53 +92,70 @@ enum Action {
         after_help = "Example:\n  sudo escrow-agent action create-user --user bob --full-name 'Bob Li' --make-admin --admin ladmin"
     )]
     CreateUser {
+        /// The short name of the user the action is for.
         #[arg(long)]
         user: String,
+        /// The new user's full name (RealName).
         #[arg(long, value_name = "NAME")]
         full_name: String,
+        /// Make the new user an administrator.
         #[arg(long)]
         make_admin: bool,
+        /// An administrator who holds a Secure Token (its password is read after the user's).
         #[arg(long)]
         admin: String,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>","message":…}.
         #[arg(long)]
         json: bool,
     },
     /// Turn USER's Secure Token off (refused for the last holder). Reads USER's password, then ADMIN's.
     SecureTokenOff {
+        /// The short name of the user the action is for.
         #[arg(long)]
         user: String,
+        /// An administrator who holds a Secure Token (its password is read after the user's).
         #[arg(long)]
         admin: String,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>","message":…}.
         #[arg(long)]
         json: bool,
     },
     /// Factorial transfer: promote FROM if needed, grant TO, verify, demote. Reads FROM's password, then TO's.
     TransferSecureToken {
+        /// The current Secure Token holder (promoted to admin for the grant if it is not one).
         #[arg(long)]
         from: String,
+        /// The user who gets the token.
         #[arg(long)]
         to: String,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>","message":…}.
         #[arg(long)]
         json: bool,
     },
     /// Check the server can give the Bootstrap Token back (`profiles validate`). Reads ADMIN's password.
     ValidateBootstrapToken {
+        /// An administrator who holds a Secure Token (its password is read after the user's).
         #[arg(long)]
         admin: String,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>","message":…}.
         #[arg(long)]
         json: bool,
     },
     /// Remove the Bootstrap Token from this Mac and the server. Reads ADMIN's password.
     RemoveBootstrapToken {
+        /// An administrator who holds a Secure Token (its password is read after the user's).
         #[arg(long)]
         admin: String,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>","message":…}.
         #[arg(long)]
         json: bool,
     },
     /// Escrow (again) the Bootstrap Token with a token-holding admin. Reads ADMIN's password.
     EscrowBootstrapToken {
+        /// An administrator who holds a Secure Token (its password is read after the user's).
         #[arg(long)]
         admin: String,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>","message":…}.
         #[arg(long)]
         json: bool,
     },

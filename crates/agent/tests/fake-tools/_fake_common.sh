@@ -1,13 +1,17 @@
-# Shared by the fake macOS tools. State lives in $FAKE_MAC (see ../README-fake-tools.md):
+# Shared by the fake macOS tools (deliberately simple; they print the text documented in
+# docs/macos-tokens-and-admin-needs.md §1.8). State lives in $FAKE_MAC:
 #   users/<name>/{uid,realname,guid,password}  users/<name>/token (present = Secure Token holder)
 #   admins (one short name per line)  os_version  apfs (present = APFS)  arch (apple_silicon|intel)
 #   bt_supported, bt_escrowed (YES|NO)  bt_on_server (present = the server can return the token)
 #   lie (present = sysadminctl prints Done but changes nothing)
+#   override_<tool> (its content is printed instead, exit 0)  hang_<tool> (present = the tool hangs)
 # Every run appends its argv to $FAKE_MAC/argv.log.
 set -u
 : "${FAKE_MAC:?FAKE_MAC must point at a fake Mac state directory}"
 TOOL=$(basename "$0")
 { printf '%s' "$TOOL"; for a in "$@"; do printf ' %s' "$a"; done; echo; } >> "$FAKE_MAC/argv.log"
+[ -f "$FAKE_MAC/hang_$TOOL" ] && exec sleep 600
+[ -f "$FAKE_MAC/override_$TOOL" ] && { cat "$FAKE_MAC/override_$TOOL"; exit 0; }
 
 nslog() { echo "$(date '+%Y-%m-%d %H:%M:%S').123 $TOOL[$$:4242] $*" >&2; }
 user_dir() { echo "$FAKE_MAC/users/$1"; }
