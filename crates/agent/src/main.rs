@@ -55,19 +55,35 @@ enum Command {
     Action(Action),
     /// Self-service: store this user's Bootstrap Token on the server (checks, asks the password, verifies).
     #[command(
-        after_help = "Examples:\n  escrow-agent escrow\n  escrow-agent escrow --dialog   # native macOS dialogs"
+        after_help = "Examples:\n  escrow-agent escrow\n  escrow-agent escrow --prompt terminal   # over SSH, no dialogs"
     )]
     Escrow {
         /// The user to escrow as; default: the user logged in at the console.
         #[arg(long, value_name = "NAME")]
         console_user: Option<String>,
-        /// Ask with native dialogs (osascript) instead of the terminal.
-        #[arg(long)]
-        dialog: bool,
+        /// How to ask: native dialogs via osascript (default on macOS) or the terminal (default elsewhere).
+        #[arg(long, value_enum, default_value_t = PromptKind::default())]
+        prompt: PromptKind,
         /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>",…}.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PromptKind {
+    Dialog,
+    Terminal,
+}
+
+impl Default for PromptKind {
+    fn default() -> Self {
+        if cfg!(target_os = "macos") {
+            PromptKind::Dialog
+        } else {
+            PromptKind::Terminal
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -387,7 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Action(action) => run_action(&mac, action),
         Command::Escrow {
             console_user: user,
-            dialog,
+            prompt,
             json,
         } => {
             let user = match user {
@@ -396,7 +412,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let mut dialog_tools = tools;
             dialog_tools.timeout = Duration::from_secs(600); // a person is typing
-            let mut prompter: Box<dyn Prompter> = if dialog {
+            let mut prompter: Box<dyn Prompter> = if prompt == PromptKind::Dialog {
                 Box::new(DialogPrompter {
                     tools: dialog_tools,
                     title: "Bootstrap Token".into(),
