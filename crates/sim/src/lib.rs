@@ -5,4 +5,8 @@
 //!
 //! `sim` is a client of escrowd: it uses `protocol` and `pki` only, never the server's insides.
 
+pub mod client;
 pub mod mac;
+pub mod reports;
+
+pub use client::VirtualMac;
