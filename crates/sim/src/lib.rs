@@ -6,6 +6,7 @@
 //! `sim` is a client of escrowd: it uses `protocol` and `pki` only, never the server's insides.
 
 pub mod client;
+pub mod fleet;
 pub mod mac;
 pub mod reports;
 
