@@ -9,5 +9,6 @@ pub mod client;
 pub mod fleet;
 pub mod mac;
 pub mod reports;
+pub mod tools;
 
 pub use client::VirtualMac;

@@ -147,6 +147,13 @@ impl Mac {
             .ok_or_else(|| MacError::NoSuchUser(short_name.into()))
     }
 
+    /// Whether `password` is `short_name`'s current password.
+    pub fn password_matches(&self, short_name: &str, password: &str) -> bool {
+        self.user(short_name).is_ok_and(|u| {
+            u.password_digest.as_deref() == Some(password_digest(&u.guid, password).as_str())
+        })
+    }
+
     /// Whether any user holds a Secure Token.
     pub fn has_token_holder(&self) -> bool {
         self.users.iter().any(|u| u.secure_token)
