@@ -322,6 +322,16 @@ impl VirtualMac {
         self.deliver(c).await
     }
 
+    /// An MDM-authorised software update, kext approval or kernel-cache rebuild (§1.4, §1.6): `Ok(None)` on
+    /// Intel (no owner gate); on Apple silicon the BT fetch and what came of it.
+    pub async fn owner_authorized_action(
+        &mut self,
+        reason: crate::mac::FetchReason,
+    ) -> Result<Option<Delivery>, ClientError> {
+        let c = self.mac.owner_authorized_action(reason)?;
+        self.deliver_opt(c).await
+    }
+
     /// The MDM profile is removed: CheckOut.
     pub async fn remove_mdm_profile(&mut self) -> Result<Delivery, ClientError> {
         let c = self.mac.remove_mdm_profile();

@@ -239,3 +239,31 @@ async fn profiles_install_escrows_and_validate_catches_a_token_the_server_lost()
         Some(Served::Empty)
     );
 }
+
+/// §1.4, §1.6: an MDM-authorised software update on Apple silicon fetches the BT; without one escrowed, it
+/// needs a person with an owner's credentials.
+#[tokio::test]
+async fn software_update_on_apple_silicon_fetches_the_escrowed_token() {
+    let ts = server().await;
+    let mut vm = enrolled(&ts, MacSpec::apple_silicon_ade("SWU")).await;
+    vm.mac
+        .setup_assistant_create_user(local("ladmin", true))
+        .unwrap();
+    let no_bt = vm
+        .owner_authorized_action(FetchReason::SoftwareUpdate)
+        .await;
+    assert!(matches!(
+        no_bt,
+        Err(sim::client::ClientError::Mac(
+            sim::mac::MacError::OwnerAuthorizationRequired
+        ))
+    ));
+    vm.login("ladmin", PW).await.unwrap();
+    let d = vm
+        .owner_authorized_action(FetchReason::SoftwareUpdate)
+        .await
+        .unwrap()
+        .expect("GetBootstrapToken");
+    assert_eq!(d.served, Some(Served::Matched));
+    assert!(server_token(&ts, "SWU").await.unwrap().verified);
+}
