@@ -38,19 +38,30 @@ pub struct SimArgs {
     /// Device CA private key (PEM), instead of the one in --data-dir.
     #[arg(long, value_name = "PEM", requires = "ca_cert")]
     ca_key: Option<PathBuf>,
+    /// Device key type: rsa (2048, what SCEP gives real Macs) or ec (P-256, much faster to generate for big
+    /// runs). Keys are generated before the timed phase either way.
+    #[arg(long, value_enum, default_value_t = KeyType::Rsa)]
+    key_type: KeyType,
     /// Print JSON instead of a table (no progress bar).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum KeyType {
+    Rsa,
+    Ec,
 }
 
 pub const LONG_ABOUT: &str = "Run N virtual Macs against an escrowd server. Each Mac gets an identity \
 certificate from the server's development device CA, enrolls (Authenticate, TokenUpdate), polls the command \
 channel, and plays a scenario from docs/scenarios.md: users are created and log in, and macOS's Secure Token and \
 Bootstrap Token rules decide when the Mac sends SetBootstrapToken and GetBootstrapToken. Ends with a summary: \
-enrolled, escrowed, users with a Secure Token, requests, latency percentiles, failures by reason.\n\nExamples:\n  \
+enrolled, escrowed, users with a Secure Token, requests, latency percentiles, failures by reason. Throughput and \
+latency cover the protocol phase only; identity keys are generated first.\n\nExamples:\n  \
 escrowd serve --http --listen 127.0.0.1:8080 --data-dir ./data &\n  escrowd sim --data-dir ./data --count 50\n  \
 escrowd sim --server http://mdm.internal:8080 --ca-cert ca.pem --ca-key ca.key --count 200 --concurrency 32 \
---mix s1=5,s4=2,s8 --json";
+--mix s1=5,s4=2,s8 --key-type ec --json";
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let mix = fleet::parse_mix(&args.mix).map_err(anyhow::Error::msg)?;
@@ -88,32 +99,41 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         ProgressBar::new(args.count as u64)
     };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} virtual Macs {bar:40} {pos}/{len} ({per_sec}, {eta}) {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{msg:24} {bar:40} {pos}/{len} ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar.set_message("issuing identities");
     let config = FleetConfig {
         server: args.server.clone(),
         count: args.count,
         concurrency: args.concurrency,
         mix,
         udid_prefix: run_prefix(),
+        key_kind: match args.key_type {
+            KeyType::Rsa => sim::client::KeyKind::Rsa2048,
+            KeyType::Ec => sim::client::KeyKind::EcP256,
+        },
     };
     let progress = bar.clone();
-    let started = fleet::start_clock();
-    let outcomes = fleet::run(
+    let run = fleet::run(
         config,
         Arc::new(ca),
-        Arc::new(move |o: &fleet::MacOutcome| {
-            if o.failure.is_some() {
-                progress.set_message("(some failed)");
+        Arc::new(move |p: fleet::Progress<'_>| match p {
+            fleet::Progress::IdentityIssued => progress.inc(1),
+            fleet::Progress::ProtocolStarted => {
+                progress.reset();
+                progress.set_message("virtual Macs");
             }
-            progress.inc(1);
+            fleet::Progress::Finished(o) => {
+                if o.failure.is_some() {
+                    progress.set_message("virtual Macs (failures)");
+                }
+                progress.inc(1);
+            }
         }),
     )
     .await;
-    let summary = fleet::summarize(&outcomes, started.elapsed());
+    let summary = fleet::summarize(&run.outcomes, run.protocol_elapsed);
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

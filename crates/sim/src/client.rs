@@ -88,14 +88,37 @@ impl std::fmt::Debug for VirtualMac {
     }
 }
 
-/// A fresh RSA key and a device identity certificate for `udid` from `ca` (what SCEP will do later).
+/// The device key type. Macs get RSA 2048 from SCEP; P-256 is much cheaper to generate for load runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyKind {
+    #[default]
+    Rsa2048,
+    EcP256,
+}
+
+/// A fresh RSA 2048 key and a device identity certificate for `udid` from `ca` (what SCEP will do later).
 pub fn issue_identity(
     ca: &CertificateAuthority,
     udid: &str,
 ) -> Result<(X509, PKey<Private>), ClientError> {
-    let key = openssl::rsa::Rsa::generate(2048)
-        .and_then(PKey::from_rsa)
-        .map_err(|e| ClientError::Key(e.to_string()))?;
+    issue_identity_with(ca, udid, KeyKind::Rsa2048)
+}
+
+/// A fresh key of `kind` and a device identity certificate for `udid` from `ca`.
+pub fn issue_identity_with(
+    ca: &CertificateAuthority,
+    udid: &str,
+    kind: KeyKind,
+) -> Result<(X509, PKey<Private>), ClientError> {
+    let key = match kind {
+        KeyKind::Rsa2048 => openssl::rsa::Rsa::generate(2048).and_then(PKey::from_rsa),
+        KeyKind::EcP256 => {
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                .and_then(|g| openssl::ec::EcKey::generate(&g))
+                .and_then(PKey::from_ec_key)
+        }
+    }
+    .map_err(|e| ClientError::Key(e.to_string()))?;
     let public = key
         .public_key_to_der()
         .and_then(|der| PKey::public_key_from_der(&der))

@@ -14,7 +14,10 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::client::{ClientError, VirtualMac, issue_identity};
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
+
+use crate::client::{ClientError, KeyKind, VirtualMac, issue_identity_with};
 use crate::mac::{AddUser, Arch, Enrollment, Mac, MacSpec, OsVersion, Served, UserKind};
 
 const PW: &str = "sim-password";
@@ -164,48 +167,106 @@ pub struct FleetConfig {
     pub mix: Vec<(Scenario, u32)>,
     /// Prefix of every UDID (a fresh one per run keeps runs apart).
     pub udid_prefix: String,
+    pub key_kind: KeyKind,
 }
 
-/// Run the fleet; `on_done` is called as each Mac finishes (for a progress bar).
+/// Progress callbacks: identities are issued first (CPU work, not timed), then the Macs run.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    IdentityIssued,
+    ProtocolStarted,
+    Finished(&'a MacOutcome),
+}
+
+/// Outcomes sorted by UDID, and the time the protocol phase took (identity issuing excluded).
+#[derive(Debug, Clone)]
+pub struct FleetRun {
+    pub outcomes: Vec<MacOutcome>,
+    pub protocol_elapsed: Duration,
+}
+
+type Identity = Result<(X509, PKey<Private>), String>;
+
+/// Run the fleet, reporting progress through `on_progress` (for a progress bar).
 pub async fn run(
     config: FleetConfig,
     ca: Arc<CertificateAuthority>,
-    on_done: Arc<dyn Fn(&MacOutcome) + Send + Sync>,
-) -> Vec<MacOutcome> {
+    on_progress: Arc<dyn Fn(Progress<'_>) + Send + Sync>,
+) -> FleetRun {
+    let identities = issue_identities(&config, &ca, &on_progress).await;
+    on_progress(Progress::ProtocolStarted);
+    let started = Instant::now();
     let gate = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    for i in 0..config.count {
+    for (i, identity) in identities.into_iter().enumerate() {
         let scenario = scenario_for(&config.mix, i);
         let udid = format!("{}-{i:06}", config.udid_prefix);
-        let (gate, ca, server, on_done) = (
-            gate.clone(),
-            ca.clone(),
-            config.server.clone(),
-            on_done.clone(),
-        );
+        let (gate, server, on_progress) =
+            (gate.clone(), config.server.clone(), on_progress.clone());
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
-            let outcome = run_one(scenario, udid, ca, &server).await;
-            on_done(&outcome);
+            let outcome = run_one(scenario, udid, identity, &server).await;
+            on_progress(Progress::Finished(&outcome));
             outcome
         });
     }
-    let mut out = Vec::with_capacity(config.count);
+    let mut outcomes = Vec::with_capacity(config.count);
     while let Some(joined) = tasks.join_next().await {
         if let Ok(outcome) = joined {
-            out.push(outcome);
+            outcomes.push(outcome);
         }
     }
-    out.sort_by(|a, b| a.udid.cmp(&b.udid));
+    let protocol_elapsed = started.elapsed();
+    outcomes.sort_by(|a, b| a.udid.cmp(&b.udid));
+    FleetRun {
+        outcomes,
+        protocol_elapsed,
+    }
+}
+
+/// Key generation is CPU work: done up front on the blocking pool, one task per core, so it neither slows
+/// the server nor counts in the latencies.
+async fn issue_identities(
+    config: &FleetConfig,
+    ca: &Arc<CertificateAuthority>,
+    on_progress: &Arc<dyn Fn(Progress<'_>) + Send + Sync>,
+) -> Vec<Identity> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let gate = Arc::new(Semaphore::new(workers));
+    let mut tasks = JoinSet::new();
+    for i in 0..config.count {
+        let udid = format!("{}-{i:06}", config.udid_prefix);
+        let (gate, ca, kind, on_progress) = (
+            gate.clone(),
+            ca.clone(),
+            config.key_kind,
+            on_progress.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let issued = tokio::task::spawn_blocking(move || {
+                issue_identity_with(&ca, &udid, kind).map_err(|e| reason_of(&e))
+            })
+            .await
+            .unwrap_or_else(|_| Err("identity task failed".into()));
+            on_progress(Progress::IdentityIssued);
+            (i, issued)
+        });
+    }
+    let mut out: Vec<Identity> = (0..config.count)
+        .map(|_| Err("identity task failed".into()))
+        .collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((i, issued)) = joined
+            && let Some(slot) = out.get_mut(i)
+        {
+            *slot = issued;
+        }
+    }
     out
 }
 
-async fn run_one(
-    scenario: Scenario,
-    udid: String,
-    ca: Arc<CertificateAuthority>,
-    server: &str,
-) -> MacOutcome {
+async fn run_one(scenario: Scenario, udid: String, identity: Identity, server: &str) -> MacOutcome {
     let mut outcome = MacOutcome {
         udid: udid.clone(),
         scenario,
@@ -216,16 +277,9 @@ async fn run_one(
         latencies_us: Vec::new(),
         failure: None,
     };
-    // RSA key generation is CPU work: keep it off the async workers.
-    let identity = tokio::task::spawn_blocking({
-        let udid = udid.clone();
-        move || issue_identity(&ca, &udid)
-    })
-    .await;
     let (cert, key) = match identity {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(err)) => return failed(outcome, reason_of(&err)),
-        Err(_) => return failed(outcome, "identity task failed".into()),
+        Ok(pair) => pair,
+        Err(reason) => return failed(outcome, reason),
     };
     let mac = Mac::new(scenario.spec(udid));
     let mut vm = match VirtualMac::with_identity(mac, cert, key, server) {
@@ -398,11 +452,6 @@ pub fn summarize(outcomes: &[MacOutcome], elapsed: Duration) -> Summary {
             max: pct(100.0),
         },
     }
-}
-
-/// Start a timer for [`summarize`].
-pub fn start_clock() -> Instant {
-    Instant::now()
 }
 
 #[cfg(test)]

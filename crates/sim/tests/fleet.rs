@@ -17,15 +17,19 @@ async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
         concurrency: 4,
         mix: fleet::parse_mix("all").unwrap(),
         udid_prefix: "FLEET".into(),
+        key_kind: sim::client::KeyKind::EcP256,
     };
     let outcomes = fleet::run(
         config,
         ca,
-        Arc::new(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
+        Arc::new(move |p| {
+            if let fleet::Progress::Finished(_) = p {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
         }),
     )
-    .await;
+    .await
+    .outcomes;
     assert_eq!(done.load(Ordering::SeqCst), 14);
     let failures: Vec<_> = outcomes.iter().filter_map(|o| o.failure.clone()).collect();
     assert!(failures.is_empty(), "{failures:?}");
@@ -56,8 +60,9 @@ async fn an_unreachable_server_is_a_counted_failure_not_a_crash() {
         concurrency: 2,
         mix: fleet::parse_mix("s1").unwrap(),
         udid_prefix: "DOWN".into(),
+        key_kind: sim::client::KeyKind::Rsa2048,
     };
-    let outcomes = fleet::run(config, ca, Arc::new(|_| {})).await;
+    let outcomes = fleet::run(config, ca, Arc::new(|_| {})).await.outcomes;
     let summary = fleet::summarize(&outcomes, std::time::Duration::from_secs(1));
     assert_eq!(summary.enrolled, 0);
     assert_eq!(
