@@ -295,7 +295,7 @@ impl Mac {
         if !self.takes_first_token(user) {
             return false;
         }
-        if self.os.is_11_or_later() || self.os.supports_bootstrap_token() {
+        if self.os.supports_bootstrap_token() {
             // 10.15+: local and mobile accounts and the managed admin (§1.2 rules 3–4).
             true
         } else {

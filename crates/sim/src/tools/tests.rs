@@ -302,3 +302,17 @@ fn unknown_tools_and_verbs_fail_with_usage_not_panics() {
         assert!(!out.stderr.is_empty(), "{tool} {args}");
     }
 }
+
+#[test]
+fn dscl_wraps_a_real_name_with_spaces_onto_the_next_line() {
+    let mut m = mac(Arch::AppleSilicon);
+    sh(&mut m, "sysadminctl", "-addUser jdoe -password pw");
+    assert_eq!(
+        sh(&mut m, "dscl", ". -read /Users/jmiller RealName").stdout,
+        "RealName:\n Joshua D. Miller\n"
+    );
+    assert_eq!(
+        sh(&mut m, "dscl", ". -read /Users/jdoe RealName").stdout,
+        "RealName: jdoe\n"
+    );
+}
