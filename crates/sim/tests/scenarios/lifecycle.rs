@@ -267,3 +267,19 @@ async fn software_update_on_apple_silicon_fetches_the_escrowed_token() {
     assert_eq!(d.served, Some(Served::Matched));
     assert!(server_token(&ts, "SWU").await.unwrap().verified);
 }
+
+/// Removing the MDM profile sends CheckOut; escrowd drops the token (ARCHITECTURE invariant) and the Mac no
+/// longer believes it is escrowed.
+#[tokio::test]
+async fn removing_the_mdm_profile_checks_out_and_the_server_drops_the_token() {
+    let ts = server().await;
+    let mut vm = enrolled(&ts, MacSpec::apple_silicon_ade("OUT")).await;
+    vm.mac
+        .setup_assistant_create_user(local("ladmin", true))
+        .unwrap();
+    vm.login("ladmin", PW).await.unwrap();
+    assert!(server_token(&ts, "OUT").await.is_some());
+    assert_eq!(vm.remove_mdm_profile().await.unwrap().status, 200);
+    assert!(server_token(&ts, "OUT").await.is_none());
+    assert_eq!(vm.mac.profiles_status(), (false, false));
+}
