@@ -1,6 +1,7 @@
 //! `escrowd`: the Apple MDM server that keeps macOS Bootstrap Tokens safe.
 
 mod keys;
+mod sim_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     /// Manage the keys that seal escrowed secrets (rotate, status, retire).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Run a fleet of virtual Macs against a server: demo, end-to-end check and load generator.
+    #[command(long_about = sim_cmd::LONG_ABOUT)]
+    Sim(sim_cmd::SimArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -75,6 +79,7 @@ async fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Keys(cmd) => keys::run(cmd).await,
+        Command::Sim(args) => sim_cmd::run(args).await,
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,0 +1,486 @@
+//! Events on a Mac and the rules they follow (§1.2–§1.7). Each event changes the model and returns what the
+//! Mac would send its MDM server; the caller delivers it and reports the server's answer back
+//! ([`Mac::escrow_answered`], [`Mac::bootstrap_token_served`]).
+
+use protocol::command::ObliterationBehavior;
+
+use super::{
+    AddUser, Arch, BtAuth, Enrollment, Mac, MacError, OsVersion, SimToken, User, UserKind,
+    password_digest,
+};
+
+/// A check-in the Mac wants to send because of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checkin {
+    SetBootstrapToken(SimToken),
+    /// An empty `SetBootstrapToken`: `profiles remove -type bootstraptoken` (§1.5, inferred).
+    ClearBootstrapToken,
+    GetBootstrapToken(FetchReason),
+    CheckOut,
+}
+
+/// Why the Mac asks for its Bootstrap Token (§1.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchReason {
+    /// A user without a token logs in; they get one from the BT.
+    Login(String),
+    SoftwareUpdate,
+    KextApproval,
+    RebuildKernelCache,
+    /// EraseDevice's EACS preflight.
+    EraseDevice,
+    /// `profiles validate -type bootstraptoken`.
+    Validate,
+}
+
+/// What came back from GetBootstrapToken, judged against the Mac's own token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The server returned this Mac's token and the action went ahead.
+    Matched,
+    /// Empty data or an error: the action did not happen.
+    Empty,
+    /// The server returned bytes that are not this Mac's token.
+    Mismatch,
+}
+
+/// How an EraseDevice ended (§1.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EraseOutcome {
+    /// Acknowledged and erased (EACS succeeded, or obliteration was asked for or is the only way).
+    Acknowledged,
+    /// `Default`: EACS preflight failed, replied Error, then erased anyway by obliteration.
+    ErrorThenObliterated,
+    /// `DoNotObliterate`: EACS preflight failed, replied Error, nothing erased.
+    ErrorNotErased,
+}
+
+impl Mac {
+    fn check_password(&self, short_name: &str, password: &str) -> Result<&User, MacError> {
+        let user = self.user(short_name)?;
+        match &user.password_digest {
+            Some(d) if *d == password_digest(&user.guid, password) => Ok(user),
+            _ => Err(MacError::BadCredentials(short_name.into())),
+        }
+    }
+
+    fn require_secure_token_os(&self) -> Result<(), MacError> {
+        if self.os.has_secure_token() {
+            Ok(())
+        } else {
+            Err(MacError::SecureTokenNotApplicable(self.os))
+        }
+    }
+
+    fn grant(&mut self, short_name: &str, volume_owner: bool) -> Result<(), MacError> {
+        let apple_silicon = self.arch == Arch::AppleSilicon;
+        let user = self.user_mut(short_name)?;
+        user.secure_token = true;
+        // §1.4: only Apple silicon has volume owners.
+        user.volume_owner = apple_silicon && volume_owner;
+        Ok(())
+    }
+
+    fn insert_user(&mut self, add: &AddUser) -> Result<(), MacError> {
+        if self.users.iter().any(|u| u.short_name == add.short_name) {
+            return Err(MacError::UserExists(add.short_name.clone()));
+        }
+        let uid = self.next_uid();
+        let guid = super::guid_from(&format!("user:{}:{}:{}", self.udid, add.short_name, uid));
+        let password_digest = add.password.as_deref().map(|p| password_digest(&guid, p));
+        self.users.push(User {
+            short_name: add.short_name.clone(),
+            real_name: add.real_name.clone(),
+            guid,
+            uid,
+            admin: add.admin,
+            kind: add.kind,
+            secure_token: false,
+            volume_owner: false,
+            secure_token_disabled_tag: add.disable_secure_token,
+            plain_text_password_set: add.password.is_some() && add.kind != UserKind::ManagedAdmin,
+            password_digest,
+            has_logged_in: false,
+            logged_in: false,
+            token_out_of_sync: false,
+        });
+        Ok(())
+    }
+
+    /// Whether `user` would take the first token at this moment through a plain-text password.
+    fn takes_first_token(&self, user: &User) -> bool {
+        // §1.2 rule 4: "true network accounts" never get one; rule 2: the opt-out tag wins.
+        self.os.has_secure_token()
+            && !self.has_token_holder()
+            && user.kind != UserKind::Network
+            && !user.secure_token_disabled_tag
+    }
+
+    /// Setup Assistant creates the first user (§1.2 rule 1). ADE Macs leave Setup Assistant only after
+    /// `DeviceConfigured` (§1.7).
+    pub fn setup_assistant_create_user(&mut self, add: AddUser) -> Result<(), MacError> {
+        self.awaiting_configuration = false;
+        self.insert_user(&add)?;
+        let name = add.short_name;
+        if self.takes_first_token(self.user(&name)?) {
+            // §1.2 rule 1: the Setup Assistant user gets the first token; §1.4: the first holder owns the volume.
+            self.grant(&name, true)?;
+        }
+        Ok(())
+    }
+
+    /// ADE `AutoSetupAdminAccounts` creates the managed admin from a password hash while the Mac awaits
+    /// configuration (§1.7): no plain-text password exists, so no token (§1.2 rule 3).
+    pub fn create_managed_admin(
+        &mut self,
+        short_name: &str,
+        password: &str,
+    ) -> Result<(), MacError> {
+        let mut add = AddUser::new(short_name, true, UserKind::ManagedAdmin, Some(password));
+        add.real_name = "Managed Administrator".into();
+        self.insert_user(&add)
+    }
+
+    /// `sysadminctl -addUser`, `dscl . -create`, `createmobileaccount`, or Users & Groups (with
+    /// `authorized_by` naming the token-holding admin who created the user).
+    pub fn add_user(&mut self, add: AddUser) -> Result<(), MacError> {
+        // Check the authorising admin before creating anything.
+        let granter = match &add.authorized_by {
+            Some((admin, password)) => {
+                let a = self.check_password(admin, password)?;
+                if !a.admin {
+                    return Err(MacError::NotAnAdmin(admin.clone()));
+                }
+                Some((a.secure_token, a.volume_owner))
+            }
+            None => None,
+        };
+        self.insert_user(&add)?;
+        let name = add.short_name.as_str();
+        if !self.os.has_secure_token() || add.kind == UserKind::Network || add.disable_secure_token
+        {
+            return Ok(());
+        }
+        match granter {
+            // §1.3 rows 1–2: a token-holding admin's credentials give the new user a token (and ownership from an
+            // owner, §1.4).
+            Some((true, owner)) => self.grant(name, owner)?,
+            // An admin without a token creates the account, but cannot pass on a token it does not have.
+            Some((false, _)) => {}
+            None => {
+                // §1.2 rule 2: on macOS 11+, the first user whose password is set in plain text gets the first token.
+                if self.os.is_11_or_later()
+                    && add.password.is_some()
+                    && add.kind != UserKind::ManagedAdmin
+                    && self.takes_first_token(self.user(name)?)
+                {
+                    self.grant(name, true)?;
+                }
+                // §1.3 row 3: otherwise no token without a token holder's credentials.
+            }
+        }
+        Ok(())
+    }
+
+    /// `dscl . -passwd /Users/U P`: a plain-text password (§1.2 rule 2 on macOS 11+).
+    pub fn set_password_plain(&mut self, short_name: &str, password: &str) -> Result<(), MacError> {
+        let user = self.user_mut(short_name)?;
+        user.password_digest = Some(password_digest(&user.guid, password));
+        user.plain_text_password_set = true;
+        let first = self.os.is_11_or_later() && self.takes_first_token(self.user(short_name)?);
+        if first {
+            self.grant(short_name, true)?;
+        }
+        Ok(())
+    }
+
+    /// A LAPS tool or `SetAutoAdminPassword` replaces the password with a hash: a holder's token goes out of
+    /// sync while its status still says ENABLED (§1.3 last row).
+    pub fn set_password_hash(&mut self, short_name: &str, password: &str) -> Result<(), MacError> {
+        let user = self.user_mut(short_name)?;
+        user.password_digest = Some(password_digest(&user.guid, password));
+        if user.secure_token {
+            user.token_out_of_sync = true;
+        }
+        Ok(())
+    }
+
+    /// Append `;DisabledTags;SecureToken` to the user's `AuthenticationAuthority` (§1.2 rule 2).
+    pub fn disable_secure_token_tag(&mut self, short_name: &str) -> Result<(), MacError> {
+        self.user_mut(short_name)?.secure_token_disabled_tag = true;
+        Ok(())
+    }
+
+    /// `sysadminctl -secureTokenOn U -password P -adminUser A -adminPassword Q` (§1.3 rows 4–5).
+    ///
+    /// Divergence: Apple's text says A is an admin; scenario S7 (Hexnode) grants with a standard user's
+    /// credentials, so the model requires A to hold a token, not to be an admin.
+    pub fn secure_token_on(
+        &mut self,
+        short_name: &str,
+        password: &str,
+        admin: &str,
+        admin_password: &str,
+    ) -> Result<(), MacError> {
+        self.require_secure_token_os()?;
+        // §1.3 row 5: with no token holder, nothing can grant one.
+        if !self.has_token_holder() {
+            return Err(MacError::NoTokenHolder);
+        }
+        let user = self.check_password(short_name, password)?;
+        if user.kind == UserKind::Network {
+            return Err(MacError::NetworkAccount(short_name.into()));
+        }
+        let granter = self.check_password(admin, admin_password)?;
+        if !granter.secure_token {
+            return Err(MacError::AdminLacksSecureToken(admin.into()));
+        }
+        let owner = granter.volume_owner;
+        self.grant(short_name, owner)
+    }
+
+    /// `sysadminctl -secureTokenOff`; authorised like `-secureTokenOn`.
+    pub fn secure_token_off(
+        &mut self,
+        short_name: &str,
+        password: &str,
+        admin: &str,
+        admin_password: &str,
+    ) -> Result<(), MacError> {
+        self.require_secure_token_os()?;
+        self.check_password(short_name, password)?;
+        let granter = self.check_password(admin, admin_password)?;
+        if !granter.secure_token {
+            return Err(MacError::AdminLacksSecureToken(admin.into()));
+        }
+        let user = self.user_mut(short_name)?;
+        user.secure_token = false;
+        user.volume_owner = false;
+        Ok(())
+    }
+
+    /// Graphical login at the login window (§1.2 rules 3–4, §1.3, §1.5 trigger a, §1.6).
+    pub fn login(&mut self, short_name: &str, password: &str) -> Result<Option<Checkin>, MacError> {
+        let user = self.check_password(short_name, password)?.clone();
+        {
+            let u = self.user_mut(short_name)?;
+            u.logged_in = true;
+            u.has_logged_in = true;
+            // The login window has the password in plain text (how the managed admin finally gets one, rule 3).
+            u.plain_text_password_set = true;
+        }
+        if !self.os.has_secure_token() {
+            return Ok(None);
+        }
+        if !user.secure_token {
+            if self.first_token_at_login(&user) {
+                // §1.2 rule 4 (10.13–10.14 first login; 10.15 first mobile account), rule 3 (managed admin at its
+                // first GUI login), rule 2 (11+: the login sets the first plain-text password).
+                self.grant(short_name, true)?;
+            } else if self.escrowed && self.fetches_bt_at_login(&user) {
+                // §1.3 rows 6–7, §1.6: the Mac asks the server for its BT to give this user a token.
+                return Ok(Some(Checkin::GetBootstrapToken(FetchReason::Login(
+                    short_name.into(),
+                ))));
+            } else {
+                // S5 step 1: macOS asks for a token admin's credentials; the user bypasses; no token.
+                return Ok(None);
+            }
+        }
+        // §1.5 trigger (a): a token holder logs in and nothing is escrowed yet.
+        Ok(self.escrow_if_possible())
+    }
+
+    fn first_token_at_login(&self, user: &User) -> bool {
+        if !self.takes_first_token(user) {
+            return false;
+        }
+        if self.os.supports_bootstrap_token() {
+            // 10.15+: local and mobile accounts and the managed admin (§1.2 rules 3–4).
+            true
+        } else {
+            // 10.13–10.14: the first *local* account to log in (§1.2 rule 4; mobile accounts are a 10.15 addition).
+            matches!(user.kind, UserKind::Local | UserKind::ManagedAdmin)
+        }
+    }
+
+    fn fetches_bt_at_login(&self, user: &User) -> bool {
+        if user.secure_token_disabled_tag || !self.os.supports_bootstrap_token() {
+            return false;
+        }
+        match user.kind {
+            UserKind::Network => false,
+            // §1.3 row 6: macOS 11+, any local or mobile user.
+            UserKind::Local => self.os.is_11_or_later(),
+            // §1.3 row 7: on 10.15 only mobile accounts and the managed admin.
+            UserKind::Mobile | UserKind::ManagedAdmin => true,
+        }
+    }
+
+    /// SetBootstrapToken with the local BT (generating it first) when §1.5's preconditions hold.
+    fn escrow_if_possible(&mut self) -> Option<Checkin> {
+        if self.escrowed || self.can_escrow().is_err() {
+            return None;
+        }
+        Some(Checkin::SetBootstrapToken(self.local_bootstrap_token()))
+    }
+
+    fn local_bootstrap_token(&mut self) -> SimToken {
+        match &self.bootstrap_token {
+            Some(t) => t.clone(),
+            None => {
+                let t = self.generate_bootstrap_token();
+                self.bootstrap_token = Some(t.clone());
+                t
+            }
+        }
+    }
+
+    /// The user logs out.
+    pub fn logout(&mut self, short_name: &str) -> Result<(), MacError> {
+        self.user_mut(short_name)?.logged_in = false;
+        Ok(())
+    }
+
+    /// The server's answer to SetBootstrapToken: a 200 makes the Mac believe it is escrowed (§1.5).
+    pub fn escrow_answered(&mut self, token: &SimToken, accepted: bool) {
+        if accepted {
+            self.escrowed = true;
+            self.server_copy = Some(token.clone());
+        }
+    }
+
+    /// The server's answer to an empty SetBootstrapToken.
+    pub fn clear_answered(&mut self, accepted: bool) {
+        if accepted {
+            self.server_copy = None;
+        }
+    }
+
+    /// The server's answer to GetBootstrapToken (`None`: an error status; `Some(empty)`: no token held).
+    pub fn bootstrap_token_served(
+        &mut self,
+        reason: &FetchReason,
+        served: Option<&[u8]>,
+    ) -> Served {
+        let outcome = match (served, &self.bootstrap_token) {
+            (None, _) => Served::Empty,
+            (Some([]), _) => Served::Empty,
+            (Some(b), Some(mine)) if mine.bytes() == b => Served::Matched,
+            (Some(_), _) => Served::Mismatch,
+        };
+        if outcome == Served::Matched
+            && let FetchReason::Login(name) = reason
+        {
+            // §1.3 row 6, §1.4: a token from the BT at login comes with volume ownership.
+            let _ = self.grant(name, true);
+        }
+        outcome
+    }
+
+    /// `profiles install -type bootstraptoken -user A -password P` (§1.5 trigger b: A must hold a token).
+    pub fn profiles_install(&mut self, admin: &str, password: &str) -> Result<Checkin, MacError> {
+        let a = self.check_password(admin, password)?;
+        if !a.admin {
+            return Err(MacError::NotAnAdmin(admin.into()));
+        }
+        if !a.secure_token {
+            return Err(MacError::AdminLacksSecureToken(admin.into()));
+        }
+        self.can_escrow()?;
+        Ok(Checkin::SetBootstrapToken(self.local_bootstrap_token()))
+    }
+
+    /// `profiles remove -type bootstraptoken`: deletes the BT on the Mac and on the server (§1.5).
+    pub fn profiles_remove(&mut self) -> Result<Checkin, MacError> {
+        self.can_escrow()?;
+        self.bootstrap_token = None;
+        self.escrowed = false;
+        Ok(Checkin::ClearBootstrapToken)
+    }
+
+    /// `profiles validate -type bootstraptoken -user U -password P`: really fetches the token (§1.5, §1.6).
+    pub fn profiles_validate(&self, user: &str, password: &str) -> Result<Checkin, MacError> {
+        self.check_password(user, password)?;
+        self.can_escrow()?;
+        Ok(Checkin::GetBootstrapToken(FetchReason::Validate))
+    }
+
+    /// `profiles status -type bootstraptoken`: (supported on server, escrowed as the Mac believes) (§1.5:
+    /// "status will lie to you").
+    pub fn profiles_status(&self) -> (bool, bool) {
+        (self.can_escrow().is_ok(), self.escrowed)
+    }
+
+    /// An MDM-authorised action needing volume-owner authorisation: software update, kext approval,
+    /// RebuildKernelCache (§1.4, §1.6). Intel has no owner gate; Apple silicon fetches the BT when BT
+    /// authentication is allowed, otherwise a person must type an owner's credentials.
+    pub fn owner_authorized_action(
+        &self,
+        reason: FetchReason,
+    ) -> Result<Option<Checkin>, MacError> {
+        if self.arch == Arch::Intel {
+            return Ok(None);
+        }
+        if self.escrowed && self.bt_auth == BtAuth::Allowed {
+            Ok(Some(Checkin::GetBootstrapToken(reason)))
+        } else {
+            Err(MacError::OwnerAuthorizationRequired)
+        }
+    }
+
+    /// EraseDevice, first half: on Apple silicon (macOS 12+) the EACS preflight fetches the BT (§1.6).
+    pub fn erase_preflight(&self) -> Option<Checkin> {
+        let eacs = self.arch == Arch::AppleSilicon && self.os >= OsVersion::new(12, 0, 0);
+        (eacs && self.escrowed && self.bt_auth == BtAuth::Allowed)
+            .then_some(Checkin::GetBootstrapToken(FetchReason::EraseDevice))
+    }
+
+    /// EraseDevice, second half: `eacs_ok` says whether the preflight's fetch matched (§1.6, [A4]).
+    pub fn finish_erase(
+        &mut self,
+        eacs_ok: bool,
+        behavior: Option<ObliterationBehavior>,
+    ) -> EraseOutcome {
+        let eacs = self.arch == Arch::AppleSilicon && self.os >= OsVersion::new(12, 0, 0);
+        let outcome = if !eacs || eacs_ok {
+            EraseOutcome::Acknowledged
+        } else {
+            match behavior.unwrap_or(ObliterationBehavior::Default) {
+                ObliterationBehavior::Default => EraseOutcome::ErrorThenObliterated,
+                ObliterationBehavior::DoNotObliterate => EraseOutcome::ErrorNotErased,
+                ObliterationBehavior::ObliterateWithWarning | ObliterationBehavior::Always => {
+                    EraseOutcome::Acknowledged
+                }
+            }
+        };
+        if outcome != EraseOutcome::ErrorNotErased {
+            self.erase();
+        }
+        outcome
+    }
+
+    /// Erase all content: back to Setup Assistant, unenrolled, no users, no BT.
+    pub fn erase(&mut self) {
+        self.users.clear();
+        self.bootstrap_token = None;
+        self.escrowed = false;
+        self.personal_recovery_key = false;
+        self.enrollment = Enrollment::None;
+        self.awaiting_configuration = false;
+        self.erase_count += 1;
+    }
+
+    /// The MDM profile is removed: the Mac checks out; its local BT stays, but nothing is escrowed any more.
+    pub fn remove_mdm_profile(&mut self) -> Checkin {
+        self.enrollment = Enrollment::None;
+        self.escrowed = false;
+        self.bt_capability = false;
+        Checkin::CheckOut
+    }
+
+    /// `DeviceConfigured`: the ADE Mac leaves the awaiting-configuration state (§1.7).
+    pub fn device_configured(&mut self) {
+        self.awaiting_configuration = false;
+    }
+}

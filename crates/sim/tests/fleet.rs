@@ -1,0 +1,72 @@
+//! The fleet driver behind `escrowd sim`, against a real escrowd.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sim::fleet::{self, FleetConfig, Scenario};
+
+#[tokio::test]
+async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
+    let ts = testkit::TestServer::start().await.unwrap();
+    let ca = Arc::new(ts.device_ca().unwrap());
+    let done = Arc::new(AtomicUsize::new(0));
+    let counter = done.clone();
+    let config = FleetConfig {
+        server: ts.base_url(),
+        count: 14,
+        concurrency: 4,
+        mix: fleet::parse_mix("all").unwrap(),
+        udid_prefix: "FLEET".into(),
+        key_kind: sim::client::KeyKind::EcP256,
+    };
+    let outcomes = fleet::run(
+        config,
+        ca,
+        Arc::new(move |p| {
+            if let fleet::Progress::Finished(_) = p {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }),
+    )
+    .await
+    .outcomes;
+    assert_eq!(done.load(Ordering::SeqCst), 14);
+    let failures: Vec<_> = outcomes.iter().filter_map(|o| o.failure.clone()).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    let summary = fleet::summarize(&outcomes, std::time::Duration::from_secs(1));
+    assert_eq!(summary.enrolled, 14);
+    // s1, s4, s5 and s7 escrow; two Macs each.
+    assert_eq!(summary.escrowed, 8);
+    for o in &outcomes {
+        let escrowed_on_server = ts.store().bootstrap_token(&o.udid).await.unwrap().is_some();
+        assert_eq!(
+            escrowed_on_server, o.escrowed,
+            "{} ({:?})",
+            o.udid, o.scenario
+        );
+    }
+    assert!(outcomes.iter().any(|o| o.scenario == Scenario::S9));
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_counted_failure_not_a_crash() {
+    let ts = testkit::TestServer::start().await.unwrap();
+    let ca = Arc::new(ts.device_ca().unwrap());
+    let base = ts.base_url();
+    ts.stop().await;
+    let config = FleetConfig {
+        server: base,
+        count: 2,
+        concurrency: 2,
+        mix: fleet::parse_mix("s1").unwrap(),
+        udid_prefix: "DOWN".into(),
+        key_kind: sim::client::KeyKind::Rsa2048,
+    };
+    let outcomes = fleet::run(config, ca, Arc::new(|_| {})).await.outcomes;
+    let summary = fleet::summarize(&outcomes, std::time::Duration::from_secs(1));
+    assert_eq!(summary.enrolled, 0);
+    assert_eq!(
+        summary.failures_by_reason.get("server unreachable"),
+        Some(&2)
+    );
+}
