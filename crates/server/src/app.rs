@@ -28,6 +28,10 @@ pub struct ServeOptions {
     pub http: bool,
     /// Read a client certificate forwarded by a trusted proxy from this header.
     pub trusted_cert_header: Option<String>,
+    /// Static SCEP challenge password (`--scep-challenge`); None = SCEP PKCSReq is refused.
+    pub scep_challenge: Option<vault::Secret<Vec<u8>>>,
+    /// Lifetime of device identity certificates issued over SCEP.
+    pub scep_validity_days: u32,
 }
 
 impl ServeOptions {
@@ -39,6 +43,8 @@ impl ServeOptions {
             database: None,
             http: false,
             trusted_cert_header: None,
+            scep_challenge: None,
+            scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
         }
     }
 }
@@ -88,7 +94,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("opening database {}", redact_url(&database)))?;
 
-    let mut cas = vec![dir.device_ca()?.certificate().clone()];
+    let device_ca = Arc::new(dir.device_ca()?);
+    let mut cas = vec![device_ca.certificate().clone()];
     for path in &opts.device_cas {
         let pem = std::fs::read(path)
             .with_context(|| format!("reading --device-ca {}", path.display()))?;
@@ -100,7 +107,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let verifier = Arc::new(DeviceIdentityVerifier::new(cas)?);
 
     let state = AppState {
-        mdm: MdmService::new(store.clone(), vault),
+        mdm: MdmService::new(store.clone(), vault).with_scep(service::scep::ScepConfig {
+            ca: device_ca,
+            verifier: verifier.clone(),
+            static_challenge: opts.scep_challenge.clone(),
+            validity_days: opts.scep_validity_days,
+        }),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
     };

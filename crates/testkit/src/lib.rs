@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod messages;
+pub mod scep;
 
 use std::sync::Arc;
 

@@ -141,6 +141,7 @@ pub fn decode_request(message: &[u8]) -> Result<ScepRequest, ScepError> {
 impl ScepRequest {
     /// Decrypt the request's envelope with the CA key and check the CSR inside.
     pub fn csr(&self, ca: &CertificateAuthority) -> Result<Csr, ScepError> {
+        enable_legacy_ciphers();
         let envelope = Pkcs7::from_der(&self.envelope).map_err(|e| {
             ScepError::refused(
                 FailInfo::BadMessageCheck,
@@ -160,6 +161,24 @@ impl ScepRequest {
             })?;
         parse_csr(&csr_der)
     }
+}
+
+/// Many SCEP clients (micromdm's `scepclient`, older network gear) encrypt requests with single DES, which
+/// OpenSSL 3 only offers through its "legacy" provider. Load it once, keeping the default provider, so those
+/// requests decrypt; if it is not installed, such requests are refused with badMessageCheck. Our own replies
+/// always use AES-256-CBC.
+fn enable_legacy_ciphers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        match openssl::provider::Provider::try_load(None, "legacy", true) {
+            // Kept loaded for the life of the process: unloading would withdraw the ciphers again.
+            Ok(provider) => std::mem::forget(provider),
+            Err(e) => tracing::warn!(
+                reason = %openssl_reason(&e),
+                "OpenSSL legacy provider unavailable: SCEP requests encrypted with single DES will be refused"
+            ),
+        }
+    });
 }
 
 /// Parse a PKCS#10 request, verify its self-signature and key, and pull out its challenge password.
