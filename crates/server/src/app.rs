@@ -54,6 +54,8 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     pub tls: bool,
     pub state: AppState,
+    /// The device CA (its key sealed in the store), for tests that issue identities directly.
+    pub device_ca: Arc<pki::ca::CertificateAuthority>,
     shutdown: watch::Sender<bool>,
     join: JoinHandle<()>,
 }
@@ -94,7 +96,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("opening database {}", redact_url(&database)))?;
 
-    let device_ca = Arc::new(dir.device_ca()?);
+    let device_ca = Arc::new(crate::device_ca::load_or_create(&dir, store.as_ref(), &vault).await?);
     let mut cas = vec![device_ca.certificate().clone()];
     for path in &opts.device_cas {
         let pem = std::fs::read(path)
@@ -108,7 +110,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
 
     let state = AppState {
         mdm: MdmService::new(store.clone(), vault).with_scep(service::scep::ScepConfig {
-            ca: device_ca,
+            ca: device_ca.clone(),
             verifier: verifier.clone(),
             static_challenge: opts.scep_challenge.clone(),
             validity_days: opts.scep_validity_days,
@@ -138,6 +140,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         local_addr,
         tls: tls_on,
         state,
+        device_ca,
         shutdown: tx,
         join,
     })

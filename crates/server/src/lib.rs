@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod datadir;
+pub mod device_ca;
 pub mod listener;
 pub mod mdm;
 pub mod scep;
