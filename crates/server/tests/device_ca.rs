@@ -63,3 +63,26 @@ async fn an_old_plain_key_file_is_sealed_once_and_deleted() {
     assert_eq!(legacy.authenticate().await.unwrap().status, 200);
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn key_rotation_rewraps_the_sealed_ca_and_the_server_still_loads_it() {
+    let mut ts = TestServer::start().await.unwrap();
+    let before = ts.device_ca().unwrap().cert_pem().unwrap();
+    let key_file = DataDir::new(&ts.opts.data_dir).vault_key();
+    let new_key_id = vault::Keyring::rotate_file(&key_file).unwrap();
+    let vault = vault::Vault::open_or_create(&key_file).unwrap();
+    let report = service::keys::rewrap_all(&ts.store(), &vault, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.rewrapped, 2, "CA key and certificate: {report:?}");
+    let sealed = ts
+        .store()
+        .sealed_secret(CA_OWNER, CA_KEY_FIELD)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sealed.key_id, new_key_id);
+    ts.restart().await.unwrap();
+    assert_eq!(ts.device_ca().unwrap().cert_pem().unwrap(), before);
+    ts.stop().await;
+}
