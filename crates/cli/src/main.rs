@@ -29,11 +29,12 @@ enum Command {
     /// Run the MDM server (check-in and command endpoints).
     #[command(
         long_about = "Run the MDM server.\n\nEndpoints: PUT /mdm/checkin (check-in protocol), PUT /mdm/connect \
-(command protocol) and PUT /mdm (dispatches on Content-Type). Devices prove who they are with Mdm-Signature \
+(command protocol), PUT /mdm (dispatches on Content-Type) and GET/POST /scep (SCEP enrollment, issuing from the \
+device CA with --scep-challenge). Devices prove who they are with Mdm-Signature \
 (SignMessage in the enrollment profile) or a TLS client certificate; certificates must chain to the development \
 device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\n  escrowd serve\n  escrowd serve \
 --data-dir /var/lib/escrowd --listen 0.0.0.0:443\n  escrowd serve --http --listen 127.0.0.1:8080 \
---trusted-cert-header X-Client-Cert   # behind nginx\n  escrowd serve --database postgres://escrowd@db/escrowd"
+--trusted-cert-header X-Client-Cert   # behind nginx\n  ESCROWD_SCEP_CHALLENGE=s3cret escrowd serve   # devices enroll at /scep\n  escrowd serve --database postgres://escrowd@db/escrowd"
     )]
     Serve(ServeArgs),
     /// Manage the keys that seal escrowed secrets (rotate, status, retire).
@@ -65,6 +66,20 @@ struct ServeArgs {
     /// $ssl_client_escaped_cert, or RFC 9440 Client-Cert). Only set this when a proxy you control sets it.
     #[arg(long, value_name = "HEADER")]
     trusted_cert_header: Option<String>,
+    /// Static SCEP challenge password devices must put in their certificate request to get an identity
+    /// certificate at /scep. Prefer the environment variable: arguments are visible to other local users.
+    #[arg(long, env = "ESCROWD_SCEP_CHALLENGE", value_name = "SECRET", value_parser = parse_secret, hide_env_values = true)]
+    scep_challenge: Option<vault::Secret<Vec<u8>>>,
+    /// Lifetime in days of device identity certificates issued over SCEP.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    scep_validity_days: u32,
+}
+
+fn parse_secret(value: &str) -> Result<vault::Secret<Vec<u8>>, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(vault::Secret::new(value.as_bytes().to_vec()))
 }
 
 #[tokio::main]
@@ -95,6 +110,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         database: args.database,
         http: args.http,
         trusted_cert_header: args.trusted_cert_header,
+        scep_challenge: args.scep_challenge,
+        scep_validity_days: args.scep_validity_days,
     };
     let running = server::start(opts).await?;
     eprintln!(

@@ -2,7 +2,7 @@
 //!
 //! Guarantees: the CA's private key never appears in `Debug` output or errors, and leaves this type only as a
 //! [`Secret`] (PKCS#8 PEM). Issued device certificates carry a random 128-bit serial, CA:false, EKU clientAuth
-//! and the key usages a device identity needs; the CA certificate is CA:true with keyCertSign + cRLSign.
+//! and the key usages a device identity needs; the CA certificate is CA:true with keyCertSign + cRLSign (+ digitalSignature and keyEncipherment, as the SCEP CA).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -53,7 +53,8 @@ impl fmt::Debug for CertificateAuthority {
 }
 
 impl CertificateAuthority {
-    /// New RSA-2048 self-signed CA valid for 10 years: basicConstraints CA:true, keyUsage keyCertSign + cRLSign.
+    /// New RSA-2048 self-signed CA valid for 10 years: basicConstraints CA:true, keyUsage keyCertSign + cRLSign
+    /// + digitalSignature + keyEncipherment (it is also the SCEP CA).
     pub fn generate(common_name: &str) -> Result<Self, IdentityError> {
         let rsa = Rsa::generate(2048).map_err(crypto("generating CA key"))?;
         let key = PKey::from_rsa(rsa).map_err(crypto("generating CA key"))?;
@@ -71,6 +72,9 @@ impl CertificateAuthority {
                 .critical()
                 .key_cert_sign()
                 .crl_sign()
+                // SCEP: clients encrypt requests to the CA certificate and verify replies it signs.
+                .digital_signature()
+                .key_encipherment()
                 .build(),
             Ok(ski),
         ];
@@ -109,6 +113,11 @@ impl CertificateAuthority {
             ));
         }
         Ok(CertificateAuthority { cert, key })
+    }
+
+    /// The CA's private key, for SCEP (decrypting requests, signing replies) inside this crate only.
+    pub(crate) fn key(&self) -> &PKeyRef<Private> {
+        &self.key
     }
 
     pub fn certificate(&self) -> &X509 {

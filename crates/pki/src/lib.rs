@@ -12,6 +12,7 @@ mod cms;
 pub mod error;
 pub mod forwarded;
 pub mod identity;
+pub mod scep;
 pub mod sign;
 
 #[cfg(test)]

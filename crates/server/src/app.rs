@@ -28,6 +28,10 @@ pub struct ServeOptions {
     pub http: bool,
     /// Read a client certificate forwarded by a trusted proxy from this header.
     pub trusted_cert_header: Option<String>,
+    /// Static SCEP challenge password (`--scep-challenge`); None = SCEP PKCSReq is refused.
+    pub scep_challenge: Option<vault::Secret<Vec<u8>>>,
+    /// Lifetime of device identity certificates issued over SCEP.
+    pub scep_validity_days: u32,
 }
 
 impl ServeOptions {
@@ -39,6 +43,8 @@ impl ServeOptions {
             database: None,
             http: false,
             trusted_cert_header: None,
+            scep_challenge: None,
+            scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
         }
     }
 }
@@ -48,6 +54,8 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     pub tls: bool,
     pub state: AppState,
+    /// The device CA (its key sealed in the store), for tests that issue identities directly.
+    pub device_ca: Arc<pki::ca::CertificateAuthority>,
     shutdown: watch::Sender<bool>,
     join: JoinHandle<()>,
 }
@@ -88,7 +96,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("opening database {}", redact_url(&database)))?;
 
-    let mut cas = vec![dir.device_ca()?.certificate().clone()];
+    let device_ca = Arc::new(crate::device_ca::load_or_create(&dir, store.as_ref(), &vault).await?);
+    let mut cas = vec![device_ca.certificate().clone()];
     for path in &opts.device_cas {
         let pem = std::fs::read(path)
             .with_context(|| format!("reading --device-ca {}", path.display()))?;
@@ -100,7 +109,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let verifier = Arc::new(DeviceIdentityVerifier::new(cas)?);
 
     let state = AppState {
-        mdm: MdmService::new(store.clone(), vault),
+        mdm: MdmService::new(store.clone(), vault).with_scep(service::scep::ScepConfig {
+            ca: device_ca.clone(),
+            verifier: verifier.clone(),
+            static_challenge: opts.scep_challenge.clone(),
+            validity_days: opts.scep_validity_days,
+        }),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
     };
@@ -126,6 +140,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         local_addr,
         tls: tls_on,
         state,
+        device_ca,
         shutdown: tx,
         join,
     })

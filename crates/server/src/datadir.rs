@@ -2,7 +2,9 @@
 //!
 //! Layout (all created on first start, secrets with mode 0600, the directory 0700):
 //! `escrowd.db` (SQLite, unless --database is given), `vault.key` (key-encryption keys),
-//! `device-ca.pem` / `device-ca.key` (the development device CA), `tls.pem` / `tls.key` (self-signed HTTPS).
+//! `device-ca.pem` (the development device CA's certificate; its key is sealed in the database, see
+//! `device_ca.rs`; a `device-ca.key` from older versions is migrated there once), `tls.pem` / `tls.key`
+//! (self-signed HTTPS).
 
 use std::fs;
 use std::io::Write;
@@ -57,7 +59,8 @@ impl DataDir {
         self.root.join("tls.key")
     }
 
-    /// Load the development device CA, generating it on first start.
+    /// Load (or generate) the device CA from plain files. Only for migrating older data directories and for
+    /// tests: `escrowd serve` keeps the key sealed in the store (`device_ca::load_or_create`).
     pub fn device_ca(&self) -> anyhow::Result<CertificateAuthority> {
         let (cert, key) = (self.device_ca_cert(), self.device_ca_key());
         if cert.exists() && key.exists() {

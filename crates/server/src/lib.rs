@@ -5,8 +5,10 @@
 
 pub mod app;
 pub mod datadir;
+pub mod device_ca;
 pub mod listener;
 pub mod mdm;
+pub mod scep;
 pub mod tls;
 
 use std::sync::Arc;
@@ -39,6 +41,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY));
     Router::new()
         .merge(mdm)
+        .merge(
+            Router::new()
+                .route("/scep", get(scep::scep).post(scep::scep))
+                .layer(DefaultBodyLimit::max(scep::MAX_SCEP_BODY)),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())

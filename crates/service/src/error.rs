@@ -21,6 +21,9 @@ pub enum ErrorKind {
 pub enum ServiceError {
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A request body we cannot read (outside the plist protocol, e.g. a SCEP message).
+    #[error("malformed request: {0}")]
+    Malformed(String),
     #[error("device identity rejected: {0}")]
     Identity(#[from] pki::IdentityError),
     #[error("device not authenticated: {0}")]
@@ -39,7 +42,7 @@ impl ServiceError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ServiceError::Protocol(ProtocolError::TooLarge { .. }) => ErrorKind::TooLarge,
-            ServiceError::Protocol(_) => ErrorKind::BadRequest,
+            ServiceError::Protocol(_) | ServiceError::Malformed(_) => ErrorKind::BadRequest,
             ServiceError::Identity(_) | ServiceError::Unauthenticated(_) => {
                 ErrorKind::Unauthenticated
             }

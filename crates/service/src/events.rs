@@ -17,3 +17,5 @@ pub const BOOTSTRAP_REQUESTED: &str = "bootstrap_token.requested";
 pub const COMMAND_QUEUED: &str = "command.queued";
 pub const COMMAND_RESULT: &str = "command.result";
 pub const CHECKIN_UNSUPPORTED: &str = "checkin.unsupported";
+pub const SCEP_ISSUED: &str = "scep.issued";
+pub const SCEP_REFUSED: &str = "scep.refused";

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod push;
+pub mod scep;
 
 mod bootstrap;
 mod enrollment;
@@ -30,6 +31,7 @@ pub struct MdmService {
     vault: Arc<vault::Vault>,
     clock: Arc<dyn Clock>,
     pusher: Option<Arc<dyn push::Pusher>>,
+    scep: Option<Arc<scep::ScepConfig>>,
 }
 
 impl MdmService {
@@ -47,6 +49,7 @@ impl MdmService {
             vault,
             clock,
             pusher: None,
+            scep: None,
         }
     }
 

@@ -88,8 +88,25 @@ pub trait Store: Send + Sync + 'static {
         new_blob: &[u8],
         at: Millis,
     ) -> Result<bool>;
+    /// Insert or replace a sealed secret that stands alone (a CA key, a push certificate key), keyed by
+    /// (owner, field). Bootstrap Tokens are refused (Conflict): they go through `put_bootstrap_token`.
+    async fn put_sealed_secret(&self, secret: &SealedSecret) -> Result<()>;
+    async fn sealed_secret(&self, owner: &str, field: &str) -> Result<Option<SealedSecret>>;
     /// How many secrets are sealed under each key id, ordered by key id.
     async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>>;
+
+    // ---- SCEP
+
+    /// Remember a PKIOperation senderNonce: true the first time, false for a replay. Nonces seen before
+    /// `forget_before` are forgotten first (a replay older than that is refused by its expired challenge or
+    /// signer certificate instead).
+    async fn claim_scep_nonce(
+        &self,
+        nonce: &str,
+        transaction_id: &str,
+        at: Millis,
+        forget_before: Millis,
+    ) -> Result<bool>;
 
     // ---- groups
 

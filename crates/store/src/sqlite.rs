@@ -32,6 +32,8 @@ mod enrollments;
 mod events;
 #[path = "shared/groups.rs"]
 mod groups;
+#[path = "shared/scep.rs"]
+mod scep;
 #[path = "shared/secrets.rs"]
 mod secrets;
 #[path = "shared/store_impl.rs"]

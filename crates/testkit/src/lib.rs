@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod messages;
+pub mod scep;
 
 use std::sync::Arc;
 
@@ -71,16 +72,16 @@ impl TestServer {
         }
     }
 
-    /// The development device CA the server generated in its data directory.
-    pub fn device_ca(&self) -> anyhow::Result<CertificateAuthority> {
-        server::datadir::DataDir::new(&self.opts.data_dir).device_ca()
+    /// The development device CA the server runs with (its key is sealed in the store).
+    pub fn device_ca(&self) -> anyhow::Result<Arc<CertificateAuthority>> {
+        Ok(self.running().device_ca.clone())
     }
 
     /// A device with an RSA identity certificate from the server's development CA.
     pub fn new_device(&self, udid: &str) -> anyhow::Result<TestDevice> {
         TestDevice::new(
             udid,
-            &self.device_ca()?,
+            self.device_ca()?.as_ref(),
             device::KeyKind::Rsa2048,
             self.base_url(),
         )

@@ -6,6 +6,7 @@ mod commands;
 mod enrollments;
 mod events;
 mod groups;
+mod scep;
 mod secrets;
 mod tokens;
 
@@ -219,4 +220,8 @@ conformance! {
     events::events_filter_by_subject_kind_outcome_and_since,
     events::events_page_newest_first_with_before_id,
     events::event_limit_zero_means_one_hundred,
+    scep::put_sealed_secret_inserts_then_replaces_and_rotation_sees_it,
+    scep::put_sealed_secret_refuses_a_bootstrap_token_field,
+    scep::a_scep_nonce_is_claimed_once_and_forgotten_after_its_window,
+    scep::concurrent_claims_of_one_nonce_let_exactly_one_win,
 }

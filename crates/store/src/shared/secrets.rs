@@ -72,3 +72,36 @@ pub(super) async fn key_counts(pool: &Pool<Db>) -> Result<Vec<(String, u64)>> {
         .map(|(key, n)| Ok((key, count(n)?)))
         .collect()
 }
+
+pub(super) async fn put(pool: &Pool<Db>, s: &SealedSecret) -> Result<()> {
+    if s.field == crate::BOOTSTRAP_TOKEN_FIELD {
+        return Err(crate::StoreError::Conflict(
+            "Bootstrap Tokens are written with put_bootstrap_token (secret and metadata together)"
+                .into(),
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(&s.owner)
+    .bind(&s.field)
+    .bind(&s.key_id)
+    .bind(&s.blob)
+    .bind(s.updated_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get(pool: &Pool<Db>, owner: &str, field: &str) -> Result<Option<SealedSecret>> {
+    let row: Option<SealedSecretRow> = sqlx::query_as(
+        "SELECT owner, field, key_id, blob, updated_at FROM sealed_secrets WHERE owner = $1 AND field = $2",
+    )
+    .bind(owner)
+    .bind(field)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(SealedSecret::from))
+}

@@ -1,7 +1,7 @@
 //! `Store` for this backend: each method delegates to the shared query module for its concern (compiled per
 //! backend, see `sqlite.rs`). Guarantees nothing beyond those modules; it only wires them to the trait.
 
-use super::{BACKEND, BackendStore, commands, enrollments, events, groups, secrets, tokens};
+use super::{BACKEND, BackendStore, commands, enrollments, events, groups, scep, secrets, tokens};
 use crate::{
     BootstrapTokenRecord, CommandStatus, Enrollment, Event, EventFilter, Group, Millis, NewCommand,
     NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret, Store,
@@ -97,6 +97,24 @@ impl Store for BackendStore {
             at,
         )
         .await
+    }
+
+    async fn put_sealed_secret(&self, secret: &SealedSecret) -> Result<()> {
+        secrets::put(&self.pool, secret).await
+    }
+
+    async fn sealed_secret(&self, owner: &str, field: &str) -> Result<Option<SealedSecret>> {
+        secrets::get(&self.pool, owner, field).await
+    }
+
+    async fn claim_scep_nonce(
+        &self,
+        nonce: &str,
+        transaction_id: &str,
+        at: Millis,
+        forget_before: Millis,
+    ) -> Result<bool> {
+        scep::claim_nonce(&self.pool, nonce, transaction_id, at, forget_before).await
     }
 
     async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>> {

@@ -1,0 +1,88 @@
+//! The device CA key is sealed in the store: generated sealed on first start, migrated from an old plain
+//! `device-ca.key` once (then the file is gone), and the same CA comes back after a restart.
+
+use server::datadir::DataDir;
+use server::device_ca::{CA_CERT_FIELD, CA_KEY_FIELD, CA_OWNER};
+use testkit::TestServer;
+
+#[tokio::test]
+async fn a_fresh_server_seals_its_ca_key_and_writes_no_key_file() {
+    let mut ts = TestServer::start().await.unwrap();
+    let dir = DataDir::new(&ts.opts.data_dir);
+    assert!(!dir.device_ca_key().exists());
+    assert!(dir.device_ca_cert().exists());
+    let store = ts.store();
+    let sealed = store
+        .sealed_secret(CA_OWNER, CA_KEY_FIELD)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sealed.blob).contains("PRIVATE KEY"));
+    assert!(
+        store
+            .sealed_secret(CA_OWNER, CA_CERT_FIELD)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let before = ts.device_ca().unwrap().cert_pem().unwrap();
+    ts.restart().await.unwrap();
+    assert_eq!(ts.device_ca().unwrap().cert_pem().unwrap(), before);
+    // Devices issued before the restart are still trusted.
+    let mac = ts.new_device("UDID-CA-1").unwrap();
+    assert_eq!(mac.authenticate().await.unwrap().status, 200);
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn an_old_plain_key_file_is_sealed_once_and_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let dir = DataDir::new(&data);
+    let old = dir.device_ca().unwrap(); // what an older escrowd left behind
+    assert!(dir.device_ca_key().exists());
+    let ts = TestServer::start_with(|o| o.data_dir = data.clone())
+        .await
+        .unwrap();
+    assert!(!dir.device_ca_key().exists(), "plain key file deleted");
+    assert_eq!(
+        ts.device_ca().unwrap().cert_pem().unwrap(),
+        old.cert_pem().unwrap()
+    );
+    // A device with an identity from the old CA still checks in.
+    let mac = ts.new_device("UDID-OLD-CA").unwrap();
+    let legacy = testkit::TestDevice::new(
+        "UDID-OLD-2",
+        &old,
+        testkit::device::KeyKind::Rsa2048,
+        ts.base_url(),
+    )
+    .unwrap();
+    assert_eq!(mac.authenticate().await.unwrap().status, 200);
+    assert_eq!(legacy.authenticate().await.unwrap().status, 200);
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn key_rotation_rewraps_the_sealed_ca_and_the_server_still_loads_it() {
+    let mut ts = TestServer::start().await.unwrap();
+    let before = ts.device_ca().unwrap().cert_pem().unwrap();
+    let key_file = DataDir::new(&ts.opts.data_dir).vault_key();
+    let new_key_id = vault::Keyring::rotate_file(&key_file).unwrap();
+    let vault = vault::Vault::open_or_create(&key_file).unwrap();
+    let report = service::keys::rewrap_all(&ts.store(), &vault, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.rewrapped, 2, "CA key and certificate: {report:?}");
+    let sealed = ts
+        .store()
+        .sealed_secret(CA_OWNER, CA_KEY_FIELD)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sealed.key_id, new_key_id);
+    ts.restart().await.unwrap();
+    assert_eq!(ts.device_ca().unwrap().cert_pem().unwrap(), before);
+    ts.stop().await;
+}

@@ -1,0 +1,196 @@
+//! SCEP enrollment policy: who gets a device identity certificate from escrowd's device CA.
+//!
+//! Guarantees: a PKCSReq is issued only with the configured challenge password (compared in constant time;
+//! without one configured, every PKCSReq is refused); a RenewalReq is issued without a challenge only when it
+//! is signed by a currently valid certificate from a trusted device CA that is bound to an enabled enrollment;
+//! a senderNonce is accepted once per [`NONCE_WINDOW_MS`] (replays get a CertRep FAILURE); every issue and every
+//! refusal writes an event. Challenge values never appear in events, errors or logs.
+
+use std::sync::Arc;
+
+use pki::DeviceIdentityVerifier;
+use pki::ca::CertificateAuthority;
+use pki::scep::{self, FailInfo, MessageType, ScepError, ScepRequest};
+use store::Outcome;
+use vault::Secret;
+
+use crate::enrollment::short_fp;
+use crate::events::{SCEP_ISSUED, SCEP_REFUSED};
+use crate::{MdmService, ServiceError};
+
+/// How long a senderNonce is remembered for replay detection.
+pub const NONCE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Default lifetime of an issued device identity certificate.
+pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
+/// Common name used when a request carries none.
+const FALLBACK_CN: &str = "escrowd device";
+
+/// What the SCEP endpoint needs: the CA that issues, who may renew, and the challenge.
+pub struct ScepConfig {
+    pub ca: Arc<CertificateAuthority>,
+    /// Trusted device CAs, for RenewalReq signers.
+    pub verifier: Arc<DeviceIdentityVerifier>,
+    /// The static challenge password (`escrowd serve --scep-challenge`); None = PKCSReq is refused.
+    pub static_challenge: Option<Secret<Vec<u8>>>,
+    pub validity_days: u32,
+}
+
+impl MdmService {
+    /// Install the SCEP configuration (without it, SCEP operations answer "not configured").
+    pub fn with_scep(mut self, config: ScepConfig) -> Self {
+        self.scep = Some(Arc::new(config));
+        self
+    }
+
+    fn scep_config(&self) -> Result<&ScepConfig, ServiceError> {
+        self.scep
+            .as_deref()
+            .ok_or_else(|| ServiceError::Refused("SCEP is not configured on this server".into()))
+    }
+
+    /// GetCACert: the CA certificate (DER).
+    pub fn scep_ca_cert(&self) -> Result<Vec<u8>, ServiceError> {
+        let config = self.scep_config()?;
+        config
+            .ca
+            .certificate()
+            .to_der()
+            .map_err(|e| ServiceError::Internal(format!("encoding the CA certificate: {e}")))
+    }
+
+    /// GetCACaps.
+    pub fn scep_ca_caps(&self) -> &'static str {
+        scep::CA_CAPS
+    }
+
+    /// PKIOperation: a CertRep (DER) for any readable request, SUCCESS or FAILURE; `BadRequest` for a message
+    /// that cannot be read or whose signature does not verify.
+    pub async fn scep_pki_operation(&self, message: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let config = self.scep_config()?;
+        let req = match scep::decode_request(message) {
+            Ok(req) => req,
+            Err(ScepError::Malformed(reason)) => {
+                let event = self.event("scep", None, SCEP_REFUSED, Outcome::Refused, &reason);
+                self.store.record_event(&event).await?;
+                return Err(ServiceError::Malformed(format!("SCEP: {reason}")));
+            }
+            Err(e) => return Err(ServiceError::Internal(e.to_string())),
+        };
+        match self.scep_decide(config, &req).await {
+            Ok(reply) => Ok(reply),
+            Err(ScepError::Refused { fail_info, reason }) => {
+                let detail = format!("transaction {}: {fail_info}: {reason}", req.transaction_id);
+                tracing::info!(transaction = %req.transaction_id, %fail_info, %reason, "SCEP request refused");
+                let event = self.event("scep", None, SCEP_REFUSED, Outcome::Refused, detail);
+                self.store.record_event(&event).await?;
+                scep::cert_rep_failure(&config.ca, &req, fail_info)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))
+            }
+            Err(e) => Err(ServiceError::Internal(e.to_string())),
+        }
+    }
+
+    async fn scep_decide(
+        &self,
+        config: &ScepConfig,
+        req: &ScepRequest,
+    ) -> Result<Vec<u8>, ScepError> {
+        let now = self.now();
+        let fresh = self
+            .store
+            .claim_scep_nonce(
+                &hex::encode(&req.sender_nonce),
+                &req.transaction_id,
+                now,
+                now.saturating_sub(NONCE_WINDOW_MS),
+            )
+            .await
+            .map_err(|e| ScepError::Malformed(format!("store: {e}")))?;
+        if !fresh {
+            return Err(refused(
+                FailInfo::BadRequest,
+                "replayed request (this senderNonce was already used)",
+            ));
+        }
+        let Some(message_type) = req.message_type else {
+            return Err(refused(
+                FailInfo::BadRequest,
+                "only PKCSReq and RenewalReq are served",
+            ));
+        };
+        let csr = req.csr(&config.ca)?;
+        let how = match (message_type, self.renewal_signer(config, req).await) {
+            (MessageType::RenewalReq, Some(fp)) => format!("renewal signed by {}", short_fp(&fp)),
+            _ => {
+                let Some(expected) = &config.static_challenge else {
+                    return Err(refused(
+                        FailInfo::BadRequest,
+                        "no challenge password is configured on this server (start it with --scep-challenge)",
+                    ));
+                };
+                match &csr.challenge {
+                    Some(given) if given.ct_eq(expected) => "challenge password".to_string(),
+                    Some(_) => {
+                        return Err(refused(FailInfo::BadRequest, "wrong challenge password"));
+                    }
+                    None => {
+                        return Err(refused(
+                            FailInfo::BadRequest,
+                            "the request carries no challenge password",
+                        ));
+                    }
+                }
+            }
+        };
+        let cn: String = csr
+            .common_name
+            .as_deref()
+            .filter(|cn| !cn.is_empty())
+            .unwrap_or(FALLBACK_CN)
+            .chars()
+            .take(64)
+            .collect();
+        let issued =
+            config
+                .ca
+                .issue_device_certificate(&cn, &csr.public_key, config.validity_days)?;
+        let der = issued
+            .to_der()
+            .map_err(|e| ScepError::Malformed(format!("encoding certificate: {e}")))?;
+        let fp = pki::identity::fingerprint_sha256(&der);
+        let detail = format!(
+            "issued {} to CN={cn} ({}-bit RSA, {how}), transaction {}",
+            short_fp(&fp),
+            csr.key_bits,
+            req.transaction_id
+        );
+        let event = self.event(&cn, None, SCEP_ISSUED, Outcome::Success, detail);
+        self.store
+            .record_event(&event)
+            .await
+            .map_err(|e| ScepError::Malformed(format!("store: {e}")))?;
+        tracing::info!(fingerprint = %short_fp(&fp), transaction = %req.transaction_id, "SCEP certificate issued");
+        scep::cert_rep_success(&config.ca, req, &issued)
+    }
+
+    /// The fingerprint of a RenewalReq signer that may renew: trusted, valid, bound to an enabled enrollment.
+    async fn renewal_signer(&self, config: &ScepConfig, req: &ScepRequest) -> Option<String> {
+        let der = req.signer.to_der().ok()?;
+        let info = config.verifier.verify_certificate_der(&der).ok()?;
+        match self
+            .store
+            .enrollment_by_fingerprint(&info.fingerprint)
+            .await
+        {
+            Ok(Some(e)) if e.enabled => Some(info.fingerprint),
+            _ => None,
+        }
+    }
+}
+
+fn refused(fail_info: FailInfo, reason: &str) -> ScepError {
+    ScepError::Refused {
+        fail_info,
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,8 @@
+-- SCEP replay protection: every senderNonce accepted in a PKIOperation, kept for a while (see Store docs).
+-- Keep in step with migrations/postgres/0003_scep.sql.
+CREATE TABLE scep_nonces (
+    nonce          TEXT    NOT NULL PRIMARY KEY,
+    transaction_id TEXT    NOT NULL,
+    seen_at        INTEGER NOT NULL
+);
+CREATE INDEX scep_nonces_seen_at ON scep_nonces (seen_at);
