@@ -29,7 +29,7 @@ pub struct SimArgs {
     /// holder), s9 (10.12, no Secure Tokens).
     #[arg(long, default_value = "all")]
     mix: String,
-    /// The server's data directory, for its development device CA (device-ca.pem and device-ca.key).
+    /// The server's data directory: its development device CA is read (key sealed in the database).
     #[arg(long, env = "ESCROWD_DATA_DIR", default_value = "escrowd-data")]
     data_dir: PathBuf,
     /// Device CA certificate (PEM), instead of the one in --data-dir.
@@ -68,24 +68,24 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.count == 0 {
         anyhow::bail!("--count must be at least 1");
     }
-    let (cert_path, key_path) = match (&args.ca_cert, &args.ca_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        _ => (
-            args.data_dir.join("device-ca.pem"),
-            args.data_dir.join("device-ca.key"),
-        ),
+    let ca = match (&args.ca_cert, &args.ca_key) {
+        (Some(cert_path), Some(key_path)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).with_context(|| format!("reading the device CA at {}", p.display()))
+            };
+            pki::ca::CertificateAuthority::from_pem(&read(cert_path)?, &read(key_path)?)
+                .context("loading the device CA")?
+        }
+        // The server keeps its CA key sealed in its database: open it read-only from the data directory.
+        _ => server::device_ca::load_existing(&args.data_dir, None)
+            .await
+            .with_context(|| {
+                format!(
+                    "loading the device CA from the data directory {} (or give --ca-cert and --ca-key)",
+                    args.data_dir.display()
+                )
+            })?,
     };
-    let read = |p: &PathBuf| {
-        std::fs::read(p).with_context(|| {
-            format!(
-                "reading the device CA at {} (give the server's --data-dir, or --ca-cert and --ca-key; \
-                 `escrowd serve` creates them on first start)",
-                p.display()
-            )
-        })
-    };
-    let ca = pki::ca::CertificateAuthority::from_pem(&read(&cert_path)?, &read(&key_path)?)
-        .context("loading the device CA")?;
     if !args.server.starts_with("http://") {
         anyhow::bail!(
             "--server must be an http:// URL (got {}); run the server with `escrowd serve --http` or point the \

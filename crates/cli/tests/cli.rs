@@ -168,7 +168,7 @@ async fn trace_level_server_logs_never_contain_a_token() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let base_url = base_url.expect("server started");
-    let ca = server::datadir::DataDir::new(&data).device_ca().unwrap();
+    let ca = server::device_ca::load_existing(&data, None).await.unwrap();
     let mac = testkit::TestDevice::new(
         "UDID-LOGS",
         &ca,

@@ -47,7 +47,7 @@ fn sim_without_a_device_ca_says_where_to_get_one() {
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains("device-ca.pem") && err.contains("escrowd serve"),
+        err.contains("--ca-cert") && err.contains("escrowd serve"),
         "{err}"
     );
 }

@@ -125,3 +125,29 @@ fn write_cert_if_missing(dir: &DataDir, ca: &CertificateAuthority) -> anyhow::Re
     }
     Ok(())
 }
+
+/// Load the device CA of an existing data directory from another process (the simulator, tests, admin tools).
+/// Never creates anything: it fails with a hint when the server has not started there yet.
+pub async fn load_existing(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+) -> anyhow::Result<CertificateAuthority> {
+    let dir = DataDir::new(data_dir);
+    if !dir.vault_key().exists() {
+        anyhow::bail!(
+            "no key file at {} (start `escrowd serve --data-dir {}` once first)",
+            dir.vault_key().display(),
+            data_dir.display()
+        );
+    }
+    let vault = Vault::open_or_create(&dir.vault_key())?;
+    let url = database
+        .map(str::to_string)
+        .unwrap_or_else(|| dir.database_url());
+    let store = store::connect(&url).await?;
+    let ca = load_sealed(store.as_ref(), &vault).await?;
+    store.close().await;
+    ca.ok_or_else(|| {
+        anyhow::anyhow!("the database has no device CA yet (start `escrowd serve` once first)")
+    })
+}

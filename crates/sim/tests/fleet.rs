@@ -8,7 +8,7 @@ use sim::fleet::{self, FleetConfig, Scenario};
 #[tokio::test]
 async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
     let ts = testkit::TestServer::start().await.unwrap();
-    let ca = Arc::new(ts.device_ca().unwrap());
+    let ca = ts.device_ca().unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     let counter = done.clone();
     let config = FleetConfig {
@@ -51,7 +51,7 @@ async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
 #[tokio::test]
 async fn an_unreachable_server_is_a_counted_failure_not_a_crash() {
     let ts = testkit::TestServer::start().await.unwrap();
-    let ca = Arc::new(ts.device_ca().unwrap());
+    let ca = ts.device_ca().unwrap();
     let base = ts.base_url();
     ts.stop().await;
     let config = FleetConfig {
