@@ -2,6 +2,7 @@
 //! macro below runs it once against a fresh SQLite file and once against PostgreSQL in a fresh schema (when
 //! `ESCROWD_TEST_DATABASE_URL` is set), so both backends are held to the same behaviour.
 
+mod admin;
 mod commands;
 mod enrollments;
 mod events;
@@ -219,4 +220,9 @@ conformance! {
     events::events_filter_by_subject_kind_outcome_and_since,
     events::events_page_newest_first_with_before_id,
     events::event_limit_zero_means_one_hundred,
+    admin::api_keys_are_found_by_hash_listed_and_revoked_with_events,
+    admin::inventory_parts_are_written_independently,
+    admin::a_user_list_replaces_only_its_sources_rows,
+    admin::device_list_filters_match_the_status_rule_and_page_by_id,
+    admin::deleting_a_group_ungroups_its_members_and_writes_the_event,
 }
