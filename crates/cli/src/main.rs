@@ -1,5 +1,6 @@
 //! `escrowd`: the Apple MDM server that keeps macOS Bootstrap Tokens safe.
 
+mod apikey;
 mod keys;
 
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     /// Manage the keys that seal escrowed secrets (rotate, status, retire).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Make and list admin API keys (offline, directly in the database).
+    #[command(subcommand)]
+    Apikey(apikey::ApikeyCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -75,6 +79,7 @@ async fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Keys(cmd) => keys::run(cmd).await,
+        Command::Apikey(cmd) => apikey::run(cmd).await,
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

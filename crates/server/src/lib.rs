@@ -3,6 +3,7 @@
 //! Everything about HTTP lives here: routes, body caps, TLS and client certificates, status codes. Business
 //! rules live in `service`; this crate maps `service::ErrorKind` to status codes and nothing more.
 
+pub mod api;
 pub mod app;
 pub mod datadir;
 pub mod listener;
@@ -39,7 +40,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY));
     Router::new()
         .merge(mdm)
+        .merge(api::router())
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(axum::Extension(state))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -67,44 +67,7 @@ impl MdmService {
         scope: ApiScope,
         by: &Actor,
     ) -> Result<(ApiKey, Secret<String>), ServiceError> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-            return Err(ServiceError::Invalid(
-                "the key name must be 1-200 printable characters".into(),
-            ));
-        }
-        let mut raw = [0u8; 32];
-        openssl::rand::rand_bytes(&mut raw)
-            .map_err(|e| ServiceError::Internal(format!("random generator failed: {e}")))?;
-        let key = Secret::new(format!("{PREFIX}{}", hex::encode(raw)));
-        let mut id_raw = [0u8; 8];
-        openssl::rand::rand_bytes(&mut id_raw)
-            .map_err(|e| ServiceError::Internal(format!("random generator failed: {e}")))?;
-        let record = ApiKey {
-            id: hex::encode(id_raw),
-            name: name.to_string(),
-            scope,
-            key_hash: key_hash(key.expose()),
-            created_at: self.now(),
-            revoked_at: None,
-        };
-        let event = self.event(
-            &format!("apikey:{}", record.id),
-            None,
-            APIKEY_CREATED,
-            Outcome::Success,
-            format!(
-                "{} created key {:?} with scope {}",
-                by.label(),
-                record.name,
-                scope.as_str()
-            ),
-        );
-        self.store
-            .create_api_key(&record, &event)
-            .await
-            .map_err(crate::error::admin)?;
-        Ok((record, key))
+        create_api_key(self.store.as_ref(), self.now(), name, scope, by).await
     }
 
     /// The actor behind a presented key; Unauthorized for an unknown, malformed or revoked key.
@@ -141,4 +104,55 @@ impl MdmService {
             .map_err(crate::error::admin)?;
         Ok(())
     }
+}
+
+/// Make a new key directly in a store (the offline `escrowd apikey create`). Returns its metadata and the key
+/// itself, to be shown exactly once; the store keeps only the hash, and the creation is audited.
+pub async fn create_api_key(
+    store: &dyn store::Store,
+    now: store::Millis,
+    name: &str,
+    scope: ApiScope,
+    by: &Actor,
+) -> Result<(ApiKey, Secret<String>), ServiceError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(
+            "the key name must be 1-200 printable characters".into(),
+        ));
+    }
+    let key = Secret::new(format!("{PREFIX}{}", hex::encode(random::<32>()?)));
+    let record = ApiKey {
+        id: hex::encode(random::<8>()?),
+        name: name.to_string(),
+        scope,
+        key_hash: key_hash(key.expose()),
+        created_at: now,
+        revoked_at: None,
+    };
+    let event = store::NewEvent {
+        subject: format!("apikey:{}", record.id),
+        enrollment_id: None,
+        kind: APIKEY_CREATED.into(),
+        outcome: Outcome::Success,
+        detail: format!(
+            "{} created key {:?} with scope {}",
+            by.label(),
+            record.name,
+            scope.as_str()
+        ),
+        at: now,
+    };
+    store
+        .create_api_key(&record, &event)
+        .await
+        .map_err(crate::error::admin)?;
+    Ok((record, key))
+}
+
+fn random<const N: usize>() -> Result<[u8; N], ServiceError> {
+    let mut raw = [0u8; N];
+    openssl::rand::rand_bytes(&mut raw)
+        .map_err(|e| ServiceError::Internal(format!("random generator failed: {e}")))?;
+    Ok(raw)
 }
