@@ -229,3 +229,7 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
     }
     out
 }
+
+#[cfg(test)]
+#[path = "diagnosis_tests.rs"]
+mod tests;
