@@ -661,3 +661,73 @@ async fn api_keys_are_shown_once_listed_without_hashes_and_revoked_keys_stop_wor
     );
     assert_eq!(new.get("/api/v1/devices").await.0, 401);
 }
+
+#[tokio::test]
+async fn fleet_summary_and_csv_reports_list_macs_without_tokens_and_users_without_secure_token() {
+    let ts = TestServer::start().await.unwrap();
+    let read = api(&ts, ApiScope::Read).await;
+    let with = enrolled(&ts, "UDID-REP-1").await;
+    with.set_bootstrap_token(Some(b"tok")).await.unwrap();
+    enrolled(&ts, "UDID-REP-2").await;
+    let u = |name: &str, st: bool| store::DeviceUser {
+        device_id: "UDID-REP-1".into(),
+        source: store::FactSource::Mdm,
+        user_key: name.into(),
+        short_name: Some(name.into()),
+        full_name: Some("=cmd|' /C calc'!A0".into()),
+        uid: None,
+        guid: None,
+        has_secure_token: Some(st),
+        mobile_account: None,
+        is_logged_in: Some(false),
+        is_admin: None,
+        filevault_enabled: None,
+        volume_owner: None,
+        observed_at: 5,
+    };
+    ts.store()
+        .replace_device_users(
+            "UDID-REP-1",
+            store::FactSource::Mdm,
+            &[u("alice", true), u("bob", false)],
+        )
+        .await
+        .unwrap();
+
+    let (s, sum) = read.get("/api/v1/reports/summary").await;
+    assert_eq!(s, 200);
+    assert_eq!(sum["devices"], 2);
+    assert_eq!(sum["bootstrap_token"]["escrowed"], 1);
+    assert_eq!(sum["bootstrap_token"]["not_escrowed"], 1);
+    assert_eq!(sum["users_without_secure_token"], 1);
+
+    let raw = |path: &str| {
+        let base = ts.base_url();
+        let auth = read.auth.clone().unwrap();
+        let path = path.to_string();
+        async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let req = http::Request::get(format!("{base}{path}"))
+                .header("authorization", auth)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let (s, csv) = raw("/api/v1/reports/without-bootstrap-token.csv").await;
+    assert_eq!(s, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[0].starts_with("device_id,"));
+    assert!(lines[1].starts_with("\"UDID-REP-2\""));
+    let (_, csv) = raw("/api/v1/reports/users-without-secure-token").await;
+    assert!(
+        csv.contains("\"bob\"") && !csv.contains("\"alice\""),
+        "{csv}"
+    );
+    assert!(csv.contains("\"'=cmd"), "formula cells are defused: {csv}");
+    assert_eq!(raw("/api/v1/reports/everything").await.0, 404);
+}

@@ -16,6 +16,7 @@ pub mod events;
 pub mod inventory;
 pub mod keys;
 pub mod push;
+pub mod reports;
 
 mod bootstrap;
 mod enrollment;

@@ -16,6 +16,7 @@ mod groups;
 mod keys;
 mod nanomdm;
 mod openapi;
+mod reports;
 mod views;
 
 use axum::Router;
@@ -90,6 +91,7 @@ pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
     let api = commands::routes(api);
     let api = keys::routes(api);
     let api = nanomdm::routes(api);
+    let api = reports::routes(api);
     let api = openapi::routes(api);
     let docs = api.docs.clone();
     (api.router.layer(DefaultBodyLimit::max(MAX_API_BODY)), docs)
