@@ -417,3 +417,42 @@ async fn groups_crud_membership_and_escrow_off_with_clear_removes_tokens_audited
     let (_, d) = admin.get("/api/v1/devices/UDID-GRP-1").await;
     assert_eq!(d["group"], Json::Null);
 }
+
+#[tokio::test]
+async fn a_malformed_inventory_result_is_recorded_as_rejected_and_stores_nothing() {
+    let ts = TestServer::start().await.unwrap();
+    let op = api(&ts, ApiScope::Operate).await;
+    let mac = enrolled(&ts, "UDID-MAL").await;
+    for command in ["SecurityInfo", "UserList", "DeviceInformation"] {
+        let (s, _) = op
+            .send(
+                "POST",
+                "/api/v1/commands",
+                json!({"devices": ["UDID-MAL"], "command": {"type": command}, "push": false}),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    // Wrong types where dicts and arrays belong, and a UserList whose item is not a dict.
+    answer_next(&mac, dict(&[("SecurityInfo", Value::String("yes".into()))])).await;
+    answer_next(
+        &mac,
+        dict(&[("Users", Value::Array(vec![Value::Integer(7.into())]))]),
+    )
+    .await;
+    answer_next(&mac, dict(&[("QueryResponses", Value::Array(vec![]))])).await;
+    assert_eq!(ts.store().device_inventory("UDID-MAL").await.unwrap(), None);
+    assert!(
+        ts.store()
+            .device_users("UDID-MAL")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (_, ev) = op
+        .get("/api/v1/devices/UDID-MAL/events?kind=inventory.rejected&outcome=failure")
+        .await;
+    assert_eq!(ev["events"].as_array().unwrap().len(), 3, "{ev}");
+    let (_, d) = op.get("/api/v1/devices/UDID-MAL").await;
+    assert_eq!(d["inventory_at"]["security_info"], Json::Null);
+}
