@@ -228,3 +228,50 @@ async fn apikey_create_prints_a_key_once_that_drives_the_admin_cli() {
         .unwrap();
     assert!(String::from_utf8_lossy(&nokey.stderr).contains("escrowd apikey create"));
 }
+
+#[tokio::test]
+async fn admin_cli_over_https_needs_the_servers_certificate_and_works_with_it() {
+    let ts = TestServer::start_with(|o| o.http = false).await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key(
+            "tls",
+            store::ApiScope::Read,
+            &service::apikeys::Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+    let server = ts.base_url();
+    assert!(server.starts_with("https://"));
+    let pem = ts.opts.data_dir.join("tls.pem").display().to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || escrowd().args(args).output().unwrap())
+    };
+    let base = vec![
+        "report".to_string(),
+        "--server".into(),
+        server,
+        "--api-key".into(),
+        key,
+        "--json".into(),
+    ];
+    let without = run(base.clone()).await.unwrap();
+    assert!(!without.status.success());
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("--ca-cert"),
+        "says what to do"
+    );
+    let mut with = base;
+    with.extend(["--ca-cert".to_string(), pem]);
+    let out = run(with).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["devices"], 0);
+}
