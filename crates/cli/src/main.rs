@@ -1,5 +1,8 @@
 //! `escrowd`: the Apple MDM server that keeps macOS Bootstrap Tokens safe.
 
+mod admin;
+mod apikey;
+mod client;
 mod keys;
 mod sim_cmd;
 
@@ -43,6 +46,27 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     /// Run a fleet of virtual Macs against a server: demo, end-to-end check and load generator.
     #[command(long_about = sim_cmd::LONG_ABOUT)]
     Sim(sim_cmd::SimArgs),
+    /// Make and list admin API keys (offline, directly in the database).
+    #[command(subcommand)]
+    Apikey(apikey::ApikeyCommand),
+    /// List devices with their Bootstrap Token status (filters, paging).
+    Devices(admin::DevicesArgs),
+    /// One device in detail, with its diagnosis.
+    Device(admin::DeviceArgs),
+    /// The users of a device: Secure Token, logged in, mobile, volume owner, with source.
+    Users(admin::DeviceArgs),
+    /// A device's events, newest first.
+    Events(admin::DeviceArgs),
+    /// Groups and their escrow settings.
+    #[command(subcommand)]
+    Groups(admin::GroupsCommand),
+    /// Queue a command for devices (and push).
+    #[command(name = "command")]
+    Enqueue(admin::CommandArgs),
+    /// Push to devices.
+    Push(admin::PushArgs),
+    /// Fleet summary or a CSV report.
+    Report(admin::ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -95,6 +119,15 @@ async fn main() {
         Command::Serve(args) => serve(args).await,
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Sim(args) => sim_cmd::run(args).await,
+        Command::Apikey(cmd) => apikey::run(cmd).await,
+        Command::Devices(a) => admin::devices(a).await,
+        Command::Device(a) => admin::device(a).await,
+        Command::Users(a) => admin::users(a).await,
+        Command::Events(a) => admin::events(a).await,
+        Command::Groups(c) => admin::groups(c).await,
+        Command::Enqueue(a) => admin::command(a).await,
+        Command::Push(a) => admin::push(a).await,
+        Command::Report(a) => admin::report(a).await,
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -215,3 +215,146 @@ async fn trace_level_server_logs_never_contain_a_token() {
         "hex token in logs"
     );
 }
+
+#[tokio::test]
+async fn apikey_create_prints_a_key_once_that_drives_the_admin_cli() {
+    let ts = TestServer::start().await.unwrap();
+    let mac = ts.new_device("UDID-CLI-1").unwrap();
+    mac.enroll().await.unwrap();
+    let data_dir = ts.opts.data_dir.clone();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || escrowd().args(args).output().unwrap())
+    };
+    let dd = data_dir.display().to_string();
+    let out = run(vec![
+        "apikey".into(),
+        "create".into(),
+        "--data-dir".into(),
+        dd.clone(),
+        "--scope".into(),
+        "read".into(),
+        "--name".into(),
+        "ci".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("escrowd_") && key.len() == 72, "{key}");
+
+    let list = run(vec![
+        "apikey".into(),
+        "list".into(),
+        "--data-dir".into(),
+        dd.clone(),
+        "--json".into(),
+    ])
+    .await
+    .unwrap();
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listed.contains("\"ci\"") && !listed.contains(&key),
+        "the key is shown once: {listed}"
+    );
+
+    let server = ts.base_url();
+    let out = run(vec![
+        "devices".into(),
+        "--server".into(),
+        server.clone(),
+        "--api-key".into(),
+        key.clone(),
+        "--json".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["devices"][0]["id"], "UDID-CLI-1");
+    let table = run(vec![
+        "devices".into(),
+        "--server".into(),
+        server.clone(),
+        "--api-key".into(),
+        key.clone(),
+    ])
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("Not configured"));
+
+    let denied = run(vec![
+        "groups".into(),
+        "create".into(),
+        "Lab".into(),
+        "--server".into(),
+        server.clone(),
+        "--api-key".into(),
+        key.clone(),
+    ])
+    .await
+    .unwrap();
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("scope"),
+        "says why"
+    );
+    let nokey = run(vec!["devices".into(), "--server".into(), server])
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&nokey.stderr).contains("escrowd apikey create"));
+}
+
+#[tokio::test]
+async fn admin_cli_over_https_needs_the_servers_certificate_and_works_with_it() {
+    let ts = TestServer::start_with(|o| o.http = false).await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key(
+            "tls",
+            store::ApiScope::Read,
+            &service::apikeys::Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+    let server = ts.base_url();
+    assert!(server.starts_with("https://"));
+    let pem = ts.opts.data_dir.join("tls.pem").display().to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || escrowd().args(args).output().unwrap())
+    };
+    let base = vec![
+        "report".to_string(),
+        "--server".into(),
+        server,
+        "--api-key".into(),
+        key,
+        "--json".into(),
+    ];
+    let without = run(base.clone()).await.unwrap();
+    assert!(!without.status.success());
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("--ca-cert"),
+        "says what to do"
+    );
+    let mut with = base;
+    with.extend(["--ca-cert".to_string(), pem]);
+    let out = run(with).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["devices"], 0);
+}

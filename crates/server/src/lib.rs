@@ -3,6 +3,7 @@
 //! Everything about HTTP lives here: routes, body caps, TLS and client certificates, status codes. Business
 //! rules live in `service`; this crate maps `service::ErrorKind` to status codes and nothing more.
 
+pub mod api;
 pub mod app;
 pub mod datadir;
 pub mod device_ca;
@@ -46,7 +47,9 @@ pub fn router(state: AppState) -> Router {
                 .route("/scep", get(scep::scep).post(scep::scep))
                 .layer(DefaultBodyLimit::max(scep::MAX_SCEP_BODY)),
         )
+        .merge(api::router())
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(axum::Extension(state))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

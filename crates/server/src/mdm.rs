@@ -143,7 +143,13 @@ fn error_response(what: &str, err: &ServiceError) -> Response {
             tracing::info!(reason = %err, "{what} refused: bad request");
             (StatusCode::BAD_REQUEST, "Bad Request\n").into_response()
         }
-        ErrorKind::Unauthenticated | ErrorKind::Refused => {
+        ErrorKind::Unauthenticated
+        | ErrorKind::Refused
+        | ErrorKind::Invalid
+        | ErrorKind::NotFound
+        | ErrorKind::Conflict
+        | ErrorKind::AdminUnauthorized
+        | ErrorKind::Forbidden => {
             tracing::warn!(reason = %err, "{what} refused");
             (StatusCode::BAD_REQUEST, "Bad Request\n").into_response()
         }

@@ -82,11 +82,16 @@ fn bad_request(reason: &str) -> Response {
 
 fn error_response(err: &ServiceError) -> Response {
     match err.kind() {
-        ErrorKind::BadRequest => bad_request(&err.to_string()),
+        ErrorKind::BadRequest | ErrorKind::Invalid => bad_request(&err.to_string()),
         ErrorKind::TooLarge => {
             (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response()
         }
-        ErrorKind::Unauthenticated | ErrorKind::Refused => {
+        ErrorKind::Unauthenticated
+        | ErrorKind::Refused
+        | ErrorKind::NotFound
+        | ErrorKind::Conflict
+        | ErrorKind::AdminUnauthorized
+        | ErrorKind::Forbidden => {
             tracing::warn!(reason = %err, "SCEP refused");
             (StatusCode::FORBIDDEN, format!("{err}\n")).into_response()
         }

@@ -136,6 +136,10 @@ impl MdmService {
                 );
                 self.store.clear_bootstrap_token(device_id, &event).await?;
             }
+            Status::Acknowledged => {
+                self.store_inventory(enrollment_id, device_id, request_type, report)
+                    .await?;
+            }
             _ => {}
         }
         Ok(())

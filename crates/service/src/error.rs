@@ -13,6 +13,16 @@ pub enum ErrorKind {
     Refused,
     /// The body is larger than we accept.
     TooLarge,
+    /// An admin request with a bad value (filter, name, command).
+    Invalid,
+    /// The admin named something that does not exist.
+    NotFound,
+    /// The admin request conflicts with existing state (duplicate name, already queued).
+    Conflict,
+    /// Admin API: no or wrong key (401; never used for devices).
+    AdminUnauthorized,
+    /// Admin API: the key lacks the scope (403).
+    Forbidden,
     /// Our fault: database or key problems. The device will retry.
     Internal,
 }
@@ -36,6 +46,16 @@ pub enum ServiceError {
     Vault(#[from] vault::VaultError),
     #[error("{0}")]
     Internal(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl ServiceError {
@@ -47,9 +67,24 @@ impl ServiceError {
                 ErrorKind::Unauthenticated
             }
             ServiceError::Refused(_) => ErrorKind::Refused,
+            ServiceError::NotFound(_) => ErrorKind::NotFound,
+            ServiceError::Conflict(_) => ErrorKind::Conflict,
             ServiceError::Store(_) | ServiceError::Vault(_) | ServiceError::Internal(_) => {
                 ErrorKind::Internal
             }
+            ServiceError::Invalid(_) => ErrorKind::Invalid,
+            ServiceError::Unauthorized(_) => ErrorKind::AdminUnauthorized,
+            ServiceError::Forbidden(_) => ErrorKind::Forbidden,
         }
+    }
+}
+
+/// A store error from an admin call: NotFound and Conflict become the admin's 404 / 409, the rest stay
+/// internal. (Device paths keep the plain `From`, where a missing row is our fault.)
+pub fn admin(e: store::StoreError) -> ServiceError {
+    match e {
+        store::StoreError::NotFound(m) => ServiceError::NotFound(m),
+        store::StoreError::Conflict(m) => ServiceError::Conflict(m),
+        other => ServiceError::Store(other),
     }
 }

@@ -5,13 +5,18 @@
 //! the Bootstrap Token lifecycle, and returns what to answer. It never sees a socket and never picks an HTTP
 //! status: `ServiceError::kind()` says what class of failure happened and `server` maps it.
 
+pub mod admin;
+pub mod apikeys;
 pub mod checkin;
 pub mod clock;
 pub mod commands;
+pub mod diagnosis;
 pub mod error;
 pub mod events;
+pub mod inventory;
 pub mod keys;
 pub mod push;
+pub mod reports;
 pub mod scep;
 
 mod bootstrap;

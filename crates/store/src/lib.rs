@@ -7,6 +7,7 @@
 //! the active command queue holds only unfinished commands; sealed values are opaque bytes here and never
 //! appear in Debug output or errors.
 
+mod admin_model;
 mod error;
 mod model;
 mod postgres;
@@ -18,6 +19,7 @@ mod conformance;
 
 use std::sync::Arc;
 
+pub use admin_model::*;
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use postgres::PgStore;
@@ -158,6 +160,38 @@ pub trait Store: Send + Sync + 'static {
     async fn record_event(&self, e: &NewEvent) -> Result<()>;
     /// Matching events, newest first (id descending).
     async fn events(&self, f: &EventFilter) -> Result<Vec<Event>>;
+
+    // ---- admin: API keys (hash only), inventory, device views
+
+    /// Store a new API key and its event in one transaction. Conflict on a duplicate id or hash.
+    async fn create_api_key(&self, key: &ApiKey, event: &NewEvent) -> Result<()>;
+    /// The key (revoked or not) whose hash is `key_hash`.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    /// Every key, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    /// Mark an active key revoked + event. NotFound if unknown or already revoked.
+    async fn revoke_api_key(&self, id: &str, at: Millis, event: &NewEvent) -> Result<()>;
+    /// Replace the DeviceInformation columns of a device's inventory. NotFound for an unknown enrollment.
+    async fn put_device_facts(&self, device_id: &str, facts: &DeviceFacts) -> Result<()>;
+    /// Replace the SecurityInfo columns of a device's inventory. NotFound for an unknown enrollment.
+    async fn put_security_facts(&self, device_id: &str, facts: &SecurityFacts) -> Result<()>;
+    async fn device_inventory(&self, device_id: &str) -> Result<Option<DeviceInventory>>;
+    /// Replace what `source` says about the device's users (others' rows stay). NotFound for an unknown
+    /// enrollment; Conflict if a user is listed twice or belongs to another device/source.
+    async fn replace_device_users(
+        &self,
+        device_id: &str,
+        source: FactSource,
+        users: &[DeviceUser],
+    ) -> Result<()>;
+    /// Every source's rows for the device's users, by user key then source.
+    async fn device_users(&self, device_id: &str) -> Result<Vec<DeviceUser>>;
+    /// A device-channel enrollment with group, token metadata, inventory and user counts.
+    async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
+    /// Devices matching the filter, ordered by id, one page.
+    async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>>;
+    /// Delete a group (members stay enrolled, without a group) + event. NotFound if missing.
+    async fn delete_group(&self, id: &str, event: &NewEvent) -> Result<()>;
 
     /// Close every connection (on SQLite this also checkpoints the WAL). Calls after this fail.
     async fn close(&self) {}

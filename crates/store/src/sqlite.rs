@@ -24,14 +24,20 @@ const BACKEND: &str = "sqlite";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+#[path = "shared/apikeys.rs"]
+mod apikeys;
 #[path = "shared/commands.rs"]
 mod commands;
+#[path = "shared/devices.rs"]
+mod devices;
 #[path = "shared/enrollments.rs"]
 mod enrollments;
 #[path = "shared/events.rs"]
 mod events;
 #[path = "shared/groups.rs"]
 mod groups;
+#[path = "shared/inventory.rs"]
+mod inventory;
 #[path = "shared/scep.rs"]
 mod scep;
 #[path = "shared/secrets.rs"]

@@ -2,6 +2,7 @@
 //! macro below runs it once against a fresh SQLite file and once against PostgreSQL in a fresh schema (when
 //! `ESCROWD_TEST_DATABASE_URL` is set), so both backends are held to the same behaviour.
 
+mod admin;
 mod commands;
 mod enrollments;
 mod events;
@@ -224,4 +225,9 @@ conformance! {
     scep::put_sealed_secret_refuses_a_bootstrap_token_field,
     scep::a_scep_nonce_is_claimed_once_and_forgotten_after_its_window,
     scep::concurrent_claims_of_one_nonce_let_exactly_one_win,
+    admin::api_keys_are_found_by_hash_listed_and_revoked_with_events,
+    admin::inventory_parts_are_written_independently,
+    admin::a_user_list_replaces_only_its_sources_rows,
+    admin::device_list_filters_match_the_status_rule_and_page_by_id,
+    admin::deleting_a_group_ungroups_its_members_and_writes_the_event,
 }

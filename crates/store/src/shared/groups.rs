@@ -120,3 +120,22 @@ pub(super) async fn set_enrollment_group(
     tx.commit().await?;
     Ok(())
 }
+
+/// Delete a group (its members keep their enrollment, without a group) and write `event`, one transaction.
+pub(super) async fn delete(pool: &Pool<Db>, id: &str, event: &crate::NewEvent) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    sqlx::query("UPDATE enrollments SET group_id = NULL WHERE group_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM device_groups WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("group {id}")));
+    }
+    super::events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}

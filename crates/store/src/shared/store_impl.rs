@@ -1,10 +1,14 @@
 //! `Store` for this backend: each method delegates to the shared query module for its concern (compiled per
 //! backend, see `sqlite.rs`). Guarantees nothing beyond those modules; it only wires them to the trait.
 
-use super::{BACKEND, BackendStore, commands, enrollments, events, groups, scep, secrets, tokens};
+use super::{
+    BACKEND, BackendStore, apikeys, commands, devices, enrollments, events, groups, inventory,
+    scep, secrets, tokens,
+};
 use crate::{
-    BootstrapTokenRecord, CommandStatus, Enrollment, Event, EventFilter, Group, Millis, NewCommand,
-    NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret, Store,
+    ApiKey, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory,
+    DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, Millis,
+    NewCommand, NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret, SecurityFacts, Store,
 };
 
 #[async_trait::async_trait]
@@ -190,6 +194,59 @@ impl Store for BackendStore {
 
     async fn events(&self, f: &EventFilter) -> Result<Vec<Event>> {
         events::list(&self.pool, f).await
+    }
+
+    async fn create_api_key(&self, key: &ApiKey, event: &NewEvent) -> Result<()> {
+        apikeys::create(&self.pool, key, event).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        apikeys::by_hash(&self.pool, key_hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        apikeys::list(&self.pool).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Millis, event: &NewEvent) -> Result<()> {
+        apikeys::revoke(&self.pool, id, at, event).await
+    }
+
+    async fn put_device_facts(&self, device_id: &str, facts: &DeviceFacts) -> Result<()> {
+        inventory::put_device(&self.pool, device_id, facts).await
+    }
+
+    async fn put_security_facts(&self, device_id: &str, facts: &SecurityFacts) -> Result<()> {
+        inventory::put_security(&self.pool, device_id, facts).await
+    }
+
+    async fn device_inventory(&self, device_id: &str) -> Result<Option<DeviceInventory>> {
+        inventory::get(&self.pool, device_id).await
+    }
+
+    async fn replace_device_users(
+        &self,
+        device_id: &str,
+        source: FactSource,
+        users: &[DeviceUser],
+    ) -> Result<()> {
+        inventory::replace_users(&self.pool, device_id, source, users).await
+    }
+
+    async fn device_users(&self, device_id: &str) -> Result<Vec<DeviceUser>> {
+        inventory::users(&self.pool, device_id).await
+    }
+
+    async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        devices::record(&self.pool, device_id).await
+    }
+
+    async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>> {
+        devices::list(&self.pool, filter).await
+    }
+
+    async fn delete_group(&self, id: &str, event: &NewEvent) -> Result<()> {
+        groups::delete(&self.pool, id, event).await
     }
 
     async fn close(&self) {

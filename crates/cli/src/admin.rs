@@ -1,0 +1,516 @@
+//! `escrowd devices | device | users | events | groups | command | push | report`: the admin API from the
+//! command line. Tables by default, `--json` for scripts; errors carry the server's message and what to do.
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use comfy_table::Table;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+
+use crate::client::ServerArgs;
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn table(rows: &[Value], cols: &[(&str, &str)]) -> Table {
+    let mut t = Table::new();
+    t.set_header(cols.iter().map(|(h, _)| *h));
+    for r in rows {
+        t.add_row(
+            cols.iter()
+                .map(|(_, ptr)| text(r.pointer(ptr).unwrap_or(&Value::Null))),
+        );
+    }
+    t
+}
+
+fn print(server: &ServerArgs, v: &Value, rows: &str, cols: &[(&str, &str)]) {
+    if server.json {
+        println!("{v}");
+    } else {
+        let empty = Vec::new();
+        let list = v.pointer(rows).and_then(Value::as_array).unwrap_or(&empty);
+        println!("{}", table(list, cols));
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  escrowd devices --status not_escrowed\n  escrowd devices --apple-silicon true --os-version 14 --json\n  ESCROWD_API_KEY=… escrowd devices --server https://mdm.example.com --ca-cert /var/lib/escrowd/tls.pem"
+)]
+pub struct DevicesArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// not_supported, not_escrowed or escrowed.
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    apple_silicon: Option<bool>,
+    /// OS version prefix: 14 or 14.5.
+    #[arg(long)]
+    os_version: Option<String>,
+    /// Group id.
+    #[arg(long)]
+    group: Option<String>,
+    /// Only devices with a user lacking a Secure Token.
+    #[arg(long)]
+    users_without_secure_token: bool,
+    /// Continue after this device id (the previous page's `next`).
+    #[arg(long)]
+    after: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct DeviceArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Device id (UDID).
+    id: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupsCommand {
+    /// List groups.
+    List(ServerOnly),
+    /// Create a group: `escrowd groups create Lab --escrow false`.
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        name: String,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        escrow: bool,
+    },
+    /// Switch escrow on or off; `--clear-tokens` deletes escrowed tokens when switching off (audited).
+    Escrow {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+        #[arg(action = clap::ArgAction::Set)]
+        enabled: bool,
+        #[arg(long)]
+        clear_tokens: bool,
+    },
+    /// Put a device in a group (leave GROUP out to remove it from its group).
+    Assign {
+        #[command(flatten)]
+        server: ServerArgs,
+        device: String,
+        group: Option<String>,
+    },
+    /// Delete a group.
+    Delete {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServerOnly {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  escrowd command SecurityInfo UDID1 UDID2\n  escrowd command EraseDevice UDID1 --obliteration DoNotObliterate --force"
+)]
+pub struct CommandArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// SecurityInfo, UserList, DeviceInformation, DeviceConfigured or EraseDevice.
+    request_type: String,
+    /// Device ids.
+    #[arg(required = true)]
+    devices: Vec<String>,
+    /// EraseDevice: Default, DoNotObliterate, ObliterateWithWarning or Always.
+    #[arg(long)]
+    obliteration: Option<String>,
+    /// EraseDevice even when the Mac has no usable Bootstrap Token.
+    #[arg(long)]
+    force: bool,
+    /// Queue without pushing.
+    #[arg(long)]
+    no_push: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[arg(required = true)]
+    devices: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Reports: summary, without-bootstrap-token, cannot-authorize, users-without-secure-token, no-volume-owner (CSV on stdout).\nExample: escrowd report without-bootstrap-token > missing.csv"
+)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[arg(default_value = "summary")]
+    name: String,
+}
+
+pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
+    let mut q = vec![format!("limit={}", a.limit)];
+    for (k, v) in [
+        ("status", &a.status),
+        ("os_version", &a.os_version),
+        ("group", &a.group),
+        ("after", &a.after),
+    ] {
+        if let Some(v) = v {
+            q.push(format!("{k}={}", enc(v)));
+        }
+    }
+    if let Some(b) = a.apple_silicon {
+        q.push(format!("apple_silicon={b}"));
+    }
+    if a.users_without_secure_token {
+        q.push("users_without_secure_token=true".into());
+    }
+    let v = a
+        .server
+        .ok("GET", &format!("/api/v1/devices?{}", q.join("&")), None)
+        .await?
+        .json()?;
+    print(
+        &a.server,
+        &v,
+        "/devices",
+        &[
+            ("id", "/id"),
+            ("serial", "/serial_number"),
+            ("os", "/os_version"),
+            ("bootstrap token", "/bootstrap_token/label"),
+            ("escrowed at", "/bootstrap_token/escrowed_at"),
+            ("verified", "/bootstrap_token/verified"),
+            ("apple silicon", "/apple_silicon"),
+            ("no ST users", "/users_without_secure_token"),
+        ],
+    );
+    if !a.server.json
+        && let Some(next) = v["next"].as_str()
+    {
+        eprintln!("more: --after {next}");
+    }
+    Ok(())
+}
+
+pub async fn device(a: DeviceArgs) -> anyhow::Result<()> {
+    let v = a
+        .server
+        .ok("GET", &format!("/api/v1/devices/{}", enc(&a.id)), None)
+        .await?
+        .json()?;
+    let d = a
+        .server
+        .ok(
+            "GET",
+            &format!("/api/v1/devices/{}/diagnosis", enc(&a.id)),
+            None,
+        )
+        .await?
+        .json()?;
+    if a.server.json {
+        println!("{}", json!({"device": v, "findings": d["findings"]}));
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.set_header(["field", "value"]);
+    for (k, p) in [
+        ("id", "/id"),
+        ("serial", "/serial_number"),
+        ("model", "/model_name"),
+        ("os", "/os_version"),
+        ("enrollment", "/enrollment_type"),
+        ("supervised", "/supervised"),
+        ("group", "/group/name"),
+        ("bootstrap token", "/bootstrap_token/label"),
+        ("escrowed at", "/bootstrap_token/escrowed_at"),
+        ("verified", "/bootstrap_token/verified"),
+        ("last requested", "/bootstrap_token/last_requested_at"),
+        ("apple silicon", "/apple_silicon"),
+        (
+            "allowed for authentication",
+            "/bootstrap_token_allowed_for_authentication",
+        ),
+        (
+            "required for updates",
+            "/bootstrap_token_required_for_software_update",
+        ),
+        (
+            "required for kexts",
+            "/bootstrap_token_required_for_kernel_extension_approval",
+        ),
+        ("EACS preflight", "/eacs_preflight"),
+        ("FileVault", "/filevault_enabled"),
+    ] {
+        t.add_row([k.to_string(), text(v.pointer(p).unwrap_or(&Value::Null))]);
+    }
+    println!("{t}");
+    print(
+        &a.server,
+        &d,
+        "/findings",
+        &[
+            ("severity", "/severity"),
+            ("finding", "/summary"),
+            ("fix", "/fix"),
+        ],
+    );
+    Ok(())
+}
+
+pub async fn users(a: DeviceArgs) -> anyhow::Result<()> {
+    let v = a
+        .server
+        .ok(
+            "GET",
+            &format!("/api/v1/devices/{}/users", enc(&a.id)),
+            None,
+        )
+        .await?
+        .json()?;
+    print(
+        &a.server,
+        &v,
+        "/users",
+        &[
+            ("user", "/short_name"),
+            ("name", "/full_name"),
+            ("secure token", "/has_secure_token/value"),
+            ("source", "/has_secure_token/source"),
+            ("logged in", "/is_logged_in/value"),
+            ("mobile", "/mobile_account/value"),
+            ("volume owner", "/volume_owner/value"),
+        ],
+    );
+    Ok(())
+}
+
+pub async fn events(a: DeviceArgs) -> anyhow::Result<()> {
+    let v = a
+        .server
+        .ok(
+            "GET",
+            &format!("/api/v1/devices/{}/events", enc(&a.id)),
+            None,
+        )
+        .await?
+        .json()?;
+    print(
+        &a.server,
+        &v,
+        "/events",
+        &[
+            ("id", "/id"),
+            ("at", "/at"),
+            ("kind", "/kind"),
+            ("outcome", "/outcome"),
+            ("detail", "/detail"),
+        ],
+    );
+    Ok(())
+}
+
+pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
+    let cols = [
+        ("id", "/id"),
+        ("name", "/name"),
+        ("escrow", "/bootstrap_escrow_enabled"),
+        (
+            "prompt user",
+            "/prompt_user_to_allow_bootstrap_token_for_authentication",
+        ),
+    ];
+    match cmd {
+        GroupsCommand::List(s) => {
+            let v = s.server.ok("GET", "/api/v1/groups", None).await?.json()?;
+            print(&s.server, &v, "/groups", &cols);
+        }
+        GroupsCommand::Create {
+            server,
+            name,
+            escrow,
+        } => {
+            let v = server
+                .ok(
+                    "POST",
+                    "/api/v1/groups",
+                    Some(json!({"name": name, "bootstrap_escrow_enabled": escrow})),
+                )
+                .await?
+                .json()?;
+            print(&server, &json!({"groups": [v]}), "/groups", &cols);
+        }
+        GroupsCommand::Escrow {
+            server,
+            id,
+            enabled,
+            clear_tokens,
+        } => {
+            let body = json!({"bootstrap_escrow_enabled": enabled, "on_escrow_disabled": if clear_tokens { "clear" } else { "keep" }});
+            let v = server
+                .ok("PATCH", &format!("/api/v1/groups/{}", enc(&id)), Some(body))
+                .await?
+                .json()?;
+            if server.json {
+                println!("{v}")
+            } else {
+                println!(
+                    "escrow {} for {:?}; tokens cleared: {}",
+                    if enabled { "on" } else { "off" },
+                    text(&v["name"]),
+                    v["tokens_cleared"]
+                )
+            }
+        }
+        GroupsCommand::Assign {
+            server,
+            device,
+            group,
+        } => {
+            server
+                .ok(
+                    "PUT",
+                    &format!("/api/v1/devices/{}/group", enc(&device)),
+                    Some(json!({"group_id": group})),
+                )
+                .await?;
+            println!("{device} → {}", group.as_deref().unwrap_or("no group"));
+        }
+        GroupsCommand::Delete { server, id } => {
+            server
+                .ok("DELETE", &format!("/api/v1/groups/{}", enc(&id)), None)
+                .await?;
+            println!("deleted group {id}");
+        }
+    }
+    Ok(())
+}
+
+fn print_push(server: &ServerArgs, results: &Value) {
+    print(
+        server,
+        &json!({"r": results}),
+        "/r",
+        &[
+            ("enrollment", "/enrollment_id"),
+            ("push id", "/push_id"),
+            ("error", "/error"),
+        ],
+    );
+}
+
+pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
+    let mut command = json!({"type": a.request_type});
+    match a.request_type.as_str() {
+        "EraseDevice" => {
+            if let Some(o) = &a.obliteration {
+                command["obliteration_behavior"] = json!(o);
+            }
+        }
+        "SecurityInfo" | "UserList" | "DeviceInformation" | "DeviceConfigured" => {}
+        other => bail!(
+            "unknown command {other:?}: use SecurityInfo, UserList, DeviceInformation, DeviceConfigured or EraseDevice (or the API's /commands/raw for anything else)"
+        ),
+    }
+    let body =
+        json!({"devices": a.devices, "command": command, "force": a.force, "push": !a.no_push});
+    let v = a
+        .server
+        .ok("POST", "/api/v1/commands", Some(body))
+        .await?
+        .json()?;
+    if a.server.json {
+        println!("{v}");
+    } else {
+        println!("queued {} {}", a.request_type, text(&v["command_uuid"]));
+        if !v["push"].is_null() {
+            print_push(&a.server, &v["push"]);
+        }
+    }
+    Ok(())
+}
+
+pub async fn push(a: PushArgs) -> anyhow::Result<()> {
+    let v = a
+        .server
+        .ok("POST", "/api/v1/push", Some(json!({"devices": a.devices})))
+        .await?
+        .json()?;
+    if a.server.json {
+        println!("{v}")
+    } else {
+        print_push(&a.server, &v["results"])
+    }
+    Ok(())
+}
+
+pub async fn report(a: ReportArgs) -> anyhow::Result<()> {
+    if a.name == "summary" {
+        let v = a
+            .server
+            .ok("GET", "/api/v1/reports/summary", None)
+            .await?
+            .json()?;
+        if a.server.json {
+            println!("{v}");
+        } else {
+            let mut t = Table::new();
+            t.set_header(["measure", "count"]);
+            for (k, p) in [
+                ("devices", "/devices"),
+                ("escrowed (Configured)", "/bootstrap_token/escrowed"),
+                (
+                    "not escrowed (Not configured)",
+                    "/bootstrap_token/not_escrowed",
+                ),
+                ("not supported (NA)", "/bootstrap_token/not_supported"),
+                (
+                    "escrowed, never verified",
+                    "/bootstrap_token/escrowed_unverified",
+                ),
+                ("Apple silicon", "/apple_silicon"),
+                (
+                    "Apple silicon, token cannot authorize",
+                    "/apple_silicon_cannot_authorize",
+                ),
+                (
+                    "devices with users lacking a Secure Token",
+                    "/devices_with_users_without_secure_token",
+                ),
+                (
+                    "users lacking a Secure Token",
+                    "/users_without_secure_token",
+                ),
+                ("devices without inventory", "/devices_without_inventory"),
+            ] {
+                t.add_row([k.to_string(), text(v.pointer(p).unwrap_or(&Value::Null))]);
+            }
+            println!("{t}");
+        }
+        return Ok(());
+    }
+    let a2 = a
+        .server
+        .ok("GET", &format!("/api/v1/reports/{}", enc(&a.name)), None)
+        .await?;
+    use std::io::Write;
+    std::io::stdout().write_all(&a2.body)?;
+    Ok(())
+}

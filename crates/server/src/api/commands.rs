@@ -1,0 +1,197 @@
+//! Commands: typed enqueue (EraseDevice refused without a usable token unless forced), raw plists, push.
+//! Push results are reported per device, including "no push certificate is configured".
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use protocol::command::{MdmOptions, ObliterationBehavior};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use service::admin::TypedCommand;
+use service::apikeys::Actor;
+use service::push::PushResult;
+use store::ApiScope;
+
+use super::devices::{bad_json, bad_query};
+use super::{Api, error, service_error, split_ids};
+use crate::AppState;
+
+pub(super) fn routes(api: Api) -> Api {
+    let op = Some(ApiScope::Operate);
+    api.route("POST", "/api/v1/commands", "Queue a typed command: {devices: [ids], command: {type: SecurityInfo|UserList|DeviceInformation|DeviceConfigured|Settings|EraseDevice, …}, force?: bool, push?: bool (default true)}. Settings takes bootstrap_token_allowed / prompt_user_to_allow_bootstrap_token_for_authentication / activation_lock_allowed_while_supervised; EraseDevice takes pin and obliteration_behavior (Default|DoNotObliterate|ObliterateWithWarning|Always) and is refused (409) when a Mac has no usable Bootstrap Token unless force is true. Audited.", op, post(typed))
+        .route("POST", "/api/v1/commands/raw", "Queue a raw command plist (body) for ?devices=a,b; &nopush skips the push. Audited.", op, post(raw))
+        .route("POST", "/api/v1/push", "Push to devices: {devices: [ids]}. Per-device result or error (e.g. no push certificate configured). Audited.", op, post(push))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+enum CommandBody {
+    SecurityInfo,
+    UserList,
+    DeviceInformation,
+    DeviceConfigured,
+    Settings {
+        bootstrap_token_allowed: Option<bool>,
+        prompt_user_to_allow_bootstrap_token_for_authentication: Option<bool>,
+        activation_lock_allowed_while_supervised: Option<bool>,
+    },
+    EraseDevice {
+        pin: Option<String>,
+        obliteration_behavior: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypedBody {
+    devices: Vec<String>,
+    command: CommandBody,
+    #[serde(default)]
+    force: bool,
+    push: Option<bool>,
+}
+
+fn obliteration(s: &str) -> Option<ObliterationBehavior> {
+    Some(match s {
+        "Default" => ObliterationBehavior::Default,
+        "DoNotObliterate" => ObliterationBehavior::DoNotObliterate,
+        "ObliterateWithWarning" => ObliterationBehavior::ObliterateWithWarning,
+        "Always" => ObliterationBehavior::Always,
+        _ => return None,
+    })
+}
+
+pub(super) fn push_json(results: &[PushResult]) -> Vec<Value> {
+    results
+        .iter()
+        .map(|r| json!({"enrollment_id": r.enrollment_id, "push_id": r.id, "error": r.error}))
+        .collect()
+}
+
+async fn typed(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: Result<Json<TypedBody>, JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return bad_json(e),
+    };
+    let cmd = match b.command {
+        CommandBody::SecurityInfo => TypedCommand::SecurityInfo,
+        CommandBody::UserList => TypedCommand::UserList,
+        CommandBody::DeviceInformation => TypedCommand::DeviceInformation,
+        CommandBody::DeviceConfigured => TypedCommand::DeviceConfigured,
+        CommandBody::Settings {
+            bootstrap_token_allowed,
+            prompt_user_to_allow_bootstrap_token_for_authentication,
+            activation_lock_allowed_while_supervised,
+        } => TypedCommand::MdmOptions(MdmOptions {
+            bootstrap_token_allowed,
+            prompt_user_to_allow_bootstrap_token_for_authentication,
+            activation_lock_allowed_while_supervised,
+        }),
+        CommandBody::EraseDevice {
+            pin,
+            obliteration_behavior,
+        } => {
+            let obliteration = match obliteration_behavior.as_deref() {
+                None => None,
+                Some(o) => match obliteration(o) {
+                    Some(o) => Some(o),
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!(
+                                "obliteration_behavior {o:?} is not Default, DoNotObliterate, ObliterateWithWarning or Always"
+                            ),
+                        );
+                    }
+                },
+            };
+            TypedCommand::EraseDevice { pin, obliteration }
+        }
+    };
+    let uuid = match s.mdm.admin_enqueue(&b.devices, &cmd, b.force, &actor).await {
+        Ok(u) => u,
+        Err(e) => return service_error(e),
+    };
+    let push = if b.push.unwrap_or(true) {
+        match s.mdm.admin_push(&b.devices, &actor).await {
+            Ok(r) => Some(push_json(&r)),
+            Err(e) => return service_error(e),
+        }
+    } else {
+        None
+    };
+    (
+        StatusCode::CREATED,
+        Json(json!({"command_uuid": uuid, "push": push})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    devices: String,
+    nopush: Option<String>,
+}
+
+async fn raw(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    q: Result<Query<RawQuery>, QueryRejection>,
+    body: Bytes,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
+    let ids = match split_ids(&q.devices) {
+        Ok(ids) => ids,
+        Err(r) => return r,
+    };
+    let uuid = match s.mdm.admin_enqueue_raw(&ids, &body, &actor).await {
+        Ok(u) => u,
+        Err(e) => return service_error(e),
+    };
+    let push = if q.nopush.is_none() {
+        match s.mdm.admin_push(&ids, &actor).await {
+            Ok(r) => Some(push_json(&r)),
+            Err(e) => return service_error(e),
+        }
+    } else {
+        None
+    };
+    (
+        StatusCode::CREATED,
+        Json(json!({"command_uuid": uuid, "push": push})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    devices: Vec<String>,
+}
+
+async fn push(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: Result<Json<PushBody>, JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return bad_json(e),
+    };
+    match s.mdm.admin_push(&b.devices, &actor).await {
+        Ok(r) => Json(json!({"results": push_json(&r)})).into_response(),
+        Err(e) => service_error(e),
+    }
+}

@@ -1,0 +1,254 @@
+//! Devices: list with filters, detail, users, events, diagnosis, command history, group membership, token
+//! clear.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use serde::Deserialize;
+use serde_json::json;
+use service::apikeys::Actor;
+use store::{ApiScope, BootstrapStatus, DeviceFilter, EventFilter, Outcome};
+
+use super::{Api, error, service_error, views};
+use crate::AppState;
+
+const READ: Option<ApiScope> = Some(ApiScope::Read);
+const ADMIN: Option<ApiScope> = Some(ApiScope::Admin);
+
+pub(super) fn routes(api: Api) -> Api {
+    api.route("GET", "/api/v1/devices", "List devices. Filters: status (not_supported|not_escrowed|escrowed), apple_silicon, os_version (prefix like 14 or 14.5), group, escrowed_before/escrowed_after (unix ms), users_without_secure_token, include_checked_out; paging: after (last id of the previous page), limit (max 1000). Answer: {devices, next}.", READ, get(list))
+        .route("GET", "/api/v1/devices/{id}", "One device: identity, OS, model, enrollment, Bootstrap Token status (never the token), Apple silicon flags, EACS preflight, FileVault.", READ, get(detail))
+        .route("GET", "/api/v1/devices/{id}/users", "The device's users: MDM (UserList) and agent facts merged, each with source and time.", READ, get(users))
+        .route("GET", "/api/v1/devices/{id}/events", "The device's events, newest first. Filters: kind, outcome (success|failure|refused), since (unix ms); paging: before_id, limit.", READ, get(events))
+        .route("GET", "/api/v1/devices/{id}/diagnosis", "Findings for the device, each with evidence and the fix.", READ, get(diagnosis))
+        .route("GET", "/api/v1/devices/{id}/commands", "Command history (queued and finished, with results), newest first; limit.", READ, get(commands))
+        .route("PUT", "/api/v1/devices/{id}/group", "Set the device's group: {\"group_id\": \"…\" | null}. Audited.", ADMIN, put(set_group))
+        .route("DELETE", "/api/v1/devices/{id}/bootstrap-token", "Delete the escrowed Bootstrap Token. Audited. Answer: {cleared: bool}.", ADMIN, delete(clear_token))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    status: Option<String>,
+    apple_silicon: Option<bool>,
+    os_version: Option<String>,
+    group: Option<String>,
+    escrowed_before: Option<i64>,
+    escrowed_after: Option<i64>,
+    users_without_secure_token: Option<bool>,
+    #[serde(default)]
+    include_checked_out: bool,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub(super) fn bad_query(e: QueryRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("bad query: {}", e.body_text()),
+    )
+}
+
+pub(super) fn bad_json(e: JsonRejection) -> Response {
+    error(e.status(), format!("bad JSON body: {}", e.body_text()))
+}
+
+fn check_limit(limit: Option<u32>) -> Result<u32, Response> {
+    match limit {
+        Some(l) if l == 0 || l > 1000 => {
+            Err(error(StatusCode::BAD_REQUEST, "limit must be 1-1000"))
+        }
+        Some(l) => Ok(l),
+        None => Ok(100),
+    }
+}
+
+pub(super) fn filter(q: ListQuery) -> Result<DeviceFilter, Response> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(BootstrapStatus::parse(s).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("status {s:?} is not one of not_supported, not_escrowed, escrowed"),
+            )
+        })?),
+    };
+    Ok(DeviceFilter {
+        status,
+        apple_silicon: q.apple_silicon,
+        os_version: q.os_version,
+        group_id: q.group,
+        escrowed_before: q.escrowed_before,
+        escrowed_after: q.escrowed_after,
+        users_without_secure_token: q.users_without_secure_token,
+        include_checked_out: q.include_checked_out,
+        after_id: q.after,
+        limit: check_limit(q.limit)?,
+    })
+}
+
+async fn list(State(s): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
+    let f = match filter(q) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match s.mdm.admin_devices(&f).await {
+        Ok(devices) => {
+            let next = (devices.len() as u32 == f.limit)
+                .then(|| devices.last().map(|d| d.enrollment.id.clone()))
+                .flatten();
+            let list: Vec<_> = devices.iter().map(views::device).collect();
+            Json(json!({"devices": list, "next": next})).into_response()
+        }
+        Err(e) => service_error(e),
+    }
+}
+
+async fn detail(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match s.mdm.admin_device(&id).await {
+        Ok(d) => Json(views::device(&d)).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn users(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match s.mdm.admin_device_users(&id).await {
+        Ok(users) => Json(json!({"users": users.iter().map(views::user).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    kind: Option<String>,
+    outcome: Option<String>,
+    since: Option<i64>,
+    before_id: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
+    let outcome = match q.outcome.as_deref() {
+        None => None,
+        Some("success") => Some(Outcome::Success),
+        Some("failure") => Some(Outcome::Failure),
+        Some("refused") => Some(Outcome::Refused),
+        Some(o) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("outcome {o:?} is not one of success, failure, refused"),
+            );
+        }
+    };
+    let limit = match check_limit(q.limit) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let f = EventFilter {
+        subject: None,
+        kind: q.kind,
+        outcome,
+        since: q.since,
+        before_id: q.before_id,
+        limit,
+    };
+    match s.mdm.admin_device_events(&id, f).await {
+        Ok(events) => {
+            let next = (events.len() as u32 == limit)
+                .then(|| events.last().map(|e| e.id))
+                .flatten();
+            Json(json!({"events": events.iter().map(views::event).collect::<Vec<_>>(), "next_before_id": next}))
+                .into_response()
+        }
+        Err(e) => service_error(e),
+    }
+}
+
+async fn diagnosis(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match s.mdm.diagnose(&id).await {
+        Ok(f) => Json(
+            json!({"device": id, "findings": f.iter().map(views::finding).collect::<Vec<_>>()}),
+        )
+        .into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+async fn commands(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<LimitQuery>, QueryRejection>,
+) -> Response {
+    let limit = match q
+        .map_err(bad_query)
+        .and_then(|Query(q)| check_limit(q.limit))
+    {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match s.mdm.admin_command_history(&id, limit).await {
+        Ok(c) => Json(json!({"commands": c.iter().map(views::command).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupBody {
+    group_id: Option<String>,
+}
+
+async fn set_group(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: Result<Json<GroupBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return bad_json(e),
+    };
+    match s
+        .mdm
+        .admin_set_group(&id, body.group_id.as_deref(), &actor)
+        .await
+    {
+        Ok(()) => Json(json!({"device": id, "group_id": body.group_id})).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn clear_token(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Response {
+    match s.mdm.admin_clear_token(&id, &actor).await {
+        Ok(cleared) => Json(json!({"device": id, "cleared": cleared})).into_response(),
+        Err(e) => service_error(e),
+    }
+}

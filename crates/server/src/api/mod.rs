@@ -1,0 +1,146 @@
+//! The admin REST API under `/api/v1` and the NanoMDM-compatible `/v1/enqueue` and `/v1/push`.
+//!
+//! Every route is registered through [`Api::route`], which records its method, path, summary and required
+//! scope; the OpenAPI document is generated from that record, so a route cannot exist undocumented. Handlers
+//! only translate HTTP to `service` calls and back: auth (Bearer key, or NanoMDM's Basic `nanomdm:<key>`)
+//! gives 401 without a valid key and 403 without the scope; service errors map to 400/404/409/500 with a JSON
+//! `{"error": …}`. No response ever carries a Bootstrap Token or an API key's hash.
+
+// Helpers return a ready HTTP answer as their error, once per request; boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+mod auth;
+mod commands;
+mod devices;
+mod groups;
+mod keys;
+mod nanomdm;
+mod openapi;
+mod reports;
+mod views;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use service::{ErrorKind, ServiceError};
+use store::ApiScope;
+
+use crate::AppState;
+
+/// Body cap for admin requests (raw command plists included).
+pub const MAX_API_BODY: usize = 1 << 20;
+
+/// One documented route.
+#[derive(Debug, Clone)]
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// None: no key needed.
+    pub scope: Option<ApiScope>,
+}
+
+/// A router that documents what it routes.
+pub struct Api {
+    router: Router<AppState>,
+    docs: Vec<RouteDoc>,
+}
+
+impl Api {
+    fn new() -> Self {
+        Api {
+            router: Router::new(),
+            docs: Vec::new(),
+        }
+    }
+
+    /// Add `handler` for `method path`, guarded by `scope` (None = public).
+    fn route(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        summary: &'static str,
+        scope: Option<ApiScope>,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
+        let handler = match scope {
+            Some(scope) => handler.route_layer(axum::middleware::from_fn_with_state(
+                scope,
+                auth::require_scope,
+            )),
+            None => handler,
+        };
+        self.router = self.router.route(path, handler);
+        self.docs.push(RouteDoc {
+            method,
+            path,
+            summary,
+            scope,
+        });
+        self
+    }
+}
+
+/// Every API route, documented.
+pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
+    let api = Api::new();
+    let api = devices::routes(api);
+    let api = groups::routes(api);
+    let api = commands::routes(api);
+    let api = keys::routes(api);
+    let api = nanomdm::routes(api);
+    let api = reports::routes(api);
+    let api = openapi::routes(api);
+    let docs = api.docs.clone();
+    (api.router.layer(DefaultBodyLimit::max(MAX_API_BODY)), docs)
+}
+
+/// The API router, to merge into the server's router.
+pub fn router() -> Router<AppState> {
+    api().0
+}
+
+/// The documented routes (for the OpenAPI document and its test).
+pub fn route_docs() -> Vec<RouteDoc> {
+    api().1
+}
+
+/// A JSON error answer.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": message.into() });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Map a service error to an admin answer. Internal details stay in the log.
+pub(crate) fn service_error(err: ServiceError) -> Response {
+    let status = match err.kind() {
+        ErrorKind::BadRequest | ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict | ErrorKind::Refused => StatusCode::CONFLICT,
+        ErrorKind::AdminUnauthorized | ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Internal => {
+            tracing::error!(error = %err, "admin API call failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log",
+            );
+        }
+    };
+    error(status, err.to_string())
+}
+
+/// Split `a,b,c` into ids; empty parts are refused.
+pub(crate) fn split_ids(ids: &str) -> Result<Vec<String>, Response> {
+    let parts: Vec<String> = ids.split(',').map(|s| s.trim().to_string()).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "ids must be a comma-separated list without empty entries",
+        ));
+    }
+    Ok(parts)
+}

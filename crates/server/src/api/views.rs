@@ -1,0 +1,119 @@
+//! JSON shapes of the admin API. Built from metadata only: no function here can see a token or a key hash.
+
+use serde_json::{Value, json};
+use service::admin::{Fact, MergedUser};
+use service::diagnosis::Finding;
+use store::{ApiKey, DeviceRecord, Event, Group, QueuedCommand};
+
+pub(super) fn device(d: &DeviceRecord) -> Value {
+    let e = &d.enrollment;
+    let inv = d.inventory.as_ref();
+    let dev = inv.and_then(|i| i.device.as_ref());
+    let sec = inv.and_then(|i| i.security.as_ref());
+    let status = d.status();
+    json!({
+        "id": e.id,
+        "serial_number": dev.and_then(|f| f.serial_number.clone()).or_else(|| e.serial_number.clone()),
+        "device_name": dev.and_then(|f| f.device_name.clone()).or_else(|| e.device_name.clone()),
+        "model": dev.and_then(|f| f.model.clone()).or_else(|| e.model.clone()),
+        "model_name": dev.and_then(|f| f.model_name.clone()).or_else(|| e.model_name.clone()),
+        "os_version": dev.and_then(|f| f.os_version.clone()).or_else(|| e.os_version.clone()),
+        "build_version": dev.and_then(|f| f.build_version.clone()).or_else(|| e.build_version.clone()),
+        "enrolled": e.enabled,
+        "enrolled_at": e.enrolled_at,
+        "last_seen_at": e.last_seen_at,
+        "enrollment_type": enrollment_type(d),
+        "supervised": dev.and_then(|f| f.is_supervised),
+        "group": e.group_id.as_ref().map(|id| json!({"id": id, "name": d.group_name, "bootstrap_escrow_enabled": d.group_escrow_enabled})),
+        "bootstrap_token": {
+            "status": status.as_str(),
+            "label": status.label(),
+            "escrowed_at": d.token.as_ref().map(|t| t.escrowed_at),
+            "verified": d.token.as_ref().map(|t| t.verified),
+            "last_requested_at": d.token.as_ref().and_then(|t| t.last_requested_at),
+        },
+        "apple_silicon": dev.and_then(|f| f.is_apple_silicon),
+        "bootstrap_token_allowed_for_authentication": sec.and_then(|s| s.bt_allowed_for_authentication.clone()),
+        "bootstrap_token_required_for_software_update": sec.and_then(|s| s.bt_required_for_software_update),
+        "bootstrap_token_required_for_kernel_extension_approval": sec.and_then(|s| s.bt_required_for_kext_approval),
+        "eacs_preflight": dev.and_then(|f| f.eacs_preflight.clone()),
+        "filevault_enabled": sec.and_then(|s| s.filevault_enabled),
+        "users": d.user_count,
+        "users_without_secure_token": d.users_without_secure_token,
+        "inventory_at": {
+            "device_information": dev.map(|f| f.at),
+            "security_info": sec.map(|s| s.at),
+        },
+    })
+}
+
+fn enrollment_type(d: &DeviceRecord) -> &'static str {
+    let sec = d.inventory.as_ref().and_then(|i| i.security.as_ref());
+    match sec {
+        Some(s) if s.is_user_enrollment == Some(true) => "user_enrollment",
+        Some(s) if s.enrolled_via_dep == Some(true) => "automated_device_enrollment",
+        Some(s) if s.user_approved_enrollment == Some(true) => "user_approved",
+        Some(_) => "device",
+        None => "unknown",
+    }
+}
+
+fn fact(f: &Option<Fact<bool>>) -> Value {
+    match f {
+        Some(f) => json!({"value": f.value, "source": f.source.as_str(), "at": f.at}),
+        None => Value::Null,
+    }
+}
+
+pub(super) fn user(u: &MergedUser) -> Value {
+    json!({
+        "user_key": u.user_key,
+        "short_name": u.short_name,
+        "full_name": u.full_name,
+        "uid": u.uid,
+        "has_secure_token": fact(&u.has_secure_token),
+        "mobile_account": fact(&u.mobile_account),
+        "is_logged_in": fact(&u.is_logged_in),
+        "is_admin": fact(&u.is_admin),
+        "filevault_enabled": fact(&u.filevault_enabled),
+        "volume_owner": fact(&u.volume_owner),
+    })
+}
+
+pub(super) fn event(e: &Event) -> Value {
+    json!({
+        "id": e.id, "subject": e.subject, "enrollment_id": e.enrollment_id, "kind": e.kind,
+        "outcome": e.outcome.as_str(), "detail": e.detail, "at": e.at,
+    })
+}
+
+pub(super) fn group(g: &Group) -> Value {
+    json!({
+        "id": g.id, "name": g.name, "bootstrap_escrow_enabled": g.bootstrap_escrow_enabled,
+        "prompt_user_to_allow_bootstrap_token_for_authentication": g.prompt_user_to_allow_bootstrap_token_for_authentication,
+        "created_at": g.created_at, "updated_at": g.updated_at,
+    })
+}
+
+pub(super) fn command(c: &QueuedCommand) -> Value {
+    json!({
+        "enrollment_id": c.enrollment_id, "uuid": c.uuid, "request_type": c.request_type,
+        "status": c.status.as_str(),
+        "result": c.result.as_ref().map(|r| String::from_utf8_lossy(r).into_owned()),
+        "created_at": c.created_at, "updated_at": c.updated_at,
+    })
+}
+
+pub(super) fn finding(f: &Finding) -> Value {
+    json!({
+        "code": f.code, "severity": f.severity.as_str(), "summary": f.summary,
+        "evidence": f.evidence, "fix": f.fix,
+    })
+}
+
+pub(super) fn api_key(k: &ApiKey) -> Value {
+    json!({
+        "id": k.id, "name": k.name, "scope": k.scope.as_str(), "created_at": k.created_at,
+        "revoked_at": k.revoked_at,
+    })
+}

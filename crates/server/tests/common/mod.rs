@@ -1,0 +1,120 @@
+//! Helpers shared by the admin API tests: an HTTP client with a key, test Macs, command answers.
+#![allow(dead_code)]
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use plist::{Dictionary, Value};
+use serde_json::Value as Json;
+use service::apikeys::Actor;
+use store::ApiScope;
+use testkit::{TestDevice, TestServer, messages};
+
+pub struct Api {
+    pub base: String,
+    pub auth: Option<String>,
+}
+
+impl Api {
+    pub async fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Json) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
+        if let Some(a) = &self.auth {
+            req = req.header("authorization", a);
+        }
+        let req = req
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
+        (status, json)
+    }
+    pub async fn get(&self, path: &str) -> (u16, Json) {
+        self.call("GET", path, None).await
+    }
+    pub async fn send(&self, method: &str, path: &str, body: Json) -> (u16, Json) {
+        self.call(method, path, Some(body.to_string().into_bytes()))
+            .await
+    }
+}
+
+pub async fn key(ts: &TestServer, scope: ApiScope) -> String {
+    let (_, secret) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key(
+            &format!("{}-key", scope.as_str()),
+            scope,
+            &Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    secret.expose().clone()
+}
+
+pub async fn api(ts: &TestServer, scope: ApiScope) -> Api {
+    Api {
+        base: ts.base_url(),
+        auth: Some(format!("Bearer {}", key(ts, scope).await)),
+    }
+}
+
+pub async fn enrolled(ts: &TestServer, udid: &str) -> TestDevice {
+    let mac = ts.new_device(udid).unwrap();
+    mac.enroll().await.unwrap();
+    mac
+}
+
+pub fn uuid_of(reply: &[u8]) -> String {
+    let v: Value = plist::from_bytes(reply).unwrap();
+    v.as_dictionary().unwrap()["CommandUUID"]
+        .as_string()
+        .unwrap()
+        .to_string()
+}
+
+/// The Mac fetches its next command and answers it with `extra` as the result.
+pub async fn answer_next(mac: &TestDevice, extra: Dictionary) {
+    let reply = mac.idle().await.unwrap();
+    assert_eq!(reply.status, 200);
+    let uuid = uuid_of(&reply.body);
+    let r = mac
+        .connect(messages::report(
+            &mac.udid,
+            "Acknowledged",
+            Some(&uuid),
+            extra,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+pub fn dict(pairs: &[(&str, Value)]) -> Dictionary {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect()
+}
+
+pub async fn event_count(ts: &TestServer) -> usize {
+    ts.store()
+        .events(&store::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+pub fn concrete(path: &str) -> String {
+    path.replace("{id}", "UNKNOWN").replace("{ids}", "UNKNOWN")
+}

@@ -1,0 +1,252 @@
+//! One test per finding, on plain values; the API test drives the same rules through a test Mac.
+
+use store::{
+    Channel, DeviceFacts, DeviceInventory, DeviceRecord, Enrollment, FactSource, SecurityFacts,
+    TokenInfo,
+};
+
+use super::findings;
+use crate::admin::{Fact, MergedUser};
+
+fn record() -> DeviceRecord {
+    DeviceRecord {
+        enrollment: Enrollment {
+            id: "D".into(),
+            device_id: "D".into(),
+            channel: Channel::Device,
+            user_id: None,
+            user_short_name: None,
+            user_long_name: None,
+            group_id: None,
+            serial_number: None,
+            model: None,
+            model_name: None,
+            device_name: None,
+            os_version: None,
+            build_version: None,
+            product_name: None,
+            topic: None,
+            push_token: None,
+            push_magic: None,
+            awaiting_configuration: None,
+            cert_fingerprint: None,
+            enabled: true,
+            token_update_count: 1,
+            enrolled_at: 1,
+            updated_at: 1,
+            last_seen_at: 1,
+        },
+        group_name: None,
+        group_escrow_enabled: None,
+        token: None,
+        inventory: None,
+        users_without_secure_token: 0,
+        user_count: 0,
+    }
+}
+
+fn with_inventory(os: &str, silicon: bool, security: SecurityFacts) -> DeviceRecord {
+    DeviceRecord {
+        inventory: Some(DeviceInventory {
+            device_id: "D".into(),
+            device: Some(DeviceFacts {
+                os_version: Some(os.into()),
+                os_version_num: store::os_version_num(os),
+                is_apple_silicon: Some(silicon),
+                at: 5,
+                ..Default::default()
+            }),
+            security: Some(security),
+        }),
+        ..record()
+    }
+}
+
+fn escrowed(mut d: DeviceRecord, verified: bool) -> DeviceRecord {
+    d.token = Some(TokenInfo {
+        size: 32,
+        escrowed_at: 9,
+        verified,
+        last_requested_at: None,
+    });
+    d
+}
+
+fn fact(value: bool) -> Option<Fact<bool>> {
+    Some(Fact {
+        value,
+        source: FactSource::Mdm,
+        at: 7,
+    })
+}
+
+fn user(name: &str, secure_token: bool, logged_in: bool) -> MergedUser {
+    MergedUser {
+        user_key: name.into(),
+        short_name: Some(name.into()),
+        has_secure_token: fact(secure_token),
+        is_logged_in: fact(logged_in),
+        mobile_account: fact(false),
+        ..Default::default()
+    }
+}
+
+fn codes(d: &DeviceRecord, users: &[MergedUser], ever: bool) -> Vec<&'static str> {
+    findings(d, users, ever).iter().map(|f| f.code).collect()
+}
+
+#[test]
+fn a_healthy_verified_mac_has_no_findings() {
+    let d = escrowed(
+        with_inventory(
+            "14.5",
+            true,
+            SecurityFacts {
+                filevault_enabled: Some(true),
+                bt_allowed_for_authentication: Some("allowed".into()),
+                ..Default::default()
+            },
+        ),
+        true,
+    );
+    assert!(codes(&d, &[user("alice", true, true)], true).is_empty());
+}
+
+#[test]
+fn no_user_with_a_secure_token_and_no_bootstrap_token_is_a_broken_chain_needing_a_recovery_key() {
+    let f = findings(&record(), &[user("admin", false, true)], false);
+    let broken = f
+        .iter()
+        .find(|f| f.code == "chain_of_trust_broken")
+        .unwrap();
+    assert_eq!(broken.severity, super::Severity::Critical);
+    assert!(broken.fix.contains("recovery key"));
+    assert!(broken.evidence[0].contains("admin"));
+}
+
+#[test]
+fn not_escrowed_with_a_holder_never_logged_in_says_to_log_in_and_check_the_capability() {
+    let f = findings(&record(), &[user("alice", true, false)], false);
+    let n = f.iter().find(|f| f.code == "not_escrowed").unwrap();
+    assert!(n.fix.contains("log in"), "{}", n.fix);
+    assert!(n.fix.contains("com.apple.mdm.bootstraptoken"));
+    assert!(
+        n.evidence
+            .iter()
+            .any(|e| e.contains("no SetBootstrapToken"))
+    );
+}
+
+#[test]
+fn not_escrowed_while_a_holder_is_logged_in_points_at_the_capability() {
+    let f = findings(&record(), &[user("alice", true, true)], false);
+    let n = f.iter().find(|f| f.code == "not_escrowed").unwrap();
+    assert!(
+        n.fix.starts_with("A token holder is logged in"),
+        "{}",
+        n.fix
+    );
+}
+
+#[test]
+fn an_account_without_a_token_beside_a_holder_is_flagged_as_created_without_one() {
+    let users = [user("alice", true, false), user("mdmadmin", false, false)];
+    let f = findings(&record(), &users, false);
+    let a = f
+        .iter()
+        .find(|f| f.code == "admin_created_without_secure_token")
+        .unwrap();
+    assert!(a.evidence[0].contains("mdmadmin"));
+    assert!(a.fix.contains("sysadminctl"));
+}
+
+#[test]
+fn unknown_users_ask_for_an_inventory_instead_of_guessing() {
+    assert_eq!(codes(&record(), &[], false), ["not_escrowed_unknown_users"]);
+}
+
+#[test]
+fn apple_silicon_with_a_disallowed_token_warns_that_updates_kexts_and_erase_will_prompt() {
+    let d = escrowed(
+        with_inventory(
+            "14.5",
+            true,
+            SecurityFacts {
+                bt_allowed_for_authentication: Some("disallowed".into()),
+                ..Default::default()
+            },
+        ),
+        true,
+    );
+    let f = findings(&d, &[user("alice", true, true)], true);
+    let a = f
+        .iter()
+        .find(|f| f.code == "apple_silicon_token_cannot_authorize")
+        .unwrap();
+    assert!(a.evidence[0].contains("disallowed"));
+    let intel = escrowed(
+        with_inventory(
+            "14.5",
+            false,
+            SecurityFacts {
+                bt_allowed_for_authentication: Some("not supported".into()),
+                ..Default::default()
+            },
+        ),
+        true,
+    );
+    assert!(codes(&intel, &[user("alice", true, true)], true).is_empty());
+}
+
+#[test]
+fn filevault_users_without_a_secure_token_are_missing_at_the_login_window() {
+    let d = escrowed(
+        with_inventory(
+            "14.5",
+            false,
+            SecurityFacts {
+                filevault_enabled: Some(true),
+                ..Default::default()
+            },
+        ),
+        true,
+    );
+    let users = [user("alice", true, true), user("bob", false, false)];
+    assert_eq!(
+        codes(&d, &users, true),
+        ["filevault_users_without_secure_token"]
+    );
+}
+
+#[test]
+fn macos_older_than_10_15_is_too_old() {
+    let d = with_inventory("10.14.6", false, SecurityFacts::default());
+    assert!(codes(&d, &[user("a", true, true)], false).contains(&"os_too_old"));
+}
+
+#[test]
+fn macos_10_15_without_ade_cannot_escrow() {
+    let d = with_inventory(
+        "10.15.7",
+        false,
+        SecurityFacts {
+            enrolled_via_dep: Some(false),
+            ..Default::default()
+        },
+    );
+    let c = codes(&d, &[user("a", true, true)], false);
+    assert!(c.contains(&"macos_10_15_not_ade"), "{c:?}");
+    assert!(
+        !c.contains(&"not_escrowed"),
+        "NA devices are not 'not escrowed': {c:?}"
+    );
+}
+
+#[test]
+fn an_escrowed_token_never_fetched_back_is_unverified() {
+    let d = escrowed(record(), false);
+    assert_eq!(
+        codes(&d, &[user("a", true, true)], true),
+        ["escrowed_never_verified"]
+    );
+}

@@ -1,0 +1,362 @@
+//! The admin side's vocabulary: API keys, the latest device inventory, per-user facts and the device list
+//! filter. Guarantees: an API key is only ever held here as its hash; every enum round-trips through the exact
+//! string stored in the database.
+
+use crate::model::{Enrollment, Millis};
+use crate::{Result, StoreError};
+
+/// What an API key may do. Ordered: `Admin` includes `Operate`, which includes `Read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ApiScope {
+    /// Look at devices, users, events, groups, reports.
+    Read,
+    /// Read, plus send commands and pushes.
+    Operate,
+    /// Everything: groups, escrow settings, clearing tokens, API keys.
+    Admin,
+}
+
+impl ApiScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Read => "read",
+            ApiScope::Operate => "operate",
+            ApiScope::Admin => "admin",
+        }
+    }
+
+    /// Parse `read`, `operate` or `admin` (as typed by an admin or stored in the database).
+    pub fn parse(s: &str) -> Option<ApiScope> {
+        match s {
+            "read" => Some(ApiScope::Read),
+            "operate" => Some(ApiScope::Operate),
+            "admin" => Some(ApiScope::Admin),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_stored(s: &str) -> Result<Self> {
+        Self::parse(s).ok_or_else(|| {
+            StoreError::Database("unexpected api key scope value in database".into())
+        })
+    }
+
+    /// Whether a key with this scope may do what `needed` requires.
+    pub fn allows(self, needed: ApiScope) -> bool {
+        self >= needed
+    }
+}
+
+/// A stored API key: metadata plus the hex SHA-256 of the key (never the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub scope: ApiScope,
+    pub key_hash: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// The DeviceInformation part of a device's inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFacts {
+    pub os_version: Option<String>,
+    /// `major * 10000 + minor * 100 + patch` (10.15.7 = 101507, 14.5 = 140500), for filters and policy.
+    pub os_version_num: Option<i64>,
+    pub build_version: Option<String>,
+    pub model: Option<String>,
+    pub model_name: Option<String>,
+    pub product_name: Option<String>,
+    pub serial_number: Option<String>,
+    pub device_name: Option<String>,
+    pub is_apple_silicon: Option<bool>,
+    pub is_supervised: Option<bool>,
+    pub eacs_preflight: Option<String>,
+    /// When the DeviceInformation result arrived.
+    pub at: Millis,
+}
+
+/// The SecurityInfo part of a device's inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityFacts {
+    pub filevault_enabled: Option<bool>,
+    /// `allowed`, `disallowed`, `not supported` (Apple's string).
+    pub bt_allowed_for_authentication: Option<String>,
+    pub bt_required_for_software_update: Option<bool>,
+    pub bt_required_for_kext_approval: Option<bool>,
+    pub enrolled_via_dep: Option<bool>,
+    pub user_approved_enrollment: Option<bool>,
+    pub is_user_enrollment: Option<bool>,
+    /// When the SecurityInfo result arrived.
+    pub at: Millis,
+}
+
+/// A device's latest inventory; either part is None until its command result has arrived.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceInventory {
+    pub device_id: String,
+    pub device: Option<DeviceFacts>,
+    pub security: Option<SecurityFacts>,
+}
+
+/// Where a fact about a user came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactSource {
+    /// The MDM `UserList` command.
+    Mdm,
+    /// The escrowd agent on the Mac.
+    Agent,
+}
+
+impl FactSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactSource::Mdm => "mdm",
+            FactSource::Agent => "agent",
+        }
+    }
+
+    pub(crate) fn from_stored(s: &str) -> Result<Self> {
+        match s {
+            "mdm" => Ok(FactSource::Mdm),
+            "agent" => Ok(FactSource::Agent),
+            _ => Err(StoreError::Database(
+                "unexpected fact source value in database".into(),
+            )),
+        }
+    }
+}
+
+/// What one source said about one local user of a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceUser {
+    pub device_id: String,
+    pub source: FactSource,
+    /// Stable key within the device: the user's GUID, else the short name.
+    pub user_key: String,
+    pub short_name: Option<String>,
+    pub full_name: Option<String>,
+    pub uid: Option<i64>,
+    pub guid: Option<String>,
+    pub has_secure_token: Option<bool>,
+    pub mobile_account: Option<bool>,
+    pub is_logged_in: Option<bool>,
+    pub is_admin: Option<bool>,
+    pub filevault_enabled: Option<bool>,
+    pub volume_owner: Option<bool>,
+    pub observed_at: Millis,
+}
+
+/// The Bootstrap Token status of a device (ARCHITECTURE.md), as the list filter and the device view use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootstrapStatus {
+    /// NA: escrow disabled for its group, macOS < 10.15, a user enrollment, or 10.15 not enrolled via ADE.
+    NotSupported,
+    /// Not configured: supported, nothing stored.
+    NotEscrowed,
+    /// Configured: a token is stored.
+    Escrowed,
+}
+
+impl BootstrapStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootstrapStatus::NotSupported => "not_supported",
+            BootstrapStatus::NotEscrowed => "not_escrowed",
+            BootstrapStatus::Escrowed => "escrowed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "not_supported" => Some(BootstrapStatus::NotSupported),
+            "not_escrowed" => Some(BootstrapStatus::NotEscrowed),
+            "escrowed" => Some(BootstrapStatus::Escrowed),
+            _ => None,
+        }
+    }
+
+    /// How admins see it: NA / Not configured / Configured.
+    pub fn label(self) -> &'static str {
+        match self {
+            BootstrapStatus::NotSupported => "NA",
+            BootstrapStatus::NotEscrowed => "Not configured",
+            BootstrapStatus::Escrowed => "Configured",
+        }
+    }
+
+    /// The one rule, shared with the SQL filter (`shared/admin.rs`, `NOT_SUPPORTED`): unknown facts count as
+    /// supported.
+    pub fn compute(
+        has_token: bool,
+        group_escrow_enabled: Option<bool>,
+        inventory: Option<&DeviceInventory>,
+    ) -> Self {
+        if has_token {
+            return BootstrapStatus::Escrowed;
+        }
+        let os = inventory
+            .and_then(|i| i.device.as_ref())
+            .and_then(|d| d.os_version_num);
+        let security = inventory.and_then(|i| i.security.as_ref());
+        let user_enrollment = security.and_then(|s| s.is_user_enrollment) == Some(true);
+        let via_dep = security.and_then(|s| s.enrolled_via_dep);
+        let unsupported = group_escrow_enabled == Some(false)
+            || os.is_some_and(|n| n < 101_500)
+            || user_enrollment
+            || (os.is_some_and(|n| n < 110_000) && via_dep == Some(false));
+        if unsupported {
+            BootstrapStatus::NotSupported
+        } else {
+            BootstrapStatus::NotEscrowed
+        }
+    }
+}
+
+/// Which devices to list (device channel only). All filters are ANDed; paging is by device id.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub status: Option<BootstrapStatus>,
+    pub apple_silicon: Option<bool>,
+    /// OS version prefix, e.g. `14` or `14.5` (matches `14.5`, `14.5.1`; not `14.50`).
+    pub os_version: Option<String>,
+    pub group_id: Option<String>,
+    pub escrowed_before: Option<Millis>,
+    pub escrowed_after: Option<Millis>,
+    /// Some(true): at least one user reported without a Secure Token.
+    pub users_without_secure_token: Option<bool>,
+    /// Also list checked-out devices.
+    pub include_checked_out: bool,
+    /// Paging: only ids after this one (bytewise order).
+    pub after_id: Option<String>,
+    /// 0 means 100; at most 1000.
+    pub limit: u32,
+}
+
+/// The Bootstrap Token metadata an admin may see (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub size: i64,
+    pub escrowed_at: Millis,
+    pub verified: bool,
+    pub last_requested_at: Option<Millis>,
+}
+
+/// One device as the list and detail views need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRecord {
+    pub enrollment: Enrollment,
+    pub group_name: Option<String>,
+    pub group_escrow_enabled: Option<bool>,
+    pub token: Option<TokenInfo>,
+    pub inventory: Option<DeviceInventory>,
+    /// Users (MDM source) reported with HasSecureToken = false.
+    pub users_without_secure_token: u64,
+    pub user_count: u64,
+}
+
+impl DeviceRecord {
+    pub fn status(&self) -> BootstrapStatus {
+        BootstrapStatus::compute(
+            self.token.is_some(),
+            self.group_escrow_enabled,
+            self.inventory.as_ref(),
+        )
+    }
+}
+
+/// `"14.5.1"` → 140501; `"10.15"` → 101500. None for anything that is not 1–3 dot-separated numbers.
+pub fn os_version_num(version: &str) -> Option<i64> {
+    let mut parts = version.trim().split('.');
+    let mut num = 0i64;
+    for weight in [10_000i64, 100, 1] {
+        match parts.next() {
+            Some(p) => {
+                let n: i64 = p.parse().ok().filter(|n| (0..100).contains(n))?;
+                num += n * weight;
+            }
+            None => break,
+        }
+    }
+    if parts.next().is_some() || num == 0 {
+        return None;
+    }
+    Some(num)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_versions_become_comparable_numbers() {
+        assert_eq!(os_version_num("10.15.7"), Some(101_507));
+        assert_eq!(os_version_num("14.5"), Some(140_500));
+        assert_eq!(os_version_num("26"), Some(260_000));
+        for bad in ["", "x", "14..1", "14.5.1.2", "-1", "14.100", "0"] {
+            assert_eq!(os_version_num(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scopes_are_ordered_and_round_trip() {
+        assert!(ApiScope::Admin.allows(ApiScope::Operate));
+        assert!(ApiScope::Operate.allows(ApiScope::Read));
+        assert!(!ApiScope::Read.allows(ApiScope::Operate));
+        assert!(!ApiScope::Operate.allows(ApiScope::Admin));
+        for s in [ApiScope::Read, ApiScope::Operate, ApiScope::Admin] {
+            assert_eq!(ApiScope::from_stored(s.as_str()).unwrap(), s);
+        }
+        assert!(ApiScope::from_stored("root").is_err());
+        assert!(FactSource::from_stored("ldap").is_err());
+    }
+
+    #[test]
+    fn status_is_escrowed_with_a_token_even_when_escrow_is_now_off() {
+        assert_eq!(
+            BootstrapStatus::compute(true, Some(false), None),
+            BootstrapStatus::Escrowed
+        );
+        assert_eq!(
+            BootstrapStatus::compute(false, Some(false), None),
+            BootstrapStatus::NotSupported
+        );
+        assert_eq!(
+            BootstrapStatus::compute(false, None, None),
+            BootstrapStatus::NotEscrowed
+        );
+    }
+
+    #[test]
+    fn status_is_na_on_old_macos_and_on_10_15_without_ade() {
+        let inv = |os: i64, dep: Option<bool>| DeviceInventory {
+            device_id: "d".into(),
+            device: Some(DeviceFacts {
+                os_version_num: Some(os),
+                ..Default::default()
+            }),
+            security: Some(SecurityFacts {
+                enrolled_via_dep: dep,
+                ..Default::default()
+            }),
+        };
+        let na = BootstrapStatus::NotSupported;
+        assert_eq!(
+            BootstrapStatus::compute(false, None, Some(&inv(101_407, Some(true)))),
+            na
+        );
+        assert_eq!(
+            BootstrapStatus::compute(false, None, Some(&inv(101_507, Some(false)))),
+            na
+        );
+        assert_eq!(
+            BootstrapStatus::compute(false, None, Some(&inv(101_507, Some(true)))),
+            BootstrapStatus::NotEscrowed
+        );
+        assert_eq!(
+            BootstrapStatus::compute(false, None, Some(&inv(140_000, Some(false)))),
+            BootstrapStatus::NotEscrowed
+        );
+    }
+}

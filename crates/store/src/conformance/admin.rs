@@ -1,0 +1,344 @@
+//! Conformance: API keys, inventory, per-user facts, the device view and list filters, group deletion.
+
+use std::sync::Arc;
+
+use super::{device, event, event_count, token};
+use crate::{
+    ApiKey, ApiScope, BootstrapStatus, DeviceFacts, DeviceFilter, DeviceUser, FactSource, Group,
+    SecurityFacts, Store, StoreError,
+};
+
+fn key(id: &str, hash: &str, scope: ApiScope) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        name: format!("key {id}"),
+        scope,
+        key_hash: hash.into(),
+        created_at: 10,
+        revoked_at: None,
+    }
+}
+
+fn mdm_user(device_id: &str, name: &str, secure_token: Option<bool>) -> DeviceUser {
+    DeviceUser {
+        device_id: device_id.into(),
+        source: FactSource::Mdm,
+        user_key: name.into(),
+        short_name: Some(name.into()),
+        full_name: None,
+        uid: Some(501),
+        guid: None,
+        has_secure_token: secure_token,
+        mobile_account: Some(false),
+        is_logged_in: Some(true),
+        is_admin: None,
+        filevault_enabled: None,
+        volume_owner: None,
+        observed_at: 50,
+    }
+}
+
+fn facts(os: &str, apple_silicon: bool) -> DeviceFacts {
+    DeviceFacts {
+        os_version: Some(os.into()),
+        os_version_num: crate::os_version_num(os),
+        is_apple_silicon: Some(apple_silicon),
+        at: 40,
+        ..Default::default()
+    }
+}
+
+fn ids(records: &[crate::DeviceRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.enrollment.id.as_str()).collect()
+}
+
+pub(super) async fn api_keys_are_found_by_hash_listed_and_revoked_with_events(
+    store: Arc<dyn Store>,
+) {
+    let k = key("k1", "hash-1", ApiScope::Admin);
+    store
+        .create_api_key(&k, &event("apikey:k1", "admin.apikey.created"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.api_key_by_hash("hash-1").await.unwrap(),
+        Some(k.clone())
+    );
+    assert_eq!(store.api_key_by_hash("hash-2").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .create_api_key(&key("k2", "hash-1", ApiScope::Read), &event("x", "y"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        event_count(&store).await,
+        1,
+        "a refused create writes no event"
+    );
+    store
+        .revoke_api_key("k1", 20, &event("apikey:k1", "admin.apikey.revoked"))
+        .await
+        .unwrap();
+    let listed = store.list_api_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at, Some(20));
+    assert!(matches!(
+        store.revoke_api_key("k1", 30, &event("x", "y")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(event_count(&store).await, 2);
+}
+
+pub(super) async fn inventory_parts_are_written_independently(store: Arc<dyn Store>) {
+    store
+        .upsert_enrollment(&device("D1", None), &event("D1", "t"))
+        .await
+        .unwrap();
+    assert_eq!(store.device_inventory("D1").await.unwrap(), None);
+    let security = SecurityFacts {
+        filevault_enabled: Some(true),
+        bt_allowed_for_authentication: Some("allowed".into()),
+        at: 30,
+        ..Default::default()
+    };
+    store.put_security_facts("D1", &security).await.unwrap();
+    store
+        .put_device_facts("D1", &facts("14.5", true))
+        .await
+        .unwrap();
+    let inv = store.device_inventory("D1").await.unwrap().unwrap();
+    assert_eq!(inv.security, Some(security));
+    assert_eq!(inv.device, Some(facts("14.5", true)));
+    assert!(matches!(
+        store.put_device_facts("NOPE", &facts("14.5", true)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(super) async fn a_user_list_replaces_only_its_sources_rows(store: Arc<dyn Store>) {
+    store
+        .upsert_enrollment(&device("D1", None), &event("D1", "t"))
+        .await
+        .unwrap();
+    let agent = DeviceUser {
+        source: FactSource::Agent,
+        volume_owner: Some(true),
+        ..mdm_user("D1", "alice", None)
+    };
+    store
+        .replace_device_users("D1", FactSource::Agent, std::slice::from_ref(&agent))
+        .await
+        .unwrap();
+    store
+        .replace_device_users(
+            "D1",
+            FactSource::Mdm,
+            &[
+                mdm_user("D1", "alice", Some(true)),
+                mdm_user("D1", "bob", Some(false)),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .replace_device_users("D1", FactSource::Mdm, &[mdm_user("D1", "bob", Some(false))])
+        .await
+        .unwrap();
+    let users = store.device_users("D1").await.unwrap();
+    assert_eq!(users, [agent, mdm_user("D1", "bob", Some(false))]);
+    let twice = [mdm_user("D1", "bob", None), mdm_user("D1", "bob", None)];
+    assert!(matches!(
+        store
+            .replace_device_users("D1", FactSource::Mdm, &twice)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.device_users("D1").await.unwrap().len(),
+        2,
+        "nothing changed"
+    );
+    let record = store.device_record("D1").await.unwrap().unwrap();
+    assert_eq!(
+        (record.users_without_secure_token, record.user_count),
+        (1, 1)
+    );
+}
+
+pub(super) async fn device_list_filters_match_the_status_rule_and_page_by_id(
+    store: Arc<dyn Store>,
+) {
+    let off = Group {
+        id: "g-off".into(),
+        name: "Escrow off".into(),
+        bootstrap_escrow_enabled: false,
+        prompt_user_to_allow_bootstrap_token_for_authentication: false,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.create_group(&off).await.unwrap();
+    for id in ["A", "B", "C", "D", "E"] {
+        store
+            .upsert_enrollment(&device(id, None), &event(id, "t"))
+            .await
+            .unwrap();
+    }
+    store
+        .upsert_enrollment(&super::user("A", "U1"), &event("A", "t"))
+        .await
+        .unwrap();
+    // A: escrowed, Apple silicon 14.5; B: group escrow off; C: macOS 10.14; D: nothing known; E: 14.50 Intel.
+    store
+        .put_bootstrap_token(&token("A", "k1", b"tok"), &event("A", "e"))
+        .await
+        .unwrap();
+    store
+        .put_device_facts("A", &facts("14.5.1", true))
+        .await
+        .unwrap();
+    store
+        .set_enrollment_group("B", Some("g-off"))
+        .await
+        .unwrap();
+    store
+        .put_device_facts("C", &facts("10.14.6", false))
+        .await
+        .unwrap();
+    store
+        .put_device_facts("E", &facts("14.50", false))
+        .await
+        .unwrap();
+    store
+        .replace_device_users("D", FactSource::Mdm, &[mdm_user("D", "bob", Some(false))])
+        .await
+        .unwrap();
+
+    let list = |f: DeviceFilter| {
+        let store = store.clone();
+        async move { store.list_devices(&f).await.unwrap() }
+    };
+    let all = list(DeviceFilter::default()).await;
+    assert_eq!(
+        ids(&all),
+        ["A", "B", "C", "D", "E"],
+        "user channels are not devices"
+    );
+    for r in &all {
+        let only = list(DeviceFilter {
+            status: Some(r.status()),
+            ..Default::default()
+        })
+        .await;
+        assert!(
+            ids(&only).contains(&r.enrollment.id.as_str()),
+            "SQL and Rust rules agree on {}",
+            r.enrollment.id
+        );
+    }
+    let status = |s| DeviceFilter {
+        status: Some(s),
+        ..Default::default()
+    };
+    assert_eq!(ids(&list(status(BootstrapStatus::Escrowed)).await), ["A"]);
+    assert_eq!(
+        ids(&list(status(BootstrapStatus::NotSupported)).await),
+        ["B", "C"]
+    );
+    assert_eq!(
+        ids(&list(status(BootstrapStatus::NotEscrowed)).await),
+        ["D", "E"]
+    );
+    let silicon = list(DeviceFilter {
+        apple_silicon: Some(true),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&silicon), ["A"]);
+    let os = list(DeviceFilter {
+        os_version: Some("14.5".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&os), ["A"], "14.5 matches 14.5.1, not 14.50");
+    let group = list(DeviceFilter {
+        group_id: Some("g-off".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&group), ["B"]);
+    let before = list(DeviceFilter {
+        escrowed_before: Some(3_001),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&before), ["A"]);
+    let after = list(DeviceFilter {
+        escrowed_after: Some(3_001),
+        ..Default::default()
+    })
+    .await;
+    assert!(after.is_empty());
+    let no_st = list(DeviceFilter {
+        users_without_secure_token: Some(true),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&no_st), ["D"]);
+    let page1 = list(DeviceFilter {
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    let page2 = list(DeviceFilter {
+        limit: 2,
+        after_id: Some("B".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((ids(&page1), ids(&page2)), (vec!["A", "B"], vec!["C", "D"]));
+
+    let a = store.device_record("A").await.unwrap().unwrap();
+    assert_eq!(a.token.as_ref().map(|t| t.escrowed_at), Some(3_000));
+    assert_eq!(
+        store.device_record("A:U1").await.unwrap(),
+        None,
+        "user channel is no device"
+    );
+    assert_eq!(store.device_record("ZZ").await.unwrap(), None);
+}
+
+pub(super) async fn deleting_a_group_ungroups_its_members_and_writes_the_event(
+    store: Arc<dyn Store>,
+) {
+    let g = Group {
+        id: "g1".into(),
+        name: "Lab".into(),
+        bootstrap_escrow_enabled: true,
+        prompt_user_to_allow_bootstrap_token_for_authentication: false,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.create_group(&g).await.unwrap();
+    store
+        .upsert_enrollment(&device("D1", None), &event("D1", "t"))
+        .await
+        .unwrap();
+    store.set_enrollment_group("D1", Some("g1")).await.unwrap();
+    let before = event_count(&store).await;
+    store
+        .delete_group("g1", &event("group:g1", "admin.group.deleted"))
+        .await
+        .unwrap();
+    assert_eq!(store.group("g1").await.unwrap(), None);
+    assert_eq!(
+        store.enrollment("D1").await.unwrap().unwrap().group_id,
+        None
+    );
+    assert_eq!(event_count(&store).await, before + 1);
+    assert!(matches!(
+        store.delete_group("g1", &event("x", "y")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(event_count(&store).await, before + 1);
+}

@@ -1,0 +1,258 @@
+//! The latest inventory of each device and what each source says about its users, shared by both backends
+//! (compiled per backend, see `sqlite.rs`). Guarantees: a DeviceInformation write replaces only the device
+//! columns and a SecurityInfo write only the security columns; a user list from one source replaces that
+//! source's rows for the device in one transaction and leaves the other source's rows alone; inventory only
+//! exists for an existing enrollment (NotFound otherwise).
+
+use sqlx::Pool;
+
+use super::{Db, begin_write, enrollments};
+use crate::{
+    DeviceFacts, DeviceInventory, DeviceUser, FactSource, Result, SecurityFacts, StoreError,
+};
+
+pub(super) async fn put_device(pool: &Pool<Db>, device_id: &str, f: &DeviceFacts) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    enrollments::ensure_exists(&mut tx, device_id).await?;
+    sqlx::query(
+        "INSERT INTO device_inventory (device_id, os_version, os_version_num, build_version, model, model_name, \
+         product_name, serial_number, device_name, is_apple_silicon, is_supervised, eacs_preflight, device_info_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (device_id) DO UPDATE SET os_version = excluded.os_version, \
+         os_version_num = excluded.os_version_num, build_version = excluded.build_version, \
+         model = excluded.model, model_name = excluded.model_name, product_name = excluded.product_name, \
+         serial_number = excluded.serial_number, device_name = excluded.device_name, \
+         is_apple_silicon = excluded.is_apple_silicon, is_supervised = excluded.is_supervised, \
+         eacs_preflight = excluded.eacs_preflight, device_info_at = excluded.device_info_at",
+    )
+    .bind(device_id)
+    .bind(&f.os_version)
+    .bind(f.os_version_num)
+    .bind(&f.build_version)
+    .bind(&f.model)
+    .bind(&f.model_name)
+    .bind(&f.product_name)
+    .bind(&f.serial_number)
+    .bind(&f.device_name)
+    .bind(f.is_apple_silicon)
+    .bind(f.is_supervised)
+    .bind(&f.eacs_preflight)
+    .bind(f.at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn put_security(
+    pool: &Pool<Db>,
+    device_id: &str,
+    f: &SecurityFacts,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    enrollments::ensure_exists(&mut tx, device_id).await?;
+    sqlx::query(
+        "INSERT INTO device_inventory (device_id, filevault_enabled, bt_allowed_for_authentication, \
+         bt_required_for_software_update, bt_required_for_kext_approval, enrolled_via_dep, \
+         user_approved_enrollment, is_user_enrollment, security_info_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (device_id) DO UPDATE SET filevault_enabled = excluded.filevault_enabled, \
+         bt_allowed_for_authentication = excluded.bt_allowed_for_authentication, \
+         bt_required_for_software_update = excluded.bt_required_for_software_update, \
+         bt_required_for_kext_approval = excluded.bt_required_for_kext_approval, \
+         enrolled_via_dep = excluded.enrolled_via_dep, \
+         user_approved_enrollment = excluded.user_approved_enrollment, \
+         is_user_enrollment = excluded.is_user_enrollment, security_info_at = excluded.security_info_at",
+    )
+    .bind(device_id)
+    .bind(f.filevault_enabled)
+    .bind(&f.bt_allowed_for_authentication)
+    .bind(f.bt_required_for_software_update)
+    .bind(f.bt_required_for_kext_approval)
+    .bind(f.enrolled_via_dep)
+    .bind(f.user_approved_enrollment)
+    .bind(f.is_user_enrollment)
+    .bind(f.at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct InventoryRow {
+    device_id: String,
+    os_version: Option<String>,
+    os_version_num: Option<i64>,
+    build_version: Option<String>,
+    model: Option<String>,
+    model_name: Option<String>,
+    product_name: Option<String>,
+    serial_number: Option<String>,
+    device_name: Option<String>,
+    is_apple_silicon: Option<bool>,
+    is_supervised: Option<bool>,
+    eacs_preflight: Option<String>,
+    device_info_at: Option<i64>,
+    filevault_enabled: Option<bool>,
+    bt_allowed_for_authentication: Option<String>,
+    bt_required_for_software_update: Option<bool>,
+    bt_required_for_kext_approval: Option<bool>,
+    enrolled_via_dep: Option<bool>,
+    user_approved_enrollment: Option<bool>,
+    is_user_enrollment: Option<bool>,
+    security_info_at: Option<i64>,
+}
+
+impl From<InventoryRow> for DeviceInventory {
+    fn from(r: InventoryRow) -> Self {
+        DeviceInventory {
+            device: r.device_info_at.map(|at| DeviceFacts {
+                os_version: r.os_version,
+                os_version_num: r.os_version_num,
+                build_version: r.build_version,
+                model: r.model,
+                model_name: r.model_name,
+                product_name: r.product_name,
+                serial_number: r.serial_number,
+                device_name: r.device_name,
+                is_apple_silicon: r.is_apple_silicon,
+                is_supervised: r.is_supervised,
+                eacs_preflight: r.eacs_preflight,
+                at,
+            }),
+            security: r.security_info_at.map(|at| SecurityFacts {
+                filevault_enabled: r.filevault_enabled,
+                bt_allowed_for_authentication: r.bt_allowed_for_authentication,
+                bt_required_for_software_update: r.bt_required_for_software_update,
+                bt_required_for_kext_approval: r.bt_required_for_kext_approval,
+                enrolled_via_dep: r.enrolled_via_dep,
+                user_approved_enrollment: r.user_approved_enrollment,
+                is_user_enrollment: r.is_user_enrollment,
+                at,
+            }),
+            device_id: r.device_id,
+        }
+    }
+}
+
+pub(super) async fn get(pool: &Pool<Db>, device_id: &str) -> Result<Option<DeviceInventory>> {
+    let row: Option<InventoryRow> = sqlx::query_as(
+        "SELECT device_id, os_version, os_version_num, build_version, model, model_name, product_name, \
+         serial_number, device_name, is_apple_silicon, is_supervised, eacs_preflight, device_info_at, \
+         filevault_enabled, bt_allowed_for_authentication, bt_required_for_software_update, \
+         bt_required_for_kext_approval, enrolled_via_dep, user_approved_enrollment, is_user_enrollment, \
+         security_info_at FROM device_inventory WHERE device_id = $1",
+    )
+    .bind(device_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(DeviceInventory::from))
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    device_id: String,
+    source: String,
+    user_key: String,
+    short_name: Option<String>,
+    full_name: Option<String>,
+    uid: Option<i64>,
+    guid: Option<String>,
+    has_secure_token: Option<bool>,
+    mobile_account: Option<bool>,
+    is_logged_in: Option<bool>,
+    is_admin: Option<bool>,
+    filevault_enabled: Option<bool>,
+    volume_owner: Option<bool>,
+    observed_at: i64,
+}
+
+impl TryFrom<UserRow> for DeviceUser {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<Self> {
+        Ok(DeviceUser {
+            source: FactSource::from_stored(&r.source)?,
+            device_id: r.device_id,
+            user_key: r.user_key,
+            short_name: r.short_name,
+            full_name: r.full_name,
+            uid: r.uid,
+            guid: r.guid,
+            has_secure_token: r.has_secure_token,
+            mobile_account: r.mobile_account,
+            is_logged_in: r.is_logged_in,
+            is_admin: r.is_admin,
+            filevault_enabled: r.filevault_enabled,
+            volume_owner: r.volume_owner,
+            observed_at: r.observed_at,
+        })
+    }
+}
+
+pub(super) async fn replace_users(
+    pool: &Pool<Db>,
+    device_id: &str,
+    source: FactSource,
+    users: &[DeviceUser],
+) -> Result<()> {
+    if let Some(u) = users
+        .iter()
+        .find(|u| u.device_id != device_id || u.source != source)
+    {
+        return Err(StoreError::Conflict(format!(
+            "user {:?} belongs to another device or source",
+            u.user_key
+        )));
+    }
+    let mut tx = begin_write(pool).await?;
+    enrollments::ensure_exists(&mut tx, device_id).await?;
+    sqlx::query("DELETE FROM device_users WHERE device_id = $1 AND source = $2")
+        .bind(device_id)
+        .bind(source.as_str())
+        .execute(&mut *tx)
+        .await?;
+    for u in users {
+        sqlx::query(
+            "INSERT INTO device_users (device_id, source, user_key, short_name, full_name, uid, guid, \
+             has_secure_token, mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, \
+             observed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(device_id)
+        .bind(source.as_str())
+        .bind(&u.user_key)
+        .bind(&u.short_name)
+        .bind(&u.full_name)
+        .bind(u.uid)
+        .bind(&u.guid)
+        .bind(u.has_secure_token)
+        .bind(u.mobile_account)
+        .bind(u.is_logged_in)
+        .bind(u.is_admin)
+        .bind(u.filevault_enabled)
+        .bind(u.volume_owner)
+        .bind(u.observed_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("user {:?} is listed twice", u.user_key))
+            }
+            other => other,
+        })?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn users(pool: &Pool<Db>, device_id: &str) -> Result<Vec<DeviceUser>> {
+    let rows: Vec<UserRow> = sqlx::query_as(
+        "SELECT device_id, source, user_key, short_name, full_name, uid, guid, has_secure_token, \
+         mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, observed_at \
+         FROM device_users WHERE device_id = $1 ORDER BY user_key, source",
+    )
+    .bind(device_id)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(DeviceUser::try_from).collect()
+}
