@@ -80,9 +80,9 @@ impl MdmService {
             self.store.record_event(&event).await?;
             return Err(ServiceError::Refused(reason));
         }
-        let token = match msg.bootstrap_token {
-            Some(t) if !t.is_empty() => t,
-            _ => {
+        let token = match msg.token_to_store() {
+            Some(t) => t,
+            None => {
                 let event = self.event(
                     &device.id,
                     Some(&device.id),
@@ -94,7 +94,7 @@ impl MdmService {
                 return Ok(CheckinReply::Empty);
             }
         };
-        self.escrow(&device, &token).await?;
+        self.escrow(&device, token).await?;
         Ok(CheckinReply::Empty)
     }
 
