@@ -185,9 +185,21 @@ pub fn grant_secure_token(
     })
 }
 
-fn run_grant(mac: &Mac, target: &Credentials, admin: &Credentials) -> Result<(), ActionError> {
+/// `sysadminctl -secureTokenOn|Off` with both passwords on stdin, then a fresh status read: sysadminctl can
+/// print a failure and exit 0, so only the re-read decides.
+fn set_secure_token(
+    mac: &Mac,
+    target: &Credentials,
+    admin: &Credentials,
+    on: bool,
+) -> Result<(), ActionError> {
+    let (flag, action) = if on {
+        ("-secureTokenOn", "sysadminctl -secureTokenOn")
+    } else {
+        ("-secureTokenOff", "sysadminctl -secureTokenOff")
+    };
     let args = [
-        "-secureTokenOn",
+        flag,
         &target.user,
         "-password",
         "-",
@@ -204,10 +216,14 @@ fn run_grant(mac: &Mac, target: &Credentials, admin: &Credentials) -> Result<(),
             &[&target.password, &admin.password],
         )
         .map_err(MacError::from)?;
-    if !mac.secure_token_status(&target.user)?.enabled {
-        return Err(not_verified("sysadminctl -secureTokenOn", &out.combined()));
+    if mac.secure_token_status(&target.user)?.enabled != on {
+        return Err(not_verified(action, &out.combined()));
     }
     Ok(())
+}
+
+fn run_grant(mac: &Mac, target: &Credentials, admin: &Credentials) -> Result<(), ActionError> {
+    set_secure_token(mac, target, admin, true)
 }
 
 /// Creates a local user with a Secure Token (granted by the admin), optionally an administrator.
@@ -282,27 +298,7 @@ pub fn secure_token_off(
             user: target.user.clone(),
         });
     }
-    let args = [
-        "-secureTokenOff",
-        &target.user,
-        "-password",
-        "-",
-        "-adminUser",
-        &admin.user,
-        "-adminPassword",
-        "-",
-    ];
-    let out = mac
-        .tools
-        .run_with_stdin(
-            Tool::Sysadminctl,
-            &args,
-            &[&target.password, &admin.password],
-        )
-        .map_err(MacError::from)?;
-    if mac.secure_token_status(&target.user)?.enabled {
-        return Err(not_verified("sysadminctl -secureTokenOff", &out.combined()));
-    }
+    set_secure_token(mac, target, admin, false)?;
     Ok(ActionOutcome::SecureTokenRemoved {
         user: target.user.clone(),
     })
