@@ -163,7 +163,7 @@ fn parse_der(der: &[u8]) -> Result<X509, IdentityError> {
 }
 
 /// Describes `cert` (whose encoding is `der`).
-pub(crate) fn cert_info(cert: &X509Ref, der: &[u8]) -> Result<CertInfo, IdentityError> {
+pub fn cert_info(cert: &X509Ref, der: &[u8]) -> Result<CertInfo, IdentityError> {
     let format = |e| IdentityError::CertificateFormat(openssl_reason(&e));
     let serial_hex = cert
         .serial_number()

@@ -16,6 +16,7 @@ pub mod events;
 pub mod inventory;
 pub mod keys;
 pub mod push;
+pub mod push_cert;
 pub mod reports;
 pub mod scep;
 
@@ -35,7 +36,8 @@ pub struct MdmService {
     store: Arc<dyn store::Store>,
     vault: Arc<vault::Vault>,
     clock: Arc<dyn Clock>,
-    pusher: Option<Arc<dyn push::Pusher>>,
+    /// Swappable at run time: uploading a push certificate installs a new provider without a restart.
+    pusher: Arc<std::sync::RwLock<Option<Arc<dyn push::Pusher>>>>,
     scep: Option<Arc<scep::ScepConfig>>,
 }
 
@@ -53,7 +55,7 @@ impl MdmService {
             store,
             vault,
             clock,
-            pusher: None,
+            pusher: Arc::default(),
             scep: None,
         }
     }

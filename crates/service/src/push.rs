@@ -35,9 +35,23 @@ pub trait Pusher: Send + Sync + 'static {
 
 impl MdmService {
     /// Install (or replace) the push provider.
-    pub fn with_pusher(mut self, pusher: Arc<dyn Pusher>) -> Self {
-        self.pusher = Some(pusher);
+    pub fn with_pusher(self, pusher: Arc<dyn Pusher>) -> Self {
+        self.set_pusher(Some(pusher));
         self
+    }
+
+    /// Install, replace or remove the push provider of this service and every clone of it (a new push
+    /// certificate takes effect without a restart).
+    pub fn set_pusher(&self, pusher: Option<Arc<dyn Pusher>>) {
+        *self.pusher.write().unwrap_or_else(|p| p.into_inner()) = pusher;
+    }
+
+    /// The current push provider, if any.
+    pub fn pusher(&self) -> Option<Arc<dyn Pusher>> {
+        self.pusher
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Push to the given enrollment ids. Unknown ids, checked-out enrollments and enrollments without a push
@@ -65,7 +79,7 @@ impl MdmService {
                 },
             }
         }
-        match &self.pusher {
+        match &self.pusher() {
             Some(pusher) if !targets.is_empty() => results.extend(pusher.push(&targets).await),
             Some(_) => {}
             None => results.extend(targets.into_iter().map(|t| PushResult {
