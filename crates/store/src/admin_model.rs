@@ -92,6 +92,16 @@ pub struct SecurityFacts {
     pub at: Millis,
 }
 
+/// A device the automatic inventory schedule should ask again (see `Store::inventory_due`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryDue {
+    pub device_id: String,
+    /// When inventory was last asked of it; None = never.
+    pub requested_at: Option<Millis>,
+    /// Which of the asked-for request types are still queued for it (not to be queued again).
+    pub pending: Vec<String>,
+}
+
 /// A device's latest inventory; either part is None until its command result has arrived.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceInventory {

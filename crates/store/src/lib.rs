@@ -193,6 +193,26 @@ pub trait Store: Send + Sync + 'static {
     /// Delete a group (members stay enrolled, without a group) + event. NotFound if missing.
     async fn delete_group(&self, id: &str, event: &NewEvent) -> Result<()>;
 
+    // ---- automatic inventory schedule
+
+    /// Devices whose inventory should be asked for again: enabled device-channel enrollments that finished
+    /// enrolling (`token_update_count > 0`), last asked before `requested_before` (or never), and that do not
+    /// already have every one of `request_types` in their active queue. Oldest request first (never asked
+    /// first), then by id. `limit` 0 means 100; at most 10,000. Each row lists which of `request_types` are
+    /// still queued for the device, so the caller queues only the others. Empty `request_types`: nothing due.
+    async fn inventory_due(
+        &self,
+        requested_before: Millis,
+        request_types: &[String],
+        limit: u32,
+    ) -> Result<Vec<InventoryDue>>;
+    /// Record that inventory was asked of the device at `at`. NotFound for an unknown enrollment.
+    async fn mark_inventory_requested(&self, device_id: &str, at: Millis) -> Result<()>;
+    /// When inventory was last asked of the device (None: never).
+    async fn inventory_requested_at(&self, device_id: &str) -> Result<Option<Millis>>;
+    /// Request types of the enrollment's active (pending or NotNow) commands, in queue order.
+    async fn active_request_types(&self, enrollment_id: &str) -> Result<Vec<String>>;
+
     /// Close every connection (on SQLite this also checkpoints the WAL). Calls after this fail.
     async fn close(&self) {}
 }

@@ -37,6 +37,8 @@ mod groups;
 mod inventory;
 #[path = "shared/scep.rs"]
 mod scep;
+#[path = "shared/schedule.rs"]
+mod schedule;
 #[path = "shared/secrets.rs"]
 mod secrets;
 #[path = "shared/store_impl.rs"]

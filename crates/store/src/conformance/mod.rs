@@ -7,6 +7,7 @@ mod commands;
 mod enrollments;
 mod events;
 mod groups;
+mod schedule;
 mod scep;
 mod secrets;
 mod tokens;
@@ -230,4 +231,8 @@ conformance! {
     admin::a_user_list_replaces_only_its_sources_rows,
     admin::device_list_filters_match_the_status_rule_and_page_by_id,
     admin::deleting_a_group_ungroups_its_members_and_writes_the_event,
+    schedule::inventory_due_is_oldest_first_within_the_limit,
+    schedule::inventory_due_skips_unfinished_checked_out_and_user_enrollments,
+    schedule::inventory_due_reports_pending_types_and_skips_fully_pending_devices,
+    schedule::marking_an_unknown_device_is_not_found,
 }

@@ -3,11 +3,11 @@
 
 use super::{
     BACKEND, BackendStore, apikeys, commands, devices, enrollments, events, groups, inventory,
-    scep, secrets, tokens,
+    schedule, scep, secrets, tokens,
 };
 use crate::{
     ApiKey, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory,
-    DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, Millis,
+    DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, InventoryDue, Millis,
     NewCommand, NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret, SecurityFacts, Store,
 };
 
@@ -247,6 +247,27 @@ impl Store for BackendStore {
 
     async fn delete_group(&self, id: &str, event: &NewEvent) -> Result<()> {
         groups::delete(&self.pool, id, event).await
+    }
+
+    async fn inventory_due(
+        &self,
+        requested_before: Millis,
+        request_types: &[String],
+        limit: u32,
+    ) -> Result<Vec<InventoryDue>> {
+        schedule::due(&self.pool, requested_before, request_types, limit).await
+    }
+
+    async fn mark_inventory_requested(&self, device_id: &str, at: Millis) -> Result<()> {
+        schedule::mark_requested(&self.pool, device_id, at).await
+    }
+
+    async fn inventory_requested_at(&self, device_id: &str) -> Result<Option<Millis>> {
+        schedule::requested_at(&self.pool, device_id).await
+    }
+
+    async fn active_request_types(&self, enrollment_id: &str) -> Result<Vec<String>> {
+        schedule::active_request_types(&self.pool, enrollment_id).await
     }
 
     async fn close(&self) {

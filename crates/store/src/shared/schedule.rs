@@ -1,0 +1,115 @@
+//! The automatic inventory schedule, shared by both backends (compiled per backend, see `sqlite.rs`).
+//! Guarantees: only enabled device-channel enrollments that finished enrolling (a TokenUpdate was received)
+//! are ever due; a device whose every inventory command is still queued is never due; due devices come oldest
+//! request first (never asked first), then by id, at most one page; request types are bound parameters.
+
+use std::collections::HashMap;
+
+use sqlx::{Pool, QueryBuilder};
+
+use super::{Db, enrollments};
+use crate::rows::page_limit;
+use crate::{InventoryDue, Millis, Result};
+
+pub(super) async fn due(
+    pool: &Pool<Db>,
+    requested_before: Millis,
+    request_types: &[String],
+    limit: u32,
+) -> Result<Vec<InventoryDue>> {
+    if request_types.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted = i64::try_from(request_types.len()).unwrap_or(i64::MAX);
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT e.id, s.requested_at FROM enrollments e \
+         LEFT JOIN inventory_schedule s ON s.device_id = e.id \
+         WHERE e.channel = 'device' AND e.enabled = TRUE AND e.token_update_count > 0 \
+         AND (s.requested_at IS NULL OR s.requested_at < ",
+    );
+    q.push_bind(requested_before);
+    q.push(
+        ") AND (SELECT COUNT(DISTINCT c.request_type) FROM command_queue q \
+         JOIN commands c ON c.uuid = q.command_uuid \
+         WHERE q.enrollment_id = e.id AND c.request_type IN (",
+    );
+    let mut list = q.separated(", ");
+    for t in request_types {
+        list.push_bind(t.clone());
+    }
+    q.push(")) < ").push_bind(wanted);
+    q.push(" ORDER BY COALESCE(s.requested_at, -1), e.id LIMIT ")
+        .push_bind(page_limit(limit, 100, 10_000));
+    let rows: Vec<(String, Option<Millis>)> = q.build_query_as().fetch_all(pool).await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT q.enrollment_id, c.request_type FROM command_queue q \
+         JOIN commands c ON c.uuid = q.command_uuid WHERE q.enrollment_id IN (",
+    );
+    let mut list = q.separated(", ");
+    for (id, _) in &rows {
+        list.push_bind(id.clone());
+    }
+    q.push(") AND c.request_type IN (");
+    let mut list = q.separated(", ");
+    for t in request_types {
+        list.push_bind(t.clone());
+    }
+    q.push(") ORDER BY q.seq");
+    let active: Vec<(String, String)> = q.build_query_as().fetch_all(pool).await?;
+    let mut pending: HashMap<String, Vec<String>> = HashMap::new();
+    for (id, request_type) in active {
+        let entry = pending.entry(id).or_default();
+        if !entry.contains(&request_type) {
+            entry.push(request_type);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(device_id, requested_at)| InventoryDue {
+            pending: pending.remove(&device_id).unwrap_or_default(),
+            device_id,
+            requested_at,
+        })
+        .collect())
+}
+
+pub(super) async fn mark_requested(pool: &Pool<Db>, device_id: &str, at: Millis) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    enrollments::ensure_exists(&mut conn, device_id).await?;
+    sqlx::query(
+        "INSERT INTO inventory_schedule (device_id, requested_at) VALUES ($1, $2) \
+         ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at",
+    )
+    .bind(device_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn requested_at(pool: &Pool<Db>, device_id: &str) -> Result<Option<Millis>> {
+    let at: Option<Millis> =
+        sqlx::query_scalar("SELECT requested_at FROM inventory_schedule WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(at)
+}
+
+pub(super) async fn active_request_types(
+    pool: &Pool<Db>,
+    enrollment_id: &str,
+) -> Result<Vec<String>> {
+    let types: Vec<String> = sqlx::query_scalar(
+        "SELECT c.request_type FROM command_queue q JOIN commands c ON c.uuid = q.command_uuid \
+         WHERE q.enrollment_id = $1 ORDER BY q.seq",
+    )
+    .bind(enrollment_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(types)
+}
