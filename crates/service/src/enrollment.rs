@@ -229,6 +229,9 @@ impl MdmService {
         };
         let event = self.event(&e.id, Some(&e.id), kind, Outcome::Success, detail);
         self.store.upsert_enrollment(&e, &event).await?;
+        if first {
+            self.queue_enrollment_inventory(&e).await;
+        }
         Ok(())
     }
 

@@ -3,17 +3,205 @@
 //! recorded as a failure event and changes nothing; only device-channel results are stored; recovery-key
 //! blobs and other secrets in the report are never copied (protocol's typed structs leave them out).
 
-use protocol::command::CommandReport;
+use protocol::command::{Command, CommandReport, INVENTORY_DEVICE_QUERIES, MdmOptions};
 use protocol::results::{DeviceInformation, SecurityInfo, UserList};
-use store::{DeviceFacts, DeviceUser, FactSource, Outcome, SecurityFacts, os_version_num};
+use store::{
+    DeviceFacts, DeviceUser, Enrollment, FactSource, Millis, Outcome, SecurityFacts, os_version_num,
+};
 
+use crate::commands::new_command_uuid;
 use crate::{MdmService, ServiceError};
 
 /// Event kind when an inventory result could not be stored.
 pub const INVENTORY_REJECTED: &str = "inventory.rejected";
 pub const INVENTORY_UPDATED: &str = "inventory.updated";
+/// Event kind when queueing automatic inventory failed for a device.
+pub const INVENTORY_QUEUE_FAILED: &str = "inventory.queue_failed";
+
+/// The commands of a device's inventory, in the order they are queued.
+pub const INVENTORY_REQUEST_TYPES: [&str; 3] = ["SecurityInfo", "UserList", "DeviceInformation"];
+
+/// A fresh inventory command of one of [`INVENTORY_REQUEST_TYPES`].
+fn inventory_command(request_type: &str) -> Option<Command> {
+    let uuid = new_command_uuid();
+    match request_type {
+        "SecurityInfo" => Some(Command::security_info(uuid)),
+        "UserList" => Some(Command::user_list(uuid)),
+        "DeviceInformation" => Some(Command::device_information(
+            uuid,
+            INVENTORY_DEVICE_QUERIES,
+        )),
+        _ => None,
+    }
+}
+
+/// macOS 10.15.x, the only release that needs `Settings/MDMOptions BootstrapTokenAllowed` (11+ reads the
+/// profile's `com.apple.mdm.bootstraptoken` capability instead).
+fn is_catalina(os_version: Option<&str>) -> bool {
+    os_version
+        .and_then(os_version_num)
+        .is_some_and(|n| (101500..101600).contains(&n))
+}
+
+/// What one tick of the inventory schedule did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventoryTick {
+    /// Devices that got at least one inventory command, oldest request first.
+    pub queued: Vec<String>,
+    /// Inventory commands queued in all.
+    pub commands: usize,
+    /// Devices whose queueing failed (recorded as `inventory.queue_failed` events).
+    pub failed: usize,
+}
 
 impl MdmService {
+    /// Queue the inventory commands of `request_types` (in that order) that are not already queued for the
+    /// device, and note when it was asked. Returns how many were queued.
+    async fn queue_inventory_commands(
+        &self,
+        device_id: &str,
+        request_types: &[&str],
+        already_pending: &[String],
+    ) -> Result<usize, ServiceError> {
+        let ids = [device_id.to_string()];
+        let mut queued = 0;
+        for request_type in request_types {
+            if already_pending.iter().any(|p| p == request_type) {
+                continue;
+            }
+            if let Some(command) = inventory_command(request_type) {
+                self.enqueue(&ids, &command).await?;
+                queued += 1;
+            }
+        }
+        self.store.mark_inventory_requested(device_id, self.now()).await?;
+        Ok(queued)
+    }
+
+    /// The TokenUpdate that completed enrollment: queue SecurityInfo, UserList and DeviceInformation, and for
+    /// a macOS 10.15 Mac whose group escrows, `Settings/MDMOptions BootstrapTokenAllowed` true; then push.
+    /// A failure is recorded as an event and logged; it never fails the device's TokenUpdate.
+    pub(crate) async fn queue_enrollment_inventory(&self, device: &Enrollment) {
+        let result = async {
+            let pending = self.store.active_request_types(&device.id).await?;
+            let mut queued = self
+                .queue_inventory_commands(&device.id, &INVENTORY_REQUEST_TYPES, &pending)
+                .await?;
+            if is_catalina(device.os_version.as_deref())
+                && self.escrow_policy(device).await?.is_ok()
+            {
+                let options = MdmOptions {
+                    bootstrap_token_allowed: Some(true),
+                    ..MdmOptions::default()
+                };
+                let command = Command::settings_mdm_options(new_command_uuid(), &options);
+                self.enqueue(std::slice::from_ref(&device.id), &command)
+                    .await?;
+                queued += 1;
+            }
+            Ok::<usize, ServiceError>(queued)
+        }
+        .await;
+        self.after_queueing(&device.id, "enrollment", result).await;
+    }
+
+    /// A Bootstrap Token was escrowed: ask SecurityInfo again (unless one is still queued) and push.
+    pub(crate) async fn requery_security_info(&self, device_id: &str) {
+        let result = async {
+            let pending = self.store.active_request_types(device_id).await?;
+            if pending.iter().any(|p| p == "SecurityInfo") {
+                return Ok(0);
+            }
+            let command = Command::security_info(new_command_uuid());
+            self.enqueue(&[device_id.to_string()], &command).await?;
+            Ok::<usize, ServiceError>(1)
+        }
+        .await;
+        self.after_queueing(device_id, "bootstrap token escrow", result)
+            .await;
+    }
+
+    /// Push when something was queued (in the background: a slow push provider must not hold up the
+    /// device's check-in); record a failure as an event.
+    async fn after_queueing(&self, device_id: &str, why: &str, result: Result<usize, ServiceError>) {
+        match result {
+            Ok(0) => {}
+            Ok(_) => {
+                let service = self.clone();
+                let ids = vec![device_id.to_string()];
+                tokio::spawn(async move {
+                    match service.push(&ids).await {
+                        Ok(results) => {
+                            for r in results.iter().filter(|r| r.error.is_some()) {
+                                tracing::debug!(enrollment = %r.enrollment_id, error = ?r.error, "inventory push not sent");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "inventory push failed"),
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::warn!(udid = %device_id, error = %err, "could not queue inventory after {why}");
+                let event = self.event(
+                    device_id,
+                    Some(device_id),
+                    INVENTORY_QUEUE_FAILED,
+                    Outcome::Failure,
+                    format!("inventory after {why} not queued: {err}"),
+                );
+                if let Err(e) = self.store.record_event(&event).await {
+                    tracing::error!(error = %e, "could not record inventory failure event");
+                }
+            }
+        }
+    }
+
+    /// One tick of the inventory schedule: re-queue inventory for at most `limit` devices last asked more than
+    /// `max_age` ms before `now`, oldest first, skipping commands still queued for a device, then push them
+    /// (one batch). Testable without a timer; `server` calls it periodically.
+    pub async fn queue_due_inventory(
+        &self,
+        now: Millis,
+        max_age: Millis,
+        limit: u32,
+    ) -> Result<InventoryTick, ServiceError> {
+        let mut tick = InventoryTick::default();
+        if limit == 0 {
+            return Ok(tick);
+        }
+        let types: Vec<String> = INVENTORY_REQUEST_TYPES.iter().map(|s| s.to_string()).collect();
+        let due = self
+            .store
+            .inventory_due(now.saturating_sub(max_age), &types, limit)
+            .await?;
+        for d in due {
+            match self
+                .queue_inventory_commands(&d.device_id, &INVENTORY_REQUEST_TYPES, &d.pending)
+                .await
+            {
+                Ok(n) => {
+                    tick.commands += n;
+                    if n > 0 {
+                        tick.queued.push(d.device_id);
+                    }
+                }
+                Err(err) => {
+                    tick.failed += 1;
+                    self.after_queueing(&d.device_id, "the inventory schedule", Err(err))
+                        .await;
+                }
+            }
+        }
+        if !tick.queued.is_empty() {
+            let results = self.push(&tick.queued).await?;
+            let unsent = results.iter().filter(|r| r.error.is_some()).count();
+            if unsent > 0 {
+                tracing::debug!(unsent, "inventory schedule: some pushes not sent");
+            }
+        }
+        Ok(tick)
+    }
+
     /// Store what an acknowledged inventory command reported. Other request types are ignored.
     pub(crate) async fn store_inventory(
         &self,
