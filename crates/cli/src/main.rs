@@ -97,6 +97,37 @@ struct ServeArgs {
     /// Lifetime in days of device identity certificates issued over SCEP.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
     scep_validity_days: u32,
+    /// Re-ask every Mac for its inventory (SecurityInfo, UserList, DeviceInformation) once its last request is
+    /// this old: a number with s, m, h or d (e.g. 12h, 7d). 0 turns the schedule off; enrollment and
+    /// Bootstrap Token escrow still queue inventory.
+    #[arg(long, env = "ESCROWD_INVENTORY_INTERVAL", default_value = "24h", value_parser = parse_duration)]
+    inventory_interval: std::time::Duration,
+    /// At most this many Macs are asked per minute by the inventory schedule, oldest first.
+    #[arg(long, env = "ESCROWD_INVENTORY_BATCH", default_value_t = server::app::DEFAULT_INVENTORY_BATCH,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    inventory_batch: u32,
+}
+
+/// `90s`, `30m`, `12h`, `7d`, or `0`.
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    if value == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let (digits, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{value}' is not a duration: use a number with s, m, h or d, e.g. 24h"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => return Err(format!("'{value}' has no unit: use s, m, h or d, e.g. 24h (or 0 to disable)")),
+    }
+    .filter(|s| *s <= 365 * 86_400)
+    .ok_or_else(|| format!("'{value}' is too long: at most 365d"))?;
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn parse_secret(value: &str) -> Result<vault::Secret<Vec<u8>>, String> {
@@ -145,6 +176,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_cert_header: args.trusted_cert_header,
         scep_challenge: args.scep_challenge,
         scep_validity_days: args.scep_validity_days,
+        inventory_interval: args.inventory_interval,
+        inventory_batch: args.inventory_batch,
     };
     let running = server::start(opts).await?;
     eprintln!(
@@ -159,4 +192,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     running.wait().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn inventory_interval_takes_units_and_refuses_garbage() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "h", "24", "24x", "-1h", "1.5h", "99999999999999999999d", "366d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

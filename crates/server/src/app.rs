@@ -32,7 +32,17 @@ pub struct ServeOptions {
     pub scep_challenge: Option<vault::Secret<Vec<u8>>>,
     /// Lifetime of device identity certificates issued over SCEP.
     pub scep_validity_days: u32,
+    /// Re-ask a device for its inventory once its last request is this old (`--inventory-interval`);
+    /// zero disables the schedule (enrollment and escrow still queue inventory).
+    pub inventory_interval: std::time::Duration,
+    /// At most this many devices per schedule tick (`--inventory-batch`), so a fleet is never asked at once.
+    pub inventory_batch: u32,
 }
+
+/// Default `--inventory-interval`: a day.
+pub const DEFAULT_INVENTORY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Default `--inventory-batch`.
+pub const DEFAULT_INVENTORY_BATCH: u32 = 200;
 
 impl ServeOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -45,6 +55,8 @@ impl ServeOptions {
             trusted_cert_header: None,
             scep_challenge: None,
             scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
+            inventory_interval: DEFAULT_INVENTORY_INTERVAL,
+            inventory_batch: DEFAULT_INVENTORY_BATCH,
         }
     }
 }
@@ -58,6 +70,8 @@ pub struct RunningServer {
     pub device_ca: Arc<pki::ca::CertificateAuthority>,
     shutdown: watch::Sender<bool>,
     join: JoinHandle<()>,
+    /// The inventory schedule; None when `inventory_interval` is zero.
+    inventory: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -70,6 +84,9 @@ impl RunningServer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.join.await;
+        if let Some(task) = self.inventory {
+            let _ = task.await;
+        }
     }
 
     /// Run until the listener task ends (it ends only after `stop` or a fatal error).
@@ -129,6 +146,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let (tx, rx) = watch::channel(false);
     let app = router(state.clone());
     let tls_on = tls_config.is_some();
+    let inventory = crate::schedule::spawn_inventory_schedule(
+        state.mdm.clone(),
+        opts.inventory_interval,
+        opts.inventory_batch,
+        rx.clone(),
+    );
     let join = tokio::spawn(listener::serve(listener, app, tls_config, rx));
     tracing::info!(
         address = %local_addr,
@@ -143,6 +166,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         device_ca,
         shutdown: tx,
         join,
+        inventory,
     })
 }
 

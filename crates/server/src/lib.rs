@@ -9,6 +9,7 @@ pub mod datadir;
 pub mod device_ca;
 pub mod listener;
 pub mod mdm;
+pub mod schedule;
 pub mod scep;
 pub mod tls;
 

@@ -62,6 +62,7 @@ impl MdmService {
         device_id: &str,
         request_types: &[&str],
         already_pending: &[String],
+        at: Millis,
     ) -> Result<usize, ServiceError> {
         let ids = [device_id.to_string()];
         let mut queued = 0;
@@ -74,7 +75,7 @@ impl MdmService {
                 queued += 1;
             }
         }
-        self.store.mark_inventory_requested(device_id, self.now()).await?;
+        self.store.mark_inventory_requested(device_id, at).await?;
         Ok(queued)
     }
 
@@ -85,7 +86,7 @@ impl MdmService {
         let result = async {
             let pending = self.store.active_request_types(&device.id).await?;
             let mut queued = self
-                .queue_inventory_commands(&device.id, &INVENTORY_REQUEST_TYPES, &pending)
+                .queue_inventory_commands(&device.id, &INVENTORY_REQUEST_TYPES, &pending, self.now())
                 .await?;
             if is_catalina(device.os_version.as_deref())
                 && self.escrow_policy(device).await?.is_ok()
@@ -176,7 +177,7 @@ impl MdmService {
             .await?;
         for d in due {
             match self
-                .queue_inventory_commands(&d.device_id, &INVENTORY_REQUEST_TYPES, &d.pending)
+                .queue_inventory_commands(&d.device_id, &INVENTORY_REQUEST_TYPES, &d.pending, now)
                 .await
             {
                 Ok(n) => {
@@ -200,6 +201,15 @@ impl MdmService {
             }
         }
         Ok(tick)
+    }
+
+    /// [`Self::queue_due_inventory`] at the service clock's now.
+    pub async fn queue_due_inventory_now(
+        &self,
+        max_age: Millis,
+        limit: u32,
+    ) -> Result<InventoryTick, ServiceError> {
+        self.queue_due_inventory(self.now(), max_age, limit).await
     }
 
     /// Store what an acknowledged inventory command reported. Other request types are ignored.

@@ -143,13 +143,58 @@ impl TestDevice {
             .await
     }
 
-    /// Authenticate + TokenUpdate, asserting both succeed.
-    pub async fn enroll(&self) -> anyhow::Result<()> {
+    /// Authenticate + TokenUpdate, asserting both succeed, then poll and acknowledge (with empty results) the
+    /// inventory the server queues on enrollment, so a test starts from an empty queue. Returns the request
+    /// types answered. Use [`Self::enroll_keeping_queue`] to see the enrollment commands.
+    pub async fn enroll(&self) -> anyhow::Result<Vec<String>> {
+        self.enroll_keeping_queue().await?;
+        self.drain().await
+    }
+
+    /// Authenticate + TokenUpdate, asserting both succeed; whatever the server queued stays queued.
+    pub async fn enroll_keeping_queue(&self) -> anyhow::Result<()> {
         let a = self.authenticate().await?;
         anyhow::ensure!(a.status == 200, "Authenticate answered {}", a.status);
         let t = self.token_update().await?;
         anyhow::ensure!(t.status == 200, "TokenUpdate answered {}", t.status);
         Ok(())
+    }
+
+    /// Poll with Idle and acknowledge every queued command with an empty result; returns their request types
+    /// in the order they came (at most 100).
+    pub async fn drain(&self) -> anyhow::Result<Vec<String>> {
+        let mut seen = Vec::new();
+        let mut reply = self.idle().await?;
+        while !reply.body.is_empty() {
+            anyhow::ensure!(reply.status == 200, "connect answered {}", reply.status);
+            anyhow::ensure!(seen.len() < 100, "the command queue never empties");
+            let v: plist::Value = plist::from_bytes(&reply.body)?;
+            let top = v
+                .as_dictionary()
+                .ok_or_else(|| anyhow::anyhow!("command is not a dict"))?;
+            let uuid = top
+                .get("CommandUUID")
+                .and_then(plist::Value::as_string)
+                .ok_or_else(|| anyhow::anyhow!("command without CommandUUID"))?
+                .to_string();
+            let request_type = top
+                .get("Command")
+                .and_then(plist::Value::as_dictionary)
+                .and_then(|c| c.get("RequestType"))
+                .and_then(plist::Value::as_string)
+                .unwrap_or_default()
+                .to_string();
+            seen.push(request_type);
+            reply = self
+                .connect(messages::report(
+                    &self.udid,
+                    "Acknowledged",
+                    Some(&uuid),
+                    plist::Dictionary::new(),
+                ))
+                .await?;
+        }
+        Ok(seen)
     }
 
     pub async fn set_bootstrap_token(&self, token: Option<&[u8]>) -> anyhow::Result<Reply> {

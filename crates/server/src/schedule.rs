@@ -1,0 +1,58 @@
+//! The automatic inventory schedule: a background task started with the server and stopped with it.
+//!
+//! Every tick (a minute, or the interval when that is shorter) it asks the service to re-queue inventory for
+//! at most `batch` devices whose last request is older than the interval, oldest first
+//! (`MdmService::queue_due_inventory`). With the defaults (a day, 200 per minute) 100,000 Macs are all asked
+//! within about 8 hours and never all at once. The business rules live in `service`; this is only the timer.
+
+use std::time::Duration;
+
+use service::MdmService;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Longest pause between two ticks.
+pub const MAX_TICK: Duration = Duration::from_secs(60);
+
+/// Start the schedule; None when `interval` is zero (disabled). Stops when `shutdown` turns true.
+pub fn spawn_inventory_schedule(
+    mdm: MdmService,
+    interval: Duration,
+    batch: u32,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    if interval.is_zero() || batch == 0 {
+        tracing::info!("inventory schedule disabled");
+        return None;
+    }
+    let max_age = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    let tick = interval.min(MAX_TICK);
+    Some(tokio::spawn(async move {
+        let mut timer = tokio::time::interval(tick);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = timer.tick() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            match mdm.queue_due_inventory_now(max_age, batch).await {
+                Ok(t) if t.queued.is_empty() && t.failed == 0 => {}
+                Ok(t) => tracing::info!(
+                    devices = t.queued.len(),
+                    commands = t.commands,
+                    failed = t.failed,
+                    "inventory schedule queued"
+                ),
+                Err(e) => tracing::warn!(error = %e, "inventory schedule tick failed"),
+            }
+        }
+    }))
+}
