@@ -36,6 +36,16 @@ escrowd apikey create --database postgres://escrowd@db/escrowd --scope read --na
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Revoke an API key by id, offline (the running server refuses it at once). Audited.
+    #[command(
+        long_about = "Revoke an API key by its id (see `escrowd apikey list`), directly in the database: no server or admin key is needed, so a leaked or lost admin key can always be revoked. The server refuses the key from its next request on. With a running server and an admin key, `DELETE /api/v1/apikeys/{id}` does the same.\n\nExamples:\n  escrowd apikey revoke 3f9c2a1b4d5e6f70 --data-dir /var/lib/escrowd\n  escrowd apikey revoke 3f9c2a1b4d5e6f70 --database postgres://escrowd@db/escrowd --json"
+    )]
+    Revoke {
+        /// The key id (not the key itself).
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -105,6 +115,22 @@ pub async fn run(cmd: ApikeyCommand) -> anyhow::Result<()> {
                     scope.as_str()
                 );
                 println!("{}", secret.expose());
+            }
+        }
+        ApikeyCommand::Revoke { id, db } => {
+            let store = db.store().await?;
+            let by = Actor::offline("escrowd apikey revoke");
+            let result = apikeys::revoke_api_key(store.as_ref(), now_millis(), &id, &by).await;
+            store.close().await;
+            result.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (list the keys and their ids with `escrowd apikey list`; a revoked key stays revoked)"
+                )
+            })?;
+            if db.json {
+                println!("{}", serde_json::json!({"id": id, "revoked": true}));
+            } else {
+                println!("Revoked API key {id}.");
             }
         }
         ApikeyCommand::List { db } => {

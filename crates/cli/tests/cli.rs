@@ -306,10 +306,42 @@ async fn apikey_create_prints_a_key_once_that_drives_the_admin_cli() {
         String::from_utf8_lossy(&denied.stderr).contains("scope"),
         "says why"
     );
-    let nokey = run(vec!["devices".into(), "--server".into(), server])
+    let nokey = run(vec!["devices".into(), "--server".into(), server.clone()])
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&nokey.stderr).contains("escrowd apikey create"));
+
+    // Offline revoke by id: the running server refuses the key from then on; a second revoke says what to do.
+    let id = serde_json::from_str::<serde_json::Value>(&listed).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revoke = |id: String| {
+        run(vec![
+            "apikey".into(),
+            "revoke".into(),
+            id,
+            "--data-dir".into(),
+            dd.clone(),
+        ])
+    };
+    let out = revoke(id.clone()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let refused = run(vec![
+        "devices".into(),
+        "--server".into(),
+        server,
+        "--api-key".into(),
+        key.clone(),
+    ])
+    .await
+    .unwrap();
+    assert!(!refused.status.success(), "a revoked key still works");
+    let again = revoke(id).await.unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("escrowd apikey list"));
+    let unknown = revoke("nope".into()).await.unwrap();
+    assert!(!unknown.status.success());
 }
 
 #[tokio::test]

@@ -150,6 +150,29 @@ pub async fn create_api_key(
     Ok((record, key))
 }
 
+/// Revoke a key directly in a store (the offline `escrowd apikey revoke`), audited like the API's revoke.
+/// NotFound if the key is unknown or already revoked.
+pub async fn revoke_api_key(
+    store: &dyn store::Store,
+    now: store::Millis,
+    id: &str,
+    by: &Actor,
+) -> Result<(), ServiceError> {
+    let event = store::NewEvent {
+        subject: format!("apikey:{id}"),
+        enrollment_id: None,
+        kind: APIKEY_REVOKED.into(),
+        outcome: Outcome::Success,
+        detail: format!("{} revoked key {id}", by.label()),
+        at: now,
+    };
+    store
+        .revoke_api_key(id, now, &event)
+        .await
+        .map_err(crate::error::admin)?;
+    Ok(())
+}
+
 fn random<const N: usize>() -> Result<[u8; N], ServiceError> {
     let mut raw = [0u8; N];
     openssl::rand::rand_bytes(&mut raw)

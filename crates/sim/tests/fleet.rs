@@ -46,6 +46,39 @@ async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
         );
     }
     assert!(outcomes.iter().any(|o| o.scenario == Scenario::S9));
+    // Automatic inventory: every Mac was asked on enrollment and answered while polling, so each has its
+    // DeviceInformation and SecurityInfo stored; an escrowing Mac was asked SecurityInfo again after escrow.
+    for o in &outcomes {
+        let inv = ts.store().device_inventory(&o.udid).await.unwrap();
+        let inv = inv.unwrap_or_else(|| panic!("{}: no inventory stored", o.udid));
+        let device = inv.device.unwrap_or_else(|| panic!("{}: no DeviceInformation", o.udid));
+        assert!(device.os_version.is_some(), "{}", o.udid);
+        let security = inv.security.unwrap_or_else(|| panic!("{}: no SecurityInfo", o.udid));
+        if let Some(token) = ts.store().bootstrap_token(&o.udid).await.unwrap() {
+            assert!(
+                security.at >= token.escrowed_at,
+                "{}: SecurityInfo not re-queried after escrow",
+                o.udid
+            );
+        }
+        let stored: Vec<String> = ts
+            .store()
+            .events(&store::EventFilter {
+                subject: Some(o.udid.clone()),
+                kind: Some("inventory.updated".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.detail)
+            .collect();
+        assert!(
+            stored.iter().any(|d| d == "UserList stored"),
+            "{}: no UserList stored: {stored:?}",
+            o.udid
+        );
+    }
 }
 
 #[tokio::test]

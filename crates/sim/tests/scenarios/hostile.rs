@@ -18,6 +18,8 @@ fn raw(uuid: &str, body: &str) -> Vec<u8> {
 async fn unknown_commands_get_an_error_report_and_a_settings_without_items_a_format_error() {
     let ts = server().await;
     let mut vm = enrolled(&ts, MacSpec::apple_silicon_ade("ODD")).await;
+    // Answer the inventory queued on enrollment first.
+    vm.poll().await.unwrap();
     let ids = vec!["ODD".to_string()];
     let mdm = &ts.running().state.mdm;
     let unknown = mdm
@@ -58,6 +60,8 @@ async fn unknown_commands_get_an_error_report_and_a_settings_without_items_a_for
 async fn one_poll_answers_at_most_the_cap_and_the_next_poll_drains_the_rest() {
     let ts = server().await;
     let mut vm = enrolled(&ts, MacSpec::apple_silicon_ade("MANY")).await;
+    // Answer the inventory queued on enrollment first.
+    vm.poll().await.unwrap();
     let extra = 6;
     for _ in 0..sim::client::MAX_COMMANDS_PER_POLL + extra {
         ts.running()

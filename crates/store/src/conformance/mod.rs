@@ -236,3 +236,77 @@ conformance! {
     schedule::inventory_due_reports_pending_types_and_skips_fully_pending_devices,
     schedule::marking_an_unknown_device_is_not_found,
 }
+
+/// Not a conformance case: the device list at fleet scale. Run with
+/// `cargo test -p store --lib -- --ignored --nocapture device_list_at_scale` (and `ESCROWD_TEST_DATABASE_URL`
+/// for PostgreSQL); prints the time of one page query and of a full walk.
+async fn device_list_at_scale(store: Arc<dyn Store>) {
+    const DEVICES: usize = 10_000;
+    let started = std::time::Instant::now();
+    for i in 0..DEVICES {
+        let id = format!("SCALE-{i:06}");
+        store
+            .upsert_enrollment(&device(&id, None), &event(&id, "enrollment.authenticated"))
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            store
+                .put_security_facts(
+                    &id,
+                    &crate::SecurityFacts {
+                        filevault_enabled: Some(true),
+                        bt_allowed_for_authentication: Some("allowed".into()),
+                        bt_required_for_software_update: Some(false),
+                        bt_required_for_kext_approval: Some(false),
+                        enrolled_via_dep: Some(true),
+                        user_approved_enrollment: Some(true),
+                        is_user_enrollment: Some(false),
+                        at: 5,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let seeded = started.elapsed();
+    let page = |after: Option<String>, limit: u32| crate::DeviceFilter {
+        after_id: after,
+        limit,
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
+    let first = store.list_devices(&page(None, 100)).await.unwrap();
+    let one_page = t.elapsed();
+    assert_eq!(first.len(), 100);
+    let t = std::time::Instant::now();
+    let mut after = None;
+    let mut seen = 0;
+    loop {
+        let rows = store.list_devices(&page(after.clone(), 1000)).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        seen += rows.len();
+        after = rows.last().map(|r| r.enrollment.id.clone());
+    }
+    let walk = t.elapsed();
+    assert_eq!(seen, DEVICES);
+    let _ = writeln!(
+        std::io::stderr(),
+        "device_list_at_scale[{}]: {DEVICES} devices (seeded in {seeded:?}); first page of 100: {one_page:?}; \
+         all {DEVICES} in pages of 1000: {walk:?}",
+        store.backend()
+    );
+}
+
+#[tokio::test]
+#[ignore = "fleet-scale measurement; run explicitly"]
+async fn device_list_at_scale_sqlite() {
+    run_sqlite(device_list_at_scale).await
+}
+
+#[tokio::test]
+#[ignore = "fleet-scale measurement; run explicitly"]
+async fn device_list_at_scale_pg() {
+    run_pg(device_list_at_scale).await
+}

@@ -5,9 +5,11 @@
 
 use sqlx::{Pool, QueryBuilder};
 
-use super::{Db, enrollments, inventory};
-use crate::rows::{count, page_limit};
-use crate::{BootstrapStatus, Channel, DeviceFilter, DeviceRecord, Group, Result, TokenInfo};
+use super::{Db, inventory};
+use crate::rows::{EnrollmentRow, count, page_limit};
+use crate::{
+    BootstrapStatus, DeviceFilter, DeviceInventory, DeviceRecord, Enrollment, Result, TokenInfo,
+};
 
 /// SQL twin of `BootstrapStatus::compute`'s "unsupported" rule over `g` (group) and `i` (inventory); unknown
 /// facts count as supported.
@@ -16,58 +18,131 @@ const NOT_SUPPORTED: &str = "(COALESCE(g.bootstrap_escrow_enabled, TRUE) = FALSE
      OR COALESCE(i.is_user_enrollment, FALSE) = TRUE \
      OR (COALESCE(i.os_version_num, 999999) < 110000 AND COALESCE(i.enrolled_via_dep, TRUE) = FALSE))";
 
-/// One device-channel enrollment as the admin views show it; None if unknown or a user channel.
-pub(super) async fn record(pool: &Pool<Db>, device_id: &str) -> Result<Option<DeviceRecord>> {
-    let Some(enrollment) = enrollments::get(pool, device_id).await? else {
-        return Ok(None);
-    };
-    if enrollment.channel != Channel::Device {
-        return Ok(None);
-    }
-    let group: Option<Group> = match enrollment.group_id.as_deref() {
-        Some(id) => super::groups::get(pool, id).await?,
-        None => None,
-    };
-    let token: Option<(i64, i64, bool, Option<i64>)> = sqlx::query_as(
-        "SELECT size, escrowed_at, verified, last_requested_at FROM bootstrap_tokens WHERE enrollment_id = $1",
-    )
-    .bind(device_id)
-    .fetch_optional(pool)
-    .await?;
-    let (without, total): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(CASE WHEN has_secure_token = FALSE THEN 1 ELSE 0 END), 0), COUNT(*) \
-         FROM device_users WHERE device_id = $1 AND source = 'mdm'",
-    )
-    .bind(device_id)
-    .fetch_one(pool)
-    .await?;
-    Ok(Some(DeviceRecord {
-        group_name: group.as_ref().map(|g| g.name.clone()),
-        group_escrow_enabled: group.as_ref().map(|g| g.bootstrap_escrow_enabled),
-        token: token.map(
-            |(size, escrowed_at, verified, last_requested_at)| TokenInfo {
+/// Every column of the device view: the enrollment (`e.*`), group, token metadata (never the sealed token),
+/// inventory (`i_*`) and the MDM user counts, so one query returns a whole page.
+const VIEW_SELECT: &str = "SELECT e.id, e.device_id, e.channel, e.user_id, e.user_short_name, e.user_long_name, \
+     e.group_id, e.serial_number, e.model, e.model_name, e.device_name, e.os_version, e.build_version, \
+     e.product_name, e.topic, e.push_token, e.push_magic, e.awaiting_configuration, e.cert_fingerprint, \
+     e.enabled, e.token_update_count, e.enrolled_at, e.updated_at, e.last_seen_at, \
+     g.name AS g_name, g.bootstrap_escrow_enabled AS g_escrow, \
+     t.size AS t_size, t.escrowed_at AS t_escrowed_at, t.verified AS t_verified, \
+     t.last_requested_at AS t_last_requested_at, \
+     i.device_id AS i_device_id, i.os_version AS i_os_version, i.os_version_num AS i_os_version_num, \
+     i.build_version AS i_build_version, i.model AS i_model, i.model_name AS i_model_name, \
+     i.product_name AS i_product_name, i.serial_number AS i_serial_number, i.device_name AS i_device_name, \
+     i.is_apple_silicon AS i_is_apple_silicon, i.is_supervised AS i_is_supervised, \
+     i.eacs_preflight AS i_eacs_preflight, i.device_info_at AS i_device_info_at, \
+     i.filevault_enabled AS i_filevault_enabled, i.bt_allowed_for_authentication AS i_bt_allowed_for_authentication, \
+     i.bt_required_for_software_update AS i_bt_required_for_software_update, \
+     i.bt_required_for_kext_approval AS i_bt_required_for_kext_approval, \
+     i.enrolled_via_dep AS i_enrolled_via_dep, i.user_approved_enrollment AS i_user_approved_enrollment, \
+     i.is_user_enrollment AS i_is_user_enrollment, i.security_info_at AS i_security_info_at, \
+     (SELECT COUNT(*) FROM device_users u WHERE u.device_id = e.id AND u.source = 'mdm') AS user_count, \
+     (SELECT COUNT(*) FROM device_users u WHERE u.device_id = e.id AND u.source = 'mdm' \
+      AND u.has_secure_token = FALSE) AS users_without";
+
+const VIEW_FROM: &str = " FROM enrollments e \
+     LEFT JOIN device_groups g ON g.id = e.group_id \
+     LEFT JOIN device_inventory i ON i.device_id = e.id \
+     LEFT JOIN bootstrap_tokens t ON t.enrollment_id = e.id \
+     WHERE e.channel = 'device'";
+
+#[derive(sqlx::FromRow)]
+struct ViewRow {
+    #[sqlx(flatten)]
+    enrollment: EnrollmentRow,
+    g_name: Option<String>,
+    g_escrow: Option<bool>,
+    t_size: Option<i64>,
+    t_escrowed_at: Option<i64>,
+    t_verified: Option<bool>,
+    t_last_requested_at: Option<i64>,
+    i_device_id: Option<String>,
+    i_os_version: Option<String>,
+    i_os_version_num: Option<i64>,
+    i_build_version: Option<String>,
+    i_model: Option<String>,
+    i_model_name: Option<String>,
+    i_product_name: Option<String>,
+    i_serial_number: Option<String>,
+    i_device_name: Option<String>,
+    i_is_apple_silicon: Option<bool>,
+    i_is_supervised: Option<bool>,
+    i_eacs_preflight: Option<String>,
+    i_device_info_at: Option<i64>,
+    i_filevault_enabled: Option<bool>,
+    i_bt_allowed_for_authentication: Option<String>,
+    i_bt_required_for_software_update: Option<bool>,
+    i_bt_required_for_kext_approval: Option<bool>,
+    i_enrolled_via_dep: Option<bool>,
+    i_user_approved_enrollment: Option<bool>,
+    i_is_user_enrollment: Option<bool>,
+    i_security_info_at: Option<i64>,
+    user_count: i64,
+    users_without: i64,
+}
+
+impl TryFrom<ViewRow> for DeviceRecord {
+    type Error = crate::StoreError;
+    fn try_from(r: ViewRow) -> Result<Self> {
+        let token = match (r.t_size, r.t_escrowed_at, r.t_verified) {
+            (Some(size), Some(escrowed_at), Some(verified)) => Some(TokenInfo {
                 size,
                 escrowed_at,
                 verified,
-                last_requested_at,
-            },
-        ),
-        inventory: inventory::get(pool, device_id).await?,
-        users_without_secure_token: count(without)?,
-        user_count: count(total)?,
-        enrollment,
-    }))
+                last_requested_at: r.t_last_requested_at,
+            }),
+            _ => None,
+        };
+        let inventory = r.i_device_id.map(|device_id| {
+            DeviceInventory::from(inventory::InventoryRow {
+                device_id,
+                os_version: r.i_os_version,
+                os_version_num: r.i_os_version_num,
+                build_version: r.i_build_version,
+                model: r.i_model,
+                model_name: r.i_model_name,
+                product_name: r.i_product_name,
+                serial_number: r.i_serial_number,
+                device_name: r.i_device_name,
+                is_apple_silicon: r.i_is_apple_silicon,
+                is_supervised: r.i_is_supervised,
+                eacs_preflight: r.i_eacs_preflight,
+                device_info_at: r.i_device_info_at,
+                filevault_enabled: r.i_filevault_enabled,
+                bt_allowed_for_authentication: r.i_bt_allowed_for_authentication,
+                bt_required_for_software_update: r.i_bt_required_for_software_update,
+                bt_required_for_kext_approval: r.i_bt_required_for_kext_approval,
+                enrolled_via_dep: r.i_enrolled_via_dep,
+                user_approved_enrollment: r.i_user_approved_enrollment,
+                is_user_enrollment: r.i_is_user_enrollment,
+                security_info_at: r.i_security_info_at,
+            })
+        });
+        Ok(DeviceRecord {
+            enrollment: Enrollment::try_from(r.enrollment)?,
+            group_escrow_enabled: r.g_escrow,
+            group_name: r.g_name,
+            token,
+            inventory,
+            users_without_secure_token: count(r.users_without)?,
+            user_count: count(r.user_count)?,
+        })
+    }
 }
 
-/// Device ids matching `f`, in id order, one page.
-pub(super) async fn list_ids(pool: &Pool<Db>, f: &DeviceFilter) -> Result<Vec<String>> {
-    let mut q = QueryBuilder::<Db>::new(
-        "SELECT e.id FROM enrollments e \
-         LEFT JOIN device_groups g ON g.id = e.group_id \
-         LEFT JOIN device_inventory i ON i.device_id = e.id \
-         LEFT JOIN bootstrap_tokens t ON t.enrollment_id = e.id \
-         WHERE e.channel = 'device'",
-    );
+/// One device-channel enrollment as the admin views show it (one query); None if unknown or a user channel.
+pub(super) async fn record(pool: &Pool<Db>, device_id: &str) -> Result<Option<DeviceRecord>> {
+    let mut q = QueryBuilder::<Db>::new(VIEW_SELECT);
+    q.push(VIEW_FROM).push(" AND e.id = ").push_bind(device_id.to_string());
+    let row: Option<ViewRow> = q.build_query_as().fetch_optional(pool).await?;
+    row.map(DeviceRecord::try_from).transpose()
+}
+
+/// Devices matching `f`, in id order, one page, in one query.
+pub(super) async fn list(pool: &Pool<Db>, f: &DeviceFilter) -> Result<Vec<DeviceRecord>> {
+    let mut q = QueryBuilder::<Db>::new(VIEW_SELECT);
+    q.push(VIEW_FROM);
     if !f.include_checked_out {
         q.push(" AND e.enabled = TRUE");
     }
@@ -124,16 +199,6 @@ pub(super) async fn list_ids(pool: &Pool<Db>, f: &DeviceFilter) -> Result<Vec<St
     }
     q.push(" ORDER BY e.id LIMIT ")
         .push_bind(page_limit(f.limit, 100, 1000));
-    let ids: Vec<String> = q.build_query_scalar().fetch_all(pool).await?;
-    Ok(ids)
-}
-
-pub(super) async fn list(pool: &Pool<Db>, f: &DeviceFilter) -> Result<Vec<DeviceRecord>> {
-    let mut out = Vec::new();
-    for id in list_ids(pool, f).await? {
-        if let Some(r) = record(pool, &id).await? {
-            out.push(r);
-        }
-    }
-    Ok(out)
+    let rows: Vec<ViewRow> = q.build_query_as().fetch_all(pool).await?;
+    rows.into_iter().map(DeviceRecord::try_from).collect()
 }
