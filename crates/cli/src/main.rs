@@ -114,16 +114,24 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
     if value == "0" {
         return Ok(std::time::Duration::ZERO);
     }
-    let (digits, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len()));
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{value}' is not a duration: use a number with s, m, h or d, e.g. 24h"))?;
+    let (digits, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("'{value}' is not a duration: use a number with s, m, h or d, e.g. 24h")
+    })?;
     let secs = match unit {
         "s" => Some(n),
         "m" => n.checked_mul(60),
         "h" => n.checked_mul(3600),
         "d" => n.checked_mul(86_400),
-        _ => return Err(format!("'{value}' has no unit: use s, m, h or d, e.g. 24h (or 0 to disable)")),
+        _ => {
+            return Err(format!(
+                "'{value}' has no unit: use s, m, h or d, e.g. 24h (or 0 to disable)"
+            ));
+        }
     }
     .filter(|s| *s <= 365 * 86_400)
     .ok_or_else(|| format!("'{value}' is too long: at most 365d"))?;
@@ -206,7 +214,16 @@ mod tests {
         assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        for bad in ["", "h", "24", "24x", "-1h", "1.5h", "99999999999999999999d", "366d"] {
+        for bad in [
+            "",
+            "h",
+            "24",
+            "24x",
+            "-1h",
+            "1.5h",
+            "99999999999999999999d",
+            "366d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -326,7 +326,11 @@ async fn apikey_create_prints_a_key_once_that_drives_the_admin_cli() {
         ])
     };
     let out = revoke(id.clone()).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let refused = run(vec![
         "devices".into(),
         "--server".into(),

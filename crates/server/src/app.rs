@@ -40,7 +40,8 @@ pub struct ServeOptions {
 }
 
 /// Default `--inventory-interval`: a day.
-pub const DEFAULT_INVENTORY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub const DEFAULT_INVENTORY_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
 /// Default `--inventory-batch`.
 pub const DEFAULT_INVENTORY_BATCH: u32 = 200;
 

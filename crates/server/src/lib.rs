@@ -9,8 +9,8 @@ pub mod datadir;
 pub mod device_ca;
 pub mod listener;
 pub mod mdm;
-pub mod schedule;
 pub mod scep;
+pub mod schedule;
 pub mod tls;
 
 use std::sync::Arc;

@@ -70,9 +70,18 @@ async fn group(ts: &TestServer, id: &str, escrow: bool) {
 /// Authenticate (as macOS `os`), optionally join `group_id`, then the first TokenUpdate.
 async fn enroll_mac(ts: &TestServer, udid: &str, os: &str, group_id: Option<&str>) -> TestDevice {
     let mac = ts.new_device(udid).unwrap();
-    assert_eq!(mac.checkin(authenticate_with_os(udid, os)).await.unwrap().status, 200);
+    assert_eq!(
+        mac.checkin(authenticate_with_os(udid, os))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     if let Some(g) = group_id {
-        ts.store().set_enrollment_group(udid, Some(g)).await.unwrap();
+        ts.store()
+            .set_enrollment_group(udid, Some(g))
+            .await
+            .unwrap();
     }
     assert_eq!(mac.token_update().await.unwrap().status, 200);
     mac
@@ -104,7 +113,10 @@ async fn enrollment_queues_security_info_user_list_and_device_information_in_ord
     let ts = TestServer::start().await.unwrap();
     let mac = enroll_mac(&ts, "UDID-INV-1", "14.0", None).await;
     let cmds = drain(&mac).await;
-    assert_eq!(types(&cmds), ["SecurityInfo", "UserList", "DeviceInformation"]);
+    assert_eq!(
+        types(&cmds),
+        ["SecurityInfo", "UserList", "DeviceInformation"]
+    );
     let queries: Vec<&str> = cmds[2].1["Queries"]
         .as_array()
         .unwrap()
@@ -213,22 +225,46 @@ async fn the_schedule_asks_the_oldest_devices_first_within_the_batch_and_skips_p
     }
     let store = ts.store();
     let hour = 3_600_000;
-    let base = store.inventory_requested_at("UDID-S0").await.unwrap().unwrap();
+    let base = store
+        .inventory_requested_at("UDID-S0")
+        .await
+        .unwrap()
+        .unwrap();
     // Make the ages distinct and known: S2 oldest, then S0, then S1.
-    store.mark_inventory_requested("UDID-S2", base - 3 * hour).await.unwrap();
-    store.mark_inventory_requested("UDID-S0", base - 2 * hour).await.unwrap();
-    store.mark_inventory_requested("UDID-S1", base - hour).await.unwrap();
-    store.mark_inventory_requested("UDID-S3", base - 4 * hour).await.unwrap();
+    store
+        .mark_inventory_requested("UDID-S2", base - 3 * hour)
+        .await
+        .unwrap();
+    store
+        .mark_inventory_requested("UDID-S0", base - 2 * hour)
+        .await
+        .unwrap();
+    store
+        .mark_inventory_requested("UDID-S1", base - hour)
+        .await
+        .unwrap();
+    store
+        .mark_inventory_requested("UDID-S3", base - 4 * hour)
+        .await
+        .unwrap();
 
     let now = base + 25 * hour;
     let day = 24 * hour;
     let recorder = Arc::new(Recorder::default());
     mdm.set_pusher(Some(recorder.clone()));
     let tick = mdm.queue_due_inventory(now, day, 2).await.unwrap();
-    assert_eq!(tick.queued, ["UDID-S2", "UDID-S0"], "oldest first, at most 2");
+    assert_eq!(
+        tick.queued,
+        ["UDID-S2", "UDID-S0"],
+        "oldest first, at most 2"
+    );
     assert_eq!(tick.commands, 6);
     let pushed = recorder.0.lock().unwrap().clone();
-    assert_eq!(pushed[pushed.len().saturating_sub(2)..], ["UDID-S2", "UDID-S0"], "one push batch");
+    assert_eq!(
+        pushed[pushed.len().saturating_sub(2)..],
+        ["UDID-S2", "UDID-S0"],
+        "one push batch"
+    );
 
     // The same moment again: S1 is next; S2 and S0 were just asked; S3 still has all three queued.
     let tick = mdm.queue_due_inventory(now, day, 2).await.unwrap();
@@ -252,7 +288,10 @@ async fn the_schedule_asks_the_oldest_devices_first_within_the_batch_and_skips_p
         .unwrap();
     assert_eq!(tick.queued.len(), 4);
     // A limit of zero asks nobody.
-    let tick = mdm.queue_due_inventory(now + 10 * day, day, 0).await.unwrap();
+    let tick = mdm
+        .queue_due_inventory(now + 10 * day, day, 0)
+        .await
+        .unwrap();
     assert!(tick.queued.is_empty());
 }
 
@@ -268,14 +307,26 @@ async fn a_device_that_left_a_command_pending_gets_only_the_missing_inventory() 
         guard += 1;
         assert!(guard < 10);
         let (uuid, request_type, _) = command_of(&reply.body);
-        let status = if request_type == "UserList" { "NotNow" } else { "Acknowledged" };
+        let status = if request_type == "UserList" {
+            "NotNow"
+        } else {
+            "Acknowledged"
+        };
         reply = mac
-            .connect(messages::report(&mac.udid, status, Some(&uuid), Dictionary::new()))
+            .connect(messages::report(
+                &mac.udid,
+                status,
+                Some(&uuid),
+                Dictionary::new(),
+            ))
             .await
             .unwrap();
     }
     let now = mdm_now() + 2 * 24 * 3_600_000;
-    let tick = mdm.queue_due_inventory(now, 24 * 3_600_000, 10).await.unwrap();
+    let tick = mdm
+        .queue_due_inventory(now, 24 * 3_600_000, 10)
+        .await
+        .unwrap();
     assert_eq!(tick.queued, ["UDID-P"]);
     assert_eq!(tick.commands, 2);
     assert_eq!(
@@ -311,7 +362,12 @@ async fn the_background_schedule_runs_with_the_server_and_stops_with_it() {
         .await
         .unwrap();
     let mut waited = 0;
-    while store.active_request_types("UDID-BG").await.unwrap().is_empty() {
+    while store
+        .active_request_types("UDID-BG")
+        .await
+        .unwrap()
+        .is_empty()
+    {
         waited += 1;
         assert!(waited < 600, "the schedule never queued inventory");
         tokio::time::sleep(Duration::from_millis(50)).await;

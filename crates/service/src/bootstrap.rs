@@ -21,7 +21,10 @@ pub const BOOTSTRAP_TOKEN_FIELD: &str = "bootstrap_token";
 
 impl MdmService {
     /// Whether the device's group allows escrow; `Err(reason)` when it does not. No group = escrow on.
-    pub(crate) async fn escrow_policy(&self, device: &Enrollment) -> Result<Result<(), String>, ServiceError> {
+    pub(crate) async fn escrow_policy(
+        &self,
+        device: &Enrollment,
+    ) -> Result<Result<(), String>, ServiceError> {
         let Some(group_id) = device.group_id.as_deref() else {
             return Ok(Ok(()));
         };

@@ -27,10 +27,7 @@ fn inventory_command(request_type: &str) -> Option<Command> {
     match request_type {
         "SecurityInfo" => Some(Command::security_info(uuid)),
         "UserList" => Some(Command::user_list(uuid)),
-        "DeviceInformation" => Some(Command::device_information(
-            uuid,
-            INVENTORY_DEVICE_QUERIES,
-        )),
+        "DeviceInformation" => Some(Command::device_information(uuid, INVENTORY_DEVICE_QUERIES)),
         _ => None,
     }
 }
@@ -86,7 +83,12 @@ impl MdmService {
         let result = async {
             let pending = self.store.active_request_types(&device.id).await?;
             let mut queued = self
-                .queue_inventory_commands(&device.id, &INVENTORY_REQUEST_TYPES, &pending, self.now())
+                .queue_inventory_commands(
+                    &device.id,
+                    &INVENTORY_REQUEST_TYPES,
+                    &pending,
+                    self.now(),
+                )
                 .await?;
             if is_catalina(device.os_version.as_deref())
                 && self.escrow_policy(device).await?.is_ok()
@@ -124,7 +126,12 @@ impl MdmService {
 
     /// Push when something was queued (in the background: a slow push provider must not hold up the
     /// device's check-in); record a failure as an event.
-    async fn after_queueing(&self, device_id: &str, why: &str, result: Result<usize, ServiceError>) {
+    async fn after_queueing(
+        &self,
+        device_id: &str,
+        why: &str,
+        result: Result<usize, ServiceError>,
+    ) {
         match result {
             Ok(0) => {}
             Ok(_) => {
@@ -170,7 +177,10 @@ impl MdmService {
         if limit == 0 {
             return Ok(tick);
         }
-        let types: Vec<String> = INVENTORY_REQUEST_TYPES.iter().map(|s| s.to_string()).collect();
+        let types: Vec<String> = INVENTORY_REQUEST_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let due = self
             .store
             .inventory_due(now.saturating_sub(max_age), &types, limit)

@@ -51,9 +51,13 @@ async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
     for o in &outcomes {
         let inv = ts.store().device_inventory(&o.udid).await.unwrap();
         let inv = inv.unwrap_or_else(|| panic!("{}: no inventory stored", o.udid));
-        let device = inv.device.unwrap_or_else(|| panic!("{}: no DeviceInformation", o.udid));
+        let device = inv
+            .device
+            .unwrap_or_else(|| panic!("{}: no DeviceInformation", o.udid));
         assert!(device.os_version.is_some(), "{}", o.udid);
-        let security = inv.security.unwrap_or_else(|| panic!("{}: no SecurityInfo", o.udid));
+        let security = inv
+            .security
+            .unwrap_or_else(|| panic!("{}: no SecurityInfo", o.udid));
         if let Some(token) = ts.store().bootstrap_token(&o.udid).await.unwrap() {
             assert!(
                 security.at >= token.escrowed_at,

@@ -7,8 +7,8 @@ mod commands;
 mod enrollments;
 mod events;
 mod groups;
-mod schedule;
 mod scep;
+mod schedule;
 mod secrets;
 mod tokens;
 
@@ -282,7 +282,10 @@ async fn device_list_at_scale(store: Arc<dyn Store>) {
     let mut after = None;
     let mut seen = 0;
     loop {
-        let rows = store.list_devices(&page(after.clone(), 1000)).await.unwrap();
+        let rows = store
+            .list_devices(&page(after.clone(), 1000))
+            .await
+            .unwrap();
         if rows.is_empty() {
             break;
         }

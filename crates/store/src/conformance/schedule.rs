@@ -55,7 +55,10 @@ pub(super) async fn inventory_due_is_oldest_first_within_the_limit(store: Arc<dy
 
     // Asking again moves a device to the back.
     store.mark_inventory_requested("D-1", 900).await.unwrap();
-    assert_eq!(store.inventory_requested_at("D-1").await.unwrap(), Some(900));
+    assert_eq!(
+        store.inventory_requested_at("D-1").await.unwrap(),
+        Some(900)
+    );
     let due = store.inventory_due(1_000, &types(), 10).await.unwrap();
     assert_eq!(ids(&due), ["D-4", "D-2", "D-3", "D-1"]);
     assert_eq!(store.inventory_requested_at("D-9").await.unwrap(), None);
@@ -74,7 +77,10 @@ pub(super) async fn inventory_due_skips_unfinished_checked_out_and_user_enrollme
     enrolled(&store, "D-1").await;
     // Authenticated but no TokenUpdate yet: its inventory is queued when enrollment completes.
     store
-        .upsert_enrollment(&device("D-2", None), &event("D-2", "enrollment.authenticated"))
+        .upsert_enrollment(
+            &device("D-2", None),
+            &event("D-2", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     enrolled(&store, "D-3").await;
@@ -127,12 +133,22 @@ pub(super) async fn inventory_due_reports_pending_types_and_skips_fully_pending_
         .await
         .unwrap();
     store
-        .record_command_result("D-3", "C-6", CommandStatus::Acknowledged, b"<plist/>", 1_100)
+        .record_command_result(
+            "D-3",
+            "C-6",
+            CommandStatus::Acknowledged,
+            b"<plist/>",
+            1_100,
+        )
         .await
         .unwrap();
 
     let due = store.inventory_due(10_000, &types(), 10).await.unwrap();
-    assert_eq!(ids(&due), ["D-2", "D-3"], "D-1 has every inventory command queued");
+    assert_eq!(
+        ids(&due),
+        ["D-2", "D-3"],
+        "D-1 has every inventory command queued"
+    );
     assert_eq!(due[0].pending, ["UserList"]);
     assert!(due[1].pending.is_empty());
 

@@ -134,7 +134,9 @@ impl TryFrom<ViewRow> for DeviceRecord {
 /// One device-channel enrollment as the admin views show it (one query); None if unknown or a user channel.
 pub(super) async fn record(pool: &Pool<Db>, device_id: &str) -> Result<Option<DeviceRecord>> {
     let mut q = QueryBuilder::<Db>::new(VIEW_SELECT);
-    q.push(VIEW_FROM).push(" AND e.id = ").push_bind(device_id.to_string());
+    q.push(VIEW_FROM)
+        .push(" AND e.id = ")
+        .push_bind(device_id.to_string());
     let row: Option<ViewRow> = q.build_query_as().fetch_optional(pool).await?;
     row.map(DeviceRecord::try_from).transpose()
 }

@@ -3,12 +3,13 @@
 
 use super::{
     BACKEND, BackendStore, apikeys, commands, devices, enrollments, events, groups, inventory,
-    schedule, scep, secrets, tokens,
+    scep, schedule, secrets, tokens,
 };
 use crate::{
     ApiKey, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory,
-    DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, InventoryDue, Millis,
-    NewCommand, NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret, SecurityFacts, Store,
+    DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, InventoryDue,
+    Millis, NewCommand, NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret,
+    SecurityFacts, Store,
 };
 
 #[async_trait::async_trait]
