@@ -41,8 +41,8 @@ impl SigningKey {
     }
 
     pub fn from_pkcs8(pkcs8: Secret<Vec<u8>>) -> Result<Self, VaultError> {
-        let pair =
-            Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.expose()).map_err(|_| VaultError::Malformed)?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.expose())
+            .map_err(|_| VaultError::Malformed)?;
         Ok(SigningKey { pkcs8, pair })
     }
 
@@ -114,12 +114,18 @@ impl HpkeKeyPair {
     }
 
     /// Open a blob made by [`hpke_seal`] for this key with the same `info` and `aad`.
-    pub fn open(&self, info: &[u8], aad: &[u8], blob: &[u8]) -> Result<Secret<Vec<u8>>, VaultError> {
+    pub fn open(
+        &self,
+        info: &[u8],
+        aad: &[u8],
+        blob: &[u8],
+    ) -> Result<Secret<Vec<u8>>, VaultError> {
         if blob.len() < HPKE_KEY_LEN {
             return Err(VaultError::Malformed);
         }
         let (enc, ct) = blob.split_at(HPKE_KEY_LEN);
-        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| VaultError::Malformed)?;
+        let enc =
+            <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| VaultError::Malformed)?;
         let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(self.private.expose())
             .map_err(|_| VaultError::Malformed)?;
         hpke::single_shot_open::<Aead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, info, ct, aad)
@@ -142,9 +148,11 @@ pub fn hpke_seal(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, VaultError> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(recipient).map_err(|_| VaultError::Malformed)?;
-    let (enc, ct) = hpke::single_shot_seal::<Aead, Kdf, Kem>(&OpModeS::Base, &pk, info, plaintext, aad)
-        .map_err(|_| VaultError::Crypto("HPKE seal failed".into()))?;
+    let pk =
+        <Kem as hpke::Kem>::PublicKey::from_bytes(recipient).map_err(|_| VaultError::Malformed)?;
+    let (enc, ct) =
+        hpke::single_shot_seal::<Aead, Kdf, Kem>(&OpModeS::Base, &pk, info, plaintext, aad)
+            .map_err(|_| VaultError::Crypto("HPKE seal failed".into()))?;
     let mut out = enc.to_bytes().to_vec();
     out.extend_from_slice(&ct);
     Ok(out)
@@ -159,10 +167,17 @@ mod tests {
         let kp = HpkeKeyPair::generate();
         let blob = hpke_seal(kp.public_key(), b"action-1", b"aad", b"pw: hunter2").unwrap();
         assert!(!blob.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(kp.open(b"action-1", b"aad", &blob).unwrap().expose(), b"pw: hunter2");
+        assert_eq!(
+            kp.open(b"action-1", b"aad", &blob).unwrap().expose(),
+            b"pw: hunter2"
+        );
         assert!(kp.open(b"action-2", b"aad", &blob).is_err());
         assert!(kp.open(b"action-1", b"other", &blob).is_err());
-        assert!(HpkeKeyPair::generate().open(b"action-1", b"aad", &blob).is_err());
+        assert!(
+            HpkeKeyPair::generate()
+                .open(b"action-1", b"aad", &blob)
+                .is_err()
+        );
         let mut bad = blob.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert!(kp.open(b"action-1", b"aad", &bad).is_err());
@@ -178,12 +193,28 @@ mod tests {
     fn signatures_verify_only_for_the_same_key_and_message() {
         let key = SigningKey::generate().unwrap();
         let sig = key.sign(b"GET /agent/v1/actions");
-        assert!(verify_signature(&key.public_key(), b"GET /agent/v1/actions", &sig));
-        assert!(!verify_signature(&key.public_key(), b"GET /agent/v1/action", &sig));
+        assert!(verify_signature(
+            &key.public_key(),
+            b"GET /agent/v1/actions",
+            &sig
+        ));
+        assert!(!verify_signature(
+            &key.public_key(),
+            b"GET /agent/v1/action",
+            &sig
+        ));
         let other = SigningKey::generate().unwrap();
-        assert!(!verify_signature(&other.public_key(), b"GET /agent/v1/actions", &sig));
+        assert!(!verify_signature(
+            &other.public_key(),
+            b"GET /agent/v1/actions",
+            &sig
+        ));
         assert!(!verify_signature(b"short", b"GET /agent/v1/actions", &sig));
-        assert!(!verify_signature(&key.public_key(), b"GET /agent/v1/actions", b"garbage"));
+        assert!(!verify_signature(
+            &key.public_key(),
+            b"GET /agent/v1/actions",
+            b"garbage"
+        ));
         let back = SigningKey::from_pkcs8(key.pkcs8().clone()).unwrap();
         assert_eq!(back.public_key(), key.public_key());
         assert!(SigningKey::from_pkcs8(Secret::new(vec![1, 2, 3])).is_err());

@@ -3,6 +3,7 @@
 //! `ESCROWD_TEST_DATABASE_URL` is set), so both backends are held to the same behaviour.
 
 mod admin;
+mod agents;
 mod commands;
 mod enrollments;
 mod events;
@@ -230,4 +231,8 @@ conformance! {
     admin::a_user_list_replaces_only_its_sources_rows,
     admin::device_list_filters_match_the_status_rule_and_page_by_id,
     admin::deleting_a_group_ungroups_its_members_and_writes_the_event,
+    agents::a_registration_secret_is_claimed_once_for_its_device_before_it_expires,
+    agents::an_agent_nonce_is_accepted_once_per_agent_and_forgotten_after_its_window,
+    agents::actions_are_delivered_then_finished_once_and_lose_their_credentials,
+    agents::overdue_actions_expire_and_lose_their_credentials,
 }
