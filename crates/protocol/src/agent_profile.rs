@@ -205,6 +205,28 @@ pub struct ActionResultRequest {
     pub output: Option<String>,
 }
 
+/// One local user in `POST /agent/v1/inventory` (the `users` of `escrow-agent inventory --json`; other
+/// fields are ignored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentUserWire {
+    pub short_name: String,
+    pub uid: i64,
+    #[serde(default)]
+    pub real_name: Option<String>,
+    pub admin: bool,
+    #[serde(default)]
+    pub secure_token: Option<bool>,
+    pub filevault: bool,
+    #[serde(default)]
+    pub volume_owner: Option<bool>,
+}
+
+/// `POST /agent/v1/inventory` (other top-level fields of the agent's inventory are ignored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentInventoryRequest {
+    pub users: Vec<AgentUserWire>,
+}
+
 /// HPKE `info` binding a sealed credential blob to its action.
 pub fn action_seal_info(action_id: &str) -> Vec<u8> {
     format!("escrowd-agent-action-v1:{action_id}").into_bytes()
