@@ -93,10 +93,10 @@ fn needs(kind: &str) -> (bool, bool) {
     }
 }
 
-fn passwords(
-    kind: &str,
-    from_stdin: bool,
-) -> anyhow::Result<(Option<Secret<String>>, Option<Secret<String>>)> {
+/// A password if the action needs one.
+type Password = Option<Secret<String>>;
+
+fn passwords(kind: &str, from_stdin: bool) -> anyhow::Result<(Password, Password)> {
     let (need_user, need_admin) = needs(kind);
     let mut lines: Vec<Secret<String>> = Vec::new();
     if from_stdin {
