@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::client::ServerArgs;
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
@@ -33,7 +33,7 @@ fn table(rows: &[Value], cols: &[(&str, &str)]) -> Table {
     t
 }
 
-fn print(server: &ServerArgs, v: &Value, rows: &str, cols: &[(&str, &str)]) {
+pub(crate) fn print(server: &ServerArgs, v: &Value, rows: &str, cols: &[(&str, &str)]) {
     if server.json {
         println!("{v}");
     } else {

@@ -1,5 +1,6 @@
 //! `escrowd`: the Apple MDM server that keeps macOS Bootstrap Tokens safe.
 
+mod actions;
 mod admin;
 mod apikey;
 mod client;
@@ -67,6 +68,11 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Push(admin::PushArgs),
     /// Fleet summary or a CSV report.
     Report(admin::ReportArgs),
+    /// Agent actions on a Mac: create (passwords from env or stdin, sealed to the agent), list, show, cancel.
+    #[command(subcommand)]
+    Action(actions::ActionCommand),
+    /// Queue the agent's settings (one-time registration secret) for a Mac via MDM InstallProfile.
+    AgentInstall(actions::AgentInstallArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,6 +173,8 @@ async fn main() {
         Command::Enqueue(a) => admin::command(a).await,
         Command::Push(a) => admin::push(a).await,
         Command::Report(a) => admin::report(a).await,
+        Command::Action(c) => actions::run(c).await,
+        Command::AgentInstall(a) => actions::install(a).await,
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

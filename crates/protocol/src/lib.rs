@@ -5,12 +5,14 @@
 //! refused with a [`ProtocolError`] instead of overflowing the stack; tokens travel as `vault::Secret` and
 //! never appear in `Debug` output or error messages.
 
+pub mod agent_profile;
 pub mod checkin;
 pub mod command;
 mod decode;
 pub mod error;
 pub mod guard;
 pub mod results;
+pub mod wildcards;
 
 pub use checkin::{CheckinMessage, Identity};
 pub use error::ProtocolError;

@@ -3,6 +3,7 @@
 //! Everything about HTTP lives here: routes, body caps, TLS and client certificates, status codes. Business
 //! rules live in `service`; this crate maps `service::ErrorKind` to status codes and nothing more.
 
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod datadir;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(scep::MAX_SCEP_BODY)),
         )
         .merge(api::router())
+        .merge(agent::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state.clone())
         .layer(axum::Extension(state))

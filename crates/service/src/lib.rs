@@ -6,6 +6,7 @@
 //! status: `ServiceError::kind()` says what class of failure happened and `server` maps it.
 
 pub mod admin;
+pub mod agent;
 pub mod apikeys;
 pub mod checkin;
 pub mod clock;

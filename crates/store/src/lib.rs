@@ -8,6 +8,7 @@
 //! appear in Debug output or errors.
 
 mod admin_model;
+mod agent_model;
 mod error;
 mod model;
 mod postgres;
@@ -20,6 +21,7 @@ mod conformance;
 use std::sync::Arc;
 
 pub use admin_model::*;
+pub use agent_model::*;
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use postgres::PgStore;
@@ -212,6 +214,55 @@ pub trait Store: Send + Sync + 'static {
     async fn inventory_requested_at(&self, device_id: &str) -> Result<Option<Millis>>;
     /// Request types of the enrollment's active (pending or NotNow) commands, in queue order.
     async fn active_request_types(&self, enrollment_id: &str) -> Result<Vec<String>>;
+    // ---- the Mac agent (issue 6)
+
+    /// Store a one-time registration secret (hash only) + event. NotFound for an unknown device.
+    async fn create_agent_secret(&self, secret: &AgentSecret, event: &NewEvent) -> Result<()>;
+    /// Claim the secret whose hash is `secret_hash` for `reg.device_id` (unused, not expired at
+    /// `reg.registered_at`) and store `reg`, replacing the device's previous agent, + event; one transaction.
+    /// Ok(false) and nothing written if the secret is unknown, used, expired or for another device.
+    async fn register_agent(
+        &self,
+        secret_hash: &str,
+        reg: &AgentRegistration,
+        event: &NewEvent,
+    ) -> Result<bool>;
+    async fn agent(&self, agent_id: &str) -> Result<Option<AgentRegistration>>;
+    async fn agent_for_device(&self, device_id: &str) -> Result<Option<AgentRegistration>>;
+    /// NotFound for an unknown agent.
+    async fn touch_agent(&self, agent_id: &str, at: Millis) -> Result<()>;
+    /// Remember a request nonce of an agent: true the first time, false for a replay. Nonces seen before
+    /// `forget_before` are forgotten first (older requests are refused by their timestamp instead).
+    async fn claim_agent_nonce(
+        &self,
+        agent_id: &str,
+        nonce: &str,
+        at: Millis,
+        forget_before: Millis,
+    ) -> Result<bool>;
+    /// Store a new action + event. Conflict on a duplicate id; NotFound for an unknown device.
+    async fn create_agent_action(&self, action: &AgentAction, event: &NewEvent) -> Result<()>;
+    async fn agent_action(&self, id: &str) -> Result<Option<AgentAction>>;
+    /// A device's actions, newest first; `limit` 0 means 100, at most 1000.
+    async fn agent_actions(&self, device_id: &str, limit: u32) -> Result<Vec<AgentAction>>;
+    /// Expire every open action whose `expires_at` <= `at` (credentials deleted); returns how many.
+    async fn expire_agent_actions(&self, at: Millis) -> Result<u64>;
+    /// Expire overdue actions, mark the device's queued actions delivered, and return every delivered (open)
+    /// action of the device, oldest first, with its sealed credentials.
+    async fn deliver_agent_actions(&self, device_id: &str, at: Millis) -> Result<Vec<AgentAction>>;
+    /// End an open action of `device_id` with `status` (an end state), its reason and output; the sealed
+    /// credentials are deleted in the same statement; `event` is written only if it ended here.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_agent_action(
+        &self,
+        device_id: &str,
+        id: &str,
+        status: ActionStatus,
+        reason: Option<&str>,
+        output: Option<&str>,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<ActionEnd>;
 
     /// Close every connection (on SQLite this also checkpoints the WAL). Calls after this fail.
     async fn close(&self) {}

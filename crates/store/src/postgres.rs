@@ -21,6 +21,8 @@ const BACKEND: &str = "postgres";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+#[path = "shared/agents.rs"]
+mod agents;
 #[path = "shared/apikeys.rs"]
 mod apikeys;
 #[path = "shared/commands.rs"]

@@ -24,6 +24,8 @@ const BACKEND: &str = "sqlite";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+#[path = "shared/agents.rs"]
+mod agents;
 #[path = "shared/apikeys.rs"]
 mod apikeys;
 #[path = "shared/commands.rs"]

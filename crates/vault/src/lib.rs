@@ -4,6 +4,7 @@
 //! owner and a field) lives in `seal`; key files and rotation in `keyring`. This crate depends on no other
 //! escrowd crate.
 
+pub mod agent_crypto;
 pub mod error;
 pub mod keyring;
 pub mod seal;

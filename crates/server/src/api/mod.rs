@@ -9,6 +9,7 @@
 // Helpers return a ready HTTP answer as their error, once per request; boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
+mod actions;
 mod auth;
 mod commands;
 mod devices;
@@ -89,6 +90,7 @@ pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
     let api = devices::routes(api);
     let api = groups::routes(api);
     let api = commands::routes(api);
+    let api = actions::routes(api);
     let api = keys::routes(api);
     let api = nanomdm::routes(api);
     let api = reports::routes(api);

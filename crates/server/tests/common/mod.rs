@@ -116,5 +116,7 @@ pub async fn event_count(ts: &TestServer) -> usize {
 }
 
 pub fn concrete(path: &str) -> String {
-    path.replace("{id}", "UNKNOWN").replace("{ids}", "UNKNOWN")
+    path.replace("{id}", "UNKNOWN")
+        .replace("{ids}", "UNKNOWN")
+        .replace("{action}", "UNKNOWN")
 }

@@ -3,6 +3,7 @@
 //! `ESCROWD_TEST_DATABASE_URL` is set), so both backends are held to the same behaviour.
 
 mod admin;
+mod agents;
 mod commands;
 mod enrollments;
 mod events;
@@ -235,6 +236,10 @@ conformance! {
     schedule::inventory_due_skips_unfinished_checked_out_and_user_enrollments,
     schedule::inventory_due_reports_pending_types_and_skips_fully_pending_devices,
     schedule::marking_an_unknown_device_is_not_found,
+    agents::a_registration_secret_is_claimed_once_for_its_device_before_it_expires,
+    agents::an_agent_nonce_is_accepted_once_per_agent_and_forgotten_after_its_window,
+    agents::actions_are_delivered_then_finished_once_and_lose_their_credentials,
+    agents::overdue_actions_expire_and_lose_their_credentials,
 }
 
 /// Not a conformance case: the device list at fleet scale. Run with

@@ -10,6 +10,14 @@ use crate::{
     DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, InventoryDue,
     Millis, NewCommand, NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret,
     SecurityFacts, Store,
+    BACKEND, BackendStore, agents, apikeys, commands, devices, enrollments, events, groups,
+    inventory, scep, secrets, tokens,
+};
+use crate::{
+    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey,
+    BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory, DeviceRecord,
+    DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, Millis, NewCommand, NewEvent,
+    QueuedCommand, ReportOutcome, Result, SealedSecret, SecurityFacts, Store,
 };
 
 #[async_trait::async_trait]
@@ -269,6 +277,72 @@ impl Store for BackendStore {
 
     async fn active_request_types(&self, enrollment_id: &str) -> Result<Vec<String>> {
         schedule::active_request_types(&self.pool, enrollment_id).await
+    async fn create_agent_secret(&self, secret: &AgentSecret, event: &NewEvent) -> Result<()> {
+        agents::create_secret(&self.pool, secret, event).await
+    }
+
+    async fn register_agent(
+        &self,
+        secret_hash: &str,
+        reg: &AgentRegistration,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        agents::register(&self.pool, secret_hash, reg, event).await
+    }
+
+    async fn agent(&self, agent_id: &str) -> Result<Option<AgentRegistration>> {
+        agents::get(&self.pool, agent_id).await
+    }
+
+    async fn agent_for_device(&self, device_id: &str) -> Result<Option<AgentRegistration>> {
+        agents::for_device(&self.pool, device_id).await
+    }
+
+    async fn touch_agent(&self, agent_id: &str, at: Millis) -> Result<()> {
+        agents::touch(&self.pool, agent_id, at).await
+    }
+
+    async fn claim_agent_nonce(
+        &self,
+        agent_id: &str,
+        nonce: &str,
+        at: Millis,
+        forget_before: Millis,
+    ) -> Result<bool> {
+        agents::claim_nonce(&self.pool, agent_id, nonce, at, forget_before).await
+    }
+
+    async fn create_agent_action(&self, action: &AgentAction, event: &NewEvent) -> Result<()> {
+        agents::create_action(&self.pool, action, event).await
+    }
+
+    async fn agent_action(&self, id: &str) -> Result<Option<AgentAction>> {
+        agents::action(&self.pool, id).await
+    }
+
+    async fn agent_actions(&self, device_id: &str, limit: u32) -> Result<Vec<AgentAction>> {
+        agents::list(&self.pool, device_id, limit).await
+    }
+
+    async fn expire_agent_actions(&self, at: Millis) -> Result<u64> {
+        agents::expire(&self.pool, at).await
+    }
+
+    async fn deliver_agent_actions(&self, device_id: &str, at: Millis) -> Result<Vec<AgentAction>> {
+        agents::deliver(&self.pool, device_id, at).await
+    }
+
+    async fn finish_agent_action(
+        &self,
+        device_id: &str,
+        id: &str,
+        status: ActionStatus,
+        reason: Option<&str>,
+        output: Option<&str>,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<ActionEnd> {
+        agents::finish(&self.pool, device_id, id, status, reason, output, at, event).await
     }
 
     async fn close(&self) {

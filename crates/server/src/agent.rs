@@ -1,0 +1,119 @@
+//! The agent's HTTP endpoints under `/agent/v1/` (issue 6): register (one-time secret), then signed
+//! requests only: poll actions, post a result, post inventory. The signature headers are read here and
+//! verified in `service`; a request that fails verification gets 401 with the reason and changes nothing.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use protocol::agent_profile::{HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use service::agent::SignedRequest;
+use store::AgentRegistration;
+
+use crate::AppState;
+use crate::api::{error, service_error};
+
+/// Body cap for agent requests (inventory of many users, action output).
+pub const MAX_AGENT_BODY: usize = 256 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/agent/v1/register", post(register))
+        .route("/agent/v1/actions", get(poll))
+        .route("/agent/v1/actions/{id}/result", post(result))
+        .route("/agent/v1/inventory", post(inventory))
+        .layer(DefaultBodyLimit::max(MAX_AGENT_BODY))
+}
+
+async fn register(State(s): State<AppState>, body: Bytes) -> Response {
+    match s.mdm.agent_register(&body).await {
+        Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+#[allow(clippy::result_large_err)]
+async fn verified(
+    s: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<AgentRegistration, Response> {
+    let header = |name: &str| -> Result<&str, Response> {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    format!(
+                        "missing {name}: agent requests must be signed (register the agent first)"
+                    ),
+                )
+            })
+    };
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or(uri.path());
+    let req = SignedRequest {
+        agent_id: header(HEADER_AGENT)?,
+        timestamp: header(HEADER_TIMESTAMP)?,
+        nonce: header(HEADER_NONCE)?,
+        signature: header(HEADER_SIGNATURE)?,
+        method: method.as_str(),
+        path,
+        body,
+    };
+    s.mdm.agent_verify(&req).await.map_err(service_error)
+}
+
+async fn poll(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let agent = match verified(&s, &method, &uri, &headers, b"").await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match s.mdm.agent_poll(&agent).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn result(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let agent = match verified(&s, &method, &uri, &headers, &body).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match s.mdm.agent_action_result(&agent, &id, &body).await {
+        Ok(status) => Json(serde_json::json!({"status": status.as_str()})).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn inventory(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let agent = match verified(&s, &method, &uri, &headers, &body).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match s.mdm.agent_inventory(&agent, &body).await {
+        Ok(n) => Json(serde_json::json!({"users": n})).into_response(),
+        Err(e) => service_error(e),
+    }
+}

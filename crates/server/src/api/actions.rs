@@ -1,0 +1,178 @@
+//! Agent actions and agent install (issue 6): create (credentials sealed to the agent at once), list, show,
+//! cancel. No answer ever carries a credential or its ciphertext; JSON errors on the create body name the
+//! position only, never the text, so a mistyped password is not echoed.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use service::agent::NewAgentAction;
+use service::apikeys::Actor;
+use store::{AgentAction, ApiScope};
+use vault::Secret;
+
+use super::{Api, error, service_error};
+use crate::AppState;
+
+pub(super) fn routes(api: Api) -> Api {
+    let op = Some(ApiScope::Operate);
+    let read = Some(ApiScope::Read);
+    api.route("POST", "/api/v1/devices/{id}/agent", "Install the agent's settings on a Mac: queues an InstallProfile holding a com.escrowd.agent payload (ServerURL, a one-time RegistrationSecret valid 7 days, DeviceID). Body {server_url}. Audited.", op, post(install))
+        .route("GET", "/api/v1/devices/{id}/agent", "The Mac's registered agent (id, registered_at, last_seen_at), or 404.", read, get(show_agent))
+        .route("POST", "/api/v1/devices/{id}/actions", "Queue an agent action: {kind: grant_secure_token|create_user|secure_token_off|transfer_secure_token|validate_bootstrap_token|remove_bootstrap_token|reescrow_bootstrap_token|troubleshoot, user?, admin?, full_name?, make_admin?, user_password?, admin_password?}. %serial%, %device_name%, %username% expand; passwords are HPKE-sealed to the agent at once and never returned. Audited.", op, post(create))
+        .route("GET", "/api/v1/devices/{id}/actions", "A Mac's agent actions, newest first (?limit=1-1000).", read, get(list))
+        .route("GET", "/api/v1/devices/{id}/actions/{action}", "One action: status, reason, output.", read, get(show))
+        .route("POST", "/api/v1/devices/{id}/actions/{action}/cancel", "Cancel a queued or delivered action (its sealed credentials are deleted). Audited.", op, post(cancel))
+}
+
+pub(crate) fn action_json(a: &AgentAction) -> Value {
+    json!({
+        "id": a.id,
+        "device_id": a.device_id,
+        "kind": a.kind,
+        "params": serde_json::from_str::<Value>(&a.params).unwrap_or(Value::Null),
+        "has_credentials": a.sealed.is_some(),
+        "status": a.status.as_str(),
+        "reason": a.reason,
+        "output": a.output,
+        "created_by": a.created_by,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "expires_at": a.expires_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallBody {
+    server_url: String,
+}
+
+async fn install(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let b: InstallBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
+    };
+    match s.mdm.admin_install_agent(&id, &b.server_url, &actor).await {
+        Ok(i) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"command_uuid": i.command_uuid, "secret_expires_at": i.expires_at})),
+        )
+            .into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn show_agent(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match s.mdm.admin_agent(&id).await {
+        Ok(Some(a)) => Json(json!({
+            "agent_id": a.agent_id,
+            "device_id": a.device_id,
+            "registered_at": a.registered_at,
+            "last_seen_at": a.last_seen_at,
+        }))
+        .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("device {id} has no registered agent"),
+        ),
+        Err(e) => service_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    kind: String,
+    user: Option<String>,
+    admin: Option<String>,
+    full_name: Option<String>,
+    #[serde(default)]
+    make_admin: bool,
+    user_password: Option<String>,
+    admin_password: Option<String>,
+}
+
+async fn create(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let b: CreateBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "bad JSON body at line {} column {}: expected {{kind, user?, admin?, full_name?, make_admin?, user_password?, admin_password?}}",
+                    e.line(),
+                    e.column()
+                ),
+            );
+        }
+    };
+    let new = NewAgentAction {
+        kind: b.kind,
+        user: b.user,
+        admin: b.admin,
+        full_name: b.full_name,
+        make_admin: b.make_admin,
+        user_password: b.user_password.map(Secret::new),
+        admin_password: b.admin_password.map(Secret::new),
+    };
+    match s.mdm.admin_create_action(&id, new, &actor).await {
+        Ok(a) => (StatusCode::CREATED, Json(action_json(&a))).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let limit = match q {
+        Ok(Query(ListQuery { limit: None })) => 100,
+        Ok(Query(ListQuery { limit: Some(l) })) if (1..=1000).contains(&l) => l,
+        _ => return error(StatusCode::BAD_REQUEST, "limit must be 1-1000"),
+    };
+    match s.mdm.admin_actions(&id, limit).await {
+        Ok(list) => Json(json!({"actions": list.iter().map(action_json).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn show(State(s): State<AppState>, Path((id, action)): Path<(String, String)>) -> Response {
+    match s.mdm.admin_action(&id, &action).await {
+        Ok(a) => Json(action_json(&a)).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn cancel(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    match s.mdm.admin_cancel_action(&id, &action, &actor).await {
+        Ok(a) => Json(action_json(&a)).into_response(),
+        Err(e) => service_error(e),
+    }
+}

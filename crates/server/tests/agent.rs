@@ -1,0 +1,466 @@
+//! End-to-end over HTTP: agent install through MDM (InstallProfile with the com.escrowd.agent payload),
+//! registration with the one-time secret, signed requests (bad signature, replay, stale, unknown agent and
+//! oversized bodies refused with nothing changed), actions with HPKE-sealed credentials that never appear in
+//! any answer, event or stored row, results, cancel, and agent inventory in the Users table.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::{api, enrolled, event_count, uuid_of};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use protocol::agent_profile::{self, action_seal_info};
+use serde_json::{Value as Json, json};
+use store::ApiScope;
+use testkit::TestServer;
+use vault::agent_crypto::{HpkeKeyPair, SigningKey};
+
+const ADMIN_PW: &str = "Adm1n-Pa55-XYZ";
+const USER_PW: &str = "Us3r-Pa55-QRS";
+
+struct Agent {
+    base: String,
+    id: String,
+    key: SigningKey,
+    hpke: HpkeKeyPair,
+}
+
+fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn raw(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, Json) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Json::Null))
+}
+
+impl Agent {
+    fn headers(
+        &self,
+        method: &str,
+        path: &str,
+        ts: i64,
+        nonce: &str,
+        body: &[u8],
+    ) -> Vec<(&'static str, String)> {
+        let digest = hex::encode(openssl::sha::sha256(body));
+        let sig = self.key.sign(&agent_profile::signing_message(
+            method, path, ts, nonce, &digest,
+        ));
+        vec![
+            (agent_profile::HEADER_AGENT, self.id.clone()),
+            (agent_profile::HEADER_TIMESTAMP, ts.to_string()),
+            (agent_profile::HEADER_NONCE, nonce.to_string()),
+            (agent_profile::HEADER_SIGNATURE, B64.encode(sig)),
+        ]
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Json) {
+        let h = self.headers(method, path, now_secs(), &nonce(), &body);
+        raw(&self.base, method, path, &h, body).await
+    }
+}
+
+async fn installed_agent(ts: &TestServer, udid: &str) -> Agent {
+    let mac = enrolled(ts, udid).await;
+    let op = api(ts, ApiScope::Operate).await;
+    let (status, body) = op
+        .send(
+            "POST",
+            &format!("/api/v1/devices/{udid}/agent"),
+            json!({"server_url": ts.base_url()}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // The Mac fetches the InstallProfile and the profile holds the settings.
+    let reply = mac.idle().await.unwrap();
+    assert_eq!(uuid_of(&reply.body), body["command_uuid"].as_str().unwrap());
+    let v: plist::Value = plist::from_bytes(&reply.body).unwrap();
+    let cmd = v.as_dictionary().unwrap()["Command"]
+        .as_dictionary()
+        .unwrap();
+    assert_eq!(cmd["RequestType"].as_string(), Some("InstallProfile"));
+    let settings = agent_profile::parse_agent_settings(cmd["Payload"].as_data().unwrap()).unwrap();
+    assert_eq!(settings.device_id, udid);
+    let key = SigningKey::generate().unwrap();
+    let hpke = HpkeKeyPair::generate();
+    let reg = json!({
+        "device_id": udid,
+        "registration_secret": settings.registration_secret.expose(),
+        "signing_key": B64.encode(key.public_key()),
+        "hpke_key": B64.encode(hpke.public_key()),
+    });
+    let (status, answer) = raw(
+        &ts.base_url(),
+        "POST",
+        "/agent/v1/register",
+        &[],
+        reg.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    // Single use.
+    let (again, _) = raw(
+        &ts.base_url(),
+        "POST",
+        "/agent/v1/register",
+        &[],
+        reg.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(again, 401);
+    Agent {
+        base: ts.base_url(),
+        id: answer["agent_id"].as_str().unwrap().to_string(),
+        key,
+        hpke,
+    }
+}
+
+#[tokio::test]
+async fn registration_secret_is_single_use_and_bound_to_its_device() {
+    let ts = TestServer::start().await.unwrap();
+    let _other = enrolled(&ts, "OTHER-MAC").await;
+    let agent = installed_agent(&ts, "AGENT-MAC-1").await;
+    assert!(ts.store().agent(&agent.id).await.unwrap().is_some());
+    // A secret for one Mac does not register another; garbage bodies are 400.
+    let op = api(&ts, ApiScope::Operate).await;
+    let (s, _) = op
+        .send(
+            "POST",
+            "/api/v1/devices/AGENT-MAC-1/agent",
+            json!({"server_url": ts.base_url()}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    for (body, want) in [
+        (b"not json".to_vec(), 400),
+        (json!({"device_id": "OTHER-MAC", "registration_secret": "00", "signing_key": B64.encode([1u8; 32]), "hpke_key": B64.encode(HpkeKeyPair::generate().public_key())}).to_string().into_bytes(), 401),
+        (json!({"device_id": "OTHER-MAC", "registration_secret": "00", "signing_key": "short", "hpke_key": "x"}).to_string().into_bytes(), 400),
+    ] {
+        let (status, _) = raw(&ts.base_url(), "POST", "/agent/v1/register", &[], body).await;
+        assert_eq!(status, want);
+    }
+    assert!(
+        ts.store()
+            .agent_for_device("OTHER-MAC")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Read keys may not install agents.
+    let read = api(&ts, ApiScope::Read).await;
+    let (s, _) = read
+        .send(
+            "POST",
+            "/api/v1/devices/AGENT-MAC-1/agent",
+            json!({"server_url": ts.base_url()}),
+        )
+        .await;
+    assert_eq!(s, 403);
+}
+
+#[tokio::test]
+async fn hostile_agent_requests_are_refused_and_change_nothing() {
+    let ts = TestServer::start().await.unwrap();
+    let agent = installed_agent(&ts, "AGENT-MAC-2").await;
+    let before_seen = ts
+        .store()
+        .agent(&agent.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seen_at;
+    let failures = || async {
+        ts.store()
+            .events(&store::EventFilter {
+                kind: Some("agent.auth_failed".into()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    let path = "/agent/v1/inventory";
+    let body = json!({"users": [{"short_name": "mallory", "uid": 501, "admin": true, "secure_token": true, "filevault": true}]})
+        .to_string()
+        .into_bytes();
+    // Bad signature: signed by another key.
+    let forger = Agent {
+        key: SigningKey::generate().unwrap(),
+        hpke: HpkeKeyPair::generate(),
+        id: agent.id.clone(),
+        base: agent.base.clone(),
+    };
+    assert_eq!(forger.call("POST", path, body.clone()).await.0, 401);
+    // Body changed after signing.
+    let mut h = agent.headers("POST", path, now_secs(), &nonce(), &body);
+    assert_eq!(
+        raw(&agent.base, "POST", path, &h, b"{\"users\":[]}".to_vec())
+            .await
+            .0,
+        401
+    );
+    // Stale timestamp.
+    h = agent.headers("POST", path, now_secs() - 600, &nonce(), &body);
+    assert_eq!(
+        raw(&agent.base, "POST", path, &h, body.clone()).await.0,
+        401
+    );
+    // Unknown agent.
+    let ghost = Agent {
+        id: "no-such-agent".into(),
+        key: SigningKey::generate().unwrap(),
+        hpke: HpkeKeyPair::generate(),
+        base: agent.base.clone(),
+    };
+    assert_eq!(ghost.call("POST", path, body.clone()).await.0, 401);
+    // No headers at all.
+    assert_eq!(
+        raw(&agent.base, "POST", path, &[], body.clone()).await.0,
+        401
+    );
+    assert_eq!(failures().await, 4);
+    assert!(
+        ts.store()
+            .device_users("AGENT-MAC-2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Replay: the first use works, the same nonce again is refused.
+    let n = nonce();
+    let h = agent.headers("GET", "/agent/v1/actions", now_secs(), &n, b"");
+    assert_eq!(
+        raw(&agent.base, "GET", "/agent/v1/actions", &h, vec![])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        raw(&agent.base, "GET", "/agent/v1/actions", &h, vec![])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(failures().await, 5);
+    // Oversized body: 413, nothing stored.
+    let big = vec![b'x'; 512 * 1024];
+    assert_eq!(agent.call("POST", path, big).await.0, 413);
+    assert!(
+        ts.store()
+            .device_users("AGENT-MAC-2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ts.store()
+            .agent(&agent.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at
+            >= before_seen
+    );
+}
+
+#[tokio::test]
+async fn action_credentials_are_sealed_to_the_agent_and_never_shown() {
+    let ts = TestServer::start().await.unwrap();
+    let agent = installed_agent(&ts, "AGENT-MAC-3").await;
+    let op = api(&ts, ApiScope::Operate).await;
+    let (status, created) = op
+        .send(
+            "POST",
+            "/api/v1/devices/AGENT-MAC-3/actions",
+            json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin",
+                   "user_password": USER_PW, "admin_password": format!("{ADMIN_PW}-%username%")}),
+        )
+        .await;
+    // No user is logged in: the %username% wildcard cannot expand, nothing is stored.
+    assert_eq!(status, 400, "{created}");
+    assert!(!created.to_string().contains(ADMIN_PW));
+    let (status, created) = op
+        .send(
+            "POST",
+            "/api/v1/devices/AGENT-MAC-3/actions",
+            json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin",
+                   "user_password": USER_PW, "admin_password": ADMIN_PW}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "queued");
+    let id = created["id"].as_str().unwrap().to_string();
+    // Malformed, unknown kinds and missing passwords are refused.
+    for bad in [
+        json!({"kind": "format_disk"}),
+        json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin"}),
+        json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin", "user_password": 5}),
+    ] {
+        let (s, b) = op
+            .send("POST", "/api/v1/devices/AGENT-MAC-3/actions", bad)
+            .await;
+        assert_eq!(s, 400, "{b}");
+    }
+    // The agent receives it sealed and opens it.
+    let (s, polled) = agent.call("GET", "/agent/v1/actions", vec![]).await;
+    assert_eq!(s, 200);
+    let a = &polled["actions"][0];
+    assert_eq!(a["id"], id.as_str());
+    assert_eq!(a["params"]["user"], "alice");
+    let blob = B64.decode(a["sealed"].as_str().unwrap()).unwrap();
+    let plain = agent
+        .hpke
+        .open(&action_seal_info(&id), id.as_bytes(), &blob)
+        .unwrap();
+    let creds: Json = serde_json::from_slice(plain.expose()).unwrap();
+    assert_eq!(creds["admin_password"], ADMIN_PW);
+    assert_eq!(creds["user_password"], USER_PW);
+    // Bound to its action id.
+    assert!(
+        agent
+            .hpke
+            .open(&action_seal_info("other"), id.as_bytes(), &blob)
+            .is_err()
+    );
+    // The result ends it and deletes the ciphertext.
+    let (s, r) = agent
+        .call("POST", &format!("/agent/v1/actions/{id}/result"),
+              json!({"succeeded": false, "reason": "wrong_admin_password", "output": "sysadminctl: authentication failed"}).to_string().into_bytes())
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let stored = ts.store().agent_action(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, store::ActionStatus::Failed);
+    assert_eq!(stored.sealed, None);
+    let (s, shown) = op
+        .get(&format!("/api/v1/devices/AGENT-MAC-3/actions/{id}"))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(shown["reason"], "wrong_admin_password");
+    // A second result is a conflict; cancelling an ended action too.
+    let (s, _) = agent
+        .call(
+            "POST",
+            &format!("/agent/v1/actions/{id}/result"),
+            json!({"succeeded": true}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (s, _) = op
+        .send(
+            "POST",
+            &format!("/api/v1/devices/AGENT-MAC-3/actions/{id}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 409);
+    // Cancel a fresh one.
+    let (_, second) = op
+        .send("POST", "/api/v1/devices/AGENT-MAC-3/actions",
+              json!({"kind": "validate_bootstrap_token", "admin": "ladmin", "admin_password": ADMIN_PW}))
+        .await;
+    let id2 = second["id"].as_str().unwrap();
+    let (s, c) = op
+        .send(
+            "POST",
+            &format!("/api/v1/devices/AGENT-MAC-3/actions/{id2}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((s, c["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(
+        ts.store().agent_action(id2).await.unwrap().unwrap().sealed,
+        None
+    );
+    let (s, listed) = op.get("/api/v1/devices/AGENT-MAC-3/actions").await;
+    assert_eq!(s, 200);
+    assert_eq!(listed["actions"].as_array().unwrap().len(), 2);
+    // No password anywhere: answers, events.
+    for text in [
+        listed.to_string(),
+        shown.to_string(),
+        created.to_string(),
+        polled.to_string(),
+    ] {
+        assert!(!text.contains(ADMIN_PW) && !text.contains(USER_PW));
+    }
+    let events = ts
+        .store()
+        .events(&store::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(events.len() >= event_count(&ts).await.min(1));
+    for e in events {
+        assert!(
+            !e.detail.contains(ADMIN_PW) && !e.detail.contains(USER_PW),
+            "{}",
+            e.detail
+        );
+    }
+}
+
+#[tokio::test]
+async fn agent_inventory_lands_in_the_users_table_beside_mdm_facts() {
+    let ts = TestServer::start().await.unwrap();
+    let agent = installed_agent(&ts, "AGENT-MAC-4").await;
+    let body = json!({"os_version": "14.0", "problems": [], "users": [
+        {"short_name": "ladmin", "uid": 501, "real_name": "Local Admin", "admin": true, "secure_token": true, "secure_token_tag": true, "filevault": true, "volume_owner": true, "managed_admin": false},
+        {"short_name": "alice", "uid": 502, "admin": false, "secure_token": false, "filevault": false, "volume_owner": null}
+    ]});
+    let (s, r) = agent
+        .call("POST", "/agent/v1/inventory", body.to_string().into_bytes())
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let op = api(&ts, ApiScope::Read).await;
+    let (s, users) = op.get("/api/v1/devices/AGENT-MAC-4/users").await;
+    assert_eq!(s, 200, "{users}");
+    let text = users.to_string();
+    assert!(text.contains("ladmin") && text.contains("alice"), "{text}");
+    let rows = ts.store().device_users("AGENT-MAC-4").await.unwrap();
+    let ladmin = rows.iter().find(|u| u.user_key == "ladmin").unwrap();
+    assert_eq!(ladmin.has_secure_token, Some(true));
+    assert_eq!(ladmin.source, store::FactSource::Agent);
+    // A duplicate user is refused and changes nothing.
+    let dup = json!({"users": [{"short_name": "x", "uid": 1, "admin": false, "filevault": false}, {"short_name": "x", "uid": 1, "admin": false, "filevault": false}]});
+    let (s, _) = agent
+        .call("POST", "/agent/v1/inventory", dup.to_string().into_bytes())
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        ts.store().device_users("AGENT-MAC-4").await.unwrap().len(),
+        2
+    );
+}

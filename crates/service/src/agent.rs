@@ -1,0 +1,689 @@
+//! The Mac agent's server side (issue 6): installing the agent's settings through MDM, registration with a
+//! one-time secret, signed-request verification, and remote actions whose credentials are HPKE-sealed to the
+//! agent the moment they arrive.
+//!
+//! Guarantees: registration secrets are stored as SHA-256 only, single use, bound to one device and expiring;
+//! every agent request after registration must carry a valid Ed25519 signature over method, path, timestamp,
+//! nonce and SHA-256(body), a timestamp within ±5 minutes and an unseen nonce, else it is refused with an
+//! `agent.auth_failed` event and changes nothing; action credentials exist in the clear only inside
+//! `Secret`s while being expanded and sealed, and are never stored, logged or returned.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use openssl::sha::sha256;
+use protocol::agent_profile::{
+    ActionResultRequest, AgentActionWire, AgentActionsResponse, AgentInventoryRequest,
+    AgentSettings, RegisterRequest, RegisterResponse, action_seal_info, agent_profile,
+    signing_message,
+};
+use protocol::command::Command;
+use protocol::wildcards::{self, EnrollmentData};
+use store::{
+    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, DeviceUser, FactSource,
+    Millis, Outcome,
+};
+use vault::Secret;
+use vault::agent_crypto;
+
+use crate::apikeys::Actor;
+use crate::{MdmService, ServiceError};
+
+pub const AGENT_INSTALL_QUEUED: &str = "agent.install_queued";
+pub const AGENT_REGISTERED: &str = "agent.registered";
+pub const AGENT_REGISTRATION_REFUSED: &str = "agent.registration_refused";
+pub const AGENT_AUTH_FAILED: &str = "agent.auth_failed";
+pub const AGENT_ACTION_CREATED: &str = "agent.action_created";
+pub const AGENT_ACTION_FINISHED: &str = "agent.action_finished";
+pub const AGENT_ACTION_CANCELLED: &str = "agent.action_cancelled";
+pub const AGENT_INVENTORY: &str = "agent.inventory";
+
+/// How long a registration secret stays usable.
+pub const REGISTRATION_SECRET_TTL_MS: Millis = 7 * 24 * 3600 * 1000;
+/// How far an agent's clock may be off.
+pub const MAX_CLOCK_SKEW_MS: Millis = 5 * 60 * 1000;
+/// How long an action waits for its agent before it expires (and its credentials are deleted).
+pub const ACTION_TTL_MS: Millis = 24 * 3600 * 1000;
+/// Largest output an agent may store for one action.
+pub const MAX_ACTION_OUTPUT: usize = 64 * 1024;
+
+/// Every action kind, with whether it needs the target user's password.
+pub const ACTION_KINDS: [&str; 8] = [
+    "grant_secure_token",
+    "create_user",
+    "secure_token_off",
+    "transfer_secure_token",
+    "validate_bootstrap_token",
+    "remove_bootstrap_token",
+    "reescrow_bootstrap_token",
+    "troubleshoot",
+];
+
+/// What `admin_install_agent` queued.
+#[derive(Debug, Clone)]
+pub struct AgentInstall {
+    pub command_uuid: String,
+    pub expires_at: Millis,
+}
+
+/// A new action as the admin asks for it. Passwords only in `Secret`s.
+#[derive(Debug)]
+pub struct NewAgentAction {
+    pub kind: String,
+    /// The user the action is for (new user for create_user, the target for transfer).
+    pub user: Option<String>,
+    /// The token-holding admin (the holder for transfer).
+    pub admin: Option<String>,
+    pub full_name: Option<String>,
+    pub make_admin: bool,
+    pub user_password: Option<Secret<String>>,
+    pub admin_password: Option<Secret<String>>,
+}
+
+/// One parsed, not yet verified, signed agent request.
+#[derive(Debug)]
+pub struct SignedRequest<'a> {
+    pub agent_id: &'a str,
+    /// Unix seconds.
+    pub timestamp: &'a str,
+    pub nonce: &'a str,
+    /// Base64 Ed25519 signature.
+    pub signature: &'a str,
+    pub method: &'a str,
+    /// Path and query as sent.
+    pub path: &'a str,
+    pub body: &'a [u8],
+}
+
+fn secret_hash(secret: &str) -> String {
+    hex::encode(sha256(secret.as_bytes()))
+}
+
+fn random_token(bytes: usize) -> Result<String, ServiceError> {
+    let mut buf = vec![0u8; bytes];
+    openssl::rand::rand_bytes(&mut buf)
+        .map_err(|e| ServiceError::Internal(format!("random: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+fn needs(kind: &str) -> (bool, bool) {
+    // (user + user_password, admin + admin_password)
+    match kind {
+        "grant_secure_token" | "create_user" | "secure_token_off" | "transfer_secure_token" => {
+            (true, true)
+        }
+        "validate_bootstrap_token" | "remove_bootstrap_token" | "reescrow_bootstrap_token" => {
+            (false, true)
+        }
+        _ => (false, false),
+    }
+}
+
+fn check_name(what: &str, v: &str) -> Result<(), ServiceError> {
+    if v.is_empty() || v.len() > 255 || v.chars().any(|c| c.is_control()) {
+        return Err(ServiceError::Invalid(format!(
+            "{what} must be 1-255 characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl MdmService {
+    fn agent_event(
+        &self,
+        device: &str,
+        kind: &str,
+        outcome: Outcome,
+        detail: String,
+    ) -> store::NewEvent {
+        let known = !device.is_empty() && device != "unknown";
+        self.event(device, known.then_some(device), kind, outcome, detail)
+    }
+
+    /// Create a one-time registration secret for `device_id` and queue an `InstallProfile` carrying the
+    /// `com.escrowd.agent` payload (ServerURL, RegistrationSecret, DeviceID).
+    pub async fn admin_install_agent(
+        &self,
+        device_id: &str,
+        server_url: &str,
+        by: &Actor,
+    ) -> Result<AgentInstall, ServiceError> {
+        if !(server_url.starts_with("https://") || server_url.starts_with("http://")) {
+            return Err(ServiceError::Invalid(
+                "the agent's server URL must start with https:// (or http:// for tests)".into(),
+            ));
+        }
+        let enrollment = self
+            .store
+            .enrollment(device_id)
+            .await?
+            .filter(|e| e.channel == store::Channel::Device)
+            .ok_or_else(|| ServiceError::NotFound(format!("device {device_id}")))?;
+        let now = self.now();
+        let secret = Secret::new(random_token(32)?);
+        let record = AgentSecret {
+            secret_hash: secret_hash(secret.expose()),
+            device_id: enrollment.id.clone(),
+            created_at: now,
+            expires_at: now + REGISTRATION_SECRET_TTL_MS,
+            used_at: None,
+        };
+        let settings = AgentSettings {
+            server_url: server_url.to_string(),
+            device_id: enrollment.id.clone(),
+            registration_secret: secret,
+        };
+        let profile = agent_profile(
+            &settings,
+            &uuid::Uuid::new_v4().to_string().to_uppercase(),
+            &uuid::Uuid::new_v4().to_string().to_uppercase(),
+        )?;
+        let event = self.agent_event(
+            &enrollment.id,
+            AGENT_INSTALL_QUEUED,
+            Outcome::Success,
+            format!(
+                "{}: agent settings profile queued (registration secret valid 7 days)",
+                by.label()
+            ),
+        );
+        self.store.create_agent_secret(&record, &event).await?;
+        let uuid = uuid::Uuid::new_v4().to_string().to_uppercase();
+        let command = Command::install_profile(uuid, profile);
+        let command_uuid = self
+            .enqueue(std::slice::from_ref(&enrollment.id), &command)
+            .await?;
+        Ok(AgentInstall {
+            command_uuid,
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// `POST /agent/v1/register`: claim the one-time secret for the device and store the agent's keys.
+    pub async fn agent_register(&self, body: &[u8]) -> Result<RegisterResponse, ServiceError> {
+        let req: RegisterRequest = serde_json::from_slice(body)
+            .map_err(|e| ServiceError::Malformed(format!("registration body: {e}")))?;
+        check_name("device_id", &req.device_id)?;
+        let signing_key = B64
+            .decode(&req.signing_key)
+            .ok()
+            .filter(|k| agent_crypto::check_signing_public_key(k).is_ok())
+            .ok_or_else(|| {
+                ServiceError::Malformed("signing_key must be a base64 Ed25519 public key".into())
+            })?;
+        let hpke_key = B64
+            .decode(&req.hpke_key)
+            .ok()
+            .filter(|k| agent_crypto::check_hpke_public_key(k).is_ok())
+            .ok_or_else(|| {
+                ServiceError::Malformed("hpke_key must be a base64 X25519 public key".into())
+            })?;
+        let now = self.now();
+        let reg = AgentRegistration {
+            agent_id: uuid::Uuid::new_v4().to_string(),
+            device_id: req.device_id.clone(),
+            signing_key,
+            hpke_key,
+            registered_at: now,
+            last_seen_at: now,
+        };
+        let event = self.agent_event(
+            &req.device_id,
+            AGENT_REGISTERED,
+            Outcome::Success,
+            format!("agent {} registered", reg.agent_id),
+        );
+        let known = self.store.enrollment(&req.device_id).await?.is_some();
+        if known
+            && self
+                .store
+                .register_agent(&secret_hash(&req.registration_secret), &reg, &event)
+                .await?
+        {
+            return Ok(RegisterResponse {
+                agent_id: reg.agent_id,
+            });
+        }
+        let subject = if known {
+            req.device_id.as_str()
+        } else {
+            "unknown"
+        };
+        let refused = self.agent_event(
+            subject,
+            AGENT_REGISTRATION_REFUSED,
+            Outcome::Refused,
+            "registration secret unknown, used, expired or for another device".into(),
+        );
+        self.store.record_event(&refused).await?;
+        Err(ServiceError::Unauthorized(
+            "registration refused: the secret is unknown, already used, expired or for another device; \
+             queue a new agent install for this device"
+                .into(),
+        ))
+    }
+
+    /// Verify a signed agent request; on failure record `agent.auth_failed` and refuse.
+    pub async fn agent_verify(
+        &self,
+        req: &SignedRequest<'_>,
+    ) -> Result<AgentRegistration, ServiceError> {
+        match self.agent_verify_inner(req).await {
+            Ok(reg) => Ok(reg),
+            Err((subject, err)) => {
+                let event = self.agent_event(
+                    &subject,
+                    AGENT_AUTH_FAILED,
+                    Outcome::Refused,
+                    format!("{} {}: {err}", req.method, req.path),
+                );
+                self.store.record_event(&event).await?;
+                Err(err)
+            }
+        }
+    }
+
+    async fn agent_verify_inner(
+        &self,
+        req: &SignedRequest<'_>,
+    ) -> Result<AgentRegistration, (String, ServiceError)> {
+        let unknown = |e: ServiceError| ("unknown".to_string(), e);
+        let unauth = |m: &str| ServiceError::Unauthorized(m.to_string());
+        let Some(reg) = self
+            .store
+            .agent(req.agent_id)
+            .await
+            .map_err(|e| unknown(e.into()))?
+        else {
+            return Err(unknown(unauth("unknown agent: register it again")));
+        };
+        let device = reg.device_id.clone();
+        let fail = |m: &str| (device.clone(), unauth(m));
+        let ts: i64 = req
+            .timestamp
+            .parse()
+            .map_err(|_| fail("timestamp must be unix seconds"))?;
+        let now = self.now();
+        if (ts.saturating_mul(1000) - now).abs() > MAX_CLOCK_SKEW_MS {
+            return Err(fail(
+                "stale timestamp: more than 5 minutes off the server's clock",
+            ));
+        }
+        if req.nonce.len() < 16
+            || req.nonce.len() > 128
+            || !req.nonce.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(fail("nonce must be 16-128 letters or digits"));
+        }
+        let sig = B64
+            .decode(req.signature)
+            .map_err(|_| fail("signature is not base64"))?;
+        let message = signing_message(
+            req.method,
+            req.path,
+            ts,
+            req.nonce,
+            &hex::encode(sha256(req.body)),
+        );
+        if !agent_crypto::verify_signature(&reg.signing_key, &message, &sig) {
+            return Err(fail("bad signature"));
+        }
+        let fresh = self
+            .store
+            .claim_agent_nonce(&reg.agent_id, req.nonce, now, now - 2 * MAX_CLOCK_SKEW_MS)
+            .await
+            .map_err(|e| (device.clone(), e.into()))?;
+        if !fresh {
+            return Err(fail("replayed nonce"));
+        }
+        self.store
+            .touch_agent(&reg.agent_id, now)
+            .await
+            .map_err(|e| (device.clone(), e.into()))?;
+        Ok(reg)
+    }
+
+    /// `GET /agent/v1/actions`: the device's open actions (queued ones become delivered).
+    pub async fn agent_poll(
+        &self,
+        agent: &AgentRegistration,
+    ) -> Result<AgentActionsResponse, ServiceError> {
+        let actions = self
+            .store
+            .deliver_agent_actions(&agent.device_id, self.now())
+            .await?;
+        let actions = actions
+            .into_iter()
+            .map(|a| AgentActionWire {
+                params: serde_json::from_str(&a.params).unwrap_or(serde_json::Value::Null),
+                sealed: a.sealed.as_deref().map(|s| B64.encode(s)),
+                id: a.id,
+                kind: a.kind,
+            })
+            .collect();
+        Ok(AgentActionsResponse { actions })
+    }
+
+    /// `POST /agent/v1/actions/{id}/result`.
+    pub async fn agent_action_result(
+        &self,
+        agent: &AgentRegistration,
+        id: &str,
+        body: &[u8],
+    ) -> Result<ActionStatus, ServiceError> {
+        let req: ActionResultRequest = serde_json::from_slice(body)
+            .map_err(|e| ServiceError::Malformed(format!("result body: {e}")))?;
+        let reason = req.reason.as_deref().map(|r| truncate(r, 1024));
+        let output = req
+            .output
+            .as_deref()
+            .map(|o| truncate(o, MAX_ACTION_OUTPUT));
+        let status = if req.succeeded {
+            ActionStatus::Succeeded
+        } else {
+            ActionStatus::Failed
+        };
+        let event = self.agent_event(
+            &agent.device_id,
+            AGENT_ACTION_FINISHED,
+            if req.succeeded {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            match &reason {
+                Some(r) => format!("action {id} {}: {r}", status.as_str()),
+                None => format!("action {id} {}", status.as_str()),
+            },
+        );
+        match self
+            .store
+            .finish_agent_action(
+                &agent.device_id,
+                id,
+                status,
+                reason.as_deref(),
+                output.as_deref(),
+                self.now(),
+                &event,
+            )
+            .await?
+        {
+            ActionEnd::Ended => Ok(status),
+            ActionEnd::NotFound => Err(ServiceError::NotFound(format!(
+                "action {id} on this device"
+            ))),
+            ActionEnd::AlreadyEnded(s) => Err(ServiceError::Conflict(format!(
+                "action {id} already ended ({})",
+                s.as_str()
+            ))),
+        }
+    }
+
+    /// `POST /agent/v1/inventory`: the agent's view of the local users replaces its rows in the Users table.
+    pub async fn agent_inventory(
+        &self,
+        agent: &AgentRegistration,
+        body: &[u8],
+    ) -> Result<usize, ServiceError> {
+        let req: AgentInventoryRequest = serde_json::from_slice(body)
+            .map_err(|e| ServiceError::Malformed(format!("inventory body: {e}")))?;
+        if req.users.len() > 1000 {
+            return Err(ServiceError::Malformed("at most 1000 users".into()));
+        }
+        let now = self.now();
+        let mut users = Vec::with_capacity(req.users.len());
+        for u in &req.users {
+            check_name("short_name", &u.short_name)
+                .map_err(|e| ServiceError::Malformed(e.to_string()))?;
+            users.push(DeviceUser {
+                device_id: agent.device_id.clone(),
+                source: FactSource::Agent,
+                user_key: u.short_name.clone(),
+                short_name: Some(u.short_name.clone()),
+                full_name: u.real_name.clone(),
+                uid: Some(u.uid),
+                guid: None,
+                has_secure_token: u.secure_token,
+                mobile_account: None,
+                is_logged_in: None,
+                is_admin: Some(u.admin),
+                filevault_enabled: Some(u.filevault),
+                volume_owner: u.volume_owner,
+                observed_at: now,
+            });
+        }
+        self.store
+            .replace_device_users(&agent.device_id, FactSource::Agent, &users)
+            .await
+            .map_err(|e| match e {
+                store::StoreError::Conflict(m) => ServiceError::Malformed(m),
+                other => other.into(),
+            })?;
+        let event = self.agent_event(
+            &agent.device_id,
+            AGENT_INVENTORY,
+            Outcome::Success,
+            format!("agent reported {} users", users.len()),
+        );
+        self.store.record_event(&event).await?;
+        Ok(users.len())
+    }
+
+    /// Create an action: expand wildcards, seal the credentials to the device agent's HPKE key at once.
+    pub async fn admin_create_action(
+        &self,
+        device_id: &str,
+        new: NewAgentAction,
+        by: &Actor,
+    ) -> Result<AgentAction, ServiceError> {
+        by.require(store::ApiScope::Operate)?;
+        if !ACTION_KINDS.contains(&new.kind.as_str()) {
+            return Err(ServiceError::Invalid(format!(
+                "unknown action kind {:?}; use one of {}",
+                new.kind,
+                ACTION_KINDS.join(", ")
+            )));
+        }
+        let enrollment = self
+            .store
+            .enrollment(device_id)
+            .await?
+            .filter(|e| e.channel == store::Channel::Device)
+            .ok_or_else(|| ServiceError::NotFound(format!("device {device_id}")))?;
+        let agent = self.store.agent_for_device(device_id).await?.ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "device {device_id} has no registered agent; install it first (POST /api/v1/devices/{device_id}/agent)"
+            ))
+        })?;
+        let logged_in = self
+            .store
+            .device_users(device_id)
+            .await?
+            .into_iter()
+            .find(|u| u.is_logged_in == Some(true))
+            .and_then(|u| u.short_name);
+        let data = EnrollmentData {
+            serial: enrollment.serial_number.clone(),
+            device_name: enrollment.device_name.clone(),
+            username: logged_in,
+        };
+        let expand = |what: &str, v: &Option<String>| -> Result<Option<String>, ServiceError> {
+            v.as_deref()
+                .map(|t| {
+                    let out = wildcards::expand(t, &data)
+                        .map_err(|e| ServiceError::Invalid(format!("{what}: {e}")))?;
+                    check_name(what, &out)?;
+                    Ok(out)
+                })
+                .transpose()
+        };
+        let (need_user, need_admin) = needs(&new.kind);
+        let user = expand("user", &new.user)?;
+        let admin = expand("admin", &new.admin)?;
+        let full_name = expand("full_name", &new.full_name)?;
+        let mut creds: BTreeMap<&str, Secret<String>> = BTreeMap::new();
+        let expand_secret = |what: &str, s: &Secret<String>| {
+            wildcards::expand_secret(s, &data)
+                .map_err(|e| ServiceError::Invalid(format!("{what}: {e}")))
+        };
+        if need_user {
+            if user.is_none() {
+                return Err(ServiceError::Invalid(format!("{} needs user", new.kind)));
+            }
+            let pw = new.user_password.as_ref().ok_or_else(|| {
+                ServiceError::Invalid(format!("{} needs user_password", new.kind))
+            })?;
+            creds.insert("user_password", expand_secret("user_password", pw)?);
+        }
+        if need_admin {
+            if admin.is_none() {
+                return Err(ServiceError::Invalid(format!("{} needs admin", new.kind)));
+            }
+            let pw = new.admin_password.as_ref().ok_or_else(|| {
+                ServiceError::Invalid(format!("{} needs admin_password", new.kind))
+            })?;
+            creds.insert("admin_password", expand_secret("admin_password", pw)?);
+        }
+        if new.kind == "create_user" && full_name.is_none() {
+            return Err(ServiceError::Invalid("create_user needs full_name".into()));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let sealed = if creds.is_empty() {
+            None
+        } else {
+            let mut json = serde_json::Map::new();
+            for (k, v) in &creds {
+                json.insert((*k).into(), serde_json::Value::String(v.expose().clone()));
+            }
+            let plain = Secret::new(
+                serde_json::to_vec(&json).map_err(|e| ServiceError::Internal(e.to_string()))?,
+            );
+            drop(json);
+            Some(agent_crypto::hpke_seal(
+                &agent.hpke_key,
+                &action_seal_info(&id),
+                id.as_bytes(),
+                plain.expose(),
+            )?)
+        };
+        let mut params = serde_json::Map::new();
+        for (k, v) in [
+            ("user", &user),
+            ("admin", &admin),
+            ("full_name", &full_name),
+        ] {
+            if let Some(v) = v {
+                params.insert(k.into(), serde_json::Value::String(v.clone()));
+            }
+        }
+        if new.kind == "create_user" {
+            params.insert("make_admin".into(), serde_json::Value::Bool(new.make_admin));
+        }
+        let now = self.now();
+        let action = AgentAction {
+            id: id.clone(),
+            device_id: device_id.to_string(),
+            kind: new.kind.clone(),
+            params: serde_json::Value::Object(params).to_string(),
+            sealed,
+            status: ActionStatus::Queued,
+            reason: None,
+            output: None,
+            created_by: by.label(),
+            created_at: now,
+            updated_at: now,
+            expires_at: now + ACTION_TTL_MS,
+        };
+        let event = self.agent_event(
+            device_id,
+            AGENT_ACTION_CREATED,
+            Outcome::Success,
+            format!("{}: action {id} {} queued", by.label(), new.kind),
+        );
+        self.store
+            .create_agent_action(&action, &event)
+            .await
+            .map_err(crate::error::admin)?;
+        Ok(action)
+    }
+
+    pub async fn admin_actions(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AgentAction>, ServiceError> {
+        self.store.expire_agent_actions(self.now()).await?;
+        Ok(self.store.agent_actions(device_id, limit).await?)
+    }
+
+    pub async fn admin_action(
+        &self,
+        device_id: &str,
+        id: &str,
+    ) -> Result<AgentAction, ServiceError> {
+        self.store.expire_agent_actions(self.now()).await?;
+        self.store
+            .agent_action(id)
+            .await?
+            .filter(|a| a.device_id == device_id)
+            .ok_or_else(|| ServiceError::NotFound(format!("action {id} on device {device_id}")))
+    }
+
+    pub async fn admin_cancel_action(
+        &self,
+        device_id: &str,
+        id: &str,
+        by: &Actor,
+    ) -> Result<AgentAction, ServiceError> {
+        by.require(store::ApiScope::Operate)?;
+        let event = self.agent_event(
+            device_id,
+            AGENT_ACTION_CANCELLED,
+            Outcome::Success,
+            format!("{}: action {id} cancelled", by.label()),
+        );
+        match self
+            .store
+            .finish_agent_action(
+                device_id,
+                id,
+                ActionStatus::Cancelled,
+                Some("cancelled by an admin"),
+                None,
+                self.now(),
+                &event,
+            )
+            .await?
+        {
+            ActionEnd::Ended => self.admin_action(device_id, id).await,
+            ActionEnd::NotFound => Err(ServiceError::NotFound(format!(
+                "action {id} on device {device_id}"
+            ))),
+            ActionEnd::AlreadyEnded(s) => Err(ServiceError::Conflict(format!(
+                "action {id} already ended ({}); nothing to cancel",
+                s.as_str()
+            ))),
+        }
+    }
+
+    /// The device's registered agent, if any.
+    pub async fn admin_agent(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<AgentRegistration>, ServiceError> {
+        Ok(self.store.agent_for_device(device_id).await?)
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

@@ -1,0 +1,345 @@
+//! Conformance: agent registration secrets, registrations, request nonces and actions (issue 6).
+
+use std::sync::Arc;
+
+use super::{device, event, event_count};
+use crate::{
+    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, NewEvent, Store,
+    StoreError,
+};
+
+fn secret(hash: &str, device_id: &str, expires_at: i64) -> AgentSecret {
+    AgentSecret {
+        secret_hash: hash.into(),
+        device_id: device_id.into(),
+        created_at: 1_000,
+        expires_at,
+        used_at: None,
+    }
+}
+
+fn reg(agent_id: &str, device_id: &str, at: i64) -> AgentRegistration {
+    AgentRegistration {
+        agent_id: agent_id.into(),
+        device_id: device_id.into(),
+        signing_key: vec![1; 32],
+        hpke_key: vec![2; 32],
+        registered_at: at,
+        last_seen_at: at,
+    }
+}
+
+fn action(id: &str, device_id: &str, created_at: i64, expires_at: i64) -> AgentAction {
+    AgentAction {
+        id: id.into(),
+        device_id: device_id.into(),
+        kind: "grant_secure_token".into(),
+        params: r#"{"user":"bob"}"#.into(),
+        sealed: Some(b"sealed-credentials".to_vec()),
+        status: ActionStatus::Queued,
+        reason: None,
+        output: None,
+        created_by: "key-1".into(),
+        created_at,
+        updated_at: created_at,
+        expires_at,
+    }
+}
+
+async fn enrolled(store: &Arc<dyn Store>, id: &str) {
+    store
+        .upsert_enrollment(&device(id, None), &event(id, "enrolled"))
+        .await
+        .unwrap();
+}
+
+pub(super) async fn a_registration_secret_is_claimed_once_for_its_device_before_it_expires(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "D1").await;
+    enrolled(&store, "D2").await;
+    let ev: NewEvent = event("D1", "agent.registered");
+    assert!(matches!(
+        store
+            .create_agent_secret(&secret("h-unknown-dev", "NOPE", 9_000), &ev)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .create_agent_secret(
+            &secret("h1", "D1", 5_000),
+            &event("D1", "agent.secret_created"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_agent_secret(
+            &secret("h-old", "D1", 2_000),
+            &event("D1", "agent.secret_created"),
+        )
+        .await
+        .unwrap();
+    let before = event_count(&store).await;
+    // Wrong device, unknown hash, expired: nothing written.
+    assert!(
+        !store
+            .register_agent("h1", &reg("A2", "D2", 3_000), &ev)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .register_agent("nope", &reg("A1", "D1", 3_000), &ev)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .register_agent("h-old", &reg("A1", "D1", 3_000), &ev)
+            .await
+            .unwrap()
+    );
+    assert_eq!(event_count(&store).await, before);
+    assert_eq!(store.agent_for_device("D1").await.unwrap(), None);
+    // The right one.
+    assert!(
+        store
+            .register_agent("h1", &reg("A1", "D1", 3_000), &ev)
+            .await
+            .unwrap()
+    );
+    assert_eq!(event_count(&store).await, before + 1);
+    assert_eq!(
+        store.agent("A1").await.unwrap(),
+        Some(reg("A1", "D1", 3_000))
+    );
+    assert_eq!(
+        store.agent_for_device("D1").await.unwrap(),
+        Some(reg("A1", "D1", 3_000))
+    );
+    // Used once: a second claim fails.
+    assert!(
+        !store
+            .register_agent("h1", &reg("A9", "D1", 3_001), &ev)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.agent("A9").await.unwrap(), None);
+    // A fresh secret re-registers the device, replacing the old agent.
+    store
+        .create_agent_secret(
+            &secret("h2", "D1", 9_000),
+            &event("D1", "agent.secret_created"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .register_agent("h2", &reg("A3", "D1", 4_000), &ev)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.agent("A1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .agent_for_device("D1")
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_id,
+        "A3"
+    );
+    store.touch_agent("A3", 4_500).await.unwrap();
+    assert_eq!(
+        store.agent("A3").await.unwrap().unwrap().last_seen_at,
+        4_500
+    );
+    assert!(matches!(
+        store.touch_agent("A1", 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(super) async fn an_agent_nonce_is_accepted_once_per_agent_and_forgotten_after_its_window(
+    store: Arc<dyn Store>,
+) {
+    assert!(store.claim_agent_nonce("A1", "n1", 1_000, 0).await.unwrap());
+    assert!(!store.claim_agent_nonce("A1", "n1", 1_001, 0).await.unwrap());
+    assert!(store.claim_agent_nonce("A2", "n1", 1_001, 0).await.unwrap());
+    assert!(
+        store
+            .claim_agent_nonce("A1", "n1", 9_000, 2_000)
+            .await
+            .unwrap()
+    );
+    let claims = (0..8).map(|_| {
+        let s = store.clone();
+        tokio::spawn(async move { s.claim_agent_nonce("A1", "race", 9_000, 0).await.unwrap() })
+    });
+    let mut wins = 0;
+    for c in claims {
+        wins += usize::from(c.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+pub(super) async fn actions_are_delivered_then_finished_once_and_lose_their_credentials(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "D1").await;
+    enrolled(&store, "D2").await;
+    assert!(matches!(
+        store
+            .create_agent_action(
+                &action("x", "NOPE", 1_000, 9_000),
+                &event("NOPE", "agent.action_created")
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let a1 = action("act-1", "D1", 1_000, 9_000);
+    let a2 = action("act-2", "D1", 1_100, 9_000);
+    store
+        .create_agent_action(&a1, &event("D1", "agent.action_created"))
+        .await
+        .unwrap();
+    store
+        .create_agent_action(&a2, &event("D1", "agent.action_created"))
+        .await
+        .unwrap();
+    store
+        .create_agent_action(
+            &action("act-3", "D2", 1_000, 9_000),
+            &event("D2", "agent.action_created"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_agent_action(&a1, &event("D1", "agent.action_created"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.agent_action("act-1").await.unwrap(), Some(a1.clone()));
+    let listed: Vec<String> = store
+        .agent_actions("D1", 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(listed, ["act-2", "act-1"]);
+
+    let delivered = store.deliver_agent_actions("D1", 2_000).await.unwrap();
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(delivered[0].id, "act-1");
+    assert!(
+        delivered
+            .iter()
+            .all(|a| a.status == ActionStatus::Delivered)
+    );
+    assert_eq!(
+        delivered[0].sealed.as_deref(),
+        Some(&b"sealed-credentials"[..])
+    );
+
+    // Finishing from another device is NotFound; the owner's finish deletes the ciphertext.
+    let ev = event("D1", "agent.action_finished");
+    assert_eq!(
+        store
+            .finish_agent_action(
+                "D2",
+                "act-1",
+                ActionStatus::Succeeded,
+                None,
+                None,
+                3_000,
+                &ev
+            )
+            .await
+            .unwrap(),
+        ActionEnd::NotFound
+    );
+    let before = event_count(&store).await;
+    assert_eq!(
+        store
+            .finish_agent_action(
+                "D1",
+                "act-1",
+                ActionStatus::Failed,
+                Some("wrong admin password"),
+                Some("out"),
+                3_000,
+                &ev
+            )
+            .await
+            .unwrap(),
+        ActionEnd::Ended
+    );
+    assert_eq!(event_count(&store).await, before + 1);
+    let done = store.agent_action("act-1").await.unwrap().unwrap();
+    assert_eq!(done.status, ActionStatus::Failed);
+    assert_eq!(done.sealed, None);
+    assert_eq!(done.reason.as_deref(), Some("wrong admin password"));
+    assert_eq!(done.output.as_deref(), Some("out"));
+    // A second end changes nothing and writes no event.
+    assert_eq!(
+        store
+            .finish_agent_action(
+                "D1",
+                "act-1",
+                ActionStatus::Cancelled,
+                None,
+                None,
+                3_100,
+                &ev
+            )
+            .await
+            .unwrap(),
+        ActionEnd::AlreadyEnded(ActionStatus::Failed)
+    );
+    assert_eq!(event_count(&store).await, before + 1);
+    assert!(matches!(
+        store
+            .finish_agent_action("D1", "act-2", ActionStatus::Queued, None, None, 3_100, &ev)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Redelivery returns only what is still open.
+    let again = store.deliver_agent_actions("D1", 3_200).await.unwrap();
+    assert_eq!(
+        again.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["act-2"]
+    );
+    assert!(!format!("{:?}", again[0]).contains("sealed-credentials"));
+}
+
+pub(super) async fn overdue_actions_expire_and_lose_their_credentials(store: Arc<dyn Store>) {
+    enrolled(&store, "D1").await;
+    store
+        .create_agent_action(
+            &action("old", "D1", 1_000, 2_000),
+            &event("D1", "agent.action_created"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_agent_action(
+            &action("new", "D1", 1_000, 9_000),
+            &event("D1", "agent.action_created"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.expire_agent_actions(1_999).await.unwrap(), 0);
+    let delivered = store.deliver_agent_actions("D1", 2_000).await.unwrap();
+    assert_eq!(
+        delivered.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["new"]
+    );
+    let old = store.agent_action("old").await.unwrap().unwrap();
+    assert_eq!(old.status, ActionStatus::Expired);
+    assert_eq!(old.sealed, None);
+    assert_eq!(store.expire_agent_actions(9_000).await.unwrap(), 1);
+    let new = store.agent_action("new").await.unwrap().unwrap();
+    assert_eq!((new.status, new.sealed), (ActionStatus::Expired, None));
+}

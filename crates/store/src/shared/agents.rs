@@ -1,0 +1,334 @@
+//! The Mac agent's tables (issue 6), shared by both backends (compiled per backend, see `sqlite.rs`).
+//! Guarantees: a registration secret is claimed at most once, only for its device and before it expires, and
+//! the claim and the registration land in one transaction with their event; a nonce is accepted once per agent;
+//! an action's sealed credentials are set NULL in the same statement that ends or expires it.
+
+use sqlx::Pool;
+
+use super::{Db, begin_write, events};
+use crate::{
+    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, Millis, NewEvent, Result,
+    StoreError,
+};
+
+#[derive(sqlx::FromRow)]
+struct RegistrationRow {
+    agent_id: String,
+    device_id: String,
+    signing_key: Vec<u8>,
+    hpke_key: Vec<u8>,
+    registered_at: i64,
+    last_seen_at: i64,
+}
+
+impl From<RegistrationRow> for AgentRegistration {
+    fn from(r: RegistrationRow) -> Self {
+        AgentRegistration {
+            agent_id: r.agent_id,
+            device_id: r.device_id,
+            signing_key: r.signing_key,
+            hpke_key: r.hpke_key,
+            registered_at: r.registered_at,
+            last_seen_at: r.last_seen_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ActionRow {
+    id: String,
+    device_id: String,
+    kind: String,
+    params: String,
+    sealed: Option<Vec<u8>>,
+    status: String,
+    reason: Option<String>,
+    output: Option<String>,
+    created_by: String,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<ActionRow> for AgentAction {
+    type Error = StoreError;
+    fn try_from(r: ActionRow) -> Result<Self> {
+        Ok(AgentAction {
+            status: ActionStatus::from_stored(&r.status)?,
+            id: r.id,
+            device_id: r.device_id,
+            kind: r.kind,
+            params: r.params,
+            sealed: r.sealed,
+            reason: r.reason,
+            output: r.output,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+const REG_COLUMNS: &str = "agent_id, device_id, signing_key, hpke_key, registered_at, last_seen_at";
+const ACTION_SELECT: &str = "SELECT id, device_id, kind, params, sealed, status, reason, output, created_by, \
+     created_at, updated_at, expires_at FROM agent_actions";
+
+pub(super) async fn create_secret(
+    pool: &Pool<Db>,
+    s: &AgentSecret,
+    event: &NewEvent,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    sqlx::query(
+        "INSERT INTO agent_secrets (secret_hash, device_id, created_at, expires_at, used_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&s.secret_hash)
+    .bind(&s.device_id)
+    .bind(s.created_at)
+    .bind(s.expires_at)
+    .bind(s.used_at)
+    .execute(&mut *tx)
+    .await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn register(
+    pool: &Pool<Db>,
+    secret_hash: &str,
+    reg: &AgentRegistration,
+    event: &NewEvent,
+) -> Result<bool> {
+    let mut tx = begin_write(pool).await?;
+    let claimed = sqlx::query(
+        "UPDATE agent_secrets SET used_at = $1 \
+         WHERE secret_hash = $2 AND device_id = $3 AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(reg.registered_at)
+    .bind(secret_hash)
+    .bind(&reg.device_id)
+    .execute(&mut *tx)
+    .await?;
+    if claimed.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM agent_registrations WHERE device_id = $1")
+        .bind(&reg.device_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO agent_registrations ({REG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    )))
+    .bind(&reg.agent_id)
+    .bind(&reg.device_id)
+    .bind(&reg.signing_key)
+    .bind(&reg.hpke_key)
+    .bind(reg.registered_at)
+    .bind(reg.last_seen_at)
+    .execute(&mut *tx)
+    .await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn get(pool: &Pool<Db>, agent_id: &str) -> Result<Option<AgentRegistration>> {
+    let row: Option<RegistrationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REG_COLUMNS} FROM agent_registrations WHERE agent_id = $1"
+    )))
+    .bind(agent_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(AgentRegistration::from))
+}
+
+pub(super) async fn for_device(
+    pool: &Pool<Db>,
+    device_id: &str,
+) -> Result<Option<AgentRegistration>> {
+    let row: Option<RegistrationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REG_COLUMNS} FROM agent_registrations WHERE device_id = $1"
+    )))
+    .bind(device_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(AgentRegistration::from))
+}
+
+pub(super) async fn touch(pool: &Pool<Db>, agent_id: &str, at: Millis) -> Result<()> {
+    let done = sqlx::query("UPDATE agent_registrations SET last_seen_at = $1 WHERE agent_id = $2")
+        .bind(at)
+        .bind(agent_id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("agent {agent_id:?}")));
+    }
+    Ok(())
+}
+
+pub(super) async fn claim_nonce(
+    pool: &Pool<Db>,
+    agent_id: &str,
+    nonce: &str,
+    at: Millis,
+    forget_before: Millis,
+) -> Result<bool> {
+    sqlx::query("DELETE FROM agent_nonces WHERE seen_at < $1")
+        .bind(forget_before)
+        .execute(pool)
+        .await?;
+    let done = sqlx::query(
+        "INSERT INTO agent_nonces (agent_id, nonce, seen_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (agent_id, nonce) DO NOTHING",
+    )
+    .bind(agent_id)
+    .bind(nonce)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn create_action(
+    pool: &Pool<Db>,
+    a: &AgentAction,
+    event: &NewEvent,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    sqlx::query(
+        "INSERT INTO agent_actions (id, device_id, kind, params, sealed, status, reason, output, created_by, \
+         created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&a.id)
+    .bind(&a.device_id)
+    .bind(&a.kind)
+    .bind(&a.params)
+    .bind(&a.sealed)
+    .bind(a.status.as_str())
+    .bind(&a.reason)
+    .bind(&a.output)
+    .bind(&a.created_by)
+    .bind(a.created_at)
+    .bind(a.updated_at)
+    .bind(a.expires_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("action id {:?} exists", a.id)),
+        StoreError::NotFound(_) => StoreError::NotFound(format!("device {:?}", a.device_id)),
+        other => other,
+    })?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn action(pool: &Pool<Db>, id: &str) -> Result<Option<AgentAction>> {
+    let row: Option<ActionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{ACTION_SELECT} WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(AgentAction::try_from).transpose()
+}
+
+pub(super) async fn list(pool: &Pool<Db>, device_id: &str, limit: u32) -> Result<Vec<AgentAction>> {
+    let rows: Vec<ActionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{ACTION_SELECT} WHERE device_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+    )))
+    .bind(device_id)
+    .bind(crate::rows::page_limit(limit, 100, 1000))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(AgentAction::try_from).collect()
+}
+
+pub(super) async fn expire(pool: &Pool<Db>, at: Millis) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE agent_actions SET status = 'expired', sealed = NULL, updated_at = $1, \
+         reason = 'the agent did not finish it before it expired' \
+         WHERE status IN ('queued', 'delivered') AND expires_at <= $1",
+    )
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub(super) async fn deliver(
+    pool: &Pool<Db>,
+    device_id: &str,
+    at: Millis,
+) -> Result<Vec<AgentAction>> {
+    expire(pool, at).await?;
+    let mut tx = begin_write(pool).await?;
+    sqlx::query(
+        "UPDATE agent_actions SET status = 'delivered', updated_at = $1 \
+         WHERE device_id = $2 AND status = 'queued'",
+    )
+    .bind(at)
+    .bind(device_id)
+    .execute(&mut *tx)
+    .await?;
+    let rows: Vec<ActionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{ACTION_SELECT} WHERE device_id = $1 AND status = 'delivered' ORDER BY created_at, id LIMIT 100"
+    )))
+    .bind(device_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.into_iter().map(AgentAction::try_from).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn finish(
+    pool: &Pool<Db>,
+    device_id: &str,
+    id: &str,
+    status: ActionStatus,
+    reason: Option<&str>,
+    output: Option<&str>,
+    at: Millis,
+    event: &NewEvent,
+) -> Result<ActionEnd> {
+    if status.is_open() {
+        return Err(StoreError::Conflict(format!(
+            "{} is not an end state",
+            status.as_str()
+        )));
+    }
+    let mut tx = begin_write(pool).await?;
+    let done = sqlx::query(
+        "UPDATE agent_actions SET status = $1, reason = $2, output = $3, sealed = NULL, updated_at = $4 \
+         WHERE id = $5 AND device_id = $6 AND status IN ('queued', 'delivered')",
+    )
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(output)
+    .bind(at)
+    .bind(id)
+    .bind(device_id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        events::insert(&mut tx, event).await?;
+        tx.commit().await?;
+        return Ok(ActionEnd::Ended);
+    }
+    let current: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM agent_actions WHERE id = $1 AND device_id = $2")
+            .bind(id)
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    tx.rollback().await?;
+    match current {
+        None => Ok(ActionEnd::NotFound),
+        Some((s,)) => Ok(ActionEnd::AlreadyEnded(ActionStatus::from_stored(&s)?)),
+    }
+}
