@@ -3,12 +3,13 @@
 
 use super::{
     BACKEND, BackendStore, apikeys, commands, devices, enrollments, events, groups, inventory,
-    scep, secrets, tokens,
+    push, scep, secrets, tokens,
 };
 use crate::{
     ApiKey, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory,
     DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, Millis,
-    NewCommand, NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret, SecurityFacts, Store,
+    NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome, Result, SealedSecret,
+    SecurityFacts, Store,
 };
 
 #[async_trait::async_trait]
@@ -109,6 +110,25 @@ impl Store for BackendStore {
 
     async fn sealed_secret(&self, owner: &str, field: &str) -> Result<Option<SealedSecret>> {
         secrets::get(&self.pool, owner, field).await
+    }
+
+    async fn mark_push_invalid(
+        &self,
+        enrollment_id: &str,
+        token: &[u8],
+        reason: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        push::mark_invalid(&self.pool, enrollment_id, token, reason, at, event).await
+    }
+
+    async fn clear_push_invalid(&self, enrollment_id: &str) -> Result<bool> {
+        push::clear_invalid(&self.pool, enrollment_id).await
+    }
+
+    async fn push_invalid(&self, enrollment_id: &str) -> Result<Option<PushInvalid>> {
+        push::invalid(&self.pool, enrollment_id).await
     }
 
     async fn claim_scep_nonce(
