@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub scep_challenge: Option<vault::Secret<Vec<u8>>>,
     /// Lifetime of device identity certificates issued over SCEP.
     pub scep_validity_days: u32,
+    /// APNs endpoint, pacing and retries (`--apns-url`, `--push-concurrency`, `--apns-ca`).
+    pub apns: crate::apns::ApnsSettings,
 }
 
 impl ServeOptions {
@@ -45,6 +47,7 @@ impl ServeOptions {
             trusted_cert_header: None,
             scep_challenge: None,
             scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
+            apns: crate::apns::ApnsSettings::default(),
         }
     }
 }
@@ -117,7 +120,19 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         }),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
+        apns: Arc::new(opts.apns.clone()),
     };
+    // A stored push certificate wakes Macs from the start; a broken one is reported, not fatal (an admin
+    // can upload a new one while serving).
+    match crate::apns::install(&state.mdm, &opts.apns).await {
+        Ok(Some(info)) => tracing::info!(topic = %info.topic, "push certificate loaded"),
+        Ok(None) => tracing::info!(
+            "no push certificate yet: upload one with `escrowd push-cert upload` to wake Macs"
+        ),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the stored push certificate cannot be used; pushes fail until a new one is uploaded")
+        }
+    }
     let tls_config = if opts.http {
         None
     } else {

@@ -23,9 +23,9 @@ use hyper::body::Bytes;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use service::MdmService;
 use service::push::{PushResult, PushTarget, Pusher};
 use service::push_cert::PushCertificateInfo;
-use service::MdmService;
 use tokio::sync::{Mutex, Semaphore};
 use vault::Secret;
 
@@ -137,8 +137,9 @@ impl ApnsClient {
         if certs.is_empty() {
             bail!("the push certificate PEM holds no certificate");
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem.expose())
-            .map_err(|_| anyhow::anyhow!("the push certificate's private key is not readable PEM"))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.expose()).map_err(|_| {
+            anyhow::anyhow!("the push certificate's private key is not readable PEM")
+        })?;
         let mut tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
@@ -258,24 +259,24 @@ impl ApnsClient {
                 .unwrap_or_default();
             anyhow::Ok((parts, body))
         };
-        let (parts, body) = match tokio::time::timeout(self.settings.request_timeout, exchange).await
-        {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => {
-                self.reset().await;
-                return Attempt::Retry(format!("{e:#}"), None);
-            }
-            Err(_) => {
-                self.reset().await;
-                return Attempt::Retry(
-                    format!(
-                        "APNs did not answer within {} s",
-                        self.settings.request_timeout.as_secs()
-                    ),
-                    None,
-                );
-            }
-        };
+        let (parts, body) =
+            match tokio::time::timeout(self.settings.request_timeout, exchange).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    self.reset().await;
+                    return Attempt::Retry(format!("{e:#}"), None);
+                }
+                Err(_) => {
+                    self.reset().await;
+                    return Attempt::Retry(
+                        format!(
+                            "APNs did not answer within {} s",
+                            self.settings.request_timeout.as_secs()
+                        ),
+                        None,
+                    );
+                }
+            };
         let status = parts.status;
         if status == StatusCode::OK {
             let id = parts
@@ -339,10 +340,12 @@ impl Pusher for ApnsClient {
 /// Lowercase hex of a device token.
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// APNs' `reason` from an error body, only if it looks like one (letters, at most 64).
@@ -442,7 +445,11 @@ mod tests {
     fn urls_are_checked() {
         assert_eq!(
             parse_url("https://api.push.apple.com").unwrap(),
-            ("https://api.push.apple.com".into(), "api.push.apple.com".into(), 443)
+            (
+                "https://api.push.apple.com".into(),
+                "api.push.apple.com".into(),
+                443
+            )
         );
         assert_eq!(
             parse_url("https://127.0.0.1:2197/").unwrap(),
@@ -468,7 +475,10 @@ mod tests {
             apns_reason(br#"{"reason":"Unregistered","timestamp":1700000000000}"#).as_deref(),
             Some("Unregistered")
         );
-        assert_eq!(apns_reason(br#"{"reason":"BadDeviceToken"}"#).as_deref(), Some("BadDeviceToken"));
+        assert_eq!(
+            apns_reason(br#"{"reason":"BadDeviceToken"}"#).as_deref(),
+            Some("BadDeviceToken")
+        );
         for hostile in [
             &br#"{"reason":"Bad\nDeviceToken"}"#[..],
             br#"{"reason":""}"#,
@@ -476,7 +486,12 @@ mod tests {
             br#"not json"#,
             b"",
         ] {
-            assert_eq!(apns_reason(hostile), None, "{}", String::from_utf8_lossy(hostile));
+            assert_eq!(
+                apns_reason(hostile),
+                None,
+                "{}",
+                String::from_utf8_lossy(hostile)
+            );
         }
         let long = format!(r#"{{"reason":"{}"}}"#, "A".repeat(65));
         assert_eq!(apns_reason(long.as_bytes()), None);
@@ -495,8 +510,12 @@ mod tests {
             ca_pem: Some(ca_pem.clone()),
             ..Default::default()
         };
-        let key = Secret::new(b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleQ==\n-----END PRIVATE KEY-----\n".to_vec());
-        let err = ApnsClient::new(settings.clone(), &ca_pem, &key).unwrap_err().to_string();
+        let key = Secret::new(
+            b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleQ==\n-----END PRIVATE KEY-----\n".to_vec(),
+        );
+        let err = ApnsClient::new(settings.clone(), &ca_pem, &key)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("c2VjcmV0"), "{err}");
         let err = ApnsClient::new(settings.clone(), b"nope", &ca.key_pem().unwrap()).unwrap_err();
         assert!(err.to_string().contains("no certificate"), "{err}");
