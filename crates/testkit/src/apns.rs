@@ -479,7 +479,12 @@ impl PushCa {
         let ca_key = PKey::private_key_from_pem(self.ca.key_pem()?.expose())?;
         let mut name = X509Name::builder()?;
         name.append_entry_by_nid(Nid::USERID, topic)?;
-        name.append_entry_by_nid(Nid::COMMONNAME, &format!("APSP:{topic}"))?;
+        // Apple's CN is `APSP:<uuid>` (the topic's last part); a CN is at most 64 characters.
+        let cn: String = format!("APSP:{}", topic.rsplit('.').next().unwrap_or(topic))
+            .chars()
+            .take(64)
+            .collect();
+        name.append_entry_by_nid(Nid::COMMONNAME, &cn)?;
         let name = name.build();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
