@@ -4,6 +4,7 @@ mod admin;
 mod apikey;
 mod client;
 mod keys;
+mod push_cert;
 mod sim_cmd;
 
 use std::net::SocketAddr;
@@ -65,6 +66,9 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Enqueue(admin::CommandArgs),
     /// Push to devices.
     Push(admin::PushArgs),
+    /// The APNs push certificate: upload (PEM or PKCS#12) and show (topic, expiry).
+    #[command(subcommand, name = "push-cert")]
+    PushCert(push_cert::PushCertCommand),
     /// Fleet summary or a CSV report.
     Report(admin::ReportArgs),
 }
@@ -138,6 +142,7 @@ async fn main() {
         Command::Enqueue(a) => admin::command(a).await,
         Command::Push(a) => admin::push(a).await,
         Command::Report(a) => admin::report(a).await,
+        Command::PushCert(c) => push_cert::run(c).await,
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
