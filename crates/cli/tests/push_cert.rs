@@ -32,7 +32,8 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-#[tokio::test]
+// The CLI runs synchronously; the server needs worker threads of its own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_cert_upload_and_show() {
     let ca = PushCa::generate().unwrap();
     let standin = ApnsStandIn::start(&ca.cert_pem().unwrap()).await.unwrap();
