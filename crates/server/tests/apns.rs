@@ -373,7 +373,7 @@ async fn a_certificate_from_another_ca_is_refused_by_apns_tls() {
         push_magic: "m".into(),
         topic: TOPIC.into(),
     };
-    let r = client.push(&[target.clone()]).await;
+    let r = client.push(std::slice::from_ref(&target)).await;
     let err = r[0].error.as_deref().unwrap();
     assert!(err.contains("after 2 attempts"), "{err}");
     assert!(!err.contains("PRIVATE"), "{err}");
