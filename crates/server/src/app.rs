@@ -37,6 +37,8 @@ pub struct ServeOptions {
     pub inventory_interval: std::time::Duration,
     /// At most this many devices per schedule tick (`--inventory-batch`), so a fleet is never asked at once.
     pub inventory_batch: u32,
+    /// APNs endpoint, pacing and retries (`--apns-url`, `--push-concurrency`, `--apns-ca`).
+    pub apns: crate::apns::ApnsSettings,
 }
 
 /// Default `--inventory-interval`: a day.
@@ -58,6 +60,7 @@ impl ServeOptions {
             scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
             inventory_interval: DEFAULT_INVENTORY_INTERVAL,
             inventory_batch: DEFAULT_INVENTORY_BATCH,
+            apns: crate::apns::ApnsSettings::default(),
         }
     }
 }
@@ -135,7 +138,19 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         }),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
+        apns: Arc::new(opts.apns.clone()),
     };
+    // A stored push certificate wakes Macs from the start; a broken one is reported, not fatal (an admin
+    // can upload a new one while serving).
+    match crate::apns::install(&state.mdm, &opts.apns).await {
+        Ok(Some(info)) => tracing::info!(topic = %info.topic, "push certificate loaded"),
+        Ok(None) => tracing::info!(
+            "no push certificate yet: upload one with `escrowd push-cert upload` to wake Macs"
+        ),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the stored push certificate cannot be used; pushes fail until a new one is uploaded")
+        }
+    }
     let tls_config = if opts.http {
         None
     } else {

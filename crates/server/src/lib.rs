@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod apns;
 pub mod app;
 pub mod datadir;
 pub mod device_ca;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub identity: Arc<IdentityCheck>,
     /// Header a trusted TLS-terminating proxy puts the client certificate in; None = never read one.
     pub trusted_cert_header: Option<String>,
+    /// How to reach APNs; a new push certificate builds its provider from this.
+    pub apns: Arc<apns::ApnsSettings>,
 }
 
 /// Body size cap on device endpoints; bigger bodies get 413 before they are read whole.

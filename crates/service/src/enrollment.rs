@@ -203,6 +203,8 @@ impl MdmService {
                 detail,
             );
             self.store.upsert_enrollment(&e, &event).await?;
+            // A new TokenUpdate lifts an APNs refusal of the previous token (see `push`).
+            self.store.clear_push_invalid(&id).await?;
             return Ok(());
         }
         let mut e = device;
@@ -229,6 +231,7 @@ impl MdmService {
         };
         let event = self.event(&e.id, Some(&e.id), kind, Outcome::Success, detail);
         self.store.upsert_enrollment(&e, &event).await?;
+        self.store.clear_push_invalid(&e.id).await?;
         if first {
             self.queue_enrollment_inventory(&e).await;
         }

@@ -99,6 +99,24 @@ pub trait Store: Send + Sync + 'static {
     /// How many secrets are sealed under each key id, ordered by key id.
     async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>>;
 
+    // ---- push token validity (APNs refused the token)
+
+    /// Mark the enrollment's push token invalid with APNs' `reason`, but only while its push token is still
+    /// `token` (a TokenUpdate that arrived meanwhile wins); writes `event` in the same transaction when it
+    /// marks. Returns whether it marked (false for an unknown enrollment or a changed token; no event then).
+    async fn mark_push_invalid(
+        &self,
+        enrollment_id: &str,
+        token: &[u8],
+        reason: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<bool>;
+    /// Remove the mark (a new TokenUpdate). Returns whether there was one.
+    async fn clear_push_invalid(&self, enrollment_id: &str) -> Result<bool>;
+    /// The mark, if the enrollment has one (None for an unknown enrollment too).
+    async fn push_invalid(&self, enrollment_id: &str) -> Result<Option<PushInvalid>>;
+
     // ---- SCEP
 
     /// Remember a PKIOperation senderNonce: true the first time, false for a replay. Nonces seen before

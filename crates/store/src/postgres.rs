@@ -37,6 +37,8 @@ mod events;
 mod groups;
 #[path = "shared/inventory.rs"]
 mod inventory;
+#[path = "shared/push.rs"]
+mod push;
 #[path = "shared/scep.rs"]
 mod scep;
 #[path = "shared/schedule.rs"]

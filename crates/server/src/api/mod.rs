@@ -17,6 +17,7 @@ mod groups;
 mod keys;
 mod nanomdm;
 mod openapi;
+mod push_cert;
 mod reports;
 mod views;
 
@@ -93,6 +94,7 @@ pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
     let api = actions::routes(api);
     let api = keys::routes(api);
     let api = nanomdm::routes(api);
+    let api = push_cert::routes(api);
     let api = reports::routes(api);
     let api = openapi::routes(api);
     let docs = api.docs.clone();

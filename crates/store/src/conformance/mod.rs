@@ -8,6 +8,7 @@ mod commands;
 mod enrollments;
 mod events;
 mod groups;
+mod push;
 mod scep;
 mod schedule;
 mod secrets;
@@ -223,6 +224,8 @@ conformance! {
     events::events_filter_by_subject_kind_outcome_and_since,
     events::events_page_newest_first_with_before_id,
     events::event_limit_zero_means_one_hundred,
+    push::a_push_mark_is_set_read_and_cleared_with_its_event,
+    push::a_push_mark_for_a_replaced_token_or_unknown_enrollment_changes_nothing,
     scep::put_sealed_secret_inserts_then_replaces_and_rotation_sees_it,
     scep::put_sealed_secret_refuses_a_bootstrap_token_field,
     scep::a_scep_nonce_is_claimed_once_and_forgotten_after_its_window,

@@ -2,22 +2,15 @@
 //! backend, see `sqlite.rs`). Guarantees nothing beyond those modules; it only wires them to the trait.
 
 use super::{
-    BACKEND, BackendStore, apikeys, commands, devices, enrollments, events, groups, inventory,
-    scep, schedule, secrets, tokens,
-};
-use crate::{
-    ApiKey, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory,
-    DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, InventoryDue,
-    Millis, NewCommand, NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret,
-    SecurityFacts, Store,
     BACKEND, BackendStore, agents, apikeys, commands, devices, enrollments, events, groups,
-    inventory, scep, secrets, tokens,
+    inventory, push, scep, schedule, secrets, tokens,
 };
 use crate::{
     ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey,
     BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory, DeviceRecord,
-    DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, Millis, NewCommand, NewEvent,
-    QueuedCommand, ReportOutcome, Result, SealedSecret, SecurityFacts, Store,
+    DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, InventoryDue, Millis,
+    NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome, Result, SealedSecret,
+    SecurityFacts, Store,
 };
 
 #[async_trait::async_trait]
@@ -118,6 +111,25 @@ impl Store for BackendStore {
 
     async fn sealed_secret(&self, owner: &str, field: &str) -> Result<Option<SealedSecret>> {
         secrets::get(&self.pool, owner, field).await
+    }
+
+    async fn mark_push_invalid(
+        &self,
+        enrollment_id: &str,
+        token: &[u8],
+        reason: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        push::mark_invalid(&self.pool, enrollment_id, token, reason, at, event).await
+    }
+
+    async fn clear_push_invalid(&self, enrollment_id: &str) -> Result<bool> {
+        push::clear_invalid(&self.pool, enrollment_id).await
+    }
+
+    async fn push_invalid(&self, enrollment_id: &str) -> Result<Option<PushInvalid>> {
+        push::invalid(&self.pool, enrollment_id).await
     }
 
     async fn claim_scep_nonce(
@@ -277,6 +289,8 @@ impl Store for BackendStore {
 
     async fn active_request_types(&self, enrollment_id: &str) -> Result<Vec<String>> {
         schedule::active_request_types(&self.pool, enrollment_id).await
+    }
+
     async fn create_agent_secret(&self, secret: &AgentSecret, event: &NewEvent) -> Result<()> {
         agents::create_secret(&self.pool, secret, event).await
     }
