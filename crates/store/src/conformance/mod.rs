@@ -4,6 +4,7 @@
 
 mod admin;
 mod commands;
+mod enroll;
 mod enrollments;
 mod events;
 mod groups;
@@ -230,4 +231,9 @@ conformance! {
     admin::a_user_list_replaces_only_its_sources_rows,
     admin::device_list_filters_match_the_status_rule_and_page_by_id,
     admin::deleting_a_group_ungroups_its_members_and_writes_the_event,
+    enroll::enrollment_tokens_are_created_listed_and_revoked_with_events,
+    enroll::redeeming_a_token_counts_a_use_and_stores_its_challenge_or_changes_nothing,
+    enroll::concurrent_redeems_never_exceed_max_uses,
+    enroll::a_challenge_is_consumed_once_and_not_after_it_expires,
+    enroll::an_issued_certificate_binds_to_its_first_device_only,
 }
