@@ -10,6 +10,7 @@ pub mod command;
 mod decode;
 pub mod error;
 pub mod guard;
+pub mod profile;
 pub mod results;
 
 pub use checkin::{CheckinMessage, Identity};
