@@ -97,6 +97,21 @@ struct ServeArgs {
     /// Lifetime in days of device identity certificates issued over SCEP.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
     scep_validity_days: u32,
+    /// Base URL Macs reach this server at, written into enrollment profiles (ServerURL, CheckInURL, SCEP URL)
+    /// and /enroll links, e.g. https://mdm.example.com. Default: this listener's own address.
+    #[arg(long, env = "ESCROWD_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
+}
+
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let ok = (value.starts_with("https://") || value.starts_with("http://"))
+        && !value.contains(['?', '#', ' '])
+        && value.len() <= 512;
+    if ok {
+        Ok(value.trim_end_matches('/').to_string())
+    } else {
+        Err("must be an http(s) URL without query or fragment, e.g. https://mdm.example.com".into())
+    }
 }
 
 fn parse_secret(value: &str) -> Result<vault::Secret<Vec<u8>>, String> {
@@ -145,6 +160,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_cert_header: args.trusted_cert_header,
         scep_challenge: args.scep_challenge,
         scep_validity_days: args.scep_validity_days,
+        public_url: args.public_url,
     };
     let running = server::start(opts).await?;
     eprintln!(

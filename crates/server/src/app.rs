@@ -32,6 +32,9 @@ pub struct ServeOptions {
     pub scep_challenge: Option<vault::Secret<Vec<u8>>>,
     /// Lifetime of device identity certificates issued over SCEP.
     pub scep_validity_days: u32,
+    /// Base URL devices reach this server at, written into enrollment profiles
+    /// (`https://mdm.example.com`); None = this listener's own address.
+    pub public_url: Option<String>,
 }
 
 impl ServeOptions {
@@ -45,6 +48,7 @@ impl ServeOptions {
             trusted_cert_header: None,
             scep_challenge: None,
             scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
+            public_url: None,
         }
     }
 }
@@ -108,16 +112,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     }
     let verifier = Arc::new(DeviceIdentityVerifier::new(cas)?);
 
-    let state = AppState {
-        mdm: MdmService::new(store.clone(), vault).with_scep(service::scep::ScepConfig {
-            ca: device_ca.clone(),
-            verifier: verifier.clone(),
-            static_challenge: opts.scep_challenge.clone(),
-            validity_days: opts.scep_validity_days,
-        }),
-        identity: Arc::new(IdentityCheck::new(verifier)),
-        trusted_cert_header: opts.trusted_cert_header.clone(),
-    };
+    let profile_signer =
+        Arc::new(crate::profile_signer::load_or_create(&dir, store.as_ref(), &vault).await?);
     let tls_config = if opts.http {
         None
     } else {
@@ -126,6 +122,30 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     };
     let listener = listener::bind(opts.listen).await?;
     let local_addr = listener.local_addr()?;
+    let public_url = match &opts.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let scheme = if tls_config.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{local_addr}")
+        }
+    };
+    let state = AppState {
+        mdm: MdmService::new(store.clone(), vault)
+            .with_scep(service::scep::ScepConfig {
+                ca: device_ca.clone(),
+                verifier: verifier.clone(),
+                static_challenge: opts.scep_challenge.clone(),
+                validity_days: opts.scep_validity_days,
+            })
+            .with_profile_signer(profile_signer),
+        identity: Arc::new(IdentityCheck::new(verifier)),
+        trusted_cert_header: opts.trusted_cert_header.clone(),
+        public_url,
+    };
     let (tx, rx) = watch::channel(false);
     let app = router(state.clone());
     let tls_on = tls_config.is_some();

@@ -7,8 +7,10 @@ pub mod api;
 pub mod app;
 pub mod datadir;
 pub mod device_ca;
+pub mod enroll;
 pub mod listener;
 pub mod mdm;
+pub mod profile_signer;
 pub mod scep;
 pub mod tls;
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub identity: Arc<IdentityCheck>,
     /// Header a trusted TLS-terminating proxy puts the client certificate in; None = never read one.
     pub trusted_cert_header: Option<String>,
+    /// Base URL devices reach this server at (`--public-url`), for enrollment profiles.
+    pub public_url: String,
 }
 
 /// Body size cap on device endpoints; bigger bodies get 413 before they are read whole.
@@ -48,6 +52,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(scep::MAX_SCEP_BODY)),
         )
         .merge(api::router())
+        .route("/enroll", get(enroll::enroll))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state.clone())
         .layer(axum::Extension(state))

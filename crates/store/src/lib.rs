@@ -206,7 +206,8 @@ pub trait Store: Send + Sync + 'static {
     /// Mark an active token revoked + event. NotFound if unknown or already revoked.
     async fn revoke_enrollment_token(&self, id: &str, at: Millis, event: &NewEvent) -> Result<()>;
     /// Redeem a token at `at`: if it exists, is not revoked, not expired and not used up, count one use,
-    /// store `challenge` and write `event`, all in one transaction, and return the token (uses counted).
+    /// store `challenge` (its token_id and group_id set from the token) and write `event` (its subject set
+    /// to the token id), all in one transaction, and return the token (uses counted).
     /// Otherwise nothing changes and the reason is returned. Concurrent redeemers never exceed max_uses.
     async fn redeem_enrollment_token(
         &self,

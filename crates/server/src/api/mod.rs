@@ -12,6 +12,7 @@
 mod auth;
 mod commands;
 mod devices;
+mod enroll;
 mod groups;
 mod keys;
 mod nanomdm;
@@ -88,6 +89,7 @@ pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
     let api = Api::new();
     let api = devices::routes(api);
     let api = groups::routes(api);
+    let api = enroll::routes(api);
     let api = commands::routes(api);
     let api = keys::routes(api);
     let api = nanomdm::routes(api);

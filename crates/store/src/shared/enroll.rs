@@ -164,8 +164,17 @@ pub(super) async fn redeem_token(
         };
         return Ok(Err(why));
     }
-    insert_challenge(&mut tx, challenge).await?;
-    events::insert(&mut tx, event).await?;
+    let challenge = ScepChallenge {
+        token_id: Some(token.id.clone()),
+        group_id: Some(token.group_id.clone()),
+        ..challenge.clone()
+    };
+    insert_challenge(&mut tx, &challenge).await?;
+    let event = NewEvent {
+        subject: token.id.clone(),
+        ..event.clone()
+    };
+    events::insert(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(Ok(token))
 }
