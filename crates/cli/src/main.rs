@@ -3,6 +3,7 @@
 mod admin;
 mod apikey;
 mod client;
+mod enroll;
 mod keys;
 mod sim_cmd;
 
@@ -67,6 +68,11 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Push(admin::PushArgs),
     /// Fleet summary or a CSV report.
     Report(admin::ReportArgs),
+    /// Enrollment tokens: links a Mac opens to get a signed enrollment profile (/enroll?token=…).
+    #[command(subcommand, name = "enroll-token")]
+    EnrollToken(enroll::EnrollTokenCommand),
+    /// Write a group's signed enrollment profile (static SCEP challenge) to standard output.
+    Profile(enroll::ProfileArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,6 +149,8 @@ async fn main() {
         Command::Enqueue(a) => admin::command(a).await,
         Command::Push(a) => admin::push(a).await,
         Command::Report(a) => admin::report(a).await,
+        Command::EnrollToken(c) => enroll::enroll_token(c).await,
+        Command::Profile(a) => enroll::profile(a).await,
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

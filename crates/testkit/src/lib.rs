@@ -4,6 +4,7 @@
 //! Mac with macOS's token rules lives in the simulator; this is the minimum to drive the server.
 
 pub mod device;
+pub mod enroll;
 pub mod messages;
 pub mod scep;
 
