@@ -113,3 +113,58 @@ async fn a_mac_enrolled_into_a_non_escrowing_group_never_sends_its_token() {
     assert!(server_token(&ts, "LINK-3").await.is_none());
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn a_fleet_enrolls_by_link_and_lands_in_the_tokens_group() {
+    let ts = server().await;
+    ts.install_push_certificate().await.unwrap();
+    let mdm = &ts.running().state.mdm;
+    let g = mdm
+        .admin_create_group("Fleet", true, false, &Actor::offline("test"))
+        .await
+        .unwrap();
+    let (_, token) = mdm
+        .create_enrollment_token(
+            &NewEnrollmentToken {
+                group: "Fleet".into(),
+                name: "fleet".into(),
+                max_uses: Some(7),
+                expires_in_ms: None,
+            },
+            &Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let config = sim::fleet::FleetConfig {
+        server: ts.base_url(),
+        count: 7,
+        concurrency: 4,
+        mix: sim::fleet::parse_mix("all").unwrap(),
+        udid_prefix: "LINKFLEET".into(),
+        enroll_link: Some(sim::fleet::EnrollLink {
+            token: token.expose().clone(),
+            signer: ts.profile_signer_cert(),
+        }),
+        key_kind: sim::client::KeyKind::Rsa2048,
+    };
+    let run = sim::fleet::run(config, ts.device_ca().unwrap(), std::sync::Arc::new(|_| {})).await;
+    let failures: Vec<_> = run
+        .outcomes
+        .iter()
+        .filter_map(|o| o.failure.clone())
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    for o in &run.outcomes {
+        let e = ts.store().enrollment(&o.udid).await.unwrap().unwrap();
+        assert_eq!(e.group_id.as_deref(), Some(g.id.as_str()), "{}", o.udid);
+        let fp = e.cert_fingerprint.unwrap();
+        assert!(
+            ts.store().issued_certificate(&fp).await.unwrap().is_some(),
+            "SCEP-issued"
+        );
+    }
+    // Every Mac used one use of the token.
+    let t = ts.store().list_enrollment_tokens().await.unwrap().remove(0);
+    assert_eq!(t.uses, 7);
+    ts.stop().await;
+}
