@@ -91,9 +91,7 @@ fn text(v: &Value) -> String {
 }
 
 fn when(v: &Value) -> String {
-    v.as_i64()
-        .and_then(|ms| chrono_like(ms))
-        .unwrap_or_else(|| text(v))
+    v.as_i64().and_then(chrono_like).unwrap_or_else(|| text(v))
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM UTC`, without a date crate.

@@ -151,8 +151,11 @@ impl MdmService {
         e.device_name = msg.device_name.or(e.device_name);
         e.topic = msg.topic.or(e.topic);
         e.cert_fingerprint = Some(cert.fingerprint.clone());
-        if let Some(group) = issued.and_then(|i| i.group_id) {
-            // Enrolled with a token or a group's challenge: the device lands in that group.
+        if let Some(group) = issued.and_then(|i| i.group_id)
+            && (existing.is_none() || renewed)
+        {
+            // A new certificate from a token or a group's challenge: the device lands in that group (a repeat
+            // Authenticate with the same certificate keeps whatever group an admin chose since).
             e.group_id = Some(group);
         }
         e.enabled = true;
