@@ -89,7 +89,7 @@ async fn keys_rotate_rewraps_every_token_while_the_server_keeps_serving() {
     let counts = ts.store().sealed_secret_key_counts().await.unwrap();
     assert_eq!(
         counts,
-        vec![(new_key.clone(), 7)],
+        vec![(new_key.clone(), 9)],
         "everything under the new key"
     );
 
