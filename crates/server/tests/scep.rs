@@ -91,7 +91,7 @@ async fn a_wrong_or_missing_challenge_gets_a_failure_with_bad_request() {
     assert!(
         refusals
             .iter()
-            .any(|d| d.contains("wrong challenge password")),
+            .any(|d| d.contains("wrong, expired or already used challenge password")),
         "{refusals:?}"
     );
     assert!(
