@@ -115,7 +115,7 @@ async fn without_a_configured_challenge_every_pkcs_req_is_refused() {
         refusals(&server)
             .await
             .iter()
-            .any(|d| d.contains("--scep-challenge"))
+            .any(|d| d.contains("wrong, expired or already used challenge password"))
     );
     server.stop().await;
 }
