@@ -4,6 +4,7 @@ mod actions;
 mod admin;
 mod apikey;
 mod client;
+mod enroll;
 mod keys;
 mod push_cert;
 mod sim_cmd;
@@ -77,6 +78,11 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Action(actions::ActionCommand),
     /// Queue the agent's settings (one-time registration secret) for a Mac via MDM InstallProfile.
     AgentInstall(actions::AgentInstallArgs),
+    /// Enrollment tokens: links a Mac opens to get a signed enrollment profile (/enroll?token=…).
+    #[command(subcommand, name = "enroll-token")]
+    EnrollToken(enroll::EnrollTokenCommand),
+    /// Write a group's signed enrollment profile (static SCEP challenge) to standard output.
+    Profile(enroll::ProfileArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,6 +132,10 @@ struct ServeArgs {
     /// Most pushes in flight at once (bulk pushes to a fleet are paced to this).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000))]
     push_concurrency: u32,
+    /// Base URL Macs reach this server at, written into enrollment profiles (ServerURL, CheckInURL, SCEP URL)
+    /// and /enroll links, e.g. https://mdm.example.com. Default: this listener's own address.
+    #[arg(long, env = "ESCROWD_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
 }
 
 /// `90s`, `30m`, `12h`, `7d`, or `0`.
@@ -156,6 +166,17 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
     .filter(|s| *s <= 365 * 86_400)
     .ok_or_else(|| format!("'{value}' is too long: at most 365d"))?;
     Ok(std::time::Duration::from_secs(secs))
+}
+
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let ok = (value.starts_with("https://") || value.starts_with("http://"))
+        && !value.contains(['?', '#', ' '])
+        && value.len() <= 512;
+    if ok {
+        Ok(value.trim_end_matches('/').to_string())
+    } else {
+        Err("must be an http(s) URL without query or fragment, e.g. https://mdm.example.com".into())
+    }
 }
 
 fn parse_secret(value: &str) -> Result<vault::Secret<Vec<u8>>, String> {
@@ -190,6 +211,8 @@ async fn main() {
         Command::Action(c) => actions::run(c).await,
         Command::AgentInstall(a) => actions::install(a).await,
         Command::PushCert(c) => push_cert::run(c).await,
+        Command::EnrollToken(c) => enroll::enroll_token(c).await,
+        Command::Profile(a) => enroll::profile(a).await,
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
@@ -210,6 +233,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             scep_validity_days: args.scep_validity_days,
             inventory_interval: args.inventory_interval,
             inventory_batch: args.inventory_batch,
+            public_url: args.public_url,
             apns: server::apns::ApnsSettings {
                 url: args.apns_url,
                 concurrency: args.push_concurrency as usize,

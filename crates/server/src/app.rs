@@ -39,6 +39,9 @@ pub struct ServeOptions {
     pub inventory_batch: u32,
     /// APNs endpoint, pacing and retries (`--apns-url`, `--push-concurrency`, `--apns-ca`).
     pub apns: crate::apns::ApnsSettings,
+    /// Base URL devices reach this server at, written into enrollment profiles
+    /// (`https://mdm.example.com`); None = this listener's own address.
+    pub public_url: Option<String>,
 }
 
 /// Default `--inventory-interval`: a day.
@@ -61,6 +64,7 @@ impl ServeOptions {
             inventory_interval: DEFAULT_INVENTORY_INTERVAL,
             inventory_batch: DEFAULT_INVENTORY_BATCH,
             apns: crate::apns::ApnsSettings::default(),
+            public_url: None,
         }
     }
 }
@@ -129,15 +133,39 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     }
     let verifier = Arc::new(DeviceIdentityVerifier::new(cas)?);
 
+    let profile_signer =
+        Arc::new(crate::profile_signer::load_or_create(&dir, store.as_ref(), &vault).await?);
+    let tls_config = if opts.http {
+        None
+    } else {
+        let (cert, key) = dir.tls_material()?;
+        Some(Arc::new(tls::server_config(&cert, key.expose())?))
+    };
+    let listener = listener::bind(opts.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let public_url = match &opts.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let scheme = if tls_config.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{local_addr}")
+        }
+    };
     let state = AppState {
-        mdm: MdmService::new(store.clone(), vault).with_scep(service::scep::ScepConfig {
-            ca: device_ca.clone(),
-            verifier: verifier.clone(),
-            static_challenge: opts.scep_challenge.clone(),
-            validity_days: opts.scep_validity_days,
-        }),
+        mdm: MdmService::new(store.clone(), vault)
+            .with_scep(service::scep::ScepConfig {
+                ca: device_ca.clone(),
+                verifier: verifier.clone(),
+                static_challenge: opts.scep_challenge.clone(),
+                validity_days: opts.scep_validity_days,
+            })
+            .with_profile_signer(profile_signer),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
+        public_url,
         apns: Arc::new(opts.apns.clone()),
     };
     // A stored push certificate wakes Macs from the start; a broken one is reported, not fatal (an admin
@@ -151,14 +179,6 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
             tracing::error!(error = %format!("{e:#}"), "the stored push certificate cannot be used; pushes fail until a new one is uploaded")
         }
     }
-    let tls_config = if opts.http {
-        None
-    } else {
-        let (cert, key) = dir.tls_material()?;
-        Some(Arc::new(tls::server_config(&cert, key.expose())?))
-    };
-    let listener = listener::bind(opts.listen).await?;
-    let local_addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let app = router(state.clone());
     let tls_on = tls_config.is_some();

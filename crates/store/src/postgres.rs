@@ -29,6 +29,8 @@ mod apikeys;
 mod commands;
 #[path = "shared/devices.rs"]
 mod devices;
+#[path = "shared/enroll.rs"]
+mod enroll;
 #[path = "shared/enrollments.rs"]
 mod enrollments;
 #[path = "shared/events.rs"]

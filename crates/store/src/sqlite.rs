@@ -32,6 +32,8 @@ mod apikeys;
 mod commands;
 #[path = "shared/devices.rs"]
 mod devices;
+#[path = "shared/enroll.rs"]
+mod enroll;
 #[path = "shared/enrollments.rs"]
 mod enrollments;
 #[path = "shared/events.rs"]

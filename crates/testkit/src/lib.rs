@@ -5,6 +5,7 @@
 
 pub mod apns;
 pub mod device;
+pub mod enroll;
 pub mod messages;
 pub mod scep;
 

@@ -13,6 +13,7 @@ mod actions;
 mod auth;
 mod commands;
 mod devices;
+mod enroll;
 mod groups;
 mod keys;
 mod nanomdm;
@@ -90,6 +91,7 @@ pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
     let api = Api::new();
     let api = devices::routes(api);
     let api = groups::routes(api);
+    let api = enroll::routes(api);
     let api = commands::routes(api);
     let api = actions::routes(api);
     let api = keys::routes(api);

@@ -5,6 +5,7 @@
 mod admin;
 mod agents;
 mod commands;
+mod enroll;
 mod enrollments;
 mod events;
 mod groups;
@@ -243,6 +244,11 @@ conformance! {
     agents::an_agent_nonce_is_accepted_once_per_agent_and_forgotten_after_its_window,
     agents::actions_are_delivered_then_finished_once_and_lose_their_credentials,
     agents::overdue_actions_expire_and_lose_their_credentials,
+    enroll::enrollment_tokens_are_created_listed_and_revoked_with_events,
+    enroll::redeeming_a_token_counts_a_use_and_stores_its_challenge_or_changes_nothing,
+    enroll::concurrent_redeems_never_exceed_max_uses,
+    enroll::a_challenge_is_consumed_once_and_not_after_it_expires,
+    enroll::an_issued_certificate_binds_to_its_first_device_only,
 }
 
 /// Not a conformance case: the device list at fleet scale. Run with
