@@ -66,17 +66,34 @@ async fn upload_pem(s: &Setup) -> (u16, serde_json::Value) {
         .await
 }
 
-/// An enrolled device whose TokenUpdate carried token `n` and its own PushMagic.
-async fn pushable(ts: &TestServer, udid: &str, n: u32) -> (TestDevice, String, String) {
+/// An enrolled device whose TokenUpdate carried token `n` and its own PushMagic. With a push certificate in
+/// place, completing enrollment queues inventory and pushes the Mac; that push is awaited, checked, and then
+/// forgotten by the stand-in so each test counts only its own pushes.
+async fn pushable(s: &Setup, udid: &str, n: u32) -> (TestDevice, String, String) {
+    let ts = &s.ts;
     let mac = ts.new_device(udid).unwrap();
     assert_eq!(mac.authenticate().await.unwrap().status, 200);
     let (token, hex) = device_token(n);
     let magic = format!("{MAGIC_PREFIX}{n:012}");
+    let before = s.standin.requests();
     let r = mac
         .checkin(token_update(udid, TOPIC, &token, &magic))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+    if ts.running().state.mdm.pusher().is_some() {
+        assert!(
+            s.standin.wait_for_requests(before + 1).await,
+            "completing enrollment must push the Mac to fetch its inventory"
+        );
+        let last = s
+            .standin
+            .pushes()
+            .pop()
+            .expect("the enrollment push was accepted");
+        assert_eq!(last.token_hex, hex);
+        s.standin.clear();
+    }
     (mac, hex, magic)
 }
 
@@ -108,7 +125,7 @@ async fn upload_then_enqueue_pushes_the_exact_apns_request() {
     assert_eq!(shown, up);
     no_key_material(&shown, &s.key);
 
-    let (mac, hex, magic) = pushable(&s.ts, "APNS-1", 1).await;
+    let (mac, hex, magic) = pushable(&s, "APNS-1", 1).await;
     let (status, queued) = s
         .admin
         .send(
@@ -197,10 +214,10 @@ async fn upload_then_enqueue_pushes_the_exact_apns_request() {
 async fn refused_tokens_mark_the_device_until_its_next_token_update() {
     let s = setup().await;
     assert_eq!(upload_pem(&s).await.0, 200);
-    let (a, hex_a, _) = pushable(&s.ts, "APNS-A", 10).await;
-    let (b, hex_b, _) = pushable(&s.ts, "APNS-B", 11).await;
-    let (c, hex_c, _) = pushable(&s.ts, "APNS-C", 12).await;
-    let (d, hex_d, _) = pushable(&s.ts, "APNS-D", 13).await;
+    let (a, hex_a, _) = pushable(&s, "APNS-A", 10).await;
+    let (b, hex_b, _) = pushable(&s, "APNS-B", 11).await;
+    let (c, hex_c, _) = pushable(&s, "APNS-C", 12).await;
+    let (d, hex_d, _) = pushable(&s, "APNS-D", 13).await;
     s.standin.script(&hex_a, [Answer::Unregistered]);
     s.standin.script(&hex_b, [Answer::BadDeviceToken]);
     s.standin.script(&hex_c, [Answer::DeviceTokenNotForTopic]);
@@ -290,8 +307,8 @@ async fn refused_tokens_mark_the_device_until_its_next_token_update() {
 async fn retryable_answers_are_retried_with_backoff_and_bounded() {
     let s = setup().await;
     assert_eq!(upload_pem(&s).await.0, 200);
-    let (a, hex_a, _) = pushable(&s.ts, "RETRY-A", 20).await;
-    let (b, hex_b, _) = pushable(&s.ts, "RETRY-B", 21).await;
+    let (a, hex_a, _) = pushable(&s, "RETRY-A", 20).await;
+    let (b, hex_b, _) = pushable(&s, "RETRY-B", 21).await;
     s.standin.script(
         &hex_a,
         [
@@ -507,7 +524,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     assert_eq!(status, 200, "{up}");
     assert_eq!(up["topic"], TOPIC);
     no_key_material(&up, &s.key);
-    let (mac, _, _) = pushable(&s.ts, "P12", 30).await;
+    let (mac, _, _) = pushable(&s, "P12", 30).await;
     let (_, pushed) = s
         .admin
         .send("POST", "/api/v1/push", json!({"devices": [mac.udid]}))

@@ -187,6 +187,25 @@ impl ApnsStandIn {
         self.shared.changed.notify_waiters();
     }
 
+    /// Wait until at least `n` requests have arrived in all (10 s at most); false if they did not.
+    pub async fn wait_for_requests(&self, n: u64) -> bool {
+        for _ in 0..1000 {
+            if self.requests() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Forget recorded pushes and request counts (scripts, violations and connections stay), so a test can
+    /// count from here on.
+    pub fn clear(&self) {
+        self.shared.pushes.lock().unwrap().clear();
+        self.shared.requests.store(0, Ordering::SeqCst);
+        self.shared.max_in_flight.store(0, Ordering::SeqCst);
+    }
+
     /// Answer every request only after this delay (simulates network latency).
     pub fn set_delay(&self, delay: Duration) {
         self.shared
