@@ -4,7 +4,9 @@ mod actions;
 mod admin;
 mod apikey;
 mod client;
+mod enroll;
 mod keys;
+mod push_cert;
 mod sim_cmd;
 
 use std::net::SocketAddr;
@@ -38,7 +40,7 @@ device CA with --scep-challenge). Devices prove who they are with Mdm-Signature 
 (SignMessage in the enrollment profile) or a TLS client certificate; certificates must chain to the development \
 device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\n  escrowd serve\n  escrowd serve \
 --data-dir /var/lib/escrowd --listen 0.0.0.0:443\n  escrowd serve --http --listen 127.0.0.1:8080 \
---trusted-cert-header X-Client-Cert   # behind nginx\n  ESCROWD_SCEP_CHALLENGE=s3cret escrowd serve   # devices enroll at /scep\n  escrowd serve --database postgres://escrowd@db/escrowd"
+--trusted-cert-header X-Client-Cert   # behind nginx\n  ESCROWD_SCEP_CHALLENGE=s3cret escrowd serve   # devices enroll at /scep\n  escrowd serve --database postgres://escrowd@db/escrowd\n  escrowd serve --push-concurrency 32   # pace bulk APNs pushes\n  escrowd serve --apns-url https://127.0.0.1:2197 --apns-ca stand-in-ca.pem   # a test APNs stand-in"
     )]
     Serve(ServeArgs),
     /// Manage the keys that seal escrowed secrets (rotate, status, retire).
@@ -66,6 +68,9 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Enqueue(admin::CommandArgs),
     /// Push to devices.
     Push(admin::PushArgs),
+    /// The APNs push certificate: upload (PEM or PKCS#12) and show (topic, expiry).
+    #[command(subcommand, name = "push-cert")]
+    PushCert(push_cert::PushCertCommand),
     /// Fleet summary or a CSV report.
     Report(admin::ReportArgs),
     /// Agent actions on a Mac: create (passwords from env or stdin, sealed to the agent), list, show, cancel.
@@ -73,6 +78,11 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Action(actions::ActionCommand),
     /// Queue the agent's settings (one-time registration secret) for a Mac via MDM InstallProfile.
     AgentInstall(actions::AgentInstallArgs),
+    /// Enrollment tokens: links a Mac opens to get a signed enrollment profile (/enroll?token=…).
+    #[command(subcommand, name = "enroll-token")]
+    EnrollToken(enroll::EnrollTokenCommand),
+    /// Write a group's signed enrollment profile (static SCEP challenge) to standard output.
+    Profile(enroll::ProfileArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -112,6 +122,20 @@ struct ServeArgs {
     #[arg(long, env = "ESCROWD_INVENTORY_BATCH", default_value_t = server::app::DEFAULT_INVENTORY_BATCH,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     inventory_batch: u32,
+    /// APNs endpoint pushes go to (HTTP/2 with the push certificate as client certificate). Change it only
+    /// for a test stand-in or an egress proxy.
+    #[arg(long, env = "ESCROWD_APNS_URL", value_name = "URL", default_value = server::apns::PRODUCTION_URL)]
+    apns_url: String,
+    /// Verify the APNs endpoint with this CA (PEM) instead of the system CA bundle.
+    #[arg(long, value_name = "PEM")]
+    apns_ca: Option<PathBuf>,
+    /// Most pushes in flight at once (bulk pushes to a fleet are paced to this).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    push_concurrency: u32,
+    /// Base URL Macs reach this server at, written into enrollment profiles (ServerURL, CheckInURL, SCEP URL)
+    /// and /enroll links, e.g. https://mdm.example.com. Default: this listener's own address.
+    #[arg(long, env = "ESCROWD_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
 }
 
 /// `90s`, `30m`, `12h`, `7d`, or `0`.
@@ -142,6 +166,17 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
     .filter(|s| *s <= 365 * 86_400)
     .ok_or_else(|| format!("'{value}' is too long: at most 365d"))?;
     Ok(std::time::Duration::from_secs(secs))
+}
+
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let ok = (value.starts_with("https://") || value.starts_with("http://"))
+        && !value.contains(['?', '#', ' '])
+        && value.len() <= 512;
+    if ok {
+        Ok(value.trim_end_matches('/').to_string())
+    } else {
+        Err("must be an http(s) URL without query or fragment, e.g. https://mdm.example.com".into())
+    }
 }
 
 fn parse_secret(value: &str) -> Result<vault::Secret<Vec<u8>>, String> {
@@ -175,6 +210,9 @@ async fn main() {
         Command::Report(a) => admin::report(a).await,
         Command::Action(c) => actions::run(c).await,
         Command::AgentInstall(a) => actions::install(a).await,
+        Command::PushCert(c) => push_cert::run(c).await,
+        Command::EnrollToken(c) => enroll::enroll_token(c).await,
+        Command::Profile(a) => enroll::profile(a).await,
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
@@ -183,18 +221,31 @@ async fn main() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let opts = server::ServeOptions {
-        data_dir: args.data_dir,
-        listen: args.listen,
-        device_cas: args.device_ca,
-        database: args.database,
-        http: args.http,
-        trusted_cert_header: args.trusted_cert_header,
-        scep_challenge: args.scep_challenge,
-        scep_validity_days: args.scep_validity_days,
-        inventory_interval: args.inventory_interval,
-        inventory_batch: args.inventory_batch,
-    };
+    let opts =
+        server::ServeOptions {
+            data_dir: args.data_dir,
+            listen: args.listen,
+            device_cas: args.device_ca,
+            database: args.database,
+            http: args.http,
+            trusted_cert_header: args.trusted_cert_header,
+            scep_challenge: args.scep_challenge,
+            scep_validity_days: args.scep_validity_days,
+            inventory_interval: args.inventory_interval,
+            inventory_batch: args.inventory_batch,
+            public_url: args.public_url,
+            apns: server::apns::ApnsSettings {
+                url: args.apns_url,
+                concurrency: args.push_concurrency as usize,
+                ca_pem: match &args.apns_ca {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        anyhow::anyhow!("reading --apns-ca {}: {e}", path.display())
+                    })?),
+                    None => None,
+                },
+                ..Default::default()
+            },
+        };
     let running = server::start(opts).await?;
     eprintln!(
         "escrowd listening on {} (Ctrl-C to stop)",

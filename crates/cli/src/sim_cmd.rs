@@ -42,6 +42,19 @@ pub struct SimArgs {
     /// runs). Keys are generated before the timed phase either way.
     #[arg(long, value_enum, default_value_t = KeyType::Rsa)]
     key_type: KeyType,
+    /// Enroll every Mac the real way with this enrollment token (`escrowd enroll-token create --group G
+    /// --uses N`): /enroll → signed profile → SCEP → Authenticate. Without it, Macs get identities straight
+    /// from the device CA. The token must allow --count uses; the group decides whether Macs escrow.
+    #[arg(
+        long,
+        env = "ESCROWD_SIM_ENROLL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    enroll_token: Option<String>,
+    /// The server's profile-signing certificate (default: DATA_DIR/profile-signing.pem).
+    #[arg(long, value_name = "PEM", requires = "enroll_token")]
+    profile_signer: Option<PathBuf>,
     /// Print JSON instead of a table (no progress bar).
     #[arg(long)]
     json: bool,
@@ -61,14 +74,39 @@ enrolled, escrowed, users with a Secure Token, requests, latency percentiles, fa
 latency cover the protocol phase only; identity keys are generated first.\n\nExamples:\n  \
 escrowd serve --http --listen 127.0.0.1:8080 --data-dir ./data &\n  escrowd sim --data-dir ./data --count 50\n  \
 escrowd sim --server http://mdm.internal:8080 --ca-cert ca.pem --ca-key ca.key --count 200 --concurrency 32 \
---mix s1=5,s4=2,s8 --key-type ec --json";
+--mix s1=5,s4=2,s8 --key-type ec --json\n  escrowd sim --data-dir ./data --count 20 --enroll-token \"$(escrowd enroll-token \
+create --group Lab --uses 20 --json | jq -r .token)\"   # enroll via profile + SCEP";
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let mix = fleet::parse_mix(&args.mix).map_err(anyhow::Error::msg)?;
     if args.count == 0 {
         anyhow::bail!("--count must be at least 1");
     }
+    let enroll_link = match &args.enroll_token {
+        Some(token) => {
+            let path = args.profile_signer.clone().unwrap_or_else(|| {
+                server::datadir::DataDir::new(&args.data_dir).profile_signing_cert()
+            });
+            let pem = std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading the profile-signing certificate {} (give --profile-signer or --data-dir)",
+                    path.display()
+                )
+            })?;
+            let signer = pki::DeviceIdentityVerifier::load_pem_bundle(&pem)
+                .ok()
+                .and_then(|certs| certs.into_iter().next())
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            Some(fleet::EnrollLink {
+                token: token.clone(),
+                signer,
+            })
+        }
+        None => None,
+    };
     let ca = match (&args.ca_cert, &args.ca_key) {
+        // Link enrollment gets identities over SCEP; a throwaway CA satisfies the fleet's signature.
+        _ if enroll_link.is_some() => pki::ca::CertificateAuthority::generate("unused")?,
         (Some(cert_path), Some(key_path)) => {
             let read = |p: &PathBuf| {
                 std::fs::read(p).with_context(|| format!("reading the device CA at {}", p.display()))
@@ -109,6 +147,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         mix,
         udid_prefix: run_prefix(),
+        enroll_link,
         key_kind: match args.key_type {
             KeyType::Rsa => sim::client::KeyKind::Rsa2048,
             KeyType::Ec => sim::client::KeyKind::EcP256,

@@ -67,8 +67,8 @@ async fn keys_rotate_rewraps_every_token_while_the_server_keeps_serving() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // Five Bootstrap Tokens plus the device CA's sealed key and certificate.
-    assert_eq!(report["rewrapped"], 7, "{report}");
+    // Five Bootstrap Tokens plus the device CA's and the profile signer's sealed keys and certificates.
+    assert_eq!(report["rewrapped"], 9, "{report}");
     let new_key = report["active_key"].as_str().unwrap().to_string();
 
     // The running server opens re-wrapped tokens and seals new ones under the new key.
@@ -89,7 +89,7 @@ async fn keys_rotate_rewraps_every_token_while_the_server_keeps_serving() {
     let counts = ts.store().sealed_secret_key_counts().await.unwrap();
     assert_eq!(
         counts,
-        vec![(new_key.clone(), 7)],
+        vec![(new_key.clone(), 9)],
         "everything under the new key"
     );
 

@@ -328,7 +328,7 @@ fn is_dns_name(name: &str) -> bool {
 }
 
 /// A name holding just `CN=common_name`; refuses empty or over-long names.
-fn common_name_only(common_name: &str) -> Result<X509Name, IdentityError> {
+pub(crate) fn common_name_only(common_name: &str) -> Result<X509Name, IdentityError> {
     let chars = common_name.chars().count();
     if chars == 0 || chars > MAX_COMMON_NAME_CHARS {
         return Err(IdentityError::Crypto(format!(
@@ -343,7 +343,7 @@ fn common_name_only(common_name: &str) -> Result<X509Name, IdentityError> {
 }
 
 /// A v3 builder with subject, key, random serial and validity set (issuer and extensions are the caller's).
-fn new_builder(
+pub(crate) fn new_builder(
     subject: &X509NameRef,
     key: &PKeyRef<Private>,
     days: u32,

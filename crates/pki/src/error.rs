@@ -25,6 +25,8 @@ pub enum IdentityError {
     ForwardedHeader(String),
     #[error("crypto error: {0}")]
     Crypto(String),
+    #[error("signed profile refused: {0}")]
+    ProfileSignature(String),
 }
 
 /// Longest openssl explanation we pass on; openssl's queues can be long and repetitive.

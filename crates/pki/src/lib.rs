@@ -12,6 +12,7 @@ mod cms;
 pub mod error;
 pub mod forwarded;
 pub mod identity;
+pub mod profile_sign;
 pub mod scep;
 pub mod sign;
 

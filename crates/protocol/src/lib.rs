@@ -11,6 +11,7 @@ pub mod command;
 mod decode;
 pub mod error;
 pub mod guard;
+pub mod profile;
 pub mod results;
 pub mod wildcards;
 

@@ -37,6 +37,11 @@ pub struct ServeOptions {
     pub inventory_interval: std::time::Duration,
     /// At most this many devices per schedule tick (`--inventory-batch`), so a fleet is never asked at once.
     pub inventory_batch: u32,
+    /// APNs endpoint, pacing and retries (`--apns-url`, `--push-concurrency`, `--apns-ca`).
+    pub apns: crate::apns::ApnsSettings,
+    /// Base URL devices reach this server at, written into enrollment profiles
+    /// (`https://mdm.example.com`); None = this listener's own address.
+    pub public_url: Option<String>,
 }
 
 /// Default `--inventory-interval`: a day.
@@ -58,6 +63,8 @@ impl ServeOptions {
             scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
             inventory_interval: DEFAULT_INVENTORY_INTERVAL,
             inventory_batch: DEFAULT_INVENTORY_BATCH,
+            apns: crate::apns::ApnsSettings::default(),
+            public_url: None,
         }
     }
 }
@@ -126,16 +133,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     }
     let verifier = Arc::new(DeviceIdentityVerifier::new(cas)?);
 
-    let state = AppState {
-        mdm: MdmService::new(store.clone(), vault).with_scep(service::scep::ScepConfig {
-            ca: device_ca.clone(),
-            verifier: verifier.clone(),
-            static_challenge: opts.scep_challenge.clone(),
-            validity_days: opts.scep_validity_days,
-        }),
-        identity: Arc::new(IdentityCheck::new(verifier)),
-        trusted_cert_header: opts.trusted_cert_header.clone(),
-    };
+    let profile_signer =
+        Arc::new(crate::profile_signer::load_or_create(&dir, store.as_ref(), &vault).await?);
     let tls_config = if opts.http {
         None
     } else {
@@ -144,6 +143,42 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     };
     let listener = listener::bind(opts.listen).await?;
     let local_addr = listener.local_addr()?;
+    let public_url = match &opts.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let scheme = if tls_config.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{local_addr}")
+        }
+    };
+    let state = AppState {
+        mdm: MdmService::new(store.clone(), vault)
+            .with_scep(service::scep::ScepConfig {
+                ca: device_ca.clone(),
+                verifier: verifier.clone(),
+                static_challenge: opts.scep_challenge.clone(),
+                validity_days: opts.scep_validity_days,
+            })
+            .with_profile_signer(profile_signer),
+        identity: Arc::new(IdentityCheck::new(verifier)),
+        trusted_cert_header: opts.trusted_cert_header.clone(),
+        public_url,
+        apns: Arc::new(opts.apns.clone()),
+    };
+    // A stored push certificate wakes Macs from the start; a broken one is reported, not fatal (an admin
+    // can upload a new one while serving).
+    match crate::apns::install(&state.mdm, &opts.apns).await {
+        Ok(Some(info)) => tracing::info!(topic = %info.topic, "push certificate loaded"),
+        Ok(None) => tracing::info!(
+            "no push certificate yet: upload one with `escrowd push-cert upload` to wake Macs"
+        ),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the stored push certificate cannot be used; pushes fail until a new one is uploaded")
+        }
+    }
     let (tx, rx) = watch::channel(false);
     let app = router(state.clone());
     let tls_on = tls_config.is_some();

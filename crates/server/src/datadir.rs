@@ -43,6 +43,11 @@ impl DataDir {
         self.root.join("vault.key")
     }
 
+    /// The public profile-signing certificate, for admins who check a profile's signature.
+    pub fn profile_signing_cert(&self) -> PathBuf {
+        self.root.join(crate::profile_signer::SIGNER_CERT_FILE)
+    }
+
     pub fn device_ca_cert(&self) -> PathBuf {
         self.root.join("device-ca.pem")
     }

@@ -5,11 +5,14 @@
 
 pub mod agent;
 pub mod api;
+pub mod apns;
 pub mod app;
 pub mod datadir;
 pub mod device_ca;
+pub mod enroll;
 pub mod listener;
 pub mod mdm;
+pub mod profile_signer;
 pub mod scep;
 pub mod schedule;
 pub mod tls;
@@ -31,6 +34,10 @@ pub struct AppState {
     pub identity: Arc<IdentityCheck>,
     /// Header a trusted TLS-terminating proxy puts the client certificate in; None = never read one.
     pub trusted_cert_header: Option<String>,
+    /// How to reach APNs; a new push certificate builds its provider from this.
+    pub apns: Arc<apns::ApnsSettings>,
+    /// Base URL devices reach this server at (`--public-url`), for enrollment profiles.
+    pub public_url: String,
 }
 
 /// Body size cap on device endpoints; bigger bodies get 413 before they are read whole.
@@ -51,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(api::router())
         .merge(agent::router())
+        .route("/enroll", get(enroll::enroll))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state.clone())
         .layer(axum::Extension(state))

@@ -74,7 +74,10 @@ async fn key_rotation_rewraps_the_sealed_ca_and_the_server_still_loads_it() {
     let report = service::keys::rewrap_all(&ts.store(), &vault, |_| {})
         .await
         .unwrap();
-    assert_eq!(report.rewrapped, 2, "CA key and certificate: {report:?}");
+    assert_eq!(
+        report.rewrapped, 4,
+        "CA and profile-signer keys and certificates: {report:?}"
+    );
     let sealed = ts
         .store()
         .sealed_secret(CA_OWNER, CA_KEY_FIELD)

@@ -98,11 +98,7 @@ impl Pusher for Recorder {
             .iter()
             .map(|t| {
                 seen.push(t.enrollment_id.clone());
-                PushResult {
-                    enrollment_id: t.enrollment_id.clone(),
-                    id: Some("apns-id".into()),
-                    error: None,
-                }
+                PushResult::sent(t.enrollment_id.clone(), Some("apns-id".into()))
             })
             .collect()
     }

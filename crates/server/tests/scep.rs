@@ -91,7 +91,7 @@ async fn a_wrong_or_missing_challenge_gets_a_failure_with_bad_request() {
     assert!(
         refusals
             .iter()
-            .any(|d| d.contains("wrong challenge password")),
+            .any(|d| d.contains("wrong, expired or already used challenge password")),
         "{refusals:?}"
     );
     assert!(
@@ -115,7 +115,7 @@ async fn without_a_configured_challenge_every_pkcs_req_is_refused() {
         refusals(&server)
             .await
             .iter()
-            .any(|d| d.contains("--scep-challenge"))
+            .any(|d| d.contains("wrong, expired or already used challenge password"))
     );
     server.stop().await;
 }

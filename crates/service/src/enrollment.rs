@@ -2,7 +2,9 @@
 //!
 //! Guarantees: a certificate is bound to at most one device enrollment; every message after Authenticate must
 //! come with the certificate bound to the UDID it claims; a repeat Authenticate with a new certificate re-binds
-//! (identity renewal) and keeps the Bootstrap Token, marked not re-verified.
+//! (identity renewal) and keeps the Bootstrap Token, marked not re-verified; a certificate escrowd issued over
+//! SCEP binds to the UDID of its first Authenticate and never speaks for another device, and puts the device in
+//! the group its enrollment token (or group challenge) named.
 
 use pki::CertInfo;
 use protocol::checkin::{Authenticate, CheckOut, Identity, TokenUpdate};
@@ -118,6 +120,20 @@ impl MdmService {
                 device_id
             )));
         }
+        // A SCEP-issued certificate speaks for one device only: the UDID of its first Authenticate.
+        let issued = match self
+            .store
+            .bind_issued_certificate(&cert.fingerprint, &device_id)
+            .await
+        {
+            Ok(issued) => issued,
+            Err(store::StoreError::Conflict(reason)) => {
+                return Err(ServiceError::Unauthenticated(format!(
+                    "{reason}; refusing to bind it to {device_id}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let now = self.now();
         let existing = self.store.enrollment(&device_id).await?;
         let renewed = existing
@@ -135,6 +151,13 @@ impl MdmService {
         e.device_name = msg.device_name.or(e.device_name);
         e.topic = msg.topic.or(e.topic);
         e.cert_fingerprint = Some(cert.fingerprint.clone());
+        if let Some(group) = issued.and_then(|i| i.group_id)
+            && (existing.is_none() || renewed)
+        {
+            // A new certificate from a token or a group's challenge: the device lands in that group (a repeat
+            // Authenticate with the same certificate keeps whatever group an admin chose since).
+            e.group_id = Some(group);
+        }
         e.enabled = true;
         e.token_update_count = 0;
         e.updated_at = now;
@@ -203,6 +226,8 @@ impl MdmService {
                 detail,
             );
             self.store.upsert_enrollment(&e, &event).await?;
+            // A new TokenUpdate lifts an APNs refusal of the previous token (see `push`).
+            self.store.clear_push_invalid(&id).await?;
             return Ok(());
         }
         let mut e = device;
@@ -229,6 +254,7 @@ impl MdmService {
         };
         let event = self.event(&e.id, Some(&e.id), kind, Outcome::Success, detail);
         self.store.upsert_enrollment(&e, &event).await?;
+        self.store.clear_push_invalid(&e.id).await?;
         if first {
             self.queue_enrollment_inventory(&e).await;
         }

@@ -12,6 +12,7 @@ pub mod checkin;
 pub mod clock;
 pub mod commands;
 pub mod diagnosis;
+pub mod enroll;
 pub mod error;
 pub mod events;
 pub mod inventory;
@@ -40,6 +41,7 @@ pub struct MdmService {
     /// Swappable at run time: uploading a push certificate installs a new provider without a restart.
     pusher: Arc<std::sync::RwLock<Option<Arc<dyn push::Pusher>>>>,
     scep: Option<Arc<scep::ScepConfig>>,
+    profile_signer: Option<Arc<pki::profile_sign::ProfileSigner>>,
 }
 
 impl MdmService {
@@ -58,6 +60,7 @@ impl MdmService {
             clock,
             pusher: Arc::default(),
             scep: None,
+            profile_signer: None,
         }
     }
 

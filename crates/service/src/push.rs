@@ -2,10 +2,22 @@
 //!
 //! A push only wakes a device, which then polls the command channel. Without a configured `Pusher` (no push
 //! certificate uploaded yet) every push is answered with an explicit per-device error, never silently dropped.
+//!
+//! When APNs says a token is dead ([`TOKEN_REFUSING_REASONS`]), the enrollment is marked (only while it still
+//! holds that token) and later pushes to it are skipped with a clear error until its next TokenUpdate.
 
 use std::sync::Arc;
 
+use store::{NewEvent, Outcome};
+
 use crate::{MdmService, ServiceError};
+
+/// APNs reasons that mean the device token will never work again for this topic: the enrollment is marked
+/// and skipped until it sends a new TokenUpdate.
+pub const TOKEN_REFUSING_REASONS: [&str; 3] =
+    ["BadDeviceToken", "Unregistered", "DeviceTokenNotForTopic"];
+/// Event kind of such a mark.
+pub const PUSH_TOKEN_INVALID: &str = "push.token_invalid";
 
 /// Where and how to wake one enrollment (device or user channel), from its latest TokenUpdate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +37,30 @@ pub struct PushResult {
     pub id: Option<String>,
     /// Why the push failed (APNs reason, "not enrolled", "no push token", …).
     pub error: Option<String>,
+    /// The `reason` of APNs' error answer, verbatim (e.g. `Unregistered`), when APNs gave one.
+    pub apns_reason: Option<String>,
+}
+
+impl PushResult {
+    /// A push APNs accepted with this `apns-id`.
+    pub fn sent(enrollment_id: impl Into<String>, apns_id: Option<String>) -> Self {
+        PushResult {
+            enrollment_id: enrollment_id.into(),
+            id: apns_id,
+            error: None,
+            apns_reason: None,
+        }
+    }
+
+    /// A push that failed for `error` (no APNs reason).
+    pub fn failed(enrollment_id: impl Into<String>, error: impl Into<String>) -> Self {
+        PushResult {
+            enrollment_id: enrollment_id.into(),
+            id: None,
+            error: Some(error.into()),
+            apns_reason: None,
+        }
+    }
 }
 
 /// Delivers pushes. Implemented by the APNs provider; tests may use a recording implementation.
@@ -54,40 +90,92 @@ impl MdmService {
             .clone()
     }
 
-    /// Push to the given enrollment ids. Unknown ids, checked-out enrollments and enrollments without a push
-    /// token get a per-id error; the rest go to the pusher in one batch.
+    /// Push to the given enrollment ids. Unknown ids, checked-out enrollments, enrollments without a push
+    /// token and enrollments whose token APNs refused (until their next TokenUpdate) get a per-id error; the
+    /// rest go to the pusher in one batch. Tokens APNs now refuses are marked (with an event).
     pub async fn push(&self, enrollment_ids: &[String]) -> Result<Vec<PushResult>, ServiceError> {
         let mut results = Vec::with_capacity(enrollment_ids.len());
         let mut targets = Vec::with_capacity(enrollment_ids.len());
+        let mut devices = std::collections::HashMap::new();
         for id in enrollment_ids {
-            let fail = |reason: &str| PushResult {
-                enrollment_id: id.clone(),
-                id: None,
-                error: Some(reason.to_string()),
-            };
+            let fail = |reason: &str| PushResult::failed(id.clone(), reason);
             match self.store.enrollment(id).await? {
                 None => results.push(fail("not enrolled")),
                 Some(e) if !e.enabled => results.push(fail("checked out")),
                 Some(e) => match (e.push_token, e.push_magic, e.topic) {
-                    (Some(token), Some(push_magic), Some(topic)) => targets.push(PushTarget {
-                        enrollment_id: id.clone(),
-                        token,
-                        push_magic,
-                        topic,
-                    }),
+                    (Some(token), Some(push_magic), Some(topic)) => {
+                        if let Some(mark) = self.store.push_invalid(id).await? {
+                            results.push(fail(&format!(
+                                "skipped: APNs refused this push token ({}); waiting for the device's next \
+TokenUpdate (if it never comes, the Mac must re-enroll)",
+                                mark.reason
+                            )));
+                            continue;
+                        }
+                        devices.insert(id.clone(), e.device_id);
+                        targets.push(PushTarget {
+                            enrollment_id: id.clone(),
+                            token,
+                            push_magic,
+                            topic,
+                        })
+                    }
                     _ => results.push(fail("no push token yet (no TokenUpdate received)")),
                 },
             }
         }
-        match &self.pusher() {
-            Some(pusher) if !targets.is_empty() => results.extend(pusher.push(&targets).await),
-            Some(_) => {}
-            None => results.extend(targets.into_iter().map(|t| PushResult {
-                enrollment_id: t.enrollment_id,
-                id: None,
-                error: Some("no push certificate is configured".to_string()),
-            })),
+        let pushed = match &self.pusher() {
+            Some(pusher) if !targets.is_empty() => pusher.push(&targets).await,
+            Some(_) => Vec::new(),
+            None => targets
+                .iter()
+                .map(|t| {
+                    PushResult::failed(t.enrollment_id.clone(), "no push certificate is configured")
+                })
+                .collect(),
+        };
+        for r in &pushed {
+            let Some(reason) = r
+                .apns_reason
+                .as_deref()
+                .filter(|r| TOKEN_REFUSING_REASONS.contains(r))
+            else {
+                continue;
+            };
+            let Some(target) = targets.iter().find(|t| t.enrollment_id == r.enrollment_id) else {
+                continue;
+            };
+            let now = self.now();
+            let event = NewEvent {
+                subject: devices
+                    .get(&target.enrollment_id)
+                    .cloned()
+                    .unwrap_or_else(|| target.enrollment_id.clone()),
+                enrollment_id: Some(target.enrollment_id.clone()),
+                kind: PUSH_TOKEN_INVALID.into(),
+                outcome: Outcome::Failure,
+                detail: format!(
+                    "APNs answered {reason}: pushes to this enrollment are skipped until its next TokenUpdate"
+                ),
+                at: now,
+            };
+            let marked = self
+                .store
+                .mark_push_invalid(&target.enrollment_id, &target.token, reason, now, &event)
+                .await?;
+            if marked {
+                tracing::warn!(enrollment = %target.enrollment_id, reason, "APNs refused the push token; marked");
+            }
         }
+        results.extend(pushed);
         Ok(results)
+    }
+
+    /// Whether APNs refused the enrollment's current push token (and why), until its next TokenUpdate.
+    pub async fn push_mark(
+        &self,
+        enrollment_id: &str,
+    ) -> Result<Option<store::PushInvalid>, ServiceError> {
+        Ok(self.store.push_invalid(enrollment_id).await?)
     }
 }

@@ -77,6 +77,72 @@ impl std::fmt::Debug for PushIdentity {
     }
 }
 
+/// Largest PKCS#12 (.p12) upload accepted; a push identity export is a few KiB.
+pub const MAX_PKCS12_BYTES: usize = 64 * 1024;
+
+/// Load OpenSSL's legacy provider once (beside the default one), so `.p12` files exported by older Keychain
+/// Access versions (RC2/3DES) can be read. Returns whether it is available.
+fn legacy_pkcs12_support() -> bool {
+    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LOADED.get_or_init(|| {
+        match openssl::provider::Provider::try_load(None, "legacy", true) {
+            Ok(provider) => {
+                // Stays loaded for the life of the process.
+                std::mem::forget(provider);
+                true
+            }
+            Err(_) => false,
+        }
+    })
+}
+
+/// Read a push identity from a PKCS#12 (.p12) file as Keychain Access exports it: (certificate PEM, PKCS#8
+/// key PEM). Refuses (without echoing anything secret) oversized or unreadable files, a wrong password and
+/// files without both a certificate and a key. Check the result with [`check_push_identity`].
+pub fn identity_from_pkcs12(
+    der: &[u8],
+    password: &Secret<String>,
+) -> Result<(Vec<u8>, Secret<Vec<u8>>), ServiceError> {
+    let invalid = |m: &str| ServiceError::Invalid(m.to_string());
+    if der.is_empty() || der.len() > MAX_PKCS12_BYTES {
+        return Err(ServiceError::Invalid(format!(
+            "a PKCS#12 push identity must be 1 to {MAX_PKCS12_BYTES} bytes"
+        )));
+    }
+    if password.expose().contains('\0') {
+        return Err(invalid(
+            "the PKCS#12 password must not contain a NUL character",
+        ));
+    }
+    let p12 = openssl::pkcs12::Pkcs12::from_der(der)
+        .map_err(|_| invalid("the upload is not a PKCS#12 (.p12) file"))?;
+    let parsed = match p12.parse2(password.expose()) {
+        Ok(p) => p,
+        Err(_) if legacy_pkcs12_support() => p12.parse2(password.expose()).map_err(|_| {
+            invalid("cannot open the PKCS#12 file: wrong password, or an unsupported encryption")
+        })?,
+        Err(_) => {
+            return Err(invalid(
+                "cannot open the PKCS#12 file: wrong password, or a legacy encryption this OpenSSL cannot \
+read (re-export it, or upload PEM files with --cert/--key)",
+            ));
+        }
+    };
+    let (Some(cert), Some(key)) = (parsed.cert, parsed.pkey) else {
+        return Err(invalid(
+            "the PKCS#12 file must hold the push certificate and its private key",
+        ));
+    };
+    let cert_pem = cert
+        .to_pem()
+        .map_err(|_| invalid("the PKCS#12 certificate cannot be re-encoded"))?;
+    let key_pem = Secret::new(
+        key.private_key_to_pem_pkcs8()
+            .map_err(|_| invalid("the PKCS#12 private key cannot be re-encoded"))?,
+    );
+    Ok((cert_pem, key_pem))
+}
+
 /// Check a certificate (PEM) and private key (PEM) as a push identity at `now`; describe the certificate.
 pub fn check_push_identity(
     cert_pem: &[u8],
@@ -188,6 +254,17 @@ impl MdmService {
             })
             .await?;
         Ok(info)
+    }
+
+    /// [`MdmService::put_push_certificate`] from a PKCS#12 file (see [`identity_from_pkcs12`]).
+    pub async fn put_push_certificate_pkcs12(
+        &self,
+        der: &[u8],
+        password: &Secret<String>,
+        actor: &str,
+    ) -> Result<PushCertificateInfo, ServiceError> {
+        let (cert_pem, key_pem) = identity_from_pkcs12(der, password)?;
+        self.put_push_certificate(&cert_pem, &key_pem, actor).await
     }
 
     /// The push certificate with its key, if one was uploaded.
@@ -370,6 +447,54 @@ mod tests {
         assert_eq!(
             kept.cert_pem,
             X509::from_pem(&good_cert).unwrap().to_pem().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn pkcs12_uploads_are_read_and_bad_ones_refused() {
+        let (_dir, svc) = service().await;
+        let (cert, key) = push_cert(Some(TOPIC), -1, 365);
+        let x509 = X509::from_pem(&cert).unwrap();
+        let pkey = PKey::private_key_from_pem(&key).unwrap();
+        let p12 = openssl::pkcs12::Pkcs12::builder()
+            .name("push")
+            .pkey(&pkey)
+            .cert(&x509)
+            .build2("hunter2")
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let wrong = svc
+            .put_push_certificate_pkcs12(&p12, &Secret::new("nope".into()), "test")
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.kind(), ErrorKind::Invalid);
+        assert!(wrong.to_string().contains("wrong password"), "{wrong}");
+        for (what, der, pw) in [
+            ("garbage", b"not a p12".to_vec(), "hunter2"),
+            ("empty", Vec::new(), "hunter2"),
+            ("oversized", vec![0x30; MAX_PKCS12_BYTES + 1], "hunter2"),
+            ("truncated", p12[..p12.len() / 2].to_vec(), "hunter2"),
+            ("nul in password", p12.clone(), "hun\0ter2"),
+        ] {
+            let err = svc
+                .put_push_certificate_pkcs12(&der, &Secret::new(pw.into()), "test")
+                .await
+                .expect_err(what);
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{what}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{what}: {err}");
+        }
+        assert_eq!(svc.push_topic().await.unwrap(), None);
+        let info = svc
+            .put_push_certificate_pkcs12(&p12, &Secret::new("hunter2".into()), "test")
+            .await
+            .unwrap();
+        assert_eq!(info.topic, TOPIC);
+        let stored = svc.push_identity().await.unwrap().unwrap();
+        assert!(
+            PKey::private_key_from_pem(stored.key_pem.expose())
+                .unwrap()
+                .public_eq(&pkey)
         );
     }
 

@@ -119,28 +119,32 @@ impl MdmService {
             ));
         };
         let csr = req.csr(&config.ca)?;
+        let mut granted = Grant::default();
         let how = match (message_type, self.renewal_signer(config, req).await) {
             (MessageType::RenewalReq, Some(fp)) => format!("renewal signed by {}", short_fp(&fp)),
-            _ => {
-                let Some(expected) = &config.static_challenge else {
-                    return Err(refused(
-                        FailInfo::BadRequest,
-                        "no challenge password is configured on this server (start it with --scep-challenge)",
-                    ));
-                };
-                match &csr.challenge {
-                    Some(given) if given.ct_eq(expected) => "challenge password".to_string(),
-                    Some(_) => {
-                        return Err(refused(FailInfo::BadRequest, "wrong challenge password"));
+            _ => match &csr.challenge {
+                Some(given) => match self.challenge_grant(config, given).await {
+                    Ok(Some(grant)) => {
+                        granted = grant;
+                        granted.how.clone()
                     }
-                    None => {
+                    Ok(None) => {
                         return Err(refused(
                             FailInfo::BadRequest,
-                            "the request carries no challenge password",
+                            "wrong, expired or already used challenge password",
                         ));
                     }
+                    Err(e) => {
+                        return Err(ScepError::Malformed(format!("checking the challenge: {e}")));
+                    }
+                },
+                None => {
+                    return Err(refused(
+                        FailInfo::BadRequest,
+                        "the request carries no challenge password",
+                    ));
                 }
-            }
+            },
         };
         let cn: String = csr
             .common_name
@@ -164,6 +168,16 @@ impl MdmService {
             csr.key_bits,
             req.transaction_id
         );
+        self.store
+            .record_issued_certificate(&store::IssuedCertificate {
+                fingerprint: fp.clone(),
+                device_id: None,
+                group_id: granted.group_id,
+                token_id: granted.token_id,
+                issued_at: now,
+            })
+            .await
+            .map_err(|e| ScepError::Malformed(format!("store: {e}")))?;
         let event = self.event(&cn, None, SCEP_ISSUED, Outcome::Success, detail);
         self.store
             .record_event(&event)
@@ -171,6 +185,41 @@ impl MdmService {
             .map_err(|e| ScepError::Malformed(format!("store: {e}")))?;
         tracing::info!(fingerprint = %short_fp(&fp), transaction = %req.transaction_id, "SCEP certificate issued");
         scep::cert_rep_success(&config.ca, req, &issued)
+    }
+
+    /// Which challenge `given` is: a one-time challenge from `/enroll` (consumed now), the server-wide static
+    /// challenge, or a group's static challenge. None if it is none of them.
+    async fn challenge_grant(
+        &self,
+        config: &ScepConfig,
+        given: &Secret<Vec<u8>>,
+    ) -> Result<Option<Grant>, ServiceError> {
+        let hash = crate::enroll::secret_hash(given.expose());
+        if let Some(c) = self.store.consume_scep_challenge(&hash, self.now()).await? {
+            return Ok(Some(Grant {
+                how: "one-time challenge".into(),
+                group_id: c.group_id,
+                token_id: c.token_id,
+            }));
+        }
+        if config
+            .static_challenge
+            .as_ref()
+            .is_some_and(|expected| given.ct_eq(expected))
+        {
+            return Ok(Some(Grant {
+                how: "challenge password".into(),
+                ..Grant::default()
+            }));
+        }
+        Ok(self
+            .group_with_static_challenge(given)
+            .await?
+            .map(|group_id| Grant {
+                how: format!("static challenge of group {group_id}"),
+                group_id: Some(group_id),
+                token_id: None,
+            }))
     }
 
     /// The fingerprint of a RenewalReq signer that may renew: trusted, valid, bound to an enabled enrollment.
@@ -186,6 +235,14 @@ impl MdmService {
             _ => None,
         }
     }
+}
+
+/// What a challenge entitles the issued certificate to.
+#[derive(Debug, Default)]
+struct Grant {
+    how: String,
+    group_id: Option<String>,
+    token_id: Option<String>,
 }
 
 fn refused(fail_info: FailInfo, reason: &str) -> ScepError {

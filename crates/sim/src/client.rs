@@ -27,6 +27,7 @@ use crate::mac::{Checkin, Mac, MacError, Served};
 use crate::reports;
 
 pub mod commands;
+pub mod profile;
 
 pub const CHECKIN_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
 pub const CONNECT_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm";
@@ -49,6 +50,8 @@ pub enum ClientError {
     Url(String),
     #[error("key generation failed: {0}")]
     Key(String),
+    #[error("SCEP refused the certificate request: {0}")]
+    Scep(String),
 }
 
 /// Counters a fleet run sums up. No secrets: message types, statuses and durations only.

@@ -168,6 +168,16 @@ pub struct FleetConfig {
     /// Prefix of every UDID (a fresh one per run keeps runs apart).
     pub udid_prefix: String,
     pub key_kind: KeyKind,
+    /// Enroll through an enrollment link (profile + SCEP) instead of identities from the device CA.
+    pub enroll_link: Option<EnrollLink>,
+}
+
+/// The real enrollment path: every Mac opens `/enroll?token=…`, checks the profile against `signer` and does
+/// SCEP with the profile's challenge. The token must allow `count` uses.
+#[derive(Debug, Clone)]
+pub struct EnrollLink {
+    pub token: String,
+    pub signer: X509,
 }
 
 /// Progress callbacks: identities are issued first (CPU work, not timed), then the Macs run.
@@ -193,7 +203,11 @@ pub async fn run(
     ca: Arc<CertificateAuthority>,
     on_progress: Arc<dyn Fn(Progress<'_>) + Send + Sync>,
 ) -> FleetRun {
-    let identities = issue_identities(&config, &ca, &on_progress).await;
+    let identities = match &config.enroll_link {
+        // Keys are made during SCEP, inside each Mac's run.
+        Some(_) => (0..config.count).map(|_| Err(String::new())).collect(),
+        None => issue_identities(&config, &ca, &on_progress).await,
+    };
     on_progress(Progress::ProtocolStarted);
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(config.concurrency.max(1)));
@@ -201,11 +215,15 @@ pub async fn run(
     for (i, identity) in identities.into_iter().enumerate() {
         let scenario = scenario_for(&config.mix, i);
         let udid = format!("{}-{i:06}", config.udid_prefix);
-        let (gate, server, on_progress) =
-            (gate.clone(), config.server.clone(), on_progress.clone());
+        let (gate, server, on_progress, link) = (
+            gate.clone(),
+            config.server.clone(),
+            on_progress.clone(),
+            config.enroll_link.clone(),
+        );
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
-            let outcome = run_one(scenario, udid, identity, &server).await;
+            let outcome = run_one(scenario, udid, identity, &server, link.as_ref()).await;
             on_progress(Progress::Finished(&outcome));
             outcome
         });
@@ -266,7 +284,13 @@ async fn issue_identities(
     out
 }
 
-async fn run_one(scenario: Scenario, udid: String, identity: Identity, server: &str) -> MacOutcome {
+async fn run_one(
+    scenario: Scenario,
+    udid: String,
+    identity: Identity,
+    server: &str,
+    link: Option<&EnrollLink>,
+) -> MacOutcome {
     let mut outcome = MacOutcome {
         udid: udid.clone(),
         scenario,
@@ -277,12 +301,15 @@ async fn run_one(scenario: Scenario, udid: String, identity: Identity, server: &
         latencies_us: Vec::new(),
         failure: None,
     };
-    let (cert, key) = match identity {
-        Ok(pair) => pair,
-        Err(reason) => return failed(outcome, reason),
-    };
     let mac = Mac::new(scenario.spec(udid));
-    let mut vm = match VirtualMac::with_identity(mac, cert, key, server) {
+    let made = match (link, identity) {
+        (Some(link), _) => VirtualMac::from_enrollment_link(mac, server, &link.token, &link.signer)
+            .await
+            .map(|(vm, _)| vm),
+        (None, Ok((cert, key))) => VirtualMac::with_identity(mac, cert, key, server),
+        (None, Err(reason)) => return failed(outcome, reason),
+    };
+    let mut vm = match made {
         Ok(vm) => vm,
         Err(err) => return failed(outcome, reason_of(&err)),
     };

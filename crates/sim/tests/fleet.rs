@@ -17,6 +17,7 @@ async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
         concurrency: 4,
         mix: fleet::parse_mix("all").unwrap(),
         udid_prefix: "FLEET".into(),
+        enroll_link: None,
         key_kind: sim::client::KeyKind::EcP256,
     };
     let outcomes = fleet::run(
@@ -97,6 +98,7 @@ async fn an_unreachable_server_is_a_counted_failure_not_a_crash() {
         concurrency: 2,
         mix: fleet::parse_mix("s1").unwrap(),
         udid_prefix: "DOWN".into(),
+        enroll_link: None,
         key_kind: sim::client::KeyKind::Rsa2048,
     };
     let outcomes = fleet::run(config, ca, Arc::new(|_| {})).await.outcomes;

@@ -9,6 +9,7 @@
 
 mod admin_model;
 mod agent_model;
+mod enroll_model;
 mod error;
 mod model;
 mod postgres;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 pub use admin_model::*;
 pub use agent_model::*;
+pub use enroll_model::*;
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use postgres::PgStore;
@@ -98,6 +100,24 @@ pub trait Store: Send + Sync + 'static {
     async fn sealed_secret(&self, owner: &str, field: &str) -> Result<Option<SealedSecret>>;
     /// How many secrets are sealed under each key id, ordered by key id.
     async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>>;
+
+    // ---- push token validity (APNs refused the token)
+
+    /// Mark the enrollment's push token invalid with APNs' `reason`, but only while its push token is still
+    /// `token` (a TokenUpdate that arrived meanwhile wins); writes `event` in the same transaction when it
+    /// marks. Returns whether it marked (false for an unknown enrollment or a changed token; no event then).
+    async fn mark_push_invalid(
+        &self,
+        enrollment_id: &str,
+        token: &[u8],
+        reason: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<bool>;
+    /// Remove the mark (a new TokenUpdate). Returns whether there was one.
+    async fn clear_push_invalid(&self, enrollment_id: &str) -> Result<bool>;
+    /// The mark, if the enrollment has one (None for an unknown enrollment too).
+    async fn push_invalid(&self, enrollment_id: &str) -> Result<Option<PushInvalid>>;
 
     // ---- SCEP
 
@@ -263,6 +283,45 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
         event: &NewEvent,
     ) -> Result<ActionEnd>;
+    // ---- enrollment tokens, one-time SCEP challenges, issued certificates
+
+    /// Store a new token (hash only) and its event in one transaction. NotFound for an unknown group;
+    /// Conflict on a duplicate id or hash.
+    async fn create_enrollment_token(&self, t: &EnrollmentToken, event: &NewEvent) -> Result<()>;
+    async fn enrollment_token(&self, id: &str) -> Result<Option<EnrollmentToken>>;
+    /// Every token (revoked, expired and used up included), oldest first.
+    async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>>;
+    /// Mark an active token revoked + event. NotFound if unknown or already revoked.
+    async fn revoke_enrollment_token(&self, id: &str, at: Millis, event: &NewEvent) -> Result<()>;
+    /// Redeem a token at `at`: if it exists, is not revoked, not expired and not used up, count one use,
+    /// store `challenge` (its token_id and group_id set from the token) and write `event` (its subject set
+    /// to the token id), all in one transaction, and return the token (uses counted).
+    /// Otherwise nothing changes and the reason is returned. Concurrent redeemers never exceed max_uses.
+    async fn redeem_enrollment_token(
+        &self,
+        token_hash: &str,
+        at: Millis,
+        challenge: &ScepChallenge,
+        event: &NewEvent,
+    ) -> Result<std::result::Result<EnrollmentToken, TokenRefusal>>;
+    /// Use a one-time challenge: Some (with used_at = at) the first time it is presented before it expires;
+    /// None if unknown, expired or already used. Exactly one of concurrent consumers wins.
+    async fn consume_scep_challenge(
+        &self,
+        challenge_hash: &str,
+        at: Millis,
+    ) -> Result<Option<ScepChallenge>>;
+    /// Remember a certificate SCEP issued. Conflict if the fingerprint is already recorded; NotFound for an
+    /// unknown group.
+    async fn record_issued_certificate(&self, c: &IssuedCertificate) -> Result<()>;
+    async fn issued_certificate(&self, fingerprint: &str) -> Result<Option<IssuedCertificate>>;
+    /// Bind an issued certificate to `device_id` if it is not bound yet. Some(record) when it is (now)
+    /// bound to `device_id`; None if SCEP never issued it; Conflict if it is bound to another device.
+    async fn bind_issued_certificate(
+        &self,
+        fingerprint: &str,
+        device_id: &str,
+    ) -> Result<Option<IssuedCertificate>>;
 
     /// Close every connection (on SQLite this also checkpoints the WAL). Calls after this fail.
     async fn close(&self) {}

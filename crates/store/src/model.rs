@@ -300,3 +300,12 @@ mod tests {
         assert!(CommandStatus::CommandFormatError.is_finished());
     }
 }
+
+/// APNs refused an enrollment's push token (BadDeviceToken, Unregistered, DeviceTokenNotForTopic): pushes skip
+/// the enrollment until its next TokenUpdate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushInvalid {
+    pub at: Millis,
+    /// APNs' reason, e.g. `Unregistered`.
+    pub reason: String,
+}

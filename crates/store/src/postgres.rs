@@ -29,6 +29,8 @@ mod apikeys;
 mod commands;
 #[path = "shared/devices.rs"]
 mod devices;
+#[path = "shared/enroll.rs"]
+mod enroll;
 #[path = "shared/enrollments.rs"]
 mod enrollments;
 #[path = "shared/events.rs"]
@@ -37,6 +39,8 @@ mod events;
 mod groups;
 #[path = "shared/inventory.rs"]
 mod inventory;
+#[path = "shared/push.rs"]
+mod push;
 #[path = "shared/scep.rs"]
 mod scep;
 #[path = "shared/schedule.rs"]

@@ -3,7 +3,9 @@
 //! check-in and connect URLs, the `Mdm-Signature` header (detached CMS over the exact body). The full virtual
 //! Mac with macOS's token rules lives in the simulator; this is the minimum to drive the server.
 
+pub mod apns;
 pub mod device;
+pub mod enroll;
 pub mod messages;
 pub mod scep;
 

@@ -72,6 +72,18 @@ pub(super) fn push_json(results: &[PushResult]) -> Vec<Value> {
         .collect()
 }
 
+/// Push after a successful enqueue. The command is queued either way, so a failed push is reported per
+/// device and never turns the answer into an error.
+async fn push_after_enqueue(s: &AppState, ids: &[String], actor: &Actor) -> Vec<Value> {
+    match s.mdm.admin_push(ids, actor).await {
+        Ok(r) => push_json(&r),
+        Err(e) => ids
+            .iter()
+            .map(|id| json!({"enrollment_id": id, "push_id": null, "error": format!("the command is queued but the push failed: {e}")}))
+            .collect(),
+    }
+}
+
 async fn typed(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -121,10 +133,7 @@ async fn typed(
         Err(e) => return service_error(e),
     };
     let push = if b.push.unwrap_or(true) {
-        match s.mdm.admin_push(&b.devices, &actor).await {
-            Ok(r) => Some(push_json(&r)),
-            Err(e) => return service_error(e),
-        }
+        Some(push_after_enqueue(&s, &b.devices, &actor).await)
     } else {
         None
     };
@@ -161,10 +170,7 @@ async fn raw(
         Err(e) => return service_error(e),
     };
     let push = if q.nopush.is_none() {
-        match s.mdm.admin_push(&ids, &actor).await {
-            Ok(r) => Some(push_json(&r)),
-            Err(e) => return service_error(e),
-        }
+        Some(push_after_enqueue(&s, &ids, &actor).await)
     } else {
         None
     };

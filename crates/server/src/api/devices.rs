@@ -20,7 +20,7 @@ const ADMIN: Option<ApiScope> = Some(ApiScope::Admin);
 
 pub(super) fn routes(api: Api) -> Api {
     api.route("GET", "/api/v1/devices", "List devices. Filters: status (not_supported|not_escrowed|escrowed), apple_silicon, os_version (prefix like 14 or 14.5), group, escrowed_before/escrowed_after (unix ms), users_without_secure_token, include_checked_out; paging: after (last id of the previous page), limit (max 1000). Answer: {devices, next}.", READ, get(list))
-        .route("GET", "/api/v1/devices/{id}", "One device: identity, OS, model, enrollment, Bootstrap Token status (never the token), Apple silicon flags, EACS preflight, FileVault.", READ, get(detail))
+        .route("GET", "/api/v1/devices/{id}", "One device: identity, OS, model, enrollment, Bootstrap Token status (never the token), Apple silicon flags, EACS preflight, FileVault; push: has_token, topic, token_refused {at, reason} when APNs refused the push token (pushes skipped until the next TokenUpdate).", READ, get(detail))
         .route("GET", "/api/v1/devices/{id}/users", "The device's users: MDM (UserList) and agent facts merged, each with source and time.", READ, get(users))
         .route("GET", "/api/v1/devices/{id}/events", "The device's events, newest first. Filters: kind, outcome (success|failure|refused), since (unix ms); paging: before_id, limit.", READ, get(events))
         .route("GET", "/api/v1/devices/{id}/diagnosis", "Findings for the device, each with evidence and the fix.", READ, get(diagnosis))
@@ -112,10 +112,21 @@ async fn list(State(s): State<AppState>, q: Result<Query<ListQuery>, QueryReject
 }
 
 async fn detail(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    match s.mdm.admin_device(&id).await {
-        Ok(d) => Json(views::device(&d)).into_response(),
-        Err(e) => service_error(e),
-    }
+    let d = match s.mdm.admin_device(&id).await {
+        Ok(d) => d,
+        Err(e) => return service_error(e),
+    };
+    let mark = match s.mdm.push_mark(&id).await {
+        Ok(m) => m,
+        Err(e) => return service_error(e),
+    };
+    let mut view = views::device(&d);
+    view["push"] = json!({
+        "has_token": d.enrollment.push_token.is_some(),
+        "topic": d.enrollment.topic,
+        "token_refused": mark.map(|m| json!({"at": m.at, "reason": m.reason})),
+    });
+    Json(view).into_response()
 }
 
 async fn users(State(s): State<AppState>, Path(id): Path<String>) -> Response {

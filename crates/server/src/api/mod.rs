@@ -13,10 +13,12 @@ mod actions;
 mod auth;
 mod commands;
 mod devices;
+mod enroll;
 mod groups;
 mod keys;
 mod nanomdm;
 mod openapi;
+mod push_cert;
 mod reports;
 mod views;
 
@@ -89,10 +91,12 @@ pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
     let api = Api::new();
     let api = devices::routes(api);
     let api = groups::routes(api);
+    let api = enroll::routes(api);
     let api = commands::routes(api);
     let api = actions::routes(api);
     let api = keys::routes(api);
     let api = nanomdm::routes(api);
+    let api = push_cert::routes(api);
     let api = reports::routes(api);
     let api = openapi::routes(api);
     let docs = api.docs.clone();

@@ -5,9 +5,11 @@
 mod admin;
 mod agents;
 mod commands;
+mod enroll;
 mod enrollments;
 mod events;
 mod groups;
+mod push;
 mod scep;
 mod schedule;
 mod secrets;
@@ -223,6 +225,8 @@ conformance! {
     events::events_filter_by_subject_kind_outcome_and_since,
     events::events_page_newest_first_with_before_id,
     events::event_limit_zero_means_one_hundred,
+    push::a_push_mark_is_set_read_and_cleared_with_its_event,
+    push::a_push_mark_for_a_replaced_token_or_unknown_enrollment_changes_nothing,
     scep::put_sealed_secret_inserts_then_replaces_and_rotation_sees_it,
     scep::put_sealed_secret_refuses_a_bootstrap_token_field,
     scep::a_scep_nonce_is_claimed_once_and_forgotten_after_its_window,
@@ -240,6 +244,11 @@ conformance! {
     agents::an_agent_nonce_is_accepted_once_per_agent_and_forgotten_after_its_window,
     agents::actions_are_delivered_then_finished_once_and_lose_their_credentials,
     agents::overdue_actions_expire_and_lose_their_credentials,
+    enroll::enrollment_tokens_are_created_listed_and_revoked_with_events,
+    enroll::redeeming_a_token_counts_a_use_and_stores_its_challenge_or_changes_nothing,
+    enroll::concurrent_redeems_never_exceed_max_uses,
+    enroll::a_challenge_is_consumed_once_and_not_after_it_expires,
+    enroll::an_issued_certificate_binds_to_its_first_device_only,
 }
 
 /// Not a conformance case: the device list at fleet scale. Run with

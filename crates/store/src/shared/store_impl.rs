@@ -2,22 +2,15 @@
 //! backend, see `sqlite.rs`). Guarantees nothing beyond those modules; it only wires them to the trait.
 
 use super::{
-    BACKEND, BackendStore, apikeys, commands, devices, enrollments, events, groups, inventory,
-    scep, schedule, secrets, tokens,
-};
-use crate::{
-    ApiKey, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory,
-    DeviceRecord, DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, InventoryDue,
-    Millis, NewCommand, NewEvent, QueuedCommand, ReportOutcome, Result, SealedSecret,
-    SecurityFacts, Store,
-    BACKEND, BackendStore, agents, apikeys, commands, devices, enrollments, events, groups,
-    inventory, scep, secrets, tokens,
+    BACKEND, BackendStore, agents, apikeys, commands, devices, enroll, enrollments, events, groups,
+    inventory, push, scep, schedule, secrets, tokens,
 };
 use crate::{
     ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey,
     BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory, DeviceRecord,
-    DeviceUser, Enrollment, Event, EventFilter, FactSource, Group, Millis, NewCommand, NewEvent,
-    QueuedCommand, ReportOutcome, Result, SealedSecret, SecurityFacts, Store,
+    DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter, FactSource, Group, InventoryDue,
+    IssuedCertificate, Millis, NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome,
+    Result, ScepChallenge, SealedSecret, SecurityFacts, Store, TokenRefusal,
 };
 
 #[async_trait::async_trait]
@@ -118,6 +111,25 @@ impl Store for BackendStore {
 
     async fn sealed_secret(&self, owner: &str, field: &str) -> Result<Option<SealedSecret>> {
         secrets::get(&self.pool, owner, field).await
+    }
+
+    async fn mark_push_invalid(
+        &self,
+        enrollment_id: &str,
+        token: &[u8],
+        reason: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        push::mark_invalid(&self.pool, enrollment_id, token, reason, at, event).await
+    }
+
+    async fn clear_push_invalid(&self, enrollment_id: &str) -> Result<bool> {
+        push::clear_invalid(&self.pool, enrollment_id).await
+    }
+
+    async fn push_invalid(&self, enrollment_id: &str) -> Result<Option<PushInvalid>> {
+        push::invalid(&self.pool, enrollment_id).await
     }
 
     async fn claim_scep_nonce(
@@ -277,6 +289,8 @@ impl Store for BackendStore {
 
     async fn active_request_types(&self, enrollment_id: &str) -> Result<Vec<String>> {
         schedule::active_request_types(&self.pool, enrollment_id).await
+    }
+
     async fn create_agent_secret(&self, secret: &AgentSecret, event: &NewEvent) -> Result<()> {
         agents::create_secret(&self.pool, secret, event).await
     }
@@ -347,5 +361,55 @@ impl Store for BackendStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn create_enrollment_token(&self, t: &EnrollmentToken, event: &NewEvent) -> Result<()> {
+        enroll::create_token(&self.pool, t, event).await
+    }
+
+    async fn enrollment_token(&self, id: &str) -> Result<Option<EnrollmentToken>> {
+        enroll::token(&self.pool, id).await
+    }
+
+    async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>> {
+        enroll::list_tokens(&self.pool).await
+    }
+
+    async fn revoke_enrollment_token(&self, id: &str, at: Millis, event: &NewEvent) -> Result<()> {
+        enroll::revoke_token(&self.pool, id, at, event).await
+    }
+
+    async fn redeem_enrollment_token(
+        &self,
+        token_hash: &str,
+        at: Millis,
+        challenge: &ScepChallenge,
+        event: &NewEvent,
+    ) -> Result<std::result::Result<EnrollmentToken, TokenRefusal>> {
+        enroll::redeem_token(&self.pool, token_hash, at, challenge, event).await
+    }
+
+    async fn consume_scep_challenge(
+        &self,
+        challenge_hash: &str,
+        at: Millis,
+    ) -> Result<Option<ScepChallenge>> {
+        enroll::consume_challenge(&self.pool, challenge_hash, at).await
+    }
+
+    async fn record_issued_certificate(&self, c: &IssuedCertificate) -> Result<()> {
+        enroll::record_issued(&self.pool, c).await
+    }
+
+    async fn issued_certificate(&self, fingerprint: &str) -> Result<Option<IssuedCertificate>> {
+        enroll::issued(&self.pool, fingerprint).await
+    }
+
+    async fn bind_issued_certificate(
+        &self,
+        fingerprint: &str,
+        device_id: &str,
+    ) -> Result<Option<IssuedCertificate>> {
+        enroll::bind_issued(&self.pool, fingerprint, device_id).await
     }
 }

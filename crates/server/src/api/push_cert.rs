@@ -1,0 +1,161 @@
+//! The APNs push certificate: `PUT /api/v1/push-certificate` (PEM pair or PKCS#12) and `GET` (what it says,
+//! never the key). An upload is checked by `service` (key matches, in date, MDM topic) and by building the
+//! APNs client from it (rustls accepts the pair) before anything is stored; then the new provider replaces
+//! the old one at once, without a restart. Bad uploads get 400 and change nothing.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use service::apikeys::Actor;
+use service::push_cert::PushCertificateInfo;
+use store::ApiScope;
+use vault::Secret;
+
+use super::devices::bad_json;
+use super::{Api, error, service_error};
+use crate::AppState;
+use crate::apns::{ApnsClient, warn_if_expiring};
+
+pub(super) fn routes(api: Api) -> Api {
+    api.route(
+        "GET",
+        "/api/v1/push-certificate",
+        "The APNs push certificate: topic (its UID), subject, serial, fingerprint, not_after (unix ms), days_left, warning (expiring or expired). 404 with guidance when none was uploaded. Never the key.",
+        Some(ApiScope::Read),
+        get(show),
+    )
+    .route(
+        "PUT",
+        "/api/v1/push-certificate",
+        "Upload (replace) the APNs push certificate: {certificate_pem, private_key_pem} or {pkcs12_base64, password}. Checked (key matches, in date, topic com.apple.mgmt.… from the subject UID, usable for TLS) before it is stored; 400 and nothing changes otherwise. Takes effect at once. Answer as GET. Audited.",
+        Some(ApiScope::Admin),
+        put(upload),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadBody {
+    certificate_pem: Option<String>,
+    #[serde(default, deserialize_with = "secret_string")]
+    private_key_pem: Option<Secret<String>>,
+    #[serde(default, deserialize_with = "secret_string")]
+    pkcs12_base64: Option<Secret<String>>,
+    #[serde(default, deserialize_with = "secret_string")]
+    password: Option<Secret<String>>,
+}
+
+/// Secret fields go straight into [`Secret`] (zeroed on drop, redacted in Debug).
+fn secret_string<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Secret<String>>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn view(info: &PushCertificateInfo) -> Value {
+    let now = now_millis();
+    json!({
+        "topic": info.topic,
+        "subject": info.subject,
+        "serial": info.serial_hex,
+        "fingerprint": info.fingerprint,
+        "not_after": info.not_after,
+        "days_left": info.days_left(now),
+        "warning": info.expiry_warning(now),
+    })
+}
+
+async fn show(State(s): State<AppState>) -> Response {
+    match s.mdm.push_certificate().await {
+        Ok(Some(info)) => Json(view(&info)).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "no push certificate uploaded: get an MDM push certificate at https://identity.apple.com and upload it \
+with `escrowd push-cert upload --cert push.pem --key push.key` (or --pkcs12 push.p12)",
+        ),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn upload(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: Result<Json<UploadBody>, JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return bad_json(e),
+    };
+    let pair = match (
+        b.certificate_pem,
+        b.private_key_pem,
+        b.pkcs12_base64,
+        b.password,
+    ) {
+        (Some(cert), Some(key), None, None) => Ok((
+            cert.into_bytes(),
+            Secret::new(key.expose().as_bytes().to_vec()),
+        )),
+        (None, None, Some(p12), password) => {
+            let der = match base64::engine::general_purpose::STANDARD.decode(p12.expose().trim()) {
+                Ok(d) => d,
+                Err(_) => return error(StatusCode::BAD_REQUEST, "pkcs12_base64 is not base64"),
+            };
+            let password = password.unwrap_or_else(|| Secret::new(String::new()));
+            service::push_cert::identity_from_pkcs12(&der, &password)
+        }
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "send either {certificate_pem, private_key_pem} or {pkcs12_base64, password}",
+            );
+        }
+    };
+    let (cert_pem, key_pem) = match pair {
+        Ok(p) => p,
+        Err(e) => return service_error(e),
+    };
+    // Refuse before storing what rustls cannot use (checked again by the service for topic and dates).
+    if let Err(e) =
+        service::push_cert::check_push_identity(&cert_pem, key_pem.expose(), now_millis())
+    {
+        return service_error(e);
+    }
+    let client = match ApnsClient::new((*s.apns).clone(), &cert_pem, &key_pem) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the push certificate cannot be used for APNs: {e:#}"),
+            );
+        }
+    };
+    let info = match s
+        .mdm
+        .put_push_certificate(&cert_pem, &key_pem, &actor.label())
+        .await
+    {
+        Ok(info) => info,
+        Err(e) => return service_error(e),
+    };
+    s.mdm.set_pusher(Some(Arc::new(client)));
+    warn_if_expiring(&info);
+    tracing::info!(topic = %info.topic, "new push certificate in use");
+    (StatusCode::OK, Json(view(&info))).into_response()
+}

@@ -1,0 +1,49 @@
+//! Enrollment tokens, one-time SCEP challenges and issued-certificate records.
+
+use crate::Millis;
+
+/// An enrollment token: metadata plus the hex SHA-256 of the token (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentToken {
+    pub id: String,
+    pub name: String,
+    pub token_hash: String,
+    pub group_id: String,
+    /// None = unlimited.
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    /// None = never expires.
+    pub expires_at: Option<Millis>,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// Why a token could not be redeemed (nothing was consumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Revoked,
+    Expired,
+    UsedUp,
+}
+
+/// A one-time SCEP challenge minted by one `/enroll` (hash only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScepChallenge {
+    pub challenge_hash: String,
+    pub token_id: Option<String>,
+    pub group_id: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub used_at: Option<Millis>,
+}
+
+/// A certificate SCEP issued: the group it enrolls into and, once it has Authenticated, its device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    pub fingerprint: String,
+    pub device_id: Option<String>,
+    pub group_id: Option<String>,
+    pub token_id: Option<String>,
+    pub issued_at: Millis,
+}
