@@ -83,9 +83,9 @@ fn parse_url(url: &str) -> Result<Url, ClientError> {
     };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            let port = p.parse().map_err(|_| {
-                ClientError::Config(format!("server URL {url:?} has a bad port"))
-            })?;
+            let port = p
+                .parse()
+                .map_err(|_| ClientError::Config(format!("server URL {url:?} has a bad port")))?;
             (h.trim_start_matches('[').trim_end_matches(']'), port)
         }
         _ => (authority, if https { 443 } else { 80 }),
@@ -184,7 +184,9 @@ impl Http {
         }
         for (k, v) in headers {
             if v.contains(['\r', '\n']) {
-                return Err(ClientError::Protocol(format!("header {k} has a line break")));
+                return Err(ClientError::Protocol(format!(
+                    "header {k} has a line break"
+                )));
             }
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -474,13 +476,16 @@ pub fn register(
         signing_key: B64.encode(signing.public_key()),
         hpke_key: B64.encode(hpke.public_key()),
     };
-    let body = Secret::new(serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?);
+    let body =
+        Secret::new(serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?);
     drop(req);
     let path = "/agent/v1/register";
     let (status, answer) = http.request("POST", path, &[], body.expose())?;
     if status != 201 && status != 200 {
         let hint = match status {
-            401 => " (the registration secret is wrong, used or expired: reinstall the agent profile with `escrowd agent-install`)",
+            401 => {
+                " (the registration secret is wrong, used or expired: reinstall the agent profile with `escrowd agent-install`)"
+            }
             _ => "",
         };
         return Err(ClientError::Status {
@@ -631,8 +636,9 @@ impl AgentClient {
             user_password: Option<String>,
             admin_password: Option<String>,
         }
-        let c: Creds = serde_json::from_slice(plain.expose())
-            .map_err(|_| ClientError::Protocol("the sealed credentials are not the expected JSON".into()))?;
+        let c: Creds = serde_json::from_slice(plain.expose()).map_err(|_| {
+            ClientError::Protocol("the sealed credentials are not the expected JSON".into())
+        })?;
         Ok(SealedCredentials {
             user_password: c.user_password.map(Secret::new),
             admin_password: c.admin_password.map(Secret::new),
@@ -688,14 +694,12 @@ pub fn perform(client: &AgentClient, mac: &Mac, action: &AgentActionWire) -> Act
         Ok(c) => c,
         Err(e) => return fail("credentials", e.to_string()),
     };
-    let need = |name: &Option<String>, pw: &Option<Secret<String>>, what: &str| {
-        match (name, pw) {
-            (Some(n), Some(p)) => Ok(Credentials {
-                user: n.clone(),
-                password: Secret::new(p.expose().clone()),
-            }),
-            _ => Err(format!("{} needs {what} and its password", action.kind)),
-        }
+    let need = |name: &Option<String>, pw: &Option<Secret<String>>, what: &str| match (name, pw) {
+        (Some(n), Some(p)) => Ok(Credentials {
+            user: n.clone(),
+            password: Secret::new(p.expose().clone()),
+        }),
+        _ => Err(format!("{} needs {what} and its password", action.kind)),
     };
     let user = || need(&params.user, &creds.user_password, "user");
     let admin = || need(&params.admin, &creds.admin_password, "admin");
@@ -767,7 +771,11 @@ pub struct CycleReport {
     pub errors: Vec<String>,
 }
 
-pub fn cycle(client: &AgentClient, mac: &Mac, managed_admin: Option<&str>) -> Result<CycleReport, ClientError> {
+pub fn cycle(
+    client: &AgentClient,
+    mac: &Mac,
+    managed_admin: Option<&str>,
+) -> Result<CycleReport, ClientError> {
     let mut report = CycleReport {
         actions: Vec::new(),
         inventory_users: None,
@@ -805,10 +813,19 @@ mod tests {
     fn urls_parse_and_bad_ones_are_refused() {
         let u = parse_url("https://mdm.example:8443/base/").unwrap();
         assert!(u.https);
-        assert_eq!((u.host.as_str(), u.port, u.prefix.as_str()), ("mdm.example", 8443, "/base"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("mdm.example", 8443, "/base")
+        );
         let u = parse_url("http://127.0.0.1").unwrap();
         assert_eq!((u.port, u.prefix.as_str()), (80, ""));
-        for bad in ["ftp://x", "mdm.example", "http://", "http://h:port", "http://u@h/"] {
+        for bad in [
+            "ftp://x",
+            "mdm.example",
+            "http://",
+            "http://h:port",
+            "http://u@h/",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
         assert!(Http::new("https://x", None).is_err());
@@ -821,8 +838,10 @@ mod tests {
             (200, b"{}".to_vec())
         );
         assert_eq!(
-            parse_response(b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
-                .unwrap(),
+            parse_response(
+                b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+            )
+            .unwrap(),
             (201, b"{}".to_vec())
         );
         for bad in [
@@ -852,7 +871,10 @@ mod tests {
         };
         state.save(&path).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
         let back = AgentState::load(&path).unwrap();
         assert_eq!(back.keys().unwrap().0.public_key(), signing.public_key());
         let dbg = format!("{back:?}");
@@ -862,7 +884,8 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(AgentState::load(&path).is_err());
         std::fs::write(dir.path().join("g"), b"{\"nope\":1}").unwrap();
-        std::fs::set_permissions(dir.path().join("g"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(dir.path().join("g"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         assert!(AgentState::load(&dir.path().join("g")).is_err());
     }
 }

@@ -42,11 +42,9 @@ struct Cli {
 enum Command {
     /// Register this Mac's agent with the server: make its signing and HPKE keys, store them 0600, and
     /// present the one-time registration secret from the com.escrowd.agent settings.
-    #[command(
-        after_help = "Examples:\n  sudo escrow-agent register\n  \
+    #[command(after_help = "Examples:\n  sudo escrow-agent register\n  \
 sudo escrow-agent register --config ./com.escrowd.agent.plist --state ./state.json --ca-cert tls.pem\n\n\
-The settings arrive with the agent profile (`escrowd agent-install DEVICE`); its secret works once. Keys are never printed."
-    )]
+The settings arrive with the agent profile (`escrowd agent-install DEVICE`); its secret works once. Keys are never printed.")]
     Register {
         /// The managed-preferences plist (or a profile) holding ServerURL, DeviceID and RegistrationSecret.
         #[arg(long, value_name = "FILE", default_value_os_t = client::default_config_path())]
@@ -464,8 +462,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.display()
                 )
             })?;
-            let settings = protocol::agent_profile::parse_agent_settings(&bytes)
-                .with_context(|| format!("{} is not com.escrowd.agent settings", config.display()))?;
+            let settings =
+                protocol::agent_profile::parse_agent_settings(&bytes).with_context(|| {
+                    format!("{} is not com.escrowd.agent settings", config.display())
+                })?;
             let registered = client::register(&settings, ca_cert.as_deref(), &state, force)?;
             if json {
                 println!(
@@ -502,7 +502,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 };
                 if once {
-                    return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+                    return Ok(if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    });
                 }
                 std::thread::sleep(Duration::from_secs(interval));
             }
