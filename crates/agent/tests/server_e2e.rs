@@ -290,3 +290,60 @@ async fn run_without_registration_or_with_bad_settings_says_what_to_do() {
     assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
     assert!(!state.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_trusts_only_the_given_ca_cert() {
+    // testkit's Mac speaks plain HTTP only, so this checks the transport: a TLS server that answers the
+    // registration (401 for a secret it never issued) proves the handshake and HTTP over it work.
+    let ts = TestServer::start_with(|o| o.http = false).await.unwrap();
+    assert!(ts.base_url().starts_with("https://"), "{}", ts.base_url());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.plist");
+    std::fs::write(&config, format!("<plist><dict><key>ServerURL</key><string>{}</string><key>DeviceID</key><string>NO-SUCH-MAC</string><key>RegistrationSecret</key><string>never-issued-secret</string></dict></plist>", ts.base_url())).unwrap();
+    let state = dir.path().join("state.json");
+    let (config_s, state_s) = (config.to_str().unwrap(), state.to_str().unwrap());
+    let mut mac = typical_mac();
+    mac.passwords.push("never-issued-secret".into());
+    // Without --ca-cert: refused before anything is sent.
+    let run = agent_blocking(
+        &mut mac,
+        &["register", "--config", config_s, "--state", state_s],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("--ca-cert"), "{}", run.stderr);
+    // With an unrelated certificate: the handshake fails.
+    let other = dir.path().join("other.pem");
+    let (cert, _) = pki::ca::self_signed_tls_certificate(&["127.0.0.1"], 1).unwrap();
+    std::fs::write(&other, cert).unwrap();
+    let run = agent_blocking(
+        &mut mac,
+        &[
+            "register",
+            "--config",
+            config_s,
+            "--state",
+            state_s,
+            "--ca-cert",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
+    // With the server's certificate: the server is reached and refuses the unknown secret.
+    let pem = ts.opts.data_dir.join("tls.pem");
+    let run = agent_blocking(
+        &mut mac,
+        &[
+            "register",
+            "--config",
+            config_s,
+            "--state",
+            state_s,
+            "--ca-cert",
+            pem.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("answered 401"), "{}", run.stderr);
+    assert!(!state.exists());
+}
