@@ -524,6 +524,30 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// The four headers of a signed agent request (the signed text is `agent_profile::signing_message`). Public
+/// so the server's tests sign exactly as the agent does, with chosen timestamps and nonces.
+pub fn signed_headers(
+    key: &SigningKey,
+    agent_id: &str,
+    method: &str,
+    path: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, body);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let sig = key.sign(&agent_profile::signing_message(
+        method, path, timestamp, nonce, &hex,
+    ));
+    vec![
+        (agent_profile::HEADER_AGENT, agent_id.to_string()),
+        (agent_profile::HEADER_TIMESTAMP, timestamp.to_string()),
+        (agent_profile::HEADER_NONCE, nonce.to_string()),
+        (agent_profile::HEADER_SIGNATURE, B64.encode(sig)),
+    ]
+}
+
 /// A registered agent: signs every request with its key.
 pub struct AgentClient {
     http: Http,
@@ -543,26 +567,22 @@ impl AgentClient {
         })
     }
 
-    /// The signed headers for one request (the exact text is `agent_profile::signing_message`).
+    /// The signed headers for one request, now, with a fresh nonce.
     pub fn signed_headers(
         &self,
         method: &str,
         path: &str,
         body: &[u8],
     ) -> Result<Vec<(&'static str, String)>, ClientError> {
-        let digest = ring::digest::digest(&ring::digest::SHA256, body);
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        let ts = now_secs();
-        let nonce = random_hex(16)?;
-        let sig = self.signing.sign(&agent_profile::signing_message(
-            method, path, ts, &nonce, &hex,
-        ));
-        Ok(vec![
-            (agent_profile::HEADER_AGENT, self.agent_id.clone()),
-            (agent_profile::HEADER_TIMESTAMP, ts.to_string()),
-            (agent_profile::HEADER_NONCE, nonce),
-            (agent_profile::HEADER_SIGNATURE, B64.encode(sig)),
-        ])
+        Ok(signed_headers(
+            &self.signing,
+            &self.agent_id,
+            method,
+            path,
+            now_secs(),
+            &random_hex(16)?,
+            body,
+        ))
     }
 
     fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
