@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod actions;
+pub mod client;
 pub mod escrow;
 pub mod inventory;
 pub mod mac;

@@ -1,9 +1,11 @@
 //! `escrow-agent`: the escrowd agent for macOS. See `escrow-agent --help`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use agent::actions::{self, ActionError, ActionOutcome, Credentials};
+use agent::client::{self, AgentClient, AgentState};
 use agent::escrow::{self, EscrowError};
 use agent::inventory::{self, Inventory};
 use agent::mac::Mac;
@@ -38,6 +40,52 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Register this Mac's agent with the server: make its signing and HPKE keys, store them 0600, and
+    /// present the one-time registration secret from the com.escrowd.agent settings.
+    #[command(after_help = "Examples:\n  sudo escrow-agent register\n  \
+sudo escrow-agent register --config ./com.escrowd.agent.plist --state ./state.json --ca-cert tls.pem\n\n\
+The settings arrive with the agent profile (`escrowd agent-install DEVICE`); its secret works once. Keys are never printed.")]
+    Register {
+        /// The managed-preferences plist (or a profile) holding ServerURL, DeviceID and RegistrationSecret.
+        #[arg(long, value_name = "FILE", default_value_os_t = client::default_config_path())]
+        config: PathBuf,
+        /// Where to keep the agent's id and keys (created 0600).
+        #[arg(long, value_name = "FILE", default_value_os_t = client::default_state_path())]
+        state: PathBuf,
+        /// Trust this PEM certificate / CA for an https server (e.g. the server's DATA_DIR/tls.pem).
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
+        /// Replace an existing registration (needs a fresh registration secret).
+        #[arg(long)]
+        force: bool,
+        /// Print {"agent_id":…,"device_id":…} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Poll the server for actions, perform each and report its result, then report inventory; repeat.
+    #[command(
+        after_help = "Examples:\n  sudo escrow-agent run --once\n  sudo escrow-agent run --interval 300 --ca-cert /etc/escrowd/tls.pem"
+    )]
+    Run {
+        /// Where `register` stored the agent's id and keys.
+        #[arg(long, value_name = "FILE", default_value_os_t = client::default_state_path())]
+        state: PathBuf,
+        /// Trust this PEM certificate / CA for an https server.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
+        /// One cycle, then exit (exit 1 if an action failed or a report could not be sent).
+        #[arg(long)]
+        once: bool,
+        /// Seconds between cycles.
+        #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..=86400))]
+        interval: u64,
+        /// The ADE managed admin's short name, reported even if its UID is below 501.
+        #[arg(long, value_name = "NAME")]
+        managed_admin: Option<String>,
+        /// Print each cycle as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show per-user admin, Secure Token, FileVault and volume-owner facts, and the Bootstrap Token status.
     #[command(
         after_help = "Examples:\n  sudo escrow-agent inventory\n  sudo escrow-agent inventory --json | jq '.users[] | select(.secure_token == false)'"
@@ -401,6 +449,68 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Action(action) => run_action(&mac, action),
+        Command::Register {
+            config,
+            state,
+            ca_cert,
+            force,
+            json,
+        } => {
+            let bytes = std::fs::read(&config).with_context(|| {
+                format!(
+                    "reading {}: install the agent profile (`escrowd agent-install DEVICE`) or pass --config",
+                    config.display()
+                )
+            })?;
+            let settings =
+                protocol::agent_profile::parse_agent_settings(&bytes).with_context(|| {
+                    format!("{} is not com.escrowd.agent settings", config.display())
+                })?;
+            let registered = client::register(&settings, ca_cert.as_deref(), &state, force)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"agent_id": registered.agent_id, "device_id": registered.device_id, "state": state})
+                );
+            } else {
+                println!(
+                    "Registered agent {} for device {} with {}; keys stored in {}",
+                    registered.agent_id,
+                    registered.device_id,
+                    registered.server_url,
+                    state.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            state,
+            ca_cert,
+            once,
+            interval,
+            managed_admin,
+            json,
+        } => {
+            let st = AgentState::load(&state)?;
+            let agent = AgentClient::new(&st, ca_cert.as_deref())?;
+            loop {
+                let ok = match client::cycle(&agent, &mac, managed_admin.as_deref()) {
+                    Ok(report) => print_cycle(&report, json),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        false
+                    }
+                };
+                if once {
+                    return Ok(if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    });
+                }
+                std::thread::sleep(Duration::from_secs(interval));
+            }
+        }
         Command::Escrow {
             console_user: user,
             prompt,
@@ -437,6 +547,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Prints one run cycle; true when every action succeeded and every report was delivered.
+fn print_cycle(report: &client::CycleReport, json: bool) -> bool {
+    let ok = report.errors.is_empty() && report.actions.iter().all(|(_, _, r)| r.succeeded);
+    if json {
+        let actions: Vec<_> = report
+            .actions
+            .iter()
+            .map(|(id, kind, r)| serde_json::json!({"id": id, "kind": kind, "succeeded": r.succeeded, "reason": r.reason}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"ok": ok, "actions": actions, "inventory_users": report.inventory_users, "errors": report.errors})
+        );
+    } else {
+        for (id, kind, r) in &report.actions {
+            match &r.reason {
+                None => println!("action {id} {kind}: succeeded"),
+                Some(reason) => println!("action {id} {kind}: failed: {reason}"),
+            }
+        }
+        if let Some(n) = report.inventory_users {
+            println!("inventory: {n} user(s) reported");
+        }
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+    }
+    ok
 }
 
 fn escrow_code(e: &EscrowError) -> &'static str {

@@ -71,16 +71,7 @@ impl Agent {
         nonce: &str,
         body: &[u8],
     ) -> Vec<(&'static str, String)> {
-        let digest = hex::encode(openssl::sha::sha256(body));
-        let sig = self.key.sign(&agent_profile::signing_message(
-            method, path, ts, nonce, &digest,
-        ));
-        vec![
-            (agent_profile::HEADER_AGENT, self.id.clone()),
-            (agent_profile::HEADER_TIMESTAMP, ts.to_string()),
-            (agent_profile::HEADER_NONCE, nonce.to_string()),
-            (agent_profile::HEADER_SIGNATURE, B64.encode(sig)),
-        ]
+        agent::client::signed_headers(&self.key, &self.id, method, path, ts, nonce, body)
     }
 
     async fn call(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Json) {

@@ -1,0 +1,349 @@
+//! End to end against a real escrowd server (testkit, plain HTTP): the agent profile is installed through
+//! MDM, its settings are written where macOS puts managed preferences, and the REAL `escrow-agent` binary
+//! registers and runs actions against the fake macOS tools. The grant succeeds and lands in the Users table;
+//! a wrong admin password fails with its precise reason; no password reaches a tool's argv, the agent's
+//! output, the server's answers or its events.
+
+mod support;
+
+use agent::client::Http;
+use serde_json::{Value as Json, json};
+use service::apikeys::Actor;
+use store::ApiScope;
+use support::{FakeMac, typical_mac};
+use testkit::TestServer;
+
+/// The admin API over the agent's own blocking client (off the async workers).
+struct Admin {
+    http: Http,
+    auth: String,
+}
+
+impl Admin {
+    fn call(&self, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (status, answer) = tokio::task::block_in_place(|| {
+            self.http
+                .request(method, path, &[("authorization", self.auth.clone())], &body)
+                .unwrap()
+        });
+        (
+            status,
+            serde_json::from_slice(&answer).unwrap_or(Json::Null),
+        )
+    }
+}
+
+fn agent_blocking(mac: &mut FakeMac, args: &[&str]) -> support::Run {
+    tokio::task::block_in_place(|| mac.agent(args, &[]))
+}
+
+async fn installed(
+    ts: &TestServer,
+    udid: &str,
+    dir: &std::path::Path,
+) -> (Admin, std::path::PathBuf) {
+    let device = ts.new_device(udid).unwrap();
+    device.enroll().await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key("e2e", ApiScope::Operate, &Actor::offline("test"))
+        .await
+        .unwrap();
+    let admin = Admin {
+        http: Http::new(&ts.base_url(), None).unwrap(),
+        auth: format!("Bearer {}", key.expose()),
+    };
+    let (s, b) = admin.call(
+        "POST",
+        &format!("/api/v1/devices/{udid}/agent"),
+        Some(json!({"server_url": ts.base_url()})),
+    );
+    assert_eq!(s, 202, "{b}");
+    // The Mac receives InstallProfile; macOS would write the payload's keys as managed preferences.
+    let reply = device.idle().await.unwrap();
+    let v: plist::Value = plist::from_bytes(&reply.body).unwrap();
+    let cmd = v.as_dictionary().unwrap()["Command"]
+        .as_dictionary()
+        .unwrap();
+    assert_eq!(cmd["RequestType"].as_string(), Some("InstallProfile"));
+    let profile: plist::Value = plist::from_bytes(cmd["Payload"].as_data().unwrap()).unwrap();
+    let payload = profile.as_dictionary().unwrap()["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(plist::Value::as_dictionary)
+        .find(|d| {
+            d.get("PayloadType").and_then(plist::Value::as_string) == Some("com.escrowd.agent")
+        })
+        .unwrap()
+        .clone();
+    let config = dir.join("com.escrowd.agent.plist");
+    plist::to_file_xml(&config, &plist::Value::Dictionary(payload)).unwrap();
+    (admin, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_agent_registers_runs_actions_and_reports_inventory() {
+    const UDID: &str = "E2E-AGENT-MAC";
+    let ts = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, config) = installed(&ts, UDID, dir.path()).await;
+    let state = dir.path().join("state/agent.json");
+    let (config_s, state_s) = (config.to_str().unwrap(), state.to_str().unwrap());
+    let mut mac = typical_mac();
+    let wrong_pw = "Wr0ng-Adm1n-pw";
+    mac.passwords.push(wrong_pw.to_string());
+
+    // Register: state file 0600, keys never printed; the secret works once.
+    let run = agent_blocking(
+        &mut mac,
+        &[
+            "register", "--config", config_s, "--state", state_s, "--json",
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let agent_id = run.json()["agent_id"].as_str().unwrap().to_string();
+    assert!(ts.store().agent(&agent_id).await.unwrap().is_some());
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&state).unwrap().mode() & 0o777, 0o600);
+    }
+    let saved = std::fs::read_to_string(&state).unwrap();
+    let saved: Json = serde_json::from_str(&saved).unwrap();
+    for k in ["signing_key", "hpke_key"] {
+        let key = saved[k].as_str().unwrap();
+        assert!(!run.stdout.contains(key) && !run.stderr.contains(key));
+    }
+    // Again: refused without --force; with --force the used secret is refused by the server.
+    let again = agent_blocking(
+        &mut mac,
+        &["register", "--config", config_s, "--state", state_s],
+    );
+    assert_eq!(again.code, Some(2));
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    let forced = agent_blocking(
+        &mut mac,
+        &[
+            "register", "--config", config_s, "--state", state_s, "--force",
+        ],
+    );
+    assert_eq!(forced.code, Some(2));
+    assert!(forced.stderr.contains("401"), "{}", forced.stderr);
+    let kept: Json = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(
+        kept == saved,
+        "the failed re-registration changed the state file"
+    );
+
+    // A wrong admin password: the action fails with its precise reason, alice gets nothing.
+    let (s, bad) = admin.call(
+        "POST",
+        &format!("/api/v1/devices/{UDID}/actions"),
+        Some(
+            json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin",
+                    "user_password": "al1ce pw%", "admin_password": wrong_pw}),
+        ),
+    );
+    assert_eq!(s, 201, "{bad}");
+    let bad_id = bad["id"].as_str().unwrap().to_string();
+    let run = agent_blocking(&mut mac, &["run", "--once", "--state", state_s, "--json"]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(!mac.has_token("alice"));
+    let (_, shown) = admin.call(
+        "GET",
+        &format!("/api/v1/devices/{UDID}/actions/{bad_id}"),
+        None,
+    );
+    assert_eq!(shown["status"], "failed", "{shown}");
+    assert!(
+        shown["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("wrong_admin_password"),
+        "{shown}"
+    );
+
+    // The right one: granted, verified by the fake Mac, and the Users table shows the agent's facts.
+    let (s, good) = admin.call(
+        "POST",
+        &format!("/api/v1/devices/{UDID}/actions"),
+        Some(
+            json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin",
+                    "user_password": "al1ce pw%", "admin_password": "Adm1n-pw!"}),
+        ),
+    );
+    assert_eq!(s, 201, "{good}");
+    let good_id = good["id"].as_str().unwrap().to_string();
+    let run = agent_blocking(&mut mac, &["run", "--once", "--state", state_s, "--json"]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let cycle = run.json();
+    assert_eq!(cycle["actions"][0]["id"], good_id.as_str());
+    assert_eq!(cycle["inventory_users"], 2);
+    assert!(mac.has_token("alice"));
+    let (_, shown) = admin.call(
+        "GET",
+        &format!("/api/v1/devices/{UDID}/actions/{good_id}"),
+        None,
+    );
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    let (s, users) = admin.call("GET", &format!("/api/v1/devices/{UDID}/users"), None);
+    assert_eq!(s, 200, "{users}");
+    let alice = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["short_name"] == "alice")
+        .unwrap_or_else(|| panic!("{users}"));
+    assert_eq!(alice["has_secure_token"]["value"], true, "{users}");
+    assert_eq!(alice["has_secure_token"]["source"], "agent", "{users}");
+    // Nothing more queued: the next cycle only reports inventory.
+    let run = agent_blocking(&mut mac, &["run", "--once", "--state", state_s]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("inventory: 2 user(s)"),
+        "{}",
+        run.stdout
+    );
+
+    // No password in any answer or event (argv and agent output are checked on every run above).
+    let (_, listed) = admin.call("GET", &format!("/api/v1/devices/{UDID}/actions"), None);
+    let events = ts
+        .store()
+        .events(&store::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!events.is_empty());
+    let mut texts = vec![
+        listed.to_string(),
+        users.to_string(),
+        shown.to_string(),
+        bad.to_string(),
+    ];
+    texts.extend(events.iter().map(|e| e.detail.clone()));
+    for text in texts {
+        for pw in &mac.passwords {
+            assert!(!text.contains(pw.as_str()), "{pw:?} in {text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_registration_or_with_bad_settings_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mac = typical_mac();
+    let missing = dir.path().join("none.json");
+    let run = agent_blocking(
+        &mut mac,
+        &["run", "--once", "--state", missing.to_str().unwrap()],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("escrow-agent register"),
+        "{}",
+        run.stderr
+    );
+    let bad = dir.path().join("bad.plist");
+    std::fs::write(
+        &bad,
+        "<plist><dict><key>ServerURL</key><string>http://x</string></dict></plist>",
+    )
+    .unwrap();
+    let state = dir.path().join("s.json");
+    let run = agent_blocking(
+        &mut mac,
+        &[
+            "register",
+            "--config",
+            bad.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("DeviceID") || run.stderr.contains("missing"),
+        "{}",
+        run.stderr
+    );
+    assert!(!state.exists());
+    // A settings file whose server is not listening: clear error, no state written.
+    let unreachable = dir.path().join("u.plist");
+    std::fs::write(&unreachable, "<plist><dict><key>ServerURL</key><string>http://127.0.0.1:9</string><key>DeviceID</key><string>D</string><key>RegistrationSecret</key><string>s3cret-reg-value</string></dict></plist>").unwrap();
+    mac.passwords.push("s3cret-reg-value".into());
+    let run = agent_blocking(
+        &mut mac,
+        &[
+            "register",
+            "--config",
+            unreachable.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
+    assert!(!state.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_trusts_only_the_given_ca_cert() {
+    // testkit's Mac speaks plain HTTP only, so this checks the transport: a TLS server that answers the
+    // registration (401 for a secret it never issued) proves the handshake and HTTP over it work.
+    let ts = TestServer::start_with(|o| o.http = false).await.unwrap();
+    assert!(ts.base_url().starts_with("https://"), "{}", ts.base_url());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.plist");
+    std::fs::write(&config, format!("<plist><dict><key>ServerURL</key><string>{}</string><key>DeviceID</key><string>NO-SUCH-MAC</string><key>RegistrationSecret</key><string>never-issued-secret</string></dict></plist>", ts.base_url())).unwrap();
+    let state = dir.path().join("state.json");
+    let (config_s, state_s) = (config.to_str().unwrap(), state.to_str().unwrap());
+    let mut mac = typical_mac();
+    mac.passwords.push("never-issued-secret".into());
+    // Without --ca-cert: refused before anything is sent.
+    let run = agent_blocking(
+        &mut mac,
+        &["register", "--config", config_s, "--state", state_s],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("--ca-cert"), "{}", run.stderr);
+    // With an unrelated certificate: the handshake fails.
+    let other = dir.path().join("other.pem");
+    let (cert, _) = pki::ca::self_signed_tls_certificate(&["127.0.0.1"], 1).unwrap();
+    std::fs::write(&other, cert).unwrap();
+    let run = agent_blocking(
+        &mut mac,
+        &[
+            "register",
+            "--config",
+            config_s,
+            "--state",
+            state_s,
+            "--ca-cert",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
+    // With the server's certificate: the server is reached and refuses the unknown secret.
+    let pem = ts.opts.data_dir.join("tls.pem");
+    let run = agent_blocking(
+        &mut mac,
+        &[
+            "register",
+            "--config",
+            config_s,
+            "--state",
+            state_s,
+            "--ca-cert",
+            pem.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("answered 401"), "{}", run.stderr);
+    assert!(!state.exists());
+}
