@@ -302,14 +302,49 @@ pub async fn users(a: DeviceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn events(a: DeviceArgs) -> anyhow::Result<()> {
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  escrowd events                       # the whole fleet, newest first\n  \
+escrowd events UDID                  # one Mac\n  escrowd events --kind bootstrap_token.escrowed --outcome success --limit 50\n  \
+escrowd events --subject server --json"
+)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Device id (UDID); without it, events of the whole fleet.
+    id: Option<String>,
+    /// Only events about this subject (a UDID, `server` or `unknown`); fleet view only.
+    #[arg(long, conflicts_with = "id")]
+    subject: Option<String>,
+    /// Only this event type, e.g. bootstrap_token.escrowed.
+    #[arg(long)]
+    kind: Option<String>,
+    /// success, failure or refused.
+    #[arg(long, value_parser = ["success", "failure", "refused"])]
+    outcome: Option<String>,
+    /// How many (1-1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+}
+
+pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
+    let mut query = vec![format!("limit={}", a.limit)];
+    for (name, value) in [
+        ("subject", &a.subject),
+        ("kind", &a.kind),
+        ("outcome", &a.outcome),
+    ] {
+        if let Some(v) = value {
+            query.push(format!("{name}={}", enc(v)));
+        }
+    }
+    let path = match &a.id {
+        Some(id) => format!("/api/v1/devices/{}/events", enc(id)),
+        None => "/api/v1/events".to_string(),
+    };
     let v = a
         .server
-        .ok(
-            "GET",
-            &format!("/api/v1/devices/{}/events", enc(&a.id)),
-            None,
-        )
+        .ok("GET", &format!("{path}?{}", query.join("&")), None)
         .await?
         .json()?;
     print(
@@ -319,6 +354,7 @@ pub async fn events(a: DeviceArgs) -> anyhow::Result<()> {
         &[
             ("id", "/id"),
             ("at", "/at"),
+            ("subject", "/subject"),
             ("kind", "/kind"),
             ("outcome", "/outcome"),
             ("detail", "/detail"),

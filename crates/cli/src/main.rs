@@ -58,8 +58,8 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Device(admin::DeviceArgs),
     /// The users of a device: Secure Token, logged in, mobile, volume owner, with source.
     Users(admin::DeviceArgs),
-    /// A device's events, newest first.
-    Events(admin::DeviceArgs),
+    /// Events, newest first: the whole fleet's, or one device's (filters: --kind, --outcome, --subject).
+    Events(admin::EventsArgs),
     /// Groups and their escrow settings.
     #[command(subcommand)]
     Groups(admin::GroupsCommand),

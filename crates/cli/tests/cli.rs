@@ -290,6 +290,41 @@ async fn apikey_create_prints_a_key_once_that_drives_the_admin_cli() {
     .unwrap();
     assert!(String::from_utf8_lossy(&table.stdout).contains("Not configured"));
 
+    // Events: the whole fleet (no device id), filtered by subject, and one device's, as JSON.
+    let fleet = |extra: &[&str]| {
+        let mut args: Vec<String> = vec!["events".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend([
+            "--server".into(),
+            server.clone(),
+            "--api-key".into(),
+            key.clone(),
+            "--json".into(),
+        ]);
+        run(args)
+    };
+    for extra in [
+        &[][..],
+        &["--subject", "UDID-CLI-1"][..],
+        &["UDID-CLI-1"][..],
+    ] {
+        let out = fleet(extra).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let events = v["events"].as_array().unwrap();
+        assert!(!events.is_empty(), "{extra:?}");
+        assert!(
+            events.iter().any(|e| e["subject"] == "UDID-CLI-1"),
+            "{extra:?}: {v}"
+        );
+    }
+    let bad = fleet(&["--outcome", "meh"]).await.unwrap();
+    assert!(!bad.status.success());
+
     let denied = run(vec![
         "groups".into(),
         "create".into(),

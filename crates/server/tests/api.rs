@@ -221,6 +221,11 @@ async fn bad_filters_unknown_ids_and_bad_bodies_are_clear_4xx_and_change_nothing
         "/api/v1/devices?escrowed_before=yesterday",
         "/api/v1/devices?colour=blue",
         "/api/v1/devices/UDID-BAD-1/events?outcome=meh",
+        "/api/v1/events?outcome=meh",
+        "/api/v1/events?limit=0",
+        "/api/v1/events?since=yesterday",
+        "/api/v1/events?subject=",
+        "/api/v1/events?colour=blue",
     ] {
         let (s, b) = admin.get(path).await;
         assert_eq!(s, 400, "{path}: {b}");
@@ -463,4 +468,67 @@ async fn a_malformed_inventory_result_is_recorded_as_rejected_and_stores_nothing
     assert_eq!(ev["events"].as_array().unwrap().len(), before + 3, "{ev}");
     let (_, d) = op.get("/api/v1/devices/UDID-MAL").await;
     assert_eq!(d["inventory_at"]["security_info"], Json::Null);
+}
+
+#[tokio::test]
+async fn fleet_events_span_devices_filter_and_page() {
+    let ts = TestServer::start().await.unwrap();
+    let read = api(&ts, ApiScope::Read).await;
+    enrolled(&ts, "UDID-EV-1").await;
+    enrolled(&ts, "UDID-EV-2").await;
+    let (status, all) = read.get("/api/v1/events?limit=1000").await;
+    assert_eq!(status, 200, "{all}");
+    let events = all["events"].as_array().unwrap();
+    let subjects: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        subjects.contains("UDID-EV-1") && subjects.contains("UDID-EV-2"),
+        "{subjects:?}"
+    );
+    let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+
+    let (_, one) = read
+        .get("/api/v1/events?subject=UDID-EV-2&limit=1000")
+        .await;
+    let one = one["events"].as_array().unwrap();
+    assert!(!one.is_empty());
+    assert!(one.iter().all(|e| e["subject"] == "UDID-EV-2"));
+
+    let kind = events[0]["kind"].as_str().unwrap().to_string();
+    let (_, by_kind) = read
+        .get(&format!("/api/v1/events?kind={kind}&limit=1000"))
+        .await;
+    assert!(
+        by_kind["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == kind.as_str())
+    );
+
+    // Paging: pages of 2 walk every event once, in order.
+    let mut walked = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let path = match before {
+            Some(b) => format!("/api/v1/events?limit=2&before_id={b}"),
+            None => "/api/v1/events?limit=2".to_string(),
+        };
+        let (_, page) = read.get(&path).await;
+        walked.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_i64().unwrap()),
+        );
+        match page["next_before_id"].as_i64() {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(walked, ids);
 }

@@ -137,6 +137,11 @@ impl MdmService {
         Ok(self.store.events(&f).await?)
     }
 
+    /// Events across the fleet, newest first, as the filter says.
+    pub async fn admin_events(&self, f: EventFilter) -> Result<Vec<Event>, ServiceError> {
+        Ok(self.store.events(&f).await?)
+    }
+
     pub async fn admin_create_group(
         &self,
         name: &str,

@@ -23,6 +23,7 @@ pub(super) fn routes(api: Api) -> Api {
         .route("GET", "/api/v1/devices/{id}", "One device: identity, OS, model, enrollment, Bootstrap Token status (never the token), Apple silicon flags, EACS preflight, FileVault; push: has_token, topic, token_refused {at, reason} when APNs refused the push token (pushes skipped until the next TokenUpdate).", READ, get(detail))
         .route("GET", "/api/v1/devices/{id}/users", "The device's users: MDM (UserList) and agent facts merged, each with source and time.", READ, get(users))
         .route("GET", "/api/v1/devices/{id}/events", "The device's events, newest first. Filters: kind, outcome (success|failure|refused), since (unix ms); paging: before_id, limit.", READ, get(events))
+        .route("GET", "/api/v1/events", "Every event of the fleet (devices, admin actions, the server), newest first. Filters: subject (a UDID, server or unknown), kind, outcome (success|failure|refused), since (unix ms); paging: before_id, limit.", READ, get(fleet_events))
         .route("GET", "/api/v1/devices/{id}/diagnosis", "Findings for the device, each with evidence and the fix.", READ, get(diagnosis))
         .route("GET", "/api/v1/devices/{id}/commands", "Command history (queued and finished, with results), newest first; limit.", READ, get(commands))
         .route("PUT", "/api/v1/devices/{id}/group", "Set the device's group: {\"group_id\": \"…\" | null}. Audited.", ADMIN, put(set_group))
@@ -147,47 +148,95 @@ struct EventsQuery {
     limit: Option<u32>,
 }
 
-async fn events(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    q: Result<Query<EventsQuery>, QueryRejection>,
-) -> Response {
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(e),
-    };
+/// The filter an events query asks for (the subject is set by the caller), or the 400 to answer.
+fn event_filter(q: EventsQuery) -> Result<EventFilter, Response> {
     let outcome = match q.outcome.as_deref() {
         None => None,
         Some("success") => Some(Outcome::Success),
         Some("failure") => Some(Outcome::Failure),
         Some("refused") => Some(Outcome::Refused),
         Some(o) => {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("outcome {o:?} is not one of success, failure, refused"),
-            );
+            ));
         }
     };
-    let limit = match check_limit(q.limit) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let f = EventFilter {
+    Ok(EventFilter {
         subject: None,
         kind: q.kind,
         outcome,
         since: q.since,
         before_id: q.before_id,
-        limit,
+        limit: check_limit(q.limit)?,
+    })
+}
+
+fn events_page(events: Vec<store::Event>, limit: u32) -> Response {
+    let next = (events.len() as u32 == limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    Json(json!({"events": events.iter().map(views::event).collect::<Vec<_>>(), "next_before_id": next}))
+        .into_response()
+}
+
+async fn events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let f = match q.map_err(bad_query).and_then(|Query(q)| event_filter(q)) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
+    let limit = f.limit;
     match s.mdm.admin_device_events(&id, f).await {
-        Ok(events) => {
-            let next = (events.len() as u32 == limit)
-                .then(|| events.last().map(|e| e.id))
-                .flatten();
-            Json(json!({"events": events.iter().map(views::event).collect::<Vec<_>>(), "next_before_id": next}))
-                .into_response()
-        }
+        Ok(events) => events_page(events, limit),
+        Err(e) => service_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetEventsQuery {
+    /// A device id (UDID), `server`, or `unknown`.
+    subject: Option<String>,
+    kind: Option<String>,
+    outcome: Option<String>,
+    since: Option<i64>,
+    before_id: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Every event of the fleet (devices, admins, the server), newest first.
+async fn fleet_events(
+    State(s): State<AppState>,
+    q: Result<Query<FleetEventsQuery>, QueryRejection>,
+) -> Response {
+    let (subject, f) = match q.map_err(bad_query).and_then(|Query(q)| {
+        let rest = EventsQuery {
+            kind: q.kind,
+            outcome: q.outcome,
+            since: q.since,
+            before_id: q.before_id,
+            limit: q.limit,
+        };
+        Ok((q.subject, event_filter(rest)?))
+    }) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Some(subject) = &subject
+        && (subject.is_empty() || subject.len() > 255)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "subject must be a device id, `server` or `unknown` (1 to 255 characters)",
+        );
+    }
+    let limit = f.limit;
+    match s.mdm.admin_events(EventFilter { subject, ..f }).await {
+        Ok(events) => events_page(events, limit),
         Err(e) => service_error(e),
     }
 }
