@@ -95,23 +95,7 @@ impl CertificateAuthority {
 
     /// Loads a CA from its certificate and (unencrypted) private key, refusing a key that does not match.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, IdentityError> {
-        let cert = X509::from_pem(cert_pem)
-            .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
-        // An explicit callback that supplies no passphrase: openssl's default would prompt on a terminal.
-        let key = PKey::private_key_from_pem_callback(key_pem, |_buf| Ok(0)).map_err(|e| {
-            IdentityError::Crypto(format!(
-                "CA private key is not an unencrypted PEM private key: {}",
-                openssl_reason(&e)
-            ))
-        })?;
-        let public = cert
-            .public_key()
-            .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
-        if !public.public_eq(&key) {
-            return Err(IdentityError::Crypto(
-                "CA private key does not match the CA certificate".into(),
-            ));
-        }
+        let (cert, key) = cert_and_key_from_pem(cert_pem, key_pem, "CA")?;
         Ok(CertificateAuthority { cert, key })
     }
 
@@ -373,6 +357,40 @@ fn random_serial() -> Result<Asn1Integer, IdentityError> {
         bn = BigNum::from_u32(1).map_err(err())?;
     }
     bn.to_asn1_integer().map_err(err())
+}
+
+/// An unencrypted PEM private key. An encrypted one is refused: the explicit callback supplies no passphrase,
+/// where openssl's default would prompt on the server's terminal and block.
+pub fn unencrypted_private_key_from_pem(
+    key_pem: &[u8],
+) -> Result<PKey<Private>, openssl::error::ErrorStack> {
+    PKey::private_key_from_pem_callback(key_pem, |_buf| Ok(0))
+}
+
+/// A certificate and its unencrypted private key from PEM, refusing a key that does not match; `what` names
+/// the pair in errors ("CA", "profile-signing").
+pub fn cert_and_key_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    what: &str,
+) -> Result<(X509, PKey<Private>), IdentityError> {
+    let cert = X509::from_pem(cert_pem)
+        .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+    let key = unencrypted_private_key_from_pem(key_pem).map_err(|e| {
+        IdentityError::Crypto(format!(
+            "{what} private key is not an unencrypted PEM private key: {}",
+            openssl_reason(&e)
+        ))
+    })?;
+    let public = cert
+        .public_key()
+        .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+    if !public.public_eq(&key) {
+        return Err(IdentityError::Crypto(format!(
+            "{what} private key does not match its certificate"
+        )));
+    }
+    Ok((cert, key))
 }
 
 #[cfg(test)]

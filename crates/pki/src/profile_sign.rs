@@ -77,22 +77,7 @@ impl ProfileSigner {
 
     /// Load an uploaded (or previously generated) certificate and unencrypted key; they must match.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, IdentityError> {
-        let cert = X509::from_pem(cert_pem)
-            .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
-        let key = PKey::private_key_from_pem_callback(key_pem, |_buf| Ok(0)).map_err(|e| {
-            IdentityError::Crypto(format!(
-                "profile-signing key is not an unencrypted PEM private key: {}",
-                openssl_reason(&e)
-            ))
-        })?;
-        let public = cert
-            .public_key()
-            .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
-        if !public.public_eq(&key) {
-            return Err(IdentityError::Crypto(
-                "profile-signing key does not match its certificate".into(),
-            ));
-        }
+        let (cert, key) = crate::ca::cert_and_key_from_pem(cert_pem, key_pem, "profile-signing")?;
         Ok(ProfileSigner { cert, key })
     }
 

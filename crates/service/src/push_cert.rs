@@ -152,7 +152,7 @@ pub fn check_push_identity(
     let invalid = |m: &str| ServiceError::Invalid(m.to_string());
     let cert = X509::from_pem(cert_pem)
         .map_err(|_| invalid("the push certificate is not a PEM certificate"))?;
-    let key: PKey<Private> = PKey::private_key_from_pem(key_pem).map_err(|_| {
+    let key: PKey<Private> = pki::ca::unencrypted_private_key_from_pem(key_pem).map_err(|_| {
         invalid("the push certificate's private key is not an unencrypted PEM private key")
     })?;
     let public = cert
@@ -283,8 +283,8 @@ impl MdmService {
             |m: &str| ServiceError::Internal(format!("the stored push certificate: {m}"));
         let cert =
             X509::from_pem(bundle.expose()).map_err(|_| internal("unreadable certificate"))?;
-        let key =
-            PKey::private_key_from_pem(bundle.expose()).map_err(|_| internal("unreadable key"))?;
+        let key = pki::ca::unencrypted_private_key_from_pem(bundle.expose())
+            .map_err(|_| internal("unreadable key"))?;
         let cert_pem = cert
             .to_pem()
             .map_err(|_| internal("unreadable certificate"))?;
@@ -426,6 +426,18 @@ mod tests {
                 b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec(),
             ),
             ("mismatched key", other_cert, good_key.clone()),
+            (
+                // Refused, never a passphrase prompt on the server's terminal.
+                "encrypted key",
+                good_cert.clone(),
+                PKey::private_key_from_pem(&good_key)
+                    .unwrap()
+                    .private_key_to_pem_pkcs8_passphrase(
+                        openssl::symm::Cipher::aes_256_cbc(),
+                        b"passphrase",
+                    )
+                    .unwrap(),
+            ),
             ("no uid", no_uid, no_uid_key),
             ("not an mdm topic", not_mdm, not_mdm_key),
             ("expired", expired, expired_key),
