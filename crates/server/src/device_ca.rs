@@ -11,7 +11,7 @@ use std::fs;
 use anyhow::Context;
 use pki::ca::CertificateAuthority;
 use store::{SealedSecret, Store};
-use vault::{SealContext, Vault};
+use vault::{SealContext, Secret, Vault};
 
 use crate::datadir::DataDir;
 
@@ -63,9 +63,26 @@ async fn load_sealed(
     store: &dyn Store,
     vault: &Vault,
 ) -> anyhow::Result<Option<CertificateAuthority>> {
+    let Some((key, cert)) = open_sealed_pair(store, vault, CA_KEY_FIELD, CA_CERT_FIELD).await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        CertificateAuthority::from_pem(cert.expose(), key.expose())
+            .context("loading the sealed device CA")?,
+    ))
+}
+
+/// Open a key and certificate sealed under [`CA_OWNER`]; None unless both are stored.
+pub(crate) async fn open_sealed_pair(
+    store: &dyn Store,
+    vault: &Vault,
+    key_field: &str,
+    cert_field: &str,
+) -> anyhow::Result<Option<(Secret<Vec<u8>>, Secret<Vec<u8>>)>> {
     let (Some(key), Some(cert)) = (
-        store.sealed_secret(CA_OWNER, CA_KEY_FIELD).await?,
-        store.sealed_secret(CA_OWNER, CA_CERT_FIELD).await?,
+        store.sealed_secret(CA_OWNER, key_field).await?,
+        store.sealed_secret(CA_OWNER, cert_field).await?,
     ) else {
         return Ok(None);
     };
@@ -80,20 +97,16 @@ async fn load_sealed(
             )
             .with_context(|| {
                 format!(
-                    "opening the sealed device CA {} (is this the right key file?)",
+                    "opening the sealed {} (is this the right key file?)",
                     s.field
                 )
             })
     };
-    let key = open(&key)?;
-    let cert = open(&cert)?;
-    Ok(Some(
-        CertificateAuthority::from_pem(cert.expose(), key.expose())
-            .context("loading the sealed device CA")?,
-    ))
+    Ok(Some((open(&key)?, open(&cert)?)))
 }
 
-async fn seal(
+/// Seal `plaintext` under ([`CA_OWNER`], `field`), replacing what was there.
+pub(crate) async fn seal(
     store: &dyn Store,
     vault: &Vault,
     field: &str,

@@ -10,11 +10,11 @@ use std::fs;
 
 use anyhow::Context;
 use pki::profile_sign::ProfileSigner;
-use store::{SealedSecret, Store};
-use vault::{SealContext, Vault};
+use store::Store;
+use vault::Vault;
 
 use crate::datadir::DataDir;
-use crate::device_ca::CA_OWNER;
+use crate::device_ca::{open_sealed_pair, seal};
 
 pub const SIGNER_KEY_FIELD: &str = "profile_signing_key";
 pub const SIGNER_CERT_FIELD: &str = "profile_signing_cert";
@@ -26,33 +26,10 @@ pub async fn load_or_create(
     store: &dyn Store,
     vault: &Vault,
 ) -> anyhow::Result<ProfileSigner> {
-    let signer = match (
-        store.sealed_secret(CA_OWNER, SIGNER_KEY_FIELD).await?,
-        store.sealed_secret(CA_OWNER, SIGNER_CERT_FIELD).await?,
-    ) {
-        (Some(key), Some(cert)) => {
-            let open = |s: &SealedSecret| {
-                vault
-                    .open(
-                        SealContext {
-                            owner: &s.owner,
-                            field: &s.field,
-                        },
-                        &s.blob,
-                    )
-                    .with_context(|| {
-                        format!(
-                            "opening the sealed {} (is this the right key file?)",
-                            s.field
-                        )
-                    })
-            };
-            let key = open(&key)?;
-            let cert = open(&cert)?;
-            ProfileSigner::from_pem(cert.expose(), key.expose())
-                .context("loading the sealed profile-signing certificate")?
-        }
-        _ => {
+    let signer = match open_sealed_pair(store, vault, SIGNER_KEY_FIELD, SIGNER_CERT_FIELD).await? {
+        Some((key, cert)) => ProfileSigner::from_pem(cert.expose(), key.expose())
+            .context("loading the sealed profile-signing certificate")?,
+        None => {
             let signer = ProfileSigner::generate("escrowd profile signing")?;
             seal(store, vault, SIGNER_KEY_FIELD, signer.key_pem()?.expose()).await?;
             seal(store, vault, SIGNER_CERT_FIELD, &signer.cert_pem()?).await?;
@@ -66,29 +43,4 @@ pub async fn load_or_create(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(signer)
-}
-
-async fn seal(
-    store: &dyn Store,
-    vault: &Vault,
-    field: &str,
-    plaintext: &[u8],
-) -> anyhow::Result<()> {
-    let sealed = vault.seal(
-        SealContext {
-            owner: CA_OWNER,
-            field,
-        },
-        plaintext,
-    )?;
-    store
-        .put_sealed_secret(&SealedSecret {
-            owner: CA_OWNER.into(),
-            field: field.into(),
-            key_id: sealed.key_id,
-            blob: sealed.blob,
-            updated_at: service::Clock::now_millis(&service::SystemClock),
-        })
-        .await?;
-    Ok(())
 }
