@@ -175,3 +175,62 @@ fn a_missing_or_corrupt_state_file_says_how_to_make_one() {
     assert_eq!(out.status.code(), Some(78));
     assert!(text(&out.stderr).contains("cannot read the state file"));
 }
+
+#[test]
+fn argv_log_records_every_invocation_and_prompts_come_before_the_answer_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("mac.json");
+    assert!(
+        Command::new(BIN)
+            .arg("init")
+            .arg(&state)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let log = dir.path().join("argv.log");
+    let link = dir.path().join("dscl");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    // The answer is written only after the prompt has been read back: a tool that printed its prompt at
+    // exit would deadlock here, so a timeout-free success proves the prompt came first.
+    let mut child = Command::new(&link)
+        .args([".", "-authonly", "nobody-here"])
+        .env("ESCROWD_SIM_MAC", &state)
+        .env("ESCROWD_SIM_ARGV_LOG", &log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut prompt = [0u8; 9];
+    use std::io::{Read, Write};
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut prompt)
+        .unwrap();
+    assert_eq!(&prompt, b"Password:");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed-secret\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "an unknown user authenticated");
+    let sw = tool(dir.path(), "sw_vers", &state, &["-productVersion"], "");
+    assert!(sw.status.success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = logged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0],
+        serde_json::json!(["dscl", ".", "-authonly", "nobody-here"])
+    );
+    // sw_vers ran without ESCROWD_SIM_ARGV_LOG, so it is not in the log.
+    assert_eq!(lines.len(), 1, "{logged}");
+    assert!(!logged.contains("typed-secret"));
+}

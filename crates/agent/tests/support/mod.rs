@@ -7,6 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod model_mac;
+pub mod server;
+
 pub struct FakeMac {
     pub state: tempfile::TempDir,
     bin: tempfile::TempDir,

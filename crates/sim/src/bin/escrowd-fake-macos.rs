@@ -5,6 +5,11 @@
 //! argument (`escrowd-fake-macos profiles status -type bootstraptoken`). Create a state file with
 //! `escrowd-fake-macos init PATH [--intel] [--os 14.0] [--manual]`. `ESCROWD_SIM_NOW` fixes the NSLog
 //! timestamp (`2024-07-25 08:53:24.446`) for byte-for-byte tests.
+//!
+//! Prompts (`profiles install`, `dscl -authonly`) are printed and flushed before the answer is read, so a
+//! program typing on a pseudo-terminal sees each prompt as on a Mac. When `ESCROWD_SIM_ARGV_LOG` names a file,
+//! every invocation appends its argv there as one JSON array per line: tests check that no password ever
+//! reached a command line.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +17,14 @@ use std::path::{Path, PathBuf};
 use sim::mac::{Arch, Enrollment, Mac, MacSpec, OsVersion};
 use sim::tools::{self, NsLog};
 
-const TOOLS: [&str; 5] = ["profiles", "sysadminctl", "fdesetup", "diskutil", "dscl"];
+const TOOLS: [&str; 6] = [
+    "profiles",
+    "sysadminctl",
+    "fdesetup",
+    "diskutil",
+    "dscl",
+    "sw_vers",
+];
 
 fn main() {
     let mut args: Vec<String> = std::env::args().collect();
@@ -43,7 +55,46 @@ fn main() {
         );
         std::process::exit(64);
     };
+    log_argv(&tool, &args);
     std::process::exit(run_tool(&tool, &args));
+}
+
+/// Appends `[tool, args…]` to `ESCROWD_SIM_ARGV_LOG` (if set) as one JSON line.
+fn log_argv(tool: &str, args: &[String]) {
+    let Some(path) = std::env::var_os("ESCROWD_SIM_ARGV_LOG") else {
+        return;
+    };
+    let line = serde_json::json!(
+        std::iter::once(tool)
+            .chain(args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+    );
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        eprintln!("escrowd-fake-macos: cannot append to ESCROWD_SIM_ARGV_LOG: {e}");
+    }
+}
+
+/// Standard input that shows prompts at once (see the module docs).
+struct LiveStdin<I> {
+    lines: I,
+}
+
+impl<I: Iterator<Item = String>> tools::Stdin for LiveStdin<I> {
+    fn read_line(&mut self) -> Option<String> {
+        self.lines.next()
+    }
+
+    fn show_prompt(&mut self, prompt: &str) -> bool {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(prompt.as_bytes());
+        let _ = out.flush();
+        true
+    }
 }
 
 fn state_path() -> Result<PathBuf, String> {
@@ -78,8 +129,10 @@ fn run_tool(tool: &str, args: &[String]) -> i32 {
         }
     };
     let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines().map_while(Result::ok);
-    let (out, changed) = tools::run(tool, args, &mut mac, &nslog(), &mut lines);
+    let mut input = LiveStdin {
+        lines: stdin.lock().lines().map_while(Result::ok),
+    };
+    let (out, changed) = tools::run(tool, args, &mut mac, &nslog(), &mut input);
     if changed && let Err(e) = save(&path, &mac) {
         eprintln!("escrowd-fake-macos: cannot write the state file: {e}");
         return 74;

@@ -205,6 +205,12 @@ impl Mac {
         Ok(())
     }
 
+    /// `dscl . -append|-delete /Groups/admin GroupMembership U`: admin rights change; tokens do not.
+    pub fn set_admin(&mut self, short_name: &str, admin: bool) -> Result<(), MacError> {
+        self.user_mut(short_name)?.admin = admin;
+        Ok(())
+    }
+
     /// Append `;DisabledTags;SecureToken` to the user's `AuthenticationAuthority` (§1.2 rule 2).
     pub fn disable_secure_token_tag(&mut self, short_name: &str) -> Result<(), MacError> {
         self.user_mut(short_name)?.secure_token_disabled_tag = true;

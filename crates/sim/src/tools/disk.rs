@@ -1,7 +1,7 @@
-//! `fdesetup list`, `diskutil apfs listcryptousers /` and the `dscl` calls scripts use (§1.8).
+//! `fdesetup list` and `diskutil apfs listcryptousers /` (§1.8).
 
-use super::{ToolOutput, flag_value, has_flag};
-use crate::mac::{Arch, CryptoUserKind, Mac, MacError};
+use super::{ToolOutput, has_flag};
+use crate::mac::{Arch, CryptoUserKind, Mac};
 
 /// §1.8: `shortname,GUID` per FileVault user; `-extended` gives the ESCROW/UUID/TYPE/USER table.
 pub(super) fn fdesetup(args: &[String], mac: &Mac) -> ToolOutput {
@@ -74,98 +74,4 @@ pub(super) fn diskutil(args: &[String], mac: &Mac) -> ToolOutput {
         }
     }
     ToolOutput::out(out)
-}
-
-/// `dscl . -read /Users/U [AuthenticationAuthority|RealName]`, `dscl . -passwd /Users/U P`,
-/// `dscl . -append /Users/U AuthenticationAuthority ";DisabledTags;SecureToken"`, `dscl . -list /Users`,
-/// `dscl /Search -authonly U P`.
-pub(super) fn dscl(args: &[String], mac: &mut Mac) -> ToolOutput {
-    let user_of = |path: Option<&String>| {
-        path.and_then(|p| p.strip_prefix("/Users/"))
-            .unwrap_or_default()
-            .to_string()
-    };
-    let not_found = |u: &str| {
-        ToolOutput::err(
-            format!("<dscl_cmd> DS Error: -14136 (eDSRecordNotFound)\nRecord not found: {u}\n"),
-            56,
-        )
-    };
-    if let Some(user) = flag_value(args, "-authonly") {
-        let password = args
-            .iter()
-            .skip_while(|a| *a != "-authonly")
-            .nth(2)
-            .cloned()
-            .unwrap_or_default();
-        return if mac.password_matches(&user, &password) {
-            ToolOutput::default()
-        } else {
-            ToolOutput::err(
-                "Authentication for node /Search failed. (-14090, eDSAuthFailed)\n",
-                255,
-            )
-        };
-    }
-    let verb = args.get(1).map(String::as_str);
-    let user = user_of(args.get(2));
-    match verb {
-        Some("-list") => {
-            let names: String = mac
-                .users
-                .iter()
-                .map(|u| format!("{}\n", u.short_name))
-                .collect();
-            ToolOutput::out(names)
-        }
-        Some("-read") => {
-            let Ok(u) = mac.user(&user) else {
-                return not_found(&user);
-            };
-            let key = args.get(3).map(String::as_str);
-            let mut out = String::new();
-            if key.is_none() || key == Some("AuthenticationAuthority") {
-                out.push_str(
-                    "AuthenticationAuthority: ;ShadowHash;HASHLIST:<SALTED-SHA512-PBKDF2,SRP-RFC5054-4096-SHA512-PBKDF2>",
-                );
-                if u.secure_token {
-                    out.push_str(" ;SecureToken;");
-                }
-                if u.secure_token_disabled_tag {
-                    out.push_str(" ;DisabledTags;SecureToken");
-                }
-                out.push('\n');
-            }
-            if key.is_none() || key == Some("RealName") {
-                // dscl wraps values containing spaces onto the next line.
-                if u.real_name.contains(' ') {
-                    out.push_str(&format!("RealName:\n {}\n", u.real_name));
-                } else {
-                    out.push_str(&format!("RealName: {}\n", u.real_name));
-                }
-            }
-            ToolOutput::out(out)
-        }
-        Some("-passwd") => {
-            let password = args.get(3).cloned().unwrap_or_default();
-            match mac.set_password_plain(&user, &password) {
-                Ok(()) => ToolOutput::default(),
-                Err(MacError::NoSuchUser(u)) => not_found(&u),
-                Err(e) => ToolOutput::err(format!("{e}\n"), 1),
-            }
-        }
-        Some("-append")
-            if args.get(3).map(String::as_str) == Some("AuthenticationAuthority")
-                && args.get(4).map(String::as_str) == Some(";DisabledTags;SecureToken") =>
-        {
-            match mac.disable_secure_token_tag(&user) {
-                Ok(()) => ToolOutput::default(),
-                Err(_) => not_found(&user),
-            }
-        }
-        _ => ToolOutput::usage(
-            "dscl",
-            "simulated: -read, -list /Users, -passwd, -append AuthenticationAuthority, -authonly",
-        ),
-    }
 }

@@ -1,5 +1,5 @@
-//! Fake macOS command-line tools backed by the model: `profiles`, `sysadminctl`, `fdesetup`, `diskutil`
-//! and `dscl`, answering as §1.8 of macos-tokens-and-admin-needs.md documents (stdout vs stderr, NSLog
+//! Fake macOS command-line tools backed by the model: `profiles`, `sysadminctl`, `fdesetup`, `diskutil`,
+//! `dscl` and `sw_vers`, answering as §1.8 of macos-tokens-and-admin-needs.md documents (stdout vs stderr, NSLog
 //! prefixes, RealName, the Intel and Apple-silicon `listcryptousers` forms, exit codes including the exit-0
 //! failures), so the Mac agent can be tested on Linux.
 //!
@@ -8,6 +8,7 @@
 //! Where §1.8 does not document an output (marked "not documented" below), the text is ours and kept short.
 
 mod disk;
+mod dscl;
 mod profiles;
 mod sysadminctl;
 
@@ -63,12 +64,27 @@ impl NsLog {
 /// Input a tool can read (answers to `profiles install`'s prompts).
 pub trait Stdin {
     fn read_line(&mut self) -> Option<String>;
+
+    /// Shows `prompt` to whoever is typing before the next [`Stdin::read_line`]. A live terminal prints it
+    /// at once (the agent answers a prompt only once it has seen it) and returns true; the default keeps it
+    /// for the tool's output, in order, and returns false.
+    fn show_prompt(&mut self, _prompt: &str) -> bool {
+        false
+    }
 }
 
 impl<I: Iterator<Item = String>> Stdin for I {
     fn read_line(&mut self) -> Option<String> {
         self.next()
     }
+}
+
+/// Shows `prompt` (live, or appended to `shown` for the output) and reads the answer.
+fn ask(stdin: &mut dyn Stdin, shown: &mut String, prompt: &str) -> Option<String> {
+    if !stdin.show_prompt(prompt) {
+        shown.push_str(prompt);
+    }
+    stdin.read_line()
 }
 
 /// Run `tool` with `args` against `mac`. Returns the output and whether the state changed.
@@ -85,17 +101,32 @@ pub fn run(
         "sysadminctl" => sysadminctl::run(args, mac, log, stdin),
         "fdesetup" => disk::fdesetup(args, mac),
         "diskutil" => disk::diskutil(args, mac),
-        "dscl" => disk::dscl(args, mac),
+        "dscl" => dscl::dscl(args, mac, stdin),
+        "sw_vers" => sw_vers(args, mac),
         other => ToolOutput::err(
             format!(
                 "escrowd-fake-macos: unknown tool {other:?}; link this binary as profiles, sysadminctl, \
-                 fdesetup, diskutil or dscl\n"
+                 fdesetup, diskutil, dscl or sw_vers\n"
             ),
             127,
         ),
     };
     let changed = *mac != before;
     (out, changed)
+}
+
+/// `sw_vers [-productVersion|-buildVersion]`: the model's macOS version.
+fn sw_vers(args: &[String], mac: &Mac) -> ToolOutput {
+    match args.first().map(String::as_str) {
+        Some("-productVersion") => ToolOutput::out(format!("{}\n", mac.os)),
+        Some("-buildVersion") => ToolOutput::out(format!("{}\n", mac.os.build_version())),
+        None => ToolOutput::out(format!(
+            "ProductName:\t\tmacOS\nProductVersion:\t\t{}\nBuildVersion:\t\t{}\n",
+            mac.os,
+            mac.os.build_version()
+        )),
+        Some(other) => ToolOutput::usage("sw_vers", &format!("unknown option {other:?}")),
+    }
 }
 
 /// The value after `flag` (`-user U`), or of `flag=V` (`-user=U`).

@@ -1,7 +1,7 @@
 //! `profiles … -type bootstraptoken` (§1.8). Offline: "the server" is the model's `server_copy`, which
 //! accepts an escrow whenever the Mac may escrow (capability advertised, enrolled).
 
-use super::{Stdin, ToolOutput, flag_value};
+use super::{Stdin, ToolOutput, ask, flag_value};
 use crate::mac::{Checkin, FetchReason, Mac, MacError, Served};
 
 const UNABLE_TO_AUTHENTICATE: &str = "Unable to authenticate user information.\n";
@@ -20,7 +20,7 @@ pub(super) fn run(args: &[String], mac: &mut Mac, stdin: &mut dyn Stdin) -> Tool
         "status" => status(mac),
         "install" => install(args, mac, stdin),
         "remove" => remove(mac),
-        "validate" => validate(args, mac),
+        "validate" => validate(args, mac, stdin),
         other => ToolOutput::usage("profiles", &format!("unknown verb {other:?}")),
     }
 }
@@ -43,17 +43,19 @@ fn install(args: &[String], mac: &mut Mac, stdin: &mut dyn Stdin) -> ToolOutput 
     let mut prompts = String::new();
     let user = match flag_value(args, "-user") {
         Some(u) => u,
-        None => {
-            prompts.push_str("Enter the admin user name:");
-            stdin.read_line().unwrap_or_default().trim().to_string()
-        }
+        None => ask(stdin, &mut prompts, "Enter the admin user name:")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     };
     let password = match flag_value(args, "-password") {
         Some(p) => p,
-        None => {
-            prompts.push_str(&format!("Enter the password for user '{user}':"));
-            stdin.read_line().unwrap_or_default()
-        }
+        None => ask(
+            stdin,
+            &mut prompts,
+            &format!("Enter the password for user '{user}':"),
+        )
+        .unwrap_or_default(),
     };
     let mut out = match mac.profiles_install(&user, &password) {
         Ok(Checkin::SetBootstrapToken(token)) => {
@@ -91,11 +93,26 @@ fn remove(mac: &mut Mac) -> ToolOutput {
 
 /// §1.8: `profiles: Bootstrap Token validated.`, `Unable to authenticate user information.` or
 /// `Unable to verify token (err = -69594).` (streams and exit codes inferred: success on stdout with 0,
-/// failures on stderr with 1).
-fn validate(args: &[String], mac: &mut Mac) -> ToolOutput {
+/// failures on stderr with 1). Without `-password` it prompts for it, as `install` does.
+fn validate(args: &[String], mac: &mut Mac, stdin: &mut dyn Stdin) -> ToolOutput {
+    let mut prompts = String::new();
     let user = flag_value(args, "-user").unwrap_or_default();
-    let password = flag_value(args, "-password").unwrap_or_default();
-    match mac.profiles_validate(&user, &password) {
+    let password = match flag_value(args, "-password") {
+        Some(p) => p,
+        None => ask(
+            stdin,
+            &mut prompts,
+            &format!("Enter the password for user '{user}':"),
+        )
+        .unwrap_or_default(),
+    };
+    let mut out = validate_with(mac, &user, &password);
+    out.stdout.insert_str(0, &prompts);
+    out
+}
+
+fn validate_with(mac: &mut Mac, user: &str, password: &str) -> ToolOutput {
+    match mac.profiles_validate(user, password) {
         Ok(_) => {
             let served = mac.server_copy.as_ref().map(|t| t.bytes());
             match mac.bootstrap_token_served(&FetchReason::Validate, served.as_deref()) {

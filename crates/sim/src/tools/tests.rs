@@ -316,3 +316,130 @@ fn dscl_wraps_a_real_name_with_spaces_onto_the_next_line() {
         "RealName: jdoe\n"
     );
 }
+
+#[test]
+fn dscl_answers_the_agents_reads_uid_list_records_and_admin_group() {
+    let mut m = mac(Arch::AppleSilicon);
+    sh_in(&mut m, "sysadminctl", "-addUser jdoe -password -", &["pw"]);
+    let list = sh(&mut m, "dscl", ". -list /Users UniqueID").stdout;
+    // Sorted by name, system accounts included (a reader skips UIDs below 501).
+    let rows: Vec<(&str, i64)> = list
+        .lines()
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next().unwrap(), f.next().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert!(rows.contains(&("root", 0)), "{list}");
+    let jmiller = m.user("jmiller").unwrap().uid;
+    assert!(
+        rows.contains(&("jmiller", jmiller)) && jmiller >= 501,
+        "{list}"
+    );
+    assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0), "{list}");
+
+    let guid = m.user("jmiller").unwrap().guid.clone();
+    let read = sh(
+        &mut m,
+        "dscl",
+        ". -read /Users/jmiller UniqueID RealName GeneratedUID AuthenticationAuthority",
+    );
+    assert_eq!(
+        read.stdout,
+        format!(
+            "AuthenticationAuthority: ;ShadowHash;HASHLIST:<SALTED-SHA512-PBKDF2,SRP-RFC5054-4096-SHA512-PBKDF2> ;SecureToken;\n\
+             GeneratedUID: {guid}\nRealName:\n Joshua D. Miller\nUniqueID: {jmiller}\n"
+        )
+    );
+    let unknown = sh(&mut m, "dscl", ". -read /Users/jmiller UniqueID Shoesize");
+    assert_eq!(unknown.stdout, format!("UniqueID: {jmiller}\n"));
+    assert_eq!(unknown.stderr, "No such key: Shoesize\n");
+
+    let group = |m: &mut Mac| sh(m, "dscl", ". -read /Groups/admin GroupMembership").stdout;
+    assert_eq!(group(&mut m), "GroupMembership: root jmiller\n");
+    assert_eq!(
+        sh(
+            &mut m,
+            "dscl",
+            ". -append /Groups/admin GroupMembership jdoe"
+        )
+        .code,
+        0
+    );
+    assert!(m.user("jdoe").unwrap().admin);
+    assert_eq!(group(&mut m), "GroupMembership: root jmiller jdoe\n");
+    assert_eq!(
+        sh(
+            &mut m,
+            "dscl",
+            ". -delete /Groups/admin GroupMembership jdoe"
+        )
+        .code,
+        0
+    );
+    assert!(!m.user("jdoe").unwrap().admin);
+    // Promotion never touches tokens.
+    assert!(!m.user("jdoe").unwrap().secure_token);
+    for bad in [
+        ". -append /Groups/admin GroupMembership nosuchuser",
+        ". -append /Groups/admin Shoesize jdoe",
+        ". -append /Groups/admin GroupMembership",
+        ". -list /Users Shoesize",
+    ] {
+        let out = sh(&mut m, "dscl", bad);
+        assert_ne!(out.code, 0, "{bad}");
+        assert!(!out.stderr.is_empty(), "{bad}");
+    }
+}
+
+#[test]
+fn dscl_authonly_prompts_when_the_password_is_not_an_argument() {
+    let mut m = mac(Arch::AppleSilicon);
+    let ok = sh_in(&mut m, "dscl", ". -authonly jmiller", &[PW]);
+    assert_eq!((ok.code, ok.stdout.as_str()), (0, "Password:"));
+    let bad = sh_in(&mut m, "dscl", ". -authonly jmiller", &["nope"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("eDSAuthFailed"), "{}", bad.stderr);
+    assert!(!bad.stdout.contains("nope") && !bad.stderr.contains("nope"));
+    // No answer at all (stdin closed) is a failed authentication, not a panic.
+    assert_ne!(sh(&mut m, "dscl", ". -authonly jmiller").code, 0);
+}
+
+#[test]
+fn profiles_validate_prompts_for_the_password_it_was_not_given() {
+    let mut m = mac(Arch::AppleSilicon);
+    escrow(&mut m);
+    let ok = sh_in(
+        &mut m,
+        "profiles",
+        "validate -type bootstraptoken -user jmiller",
+        &[PW],
+    );
+    assert_eq!(
+        ok.stdout,
+        "Enter the password for user 'jmiller':profiles: Bootstrap Token validated.\n"
+    );
+    let bad = sh_in(
+        &mut m,
+        "profiles",
+        "validate -type bootstraptoken -user jmiller",
+        &["wrong"],
+    );
+    assert_eq!(bad.stderr, "Unable to authenticate user information.\n");
+}
+
+#[test]
+fn sw_vers_reports_the_models_version() {
+    let mut m = mac(Arch::AppleSilicon);
+    let v = m.os.to_string();
+    assert_eq!(
+        sh(&mut m, "sw_vers", "-productVersion").stdout,
+        format!("{v}\n")
+    );
+    assert!(
+        sh(&mut m, "sw_vers", "")
+            .stdout
+            .contains(&format!("ProductVersion:\t\t{v}"))
+    );
+    assert_eq!(sh(&mut m, "sw_vers", "-bogus").code, 64);
+}

@@ -1,0 +1,82 @@
+//! The server side of the end-to-end tests: an admin API client and a Mac enrolled in a real escrowd
+//! (testkit) that has received the agent's settings profile through MDM.
+
+use agent::client::Http;
+use serde_json::{Value as Json, json};
+use service::apikeys::Actor;
+use store::ApiScope;
+use testkit::TestServer;
+
+use super::FakeMac;
+
+/// The admin API over the agent's own blocking client (off the async workers).
+pub struct Admin {
+    http: Http,
+    auth: String,
+}
+
+impl Admin {
+    pub fn call(&self, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (status, answer) = tokio::task::block_in_place(|| {
+            self.http
+                .request(method, path, &[("authorization", self.auth.clone())], &body)
+                .unwrap()
+        });
+        (
+            status,
+            serde_json::from_slice(&answer).unwrap_or(Json::Null),
+        )
+    }
+}
+
+pub fn agent_blocking(mac: &mut FakeMac, args: &[&str]) -> super::Run {
+    tokio::task::block_in_place(|| mac.agent(args, &[]))
+}
+
+pub async fn installed(
+    ts: &TestServer,
+    udid: &str,
+    dir: &std::path::Path,
+) -> (Admin, std::path::PathBuf) {
+    let device = ts.new_device(udid).unwrap();
+    device.enroll().await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key("e2e", ApiScope::Operate, &Actor::offline("test"))
+        .await
+        .unwrap();
+    let admin = Admin {
+        http: Http::new(&ts.base_url(), None).unwrap(),
+        auth: format!("Bearer {}", key.expose()),
+    };
+    let (s, b) = admin.call(
+        "POST",
+        &format!("/api/v1/devices/{udid}/agent"),
+        Some(json!({"server_url": ts.base_url()})),
+    );
+    assert_eq!(s, 202, "{b}");
+    // The Mac receives InstallProfile; macOS would write the payload's keys as managed preferences.
+    let reply = device.idle().await.unwrap();
+    let v: plist::Value = plist::from_bytes(&reply.body).unwrap();
+    let cmd = v.as_dictionary().unwrap()["Command"]
+        .as_dictionary()
+        .unwrap();
+    assert_eq!(cmd["RequestType"].as_string(), Some("InstallProfile"));
+    let profile: plist::Value = plist::from_bytes(cmd["Payload"].as_data().unwrap()).unwrap();
+    let payload = profile.as_dictionary().unwrap()["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(plist::Value::as_dictionary)
+        .find(|d| {
+            d.get("PayloadType").and_then(plist::Value::as_string) == Some("com.escrowd.agent")
+        })
+        .unwrap()
+        .clone();
+    let config = dir.join("com.escrowd.agent.plist");
+    plist::to_file_xml(&config, &plist::Value::Dictionary(payload)).unwrap();
+    (admin, config)
+}
