@@ -288,3 +288,94 @@ async fn failures_name_the_reason_and_leave_the_mac_unchanged() {
     }
     assert_no_password_in_server(&ts, &[&wrong, &tokenless, &standard, &none]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_bootstrap_token_actions_and_self_service_escrow_on_the_model_mac() {
+    const UDID: &str = "MODEL-E2E-BT";
+    let ts = TestServer::start().await.unwrap();
+    let mut mac = typical_mac(UDID);
+    // carol: a standard user without a token, the transfer's target.
+    mac.add_user(AddUser::new("carol", false, UserKind::Local, Some(BOB_PW)))
+        .unwrap();
+    let agent = Agent::register(&ts, UDID, &mac).await;
+
+    // Self-service escrow as the console user: the password is checked with `dscl -authonly` and typed into
+    // `profiles install` and `profiles validate` on a pty; the model escrows and serves the token back.
+    let run = agent.model.agent_with_stdin(
+        &[
+            "escrow",
+            "--console-user",
+            "ladmin",
+            "--prompt",
+            "terminal",
+            "--json",
+        ],
+        &[LADMIN_PW],
+    );
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.json()["result"],
+        "escrowed_and_validated",
+        "{}",
+        run.stdout
+    );
+    let escrowed = agent.model.load();
+    assert!(
+        escrowed.server_copy.is_some(),
+        "the model's server holds no token"
+    );
+    assert_eq!(escrowed.profiles_status(), (true, true));
+
+    // The same through the server's queue: validate (served back and matched), then remove, then re-escrow.
+    let validated = agent.act(
+        json!({"kind": "validate_bootstrap_token", "admin": "ladmin",
+        "admin_password": LADMIN_PW}),
+    );
+    assert_eq!(validated["status"], "succeeded", "{validated}");
+    let bad = agent.act(
+        json!({"kind": "validate_bootstrap_token", "admin": "ladmin",
+        "admin_password": WRONG_PW}),
+    );
+    assert!(reason(&bad).starts_with("wrong_admin_password"), "{bad}");
+    let removed = agent.act(json!({"kind": "remove_bootstrap_token", "admin": "ladmin",
+        "admin_password": LADMIN_PW}));
+    assert_eq!(removed["status"], "succeeded", "{removed}");
+    assert_eq!(agent.model.load().profiles_status(), (true, false));
+    let again = agent.act(
+        json!({"kind": "reescrow_bootstrap_token", "admin": "ladmin",
+        "admin_password": LADMIN_PW}),
+    );
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(agent.model.load().profiles_status(), (true, true));
+
+    // Factorial's transfer from a standard token holder: alice gets a token, then passes one to carol while
+    // promoted to admin for the grant only.
+    let granted = agent.act(
+        json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin",
+        "user_password": ALICE_PW, "admin_password": LADMIN_PW}),
+    );
+    assert_eq!(granted["status"], "succeeded", "{granted}");
+    let moved = agent.act(
+        json!({"kind": "transfer_secure_token", "admin": "alice", "user": "carol",
+        "admin_password": ALICE_PW, "user_password": BOB_PW}),
+    );
+    assert_eq!(moved["status"], "succeeded", "{moved}");
+    let after = agent.model.load();
+    let (alice, carol) = (after.user("alice").unwrap(), after.user("carol").unwrap());
+    assert!(carol.secure_token, "{carol:?}");
+    assert!(!alice.admin, "alice was left an admin: {alice:?}");
+    let calls = agent.model.invocations();
+    let promoted = calls
+        .iter()
+        .position(|c| c.join(" ") == "dscl . -append /Groups/admin GroupMembership alice")
+        .expect("alice was never promoted");
+    let demoted = calls
+        .iter()
+        .position(|c| c.join(" ") == "dscl . -delete /Groups/admin GroupMembership alice")
+        .expect("alice was never demoted");
+    assert!(promoted < demoted);
+
+    agent.assert_passwords_off_argv();
+    assert_no_password_in_server(&ts, &[&validated, &bad, &removed, &again, &granted, &moved])
+        .await;
+}

@@ -92,7 +92,9 @@ pub enum ValidateOutcome {
 pub fn parse_validate(text: &str) -> Result<ValidateOutcome, ParseError> {
     let text = guard(TOOL, text)?;
     for line in text.lines().map(str::trim) {
-        let body = line.strip_prefix("profiles: ").unwrap_or(line);
+        // On a pty the password prompt may share the line: `Enter the password for user 'u':profiles: …`.
+        let body = line.rsplit_once("':").map_or(line, |(_, rest)| rest.trim());
+        let body = body.strip_prefix("profiles: ").unwrap_or(body);
         if body == "Bootstrap Token validated." {
             return Ok(ValidateOutcome::Validated);
         }
@@ -221,6 +223,29 @@ mod tests {
             parse_validate("Unable to verify token (err = -69594).\n").unwrap(),
             ValidateOutcome::NotVerified { code: -69594 }
         );
+    }
+
+    #[test]
+    fn validate_answers_after_a_password_prompt_on_the_same_line() {
+        // A pty transcript when the tool prints no newline after the (unechoed) password.
+        for (text, want) in [
+            (
+                "Enter the password for user 'ladmin':profiles: Bootstrap Token validated.\r\n",
+                ValidateOutcome::Validated,
+            ),
+            (
+                "Enter the password for user 'ladmin':Unable to authenticate user information.\n",
+                ValidateOutcome::BadCredentials,
+            ),
+            (
+                "Enter the password for user 'a':\r\nUnable to verify token (err = -69594).\r\n",
+                ValidateOutcome::NotVerified { code: -69594 },
+            ),
+        ] {
+            assert_eq!(parse_validate(text).unwrap(), want, "{text:?}");
+        }
+        assert!(parse_validate("Enter the password for user 'ladmin':").is_err());
+        assert!(parse_validate("Enter the password for user 'x':validated").is_err());
     }
 
     #[test]

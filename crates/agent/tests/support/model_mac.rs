@@ -4,6 +4,7 @@
 //! documented tools do. Unlike the shell fakes in `tests/fake-tools`, who may hold or grant a token is
 //! decided by the model (§1.2–1.4 of macos-tokens-and-admin-needs.md), not by the test.
 
+use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -76,16 +77,31 @@ impl ModelMac {
 
     /// Runs the real `escrow-agent` with the fake tools first on PATH; then checks no password leaked.
     pub fn agent(&self, args: &[&str]) -> Run {
+        self.agent_with_stdin(args, &[])
+    }
+
+    /// As [`ModelMac::agent`], typing `lines` on the agent's stdin (its terminal prompts read them).
+    pub fn agent_with_stdin(&self, args: &[&str], lines: &[&str]) -> Run {
         let path = format!("{}:/usr/bin:/bin", self.dir.path().join("bin").display());
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
         let out = tokio::task::block_in_place(|| {
-            Command::new(env!("CARGO_BIN_EXE_escrow-agent"))
+            let mut child = Command::new(env!("CARGO_BIN_EXE_escrow-agent"))
                 .args(args)
                 .env("PATH", path)
                 .env("ESCROWD_SIM_MAC", self.state())
                 .env("ESCROWD_SIM_ARGV_LOG", self.dir.path().join("argv.log"))
-                .stdin(Stdio::null())
-                .output()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
                 .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
         });
         let run = Run {
             code: out.status.code(),

@@ -82,14 +82,24 @@ fn log_argv(tool: &str, args: &[String]) {
 /// Standard input that shows prompts at once (see the module docs).
 struct LiveStdin<I> {
     lines: I,
+    /// The pending prompt asks for a password: like readpassphrase(3) with echo off, a newline is printed
+    /// once it is answered (the typed Enter is not echoed).
+    password_prompt: bool,
 }
 
 impl<I: Iterator<Item = String>> tools::Stdin for LiveStdin<I> {
     fn read_line(&mut self) -> Option<String> {
-        self.lines.next()
+        let line = self.lines.next();
+        if std::mem::take(&mut self.password_prompt) {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+        }
+        line
     }
 
     fn show_prompt(&mut self, prompt: &str) -> bool {
+        self.password_prompt = prompt.to_ascii_lowercase().contains("password");
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(prompt.as_bytes());
         let _ = out.flush();
@@ -131,6 +141,7 @@ fn run_tool(tool: &str, args: &[String]) -> i32 {
     let stdin = std::io::stdin();
     let mut input = LiveStdin {
         lines: stdin.lock().lines().map_while(Result::ok),
+        password_prompt: false,
     };
     let (out, changed) = tools::run(tool, args, &mut mac, &nslog(), &mut input);
     if changed && let Err(e) = save(&path, &mac) {
