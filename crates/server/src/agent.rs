@@ -72,12 +72,29 @@ async fn verified(
     s.mdm.agent_verify(&req).await.map_err(service_error)
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    /// Seconds to hold the answer while no action is queued (capped by the service).
+    wait: Option<u64>,
+}
+
 async fn poll(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let agent = match verified(&s, &method, &uri, &headers, b"").await {
         Ok(a) => a,
         Err(r) => return r,
     };
-    match s.mdm.agent_poll(&agent).await {
+    let query: PollQuery = match serde_urlencoded::from_str(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad query ({e}): the only parameter is wait=SECONDS"),
+            );
+        }
+    };
+    let wait = std::time::Duration::from_secs(query.wait.unwrap_or(0));
+    match s.mdm.agent_poll(&agent, wait).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => service_error(e),
     }

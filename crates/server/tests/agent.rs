@@ -455,3 +455,85 @@ async fn agent_inventory_lands_in_the_users_table_beside_mdm_facts() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_poll_is_nudged_by_a_new_action_and_bad_waits_are_refused() {
+    let ts = TestServer::start().await.unwrap();
+    let agent = installed_agent(&ts, "AGENT-MAC-NUDGE").await;
+    let op = api(&ts, ApiScope::Operate).await;
+
+    // Nothing queued and a short wait: an empty answer once the wait is over.
+    let (s, empty) = agent.call("GET", "/agent/v1/actions?wait=1", vec![]).await;
+    assert_eq!(s, 200, "{empty}");
+    assert_eq!(empty["actions"], json!([]));
+
+    // A long wait, then an action is queued: the waiting poll answers with it. Without the nudge the poll
+    // would only find the action when its 50 s wait ran out, after the 40 s this test allows (a liveness
+    // bound far above the milliseconds a nudge takes, not a speed check).
+    let waiting = {
+        let base = agent.base.clone();
+        let h = agent.headers(
+            "GET",
+            "/agent/v1/actions?wait=50",
+            now_secs(),
+            &nonce(),
+            b"",
+        );
+        tokio::spawn(
+            async move { raw(&base, "GET", "/agent/v1/actions?wait=50", &h, vec![]).await },
+        )
+    };
+    // Give the poll time to start waiting (if it has not, it simply finds the action on its first read).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (s, created) = op
+        .send(
+            "POST",
+            "/api/v1/devices/AGENT-MAC-NUDGE/actions",
+            json!({"kind": "troubleshoot"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let (s, polled) = tokio::time::timeout(std::time::Duration::from_secs(40), waiting)
+        .await
+        .expect("the waiting poll was not nudged by the new action")
+        .unwrap();
+    assert_eq!(s, 200, "{polled}");
+    assert_eq!(polled["actions"][0]["id"], created["id"], "{polled}");
+
+    // Delivered actions come back until their result is in; then a poll has nothing.
+    let id = created["id"].as_str().unwrap();
+    let (_, again) = agent.call("GET", "/agent/v1/actions?wait=0", vec![]).await;
+    assert_eq!(again["actions"][0]["id"], id);
+    let (s, _) = agent
+        .call(
+            "POST",
+            &format!("/agent/v1/actions/{id}/result"),
+            json!({"succeeded": true}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, next) = agent.call("GET", "/agent/v1/actions?wait=0", vec![]).await;
+    assert_eq!(next["actions"], json!([]));
+
+    // Bad waits: a clear 400, and nothing is delivered by them.
+    let (s, _) = op
+        .send(
+            "POST",
+            "/api/v1/devices/AGENT-MAC-NUDGE/actions",
+            json!({"kind": "troubleshoot"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    for bad in [
+        "/agent/v1/actions?wait=soon",
+        "/agent/v1/actions?wait=-1",
+        "/agent/v1/actions?wait=99999999999999999999999",
+        "/agent/v1/actions?wait=1&extra=1",
+    ] {
+        let (s, b) = agent.call("GET", bad, vec![]).await;
+        assert_eq!(s, 400, "{bad}: {b}");
+        assert!(b.to_string().contains("wait"), "{bad}: {b}");
+    }
+    let (_, left) = agent.call("GET", "/agent/v1/actions", vec![]).await;
+    assert_eq!(left["actions"].as_array().unwrap().len(), 1, "{left}");
+}

@@ -42,6 +42,8 @@ pub struct MdmService {
     pusher: Arc<std::sync::RwLock<Option<Arc<dyn push::Pusher>>>>,
     scep: Option<Arc<scep::ScepConfig>>,
     profile_signer: Option<Arc<pki::profile_sign::ProfileSigner>>,
+    /// Agents long-polling for actions, woken when one is queued for their device.
+    agent_nudges: Arc<agent::AgentNudges>,
 }
 
 impl MdmService {
@@ -61,6 +63,7 @@ impl MdmService {
             pusher: Arc::default(),
             scep: None,
             profile_signer: None,
+            agent_nudges: Arc::default(),
         }
     }
 
