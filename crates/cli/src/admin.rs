@@ -297,6 +297,7 @@ pub async fn users(a: DeviceArgs) -> anyhow::Result<()> {
             ("logged in", "/is_logged_in/value"),
             ("mobile", "/mobile_account/value"),
             ("volume owner", "/volume_owner/value"),
+            ("managed admin", "/managed_admin/value"),
         ],
     );
     Ok(())

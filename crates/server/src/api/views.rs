@@ -77,6 +77,7 @@ pub(super) fn user(u: &MergedUser) -> Value {
         "is_admin": fact(&u.is_admin),
         "filevault_enabled": fact(&u.filevault_enabled),
         "volume_owner": fact(&u.volume_owner),
+        "managed_admin": fact(&u.managed_admin),
     })
 }
 
