@@ -501,26 +501,6 @@ fn print_push(results: &[Value]) {
     );
 }
 
-/// Says what a batch failure left done, so a re-run can pick up the rest.
-fn batch_failed(
-    what: &str,
-    i: usize,
-    batches: usize,
-    done: usize,
-    total: usize,
-    e: anyhow::Error,
-) -> anyhow::Error {
-    let rest = total - done;
-    if batches == 1 {
-        return e;
-    }
-    anyhow::anyhow!(
-        "batch {} of {batches} failed: {e:#}. {done} of {total} devices were {what} before it; nothing was sent \
-         for the other {rest}. Fix the cause and re-run for those.",
-        i + 1
-    )
-}
-
 pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
     let mut command = json!({"type": a.request_type});
     match a.request_type.as_str() {
@@ -535,35 +515,30 @@ pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
         ),
     }
     let ids = a.targets.resolve(&a.server).await?;
-    let batches: Vec<&[String]> = ids.chunks(a.targets.batch_size as usize).collect();
-    let progress = bulk::bar(
-        ids.len() as u64,
-        a.server.json,
-        "queueing {bar:40} {pos}/{len} devices ({eta})",
-    );
-    let mut uuids = Vec::new();
-    let mut pushes: Option<Vec<Value>> = None;
-    let mut done = 0;
-    for (i, batch) in batches.iter().enumerate() {
-        let body =
-            json!({"devices": batch, "command": command, "force": a.force, "push": !a.no_push});
-        let answer = match a.server.ok("POST", "/api/v1/commands", Some(body)).await {
-            Ok(answer) => answer.json()?,
-            Err(e) => {
-                progress.abandon();
-                return Err(batch_failed("queued", i, batches.len(), done, ids.len(), e));
-            }
-        };
-        uuids.push(answer["command_uuid"].clone());
-        if let Some(p) = answer["push"].as_array() {
-            pushes
-                .get_or_insert_with(Vec::new)
-                .extend(p.iter().cloned());
-        }
-        done += batch.len();
-        progress.inc(batch.len() as u64);
-    }
-    progress.finish_and_clear();
+    let (server, command) = (&a.server, &command);
+    let answers = bulk::in_batches(
+        server,
+        &ids,
+        a.targets.batch_size,
+        ("queueing", "queued"),
+        |batch| async move {
+            let body =
+                json!({"devices": batch, "command": command, "force": a.force, "push": !a.no_push});
+            server
+                .ok("POST", "/api/v1/commands", Some(body))
+                .await?
+                .json()
+        },
+    )
+    .await?;
+    let uuids: Vec<Value> = answers.iter().map(|v| v["command_uuid"].clone()).collect();
+    let pushes: Option<Vec<Value>> = (!a.no_push).then(|| {
+        answers
+            .iter()
+            .flat_map(|v| v["push"].as_array().cloned().unwrap_or_default())
+            .collect()
+    });
+    let done = ids.len();
     if a.server.json {
         println!(
             "{}",
@@ -588,40 +563,28 @@ pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
 
 pub async fn push(a: PushArgs) -> anyhow::Result<()> {
     let ids = a.targets.resolve(&a.server).await?;
-    let batches: Vec<&[String]> = ids.chunks(a.targets.batch_size as usize).collect();
-    let progress = bulk::bar(
-        ids.len() as u64,
-        a.server.json,
-        "pushing {bar:40} {pos}/{len} devices ({eta})",
-    );
-    let mut results = Vec::new();
-    for (i, batch) in batches.iter().enumerate() {
-        let answer = match a
-            .server
-            .ok("POST", "/api/v1/push", Some(json!({"devices": batch})))
-            .await
-        {
-            Ok(answer) => answer.json()?,
-            Err(e) => {
-                progress.abandon();
-                return Err(batch_failed(
-                    "pushed",
-                    i,
-                    batches.len(),
-                    results.len(),
-                    ids.len(),
-                    e,
-                ));
-            }
-        };
-        results.extend(answer["results"].as_array().cloned().unwrap_or_default());
-        progress.inc(batch.len() as u64);
-    }
-    progress.finish_and_clear();
+    let server = &a.server;
+    let answers = bulk::in_batches(
+        server,
+        &ids,
+        a.targets.batch_size,
+        ("pushing", "pushed"),
+        |batch| async move {
+            server
+                .ok("POST", "/api/v1/push", Some(json!({"devices": batch})))
+                .await?
+                .json()
+        },
+    )
+    .await?;
+    let results: Vec<Value> = answers
+        .iter()
+        .flat_map(|v| v["results"].as_array().cloned().unwrap_or_default())
+        .collect();
     if a.server.json {
         println!(
             "{}",
-            json!({"devices": ids.len(), "batches": batches.len(), "results": results})
+            json!({"devices": ids.len(), "batches": answers.len(), "results": results})
         );
     } else {
         print_push(&results);

@@ -157,6 +157,55 @@ pub async fn all_devices(
     }
 }
 
+/// Sends `ids` in batches of `size`, one `send` (an API call) each, with a progress bar on stderr, and returns
+/// each batch's answer. A failed call ends the run; the error says how many devices earlier batches already
+/// covered (`verbs`: what the bar shows, what the error says), so a re-run can pick up the rest.
+pub async fn in_batches<F, Fut>(
+    server: &ServerArgs,
+    ids: &[String],
+    size: u32,
+    verbs: (&str, &str),
+    mut send: F,
+) -> anyhow::Result<Vec<Value>>
+where
+    F: FnMut(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Value>>,
+{
+    let (doing, done_word) = verbs;
+    let batches: Vec<&[String]> = ids.chunks(size.max(1) as usize).collect();
+    let progress = bar(
+        ids.len() as u64,
+        server.json,
+        &format!("{doing} {{bar:40}} {{pos}}/{{len}} devices ({{eta}})"),
+    );
+    let mut answers = Vec::with_capacity(batches.len());
+    let mut done = 0;
+    for (i, batch) in batches.iter().enumerate() {
+        match send(batch.to_vec()).await {
+            Ok(answer) => answers.push(answer),
+            Err(e) if batches.len() == 1 => {
+                progress.abandon();
+                return Err(e);
+            }
+            Err(e) => {
+                progress.abandon();
+                bail!(
+                    "batch {} of {} failed: {e:#}. {done} of {} devices were {done_word} before it; nothing was \
+                     sent for the other {}. Fix the cause and re-run for those.",
+                    i + 1,
+                    batches.len(),
+                    ids.len(),
+                    ids.len() - done
+                );
+            }
+        }
+        done += batch.len();
+        progress.inc(batch.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(answers)
+}
+
 impl Targets {
     /// The ids named, read and listed, in that order, each once. Bad ids, an unreadable file or an unknown
     /// group are errors before anything is sent.
