@@ -545,7 +545,11 @@ pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
             json!({"request_type": a.request_type, "queued": done, "batches": uuids.len(), "command_uuids": uuids, "push": pushes})
         );
     } else {
-        let list: Vec<String> = uuids.iter().map(text).collect();
+        // Command UUIDs: all of a few batches, the first five of many (--json has every one).
+        let mut list: Vec<String> = uuids.iter().take(5).map(text).collect();
+        if uuids.len() > 5 {
+            list.push(format!("… {} more (--json lists them)", uuids.len() - 5));
+        }
         println!(
             "queued {} for {done} device{} in {} batch{}: {}",
             a.request_type,
