@@ -7,6 +7,7 @@ use comfy_table::Table;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
+use crate::bulk::{self, Targets};
 use crate::client::ServerArgs;
 
 pub(crate) fn enc(s: &str) -> String {
@@ -45,7 +46,7 @@ pub(crate) fn print(server: &ServerArgs, v: &Value, rows: &str, cols: &[(&str, &
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  escrowd devices --status not_escrowed\n  escrowd devices --apple-silicon true --os-version 14 --json\n  ESCROWD_API_KEY=… escrowd devices --server https://mdm.example.com --ca-cert /var/lib/escrowd/tls.pem"
+    after_help = "Examples:\n  escrowd devices --status not_escrowed\n  escrowd devices --apple-silicon true --os-version 14 --json\n  escrowd devices --all --json > fleet.json      # every device, paged for you\n  ESCROWD_API_KEY=… escrowd devices --server https://mdm.example.com --ca-cert /var/lib/escrowd/tls.pem"
 )]
 pub struct DevicesArgs {
     #[command(flatten)]
@@ -65,10 +66,14 @@ pub struct DevicesArgs {
     #[arg(long)]
     users_without_secure_token: bool,
     /// Continue after this device id (the previous page's `next`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "all")]
     after: Option<String>,
-    #[arg(long, default_value_t = 100)]
+    /// Devices per page (1-1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
+    /// Every matching device: pages through the whole list (with a count on stderr) instead of one page.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args, Debug)]
@@ -124,16 +129,18 @@ pub struct ServerOnly {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  escrowd command SecurityInfo UDID1 UDID2\n  escrowd command EraseDevice UDID1 --obliteration DoNotObliterate --force"
+    after_help = "Examples:\n  escrowd command SecurityInfo UDID1 UDID2\n  escrowd command UserList --from-file macs.txt          # one UDID per line\n  \
+cut -d, -f1 report.csv | escrowd command SecurityInfo --from-file -\n  escrowd command DeviceInformation --group GROUP_ID --batch-size 200\n  \
+escrowd command EraseDevice UDID1 --obliteration DoNotObliterate --force\n\nMany devices are sent in batches (one command UUID per batch) with a progress bar on stderr. If a batch is \
+refused (an unknown id, a 409), the devices of earlier batches stay queued and the error says how many."
 )]
 pub struct CommandArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// SecurityInfo, UserList, DeviceInformation, DeviceConfigured or EraseDevice.
     request_type: String,
-    /// Device ids.
-    #[arg(required = true)]
-    devices: Vec<String>,
+    #[command(flatten)]
+    targets: Targets,
     /// EraseDevice: Default, DoNotObliterate, ObliterateWithWarning or Always.
     #[arg(long)]
     obliteration: Option<String>,
@@ -146,26 +153,33 @@ pub struct CommandArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  escrowd push UDID1 UDID2\n  escrowd push --group GROUP_ID\n  escrowd push --from-file macs.txt --json"
+)]
 pub struct PushArgs {
     #[command(flatten)]
     server: ServerArgs,
-    #[arg(required = true)]
-    devices: Vec<String>,
+    #[command(flatten)]
+    targets: Targets,
 }
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Reports: summary, without-bootstrap-token, cannot-authorize, users-without-secure-token, no-volume-owner (CSV on stdout).\nExample: escrowd report without-bootstrap-token > missing.csv"
+    after_help = "Reports: summary, without-bootstrap-token, cannot-authorize, users-without-secure-token, no-volume-owner (CSV).\n\
+Examples:\n  escrowd report without-bootstrap-token > missing.csv\n  escrowd report users-without-secure-token --output users.csv   # rows written shown on stderr"
 )]
 pub struct ReportArgs {
     #[command(flatten)]
     server: ServerArgs,
     #[arg(default_value = "summary")]
     name: String,
+    /// Write the CSV to FILE (streamed; FILE appears only once the whole report arrived) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
 }
 
 pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
-    let mut q = vec![format!("limit={}", a.limit)];
+    let mut q = Vec::new();
     for (k, v) in [
         ("status", &a.status),
         ("os_version", &a.os_version),
@@ -182,11 +196,18 @@ pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
     if a.users_without_secure_token {
         q.push("users_without_secure_token=true".into());
     }
-    let v = a
-        .server
-        .ok("GET", &format!("/api/v1/devices?{}", q.join("&")), None)
-        .await?
-        .json()?;
+    let v = if a.all {
+        let progress = bulk::spinner(a.server.json, "{spinner} listing devices: {pos}");
+        let all = bulk::all_devices(&a.server, &q, &progress).await;
+        progress.finish_and_clear();
+        json!({"devices": all?, "next": null})
+    } else {
+        q.push(format!("limit={}", a.limit));
+        a.server
+            .ok("GET", &format!("/api/v1/devices?{}", q.join("&")), None)
+            .await?
+            .json()?
+    };
     print(
         &a.server,
         &v,
@@ -205,7 +226,7 @@ pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
     if !a.server.json
         && let Some(next) = v["next"].as_str()
     {
-        eprintln!("more: --after {next}");
+        eprintln!("more: --after {next} (or --all for every device)");
     }
     Ok(())
 }
@@ -297,6 +318,7 @@ pub async fn users(a: DeviceArgs) -> anyhow::Result<()> {
             ("logged in", "/is_logged_in/value"),
             ("mobile", "/mobile_account/value"),
             ("volume owner", "/volume_owner/value"),
+            ("managed admin", "/managed_admin/value"),
         ],
     );
     Ok(())
@@ -439,16 +461,43 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_push(server: &ServerArgs, results: &Value) {
-    print(
-        server,
-        &json!({"r": results}),
-        "/r",
-        &[
-            ("enrollment", "/enrollment_id"),
-            ("push id", "/push_id"),
-            ("error", "/error"),
-        ],
+/// Push results: every row when there are few, else the failures only (up to 50); then the counts.
+fn print_push(results: &[Value]) {
+    let failed: Vec<Value> = results
+        .iter()
+        .filter(|r| !r["error"].is_null())
+        .cloned()
+        .collect();
+    let (rows, shown) = if results.len() <= 50 {
+        (results.to_vec(), results.len())
+    } else {
+        let shown = failed.len().min(50);
+        (failed[..shown].to_vec(), shown)
+    };
+    if !rows.is_empty() {
+        println!(
+            "{}",
+            table(
+                &rows,
+                &[
+                    ("enrollment", "/enrollment_id"),
+                    ("push id", "/push_id"),
+                    ("error", "/error"),
+                ],
+            )
+        );
+    }
+    if results.len() > 50 && failed.len() > shown {
+        println!(
+            "({} more failures; --json lists every result)",
+            failed.len() - shown
+        );
+    }
+    println!(
+        "pushed to {} of {} devices; {} failed",
+        results.len() - failed.len(),
+        results.len(),
+        failed.len()
     );
 }
 
@@ -465,40 +514,97 @@ pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
             "unknown command {other:?}: use SecurityInfo, UserList, DeviceInformation, DeviceConfigured or EraseDevice (or the API's /commands/raw for anything else)"
         ),
     }
-    let body =
-        json!({"devices": a.devices, "command": command, "force": a.force, "push": !a.no_push});
-    let v = a
-        .server
-        .ok("POST", "/api/v1/commands", Some(body))
-        .await?
-        .json()?;
+    let ids = a.targets.resolve(&a.server).await?;
+    let (server, command) = (&a.server, &command);
+    let answers = bulk::in_batches(
+        server,
+        &ids,
+        a.targets.batch_size,
+        ("queueing", "queued"),
+        |batch| async move {
+            let body =
+                json!({"devices": batch, "command": command, "force": a.force, "push": !a.no_push});
+            server
+                .ok("POST", "/api/v1/commands", Some(body))
+                .await?
+                .json()
+        },
+    )
+    .await?;
+    let uuids: Vec<Value> = answers.iter().map(|v| v["command_uuid"].clone()).collect();
+    let pushes: Option<Vec<Value>> = (!a.no_push).then(|| {
+        answers
+            .iter()
+            .flat_map(|v| v["push"].as_array().cloned().unwrap_or_default())
+            .collect()
+    });
+    let done = ids.len();
     if a.server.json {
-        println!("{v}");
+        println!(
+            "{}",
+            json!({"request_type": a.request_type, "queued": done, "batches": uuids.len(), "command_uuids": uuids, "push": pushes})
+        );
     } else {
-        println!("queued {} {}", a.request_type, text(&v["command_uuid"]));
-        if !v["push"].is_null() {
-            print_push(&a.server, &v["push"]);
+        // Command UUIDs: all of a few batches, the first five of many (--json has every one).
+        let mut list: Vec<String> = uuids.iter().take(5).map(text).collect();
+        if uuids.len() > 5 {
+            list.push(format!("… {} more (--json lists them)", uuids.len() - 5));
+        }
+        println!(
+            "queued {} for {done} device{} in {} batch{}: {}",
+            a.request_type,
+            if done == 1 { "" } else { "s" },
+            uuids.len(),
+            if uuids.len() == 1 { "" } else { "es" },
+            list.join(", ")
+        );
+        if let Some(p) = &pushes {
+            print_push(p);
         }
     }
     Ok(())
 }
 
 pub async fn push(a: PushArgs) -> anyhow::Result<()> {
-    let v = a
-        .server
-        .ok("POST", "/api/v1/push", Some(json!({"devices": a.devices})))
-        .await?
-        .json()?;
+    let ids = a.targets.resolve(&a.server).await?;
+    let server = &a.server;
+    let answers = bulk::in_batches(
+        server,
+        &ids,
+        a.targets.batch_size,
+        ("pushing", "pushed"),
+        |batch| async move {
+            server
+                .ok("POST", "/api/v1/push", Some(json!({"devices": batch})))
+                .await?
+                .json()
+        },
+    )
+    .await?;
+    let results: Vec<Value> = answers
+        .iter()
+        .flat_map(|v| v["results"].as_array().cloned().unwrap_or_default())
+        .collect();
     if a.server.json {
-        println!("{v}")
+        println!(
+            "{}",
+            json!({"devices": ids.len(), "batches": answers.len(), "results": results})
+        );
     } else {
-        print_push(&a.server, &v["results"])
+        print_push(&results);
     }
     Ok(())
 }
 
 pub async fn report(a: ReportArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
     if a.name == "summary" {
+        if a.output.is_some() {
+            bail!(
+                "--output is for the CSV reports; for the summary use `escrowd report summary --json > FILE`"
+            );
+        }
         let v = a
             .server
             .ok("GET", "/api/v1/reports/summary", None)
@@ -542,11 +648,51 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let a2 = a
+    let path = format!("/api/v1/reports/{}", enc(&a.name));
+    let Some(output) = &a.output else {
+        let mut out = std::io::stdout().lock();
+        return a
+            .server
+            .stream(&path, |chunk| Ok(out.write_all(chunk)?))
+            .await;
+    };
+    // Written next to FILE and renamed at the end, so FILE is never a half report.
+    let partial = output.with_extension("part");
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(&partial)
+            .with_context(|| format!("cannot write {}", partial.display()))?,
+    );
+    let progress = bulk::spinner(a.server.json, "{spinner} {pos} rows written");
+    let mut lines: u64 = 0;
+    let streamed = a
         .server
-        .ok("GET", &format!("/api/v1/reports/{}", enc(&a.name)), None)
-        .await?;
-    use std::io::Write;
-    std::io::stdout().write_all(&a2.body)?;
+        .stream(&path, |chunk| {
+            file.write_all(chunk)?;
+            let n = chunk.iter().filter(|b| **b == b'\n').count() as u64;
+            lines += n;
+            // The first line is the header.
+            progress.set_position(lines.saturating_sub(1));
+            Ok(())
+        })
+        .await
+        .and_then(|()| Ok(file.flush()?));
+    progress.finish_and_clear();
+    if let Err(e) = streamed {
+        drop(file);
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.context(format!("{} was not written", output.display())));
+    }
+    drop(file);
+    std::fs::rename(&partial, output)
+        .with_context(|| format!("cannot move {} to {}", partial.display(), output.display()))?;
+    let rows = lines.saturating_sub(1);
+    if a.server.json {
+        println!(
+            "{}",
+            json!({"report": a.name, "rows": rows, "output": output.display().to_string()})
+        );
+    } else {
+        println!("wrote {rows} rows to {}", output.display());
+    }
     Ok(())
 }

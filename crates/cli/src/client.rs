@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
@@ -40,12 +40,48 @@ impl Answer {
 }
 
 impl ServerArgs {
+    /// One request; the whole answer body.
     pub async fn call(
         &self,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Answer> {
+        let resp = self.request(method, path, body).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes().to_vec();
+        Ok(Answer { status, body })
+    }
+
+    /// GET `path` and hand each piece of the answer body to `sink` as it arrives, so a large export never
+    /// sits in memory. A non-2xx answer is an error carrying the server's message (nothing reaches `sink`).
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut sink: impl FnMut(&[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let resp = self.request("GET", path, None).await?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        if !(200..300).contains(&status) {
+            let body = body.collect().await?.to_bytes().to_vec();
+            return Err(refusal(&Answer { status, body }));
+        }
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("the server's answer broke off before its end")?;
+            if let Some(data) = frame.data_ref() {
+                sink(data)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<http::Response<Incoming>> {
         let Some(key) = &self.api_key else {
             bail!(
                 "no API key: pass --api-key or set ESCROWD_API_KEY (make one with `escrowd apikey create --scope read`)"
@@ -138,30 +174,32 @@ impl ServerArgs {
             .call(method, path, body.map(|b| b.to_string().into_bytes()))
             .await?;
         if !(200..300).contains(&a.status) {
-            let msg = a
-                .json()
-                .ok()
-                .and_then(|j| j["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&a.body).into_owned());
-            let hint = match a.status {
-                401 => " (check --api-key / ESCROWD_API_KEY)",
-                403 => " (this key's scope is too small: make one with a larger --scope)",
-                _ => "",
-            };
-            bail!("server answered {}: {msg}{hint}", a.status);
+            return Err(refusal(&a));
         }
         Ok(a)
     }
 }
 
-async fn send<I>(io: I, req: http::Request<Full<Bytes>>) -> anyhow::Result<Answer>
+/// A non-2xx answer as an error: the server's message and what to do for 401/403.
+fn refusal(a: &Answer) -> anyhow::Error {
+    let msg = a
+        .json()
+        .ok()
+        .and_then(|j| j["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&a.body).into_owned());
+    let hint = match a.status {
+        401 => " (check --api-key / ESCROWD_API_KEY)",
+        403 => " (this key's scope is too small: make one with a larger --scope)",
+        _ => "",
+    };
+    anyhow::anyhow!("server answered {}: {msg}{hint}", a.status)
+}
+
+async fn send<I>(io: I, req: http::Request<Full<Bytes>>) -> anyhow::Result<http::Response<Incoming>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(conn);
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes().to_vec();
-    Ok(Answer { status, body })
+    Ok(sender.send_request(req).await?)
 }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use comfy_table::Table;
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -77,14 +76,10 @@ async fn rotate(args: KeyArgs) -> anyhow::Result<()> {
     let new_id = vault::Keyring::rotate_file(&path)?;
     let vault = vault::Vault::open_or_create(&path)?;
     let total = service::keys::count_sealed_secrets(store.as_ref()).await?;
-    let bar = if args.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("re-wrapping {bar:40} {pos}/{len} secrets ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = crate::bulk::bar(
+        total,
+        args.json,
+        "re-wrapping {bar:40} {pos}/{len} secrets ({eta})",
     );
     let report = service::keys::rewrap_all(&store, &vault, |done| bar.set_position(done)).await?;
     bar.finish_and_clear();

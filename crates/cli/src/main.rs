@@ -3,6 +3,7 @@
 mod actions;
 mod admin;
 mod apikey;
+mod bulk;
 mod client;
 mod enroll;
 mod keys;

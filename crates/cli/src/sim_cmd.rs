@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use comfy_table::Table;
-use indicatif::{ProgressBar, ProgressStyle};
 use sim::fleet::{self, FleetConfig, Summary};
 
 #[derive(clap::Args, Debug)]
@@ -131,14 +130,10 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             args.server
         );
     }
-    let bar = if args.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(args.count as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg:24} {bar:40} {pos}/{len} ({per_sec}, {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = crate::bulk::bar(
+        args.count as u64,
+        args.json,
+        "{msg:24} {bar:40} {pos}/{len} ({per_sec}, {eta})",
     );
     bar.set_message("issuing identities");
     let config = FleetConfig {

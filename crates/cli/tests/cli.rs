@@ -429,3 +429,301 @@ async fn admin_cli_over_https_needs_the_servers_certificate_and_works_with_it() 
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["devices"], 0);
 }
+
+/// `n` enrolled devices `{prefix}-000000…`, written straight to the store (enrolling each over HTTP would
+/// only slow the test down).
+async fn seed_devices(ts: &TestServer, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("{prefix}-{i:06}");
+        let e = store::Enrollment {
+            id: id.clone(),
+            device_id: id.clone(),
+            channel: store::Channel::Device,
+            user_id: None,
+            user_short_name: None,
+            user_long_name: None,
+            group_id: None,
+            serial_number: None,
+            model: None,
+            model_name: None,
+            device_name: None,
+            os_version: None,
+            build_version: None,
+            product_name: None,
+            topic: None,
+            push_token: None,
+            push_magic: None,
+            awaiting_configuration: None,
+            cert_fingerprint: None,
+            enabled: true,
+            token_update_count: 1,
+            enrolled_at: 1,
+            updated_at: 1,
+            last_seen_at: 1,
+        };
+        let event = store::NewEvent {
+            subject: id.clone(),
+            enrollment_id: Some(id.clone()),
+            kind: "enrollment.authenticated".into(),
+            outcome: store::Outcome::Success,
+            detail: "seeded".into(),
+            at: 1,
+        };
+        ts.store().upsert_enrollment(&e, &event).await.unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+/// Runs the binary with `args` plus the server and key, `stdin` piped in; (success, stdout, stderr).
+async fn admin_cli(
+    ts: &TestServer,
+    key: &str,
+    args: &[&str],
+    stdin: Option<String>,
+) -> (bool, String, String) {
+    let mut cmd = escrowd();
+    cmd.args(args)
+        .args(["--server", &ts.base_url(), "--api-key", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn bulk_commands_pushes_listing_and_report_files_go_in_batches_and_count_right() {
+    let ts = TestServer::start().await.unwrap();
+    let ids = seed_devices(&ts, "BULK", 1200).await;
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key(
+            "bulk",
+            store::ApiScope::Operate,
+            &service::apikeys::Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+    let dir = tempfile::tempdir().unwrap();
+
+    // 1,200 ids from a file (with a comment, a blank line and a repeat) → three calls of 500, 500, 200.
+    let file = dir.path().join("macs.txt");
+    let mut text = format!("# exported from the inventory\n\n{}\n", ids.join("\n"));
+    text.push_str(&ids[0]);
+    std::fs::write(&file, text).unwrap();
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "command",
+            "SecurityInfo",
+            "--from-file",
+            file.to_str().unwrap(),
+            "--no-push",
+            "--json",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(err.is_empty(), "no progress bar with --json: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["queued"], 1200, "{v}");
+    assert_eq!(v["batches"], 3, "{v}");
+    let uuids: Vec<String> = v["command_uuids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect();
+    let mut per_uuid = std::collections::BTreeMap::<String, usize>::new();
+    for id in &ids {
+        let history = ts.store().command_history(id, 10).await.unwrap();
+        assert_eq!(history.len(), 1, "{id} got {} commands", history.len());
+        *per_uuid.entry(history[0].uuid.clone()).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = per_uuid.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [200, 500, 500]);
+    let mut listed = uuids.clone();
+    listed.sort();
+    assert_eq!(listed, per_uuid.keys().cloned().collect::<Vec<_>>());
+
+    // The table form says the same in words.
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &["command", "UserList", "--no-push", "--batch-size", "1000"],
+        Some(format!("{}\n{}\n", ids[0], ids[1])),
+    )
+    .await;
+    assert!(!ok, "no ids and no --from-file -: refused");
+    assert!(err.contains("--from-file FILE"), "{err}{out}");
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &["command", "UserList", "--from-file", "-", "--no-push"],
+        Some(format!("{}\n{}\n", ids[0], ids[1])),
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("queued UserList for 2 devices in 1 batch: "),
+        "{out}"
+    );
+
+    // A batch refused half way: what was queued before is said, nothing after it is sent.
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "command",
+            "DeviceInformation",
+            &ids[2],
+            &ids[3],
+            "NOT-A-DEVICE",
+            &ids[4],
+            "--batch-size",
+            "2",
+            "--no-push",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("batch 2 of 2 failed"), "{err}");
+    assert!(err.contains("2 of 4 devices were queued"), "{err}");
+    assert_eq!(
+        ts.store().command_history(&ids[4], 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        ts.store().command_history(&ids[2], 10).await.unwrap().len(),
+        2
+    );
+
+    // A bad line refuses the whole file before anything is sent.
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, format!("{}\n{} extra\n", ids[5], ids[6])).unwrap();
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &["command", "UserList", "--from-file", bad.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("bad.txt line 2"), "{err}");
+    assert_eq!(
+        ts.store().command_history(&ids[5], 10).await.unwrap().len(),
+        1
+    );
+
+    // Every device, paged (1000 + 200).
+    let (ok, out, err) = admin_cli(&ts, &key, &["devices", "--all", "--json"], None).await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["devices"].as_array().unwrap().len(), 1200);
+    assert!(v["next"].is_null());
+
+    // Push to a group in batches of 2: three devices, two calls, every result reported (none can be pushed:
+    // no push certificate).
+    let group = ts
+        .running()
+        .state
+        .mdm
+        .admin_create_group(
+            "Bulk",
+            true,
+            false,
+            &service::apikeys::Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    for id in &ids[10..13] {
+        ts.store()
+            .set_enrollment_group(id, Some(&group.id))
+            .await
+            .unwrap();
+    }
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &["push", "--group", &group.id, "--batch-size", "2", "--json"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["devices"].clone(), v["batches"].clone()),
+        (3.into(), 2.into()),
+        "{v}"
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|r| r["error"].is_string()), "{v}");
+    let (ok, out, _) = admin_cli(&ts, &key, &["push", "--group", &group.id], None).await;
+    assert!(ok);
+    assert!(out.contains("pushed to 0 of 3 devices; 3 failed"), "{out}");
+    let (ok, _, err) = admin_cli(&ts, &key, &["push", "--group", "no-such-group"], None).await;
+    assert!(!ok);
+    assert!(err.contains("no-such-group"), "{err}");
+
+    // The CSV report streamed to a file: header plus one row per device.
+    let csv = dir.path().join("missing.csv");
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "report",
+            "without-bootstrap-token",
+            "--output",
+            csv.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("wrote 1200 rows to {}", csv.display()));
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(written.lines().count(), 1201);
+    assert!(written.starts_with("device_id,"));
+    assert!(!dir.path().join("missing.part").exists());
+    let nope = dir.path().join("nope.csv");
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "report",
+            "no-such-report",
+            "--output",
+            nope.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("no report"), "{err}");
+    assert!(!nope.exists() && !dir.path().join("nope.part").exists());
+}

@@ -219,6 +219,9 @@ pub struct AgentUserWire {
     pub filevault: bool,
     #[serde(default)]
     pub volume_owner: Option<bool>,
+    /// The ADE managed admin named by `escrow-agent run --managed-admin NAME`; absent from older agents.
+    #[serde(default)]
+    pub managed_admin: Option<bool>,
 }
 
 /// `POST /agent/v1/inventory` (other top-level fields of the agent's inventory are ignored).

@@ -537,3 +537,71 @@ async fn a_waiting_poll_is_nudged_by_a_new_action_and_bad_waits_are_refused() {
     let (_, left) = agent.call("GET", "/agent/v1/actions", vec![]).await;
     assert_eq!(left["actions"].as_array().unwrap().len(), 1, "{left}");
 }
+
+#[tokio::test]
+async fn a_managed_admin_without_a_secure_token_in_agent_inventory_is_a_diagnosis_finding() {
+    let ts = TestServer::start().await.unwrap();
+    let agent = installed_agent(&ts, "AGENT-MAC-5").await;
+    let inventory = |mgmt_token: bool| {
+        json!({"os_version": "14.0", "problems": [], "users": [
+            {"short_name": "ladmin", "uid": 501, "admin": true, "secure_token": true, "secure_token_tag": true, "filevault": true, "volume_owner": true, "managed_admin": false},
+            {"short_name": "mgmt", "uid": 480, "real_name": "Management", "admin": true, "secure_token": mgmt_token, "secure_token_tag": mgmt_token, "filevault": false, "volume_owner": mgmt_token, "managed_admin": true}
+        ]})
+        .to_string()
+        .into_bytes()
+    };
+    let (s, r) = agent
+        .call("POST", "/agent/v1/inventory", inventory(false))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let read = api(&ts, ApiScope::Read).await;
+    let (s, users) = read.get("/api/v1/devices/AGENT-MAC-5/users").await;
+    assert_eq!(s, 200, "{users}");
+    let mgmt = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["short_name"] == "mgmt")
+        .unwrap();
+    assert_eq!(mgmt["managed_admin"]["value"], true, "{mgmt}");
+    assert_eq!(mgmt["managed_admin"]["source"], "agent", "{mgmt}");
+    assert!(mgmt["managed_admin"]["at"].as_i64().is_some(), "{mgmt}");
+
+    let (s, d) = read.get("/api/v1/devices/AGENT-MAC-5/diagnosis").await;
+    assert_eq!(s, 200, "{d}");
+    let finding = d["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "managed_admin_lacks_secure_token")
+        .unwrap_or_else(|| panic!("no managed admin finding: {d}"))
+        .clone();
+    assert_eq!(finding["severity"], "warning", "{finding}");
+    let evidence = finding["evidence"].to_string();
+    assert!(
+        evidence.contains("mgmt is the ADE managed admin (source agent"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("other Secure Token holders: ladmin"),
+        "{evidence}"
+    );
+    let fix = finding["fix"].as_str().unwrap();
+    assert!(
+        fix.contains(
+            "escrowd action create AGENT-MAC-5 grant_secure_token --user mgmt --admin ladmin"
+        ),
+        "{fix}"
+    );
+
+    // Once the agent sees a token on the managed admin, the finding is gone.
+    let (s, r) = agent
+        .call("POST", "/agent/v1/inventory", inventory(true))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (_, d) = read.get("/api/v1/devices/AGENT-MAC-5/diagnosis").await;
+    assert!(
+        !d.to_string().contains("managed_admin_lacks_secure_token"),
+        "{d}"
+    );
+}

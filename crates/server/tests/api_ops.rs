@@ -166,6 +166,7 @@ async fn fleet_summary_and_csv_reports_list_macs_without_tokens_and_users_withou
         is_admin: None,
         filevault_enabled: None,
         volume_owner: None,
+        managed_admin: None,
         observed_at: 5,
     };
     ts.store()

@@ -44,6 +44,8 @@ pub struct MergedUser {
     pub is_admin: Option<Fact<bool>>,
     pub filevault_enabled: Option<Fact<bool>>,
     pub volume_owner: Option<Fact<bool>>,
+    /// The agent's word that this is the ADE managed admin (the management account).
+    pub managed_admin: Option<Fact<bool>>,
 }
 
 /// What happens to escrowed tokens when a group's escrow is switched off.
@@ -498,6 +500,7 @@ pub fn merge_users(rows: Vec<DeviceUser>) -> Vec<MergedUser> {
             (&mut u.is_admin, r.is_admin),
             (&mut u.filevault_enabled, r.filevault_enabled),
             (&mut u.volume_owner, r.volume_owner),
+            (&mut u.managed_admin, r.managed_admin),
         ] {
             if let Some(new) = fact(v)
                 && slot.as_ref().is_none_or(|old| old.at <= new.at)

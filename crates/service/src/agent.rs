@@ -475,6 +475,7 @@ impl MdmService {
                 is_admin: Some(u.admin),
                 filevault_enabled: Some(u.filevault),
                 volume_owner: u.volume_owner,
+                managed_admin: u.managed_admin,
                 observed_at: now,
             });
         }

@@ -58,6 +58,14 @@ fn yes(v: Option<bool>) -> bool {
     v == Some(true)
 }
 
+fn name(u: &MergedUser) -> String {
+    u.short_name.clone().unwrap_or_else(|| u.user_key.clone())
+}
+
+fn names(us: &[&MergedUser]) -> String {
+    us.iter().map(|u| name(u)).collect::<Vec<_>>().join(", ")
+}
+
 /// The rules, separated from the store so each can be tested on plain values.
 pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -76,8 +84,7 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
         .iter()
         .filter(|u| u.has_secure_token.as_ref().is_some_and(|f| !f.value))
         .collect();
-    let name = |u: &MergedUser| u.short_name.clone().unwrap_or_else(|| u.user_key.clone());
-    let names = |us: &[&MergedUser]| us.iter().map(|u| name(u)).collect::<Vec<_>>().join(", ");
+    let names = |us: &[&MergedUser]| names(us);
 
     if os.is_some_and(|n| n < 101_500) {
         out.push(Finding {
@@ -214,6 +221,8 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
         });
     }
 
+    out.extend(managed_admin_findings(d, users, &holders));
+
     if let Some(t) = &d.token
         && !t.verified
     {
@@ -225,6 +234,111 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
             fix: "Run `sudo profiles validate -type bootstraptoken` on the Mac: a successful validation is \
                   recorded as verified."
                 .into(),
+        });
+    }
+    out
+}
+
+/// The ADE managed admin (marked by the agent) without a Secure Token. It was created from a password hash
+/// during Setup Assistant, so macOS left it out of the first-token rules; it gets a token at its first
+/// graphical login (from the escrowed Bootstrap Token, or as the first holder when nobody has one), or from a
+/// token-holding admin (`sysadminctl -secureTokenOn`, the agent's `grant_secure_token`). Critical when nothing
+/// could grant one later: no Bootstrap Token escrowed and no other holder.
+fn managed_admin_findings(
+    d: &DeviceRecord,
+    users: &[MergedUser],
+    holders: &[&MergedUser],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for m in users {
+        let (Some(mark), Some(token)) = (&m.managed_admin, &m.has_secure_token) else {
+            continue;
+        };
+        if !mark.value || token.value {
+            continue;
+        }
+        let who = name(m);
+        let others: Vec<&MergedUser> = holders
+            .iter()
+            .copied()
+            .filter(|h| h.user_key != m.user_key)
+            .collect();
+        // A token-holding admin can grant; prefer one known to be an admin.
+        let granter = others
+            .iter()
+            .find(|h| h.is_admin.as_ref().is_some_and(|f| f.value))
+            .or(others.first())
+            .map(|h| name(h));
+        let mut evidence = vec![
+            format!(
+                "{who} is the ADE managed admin (source {}, observed at {} ms)",
+                mark.source.as_str(),
+                mark.at
+            ),
+            format!(
+                "HasSecureToken = false for {who} (source {}, observed at {} ms)",
+                token.source.as_str(),
+                token.at
+            ),
+            match &d.token {
+                Some(t) => format!("Bootstrap Token escrowed at {} ms", t.escrowed_at),
+                None => "no Bootstrap Token is escrowed".into(),
+            },
+        ];
+        evidence.push(if others.is_empty() {
+            "no other user holds a Secure Token".into()
+        } else {
+            format!("other Secure Token holders: {}", names(&others))
+        });
+        let udid = &d.enrollment.id;
+        let grant = |admin: &str| {
+            format!(
+                "ESCROWD_USER_PASSWORD=… ESCROWD_ADMIN_PASSWORD=… escrowd action create {udid} \
+                 grant_secure_token --user {who} --admin {admin}"
+            )
+        };
+        let (severity, fix) = match (&d.token, &granter) {
+            (Some(_), Some(g)) => (
+                Severity::Warning,
+                format!(
+                    "Log in as {who} once at the login window (a graphical login, not ssh): macOS fetches the \
+                     escrowed Bootstrap Token and grants {who} a Secure Token. Or grant it now through the \
+                     agent, with {g} as the token-holding admin: `{}`.",
+                    grant(g)
+                ),
+            ),
+            (Some(_), None) => (
+                Severity::Warning,
+                format!(
+                    "Log in as {who} once at the login window (a graphical login, not ssh): macOS fetches the \
+                     escrowed Bootstrap Token and grants {who} a Secure Token."
+                ),
+            ),
+            (None, Some(g)) => (
+                Severity::Warning,
+                format!(
+                    "Grant it from a token-holding admin through the agent: `{}`. Or have {g} log in so macOS \
+                     escrows the Bootstrap Token, then log in as {who} once at the login window.",
+                    grant(g)
+                ),
+            ),
+            (None, None) => (
+                Severity::Critical,
+                format!(
+                    "Nothing on this Mac can grant a Secure Token later. Log in as {who} once at the login \
+                     window (a graphical login, not ssh) now: with no token holder, its first graphical login \
+                     makes it the first holder and macOS then escrows the Bootstrap Token. If {who} has logged \
+                     in graphically before, on macOS 11+ setting its password in plain text (`sudo dscl . \
+                     -passwd /Users/{who}`) while nobody holds a token makes it the first holder instead."
+                ),
+            ),
+        };
+        out.push(Finding {
+            code: "managed_admin_lacks_secure_token",
+            severity,
+            summary: format!("The management admin {who} has no Secure Token"),
+            evidence,
+            fix,
         });
     }
     out

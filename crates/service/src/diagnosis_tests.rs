@@ -250,3 +250,120 @@ fn an_escrowed_token_never_fetched_back_is_unverified() {
         ["escrowed_never_verified"]
     );
 }
+
+fn managed_admin(name: &str, secure_token: bool) -> MergedUser {
+    let agent = |value: bool, at: i64| {
+        Some(Fact {
+            value,
+            source: FactSource::Agent,
+            at,
+        })
+    };
+    MergedUser {
+        has_secure_token: agent(secure_token, 11),
+        is_admin: agent(true, 11),
+        managed_admin: agent(true, 12),
+        ..user(name, secure_token, false)
+    }
+}
+
+fn managed_admin_finding(d: &DeviceRecord, users: &[MergedUser]) -> Option<super::Finding> {
+    findings(d, users, false)
+        .into_iter()
+        .find(|f| f.code == "managed_admin_lacks_secure_token")
+}
+
+#[test]
+fn a_managed_admin_without_a_token_on_an_escrowed_mac_is_told_to_log_in_once() {
+    let d = escrowed(record(), true);
+    let f = managed_admin_finding(
+        &d,
+        &[user("alice", true, true), managed_admin("mgmt", false)],
+    )
+    .unwrap();
+    assert_eq!(f.severity, super::Severity::Warning);
+    assert!(f.summary.contains("mgmt"), "{}", f.summary);
+    assert_eq!(
+        f.evidence[..3],
+        [
+            "mgmt is the ADE managed admin (source agent, observed at 12 ms)",
+            "HasSecureToken = false for mgmt (source agent, observed at 11 ms)",
+            "Bootstrap Token escrowed at 9 ms",
+        ]
+    );
+    assert!(f.evidence[3].contains("alice"), "{:?}", f.evidence);
+    assert!(f.fix.starts_with("Log in as mgmt once"), "{}", f.fix);
+    assert!(
+        f.fix
+            .contains("escrowd action create D grant_secure_token --user mgmt --admin alice"),
+        "{}",
+        f.fix
+    );
+}
+
+#[test]
+fn a_managed_admin_without_a_token_beside_a_holder_but_no_bootstrap_token_is_granted_by_the_holder()
+{
+    let users = [
+        user("bob", true, false),
+        MergedUser {
+            is_admin: fact(true),
+            ..user("alice", true, false)
+        },
+        managed_admin("mgmt", false),
+    ];
+    let f = managed_admin_finding(&record(), &users).unwrap();
+    assert_eq!(f.severity, super::Severity::Warning);
+    assert!(
+        f.evidence
+            .contains(&"no Bootstrap Token is escrowed".to_string())
+    );
+    // alice, the holder known to be an admin, is the one named to grant.
+    assert!(
+        f.fix.starts_with(
+            "Grant it from a token-holding admin through the agent: `ESCROWD_USER_PASSWORD=…"
+        ),
+        "{}",
+        f.fix
+    );
+    assert!(f.fix.contains("--user mgmt --admin alice`"), "{}", f.fix);
+}
+
+#[test]
+fn a_managed_admin_without_a_token_and_nothing_to_grant_one_is_critical() {
+    let f = managed_admin_finding(
+        &record(),
+        &[managed_admin("mgmt", false), user("kid", false, true)],
+    )
+    .unwrap();
+    assert_eq!(f.severity, super::Severity::Critical);
+    assert!(
+        f.evidence
+            .contains(&"no other user holds a Secure Token".to_string())
+    );
+    assert!(f.fix.contains("Log in as mgmt once"), "{}", f.fix);
+    assert!(
+        !f.fix.contains("grant_secure_token"),
+        "nobody could grant: {}",
+        f.fix
+    );
+}
+
+#[test]
+fn no_managed_admin_finding_with_a_token_without_the_mark_or_without_the_token_fact() {
+    let d = escrowed(record(), true);
+    assert!(managed_admin_finding(&d, &[managed_admin("mgmt", true)]).is_none());
+    // Not marked by the agent: the general rules speak for it, not this one.
+    assert!(managed_admin_finding(&record(), &[user("mgmt", false, false)]).is_none());
+    let marked_false = MergedUser {
+        managed_admin: fact(false),
+        ..user("mgmt", false, false)
+    };
+    assert!(managed_admin_finding(&record(), &[marked_false]).is_none());
+    // Token status unknown (sysadminctl failed): named nowhere rather than guessed.
+    let unknown = MergedUser {
+        has_secure_token: None,
+        ..managed_admin("mgmt", false)
+    };
+    assert!(managed_admin_finding(&record(), &[unknown]).is_none());
+}

@@ -334,6 +334,7 @@ fn mdm_users(device_id: &str, list: &UserList, at: store::Millis) -> Vec<DeviceU
                 is_admin: None,
                 filevault_enabled: None,
                 volume_owner: None,
+                managed_admin: None,
                 observed_at: at,
             })
         })

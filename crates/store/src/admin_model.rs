@@ -155,6 +155,9 @@ pub struct DeviceUser {
     pub is_admin: Option<bool>,
     pub filevault_enabled: Option<bool>,
     pub volume_owner: Option<bool>,
+    /// The agent's word that this is the ADE managed admin (`escrow-agent run --managed-admin NAME`); None
+    /// when the source does not say (MDM's UserList, older agents).
+    pub managed_admin: Option<bool>,
     pub observed_at: Millis,
 }
 

@@ -15,18 +15,86 @@ use service::apikeys::Actor;
 use store::{AgentAction, ApiScope};
 use vault::Secret;
 
-use super::{Api, error, service_error};
+use super::schema::{
+    array, boolean, described, millis, nullable, object, object_with, one_of, reference, string,
+};
+use super::{Api, Body, error, service_error};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
     let read = Some(ApiScope::Read);
     api.route("POST", "/api/v1/devices/{id}/agent", "Install the agent's settings on a Mac: queues an InstallProfile holding a com.escrowd.agent payload (ServerURL, a one-time RegistrationSecret valid 7 days, DeviceID). Body {server_url}. Audited.", op, post(install))
+        .request(Body::Json(object(&[("server_url", described(string(), "the https URL the agent reaches escrowd at"))])))
+        .response(202, Body::Json(object(&[("command_uuid", string()), ("secret_expires_at", millis())])))
         .route("GET", "/api/v1/devices/{id}/agent", "The Mac's registered agent (id, registered_at, last_seen_at), or 404.", read, get(show_agent))
+        .response(200, Body::Json(object(&[("agent_id", string()), ("device_id", string()), ("registered_at", millis()), ("last_seen_at", millis())])))
         .route("POST", "/api/v1/devices/{id}/actions", "Queue an agent action: {kind: grant_secure_token|create_user|secure_token_off|transfer_secure_token|validate_bootstrap_token|remove_bootstrap_token|reescrow_bootstrap_token|troubleshoot, user?, admin?, full_name?, make_admin?, user_password?, admin_password?}. %serial%, %device_name%, %username% expand; passwords are HPKE-sealed to the agent at once and never returned. Audited.", op, post(create))
+        .request(Body::Json(create_schema()))
+        .response(201, Body::Json(reference("Action")))
         .route("GET", "/api/v1/devices/{id}/actions", "A Mac's agent actions, newest first (?limit=1-1000).", read, get(list))
+        .response(200, Body::Json(object(&[("actions", array(reference("Action")))])))
         .route("GET", "/api/v1/devices/{id}/actions/{action}", "One action: status, reason, output.", read, get(show))
+        .response(200, Body::Json(reference("Action")))
         .route("POST", "/api/v1/devices/{id}/actions/{action}/cancel", "Cancel a queued or delivered action (its sealed credentials are deleted). Audited.", op, post(cancel))
+        .request(Body::Empty)
+        .response(200, Body::Json(reference("Action")))
+        .component("Action", action_schema())
+}
+
+fn action_schema() -> Value {
+    let text = || nullable(string());
+    object(&[
+        ("id", string()),
+        ("device_id", string()),
+        ("kind", string()),
+        (
+            "params",
+            described(
+                json!({"type": ["object", "null"]}),
+                "user, admin, full_name, make_admin as given (never a password)",
+            ),
+        ),
+        ("has_credentials", boolean()),
+        (
+            "status",
+            one_of(&[
+                "queued",
+                "delivered",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "expired",
+            ]),
+        ),
+        ("reason", text()),
+        ("output", text()),
+        ("created_by", string()),
+        ("created_at", millis()),
+        ("updated_at", millis()),
+        ("expires_at", millis()),
+    ])
+}
+
+fn create_schema() -> Value {
+    let text = || nullable(string());
+    object_with(
+        &[("kind", one_of(&service::agent::ACTION_KINDS))],
+        &[
+            ("user", text()),
+            ("admin", text()),
+            ("full_name", text()),
+            ("make_admin", boolean()),
+            (
+                "user_password",
+                described(text(), "sealed to the agent at once; never returned"),
+            ),
+            (
+                "admin_password",
+                described(text(), "sealed to the agent at once; never returned"),
+            ),
+        ],
+    )
 }
 
 pub(crate) fn action_json(a: &AgentAction) -> Value {

@@ -17,14 +17,68 @@ use service::push::PushResult;
 use store::ApiScope;
 
 use super::devices::{bad_json, bad_query};
-use super::{Api, error, service_error, split_ids};
+use super::schema::{
+    array, boolean, described, nullable, object, object_with, one_of, reference, string,
+};
+use super::{Api, Body, error, service_error, split_ids};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
     api.route("POST", "/api/v1/commands", "Queue a typed command: {devices: [ids], command: {type: SecurityInfo|UserList|DeviceInformation|DeviceConfigured|Settings|EraseDevice, …}, force?: bool, push?: bool (default true)}. Settings takes bootstrap_token_allowed / prompt_user_to_allow_bootstrap_token_for_authentication / activation_lock_allowed_while_supervised; EraseDevice takes pin and obliteration_behavior (Default|DoNotObliterate|ObliterateWithWarning|Always) and is refused (409) when a Mac has no usable Bootstrap Token unless force is true. Audited.", op, post(typed))
+        .request(Body::Json(typed_schema()))
+        .response(201, Body::Json(reference("Enqueued")))
         .route("POST", "/api/v1/commands/raw", "Queue a raw command plist (body) for ?devices=a,b; &nopush skips the push. Audited.", op, post(raw))
+        .request(Body::Media("application/x-plist", described(string(), "a command plist (XML): {Command: {RequestType, …}, CommandUUID?}")))
+        .response(201, Body::Json(reference("Enqueued")))
         .route("POST", "/api/v1/push", "Push to devices: {devices: [ids]}. Per-device result or error (e.g. no push certificate configured). Audited.", op, post(push))
+        .request(Body::Json(object(&[("devices", array(string()))])))
+        .response(200, Body::Json(object(&[("results", array(reference("PushResult")))])))
+        .component("PushResult", object(&[("enrollment_id", string()), ("push_id", described(nullable(string()), "the apns-id, on success")), ("error", nullable(string()))]))
+        .component("Enqueued", object(&[("command_uuid", string()), ("push", described(nullable(array(reference("PushResult"))), "null when push was off"))]))
+}
+
+/// `{devices, command: {type, …}, force?, push?}`, one `command` shape per type.
+fn typed_schema() -> Value {
+    let flag = || nullable(boolean());
+    let command = |t: &str, fields: &[(&str, Value)]| {
+        let mut c = object_with(&[("type", one_of(&[t]))], fields);
+        c["title"] = json!(t);
+        c
+    };
+    object_with(
+        &[
+            (
+                "devices",
+                described(array(string()), "1 to 1000 enrollment ids"),
+            ),
+            (
+                "command",
+                json!({"oneOf": [
+                    command("SecurityInfo", &[]),
+                    command("UserList", &[]),
+                    command("DeviceInformation", &[]),
+                    command("DeviceConfigured", &[]),
+                    command("Settings", &[
+                        ("bootstrap_token_allowed", flag()),
+                        ("prompt_user_to_allow_bootstrap_token_for_authentication", flag()),
+                        ("activation_lock_allowed_while_supervised", flag()),
+                    ]),
+                    command("EraseDevice", &[
+                        ("pin", nullable(string())),
+                        ("obliteration_behavior", nullable(one_of(&["Default", "DoNotObliterate", "ObliterateWithWarning", "Always"]))),
+                    ]),
+                ]}),
+            ),
+        ],
+        &[
+            (
+                "force",
+                described(boolean(), "erase even without a usable Bootstrap Token"),
+            ),
+            ("push", described(nullable(boolean()), "default true")),
+        ],
+    )
 }
 
 #[derive(Deserialize)]

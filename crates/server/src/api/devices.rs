@@ -12,7 +12,8 @@ use serde_json::json;
 use service::apikeys::Actor;
 use store::{ApiScope, BootstrapStatus, DeviceFilter, EventFilter, Outcome};
 
-use super::{Api, error, service_error, views};
+use super::schema::{array, boolean, described, nullable, object, reference, string};
+use super::{Api, Body, error, service_error, views};
 use crate::AppState;
 
 const READ: Option<ApiScope> = Some(ApiScope::Read);
@@ -20,14 +21,24 @@ const ADMIN: Option<ApiScope> = Some(ApiScope::Admin);
 
 pub(super) fn routes(api: Api) -> Api {
     api.route("GET", "/api/v1/devices", "List devices. Filters: status (not_supported|not_escrowed|escrowed), apple_silicon, os_version (prefix like 14 or 14.5), group, escrowed_before/escrowed_after (unix ms), users_without_secure_token, include_checked_out; paging: after (last id of the previous page), limit (max 1000). Answer: {devices, next}.", READ, get(list))
+        .response(200, Body::Json(object(&[("devices", array(reference("Device"))), ("next", described(nullable(string()), "pass as after for the next page; null on the last page"))])))
         .route("GET", "/api/v1/devices/{id}", "One device: identity, OS, model, enrollment, Bootstrap Token status (never the token), Apple silicon flags, EACS preflight, FileVault; push: has_token, topic, token_refused {at, reason} when APNs refused the push token (pushes skipped until the next TokenUpdate).", READ, get(detail))
+        .response(200, Body::Json(reference("DeviceDetail")))
         .route("GET", "/api/v1/devices/{id}/users", "The device's users: MDM (UserList) and agent facts merged, each with source and time.", READ, get(users))
+        .response(200, Body::Json(object(&[("users", array(reference("User")))])))
         .route("GET", "/api/v1/devices/{id}/events", "The device's events, newest first. Filters: kind, outcome (success|failure|refused), since (unix ms); paging: before_id, limit.", READ, get(events))
+        .response(200, Body::Json(reference("EventPage")))
         .route("GET", "/api/v1/events", "Every event of the fleet (devices, admin actions, the server), newest first. Filters: subject (a UDID, server or unknown), kind, outcome (success|failure|refused), since (unix ms); paging: before_id, limit.", READ, get(fleet_events))
+        .response(200, Body::Json(reference("EventPage")))
         .route("GET", "/api/v1/devices/{id}/diagnosis", "Findings for the device, each with evidence and the fix.", READ, get(diagnosis))
+        .response(200, Body::Json(object(&[("device", string()), ("findings", array(reference("Finding")))])))
         .route("GET", "/api/v1/devices/{id}/commands", "Command history (queued and finished, with results), newest first; limit.", READ, get(commands))
+        .response(200, Body::Json(object(&[("commands", array(reference("Command")))])))
         .route("PUT", "/api/v1/devices/{id}/group", "Set the device's group: {\"group_id\": \"…\" | null}. Audited.", ADMIN, put(set_group))
+        .request(Body::Json(object(&[("group_id", described(nullable(string()), "a group id, or null for no group"))])))
+        .response(200, Body::Json(object(&[("device", string()), ("group_id", nullable(string()))])))
         .route("DELETE", "/api/v1/devices/{id}/bootstrap-token", "Delete the escrowed Bootstrap Token. Audited. Answer: {cleared: bool}.", ADMIN, delete(clear_token))
+        .response(200, Body::Json(object(&[("device", string()), ("cleared", boolean())])))
 }
 
 #[derive(Deserialize)]

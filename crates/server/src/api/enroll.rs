@@ -13,15 +13,40 @@ use service::enroll::{NewEnrollmentToken, ProfileUrls};
 use store::{ApiScope, EnrollmentToken};
 
 use super::devices::bad_json;
-use super::{Api, error, service_error};
+use super::schema::{
+    array, described, extend, integer, millis, nullable, object, object_with, reference, string,
+};
+use super::{Api, Body, error, service_error};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let admin = Some(ApiScope::Admin);
     api.route("GET", "/api/v1/enrollment-tokens", "Enrollment tokens (metadata only; never the token or its hash).", admin, get(list))
+        .response(200, Body::Json(object(&[("tokens", array(reference("EnrollmentToken")))])))
         .route("POST", "/api/v1/enrollment-tokens", "Create a token: {group (id or name), name?, max_uses? (omit for unlimited), expires_in_seconds? (omit for never)}. The answer holds the token and its /enroll URL; neither can be shown again. Audited.", admin, axum::routing::post(create))
+        .request(Body::Json(object_with(&[("group", described(string(), "a group id or name"))], &[("name", nullable(string())), ("max_uses", described(nullable(integer()), "omit for unlimited")), ("expires_in_seconds", described(nullable(integer()), "omit for never"))])))
+        .response(201, Body::Json(extend(token_schema(), &[("token", described(string(), "shown in this answer only")), ("enroll_url", described(string(), "shown in this answer only"))])))
         .route("DELETE", "/api/v1/enrollment-tokens/{id}", "Revoke a token. Audited.", admin, delete(revoke))
+        .response(204, Body::Empty)
         .route("GET", "/api/v1/groups/{id}/profile", "The group's signed enrollment profile with its static SCEP challenge (application/x-apple-aspen-config). Audited.", admin, get(group_profile))
+        .response(200, Body::Media(crate::enroll::PROFILE_CONTENT_TYPE, described(string(), "a signed configuration profile (CMS)")))
+        .component("EnrollmentToken", token_schema())
+}
+
+fn token_schema() -> Value {
+    object(&[
+        ("id", string()),
+        ("name", string()),
+        ("group_id", string()),
+        (
+            "max_uses",
+            described(nullable(integer()), "null: unlimited"),
+        ),
+        ("uses", integer()),
+        ("expires_at", described(nullable(millis()), "null: never")),
+        ("created_at", millis()),
+        ("revoked_at", nullable(millis())),
+    ])
 }
 
 fn view(t: &EnrollmentToken) -> Value {

@@ -14,17 +14,27 @@ use service::apikeys::Actor;
 use store::ApiScope;
 
 use super::devices::bad_json;
-use super::{Api, error, service_error, views};
+use super::schema::{
+    array, boolean, extend, integer, object, object_with, one_of, reference, string,
+};
+use super::{Api, Body, error, service_error, views};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let read = Some(ApiScope::Read);
     let admin = Some(ApiScope::Admin);
     api.route("GET", "/api/v1/groups", "All groups, by name.", read, get(list))
+        .response(200, Body::Json(object(&[("groups", array(reference("Group")))])))
         .route("POST", "/api/v1/groups", "Create a group: {name, bootstrap_escrow_enabled (default true), prompt_user_to_allow_bootstrap_token_for_authentication (default false)}. Audited.", admin, axum::routing::post(create))
+        .request(Body::Json(object_with(&[("name", string())], &[("bootstrap_escrow_enabled", boolean()), ("prompt_user_to_allow_bootstrap_token_for_authentication", boolean())])))
+        .response(201, Body::Json(reference("Group")))
         .route("GET", "/api/v1/groups/{id}", "One group.", read, get(one))
+        .response(200, Body::Json(reference("Group")))
         .route("PATCH", "/api/v1/groups/{id}", "Rename or change settings: {name?, bootstrap_escrow_enabled?, prompt_user_to_allow_bootstrap_token_for_authentication?, on_escrow_disabled: keep (default) | clear}. Audited.", admin, axum::routing::patch(update))
+        .request(Body::Json(object_with(&[], &[("name", string()), ("bootstrap_escrow_enabled", boolean()), ("prompt_user_to_allow_bootstrap_token_for_authentication", boolean()), ("on_escrow_disabled", one_of(&["keep", "clear"]))])))
+        .response(200, Body::Json(extend(views::group_schema(), &[("tokens_cleared", integer())])))
         .route("DELETE", "/api/v1/groups/{id}", "Delete a group; members stay enrolled without a group. Audited.", admin, axum::routing::delete(remove))
+        .response(204, Body::Empty)
 }
 
 async fn list(State(s): State<AppState>) -> Response {

@@ -12,14 +12,19 @@ use service::apikeys::Actor;
 use store::ApiScope;
 
 use super::devices::bad_json;
-use super::{Api, error, service_error, views};
+use super::schema::{array, described, extend, object, one_of, reference, string};
+use super::{Api, Body, error, service_error, views};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let admin = Some(ApiScope::Admin);
     api.route("GET", "/api/v1/apikeys", "API keys (metadata only, never the key or its hash).", admin, get(list))
+        .response(200, Body::Json(object(&[("keys", array(reference("ApiKey")))])))
         .route("POST", "/api/v1/apikeys", "Create a key: {name, scope: read|operate|admin}. The answer holds the key; it is not stored and cannot be shown again. Audited.", admin, axum::routing::post(create))
+        .request(Body::Json(object(&[("name", string()), ("scope", one_of(&["read", "operate", "admin"]))])))
+        .response(201, Body::Json(extend(views::api_key_schema(), &[("key", described(string(), "the new key; shown in this answer only"))])))
         .route("DELETE", "/api/v1/apikeys/{id}", "Revoke a key. Audited.", admin, delete(revoke))
+        .response(204, Body::Empty)
 }
 
 async fn list(State(s): State<AppState>) -> Response {

@@ -1,7 +1,9 @@
 //! The admin REST API under `/api/v1` and the NanoMDM-compatible `/v1/enqueue` and `/v1/push`.
 //!
 //! Every route is registered through [`Api::route`], which records its method, path, summary and required
-//! scope; the OpenAPI document is generated from that record, so a route cannot exist undocumented. Handlers
+//! scope; each module then adds its request and answer body schemas ([`Api::request`], [`Api::response`])
+//! and the shared shapes it owns ([`Api::component`]) right beside its handlers. The OpenAPI document is
+//! generated from that record, so a route cannot exist undocumented. Handlers
 //! only translate HTTP to `service` calls and back: auth (Bearer key, or NanoMDM's Basic `nanomdm:<key>`)
 //! gives 401 without a valid key and 403 without the scope; service errors map to 400/404/409/500 with a JSON
 //! `{"error": …}`. No response ever carries a Bootstrap Token or an API key's hash.
@@ -20,15 +22,21 @@ mod nanomdm;
 mod openapi;
 mod push_cert;
 mod reports;
+mod schema;
 mod views;
+
+use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use serde_json::Value;
 use service::{ErrorKind, ServiceError};
 use store::ApiScope;
+
+pub use schema::Body;
 
 use crate::AppState;
 
@@ -43,19 +51,32 @@ pub struct RouteDoc {
     pub summary: &'static str,
     /// None: no key needed.
     pub scope: Option<ApiScope>,
+    /// The request body; None: the route reads none.
+    pub request: Option<Body>,
+    /// The success status and its body; None only until the module documents it (the OpenAPI test
+    /// refuses that).
+    pub response: Option<(u16, Body)>,
+}
+
+/// Everything the OpenAPI document is made from.
+#[derive(Debug, Clone, Default)]
+pub struct ApiDoc {
+    pub routes: Vec<RouteDoc>,
+    /// `components/schemas`: shapes shared by several routes, by name.
+    pub components: BTreeMap<&'static str, Value>,
 }
 
 /// A router that documents what it routes.
 pub struct Api {
     router: Router<AppState>,
-    docs: Vec<RouteDoc>,
+    doc: ApiDoc,
 }
 
 impl Api {
     fn new() -> Self {
         Api {
             router: Router::new(),
-            docs: Vec::new(),
+            doc: ApiDoc::default(),
         }
     }
 
@@ -76,18 +97,46 @@ impl Api {
             None => handler,
         };
         self.router = self.router.route(path, handler);
-        self.docs.push(RouteDoc {
+        self.doc.routes.push(RouteDoc {
             method,
             path,
             summary,
             scope,
+            request: None,
+            response: None,
         });
+        self
+    }
+
+    fn last(&mut self) -> &mut RouteDoc {
+        self.doc
+            .routes
+            .last_mut()
+            .expect("request/response follow a route")
+    }
+
+    /// The request body of the route just added.
+    fn request(mut self, body: Body) -> Self {
+        self.last().request = Some(body);
+        self
+    }
+
+    /// The success answer (status and body) of the route just added.
+    fn response(mut self, status: u16, body: Body) -> Self {
+        self.last().response = Some((status, body));
+        self
+    }
+
+    /// A shared shape, referred to as `schema::reference(name)`.
+    fn component(mut self, name: &'static str, schema: Value) -> Self {
+        let old = self.doc.components.insert(name, schema);
+        assert!(old.is_none(), "component {name} is defined twice");
         self
     }
 }
 
 /// Every API route, documented.
-pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
+pub fn api() -> (Router<AppState>, ApiDoc) {
     let api = Api::new();
     let api = devices::routes(api);
     let api = groups::routes(api);
@@ -99,8 +148,9 @@ pub fn api() -> (Router<AppState>, Vec<RouteDoc>) {
     let api = push_cert::routes(api);
     let api = reports::routes(api);
     let api = openapi::routes(api);
-    let docs = api.docs.clone();
-    (api.router.layer(DefaultBodyLimit::max(MAX_API_BODY)), docs)
+    let api = views::components(api);
+    let doc = api.doc.clone();
+    (api.router.layer(DefaultBodyLimit::max(MAX_API_BODY)), doc)
 }
 
 /// The API router, to merge into the server's router.
@@ -110,7 +160,17 @@ pub fn router() -> Router<AppState> {
 
 /// The documented routes (for the OpenAPI document and its test).
 pub fn route_docs() -> Vec<RouteDoc> {
+    api().1.routes
+}
+
+/// The routes and shared shapes (for the OpenAPI document and its test).
+pub fn api_doc() -> ApiDoc {
     api().1
+}
+
+/// The OpenAPI document, as `GET /api/v1/openapi.json` serves it.
+pub fn openapi_document() -> Value {
+    openapi::openapi(&api_doc())
 }
 
 /// A JSON error answer.

@@ -17,14 +17,47 @@ use service::apikeys::Actor;
 use service::push::PushResult;
 use store::ApiScope;
 
-use super::{Api, split_ids};
+use super::schema::{boolean, described, object_with, reference, string};
+use super::{Api, Body, split_ids};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
     api.route("PUT", "/v1/enqueue/{ids}", "NanoMDM-compatible: queue the raw command plist in the body for comma-separated enrollment ids, then push unless ?nopush. NanoMDM's JSON answer; 200/207/500.", op, put(enqueue))
+        .request(Body::Media("application/x-plist", described(string(), "a command plist (XML)")))
+        .response(200, Body::Json(reference("NanoMdmResult")))
         .route("GET", "/v1/push/{ids}", "NanoMDM-compatible: push to comma-separated enrollment ids. NanoMDM's JSON answer; 200/207/500.", op, get(push))
+        .response(200, Body::Json(reference("NanoMdmResult")))
         .route("POST", "/v1/push/{ids}", "NanoMDM-compatible: same as GET /v1/push/{ids}.", op, axum::routing::post(push))
+        .request(Body::Empty)
+        .response(200, Body::Json(reference("NanoMdmResult")))
+        .component("NanoMdmResult", result_schema())
+}
+
+/// NanoMDM's answer; every field is left out when empty, as NanoMDM does.
+fn result_schema() -> serde_json::Value {
+    let per_device = object_with(
+        &[],
+        &[
+            ("push_error", string()),
+            ("push_result", described(string(), "the apns-id")),
+            ("command_error", string()),
+        ],
+    );
+    object_with(
+        &[],
+        &[
+            (
+                "status",
+                serde_json::json!({"type": "object", "additionalProperties": per_device}),
+            ),
+            ("no_push", boolean()),
+            ("push_error", string()),
+            ("command_error", string()),
+            ("command_uuid", string()),
+            ("request_type", string()),
+        ],
+    )
 }
 
 #[derive(Serialize, Default)]

@@ -1,13 +1,15 @@
 //! `GET /api/v1/openapi.json`: an OpenAPI 3.1 document generated from the route records, so every route is in
-//! it by construction. It lists paths, methods, summaries, path parameters and the security each needs;
-//! request and answer bodies are described in the summaries, not as schemas.
+//! it by construction. It lists paths, methods, summaries, path parameters, the security each needs, the
+//! request body and success answer of each route as JSON Schemas (written beside each handler), the error
+//! answers, and the shared shapes under `components/schemas`.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
-use super::{Api, RouteDoc, route_docs};
+use super::schema::{Body, described};
+use super::{Api, ApiDoc, api_doc};
 
 pub(super) fn routes(api: Api) -> Api {
     api.route(
@@ -17,16 +19,43 @@ pub(super) fn routes(api: Api) -> Api {
         None,
         get(document),
     )
+    .response(
+        200,
+        Body::Json(described(
+            json!({"type": "object", "required": ["openapi", "info", "paths", "components"]}),
+            "an OpenAPI 3.1 document",
+        )),
+    )
 }
 
 async fn document() -> Response {
-    Json(openapi(&route_docs())).into_response()
+    Json(openapi(&api_doc())).into_response()
 }
 
-/// The OpenAPI document for `docs`.
-pub fn openapi(docs: &[RouteDoc]) -> Value {
+/// The `content` of a request or answer with this body, or None for no body.
+fn content(body: &Body) -> Option<Value> {
+    match body {
+        Body::Empty => None,
+        Body::Json(schema) => Some(json!({"application/json": {"schema": schema}})),
+        Body::Media(media, schema) => {
+            let mut c = Map::new();
+            c.insert((*media).to_string(), json!({"schema": schema}));
+            Some(Value::Object(c))
+        }
+    }
+}
+
+fn error_answer(description: String) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    })
+}
+
+/// The OpenAPI document for `doc`.
+pub fn openapi(doc: &ApiDoc) -> Value {
     let mut paths = Map::new();
-    for d in docs {
+    for d in &doc.routes {
         let params: Vec<Value> = d
             .path
             .split('/')
@@ -39,18 +68,49 @@ pub fn openapi(docs: &[RouteDoc]) -> Value {
             }
             None => json!([]),
         };
-        let mut responses = json!({"200": {"description": "OK (application/json)"}});
-        if d.scope.is_some() {
-            responses["401"] = json!({"description": "missing or unknown API key"});
-            responses["403"] = json!({"description": format!("the key lacks scope {}", d.scope.map(|s| s.as_str()).unwrap_or(""))})
+        let mut responses = Map::new();
+        match &d.response {
+            Some((status, body)) => {
+                let mut answer = json!({"description": "success"});
+                if let Some(c) = content(body) {
+                    answer["content"] = c;
+                }
+                responses.insert(status.to_string(), answer);
+            }
+            None => {
+                responses.insert("200".into(), json!({"description": "success"}));
+            }
         }
-        let op = json!({
+        if let Some(scope) = d.scope {
+            responses.insert(
+                "401".into(),
+                error_answer("missing or unknown API key".into()),
+            );
+            responses.insert(
+                "403".into(),
+                error_answer(format!("the key lacks scope {}", scope.as_str())),
+            );
+        }
+        if d.path.starts_with("/api/") {
+            responses.insert(
+                "default".into(),
+                error_answer(
+                    "bad input (400), unknown id (404), conflict or refusal (409), too large (413), \
+                     internal error (500)"
+                        .into(),
+                ),
+            );
+        }
+        let mut op = json!({
             "summary": d.summary,
             "operationId": format!("{} {}", d.method, d.path),
             "parameters": params,
             "security": security,
             "responses": responses,
         });
+        if let Some(c) = d.request.as_ref().and_then(content) {
+            op["requestBody"] = json!({"required": true, "content": c});
+        }
         let entry = paths
             .entry(d.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -60,9 +120,12 @@ pub fn openapi(docs: &[RouteDoc]) -> Value {
         "openapi": "3.1.0",
         "info": {"title": "escrowd admin API", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
-        "components": {"securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "an escrowd API key (escrowd apikey create)"},
-            "nanomdmBasic": {"type": "http", "scheme": "basic", "description": "user nanomdm, an escrowd API key as password"}
-        }},
+        "components": {
+            "schemas": doc.components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an escrowd API key (escrowd apikey create)"},
+                "nanomdmBasic": {"type": "http", "scheme": "basic", "description": "user nanomdm, an escrowd API key as password"}
+            }
+        },
     })
 }

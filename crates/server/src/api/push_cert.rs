@@ -21,7 +21,8 @@ use store::ApiScope;
 use vault::Secret;
 
 use super::devices::bad_json;
-use super::{Api, error, service_error};
+use super::schema::{described, integer, millis, nullable, object, object_with, reference, string};
+use super::{Api, Body, error, service_error};
 use crate::AppState;
 use crate::apns::{ApnsClient, warn_if_expiring};
 
@@ -33,12 +34,36 @@ pub(super) fn routes(api: Api) -> Api {
         Some(ApiScope::Read),
         get(show),
     )
+    .response(200, Body::Json(reference("PushCertificate")))
     .route(
         "PUT",
         "/api/v1/push-certificate",
         "Upload (replace) the APNs push certificate: {certificate_pem, private_key_pem} or {pkcs12_base64, password}. Checked (key matches, in date, topic com.apple.mgmt.… from the subject UID, usable for TLS) before it is stored; 400 and nothing changes otherwise. Takes effect at once. Answer as GET. Audited.",
         Some(ApiScope::Admin),
         put(upload),
+    )
+    .request(Body::Json(json!({"oneOf": [
+        object(&[
+            ("certificate_pem", string()),
+            ("private_key_pem", described(string(), "never stored in the clear, never shown")),
+        ]),
+        object_with(
+            &[("pkcs12_base64", string())],
+            &[("password", nullable(string()))],
+        ),
+    ]})))
+    .response(200, Body::Json(reference("PushCertificate")))
+    .component(
+        "PushCertificate",
+        object(&[
+            ("topic", string()),
+            ("subject", string()),
+            ("serial", string()),
+            ("fingerprint", described(string(), "SHA-256 of the certificate DER, hex")),
+            ("not_after", millis()),
+            ("days_left", integer()),
+            ("warning", nullable(string())),
+        ]),
     )
 }
 

@@ -10,13 +10,36 @@ use serde_json::json;
 use service::reports::Report;
 use store::ApiScope;
 
-use super::{Api, error, service_error};
+use super::schema::{described, integer, object, string};
+use super::{Api, Body as BodyDoc, error, service_error};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let read = Some(ApiScope::Read);
     api.route("GET", "/api/v1/reports/summary", "Fleet summary: devices by Bootstrap Token status, unverified tokens, Apple silicon Macs where the token cannot authorize, users without a Secure Token.", read, get(summary))
+        .response(200, BodyDoc::Json(summary_schema()))
         .route("GET", "/api/v1/reports/{name}", "CSV export, streamed: without-bootstrap-token, cannot-authorize, users-without-secure-token, no-volume-owner.", read, get(csv))
+        .response(200, BodyDoc::Media("text/csv", described(string(), "CSV with a header row, streamed")))
+}
+
+fn summary_schema() -> serde_json::Value {
+    object(&[
+        ("devices", integer()),
+        (
+            "bootstrap_token",
+            object(&[
+                ("escrowed", integer()),
+                ("not_escrowed", integer()),
+                ("not_supported", integer()),
+                ("escrowed_unverified", integer()),
+            ]),
+        ),
+        ("apple_silicon", integer()),
+        ("apple_silicon_cannot_authorize", integer()),
+        ("devices_with_users_without_secure_token", integer()),
+        ("users_without_secure_token", integer()),
+        ("devices_without_inventory", integer()),
+    ])
 }
 
 async fn summary(State(s): State<AppState>) -> Response {

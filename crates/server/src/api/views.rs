@@ -1,9 +1,222 @@
-//! JSON shapes of the admin API. Built from metadata only: no function here can see a token or a key hash.
+//! JSON shapes of the admin API and their schemas (`components/schemas`), side by side so a change to one
+//! shows next to the other. Built from metadata only: no function here can see a token or a key hash.
 
 use serde_json::{Value, json};
 use service::admin::{Fact, MergedUser};
 use service::diagnosis::Finding;
 use store::{ApiKey, DeviceRecord, Event, Group, QueuedCommand};
+
+use super::Api;
+use super::schema::{
+    array, boolean, described, extend, integer, millis, nullable, object, one_of, reference, string,
+};
+
+/// The shared shapes: the views below, the error answer, and a device's detail.
+pub(super) fn components(api: Api) -> Api {
+    let text = || nullable(string());
+    let flag = || nullable(boolean());
+    let device = object(&[
+        ("id", string()),
+        ("serial_number", text()),
+        ("device_name", text()),
+        ("model", text()),
+        ("model_name", text()),
+        ("os_version", text()),
+        ("build_version", text()),
+        ("enrolled", boolean()),
+        ("enrolled_at", millis()),
+        ("last_seen_at", millis()),
+        (
+            "enrollment_type",
+            one_of(&[
+                "user_enrollment",
+                "automated_device_enrollment",
+                "user_approved",
+                "device",
+                "unknown",
+            ]),
+        ),
+        ("supervised", flag()),
+        (
+            "group",
+            nullable(object(&[
+                ("id", string()),
+                ("name", text()),
+                ("bootstrap_escrow_enabled", flag()),
+            ])),
+        ),
+        (
+            "bootstrap_token",
+            described(
+                object(&[
+                    (
+                        "status",
+                        one_of(&["not_supported", "not_escrowed", "escrowed"]),
+                    ),
+                    ("label", one_of(&["NA", "Not configured", "Configured"])),
+                    ("escrowed_at", nullable(millis())),
+                    ("verified", flag()),
+                    ("last_requested_at", nullable(millis())),
+                ]),
+                "metadata only: the token itself is never returned",
+            ),
+        ),
+        ("apple_silicon", flag()),
+        ("bootstrap_token_allowed_for_authentication", text()),
+        ("bootstrap_token_required_for_software_update", flag()),
+        (
+            "bootstrap_token_required_for_kernel_extension_approval",
+            flag(),
+        ),
+        ("eacs_preflight", text()),
+        ("filevault_enabled", flag()),
+        ("users", integer()),
+        ("users_without_secure_token", integer()),
+        (
+            "inventory_at",
+            object(&[
+                ("device_information", nullable(millis())),
+                ("security_info", nullable(millis())),
+            ]),
+        ),
+    ]);
+    let detail = extend(
+        device.clone(),
+        &[(
+            "push",
+            object(&[
+                ("has_token", boolean()),
+                ("topic", text()),
+                (
+                    "token_refused",
+                    nullable(object(&[("at", millis()), ("reason", string())])),
+                ),
+            ]),
+        )],
+    );
+    let fact = || nullable(reference("Fact"));
+    api.component("Device", device)
+        .component("DeviceDetail", detail)
+        .component(
+            "Fact",
+            described(
+                object(&[
+                    ("value", boolean()),
+                    ("source", one_of(&["mdm", "agent"])),
+                    ("at", millis()),
+                ]),
+                "one fact about a user, with the source that said it and when",
+            ),
+        )
+        .component(
+            "User",
+            object(&[
+                ("user_key", string()),
+                ("short_name", text()),
+                ("full_name", text()),
+                ("uid", nullable(integer())),
+                ("has_secure_token", fact()),
+                ("mobile_account", fact()),
+                ("is_logged_in", fact()),
+                ("is_admin", fact()),
+                ("filevault_enabled", fact()),
+                ("volume_owner", fact()),
+                ("managed_admin", fact()),
+            ]),
+        )
+        .component(
+            "Event",
+            object(&[
+                ("id", integer()),
+                ("subject", string()),
+                ("enrollment_id", text()),
+                ("kind", string()),
+                ("outcome", one_of(&["success", "failure", "refused"])),
+                ("detail", string()),
+                ("at", millis()),
+            ]),
+        )
+        .component(
+            "EventPage",
+            object(&[
+                ("events", array(reference("Event"))),
+                (
+                    "next_before_id",
+                    described(
+                        nullable(integer()),
+                        "pass as before_id for the next page; null on the last page",
+                    ),
+                ),
+            ]),
+        )
+        .component("Group", group_schema())
+        .component(
+            "Command",
+            object(&[
+                ("enrollment_id", string()),
+                ("uuid", string()),
+                ("request_type", string()),
+                (
+                    "status",
+                    one_of(&[
+                        "pending",
+                        "notnow",
+                        "acknowledged",
+                        "error",
+                        "command_format_error",
+                    ]),
+                ),
+                (
+                    "result",
+                    described(text(), "the device's report plist (XML)"),
+                ),
+                ("created_at", millis()),
+                ("updated_at", millis()),
+            ]),
+        )
+        .component(
+            "Finding",
+            object(&[
+                ("code", string()),
+                ("severity", one_of(&["info", "warning", "critical"])),
+                ("summary", string()),
+                ("evidence", array(string())),
+                ("fix", string()),
+            ]),
+        )
+        .component("ApiKey", api_key_schema())
+        .component(
+            "Error",
+            object(&[(
+                "error",
+                described(string(), "what went wrong and what to do"),
+            )]),
+        )
+}
+
+pub(super) fn group_schema() -> Value {
+    object(&[
+        ("id", string()),
+        ("name", string()),
+        ("bootstrap_escrow_enabled", boolean()),
+        (
+            "prompt_user_to_allow_bootstrap_token_for_authentication",
+            boolean(),
+        ),
+        ("created_at", millis()),
+        ("updated_at", millis()),
+    ])
+}
+
+pub(super) fn api_key_schema() -> Value {
+    object(&[
+        ("id", string()),
+        ("name", string()),
+        ("scope", one_of(&["read", "operate", "admin"])),
+        ("created_at", millis()),
+        ("revoked_at", nullable(millis())),
+    ])
+}
 
 pub(super) fn device(d: &DeviceRecord) -> Value {
     let e = &d.enrollment;
@@ -77,6 +290,7 @@ pub(super) fn user(u: &MergedUser) -> Value {
         "is_admin": fact(&u.is_admin),
         "filevault_enabled": fact(&u.filevault_enabled),
         "volume_owner": fact(&u.volume_owner),
+        "managed_admin": fact(&u.managed_admin),
     })
 }
 

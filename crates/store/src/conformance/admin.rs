@@ -34,6 +34,7 @@ fn mdm_user(device_id: &str, name: &str, secure_token: Option<bool>) -> DeviceUs
         is_admin: None,
         filevault_enabled: None,
         volume_owner: None,
+        managed_admin: None,
         observed_at: 50,
     }
 }
@@ -124,6 +125,7 @@ pub(super) async fn a_user_list_replaces_only_its_sources_rows(store: Arc<dyn St
     let agent = DeviceUser {
         source: FactSource::Agent,
         volume_owner: Some(true),
+        managed_admin: Some(true),
         ..mdm_user("D1", "alice", None)
     };
     store
@@ -147,6 +149,11 @@ pub(super) async fn a_user_list_replaces_only_its_sources_rows(store: Arc<dyn St
         .unwrap();
     let users = store.device_users("D1").await.unwrap();
     assert_eq!(users, [agent, mdm_user("D1", "bob", Some(false))]);
+    // The agent's managed-admin mark is kept as said: true, and NULL (not false) where a source is silent.
+    assert_eq!(
+        users.iter().map(|u| u.managed_admin).collect::<Vec<_>>(),
+        [Some(true), None]
+    );
     let twice = [mdm_user("D1", "bob", None), mdm_user("D1", "bob", None)];
     assert!(matches!(
         store

@@ -165,6 +165,7 @@ struct UserRow {
     is_admin: Option<bool>,
     filevault_enabled: Option<bool>,
     volume_owner: Option<bool>,
+    managed_admin: Option<bool>,
     observed_at: i64,
 }
 
@@ -185,6 +186,7 @@ impl TryFrom<UserRow> for DeviceUser {
             is_admin: r.is_admin,
             filevault_enabled: r.filevault_enabled,
             volume_owner: r.volume_owner,
+            managed_admin: r.managed_admin,
             observed_at: r.observed_at,
         })
     }
@@ -216,7 +218,7 @@ pub(super) async fn replace_users(
         sqlx::query(
             "INSERT INTO device_users (device_id, source, user_key, short_name, full_name, uid, guid, \
              has_secure_token, mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, \
-             observed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             managed_admin, observed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(device_id)
         .bind(source.as_str())
@@ -231,6 +233,7 @@ pub(super) async fn replace_users(
         .bind(u.is_admin)
         .bind(u.filevault_enabled)
         .bind(u.volume_owner)
+        .bind(u.managed_admin)
         .bind(u.observed_at)
         .execute(&mut *tx)
         .await
@@ -248,7 +251,7 @@ pub(super) async fn replace_users(
 pub(super) async fn users(pool: &Pool<Db>, device_id: &str) -> Result<Vec<DeviceUser>> {
     let rows: Vec<UserRow> = sqlx::query_as(
         "SELECT device_id, source, user_key, short_name, full_name, uid, guid, has_secure_token, \
-         mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, observed_at \
+         mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, managed_admin, observed_at \
          FROM device_users WHERE device_id = $1 ORDER BY user_key, source",
     )
     .bind(device_id)
