@@ -7,9 +7,38 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Buf, Bytes};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use zeroize::Zeroizing;
+
+/// A request body holding passwords: handed to hyper as is (no copy of ours) and wiped when hyper drops it.
+/// What hyper and rustls copy into their own buffers on the way out is beyond our reach.
+pub struct SecretBody {
+    bytes: Zeroizing<Vec<u8>>,
+    sent: usize,
+}
+
+impl SecretBody {
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        SecretBody { bytes, sent: 0 }
+    }
+}
+
+impl Buf for SecretBody {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.sent
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.bytes[self.sent..]
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        assert!(cnt <= self.remaining(), "advance past the end of the body");
+        self.sent += cnt;
+    }
+}
 
 /// Where the server is and how to prove who we are.
 #[derive(clap::Args, Debug, Clone)]
@@ -46,6 +75,15 @@ impl ServerArgs {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Answer> {
+        self.request(method, path, Bytes::from(body.unwrap_or_default()))
+            .await
+    }
+
+    /// One request with a body of any buffer type (plain bytes or a [`SecretBody`]).
+    async fn request<D>(&self, method: &str, path: &str, body: D) -> anyhow::Result<Answer>
+    where
+        D: Buf + Send + 'static,
+    {
         let Some(key) = &self.api_key else {
             bail!(
                 "no API key: pass --api-key or set ESCROWD_API_KEY (make one with `escrowd apikey create --scope read`)"
@@ -88,7 +126,7 @@ impl ServerArgs {
             .header("host", authority)
             .header("authorization", format!("Bearer {key}"))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            .body(Full::new(body))?;
         let resp = if tls {
             let config = rustls::ClientConfig::builder_with_provider(server::tls::provider())
                 .with_safe_default_protocol_versions()?
@@ -137,26 +175,43 @@ impl ServerArgs {
         let a = self
             .call(method, path, body.map(|b| b.to_string().into_bytes()))
             .await?;
-        if !(200..300).contains(&a.status) {
-            let msg = a
-                .json()
-                .ok()
-                .and_then(|j| j["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&a.body).into_owned());
-            let hint = match a.status {
-                401 => " (check --api-key / ESCROWD_API_KEY)",
-                403 => " (this key's scope is too small: make one with a larger --scope)",
-                _ => "",
-            };
-            bail!("server answered {}: {msg}{hint}", a.status);
-        }
-        Ok(a)
+        checked(a)
+    }
+
+    /// [`ServerArgs::ok`] for a JSON body that holds passwords: sent from the zeroizing buffer it was
+    /// serialized into, wiped afterwards.
+    pub async fn ok_secret(
+        &self,
+        method: &str,
+        path: &str,
+        body: Zeroizing<Vec<u8>>,
+    ) -> anyhow::Result<Answer> {
+        checked(self.request(method, path, SecretBody::new(body)).await?)
     }
 }
 
-async fn send<I>(io: I, req: http::Request<Full<Bytes>>) -> anyhow::Result<Answer>
+/// The answer, or an error carrying the server's message and a hint for the usual mistakes.
+fn checked(a: Answer) -> anyhow::Result<Answer> {
+    if !(200..300).contains(&a.status) {
+        let msg = a
+            .json()
+            .ok()
+            .and_then(|j| j["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&a.body).into_owned());
+        let hint = match a.status {
+            401 => " (check --api-key / ESCROWD_API_KEY)",
+            403 => " (this key's scope is too small: make one with a larger --scope)",
+            _ => "",
+        };
+        bail!("server answered {}: {msg}{hint}", a.status);
+    }
+    Ok(a)
+}
+
+async fn send<I, D>(io: I, req: http::Request<Full<D>>) -> anyhow::Result<Answer>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    D: Buf + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(conn);
@@ -164,4 +219,20 @@ where
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes().to_vec();
     Ok(Answer { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_body_hands_out_its_bytes_in_order_and_once() {
+        let mut body = SecretBody::new(Zeroizing::new(b"{\"pw\":\"x\"}".to_vec()));
+        assert_eq!(body.remaining(), 10);
+        assert_eq!(body.chunk(), b"{\"pw\":\"x\"}");
+        body.advance(6);
+        assert_eq!(body.chunk(), b"\"x\"}");
+        body.advance(4);
+        assert_eq!((body.remaining(), body.chunk()), (0, &b""[..]));
+    }
 }
