@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use protocol::agent_profile::{
     self, ActionResultRequest, AgentActionWire, AgentActionsResponse, AgentInventoryRequest,
-    AgentSettings, RegisterRequest, RegisterResponse,
+    AgentSettings, EscrowReportRequest, RegisterRequest, RegisterResponse,
 };
 use serde::{Deserialize, Serialize};
 use vault::Secret;
@@ -27,6 +27,7 @@ use crate::actions::{self, ActionError, ActionOutcome, Credentials};
 use crate::inventory;
 use crate::mac::Mac;
 use crate::tools::redact;
+use crate::troubleshoot;
 
 /// Largest response body the agent reads.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
@@ -620,6 +621,13 @@ impl AgentClient {
         Ok(())
     }
 
+    /// Tells the server how a self-service escrow ended (`POST /agent/v1/reports/escrow`).
+    pub fn post_escrow_report(&self, report: &EscrowReportRequest) -> Result<(), ClientError> {
+        let body = serde_json::to_vec(report).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.call("POST", "/agent/v1/reports/escrow", &body)?;
+        Ok(())
+    }
+
     pub fn post_inventory(&self, inv: &inventory::Inventory) -> Result<usize, ClientError> {
         let req = inventory_request(inv)?;
         let body = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -694,26 +702,34 @@ pub fn perform(client: &AgentClient, mac: &Mac, action: &AgentActionWire) -> Act
     let fail = |code: &str, message: String| ActionResultRequest {
         succeeded: false,
         reason: Some(format!("{code}: {message}")),
-        output: None,
+        ..Default::default()
     };
     let params: Params = match serde_json::from_value(action.params.clone()) {
         Ok(p) => p,
         Err(e) => return fail("bad_action", format!("params: {e}")),
     };
-    if action.kind == "troubleshoot" {
-        let inv = inventory::collect(mac, None);
-        let output = serde_json::to_string_pretty(&inv).unwrap_or_default();
-        return ActionResultRequest {
-            succeeded: inv.problems.is_empty(),
-            reason: (!inv.problems.is_empty())
-                .then(|| format!("tool_failed: {}", inv.problems.join("; "))),
-            output: Some(truncate(&output, MAX_OUTPUT)),
-        };
-    }
     let creds = match client.open_credentials(action) {
         Ok(c) => c,
         Err(e) => return fail("credentials", e.to_string()),
     };
+    if action.kind == "troubleshoot" {
+        let admin = match (&params.admin, creds.admin_password) {
+            (Some(user), Some(password)) => Some(Credentials {
+                user: user.clone(),
+                password,
+            }),
+            _ => None,
+        };
+        let commands = troubleshoot::run(mac, admin.as_ref());
+        let problems = troubleshoot::problems(&commands);
+        return ActionResultRequest {
+            succeeded: problems.is_empty(),
+            reason: (!problems.is_empty())
+                .then(|| format!("problems_found: {}", problems.join("; "))),
+            output: None,
+            commands,
+        };
+    }
     let need = |name: &Option<String>, pw: &Option<Secret<String>>, what: &str| match (name, pw) {
         (Some(n), Some(p)) => Ok(Credentials {
             user: n.clone(),
@@ -760,28 +776,20 @@ pub fn perform(client: &AgentClient, mac: &Mac, action: &AgentActionWire) -> Act
         }
         Ok(Ok(outcome)) => ActionResultRequest {
             succeeded: true,
-            reason: None,
-            output: Some(truncate(
-                &redact(
-                    &serde_json::to_string(&outcome).unwrap_or_default(),
-                    &secrets,
-                ),
-                MAX_OUTPUT,
-            )),
+            output: Some(
+                agent_profile::cut(
+                    &redact(
+                        &serde_json::to_string(&outcome).unwrap_or_default(),
+                        &secrets,
+                    ),
+                    MAX_OUTPUT,
+                )
+                .to_string(),
+            ),
+            ..Default::default()
         },
         Ok(Err(e)) => fail(e.code(), redact(&e.to_string(), &secrets)),
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// One cycle of `escrow-agent run`: poll, perform each action and report it, then report inventory.

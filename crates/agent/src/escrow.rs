@@ -5,6 +5,7 @@
 //! screen with its reason (the script ended silently when the re-check failed); success is confirmed with
 //! `profiles validate`, which fetches the token back from the server.
 
+use protocol::agent_profile::EscrowReportRequest;
 use vault::Secret;
 
 use crate::actions::{self, ActionError, Credentials};
@@ -51,6 +52,56 @@ pub enum EscrowError {
     Action(#[from] ActionError),
     #[error(transparent)]
     Mac(#[from] MacError),
+}
+
+impl EscrowSuccess {
+    pub fn code(self) -> &'static str {
+        match self {
+            EscrowSuccess::AlreadyEscrowed => "already_escrowed",
+            EscrowSuccess::EscrowedAndValidated => "escrowed_and_validated",
+        }
+    }
+}
+
+impl EscrowError {
+    /// The stable reason code shown by `--json` and reported to the server.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EscrowError::NoConsoleUser => "no_console_user",
+            EscrowError::NotFileVaultUser { .. } => "not_filevault_user",
+            EscrowError::NotAdmin { .. } => "not_admin",
+            EscrowError::NotSupported => "not_supported",
+            EscrowError::Cancelled => "cancelled",
+            EscrowError::TooManyTries => "too_many_tries",
+            EscrowError::NotValidated { .. } => "not_validated",
+            EscrowError::Action(a) => a.code(),
+            EscrowError::Mac(_) => "tool_failed",
+        }
+    }
+}
+
+/// What the server is told about one run (`POST /agent/v1/reports/escrow`): user, ok or the failure code and
+/// message. The password is never part of it (messages come from checks and already-redacted tool output).
+pub fn report(user: &str, result: &Result<EscrowSuccess, EscrowError>) -> EscrowReportRequest {
+    let user = if user.is_empty() {
+        "(no console user)".to_string()
+    } else {
+        user.to_string()
+    };
+    match result {
+        Ok(s) => EscrowReportRequest {
+            succeeded: true,
+            user,
+            code: s.code().into(),
+            message: None,
+        },
+        Err(e) => EscrowReportRequest {
+            succeeded: false,
+            user,
+            code: e.code().into(),
+            message: Some(e.to_string()),
+        },
+    }
 }
 
 pub const WELCOME: &str = "Your Bootstrap Token is not stored on your organisation's server yet. It lets IT \

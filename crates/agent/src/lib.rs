@@ -10,12 +10,15 @@
 #![deny(unsafe_code)]
 
 pub mod actions;
+pub mod backoff;
 pub mod client;
 pub mod escrow;
 pub mod inventory;
+pub mod launchd;
 pub mod mac;
 pub mod parse;
 pub mod prompt;
 mod pty;
 pub mod tools;
+pub mod troubleshoot;
 pub mod wildcards;

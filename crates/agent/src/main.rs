@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent::actions::{self, ActionError, ActionOutcome, Credentials};
+use agent::backoff;
 use agent::client::{self, AgentClient, AgentState};
-use agent::escrow::{self, EscrowError};
+use agent::escrow;
 use agent::inventory::{self, Inventory};
+use agent::launchd;
 use agent::mac::Mac;
 use agent::prompt::{self, DialogPrompter, Prompter, TerminalPrompter};
 use agent::tools::Tools;
@@ -63,8 +65,11 @@ The settings arrive with the agent profile (`escrowd agent-install DEVICE`); its
         json: bool,
     },
     /// Poll the server for actions, perform each and report its result, then report inventory; repeat.
+    /// After a failed cycle (server unreachable, a report refused) it waits longer each time — doubling, up
+    /// to 15 minutes, ±20% random — and returns to --interval after the next good cycle.
     #[command(
-        after_help = "Examples:\n  sudo escrow-agent run --once\n  sudo escrow-agent run --interval 300 --ca-cert /etc/escrowd/tls.pem"
+        after_help = "Examples:\n  sudo escrow-agent run --once\n  sudo escrow-agent run --interval 300 --ca-cert /etc/escrowd/tls.pem\n\n\
+To keep it running on a Mac, install it as a LaunchDaemon: sudo escrow-agent launchd-plist --install"
     )]
     Run {
         /// Where `register` stored the agent's id and keys.
@@ -112,9 +117,40 @@ The settings arrive with the agent profile (`escrowd agent-install DEVICE`); its
         /// How to ask: native dialogs via osascript (default on macOS) or the terminal (default elsewhere).
         #[arg(long, value_enum, default_value_t = PromptKind::default())]
         prompt: PromptKind,
-        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>",…}.
+        /// Print the result as JSON: {"ok":true,"result":…,"server":…} or {"ok":false,"error":"<reason>",…}.
         #[arg(long)]
         json: bool,
+        /// The agent's registration (written by `register`); when present, the server is told how it went.
+        #[arg(long, value_name = "FILE", default_value_os_t = client::default_state_path())]
+        state: PathBuf,
+        /// Trust this PEM certificate / CA for an https server.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
+    },
+    /// Print (or --install) the LaunchDaemon that keeps `escrow-agent run` going:
+    /// /Library/LaunchDaemons/com.escrowd.agent.plist, logging to /var/log/escrowd-agent.log.
+    #[command(
+        after_help = "Examples:\n  escrow-agent launchd-plist > com.escrowd.agent.plist\n  \
+sudo escrow-agent launchd-plist --ca-cert /etc/escrowd/tls.pem --managed-admin ladmin --install\n\n\
+--install writes the plist 0644 and runs `launchctl bootstrap system` (macOS only, as root); running it again \
+replaces the loaded daemon. The daemon runs this binary, at its current absolute path."
+    )]
+    LaunchdPlist {
+        /// Where `register` stored the agent's id and keys.
+        #[arg(long, value_name = "FILE", default_value_os_t = client::default_state_path())]
+        state: PathBuf,
+        /// Seconds between cycles.
+        #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..=86400))]
+        interval: u64,
+        /// The ADE managed admin's short name, reported even if its UID is below 501.
+        #[arg(long, value_name = "NAME")]
+        managed_admin: Option<String>,
+        /// Trust this PEM certificate / CA for an https server.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
+        /// Write it to /Library/LaunchDaemons and load it with launchctl (macOS, root).
+        #[arg(long)]
+        install: bool,
     },
 }
 
@@ -493,28 +529,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let st = AgentState::load(&state)?;
             let agent = AgentClient::new(&st, ca_cert.as_deref())?;
+            let mut failures: u32 = 0;
             loop {
-                let ok = match client::cycle(&agent, &mac, managed_admin.as_deref()) {
-                    Ok(report) => print_cycle(&report, json),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        false
-                    }
+                let cycle = client::cycle(&agent, &mac, managed_admin.as_deref());
+                // Backoff is for talking to the server; a failed action is the Mac's answer, not an outage.
+                let reached = matches!(&cycle, Ok(r) if r.errors.is_empty());
+                failures = if reached {
+                    0
+                } else {
+                    failures.saturating_add(1)
                 };
-                if once {
-                    return Ok(if ok {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    });
+                let next = (!once).then(|| {
+                    backoff::next_delay(
+                        Duration::from_secs(interval),
+                        failures,
+                        backoff::random_unit(),
+                    )
+                });
+                let ok = print_cycle(&cycle, json, next);
+                match next {
+                    None => {
+                        return Ok(if ok {
+                            ExitCode::SUCCESS
+                        } else {
+                            ExitCode::from(1)
+                        });
+                    }
+                    Some(wait) => std::thread::sleep(wait),
                 }
-                std::thread::sleep(Duration::from_secs(interval));
             }
+        }
+        Command::LaunchdPlist {
+            state,
+            interval,
+            managed_admin,
+            ca_cert,
+            install,
+        } => {
+            let daemon = launchd::Daemon {
+                program: std::env::current_exe()
+                    .context("cannot tell where this escrow-agent binary is")?,
+                state,
+                interval,
+                managed_admin,
+                ca_cert,
+            };
+            let plist = daemon.plist()?;
+            if install {
+                let mut launchctl = Tools::with_path(launchd::SYSTEM_PATH);
+                launchctl.timeout = tools.timeout;
+                launchd::install(&launchctl, &plist)?;
+                println!(
+                    "Installed {} and loaded it (launchctl bootstrap system); logs: {}",
+                    launchd::PLIST_PATH,
+                    launchd::LOG_PATH
+                );
+            } else {
+                use std::io::Write;
+                std::io::stdout().write_all(&plist)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Escrow {
             console_user: user,
             prompt,
             json,
+            state,
+            ca_cert,
         } => {
             let user = match user {
                 Some(u) => u,
@@ -531,14 +612,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Box::new(TerminalPrompter)
             };
             let result = escrow::self_service(&mac, &user, prompter.as_mut());
+            let told = tell_server(&state, ca_cert.as_deref(), &escrow::report(&user, &result));
             if json {
-                let value = match &result {
+                let mut value = match &result {
                     Ok(s) => serde_json::json!({ "ok": true, "result": s }),
                     Err(e) => {
-                        serde_json::json!({ "ok": false, "error": escrow_code(e), "message": e.to_string() })
+                        serde_json::json!({ "ok": false, "error": e.code(), "message": e.to_string() })
                     }
                 };
+                value["server"] = told.json();
                 println!("{value}");
+            } else {
+                told.print(&state);
             }
             Ok(if result.is_ok() {
                 ExitCode::SUCCESS
@@ -549,8 +634,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints one run cycle; true when every action succeeded and every report was delivered.
-fn print_cycle(report: &client::CycleReport, json: bool) -> bool {
+/// Prints one run cycle and when the next comes; true when every action succeeded and every report was
+/// delivered.
+fn print_cycle(
+    cycle: &Result<client::CycleReport, client::ClientError>,
+    json: bool,
+    next: Option<Duration>,
+) -> bool {
+    let next_secs = next.map(|d| d.as_secs());
+    let report = match cycle {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "actions": [], "inventory_users": null, "errors": [e.to_string()], "next_poll_secs": next_secs})
+                );
+            } else {
+                eprintln!("error: {e}");
+                if let Some(n) = next_secs {
+                    println!("next poll in {n}s (backing off after failures)");
+                }
+            }
+            return false;
+        }
+    };
     let ok = report.errors.is_empty() && report.actions.iter().all(|(_, _, r)| r.succeeded);
     if json {
         let actions: Vec<_> = report
@@ -560,7 +668,7 @@ fn print_cycle(report: &client::CycleReport, json: bool) -> bool {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"ok": ok, "actions": actions, "inventory_users": report.inventory_users, "errors": report.errors})
+            serde_json::json!({"ok": ok, "actions": actions, "inventory_users": report.inventory_users, "errors": report.errors, "next_poll_secs": next_secs})
         );
     } else {
         for (id, kind, r) in &report.actions {
@@ -575,20 +683,64 @@ fn print_cycle(report: &client::CycleReport, json: bool) -> bool {
         for e in &report.errors {
             eprintln!("error: {e}");
         }
+        match next_secs {
+            Some(n) if !report.errors.is_empty() => {
+                println!("next poll in {n}s (backing off after failures)")
+            }
+            Some(n) => println!("next poll in {n}s"),
+            None => {}
+        }
     }
     ok
 }
 
-fn escrow_code(e: &EscrowError) -> &'static str {
-    match e {
-        EscrowError::NoConsoleUser => "no_console_user",
-        EscrowError::NotFileVaultUser { .. } => "not_filevault_user",
-        EscrowError::NotAdmin { .. } => "not_admin",
-        EscrowError::NotSupported => "not_supported",
-        EscrowError::Cancelled => "cancelled",
-        EscrowError::TooManyTries => "too_many_tries",
-        EscrowError::NotValidated { .. } => "not_validated",
-        EscrowError::Action(a) => a.code(),
-        EscrowError::Mac(_) => "tool_failed",
+/// How telling the server about a self-service escrow went.
+enum Told {
+    Reported,
+    NotRegistered,
+    Failed(String),
+}
+
+/// Reports the escrow's end to the server when this Mac's agent is registered (never fails the escrow).
+fn tell_server(
+    state: &std::path::Path,
+    ca_cert: Option<&std::path::Path>,
+    report: &protocol::agent_profile::EscrowReportRequest,
+) -> Told {
+    if !state.exists() {
+        return Told::NotRegistered;
+    }
+    let sent = AgentState::load(state)
+        .and_then(|st| AgentClient::new(&st, ca_cert))
+        .and_then(|agent| agent.post_escrow_report(report));
+    match sent {
+        Ok(()) => Told::Reported,
+        Err(e) => Told::Failed(e.to_string()),
+    }
+}
+
+impl Told {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Told::Reported => serde_json::json!({"reported": true}),
+            Told::NotRegistered => {
+                serde_json::json!({"reported": false, "reason": "not_registered"})
+            }
+            Told::Failed(e) => {
+                serde_json::json!({"reported": false, "reason": "failed", "message": e})
+            }
+        }
+    }
+
+    fn print(&self, state: &std::path::Path) {
+        match self {
+            Told::Reported => println!("The server was told how it went."),
+            Told::NotRegistered => eprintln!(
+                "note: this Mac's agent is not registered (no {}), so the server was not told; \
+                 register it with `escrow-agent register` or pass --state",
+                state.display()
+            ),
+            Told::Failed(e) => eprintln!("warning: could not tell the server how it went: {e}"),
+        }
     }
 }

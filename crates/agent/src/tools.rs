@@ -27,6 +27,8 @@ pub enum Tool {
     SwVers,
     /// Native dialogs for self-service escrow.
     Osascript,
+    /// `launchctl bootstrap system …` for `launchd-plist --install`.
+    Launchctl,
 }
 
 impl Tool {
@@ -39,6 +41,7 @@ impl Tool {
             Tool::Dscl => "dscl",
             Tool::SwVers => "sw_vers",
             Tool::Osascript => "osascript",
+            Tool::Launchctl => "launchctl",
         }
     }
 }

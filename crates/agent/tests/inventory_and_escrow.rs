@@ -228,3 +228,78 @@ fn self_service_escrow_refuses_when_nobody_is_at_the_console() {
     let run = mac.agent(&["escrow", "--console-user", "root", "--json"], &[]);
     assert_eq!(run.json()["error"], "no_console_user");
 }
+
+#[test]
+fn launchd_plist_prints_a_daemon_running_this_binary_with_absolute_paths() {
+    let mut mac = typical_mac();
+    let run = mac.agent(
+        &[
+            "launchd-plist",
+            "--state",
+            "rel/state.json",
+            "--interval",
+            "120",
+            "--managed-admin",
+            "ladmin",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let v: plist::Value = plist::from_bytes(run.stdout.as_bytes()).unwrap();
+    let d = v.as_dictionary().unwrap();
+    assert_eq!(d["Label"].as_string(), Some("com.escrowd.agent"));
+    let args: Vec<&str> = d["ProgramArguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_string().unwrap())
+        .collect();
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_escrow-agent")).unwrap();
+    assert_eq!(std::fs::canonicalize(args[0]).unwrap(), exe);
+    assert_eq!(args[1..3], ["run", "--state"]);
+    assert!(args[3].starts_with('/') && args[3].ends_with("rel/state.json"));
+    assert_eq!(
+        args[4..],
+        ["--interval", "120", "--managed-admin", "ladmin"]
+    );
+    for key in ["RunAtLoad", "KeepAlive"] {
+        assert_eq!(d[key].as_boolean(), Some(true), "{key}");
+    }
+    for key in ["StandardOutPath", "StandardErrorPath"] {
+        assert!(
+            d[key].as_string().unwrap().starts_with("/var/log/"),
+            "{key}"
+        );
+    }
+    assert!(d.contains_key("ProcessType"));
+    // Bad interval: clap says why.
+    let run = mac.agent(&["launchd-plist", "--interval", "1"], &[]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("--interval"), "{}", run.stderr);
+}
+
+#[test]
+fn launchd_plist_install_off_macos_or_without_root_says_why() {
+    if cfg!(target_os = "macos") {
+        return;
+    }
+    let mut mac = typical_mac();
+    let run = mac.agent(&["launchd-plist", "--install"], &[]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("only on macOS"), "{}", run.stderr);
+    assert!(!std::path::Path::new("/Library/LaunchDaemons/com.escrowd.agent.plist").exists());
+}
+
+#[test]
+fn self_service_escrow_on_an_unregistered_mac_says_the_server_was_not_told() {
+    let mut mac = typical_mac();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("state.json");
+    let mut args = ESCROW.to_vec();
+    args.extend(["--state", missing.to_str().unwrap()]);
+    let run = mac.agent(&args, &["Adm1n-pw!"]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let v = run.json();
+    assert_eq!(v["result"], "escrowed_and_validated");
+    assert_eq!(v["server"]["reason"], "not_registered");
+}

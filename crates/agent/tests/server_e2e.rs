@@ -273,3 +273,168 @@ async fn https_trusts_only_the_given_ca_cert() {
     assert!(run.stderr.contains("answered 401"), "{}", run.stderr);
     assert!(!state.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn troubleshoot_and_self_service_escrow_land_in_the_device_log() {
+    const UDID: &str = "E2E-AGENT-TS";
+    let ts = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, config) = installed(&ts, UDID, dir.path()).await;
+    let state = dir.path().join("state/agent.json");
+    let (config_s, state_s) = (config.to_str().unwrap(), state.to_str().unwrap());
+    let mut mac = typical_mac();
+    let run = agent_blocking(
+        &mut mac,
+        &["register", "--config", config_s, "--state", state_s],
+    );
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+
+    // Troubleshoot with the admin's credentials: every SOTI command, validate included, one event each.
+    let (s, created) = admin.call(
+        "POST",
+        &format!("/api/v1/devices/{UDID}/actions"),
+        Some(json!({"kind": "troubleshoot", "admin": "ladmin", "admin_password": "Adm1n-pw!"})),
+    );
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let run = agent_blocking(&mut mac, &["run", "--once", "--state", state_s]);
+    // The token is not escrowed yet, so validate fails: a failed troubleshoot, reported.
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("action {id} troubleshoot: failed: problems_found")),
+        "{}",
+        run.stdout
+    );
+    let (s, events) = admin.call(
+        "GET",
+        &format!("/api/v1/devices/{UDID}/events?kind=agent.troubleshoot"),
+        None,
+    );
+    assert_eq!(s, 200, "{events}");
+    let mut details: Vec<String> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap().to_string())
+        .collect();
+    details.reverse();
+    let commands: Vec<&str> = details
+        .iter()
+        .map(|d| d.split('`').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "profiles status -type bootstraptoken",
+            "fdesetup list",
+            "sysadminctl -secureTokenStatus alice",
+            "sysadminctl -secureTokenStatus ladmin",
+            "diskutil apfs listcryptousers /",
+            "profiles validate -type bootstraptoken -user ladmin",
+        ]
+    );
+    assert!(details[0].contains("exit 0\nprofiles: Bootstrap Token supported on server: YES"));
+    assert!(
+        details[5].contains("Unable to verify token"),
+        "{}",
+        details[5]
+    );
+    let (_, shown) = admin.call("GET", &format!("/api/v1/devices/{UDID}/actions/{id}"), None);
+    assert_eq!(shown["status"], "failed", "{shown}");
+    assert!(
+        shown["output"]
+            .as_str()
+            .unwrap()
+            .contains("$ `fdesetup list` exit 0\nladmin,")
+    );
+
+    // Self-service escrow tells the server (user and outcome, never the password).
+    let escrow = [
+        "escrow",
+        "--console-user",
+        "ladmin",
+        "--prompt",
+        "terminal",
+        "--state",
+        state_s,
+        "--json",
+    ];
+    let run = tokio::task::block_in_place(|| mac.agent(&escrow, &["Adm1n-pw!"]));
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["server"], json!({"reported": true}));
+    // Already escrowed now; a user who is not a FileVault user fails; both are reported.
+    let run = tokio::task::block_in_place(|| mac.agent(&escrow, &[]));
+    assert_eq!(run.json()["result"], "already_escrowed");
+    let mut not_fv = escrow;
+    not_fv[2] = "alice";
+    let run = tokio::task::block_in_place(|| mac.agent(&not_fv, &[]));
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.json()["server"]["reported"], true);
+    let (_, events) = admin.call(
+        "GET",
+        &format!("/api/v1/devices/{UDID}/events?kind=agent.self_service_escrow"),
+        None,
+    );
+    let got: Vec<(String, String)> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap().to_string(),
+                e["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        got[0],
+        (
+            "success".into(),
+            "self-service escrow by ladmin succeeded: escrowed_and_validated".into()
+        )
+    );
+    assert!(got[1].1.ends_with("already_escrowed"));
+    assert_eq!(got[2].0, "failure");
+    assert!(
+        got[2]
+            .1
+            .starts_with("self-service escrow by alice failed: not_filevault_user: ")
+    );
+
+    // Not registered: said, and the exit follows the local result.
+    let missing = dir.path().join("none.json");
+    let mut unregistered = escrow;
+    unregistered[6] = missing.to_str().unwrap();
+    let run = tokio::task::block_in_place(|| mac.agent(&unregistered, &[]));
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.json()["server"],
+        json!({"reported": false, "reason": "not_registered"})
+    );
+    let run = tokio::task::block_in_place(|| mac.agent(&unregistered[..7], &[]));
+    assert!(
+        run.stderr.contains("not registered") && run.stderr.contains("escrow-agent register"),
+        "{}",
+        run.stderr
+    );
+
+    // No password in any event or answer.
+    let all = ts
+        .store()
+        .events(&store::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut texts: Vec<String> = all.iter().map(|e| e.detail.clone()).collect();
+    texts.push(shown.to_string());
+    for text in texts {
+        for pw in &mac.passwords {
+            assert!(!text.contains(pw.as_str()), "{pw:?} in {text}");
+        }
+    }
+}

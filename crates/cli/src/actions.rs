@@ -1,13 +1,17 @@
 //! `escrowd action create|list|show|cancel` and `escrowd agent install`: the agent's actions over the admin
 //! API. Passwords never come from argv: they are read from ESCROWD_USER_PASSWORD / ESCROWD_ADMIN_PASSWORD or,
-//! with --passwords-from-stdin, one per line from stdin (user's first, then admin's).
+//! with --passwords-from-stdin, one per line from stdin (user's first, then admin's). They stay in
+//! `Secret`s and are serialized straight into a zeroizing buffer that is the request body, wiped once sent.
 
 use std::io::BufRead;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use protocol::agent_profile::{Needed, action_needs};
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use vault::Secret;
+use zeroize::Zeroizing;
 
 use crate::admin::{enc, print};
 use crate::client::ServerArgs;
@@ -19,8 +23,11 @@ pub enum ActionCommand {
     #[command(after_help = "Examples:\n  \
 ESCROWD_USER_PASSWORD=… ESCROWD_ADMIN_PASSWORD=… escrowd action create UDID grant_secure_token --user alice --admin ladmin\n  \
 printf '%s\\n%s\\n' \"$NEW_PW\" \"$ADMIN_PW\" | escrowd action create UDID create_user --user bob --full-name 'Bob Li' --make-admin --admin ladmin --passwords-from-stdin\n  \
-escrowd action create UDID troubleshoot\n\nKinds: grant_secure_token, create_user, secure_token_off, transfer_secure_token (--admin is the token holder), \
-validate_bootstrap_token, remove_bootstrap_token, reescrow_bootstrap_token, troubleshoot. %serial%, %device_name% and %username% expand on the server.")]
+escrowd action create UDID troubleshoot\n  \
+ESCROWD_ADMIN_PASSWORD=… escrowd action create UDID troubleshoot --admin ladmin   # also runs profiles validate\n\n\
+Kinds: grant_secure_token, create_user, secure_token_off, transfer_secure_token (--admin is the token holder), \
+validate_bootstrap_token, remove_bootstrap_token, reescrow_bootstrap_token, troubleshoot (SOTI's read-only commands; \
+each one's output lands in `escrowd events UDID --kind agent.troubleshoot`). %serial%, %device_name% and %username% expand on the server.")]
     Create {
         #[command(flatten)]
         server: ServerArgs,
@@ -81,23 +88,18 @@ pub struct AgentInstallArgs {
     agent_server_url: Option<String>,
 }
 
-fn needs(kind: &str) -> (bool, bool) {
-    match kind {
-        "grant_secure_token" | "create_user" | "secure_token_off" | "transfer_secure_token" => {
-            (true, true)
-        }
-        "validate_bootstrap_token" | "remove_bootstrap_token" | "reescrow_bootstrap_token" => {
-            (false, true)
-        }
-        _ => (false, false),
-    }
-}
-
 /// A password if the action needs one.
 type Password = Option<Secret<String>>;
 
-fn passwords(kind: &str, from_stdin: bool) -> anyhow::Result<(Password, Password)> {
-    let (need_user, need_admin) = needs(kind);
+/// The passwords `kind` needs; an optional admin password (troubleshoot) only when `--admin` is given.
+fn passwords(
+    kind: &str,
+    from_stdin: bool,
+    admin_given: bool,
+) -> anyhow::Result<(Password, Password)> {
+    let (user, admin) = action_needs(kind);
+    let need_user = user == Needed::Yes;
+    let need_admin = admin == Needed::Yes || (admin == Needed::Optional && admin_given);
     let mut lines: Vec<Secret<String>> = Vec::new();
     if from_stdin {
         for line in std::io::stdin().lock().lines().take(2) {
@@ -127,6 +129,47 @@ fn passwords(kind: &str, from_stdin: bool) -> anyhow::Result<(Password, Password
     Ok((user, admin))
 }
 
+/// `POST /api/v1/devices/{id}/actions`. Serialized only by [`create_body`], into a zeroizing buffer.
+#[derive(Serialize)]
+struct CreateBody<'a> {
+    kind: &'a str,
+    user: Option<&'a str>,
+    admin: Option<&'a str>,
+    full_name: Option<&'a str>,
+    make_admin: bool,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose")]
+    user_password: Password,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose")]
+    admin_password: Password,
+}
+
+fn expose<S: Serializer>(secret: &Password, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(p) => s.serialize_str(p.expose()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The JSON body in a zeroizing buffer reserved up front for the worst case (every character escaped as
+/// `\uXXXX`), so it never reallocates and leaves no unwiped copy behind.
+fn create_body(body: &CreateBody<'_>) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let text: usize = [body.kind, body.user.unwrap_or(""), body.admin.unwrap_or("")]
+        .iter()
+        .chain(&[body.full_name.unwrap_or("")])
+        .map(|s| s.len())
+        .sum::<usize>()
+        + [&body.user_password, &body.admin_password]
+            .into_iter()
+            .flatten()
+            .map(|p| p.expose().len())
+            .sum::<usize>();
+    let capacity = 256 + 6 * text;
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *buf, body).context("encoding the action")?;
+    debug_assert_eq!(buf.capacity(), capacity, "the body buffer reallocated");
+    Ok(buf)
+}
+
 const COLS: [(&str, &str); 5] = [
     ("id", "/id"),
     ("kind", "/kind"),
@@ -147,19 +190,22 @@ pub async fn run(cmd: ActionCommand) -> anyhow::Result<()> {
             make_admin,
             passwords_from_stdin,
         } => {
-            let (user_pw, admin_pw) = passwords(&kind, passwords_from_stdin)?;
-            let mut body = json!({"kind": kind, "user": user, "admin": admin, "full_name": full_name, "make_admin": make_admin});
-            if let Some(p) = &user_pw {
-                body["user_password"] = Value::String(p.expose().clone());
-            }
-            if let Some(p) = &admin_pw {
-                body["admin_password"] = Value::String(p.expose().clone());
-            }
+            let (user_password, admin_password) =
+                passwords(&kind, passwords_from_stdin, admin.is_some())?;
+            let body = create_body(&CreateBody {
+                kind: &kind,
+                user: user.as_deref(),
+                admin: admin.as_deref(),
+                full_name: full_name.as_deref(),
+                make_admin,
+                user_password,
+                admin_password,
+            })?;
             let v = server
-                .ok(
+                .ok_secret(
                     "POST",
                     &format!("/api/v1/devices/{}/actions", enc(&id)),
-                    Some(body),
+                    body,
                 )
                 .await?
                 .json()?;
@@ -237,4 +283,63 @@ pub async fn install(a: AgentInstallArgs) -> anyhow::Result<()> {
         ],
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body<'a>(user_pw: Option<&str>, admin_pw: Option<&str>) -> CreateBody<'a> {
+        CreateBody {
+            kind: "grant_secure_token",
+            user: Some("alice"),
+            admin: Some("ladmin"),
+            full_name: None,
+            make_admin: false,
+            user_password: user_pw.map(|p| Secret::new(p.into())),
+            admin_password: admin_pw.map(|p| Secret::new(p.into())),
+        }
+    }
+
+    #[test]
+    fn the_body_carries_the_passwords_as_json_strings_and_omits_absent_ones() {
+        let hostile = "\"},\"kind\":\"x\u{0}\u{1b}\\ \u{202e}é";
+        let buf = create_body(&body(Some(hostile), Some("adm"))).unwrap();
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["user_password"], hostile);
+        assert_eq!(v["admin_password"], "adm");
+        assert_eq!(v["kind"], "grant_secure_token");
+        assert_eq!(v["full_name"], Value::Null);
+        let none = create_body(&body(None, None)).unwrap();
+        let v: Value = serde_json::from_slice(&none).unwrap();
+        assert!(v.get("user_password").is_none() && v.get("admin_password").is_none());
+    }
+
+    #[test]
+    fn the_buffer_is_reserved_for_the_worst_case_and_never_reallocates() {
+        // Every character of a control-character password becomes a six-byte \u escape.
+        let worst = "\u{1}".repeat(300);
+        let b = body(Some(&worst), Some(&worst));
+        let buf = create_body(&b).unwrap();
+        assert!(buf.len() > 3600, "{}", buf.len());
+        // create_body's debug assertion checked the capacity did not change.
+    }
+
+    #[test]
+    fn troubleshoot_asks_for_the_admin_password_only_with_an_admin() {
+        // Nothing needed: neither the environment nor stdin is read.
+        assert!(matches!(
+            passwords("troubleshoot", false, false),
+            Ok((None, None))
+        ));
+        assert!(matches!(
+            passwords("no_such_kind", false, true),
+            Ok((None, None))
+        ));
+        // With --admin the admin's password is needed (and ESCROWD_ADMIN_PASSWORD is unset in tests).
+        if std::env::var_os("ESCROWD_ADMIN_PASSWORD").is_none() {
+            let err = passwords("troubleshoot", false, true).unwrap_err();
+            assert!(err.to_string().contains("ESCROWD_ADMIN_PASSWORD"), "{err}");
+        }
+    }
 }

@@ -7,9 +7,38 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Buf, Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use zeroize::Zeroizing;
+
+/// A request body holding passwords: handed to hyper as is (no copy of ours) and wiped when hyper drops it.
+/// What hyper and rustls copy into their own buffers on the way out is beyond our reach.
+pub struct SecretBody {
+    bytes: Zeroizing<Vec<u8>>,
+    sent: usize,
+}
+
+impl SecretBody {
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        SecretBody { bytes, sent: 0 }
+    }
+}
+
+impl Buf for SecretBody {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.sent
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.bytes[self.sent..]
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        assert!(cnt <= self.remaining(), "advance past the end of the body");
+        self.sent += cnt;
+    }
+}
 
 /// Where the server is and how to prove who we are.
 #[derive(clap::Args, Debug, Clone)]
@@ -47,10 +76,11 @@ impl ServerArgs {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Answer> {
-        let resp = self.request(method, path, body).await?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes().to_vec();
-        Ok(Answer { status, body })
+        collect(
+            self.request(method, path, Bytes::from(body.unwrap_or_default()))
+                .await?,
+        )
+        .await
     }
 
     /// GET `path` and hand each piece of the answer body to `sink` as it arrives, so a large export never
@@ -60,7 +90,7 @@ impl ServerArgs {
         path: &str,
         mut sink: impl FnMut(&[u8]) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let resp = self.request("GET", path, None).await?;
+        let resp = self.request("GET", path, Bytes::new()).await?;
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         if !(200..300).contains(&status) {
@@ -76,12 +106,16 @@ impl ServerArgs {
         Ok(())
     }
 
-    async fn request(
+    /// One request with a body of any buffer type (plain bytes or a [`SecretBody`]).
+    async fn request<D>(
         &self,
         method: &str,
         path: &str,
-        body: Option<Vec<u8>>,
-    ) -> anyhow::Result<http::Response<Incoming>> {
+        body: D,
+    ) -> anyhow::Result<http::Response<Incoming>>
+    where
+        D: Buf + Send + 'static,
+    {
         let Some(key) = &self.api_key else {
             bail!(
                 "no API key: pass --api-key or set ESCROWD_API_KEY (make one with `escrowd apikey create --scope read`)"
@@ -124,7 +158,7 @@ impl ServerArgs {
             .header("host", authority)
             .header("authorization", format!("Bearer {key}"))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            .body(Full::new(body))?;
         let resp = if tls {
             let config = rustls::ClientConfig::builder_with_provider(server::tls::provider())
                 .with_safe_default_protocol_versions()?
@@ -178,6 +212,28 @@ impl ServerArgs {
         }
         Ok(a)
     }
+
+    /// [`ServerArgs::ok`] for a JSON body that holds passwords: sent from the zeroizing buffer it was
+    /// serialized into, wiped afterwards.
+    pub async fn ok_secret(
+        &self,
+        method: &str,
+        path: &str,
+        body: Zeroizing<Vec<u8>>,
+    ) -> anyhow::Result<Answer> {
+        let a = collect(self.request(method, path, SecretBody::new(body)).await?).await?;
+        if !(200..300).contains(&a.status) {
+            return Err(refusal(&a));
+        }
+        Ok(a)
+    }
+}
+
+/// The whole answer body.
+async fn collect(resp: http::Response<Incoming>) -> anyhow::Result<Answer> {
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes().to_vec();
+    Ok(Answer { status, body })
 }
 
 /// A non-2xx answer as an error: the server's message and what to do for 401/403.
@@ -195,11 +251,28 @@ fn refusal(a: &Answer) -> anyhow::Error {
     anyhow::anyhow!("server answered {}: {msg}{hint}", a.status)
 }
 
-async fn send<I>(io: I, req: http::Request<Full<Bytes>>) -> anyhow::Result<http::Response<Incoming>>
+async fn send<I, D>(io: I, req: http::Request<Full<D>>) -> anyhow::Result<http::Response<Incoming>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    D: Buf + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(conn);
     Ok(sender.send_request(req).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_body_hands_out_its_bytes_in_order_and_once() {
+        let mut body = SecretBody::new(Zeroizing::new(b"{\"pw\":\"x\"}".to_vec()));
+        assert_eq!(body.remaining(), 10);
+        assert_eq!(body.chunk(), b"{\"pw\":\"x\"}");
+        body.advance(6);
+        assert_eq!(body.chunk(), b"\"x\"}");
+        body.advance(4);
+        assert_eq!((body.remaining(), body.chunk()), (0, &b""[..]));
+    }
 }

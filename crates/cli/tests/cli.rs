@@ -727,3 +727,92 @@ async fn bulk_commands_pushes_listing_and_report_files_go_in_batches_and_count_r
     assert!(err.contains("no report"), "{err}");
     assert!(!nope.exists() && !dir.path().join("nope.part").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_create_sends_passwords_from_the_environment_or_stdin_and_never_echoes_them() {
+    use std::io::Write;
+    let ts = TestServer::start().await.unwrap();
+    let mac = ts.new_device("UDID-CLI-ACT").unwrap();
+    mac.enroll().await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key(
+            "ops",
+            store::ApiScope::Operate,
+            &service::apikeys::Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let server = ts.base_url();
+    let key = key.expose().clone();
+    let base = move |extra: &[&str]| {
+        let mut c = escrowd();
+        c.args(["action", "create", "UDID-CLI-ACT"])
+            .args(extra)
+            .args(["--server", &server, "--api-key", &key])
+            .env_remove("ESCROWD_USER_PASSWORD")
+            .env_remove("ESCROWD_ADMIN_PASSWORD");
+        c
+    };
+    const PW: &str = "Cl1-Adm1n \"pw\" \\ é";
+    // troubleshoot with --admin needs the admin's password: said before anything is sent.
+    let mut no_pw = base(&["troubleshoot", "--admin", "ladmin"]);
+    let out = tokio::task::spawn_blocking(move || no_pw.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ESCROWD_ADMIN_PASSWORD"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // From the environment: the body parses on the server, which then says the Mac has no agent yet.
+    let mut env = base(&["troubleshoot", "--admin", "ladmin"]);
+    env.env("ESCROWD_ADMIN_PASSWORD", PW);
+    let out = tokio::task::spawn_blocking(move || env.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("409") && stderr.contains("no registered agent"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PW) && !String::from_utf8_lossy(&out.stdout).contains(PW));
+    // From stdin, user's then admin's.
+    let mut stdin = base(&[
+        "grant_secure_token",
+        "--user",
+        "alice",
+        "--admin",
+        "ladmin",
+        "--passwords-from-stdin",
+    ]);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = stdin
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "al1ce-pw\n{PW}").unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("no registered agent"), "{stderr}");
+    assert!(!stderr.contains(PW) && !stderr.contains("al1ce-pw"));
+    // Nothing was stored for a Mac without an agent, and no event names a password.
+    let events = ts
+        .store()
+        .events(&store::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(events.iter().all(|e| !e.detail.contains(PW)));
+}

@@ -194,8 +194,9 @@ pub struct AgentActionsResponse {
     pub actions: Vec<AgentActionWire>,
 }
 
-/// `POST /agent/v1/actions/{id}/result`.
-#[derive(Debug, Serialize, Deserialize)]
+/// `POST /agent/v1/actions/{id}/result`. `output` is free text for every kind; a `troubleshoot` result also
+/// carries one entry per command it ran in `commands` (absent, or empty, for every other kind).
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionResultRequest {
     pub succeeded: bool,
@@ -203,6 +204,78 @@ pub struct ActionResultRequest {
     pub reason: Option<String>,
     #[serde(default)]
     pub output: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRunWire>,
+}
+
+/// One read-only troubleshooting command the agent ran (the SOTI list: `profiles status -type
+/// bootstraptoken`, `fdesetup list`, `sysadminctl -secureTokenStatus USER`, `diskutil apfs listcryptousers
+/// /`, `profiles validate -type bootstraptoken -user ADMIN`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRunWire {
+    /// The command line as run (passwords never appear in it: they go on stdin or a pty).
+    pub command: String,
+    /// `None` when the tool could not be started, timed out or was killed by a signal.
+    pub exit_code: Option<i32>,
+    /// stdout then stderr, passwords redacted, cleaned with [`clean_output`] and capped.
+    pub output: String,
+    /// The tool printed more than was kept.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Most commands one troubleshoot result may carry.
+pub const MAX_TROUBLESHOOT_COMMANDS: usize = 64;
+/// Most output kept per troubleshooting command (bytes).
+pub const MAX_COMMAND_OUTPUT: usize = 4 * 1024;
+
+/// `POST /agent/v1/reports/escrow`: how `escrow-agent escrow` (self-service Bootstrap Token escrow) ended.
+/// Never carries the password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowReportRequest {
+    pub succeeded: bool,
+    /// The console user who was asked for the password.
+    pub user: String,
+    /// `already_escrowed` / `escrowed_and_validated` on success, else a stable failure code such as
+    /// `not_filevault_user`, `too_many_tries`, `wrong_admin_password`.
+    pub code: String,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The longest prefix of `s` that fits in `max` bytes without splitting a character.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Makes a tool's output safe to store and show in a terminal: `\r\n` becomes `\n`, every other control
+/// character (ESC, NUL, lone `\r`, …) and every bidirectional override becomes U+FFFD, then the text is cut
+/// to `max` bytes. Returns the text and whether it was cut.
+pub fn clean_output(text: &str, max: usize) -> (String, bool) {
+    let cleaned: String = text
+        .replace("\r\n", "\n")
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            c if c.is_control() => '\u{fffd}',
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' => {
+                '\u{fffd}'
+            }
+            c => c,
+        })
+        .collect();
+    let kept = cut(&cleaned, max);
+    let was_cut = kept.len() < cleaned.len();
+    (kept.to_string(), was_cut)
 }
 
 /// One local user in `POST /agent/v1/inventory` (the `users` of `escrow-agent inventory --json`; other
@@ -228,6 +301,41 @@ pub struct AgentUserWire {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentInventoryRequest {
     pub users: Vec<AgentUserWire>,
+}
+
+/// Every agent action kind.
+pub const ACTION_KINDS: [&str; 8] = [
+    "grant_secure_token",
+    "create_user",
+    "secure_token_off",
+    "transfer_secure_token",
+    "validate_bootstrap_token",
+    "remove_bootstrap_token",
+    "reescrow_bootstrap_token",
+    "troubleshoot",
+];
+
+/// Whether an action kind carries a name and its password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    No,
+    /// Both or neither (troubleshoot runs `profiles validate` only when given an admin).
+    Optional,
+    Yes,
+}
+
+/// What an action kind needs: (user + user_password, admin + admin_password).
+pub fn action_needs(kind: &str) -> (Needed, Needed) {
+    match kind {
+        "grant_secure_token" | "create_user" | "secure_token_off" | "transfer_secure_token" => {
+            (Needed::Yes, Needed::Yes)
+        }
+        "validate_bootstrap_token" | "remove_bootstrap_token" | "reescrow_bootstrap_token" => {
+            (Needed::No, Needed::Yes)
+        }
+        "troubleshoot" => (Needed::No, Needed::Optional),
+        _ => (Needed::No, Needed::No),
+    }
 }
 
 /// HPKE `info` binding a sealed credential blob to its action.
@@ -286,6 +394,48 @@ mod tests {
             "</array>".repeat(500)
         );
         assert!(parse_agent_settings(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn clean_output_keeps_text_and_neutralises_control_and_bidi_characters() {
+        let (t, cut_) = clean_output("ok\r\nline\ttab\u{1b}[31mred\0nul\rcr\u{202e}rtl", 1000);
+        assert_eq!(
+            t,
+            "ok\nline\ttab\u{fffd}[31mred\u{fffd}nul\u{fffd}cr\u{fffd}rtl"
+        );
+        assert!(!cut_);
+        let (t, cut_) = clean_output(&"é".repeat(100), 51);
+        assert_eq!(t, "é".repeat(25));
+        assert!(cut_);
+        assert_eq!(cut("abc", 0), "");
+        assert_eq!(cut("abc", 9), "abc");
+    }
+
+    #[test]
+    fn action_results_without_commands_parse_as_before_and_unknown_fields_are_refused() {
+        let old: ActionResultRequest =
+            serde_json::from_str(r#"{"succeeded":true,"output":"x"}"#).unwrap();
+        assert!(old.commands.is_empty());
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"succeeded":true,"reason":null,"output":"x"}"#
+        );
+        let t: ActionResultRequest = serde_json::from_str(
+            r#"{"succeeded":false,"commands":[{"command":"fdesetup list","exit_code":null,"output":""}]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.commands[0].exit_code, None);
+        assert!(!t.commands[0].truncated);
+        for bad in [
+            r#"{"succeeded":true,"commands":[{"command":"x","exit_code":0,"output":"","evil":1}]}"#,
+            r#"{"succeeded":true,"commands":"x"}"#,
+            r#"{"succeeded":true,"extra":1}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ActionResultRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The agent's HTTP endpoints under `/agent/v1/` (issue 6): register (one-time secret), then signed
-//! requests only: poll actions, post a result, post inventory. The signature headers are read here and
+//! requests only: poll actions, post a result, post inventory, report a self-service escrow. The signature headers are read here and
 //! verified in `service`; a request that fails verification gets 401 with the reason and changes nothing.
 
 use axum::Json;
@@ -18,6 +18,8 @@ use crate::api::{error, service_error};
 
 /// Body cap for agent requests (inventory of many users, action output).
 pub const MAX_AGENT_BODY: usize = 256 * 1024;
+/// Body cap for a self-service escrow report (a user name, a code and a one-line message).
+pub const MAX_ESCROW_REPORT_BODY: usize = 8 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,6 +27,10 @@ pub fn router() -> Router<AppState> {
         .route("/agent/v1/actions", get(poll))
         .route("/agent/v1/actions/{id}/result", post(result))
         .route("/agent/v1/inventory", post(inventory))
+        .route(
+            "/agent/v1/reports/escrow",
+            post(escrow_report).layer(DefaultBodyLimit::max(MAX_ESCROW_REPORT_BODY)),
+        )
         .layer(DefaultBodyLimit::max(MAX_AGENT_BODY))
 }
 
@@ -131,6 +137,23 @@ async fn inventory(
     };
     match s.mdm.agent_inventory(&agent, &body).await {
         Ok(n) => Json(serde_json::json!({"users": n})).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn escrow_report(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let agent = match verified(&s, &method, &uri, &headers, &body).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match s.mdm.agent_escrow_report(&agent, &body).await {
+        Ok(()) => Json(serde_json::json!({"recorded": true})).into_response(),
         Err(e) => service_error(e),
     }
 }

@@ -605,3 +605,230 @@ async fn a_managed_admin_without_a_secure_token_in_agent_inventory_is_a_diagnosi
         "{d}"
     );
 }
+
+/// The device's events of one kind, oldest first, over the admin API.
+async fn device_events(ts: &TestServer, udid: &str, kind: &str) -> Vec<Json> {
+    let read = api(ts, ApiScope::Read).await;
+    let (status, body) = read
+        .get(&format!("/api/v1/devices/{udid}/events?kind={kind}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut events = body["events"].as_array().unwrap().clone();
+    events.reverse();
+    events
+}
+
+#[tokio::test]
+async fn troubleshoot_results_become_one_cleaned_capped_event_per_command() {
+    const UDID: &str = "AGENT-MAC-TS";
+    let ts = TestServer::start().await.unwrap();
+    let agent = installed_agent(&ts, UDID).await;
+    let op = api(&ts, ApiScope::Operate).await;
+    let actions = format!("/api/v1/devices/{UDID}/actions");
+    // The admin for profiles validate comes with its password or not at all.
+    for half in [
+        json!({"kind": "troubleshoot", "admin": "ladmin"}),
+        json!({"kind": "troubleshoot", "admin_password": ADMIN_PW}),
+    ] {
+        let (status, body) = op.send("POST", &actions, half).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(!body.to_string().contains(ADMIN_PW));
+    }
+    let (status, plain) = op
+        .send("POST", &actions, json!({"kind": "troubleshoot"}))
+        .await;
+    assert_eq!(status, 201, "{plain}");
+    assert_eq!(plain["has_credentials"], false);
+    let (status, created) = op
+        .send(
+            "POST",
+            &actions,
+            json!({"kind": "troubleshoot", "admin": "ladmin", "admin_password": ADMIN_PW}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["has_credentials"], true);
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, polled) = agent.call("GET", "/agent/v1/actions", vec![]).await;
+    assert_eq!(status, 200);
+    let wire = polled["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(wire["params"]["admin"], "ladmin");
+    assert!(wire["sealed"].is_string());
+
+    let result_path = format!("/agent/v1/actions/{id}/result");
+    let good = json!({"command": "profiles status -type bootstraptoken", "exit_code": 0,
+                      "output": "profiles: Bootstrap Token supported on server: YES\r\n"});
+    // Commands on a result are refused when malformed or too many; nothing ends.
+    let too_many: Vec<Json> = (0..=agent_profile::MAX_TROUBLESHOOT_COMMANDS)
+        .map(|_| good.clone())
+        .collect();
+    for bad in [
+        json!({"succeeded": true, "commands": "fdesetup list"}),
+        json!({"succeeded": true, "commands": [{"command": "x", "exit_code": "0", "output": ""}]}),
+        json!({"succeeded": true, "commands": [{"command": "x", "exit_code": 0, "output": "", "evil": 1}]}),
+        json!({"succeeded": true, "commands": too_many}),
+    ] {
+        let (status, body) = agent
+            .call("POST", &result_path, bad.to_string().into_bytes())
+            .await;
+        assert_eq!(status, 400, "{bad} -> {body}");
+    }
+    let (_, shown) = op.get(&format!("{actions}/{id}")).await;
+    assert_eq!(shown["status"], "delivered", "{shown}");
+
+    // Hostile output: huge, binary, terminal escapes, bidi overrides, a hostile command line.
+    let hostile_output = format!(
+        "\u{0}\u{7}\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}evil\r{}",
+        "\u{fffd}BIN\u{1}".repeat(20_000)
+    );
+    let body = json!({
+        "succeeded": false,
+        "reason": "problems_found: `fdesetup list` exited 1\n\u{1b}[31m",
+        "commands": [
+            good,
+            {"command": "fdesetup list\n\u{1b}[2Jrm -rf /", "exit_code": 1, "output": hostile_output},
+            {"command": "diskutil apfs listcryptousers /", "exit_code": null, "output": "`diskutil` did not finish within 60 s and was stopped", "truncated": false},
+        ],
+    });
+    let bytes = body.to_string().into_bytes();
+    assert!(bytes.len() < server::agent::MAX_AGENT_BODY);
+    let (status, answer) = agent.call("POST", &result_path, bytes).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let events = device_events(&ts, UDID, "agent.troubleshoot").await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    let details: Vec<&str> = events
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        details[0],
+        format!(
+            "action {id}: `profiles status -type bootstraptoken` exit 0\nprofiles: Bootstrap Token supported on server: YES\n"
+        )
+    );
+    assert_eq!(events[0]["outcome"], "success");
+    assert_eq!(events[1]["outcome"], "failure");
+    assert_eq!(events[2]["outcome"], "failure");
+    assert!(
+        details[1].starts_with(&format!(
+            "action {id}: `fdesetup list \u{fffd}[2Jrm -rf /` exit 1 (output truncated)\n"
+        )),
+        "{}",
+        &details[1][..200]
+    );
+    assert!(details[1].len() <= agent_profile::MAX_COMMAND_OUTPUT + 200);
+    assert!(details[2].contains("no exit code"), "{}", details[2]);
+    for d in &details {
+        assert!(
+            !d.chars()
+                .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c)),
+            "control characters survived: {d:?}"
+        );
+        assert!(!d.contains(ADMIN_PW));
+    }
+    // The action keeps the whole transcript (cleaned) and a one-line reason.
+    let (_, shown) = op.get(&format!("{actions}/{id}")).await;
+    assert_eq!(shown["status"], "failed", "{shown}");
+    assert_eq!(shown["has_credentials"], false);
+    let output = shown["output"].as_str().unwrap();
+    assert!(output.starts_with("$ `profiles status -type bootstraptoken` exit 0\n"));
+    assert!(output.contains("$ `diskutil apfs listcryptousers /` no exit code"));
+    assert!(!output.contains('\u{1b}') && !output.contains('\r'));
+    assert!(!shown["reason"].as_str().unwrap().contains(['\n', '\u{1b}']));
+    assert!(!shown.to_string().contains(ADMIN_PW));
+}
+
+#[tokio::test]
+async fn commands_on_a_result_of_another_kind_are_refused() {
+    const UDID: &str = "AGENT-MAC-TS2";
+    let ts = TestServer::start().await.unwrap();
+    let agent = installed_agent(&ts, UDID).await;
+    let op = api(&ts, ApiScope::Operate).await;
+    let (status, created) = op
+        .send(
+            "POST",
+            &format!("/api/v1/devices/{UDID}/actions"),
+            json!({"kind": "validate_bootstrap_token", "admin": "ladmin", "admin_password": ADMIN_PW}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    agent.call("GET", "/agent/v1/actions", vec![]).await;
+    let body = json!({"succeeded": true, "commands": [{"command": "fdesetup list", "exit_code": 0, "output": "x"}]});
+    let (status, answer) = agent
+        .call(
+            "POST",
+            &format!("/agent/v1/actions/{id}/result"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        device_events(&ts, UDID, "agent.troubleshoot")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn self_service_escrow_reports_are_signed_checked_and_become_events() {
+    const UDID: &str = "AGENT-MAC-ESC";
+    let ts = TestServer::start().await.unwrap();
+    let agent = installed_agent(&ts, UDID).await;
+    let path = "/agent/v1/reports/escrow";
+    let ok = json!({"succeeded": true, "user": "alice", "code": "escrowed_and_validated"});
+    // Unsigned: refused, nothing recorded.
+    let (status, _) = raw(&agent.base, "POST", path, &[], ok.to_string().into_bytes()).await;
+    assert_eq!(status, 401);
+    // Bad bodies.
+    for bad in [
+        json!({"succeeded": true, "user": "alice"}),
+        json!({"succeeded": true, "user": "", "code": "x"}),
+        json!({"succeeded": true, "user": "a\u{1b}b", "code": "x"}),
+        json!({"succeeded": "yes", "user": "alice", "code": "x"}),
+        json!({"succeeded": false, "user": "alice", "code": "Not A Code"}),
+        json!({"succeeded": false, "user": "alice", "code": "x", "password": "hunter2"}),
+    ] {
+        let (status, body) = agent.call("POST", path, bad.to_string().into_bytes()).await;
+        assert_eq!(status, 400, "{bad} -> {body}");
+    }
+    let (status, _) = agent.call("POST", path, b"not json".to_vec()).await;
+    assert_eq!(status, 400);
+    // Oversized: 413 well before the general agent limit.
+    let big =
+        json!({"succeeded": false, "user": "alice", "code": "x", "message": "m".repeat(16 * 1024)});
+    let (status, _) = agent.call("POST", path, big.to_string().into_bytes()).await;
+    assert_eq!(status, 413);
+    assert!(
+        device_events(&ts, UDID, "agent.self_service_escrow")
+            .await
+            .is_empty()
+    );
+
+    let (status, body) = agent.call("POST", path, ok.to_string().into_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    let failed = json!({"succeeded": false, "user": "bob", "code": "too_many_tries",
+                        "message": "the password was wrong 3 times\n\u{1b}[31m"});
+    let (status, _) = agent
+        .call("POST", path, failed.to_string().into_bytes())
+        .await;
+    assert_eq!(status, 200);
+    let events = device_events(&ts, UDID, "agent.self_service_escrow").await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["outcome"], "success");
+    assert_eq!(
+        events[0]["detail"],
+        "self-service escrow by alice succeeded: escrowed_and_validated"
+    );
+    assert_eq!(events[1]["outcome"], "failure");
+    assert_eq!(
+        events[1]["detail"],
+        "self-service escrow by bob failed: too_many_tries: the password was wrong 3 times \u{fffd}[31m"
+    );
+}

@@ -17,8 +17,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use openssl::sha::sha256;
 use protocol::agent_profile::{
     ActionResultRequest, AgentActionWire, AgentActionsResponse, AgentInventoryRequest,
-    AgentSettings, RegisterRequest, RegisterResponse, action_seal_info, agent_profile,
-    signing_message,
+    AgentSettings, CommandRunWire, EscrowReportRequest, MAX_COMMAND_OUTPUT,
+    MAX_TROUBLESHOOT_COMMANDS, Needed, RegisterRequest, RegisterResponse, action_needs,
+    action_seal_info, agent_profile, clean_output, cut, signing_message,
 };
 use protocol::command::Command;
 use protocol::wildcards::{self, EnrollmentData};
@@ -40,6 +41,10 @@ pub const AGENT_ACTION_CREATED: &str = "agent.action_created";
 pub const AGENT_ACTION_FINISHED: &str = "agent.action_finished";
 pub const AGENT_ACTION_CANCELLED: &str = "agent.action_cancelled";
 pub const AGENT_INVENTORY: &str = "agent.inventory";
+/// One per command a `troubleshoot` action ran: the command line, its exit code and its (cleaned) output.
+pub const AGENT_TROUBLESHOOT: &str = "agent.troubleshoot";
+/// How a user's `escrow-agent escrow` (self-service Bootstrap Token escrow) ended.
+pub const AGENT_SELF_SERVICE_ESCROW: &str = "agent.self_service_escrow";
 
 /// How long a registration secret stays usable.
 pub const REGISTRATION_SECRET_TTL_MS: Millis = 7 * 24 * 3600 * 1000;
@@ -53,17 +58,7 @@ pub const MAX_ACTION_OUTPUT: usize = 64 * 1024;
 /// timeouts of common proxies and load balancers (60 s).
 pub const MAX_POLL_WAIT: Duration = Duration::from_secs(50);
 
-/// Every action kind, with whether it needs the target user's password.
-pub const ACTION_KINDS: [&str; 8] = [
-    "grant_secure_token",
-    "create_user",
-    "secure_token_off",
-    "transfer_secure_token",
-    "validate_bootstrap_token",
-    "remove_bootstrap_token",
-    "reescrow_bootstrap_token",
-    "troubleshoot",
-];
+pub use protocol::agent_profile::ACTION_KINDS;
 
 /// What `admin_install_agent` queued.
 #[derive(Debug, Clone)]
@@ -110,19 +105,6 @@ fn random_token(bytes: usize) -> Result<String, ServiceError> {
     openssl::rand::rand_bytes(&mut buf)
         .map_err(|e| ServiceError::Internal(format!("random: {e}")))?;
     Ok(hex::encode(buf))
-}
-
-fn needs(kind: &str) -> (bool, bool) {
-    // (user + user_password, admin + admin_password)
-    match kind {
-        "grant_secure_token" | "create_user" | "secure_token_off" | "transfer_secure_token" => {
-            (true, true)
-        }
-        "validate_bootstrap_token" | "remove_bootstrap_token" | "reescrow_bootstrap_token" => {
-            (false, true)
-        }
-        _ => (false, false),
-    }
 }
 
 fn check_name(what: &str, v: &str) -> Result<(), ServiceError> {
@@ -398,17 +380,22 @@ impl MdmService {
     ) -> Result<ActionStatus, ServiceError> {
         let req: ActionResultRequest = serde_json::from_slice(body)
             .map_err(|e| ServiceError::Malformed(format!("result body: {e}")))?;
-        let reason = req.reason.as_deref().map(|r| truncate(r, 1024));
-        let output = req
-            .output
+        let reason = req
+            .reason
             .as_deref()
-            .map(|o| truncate(o, MAX_ACTION_OUTPUT));
+            .map(|r| clean_output(r, 1024).0.replace('\n', " "));
+        let commands = self.troubleshoot_commands(agent, id, &req.commands).await?;
+        let output = match (&req.output, commands.is_empty()) {
+            (Some(o), _) => Some(clean_output(o, MAX_ACTION_OUTPUT).0),
+            (None, false) => Some(cut(&transcript(&commands), MAX_ACTION_OUTPUT).to_string()),
+            (None, true) => None,
+        };
         let status = if req.succeeded {
             ActionStatus::Succeeded
         } else {
             ActionStatus::Failed
         };
-        let event = self.agent_event(
+        let mut events = vec![self.agent_event(
             &agent.device_id,
             AGENT_ACTION_FINISHED,
             if req.succeeded {
@@ -420,7 +407,19 @@ impl MdmService {
                 Some(r) => format!("action {id} {}: {r}", status.as_str()),
                 None => format!("action {id} {}", status.as_str()),
             },
-        );
+        )];
+        events.extend(commands.iter().map(|c| {
+            self.agent_event(
+                &agent.device_id,
+                AGENT_TROUBLESHOOT,
+                if c.exit_code == Some(0) {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
+                format!("action {id}: {}", command_text(c)),
+            )
+        }));
         match self
             .store
             .finish_agent_action(
@@ -430,7 +429,7 @@ impl MdmService {
                 reason.as_deref(),
                 output.as_deref(),
                 self.now(),
-                &event,
+                &events,
             )
             .await?
         {
@@ -443,6 +442,99 @@ impl MdmService {
                 s.as_str()
             ))),
         }
+    }
+
+    /// The commands of a troubleshoot result, cleaned and capped again here (the agent is not trusted to have
+    /// done it). Commands on any other kind of action, or too many, are refused.
+    async fn troubleshoot_commands(
+        &self,
+        agent: &AgentRegistration,
+        id: &str,
+        commands: &[CommandRunWire],
+    ) -> Result<Vec<CommandRunWire>, ServiceError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        if commands.len() > MAX_TROUBLESHOOT_COMMANDS {
+            return Err(ServiceError::Malformed(format!(
+                "at most {MAX_TROUBLESHOOT_COMMANDS} commands per result"
+            )));
+        }
+        let kind = self
+            .store
+            .agent_action(id)
+            .await?
+            .filter(|a| a.device_id == agent.device_id)
+            .map(|a| a.kind);
+        match kind.as_deref() {
+            Some("troubleshoot") => {}
+            Some(other) => {
+                return Err(ServiceError::Malformed(format!(
+                    "commands belong to troubleshoot results, not {other}"
+                )));
+            }
+            // Unknown or another device's: finish_agent_action answers NotFound.
+            None => return Ok(Vec::new()),
+        }
+        Ok(commands
+            .iter()
+            .map(|c| {
+                let (command, _) = clean_output(&c.command.replace(['\n', '\t'], " "), 256);
+                let (output, cut_here) = clean_output(&c.output, MAX_COMMAND_OUTPUT);
+                CommandRunWire {
+                    command,
+                    exit_code: c.exit_code,
+                    output,
+                    truncated: c.truncated || cut_here,
+                }
+            })
+            .collect())
+    }
+
+    /// `POST /agent/v1/reports/escrow`: how a user's self-service escrow on the agent's Mac ended, stored as
+    /// an `agent.self_service_escrow` event.
+    pub async fn agent_escrow_report(
+        &self,
+        agent: &AgentRegistration,
+        body: &[u8],
+    ) -> Result<(), ServiceError> {
+        let req: EscrowReportRequest = serde_json::from_slice(body)
+            .map_err(|e| ServiceError::Malformed(format!("escrow report body: {e}")))?;
+        check_name("user", &req.user).map_err(|e| ServiceError::Malformed(e.to_string()))?;
+        if req.code.is_empty()
+            || req.code.len() > 64
+            || !req
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(ServiceError::Malformed(
+                "code must be 1-64 characters of a-z, 0-9 and _".into(),
+            ));
+        }
+        let message = req
+            .message
+            .as_deref()
+            .map(|m| clean_output(m, 1024).0.replace('\n', " "));
+        let detail = format!(
+            "self-service escrow by {} {}: {}{}",
+            req.user,
+            if req.succeeded { "succeeded" } else { "failed" },
+            req.code,
+            message.map(|m| format!(": {m}")).unwrap_or_default()
+        );
+        let event = self.agent_event(
+            &agent.device_id,
+            AGENT_SELF_SERVICE_ESCROW,
+            if req.succeeded {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            detail,
+        );
+        self.store.record_event(&event).await?;
+        Ok(())
     }
 
     /// `POST /agent/v1/inventory`: the agent's view of the local users replaces its rows in the Users table.
@@ -544,7 +636,16 @@ impl MdmService {
                 })
                 .transpose()
         };
-        let (need_user, need_admin) = needs(&new.kind);
+        let (need_user, need_admin) = action_needs(&new.kind);
+        if need_admin == Needed::Optional && new.admin.is_some() != new.admin_password.is_some() {
+            return Err(ServiceError::Invalid(format!(
+                "{} takes admin and admin_password together (to run profiles validate) or neither",
+                new.kind
+            )));
+        }
+        let need_user = need_user == Needed::Yes;
+        let need_admin = need_admin == Needed::Yes
+            || (need_admin == Needed::Optional && new.admin_password.is_some());
         let user = expand("user", &new.user)?;
         let admin = expand("admin", &new.admin)?;
         let full_name = expand("full_name", &new.full_name)?;
@@ -679,7 +780,7 @@ impl MdmService {
                 Some("cancelled by an admin"),
                 None,
                 self.now(),
-                &event,
+                std::slice::from_ref(&event),
             )
             .await?
         {
@@ -703,15 +804,27 @@ impl MdmService {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+/// One command as its event reads: `` `cmd` exit N`` then its output.
+fn command_text(c: &CommandRunWire) -> String {
+    let code = match c.exit_code {
+        Some(n) => format!("exit {n}"),
+        None => "no exit code (not started, timed out or killed)".into(),
+    };
+    let cut = if c.truncated {
+        " (output truncated)"
+    } else {
+        ""
+    };
+    format!("`{}` {code}{cut}\n{}", c.command, c.output)
+}
+
+/// A troubleshoot action's output: every command with its exit and output, in order.
+fn transcript(commands: &[CommandRunWire]) -> String {
+    commands
+        .iter()
+        .map(|c| format!("$ {}\n", command_text(c)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Wakes agents whose poll is waiting for work. In-process only: with several escrowd processes behind a

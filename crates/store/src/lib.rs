@@ -271,7 +271,8 @@ pub trait Store: Send + Sync + 'static {
     /// action of the device, oldest first, with its sealed credentials.
     async fn deliver_agent_actions(&self, device_id: &str, at: Millis) -> Result<Vec<AgentAction>>;
     /// End an open action of `device_id` with `status` (an end state), its reason and output; the sealed
-    /// credentials are deleted in the same statement; `event` is written only if it ended here.
+    /// credentials are deleted in the same statement; `events` (in order: the action's own event, then e.g.
+    /// one per troubleshooting command) are written in the same transaction, only if it ended here.
     #[allow(clippy::too_many_arguments)]
     async fn finish_agent_action(
         &self,
@@ -281,7 +282,7 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<&str>,
         output: Option<&str>,
         at: Millis,
-        event: &NewEvent,
+        events: &[NewEvent],
     ) -> Result<ActionEnd>;
     // ---- enrollment tokens, one-time SCEP challenges, issued certificates
 

@@ -4,7 +4,7 @@
 use super::{ActionError, ActionOutcome, Credentials, require_os};
 use crate::mac::{Mac, MacError, OsVersion};
 use crate::parse::{profiles, quote};
-use crate::tools::{Answer, Reply, Tool};
+use crate::tools::{Answer, Output, Reply, Tool, ToolError};
 
 fn bootstrap_answers<'a>(admin: &'a Credentials) -> [Answer<'a>; 2] {
     [
@@ -26,21 +26,7 @@ pub fn validate_bootstrap_token(
     admin: &Credentials,
 ) -> Result<ActionOutcome, ActionError> {
     require_os(mac, OsVersion::BOOTSTRAP_TOKEN)?;
-    let args = [
-        "validate",
-        "-type",
-        "bootstraptoken",
-        "-user",
-        admin.user.as_str(),
-    ];
-    let answers = [Answer {
-        prompt: "password",
-        reply: Reply::Secret(&admin.password),
-    }];
-    let out = mac
-        .tools
-        .run_in_pty(Tool::Profiles, &args, &answers)
-        .map_err(MacError::from)?;
+    let out = run_validate(mac, admin).map_err(MacError::from)?;
     match profiles::parse_validate(&out.stdout) {
         Ok(profiles::ValidateOutcome::Validated) => Ok(ActionOutcome::BootstrapTokenValidated),
         Ok(profiles::ValidateOutcome::BadCredentials) => Err(ActionError::WrongAdminPassword {
@@ -55,6 +41,27 @@ pub fn validate_bootstrap_token(
             reason: e.to_string(),
         }),
     }
+}
+
+/// The argv of `profiles validate` for `admin` (its password is typed at the prompt, never passed).
+pub(crate) fn validate_args(admin: &Credentials) -> [&str; 5] {
+    [
+        "validate",
+        "-type",
+        "bootstraptoken",
+        "-user",
+        admin.user.as_str(),
+    ]
+}
+
+/// Runs `profiles validate -type bootstraptoken -user ADMIN` on a pty, typing the password at its prompt.
+pub(crate) fn run_validate(mac: &Mac, admin: &Credentials) -> Result<Output, ToolError> {
+    let answers = [Answer {
+        prompt: "password",
+        reply: Reply::Secret(&admin.password),
+    }];
+    mac.tools
+        .run_in_pty(Tool::Profiles, &validate_args(admin), &answers)
 }
 
 /// `profiles remove -type bootstraptoken`, verified by `status` no longer saying escrowed.

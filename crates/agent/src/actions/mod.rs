@@ -13,8 +13,8 @@ use crate::parse::{quote, sysadminctl};
 use crate::tools::Tool;
 
 mod bootstrap;
-pub(crate) use bootstrap::install_bootstrap_token;
 pub use bootstrap::{escrow_bootstrap_token, remove_bootstrap_token, validate_bootstrap_token};
+pub(crate) use bootstrap::{install_bootstrap_token, run_validate, validate_args};
 
 /// A user name and password given to an action.
 pub struct Credentials {

@@ -42,6 +42,15 @@ impl FakeMac {
             std::fs::copy(entry.path(), &to).unwrap();
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+        // These copies know their Mac without FAKE_MAC in the environment, so the library's `Tools` can run
+        // them in-process (see `tools()`).
+        let common = bin.path().join("_fake_common.sh");
+        let text = std::fs::read_to_string(&common).unwrap();
+        std::fs::write(
+            &common,
+            format!(": \"${{FAKE_MAC:={}}}\"\n{text}", state.path().display()),
+        )
+        .unwrap();
         let mac = FakeMac {
             state,
             bin,
@@ -55,6 +64,11 @@ impl FakeMac {
         mac.set("admins", "");
         std::fs::create_dir_all(mac.state.path().join("users")).unwrap();
         mac
+    }
+
+    /// The agent library's tool runner, pointed at this Mac's fake tools.
+    pub fn tools(&self) -> agent::tools::Tools {
+        agent::tools::Tools::with_path(format!("{}:/usr/bin:/bin", self.bin.path().display()))
     }
 
     pub fn set(&self, file: &str, value: &str) {

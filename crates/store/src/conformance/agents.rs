@@ -254,13 +254,14 @@ pub(super) async fn actions_are_delivered_then_finished_once_and_lose_their_cred
                 None,
                 None,
                 3_000,
-                &ev
+                std::slice::from_ref(&ev)
             )
             .await
             .unwrap(),
         ActionEnd::NotFound
     );
     let before = event_count(&store).await;
+    let both = [ev.clone(), event("D1", "agent.troubleshoot")];
     assert_eq!(
         store
             .finish_agent_action(
@@ -270,13 +271,13 @@ pub(super) async fn actions_are_delivered_then_finished_once_and_lose_their_cred
                 Some("wrong admin password"),
                 Some("out"),
                 3_000,
-                &ev
+                &both
             )
             .await
             .unwrap(),
         ActionEnd::Ended
     );
-    assert_eq!(event_count(&store).await, before + 1);
+    assert_eq!(event_count(&store).await, before + 2);
     let done = store.agent_action("act-1").await.unwrap().unwrap();
     assert_eq!(done.status, ActionStatus::Failed);
     assert_eq!(done.sealed, None);
@@ -292,16 +293,24 @@ pub(super) async fn actions_are_delivered_then_finished_once_and_lose_their_cred
                 None,
                 None,
                 3_100,
-                &ev
+                &both
             )
             .await
             .unwrap(),
         ActionEnd::AlreadyEnded(ActionStatus::Failed)
     );
-    assert_eq!(event_count(&store).await, before + 1);
+    assert_eq!(event_count(&store).await, before + 2);
     assert!(matches!(
         store
-            .finish_agent_action("D1", "act-2", ActionStatus::Queued, None, None, 3_100, &ev)
+            .finish_agent_action(
+                "D1",
+                "act-2",
+                ActionStatus::Queued,
+                None,
+                None,
+                3_100,
+                &both
+            )
             .await,
         Err(StoreError::Conflict(_))
     ));

@@ -294,7 +294,7 @@ pub(super) async fn finish(
     reason: Option<&str>,
     output: Option<&str>,
     at: Millis,
-    event: &NewEvent,
+    events: &[NewEvent],
 ) -> Result<ActionEnd> {
     if status.is_open() {
         return Err(StoreError::Conflict(format!(
@@ -316,7 +316,9 @@ pub(super) async fn finish(
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 1 {
-        events::insert(&mut tx, event).await?;
+        for event in events {
+            events::insert(&mut tx, event).await?;
+        }
         tx.commit().await?;
         return Ok(ActionEnd::Ended);
     }

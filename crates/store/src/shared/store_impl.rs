@@ -354,9 +354,12 @@ impl Store for BackendStore {
         reason: Option<&str>,
         output: Option<&str>,
         at: Millis,
-        event: &NewEvent,
+        events: &[NewEvent],
     ) -> Result<ActionEnd> {
-        agents::finish(&self.pool, device_id, id, status, reason, output, at, event).await
+        agents::finish(
+            &self.pool, device_id, id, status, reason, output, at, events,
+        )
+        .await
     }
 
     async fn close(&self) {
