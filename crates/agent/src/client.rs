@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use protocol::agent_profile::{
     self, ActionResultRequest, AgentActionWire, AgentActionsResponse, AgentInventoryRequest,
-    AgentSettings, EscrowReportRequest, RegisterRequest, RegisterResponse,
+    AgentSettings, EscrowReportRequest, MAX_POLL_WAIT_SECS, RegisterRequest, RegisterResponse,
 };
 use serde::{Deserialize, Serialize};
 use vault::Secret;
@@ -587,8 +587,18 @@ impl AgentClient {
     }
 
     fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.call_on(&self.http, method, path, body)
+    }
+
+    fn call_on(
+        &self,
+        http: &Http,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
         let headers = self.signed_headers(method, path, body)?;
-        let (status, answer) = self.http.request(method, path, &headers, body)?;
+        let (status, answer) = http.request(method, path, &headers, body)?;
         if !(200..300).contains(&status) {
             let hint = if status == 401 {
                 " (the server does not accept this agent's signature: check the clock, or register again)"
@@ -606,10 +616,18 @@ impl AgentClient {
     }
 
     pub fn poll(&self) -> Result<Vec<AgentActionWire>, ClientError> {
-        let body = self.call("GET", "/agent/v1/actions", b"")?;
-        let resp: AgentActionsResponse = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("actions answer: {e}")))?;
-        Ok(resp.actions)
+        parse_actions(&self.call("GET", "/agent/v1/actions", b"")?)
+    }
+
+    /// Asks the server to hold the poll up to `wait` (it caps it at [`MAX_POLL_WAIT_SECS`]) until an action
+    /// is queued: true when one is waiting. Does not deliver anything the next [`AgentClient::poll`] would
+    /// not; it only says when to poll.
+    pub fn wait_for_actions(&self, wait: Duration) -> Result<bool, ClientError> {
+        let secs = wait.as_secs().min(MAX_POLL_WAIT_SECS);
+        let mut http = self.http.clone();
+        http.timeout = self.http.timeout + Duration::from_secs(secs);
+        let path = format!("/agent/v1/actions?wait={secs}");
+        Ok(!parse_actions(&self.call_on(&http, "GET", &path, b"")?)?.is_empty())
     }
 
     pub fn post_result(&self, id: &str, result: &ActionResultRequest) -> Result<(), ClientError> {
@@ -694,6 +712,12 @@ struct Params {
     full_name: Option<String>,
     #[serde(default)]
     make_admin: bool,
+}
+
+fn parse_actions(body: &[u8]) -> Result<Vec<AgentActionWire>, ClientError> {
+    let resp: AgentActionsResponse = serde_json::from_slice(body)
+        .map_err(|e| ClientError::Protocol(format!("actions answer: {e}")))?;
+    Ok(resp.actions)
 }
 
 /// Runs one polled action and says what to report. Reasons are `code: message` with the stable codes of

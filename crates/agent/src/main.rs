@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agent::actions::{self, ActionError, ActionOutcome, Credentials};
 use agent::backoff;
@@ -15,6 +15,7 @@ use agent::prompt::{self, DialogPrompter, Prompter, TerminalPrompter};
 use agent::tools::Tools;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use protocol::agent_profile::MAX_POLL_WAIT_SECS;
 
 #[derive(Parser)]
 #[command(
@@ -66,7 +67,9 @@ The settings arrive with the agent profile (`escrowd agent-install DEVICE`); its
     },
     /// Poll the server for actions, perform each and report its result, then report inventory; repeat.
     /// After a failed cycle (server unreachable, a report refused) it waits longer each time — doubling, up
-    /// to 15 minutes, ±20% random — and returns to --interval after the next good cycle.
+    /// to 15 minutes, ±20% random — and returns to --interval after the next good cycle. Between good
+    /// cycles it keeps a poll open on the server (up to 50 s at a time), so an action queued for this Mac
+    /// starts at once instead of after the interval.
     #[command(
         after_help = "Examples:\n  sudo escrow-agent run --once\n  sudo escrow-agent run --interval 300 --ca-cert /etc/escrowd/tls.pem\n\n\
 To keep it running on a Mac, install it as a LaunchDaemon: sudo escrow-agent launchd-plist --install"
@@ -555,6 +558,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             ExitCode::from(1)
                         });
                     }
+                    // While the server answers, wait on it: a newly queued action starts the next cycle
+                    // at once (the nudge). After failures, just sleep out the backoff.
+                    Some(wait) if failures == 0 => wait_or_nudged(&agent, wait),
                     Some(wait) => std::thread::sleep(wait),
                 }
             }
@@ -630,6 +636,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+    }
+}
+
+/// Sleeps `wait`, long-polling the server meanwhile so that an action queued for this Mac ends the wait at
+/// once. Falls back to plain sleep when the server answers a wait early (a server without long polls) or
+/// cannot be reached (the next cycle reports that).
+fn wait_or_nudged(agent: &AgentClient, wait: Duration) {
+    let end = Instant::now() + wait;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left < Duration::from_secs(2) {
+            std::thread::sleep(left);
+            return;
+        }
+        let asked = left.min(Duration::from_secs(MAX_POLL_WAIT_SECS));
+        let started = Instant::now();
+        match agent.wait_for_actions(asked) {
+            Ok(true) => return,
+            Ok(false) if started.elapsed() + Duration::from_secs(1) >= asked => continue,
+            Ok(false) | Err(_) => {
+                std::thread::sleep(end.saturating_duration_since(Instant::now()));
+                return;
+            }
         }
     }
 }

@@ -379,3 +379,54 @@ async fn transfer_bootstrap_token_actions_and_self_service_escrow_on_the_model_m
     assert_no_password_in_server(&ts, &[&validated, &bad, &removed, &again, &granted, &moved])
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_starts_a_new_action_at_once_instead_of_after_its_interval() {
+    use std::io::BufRead;
+    const UDID: &str = "MODEL-E2E-NUDGE";
+    let ts = TestServer::start().await.unwrap();
+    let agent = Agent::register(&ts, UDID, &typical_mac(UDID)).await;
+    // An hour between cycles: only the nudge can start the action within this test's bound.
+    let mut child = agent.model.spawn_agent(&[
+        "run",
+        "--interval",
+        "3600",
+        "--state",
+        &agent.state,
+        "--json",
+    ]);
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Json = tokio::task::block_in_place(|| {
+        serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap()
+    });
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["next_poll_secs"], 3600, "{first}");
+
+    // The first cycle is over and the agent is waiting: queue a grant.
+    let (s, created) = agent.admin.call(
+        "POST",
+        &format!("/api/v1/devices/{UDID}/actions"),
+        Some(
+            json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin",
+            "user_password": ALICE_PW, "admin_password": LADMIN_PW}),
+        ),
+    );
+    assert_eq!(s, 201, "{created}");
+    // A liveness bound far above the seconds a nudged cycle takes, far below the hour without one.
+    let second: Json = tokio::task::block_in_place(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(lines.next());
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the running agent did not start the new action: no nudge");
+        serde_json::from_str(&line.unwrap().unwrap()).unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(second["actions"][0]["id"], created["id"], "{second}");
+    assert_eq!(second["actions"][0]["succeeded"], true, "{second}");
+    assert!(agent.model.has_token("alice"));
+    agent.assert_passwords_off_argv();
+}

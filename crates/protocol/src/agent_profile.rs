@@ -15,6 +15,10 @@ use crate::decode;
 use crate::guard::{DEFAULT_MAX_BODY, DEFAULT_MAX_DEPTH, check_xml_plist};
 
 /// The custom payload type (and managed-preferences domain) of the agent's settings.
+/// The longest an agent's poll may wait for an action (`GET /agent/v1/actions?wait=N`): under the idle
+/// timeouts of common proxies and load balancers (60 s).
+pub const MAX_POLL_WAIT_SECS: u64 = 50;
+
 pub const AGENT_PAYLOAD_TYPE: &str = "com.escrowd.agent";
 
 /// What the agent needs to register, as delivered in the profile's payload.

@@ -54,9 +54,9 @@ pub const MAX_CLOCK_SKEW_MS: Millis = 5 * 60 * 1000;
 pub const ACTION_TTL_MS: Millis = 24 * 3600 * 1000;
 /// Largest output an agent may store for one action.
 pub const MAX_ACTION_OUTPUT: usize = 64 * 1024;
-/// The longest an agent's poll may wait for an action (`GET /agent/v1/actions?wait=N`): under the idle
-/// timeouts of common proxies and load balancers (60 s).
-pub const MAX_POLL_WAIT: Duration = Duration::from_secs(50);
+/// The longest an agent's poll may wait for an action.
+pub const MAX_POLL_WAIT: Duration =
+    Duration::from_secs(protocol::agent_profile::MAX_POLL_WAIT_SECS);
 
 pub use protocol::agent_profile::ACTION_KINDS;
 

@@ -80,6 +80,21 @@ impl ModelMac {
         self.agent_with_stdin(args, &[])
     }
 
+    /// Starts the real `escrow-agent` in the background (stdout piped, stdin closed); the caller kills it.
+    pub fn spawn_agent(&self, args: &[&str]) -> std::process::Child {
+        let path = format!("{}:/usr/bin:/bin", self.dir.path().join("bin").display());
+        Command::new(env!("CARGO_BIN_EXE_escrow-agent"))
+            .args(args)
+            .env("PATH", path)
+            .env("ESCROWD_SIM_MAC", self.state())
+            .env("ESCROWD_SIM_ARGV_LOG", self.dir.path().join("argv.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// As [`ModelMac::agent`], typing `lines` on the agent's stdin (its terminal prompts read them).
     pub fn agent_with_stdin(&self, args: &[&str], lines: &[&str]) -> Run {
         let path = format!("{}:/usr/bin:/bin", self.dir.path().join("bin").display());
