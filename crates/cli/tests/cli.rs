@@ -437,30 +437,8 @@ async fn seed_devices(ts: &TestServer, prefix: &str, n: usize) -> Vec<String> {
     for i in 0..n {
         let id = format!("{prefix}-{i:06}");
         let e = store::Enrollment {
-            id: id.clone(),
-            device_id: id.clone(),
-            channel: store::Channel::Device,
-            user_id: None,
-            user_short_name: None,
-            user_long_name: None,
-            group_id: None,
-            serial_number: None,
-            model: None,
-            model_name: None,
-            device_name: None,
-            os_version: None,
-            build_version: None,
-            product_name: None,
-            topic: None,
-            push_token: None,
-            push_magic: None,
-            awaiting_configuration: None,
-            cert_fingerprint: None,
-            enabled: true,
             token_update_count: 1,
-            enrolled_at: 1,
-            updated_at: 1,
-            last_seen_at: 1,
+            ..store::Enrollment::new_device(&id, 1)
         };
         let event = store::NewEvent {
             subject: id.clone(),

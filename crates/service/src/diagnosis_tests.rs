@@ -1,8 +1,7 @@
 //! One test per finding, on plain values; the API test drives the same rules through a test Mac.
 
 use store::{
-    Channel, DeviceFacts, DeviceInventory, DeviceRecord, Enrollment, FactSource, SecurityFacts,
-    TokenInfo,
+    DeviceFacts, DeviceInventory, DeviceRecord, Enrollment, FactSource, SecurityFacts, TokenInfo,
 };
 
 use super::findings;
@@ -11,30 +10,8 @@ use crate::admin::{Fact, MergedUser};
 fn record() -> DeviceRecord {
     DeviceRecord {
         enrollment: Enrollment {
-            id: "D".into(),
-            device_id: "D".into(),
-            channel: Channel::Device,
-            user_id: None,
-            user_short_name: None,
-            user_long_name: None,
-            group_id: None,
-            serial_number: None,
-            model: None,
-            model_name: None,
-            device_name: None,
-            os_version: None,
-            build_version: None,
-            product_name: None,
-            topic: None,
-            push_token: None,
-            push_magic: None,
-            awaiting_configuration: None,
-            cert_fingerprint: None,
-            enabled: true,
             token_update_count: 1,
-            enrolled_at: 1,
-            updated_at: 1,
-            last_seen_at: 1,
+            ..Enrollment::new_device("D", 1)
         },
         group_name: None,
         group_escrow_enabled: None,

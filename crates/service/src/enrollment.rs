@@ -141,7 +141,7 @@ impl MdmService {
             .is_some_and(|e| e.cert_fingerprint.as_deref() != Some(cert.fingerprint.as_str()));
         let mut e = existing
             .clone()
-            .unwrap_or_else(|| new_enrollment(&device_id, now));
+            .unwrap_or_else(|| Enrollment::new_device(&device_id, now));
         e.serial_number = msg.serial_number.or(e.serial_number);
         e.os_version = msg.os_version.or(e.os_version);
         e.build_version = msg.build_version.or(e.build_version);
@@ -202,7 +202,7 @@ impl MdmService {
                 device_id: device.id.clone(),
                 user_id: Some(user_id.to_string()),
                 group_id: device.group_id.clone(),
-                ..new_enrollment(&id, now)
+                ..Enrollment::new_device(&id, now)
             });
             e.user_short_name = msg.identity.user_short_name.clone().or(e.user_short_name);
             e.user_long_name = msg.identity.user_long_name.clone().or(e.user_long_name);
@@ -320,33 +320,4 @@ fn user_channel_id(identity: &Identity) -> Option<&str> {
 /// Id of a user-channel enrollment: `<device id>:<user id>` (NanoMDM's convention).
 pub fn user_enrollment_id(device_id: &str, user_id: &str) -> String {
     format!("{device_id}:{user_id}")
-}
-
-fn new_enrollment(id: &str, now: store::Millis) -> Enrollment {
-    Enrollment {
-        id: id.to_string(),
-        device_id: id.to_string(),
-        channel: Channel::Device,
-        user_id: None,
-        user_short_name: None,
-        user_long_name: None,
-        group_id: None,
-        serial_number: None,
-        model: None,
-        model_name: None,
-        device_name: None,
-        os_version: None,
-        build_version: None,
-        product_name: None,
-        topic: None,
-        push_token: None,
-        push_magic: None,
-        awaiting_configuration: None,
-        cert_fingerprint: None,
-        enabled: true,
-        token_update_count: 0,
-        enrolled_at: now,
-        updated_at: now,
-        last_seen_at: now,
-    }
 }

@@ -51,6 +51,38 @@ pub struct Enrollment {
     pub last_seen_at: Millis,
 }
 
+impl Enrollment {
+    /// A device-channel enrollment `id` first seen at `now`, with nothing known about the device yet.
+    pub fn new_device(id: &str, now: Millis) -> Enrollment {
+        Enrollment {
+            id: id.to_string(),
+            device_id: id.to_string(),
+            channel: Channel::Device,
+            user_id: None,
+            user_short_name: None,
+            user_long_name: None,
+            group_id: None,
+            serial_number: None,
+            model: None,
+            model_name: None,
+            device_name: None,
+            os_version: None,
+            build_version: None,
+            product_name: None,
+            topic: None,
+            push_token: None,
+            push_magic: None,
+            awaiting_configuration: None,
+            cert_fingerprint: None,
+            enabled: true,
+            token_update_count: 0,
+            enrolled_at: now,
+            updated_at: now,
+            last_seen_at: now,
+        }
+    }
+}
+
 /// How an audited action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

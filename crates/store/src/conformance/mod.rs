@@ -29,30 +29,8 @@ use crate::{
 /// A minimal enabled device-channel enrollment.
 pub(crate) fn device(id: &str, fingerprint: Option<&str>) -> Enrollment {
     Enrollment {
-        id: id.into(),
-        device_id: id.into(),
-        channel: Channel::Device,
-        user_id: None,
-        user_short_name: None,
-        user_long_name: None,
-        group_id: None,
-        serial_number: None,
-        model: None,
-        model_name: None,
-        device_name: None,
-        os_version: None,
-        build_version: None,
-        product_name: None,
-        topic: None,
-        push_token: None,
-        push_magic: None,
-        awaiting_configuration: None,
         cert_fingerprint: fingerprint.map(str::to_string),
-        enabled: true,
-        token_update_count: 0,
-        enrolled_at: 1_000,
-        updated_at: 1_000,
-        last_seen_at: 1_000,
+        ..Enrollment::new_device(id, 1_000)
     }
 }
 
