@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,6 +42,31 @@ async fn register(State(s): State<AppState>, body: Bytes) -> Response {
 }
 
 #[allow(clippy::result_large_err)]
+/// A request signed by a registered agent, verified before the handler runs (401 with the reason
+/// otherwise), with its body (within the route's body limit) and URI.
+struct Signed {
+    agent: AgentRegistration,
+    body: Bytes,
+    uri: Uri,
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
+        let (method, uri, headers) = (
+            req.method().clone(),
+            req.uri().clone(),
+            req.headers().clone(),
+        );
+        let body = Bytes::from_request(req, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let agent = verified(s, &method, &uri, &headers, &body).await?;
+        Ok(Signed { agent, body, uri })
+    }
+}
+
 async fn verified(
     s: &AppState,
     method: &Method,
@@ -49,28 +74,22 @@ async fn verified(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<AgentRegistration, Response> {
-    let header = |name: &str| -> Result<&str, Response> {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    format!(
-                        "missing {name}: agent requests must be signed (register the agent first)"
-                    ),
-                )
-            })
+    let header = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok()).ok_or(name);
+    let missing = |name: &str| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            format!("missing {name}: agent requests must be signed (register the agent first)"),
+        )
     };
     let path = uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or(uri.path());
     let req = SignedRequest {
-        agent_id: header(HEADER_AGENT)?,
-        timestamp: header(HEADER_TIMESTAMP)?,
-        nonce: header(HEADER_NONCE)?,
-        signature: header(HEADER_SIGNATURE)?,
+        agent_id: header(HEADER_AGENT).map_err(missing)?,
+        timestamp: header(HEADER_TIMESTAMP).map_err(missing)?,
+        nonce: header(HEADER_NONCE).map_err(missing)?,
+        signature: header(HEADER_SIGNATURE).map_err(missing)?,
         method: method.as_str(),
         path,
         body,
@@ -85,11 +104,7 @@ struct PollQuery {
     wait: Option<u64>,
 }
 
-async fn poll(State(s): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let agent = match verified(&s, &method, &uri, &headers, b"").await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn poll(State(s): State<AppState>, Signed { agent, uri, .. }: Signed) -> Response {
     let query: PollQuery = match serde_urlencoded::from_str(uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(e) => {
@@ -109,49 +124,22 @@ async fn poll(State(s): State<AppState>, method: Method, uri: Uri, headers: Head
 async fn result(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { agent, body, .. }: Signed,
 ) -> Response {
-    let agent = match verified(&s, &method, &uri, &headers, &body).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     match s.mdm.agent_action_result(&agent, &id, &body).await {
         Ok(status) => Json(serde_json::json!({"status": status.as_str()})).into_response(),
         Err(e) => service_error(e),
     }
 }
 
-async fn inventory(
-    State(s): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let agent = match verified(&s, &method, &uri, &headers, &body).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn inventory(State(s): State<AppState>, Signed { agent, body, .. }: Signed) -> Response {
     match s.mdm.agent_inventory(&agent, &body).await {
         Ok(n) => Json(serde_json::json!({"users": n})).into_response(),
         Err(e) => service_error(e),
     }
 }
 
-async fn escrow_report(
-    State(s): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let agent = match verified(&s, &method, &uri, &headers, &body).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn escrow_report(State(s): State<AppState>, Signed { agent, body, .. }: Signed) -> Response {
     match s.mdm.agent_escrow_report(&agent, &body).await {
         Ok(()) => Json(serde_json::json!({"recorded": true})).into_response(),
         Err(e) => service_error(e),
