@@ -235,11 +235,22 @@ async fn hostile_agent_requests_are_refused_and_change_nothing() {
         base: agent.base.clone(),
     };
     assert_eq!(ghost.call("POST", path, body.clone()).await.0, 401);
-    // No headers at all.
-    assert_eq!(
-        raw(&agent.base, "POST", path, &[], body.clone()).await.0,
-        401
-    );
+    // No headers at all, or one of the four missing: 401 naming the missing header.
+    let (s, b) = raw(&agent.base, "POST", path, &[], body.clone()).await;
+    assert_eq!(s, 401);
+    assert!(b.to_string().contains("must be signed"), "{b}");
+    let all = agent.headers("POST", path, now_secs(), &nonce(), &body);
+    for skip in 0..all.len() {
+        let some: Vec<_> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, h)| h.clone())
+            .collect();
+        let (s, b) = raw(&agent.base, "POST", path, &some, body.clone()).await;
+        assert_eq!(s, 401);
+        assert!(b.to_string().contains(all[skip].0), "{b}");
+    }
     assert_eq!(failures().await, 4);
     assert!(
         ts.store()
