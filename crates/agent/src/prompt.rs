@@ -3,9 +3,6 @@
 //! The password is read straight into a `Secret`; it never appears on a command line (`osascript` gets the
 //! dialog's text in argv and hands the answer back on its stdout).
 
-use std::io::{BufRead, IsTerminal, Write};
-
-use rustix::termios::{LocalModes, OptionalActions};
 use vault::Secret;
 
 use crate::tools::{Tool, Tools};
@@ -43,33 +40,9 @@ impl Prompter for TerminalPrompter {
     }
 }
 
-/// Reads one password: from the terminal without echo if stdin is one, else one line of stdin.
+/// Reads one password (see [`vault::prompt::read_password`]); the prompt shows even when stdin is piped.
 pub fn read_password(message: &str) -> std::io::Result<Option<Secret<String>>> {
-    let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal();
-    eprint!("{message} ");
-    std::io::stderr().flush()?;
-    let saved = if interactive {
-        let saved = rustix::termios::tcgetattr(&stdin)?;
-        let mut quiet = saved.clone();
-        quiet.local_modes.remove(LocalModes::ECHO);
-        rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
-        Some(saved)
-    } else {
-        None
-    };
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    if let Some(saved) = saved {
-        let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &saved);
-    }
-    eprintln!();
-    let line = Secret::new(line);
-    if read? == 0 {
-        return Ok(None);
-    }
-    let trimmed = line.expose().trim_end_matches(['\n', '\r']).to_string();
-    Ok(Some(Secret::new(trimmed)))
+    vault::prompt::read_password(message, true)
 }
 
 /// Native dialogs through `osascript` (macOS).

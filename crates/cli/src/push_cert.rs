@@ -2,14 +2,12 @@
 //! the PKCS#12 password never go on the command line: files for the key, `ESCROWD_PKCS12_PASSWORD` or a
 //! no-echo prompt (one line of stdin when it is not a terminal) for the password.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use base64::Engine;
 use clap::{Args, Subcommand};
 use comfy_table::Table;
-use rustix::termios::{LocalModes, OptionalActions};
 use serde_json::{Value, json};
 use vault::Secret;
 
@@ -80,7 +78,7 @@ async fn upload(a: UploadArgs) -> anyhow::Result<()> {
             let der = Secret::new(read(p12, "--pkcs12")?);
             let password = match std::env::var("ESCROWD_PKCS12_PASSWORD") {
                 Ok(p) => Secret::new(p),
-                Err(_) => read_password("PKCS#12 password:")?.context(
+                Err(_) => vault::prompt::read_password("PKCS#12 password:", false)?.context(
                     "no PKCS#12 password: set ESCROWD_PKCS12_PASSWORD or type it at the prompt",
                 )?,
             };
@@ -131,36 +129,4 @@ fn print_info(server: &ServerArgs, v: &Value) {
     if let Some(w) = v["warning"].as_str() {
         eprintln!("warning: {w}");
     }
-}
-
-/// One password: from the terminal without echo, else one line of stdin.
-fn read_password(message: &str) -> std::io::Result<Option<Secret<String>>> {
-    let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal();
-    if interactive {
-        eprint!("{message} ");
-        std::io::stderr().flush()?;
-    }
-    let saved = if interactive {
-        let saved = rustix::termios::tcgetattr(&stdin)?;
-        let mut quiet = saved.clone();
-        quiet.local_modes.remove(LocalModes::ECHO);
-        rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
-        Some(saved)
-    } else {
-        None
-    };
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    if let Some(saved) = saved {
-        let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &saved);
-        eprintln!();
-    }
-    let line = Secret::new(line);
-    if read? == 0 {
-        return Ok(None);
-    }
-    Ok(Some(Secret::new(
-        line.expose().trim_end_matches(['\n', '\r']).to_string(),
-    )))
 }

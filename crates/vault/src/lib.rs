@@ -7,6 +7,7 @@
 pub mod agent_crypto;
 pub mod error;
 pub mod keyring;
+pub mod prompt;
 pub mod seal;
 pub mod secret;
 
