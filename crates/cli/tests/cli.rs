@@ -488,7 +488,11 @@ async fn admin_cli(
 
 #[tokio::test]
 async fn bulk_commands_pushes_listing_and_report_files_go_in_batches_and_count_right() {
-    let ts = TestServer::start().await.unwrap();
+    // The inventory schedule is off: the seeded devices have no inventory, so its tick would queue
+    // inventory commands beside the ones this test counts.
+    let ts = TestServer::start_with(|o| o.inventory_interval = std::time::Duration::ZERO)
+        .await
+        .unwrap();
     let ids = seed_devices(&ts, "BULK", 1200).await;
     let (_, key) = ts
         .running()
