@@ -135,11 +135,33 @@ impl DeviceIdentityVerifier {
             tracing::debug!(fingerprint = %info.fingerprint, error = %err, "device certificate refused");
             return Err(err);
         }
+        if !allows_client_auth(cert) {
+            return Err(IdentityError::Untrusted(
+                "its ExtendedKeyUsage excludes clientAuth, so it is not a device identity".into(),
+            ));
+        }
         let der = std::mem::take(&mut info.der);
         self.cache.insert(digest, info.clone());
         info.der = der;
         Ok(info)
     }
+}
+
+/// True unless the certificate carries an ExtendedKeyUsage extension that allows neither clientAuth nor
+/// anyExtendedKeyUsage (no extension at all means any use, RFC 5280 §4.2.1.12). The openssl crate has no safe
+/// reader for EKU, so this asks libcrypto's own decoded flags.
+pub(crate) fn allows_client_auth(cert: &X509Ref) -> bool {
+    use foreign_types::ForeignTypeRef;
+    let ptr = cert.as_ptr();
+    // SAFETY: `ptr` is valid for the borrow of `cert`; both functions only read the certificate (libcrypto
+    // caches the decoded extensions inside it under its own lock) and return plain flags.
+    let flags = unsafe { openssl_sys::X509_get_extension_flags(ptr) };
+    if flags & openssl_sys::EXFLAG_XKUSAGE == 0 {
+        return true;
+    }
+    // SAFETY: as above.
+    let xku = unsafe { openssl_sys::X509_get_extended_key_usage(ptr) };
+    xku & (openssl_sys::XKU_SSL_CLIENT | openssl_sys::XKU_ANYEKU) != 0
 }
 
 /// Verify only the CMS signature (no chain) and return the signer certificate. For diagnostics and for tests of
@@ -502,6 +524,63 @@ mod tests {
         match err {
             IdentityError::Untrusted(reason) => assert!(reason.contains("expired"), "{reason}"),
             other => panic!("expected Untrusted, got {other}"),
+        }
+    }
+
+    /// A certificate from the device CA whose ExtendedKeyUsage is `eku` (None: no EKU extension).
+    fn device_cert_with_eku(
+        eku: Option<openssl::x509::extension::ExtendedKeyUsage>,
+    ) -> (X509, PKey<Private>) {
+        let key = rsa_key();
+        let name = crate::ca::common_name_only("eku test").unwrap();
+        let mut b = crate::ca::new_builder(&name, &key, 30).unwrap();
+        b.set_issuer_name(device_ca().certificate().subject_name())
+            .unwrap();
+        if let Some(mut eku) = eku {
+            b.append_extension(eku.build().unwrap()).unwrap();
+        }
+        b.sign(device_ca().key(), openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        (b.build(), key)
+    }
+
+    #[test]
+    fn a_certificate_whose_eku_excludes_client_auth_is_not_a_device_identity() {
+        use openssl::x509::extension::ExtendedKeyUsage;
+        let (server_only, key) = device_cert_with_eku(Some({
+            let mut e = ExtendedKeyUsage::new();
+            e.server_auth().email_protection();
+            e
+        }));
+        let header = sign(&server_only, &key, SignOptions::default());
+        let err = verifier()
+            .verify_mdm_signature(header.as_bytes(), BODY)
+            .unwrap_err();
+        match err {
+            IdentityError::Untrusted(reason) => assert!(reason.contains("clientAuth"), "{reason}"),
+            other => panic!("expected Untrusted, got {other}"),
+        }
+        let der = server_only.to_der().unwrap();
+        assert!(verifier().verify_certificate_der(&der).is_err());
+        // clientAuth, anyExtendedKeyUsage, or no EKU at all: a device identity.
+        for eku in [
+            Some({
+                let mut e = ExtendedKeyUsage::new();
+                e.server_auth().client_auth();
+                e
+            }),
+            Some({
+                let mut e = ExtendedKeyUsage::new();
+                e.other("anyExtendedKeyUsage");
+                e
+            }),
+            None,
+        ] {
+            let (cert, key) = device_cert_with_eku(eku);
+            let header = sign(&cert, &key, SignOptions::default());
+            verifier()
+                .verify_mdm_signature(header.as_bytes(), BODY)
+                .unwrap();
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Guarantees: [`mdm_signature`] produces a detached CMS SignedData over exactly `body` (binary, no MIME
 //! canonicalisation), one signer, the signer certificate embedded, with the requested digest and with or without
-//! signed attributes, for RSA and ECDSA keys. This file holds the crate's only `unsafe` code: openssl's safe
+//! signed attributes, for RSA and ECDSA keys. This file holds most of the crate's `unsafe` code (the other is `identity::allows_client_auth`): openssl's safe
 //! wrapper cannot choose the signer digest, so `PKCS7_sign_add_signer` is called directly.
 
 use std::ffi::c_int;

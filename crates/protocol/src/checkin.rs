@@ -423,6 +423,35 @@ impl CheckinMessage {
 
 /// Runs guard::check_xml_plist(body, DEFAULT_MAX_DEPTH, DEFAULT_MAX_BODY) first, then parses.
 /// Unknown MessageType -> UnknownMessageType; missing -> MissingMessageType; wrong value types -> Malformed.
+/// The longest UDID, EnrollmentID or UserID escrowd accepts. Apple's are 25 (Apple silicon UDIDs), 36 (UUIDs)
+/// or 40 (older hex UDIDs) characters; EnrollmentIDs are shorter.
+pub const MAX_DEVICE_ID_LEN: usize = 64;
+
+/// Checks an identifier a device names itself by (UDID, EnrollmentID, UserID) before it becomes a key:
+/// printable ASCII, 1 to [`MAX_DEVICE_ID_LEN`] characters, no `:` or `/` (escrowd builds user-channel and
+/// pending-identity ids with them). The error says what is wrong without echoing the value.
+pub fn validate_device_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("is empty".into());
+    }
+    if id.len() > MAX_DEVICE_ID_LEN {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_DEVICE_ID_LEN} are accepted",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "contains {:?}; only printable ASCII without spaces is accepted",
+            c.escape_default().to_string()
+        ));
+    }
+    if id.contains([':', '/']) {
+        return Err("contains ':' or '/', which no Apple identifier has".into());
+    }
+    Ok(())
+}
+
 pub fn parse_checkin(body: &[u8]) -> Result<CheckinMessage, ProtocolError> {
     let value = decode::guarded_dict(body)?;
     let message_type = match value.as_dictionary().and_then(|d| d.get("MessageType")) {
@@ -953,5 +982,42 @@ mod tests {
         );
         let err = parse_checkin(&body).unwrap_err().to_string();
         assert!(!err.contains("SECRETISH"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod device_id_tests {
+    use super::validate_device_id;
+
+    #[test]
+    fn real_identifiers_pass() {
+        for id in [
+            "00008103-001A2B3C4D5E001E",
+            "564D1A2B-3C4D-5E6F-7A8B-9C0D1E2F3A4B",
+            "0123456789abcdef0123456789abcdef01234567",
+            "UDID-RENEW",
+        ] {
+            assert_eq!(validate_device_id(id), Ok(()), "{id}");
+        }
+    }
+
+    #[test]
+    fn hostile_identifiers_are_refused() {
+        let long = "A".repeat(65);
+        for id in [
+            "",
+            long.as_str(),
+            "UDID:user",
+            "UDID/pending/x",
+            "has space",
+            "tab\tin",
+            "new\nline",
+            "nul\0",
+            "caf\u{e9}",
+            "\u{202e}evil",
+        ] {
+            assert!(validate_device_id(id).is_err(), "{id:?} passed");
+        }
+        assert_eq!(validate_device_id(&"A".repeat(64)), Ok(()));
     }
 }

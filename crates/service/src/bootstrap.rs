@@ -98,7 +98,9 @@ impl MdmService {
             }
         };
         self.escrow(&device, token).await?;
-        self.requery_security_info(&device.id).await;
+        if !device.is_pending() {
+            self.requery_security_info(&device.id).await;
+        }
         Ok(CheckinReply::Empty)
     }
 

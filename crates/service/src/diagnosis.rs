@@ -50,8 +50,67 @@ impl MdmService {
                 ..Default::default()
             })
             .await?;
-        Ok(findings(&d, &users, !escrow_attempts.is_empty()))
+        let mut out = findings(&d, &users, !escrow_attempts.is_empty());
+        let pending = self.store.pending_identities(id).await?;
+        out.extend(identity_findings(&d, &pending));
+        out.sort_by(|a, b| b.severity.cmp(&a.severity));
+        Ok(out)
     }
+}
+
+/// Findings about who may speak for the Mac: pending identities and an admin's block.
+pub fn identity_findings(d: &DeviceRecord, pending: &[store::Enrollment]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let active: Vec<&store::Enrollment> = pending.iter().filter(|p| p.enabled).collect();
+    if !active.is_empty() {
+        let id = &d.enrollment.id;
+        let mut evidence = vec![format!(
+            "bound identity certificate {}",
+            d.enrollment
+                .cert_fingerprint
+                .as_deref()
+                .map(crate::enrollment::short_fp)
+                .unwrap_or("none")
+        )];
+        for p in &active {
+            evidence.push(format!(
+                "pending identity {} first seen {} ms, last seen {} ms, own Bootstrap Token escrow and queue only",
+                p.cert_fingerprint
+                    .as_deref()
+                    .map(crate::enrollment::short_fp)
+                    .unwrap_or("none"),
+                p.enrolled_at,
+                p.last_seen_at
+            ));
+        }
+        out.push(Finding {
+            code: "second_identity_claims_mac",
+            severity: Severity::Critical,
+            summary: "A second identity claims this Mac — approve only if it was re-enrolled".into(),
+            evidence,
+            fix: format!(
+                "If this Mac was erased or re-enrolled, approve the new identity: `escrowd device approve-identity \
+                 {id}` (its old Bootstrap Token is discarded; the new one escrows at the next token-holder login). \
+                 If not, someone holds a certificate claiming this Mac: leave it pending (it gets none of the Mac's \
+                 secrets and is refused as soon as the Mac checks in), and consider `escrowd device block {id}`."
+            ),
+        });
+    }
+    if let Some(at) = d.enrollment.blocked_at {
+        out.push(Finding {
+            code: "device_blocked",
+            severity: Severity::Warning,
+            summary:
+                "This Mac is blocked: its certificates are refused at check-in and SCEP renewal"
+                    .into(),
+            evidence: vec![format!("blocked at {at} ms")],
+            fix: format!(
+                "Unblock it when it is trusted again: `escrowd device unblock {}`.",
+                d.enrollment.id
+            ),
+        });
+    }
+    out
 }
 
 fn yes(v: Option<bool>) -> bool {

@@ -199,6 +199,7 @@ impl MdmService {
             created_at: now,
             expires_at: now.saturating_add(CHALLENGE_TTL_MS),
             used_at: None,
+            device_id: None,
         };
         // The store sets the challenge's token and group, and the event's subject, from the token row.
         let event = self.event(

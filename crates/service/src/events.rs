@@ -19,3 +19,14 @@ pub const COMMAND_RESULT: &str = "command.result";
 pub const CHECKIN_UNSUPPORTED: &str = "checkin.unsupported";
 pub const SCEP_ISSUED: &str = "scep.issued";
 pub const SCEP_REFUSED: &str = "scep.refused";
+
+// Identity continuity (issue 11).
+/// A certificate claims an enrolled UDID without proof: recorded as a pending identity.
+pub const IDENTITY_PENDING: &str = "identity.pending";
+/// The bound certificate checked in again; pending identities of that Mac are refused from then on.
+pub const IDENTITY_PENDING_REFUSED: &str = "identity.pending_refused";
+/// An admin approved a pending identity: it is now the Mac's, the old token discarded.
+pub const IDENTITY_APPROVED: &str = "identity.approved";
+pub const DEVICE_BLOCKED: &str = "device.blocked";
+pub const DEVICE_UNBLOCKED: &str = "device.unblocked";
+pub const DEVICE_UNENROLLED: &str = "device.unenrolled";

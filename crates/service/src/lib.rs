@@ -15,6 +15,7 @@ pub mod diagnosis;
 pub mod enroll;
 pub mod error;
 pub mod events;
+pub mod identity;
 pub mod inventory;
 pub mod keys;
 pub mod push;

@@ -120,9 +120,18 @@ impl MdmService {
         };
         let csr = req.csr(&config.ca)?;
         let mut granted = Grant::default();
-        let how = match (message_type, self.renewal_signer(config, req).await) {
-            (MessageType::RenewalReq, Some(fp)) => format!("renewal signed by {}", short_fp(&fp)),
-            _ => match &csr.challenge {
+        let signer = match message_type {
+            MessageType::RenewalReq => self.renewal_signer(config, req).await?,
+            _ => None,
+        };
+        let how = match signer {
+            // The new certificate inherits the signer's Mac at issuance: it can Authenticate only as that UDID.
+            Some((fp, device_id)) => {
+                granted.device_id = Some(device_id);
+                granted.proof = Some(store::IssuedProof::RenewalReq);
+                format!("renewal signed by {}", short_fp(&fp))
+            }
+            None => match &csr.challenge {
                 Some(given) => match self.challenge_grant(config, given).await {
                     Ok(Some(grant)) => {
                         granted = grant;
@@ -171,10 +180,11 @@ impl MdmService {
         self.store
             .record_issued_certificate(&store::IssuedCertificate {
                 fingerprint: fp.clone(),
-                device_id: None,
+                device_id: granted.device_id,
                 group_id: granted.group_id,
                 token_id: granted.token_id,
                 issued_at: now,
+                proof: granted.proof,
             })
             .await
             .map_err(|e| ScepError::Malformed(format!("store: {e}")))?;
@@ -197,7 +207,15 @@ impl MdmService {
         let hash = crate::enroll::secret_hash(given.expose());
         if let Some(c) = self.store.consume_scep_challenge(&hash, self.now()).await? {
             return Ok(Some(Grant {
-                how: "one-time challenge".into(),
+                how: match &c.device_id {
+                    Some(udid) => format!("renewal challenge minted for {udid}"),
+                    None => "one-time challenge".into(),
+                },
+                proof: c
+                    .device_id
+                    .is_some()
+                    .then_some(store::IssuedProof::RenewalProfile),
+                device_id: c.device_id,
                 group_id: c.group_id,
                 token_id: c.token_id,
             }));
@@ -218,21 +236,38 @@ impl MdmService {
             .map(|group_id| Grant {
                 how: format!("static challenge of group {group_id}"),
                 group_id: Some(group_id),
-                token_id: None,
+                ..Grant::default()
             }))
     }
 
-    /// The fingerprint of a RenewalReq signer that may renew: trusted, valid, bound to an enabled enrollment.
-    async fn renewal_signer(&self, config: &ScepConfig, req: &ScepRequest) -> Option<String> {
-        let der = req.signer.to_der().ok()?;
-        let info = config.verifier.verify_certificate_der(&der).ok()?;
+    /// A RenewalReq signer that may renew: trusted, valid, the bound certificate of an enabled device
+    /// enrollment (not a pending identity). Returns its fingerprint and UDID; None for any other signer (the
+    /// request then needs a challenge like a PKCSReq). A blocked Mac's signer is refused outright.
+    async fn renewal_signer(
+        &self,
+        config: &ScepConfig,
+        req: &ScepRequest,
+    ) -> Result<Option<(String, String)>, ScepError> {
+        let Ok(der) = req.signer.to_der() else {
+            return Ok(None);
+        };
+        let Ok(info) = config.verifier.verify_certificate_der(&der) else {
+            return Ok(None);
+        };
         match self
             .store
             .enrollment_by_fingerprint(&info.fingerprint)
             .await
         {
-            Ok(Some(e)) if e.enabled => Some(info.fingerprint),
-            _ => None,
+            Ok(Some(e)) if e.blocked_at.is_some() => Err(refused(
+                FailInfo::BadRequest,
+                "this Mac is blocked by an administrator",
+            )),
+            Ok(Some(e)) if e.enabled && !e.is_pending() && e.channel == store::Channel::Device => {
+                Ok(Some((info.fingerprint, e.id)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(ScepError::Malformed(format!("store: {e}"))),
         }
     }
 }
@@ -243,6 +278,9 @@ struct Grant {
     how: String,
     group_id: Option<String>,
     token_id: Option<String>,
+    /// Bound at issuance to this UDID (renewal), with how it was proven.
+    device_id: Option<String>,
+    proof: Option<store::IssuedProof>,
 }
 
 fn refused(fail_info: FailInfo, reason: &str) -> ScepError {

@@ -36,6 +36,8 @@ pub struct ScepChallenge {
     pub created_at: Millis,
     pub expires_at: Millis,
     pub used_at: Option<Millis>,
+    /// Minted for this one UDID (identity renewal): its certificate is bound to it at issuance.
+    pub device_id: Option<String>,
 }
 
 /// A certificate SCEP issued: the group it enrolls into and, once it has Authenticated, its device.
@@ -46,4 +48,34 @@ pub struct IssuedCertificate {
     pub group_id: Option<String>,
     pub token_id: Option<String>,
     pub issued_at: Millis,
+    /// Set when `device_id` was bound at issuance with proof that it is that Mac (see [`IssuedProof`]).
+    pub proof: Option<IssuedProof>,
+}
+
+/// How a certificate was proven to be its Mac's at issuance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuedProof {
+    /// A SCEP RenewalReq signed by the Mac's bound certificate.
+    RenewalReq,
+    /// A one-time challenge escrowd minted for that UDID in a renewal profile.
+    RenewalProfile,
+}
+
+impl IssuedProof {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuedProof::RenewalReq => "renewal_req",
+            IssuedProof::RenewalProfile => "renewal_profile",
+        }
+    }
+
+    pub fn from_stored(s: &str) -> crate::Result<Self> {
+        match s {
+            "renewal_req" => Ok(IssuedProof::RenewalReq),
+            "renewal_profile" => Ok(IssuedProof::RenewalProfile),
+            other => Err(crate::StoreError::Database(format!(
+                "unknown issued-certificate proof {other:?}"
+            ))),
+        }
+    }
 }

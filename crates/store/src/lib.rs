@@ -51,6 +51,40 @@ pub trait Store: Send + Sync + 'static {
     async fn checkout(&self, device_id: &str, at: Millis, event: &NewEvent) -> Result<bool>;
     async fn count_enrollments(&self) -> Result<u64>;
 
+    // --- Identity continuity (issue 11) ---
+    /// Records or refreshes pending identity `pending` (`pending_for` set) and marks the Mac it claims.
+    async fn put_pending_identity(&self, pending: &Enrollment, event: &NewEvent) -> Result<()>;
+    /// Pending identities claiming `device_id`, refused ones included, oldest first.
+    async fn pending_identities(&self, device_id: &str) -> Result<Vec<Enrollment>>;
+    /// The bound certificate checked in: refuse every enabled pending identity of `device_id` from now on.
+    async fn refuse_pending_identities(
+        &self,
+        device_id: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<u64>;
+    /// A new enrollment of `e.id` (none before, or the last one ended): writes it and forgets the UDID's
+    /// pending identities.
+    async fn enroll_fresh(&self, e: &Enrollment, event: &NewEvent) -> Result<()>;
+    /// An admin approved pending identity `pending_id`: discards the Mac's old token, writes `device` (now
+    /// carrying the pending certificate) and stores `token` (the pending identity's own, resealed for it).
+    async fn promote_pending_identity(
+        &self,
+        device: &Enrollment,
+        pending_id: &str,
+        token: Option<&BootstrapTokenRecord>,
+        event: &NewEvent,
+    ) -> Result<()>;
+    /// Blocks (`Some(at)`) or unblocks (`None`) a device; `clear_token` deletes its token too. Returns whether
+    /// a token was deleted.
+    async fn set_device_blocked(
+        &self,
+        device_id: &str,
+        blocked_at: Option<Millis>,
+        clear_token: bool,
+        event: &NewEvent,
+    ) -> Result<bool>;
+
     // ---- bootstrap token (metadata + sealed secret, written together)
 
     /// Upsert secret + metadata + event in one durable transaction. NotFound for an unknown enrollment;
@@ -314,6 +348,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ScepChallenge>>;
     /// Remember a certificate SCEP issued. Conflict if the fingerprint is already recorded; NotFound for an
     /// unknown group.
+    /// Stores a one-time challenge minted outside `/enroll` (identity renewal, `device_id` set).
+    async fn put_scep_challenge(&self, c: &ScepChallenge) -> Result<()>;
     async fn record_issued_certificate(&self, c: &IssuedCertificate) -> Result<()>;
     async fn issued_certificate(&self, fingerprint: &str) -> Result<Option<IssuedCertificate>>;
     /// Bind an issued certificate to `device_id` if it is not bound yet. Some(record) when it is (now)

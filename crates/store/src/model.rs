@@ -49,6 +49,24 @@ pub struct Enrollment {
     pub enrolled_at: Millis,
     pub updated_at: Millis,
     pub last_seen_at: Millis,
+    /// A pending identity: the UDID this unproven certificate claims (its own row; see [`pending_identity_id`]).
+    pub pending_for: Option<String>,
+    /// Device row only, read-only here (written by the pending-identity store methods): a pending identity
+    /// claims this Mac.
+    pub has_pending: bool,
+    /// Read-only here (written by `block_device` / `unblock_device`): when an admin blocked this Mac.
+    pub blocked_at: Option<Millis>,
+    /// notAfter of the bound identity certificate (Unix ms), when known.
+    pub cert_not_after: Option<Millis>,
+}
+
+/// Row id of the pending identity with certificate `fingerprint` claiming `device_id` (`/` never occurs in a
+/// validated UDID, so it cannot collide with a device or user-channel id).
+pub fn pending_identity_id(device_id: &str, fingerprint: &str) -> String {
+    format!(
+        "{device_id}/pending/{}",
+        fingerprint.get(..16).unwrap_or(fingerprint)
+    )
 }
 
 impl Enrollment {
@@ -79,7 +97,21 @@ impl Enrollment {
             enrolled_at: now,
             updated_at: now,
             last_seen_at: now,
+            pending_for: None,
+            has_pending: false,
+            blocked_at: None,
+            cert_not_after: None,
         }
+    }
+
+    /// True for a pending (unproven) identity's row.
+    pub fn is_pending(&self) -> bool {
+        self.pending_for.is_some()
+    }
+
+    /// The UDID this enrollment speaks for: the claimed one for a pending identity, else `device_id`.
+    pub fn claimed_device_id(&self) -> &str {
+        self.pending_for.as_deref().unwrap_or(&self.device_id)
     }
 }
 

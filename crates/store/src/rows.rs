@@ -11,7 +11,7 @@ macro_rules! enrollment_columns {
         "id, device_id, channel, user_id, user_short_name, user_long_name, group_id, serial_number, model, \
          model_name, device_name, os_version, build_version, product_name, topic, push_token, push_magic, \
          awaiting_configuration, cert_fingerprint, enabled, token_update_count, enrolled_at, updated_at, \
-         last_seen_at"
+         last_seen_at, pending_for, has_pending, blocked_at, cert_not_after"
     };
 }
 pub(crate) use enrollment_columns;
@@ -42,6 +42,10 @@ pub(crate) struct EnrollmentRow {
     enrolled_at: i64,
     updated_at: i64,
     last_seen_at: i64,
+    pending_for: Option<String>,
+    has_pending: bool,
+    blocked_at: Option<i64>,
+    cert_not_after: Option<i64>,
 }
 
 impl TryFrom<EnrollmentRow> for Enrollment {
@@ -72,6 +76,10 @@ impl TryFrom<EnrollmentRow> for Enrollment {
             enrolled_at: r.enrolled_at,
             updated_at: r.updated_at,
             last_seen_at: r.last_seen_at,
+            pending_for: r.pending_for,
+            has_pending: r.has_pending,
+            blocked_at: r.blocked_at,
+            cert_not_after: r.cert_not_after,
         })
     }
 }

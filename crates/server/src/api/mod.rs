@@ -17,6 +17,7 @@ mod commands;
 mod devices;
 mod enroll;
 mod groups;
+mod identity;
 mod keys;
 mod nanomdm;
 mod openapi;
@@ -140,6 +141,7 @@ pub fn api() -> (Router<AppState>, ApiDoc) {
     let api = Api::new();
     let api = devices::routes(api);
     let api = groups::routes(api);
+    let api = identity::routes(api);
     let api = enroll::routes(api);
     let api = commands::routes(api);
     let api = actions::routes(api);

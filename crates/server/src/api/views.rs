@@ -73,6 +73,18 @@ pub(super) fn components(api: Api) -> Api {
         ("users", integer()),
         ("users_without_secure_token", integer()),
         (
+            "identity",
+            described(
+                object(&[
+                    ("certificate_expires_at", nullable(millis())),
+                    ("blocked_at", nullable(millis())),
+                    ("pending_identity", boolean()),
+                ]),
+                "the bound identity certificate's notAfter, an admin's block, and whether a second identity \
+                 claims this Mac (see /api/v1/devices/{id}/identities)",
+            ),
+        ),
+        (
             "inventory_at",
             object(&[
                 ("device_information", nullable(millis())),
@@ -253,6 +265,11 @@ pub(super) fn device(d: &DeviceRecord) -> Value {
         "filevault_enabled": sec.and_then(|s| s.filevault_enabled),
         "users": d.user_count,
         "users_without_secure_token": d.users_without_secure_token,
+        "identity": {
+            "certificate_expires_at": e.cert_not_after,
+            "blocked_at": e.blocked_at,
+            "pending_identity": e.has_pending,
+        },
         "inventory_at": {
             "device_information": dev.map(|f| f.at),
             "security_info": sec.map(|s| s.at),

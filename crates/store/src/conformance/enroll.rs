@@ -50,6 +50,7 @@ fn challenge(
         created_at: 1_000,
         expires_at,
         used_at: None,
+        device_id: None,
     }
 }
 
@@ -301,6 +302,7 @@ pub(super) async fn an_issued_certificate_binds_to_its_first_device_only(store: 
         group_id: Some("g1".into()),
         token_id: None,
         issued_at: 10,
+        proof: None,
     };
     store.record_issued_certificate(&rec).await.unwrap();
     let dup = store.record_issued_certificate(&rec).await.unwrap_err();

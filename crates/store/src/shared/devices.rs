@@ -24,6 +24,7 @@ const VIEW_SELECT: &str = "SELECT e.id, e.device_id, e.channel, e.user_id, e.use
      e.group_id, e.serial_number, e.model, e.model_name, e.device_name, e.os_version, e.build_version, \
      e.product_name, e.topic, e.push_token, e.push_magic, e.awaiting_configuration, e.cert_fingerprint, \
      e.enabled, e.token_update_count, e.enrolled_at, e.updated_at, e.last_seen_at, \
+     e.pending_for, e.has_pending, e.blocked_at, e.cert_not_after, \
      g.name AS g_name, g.bootstrap_escrow_enabled AS g_escrow, \
      t.size AS t_size, t.escrowed_at AS t_escrowed_at, t.verified AS t_verified, \
      t.last_requested_at AS t_last_requested_at, \
@@ -135,7 +136,7 @@ pub(super) async fn record(pool: &Pool<Db>, device_id: &str) -> Result<Option<De
     let mut q = QueryBuilder::<Db>::new(VIEW_SELECT);
     q.push(" FROM enrollments e")
         .push(VIEW_JOINS)
-        .push(" WHERE e.channel = 'device' AND e.id = ")
+        .push(" WHERE e.channel = 'device' AND e.pending_for IS NULL AND e.id = ")
         .push_bind(device_id.to_string());
     let row: Option<ViewRow> = q.build_query_as().fetch_optional(pool).await?;
     row.map(DeviceRecord::try_from).transpose()
@@ -160,7 +161,7 @@ pub(super) async fn list(pool: &Pool<Db>, f: &DeviceFilter) -> Result<Vec<Device
     if joins_needed {
         q.push(VIEW_JOINS);
     }
-    q.push(" WHERE e.channel = 'device'");
+    q.push(" WHERE e.channel = 'device' AND e.pending_for IS NULL");
     if !f.include_checked_out {
         q.push(" AND e.enabled = TRUE");
     }

@@ -8,8 +8,8 @@ use sqlx::Pool;
 
 use super::{Db, begin_write, events};
 use crate::{
-    EnrollmentToken, IssuedCertificate, Millis, NewEvent, Result, ScepChallenge, StoreError,
-    TokenRefusal,
+    EnrollmentToken, IssuedCertificate, IssuedProof, Millis, NewEvent, Result, ScepChallenge,
+    StoreError, TokenRefusal,
 };
 
 #[derive(sqlx::FromRow)]
@@ -179,11 +179,19 @@ pub(super) async fn redeem_token(
     Ok(Ok(token))
 }
 
+/// Stores a challenge minted outside `/enroll` (identity renewal: `device_id` set).
+pub(super) async fn put_challenge(pool: &Pool<Db>, c: &ScepChallenge) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    insert_challenge(&mut tx, c).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 async fn insert_challenge(tx: &mut super::Tx, c: &ScepChallenge) -> Result<()> {
     sqlx::query(
         "INSERT INTO scep_challenges \
-         (challenge_hash, token_id, group_id, created_at, expires_at, used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         (challenge_hash, token_id, group_id, created_at, expires_at, used_at, device_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&c.challenge_hash)
     .bind(&c.token_id)
@@ -191,6 +199,7 @@ async fn insert_challenge(tx: &mut super::Tx, c: &ScepChallenge) -> Result<()> {
     .bind(c.created_at)
     .bind(c.expires_at)
     .bind(c.used_at)
+    .bind(&c.device_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -204,6 +213,7 @@ struct ChallengeRow {
     created_at: i64,
     expires_at: i64,
     used_at: Option<i64>,
+    device_id: Option<String>,
 }
 
 pub(super) async fn consume_challenge(
@@ -224,7 +234,7 @@ pub(super) async fn consume_challenge(
         return Ok(None);
     }
     let r: ChallengeRow = sqlx::query_as(
-        "SELECT challenge_hash, token_id, group_id, created_at, expires_at, used_at \
+        "SELECT challenge_hash, token_id, group_id, created_at, expires_at, used_at, device_id \
          FROM scep_challenges WHERE challenge_hash = $1",
     )
     .bind(challenge_hash)
@@ -243,19 +253,21 @@ pub(super) async fn consume_challenge(
         created_at: r.created_at,
         expires_at: r.expires_at,
         used_at: r.used_at,
+        device_id: r.device_id,
     }))
 }
 
 pub(super) async fn record_issued(pool: &Pool<Db>, c: &IssuedCertificate) -> Result<()> {
     sqlx::query(
-        "INSERT INTO issued_certificates (fingerprint, device_id, group_id, token_id, issued_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO issued_certificates (fingerprint, device_id, group_id, token_id, issued_at, proof) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&c.fingerprint)
     .bind(&c.device_id)
     .bind(&c.group_id)
     .bind(&c.token_id)
     .bind(c.issued_at)
+    .bind(c.proof.map(IssuedProof::as_str))
     .execute(pool)
     .await
     .map_err(|e| match StoreError::from(e) {
@@ -275,6 +287,7 @@ struct IssuedRow {
     group_id: Option<String>,
     token_id: Option<String>,
     issued_at: i64,
+    proof: Option<String>,
 }
 
 pub(super) async fn issued(
@@ -282,19 +295,27 @@ pub(super) async fn issued(
     fingerprint: &str,
 ) -> Result<Option<IssuedCertificate>> {
     let r: Option<IssuedRow> = sqlx::query_as(
-        "SELECT fingerprint, device_id, group_id, token_id, issued_at \
+        "SELECT fingerprint, device_id, group_id, token_id, issued_at, proof \
          FROM issued_certificates WHERE fingerprint = $1",
     )
     .bind(fingerprint)
     .fetch_optional(pool)
     .await?;
-    Ok(r.map(|r| IssuedCertificate {
-        fingerprint: r.fingerprint,
-        device_id: r.device_id,
-        group_id: r.group_id,
-        token_id: r.token_id,
-        issued_at: r.issued_at,
-    }))
+    r.map(|r| {
+        Ok(IssuedCertificate {
+            proof: r
+                .proof
+                .as_deref()
+                .map(IssuedProof::from_stored)
+                .transpose()?,
+            fingerprint: r.fingerprint,
+            device_id: r.device_id,
+            group_id: r.group_id,
+            token_id: r.token_id,
+            issued_at: r.issued_at,
+        })
+    })
+    .transpose()
 }
 
 pub(super) async fn bind_issued(

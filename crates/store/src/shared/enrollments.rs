@@ -5,15 +5,17 @@
 
 use sqlx::Pool;
 
-use super::{Conn, Db, begin_write, events, groups};
+use super::{Conn, Db, begin_write, events, groups, tokens};
 use crate::rows::{EnrollmentRow, count, enrollment_columns};
-use crate::{BOOTSTRAP_TOKEN_FIELD, Enrollment, Millis, NewEvent, Result, StoreError};
+use crate::{
+    BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Millis, NewEvent, Result, StoreError,
+};
 
 const UPSERT: &str = concat!(
     "INSERT INTO enrollments (",
     enrollment_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-     $21, $22, $23, $24) \
+     $21, $22, $23, $24, $25, $26, $27, $28) \
      ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, channel = excluded.channel, \
      user_id = excluded.user_id, user_short_name = excluded.user_short_name, \
      user_long_name = excluded.user_long_name, group_id = excluded.group_id, \
@@ -23,7 +25,8 @@ const UPSERT: &str = concat!(
      push_token = excluded.push_token, push_magic = excluded.push_magic, \
      awaiting_configuration = excluded.awaiting_configuration, cert_fingerprint = excluded.cert_fingerprint, \
      enabled = excluded.enabled, token_update_count = excluded.token_update_count, \
-     enrolled_at = excluded.enrolled_at, updated_at = excluded.updated_at, last_seen_at = excluded.last_seen_at"
+     enrolled_at = excluded.enrolled_at, updated_at = excluded.updated_at, last_seen_at = excluded.last_seen_at, \
+     pending_for = excluded.pending_for, cert_not_after = excluded.cert_not_after"
 );
 
 /// The enrollment ids a CheckOut of device `$1` touches: the device itself and its user channels.
@@ -35,6 +38,15 @@ macro_rules! device_and_users {
 
 pub(super) async fn upsert(pool: &Pool<Db>, e: &Enrollment, event: &NewEvent) -> Result<()> {
     let mut tx = begin_write(pool).await?;
+    upsert_in(&mut tx, e).await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes `e` as a whole row (except `has_pending` and `blocked_at`, which only their own statements change on
+/// an existing row) inside the caller's transaction, refusing a certificate bound to another enrollment.
+async fn upsert_in(tx: &mut Conn, e: &Enrollment) -> Result<()> {
     if let Some(fingerprint) = &e.cert_fingerprint {
         let holder: Option<String> = sqlx::query_scalar(
             "SELECT id FROM enrollments WHERE cert_fingerprint = $1 AND id <> $2",
@@ -51,7 +63,7 @@ pub(super) async fn upsert(pool: &Pool<Db>, e: &Enrollment, event: &NewEvent) ->
         }
     }
     if let Some(group_id) = &e.group_id {
-        groups::ensure_exists(&mut tx, group_id).await?;
+        groups::ensure_exists(tx, group_id).await?;
     }
     sqlx::query(UPSERT)
         .bind(&e.id)
@@ -78,10 +90,12 @@ pub(super) async fn upsert(pool: &Pool<Db>, e: &Enrollment, event: &NewEvent) ->
         .bind(e.enrolled_at)
         .bind(e.updated_at)
         .bind(e.last_seen_at)
+        .bind(&e.pending_for)
+        .bind(e.has_pending)
+        .bind(e.blocked_at)
+        .bind(e.cert_not_after)
         .execute(&mut *tx)
         .await?;
-    events::insert(&mut tx, event).await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -182,4 +196,203 @@ pub(super) async fn count_all(pool: &Pool<Db>) -> Result<u64> {
         .fetch_one(pool)
         .await?;
     count(n)
+}
+
+/// Records (or refreshes) pending identity `pending` and marks the Mac it claims as claimed, in one transaction.
+pub(super) async fn put_pending(
+    pool: &Pool<Db>,
+    pending: &Enrollment,
+    event: &NewEvent,
+) -> Result<()> {
+    let Some(device_id) = pending.pending_for.as_deref() else {
+        return Err(StoreError::Conflict(format!(
+            "enrollment {} is not a pending identity",
+            pending.id
+        )));
+    };
+    let mut tx = begin_write(pool).await?;
+    ensure_exists(&mut tx, device_id).await?;
+    upsert_in(&mut tx, pending).await?;
+    sqlx::query("UPDATE enrollments SET has_pending = TRUE WHERE id = $1")
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The pending identities claiming `device_id` (refused ones too), oldest first.
+pub(super) async fn pending(pool: &Pool<Db>, device_id: &str) -> Result<Vec<Enrollment>> {
+    let rows: Vec<EnrollmentRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        enrollment_columns!(),
+        " FROM enrollments WHERE pending_for = $1 ORDER BY enrolled_at, id"
+    ))
+    .bind(device_id)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(Enrollment::try_from).collect()
+}
+
+/// The bound certificate checked in again: every enabled pending identity of `device_id` is refused from now
+/// on. Returns how many were; the event is written only when there were some.
+pub(super) async fn refuse_pending(
+    pool: &Pool<Db>,
+    device_id: &str,
+    at: Millis,
+    event: &NewEvent,
+) -> Result<u64> {
+    let mut tx = begin_write(pool).await?;
+    let done = sqlx::query(
+        "UPDATE enrollments SET enabled = FALSE, updated_at = $2 WHERE pending_for = $1 AND enabled = TRUE",
+    )
+    .bind(device_id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE enrollments SET has_pending = FALSE WHERE id = $1")
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() > 0 {
+        events::insert(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes every pending identity of `device_id` with its token, secrets and queue (a new enrollment of that
+/// UDID starts clean). Returns how many there were.
+pub(super) async fn drop_pending_in(conn: &mut Conn, device_id: &str) -> Result<u64> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM enrollments WHERE pending_for = $1")
+        .bind(device_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    for id in &ids {
+        delete_enrollment_in(conn, id).await?;
+    }
+    sqlx::query("UPDATE enrollments SET has_pending = FALSE WHERE id = $1")
+        .bind(device_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(ids.len() as u64)
+}
+
+/// Deletes enrollment `id` and everything keyed by it (token metadata, every sealed secret it owns, queue).
+async fn delete_enrollment_in(conn: &mut Conn, id: &str) -> Result<()> {
+    for sql in [
+        "DELETE FROM bootstrap_tokens WHERE enrollment_id = $1",
+        "DELETE FROM sealed_secrets WHERE owner = $1",
+        "DELETE FROM command_queue WHERE enrollment_id = $1",
+        "DELETE FROM enrollments WHERE id = $1",
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A new enrollment of a UDID whose previous one ended (or never was): writes `e` and forgets any pending
+/// identities of that UDID, in one transaction.
+pub(super) async fn enroll_fresh(pool: &Pool<Db>, e: &Enrollment, event: &NewEvent) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    // The new row may be the certificate of a former pending identity: free its fingerprint first.
+    drop_pending_in(&mut tx, &e.id).await?;
+    upsert_in(&mut tx, e).await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An admin approved pending identity `pending_id`: in one transaction the Mac's old token is discarded, the
+/// pending row (its queue, its secrets) is deleted, `device` (already carrying the pending certificate and push
+/// token) is written, and `token` — the pending identity's own token resealed for the device — is stored.
+pub(super) async fn promote_pending(
+    pool: &Pool<Db>,
+    device: &Enrollment,
+    pending_id: &str,
+    token: Option<&BootstrapTokenRecord>,
+    event: &NewEvent,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT pending_for FROM enrollments WHERE id = $1")
+            .bind(pending_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+    if found.as_deref() != Some(device.id.as_str()) {
+        return Err(StoreError::NotFound(format!(
+            "pending identity {pending_id} of {}",
+            device.id
+        )));
+    }
+    delete_enrollment_in(&mut tx, pending_id).await?;
+    sqlx::query("DELETE FROM bootstrap_tokens WHERE enrollment_id = $1")
+        .bind(&device.id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sealed_secrets WHERE owner = $1 AND field = $2")
+        .bind(&device.id)
+        .bind(BOOTSTRAP_TOKEN_FIELD)
+        .execute(&mut *tx)
+        .await?;
+    upsert_in(&mut tx, device).await?;
+    if let Some(rec) = token {
+        if rec.enrollment_id != device.id || rec.sealed.owner != device.id {
+            return Err(StoreError::Conflict(format!(
+                "the promoted token must be sealed for {}",
+                device.id
+            )));
+        }
+        tokens::put_in(&mut tx, rec).await?;
+    }
+    sqlx::query(
+        "UPDATE enrollments SET has_pending = EXISTS \
+         (SELECT 1 FROM enrollments p WHERE p.pending_for = $1 AND p.enabled = TRUE) WHERE id = $1",
+    )
+    .bind(&device.id)
+    .execute(&mut *tx)
+    .await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sets or lifts an admin's block on device `device_id`; with `clear_token` the escrowed token is deleted too.
+/// Returns whether a token was deleted.
+pub(super) async fn set_blocked(
+    pool: &Pool<Db>,
+    device_id: &str,
+    blocked_at: Option<Millis>,
+    clear_token: bool,
+    event: &NewEvent,
+) -> Result<bool> {
+    let mut tx = begin_write(pool).await?;
+    let done = sqlx::query(
+        "UPDATE enrollments SET blocked_at = $2 WHERE id = $1 AND channel = 'device' AND pending_for IS NULL",
+    )
+    .bind(device_id)
+    .bind(blocked_at)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("device {device_id}")));
+    }
+    let mut cleared = false;
+    if clear_token {
+        let metadata = sqlx::query("DELETE FROM bootstrap_tokens WHERE enrollment_id = $1")
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        let secret = sqlx::query("DELETE FROM sealed_secrets WHERE owner = $1 AND field = $2")
+            .bind(device_id)
+            .bind(BOOTSTRAP_TOKEN_FIELD)
+            .execute(&mut *tx)
+            .await?;
+        cleared = metadata.rows_affected() + secret.rows_affected() > 0;
+    }
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(cleared)
 }

@@ -24,7 +24,7 @@ pub(super) async fn due(
     let mut q = QueryBuilder::<Db>::new(
         "SELECT e.id, s.requested_at FROM enrollments e \
          LEFT JOIN inventory_schedule s ON s.device_id = e.id \
-         WHERE e.channel = 'device' AND e.enabled = TRUE AND e.token_update_count > 0 \
+         WHERE e.channel = 'device' AND e.pending_for IS NULL AND e.enabled = TRUE AND e.token_update_count > 0 \
          AND (s.requested_at IS NULL OR s.requested_at < ",
     );
     q.push_bind(requested_before);

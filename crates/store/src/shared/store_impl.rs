@@ -43,6 +43,47 @@ impl Store for BackendStore {
         enrollments::count_all(&self.pool).await
     }
 
+    async fn put_pending_identity(&self, pending: &Enrollment, event: &NewEvent) -> Result<()> {
+        enrollments::put_pending(&self.pool, pending, event).await
+    }
+
+    async fn pending_identities(&self, device_id: &str) -> Result<Vec<Enrollment>> {
+        enrollments::pending(&self.pool, device_id).await
+    }
+
+    async fn refuse_pending_identities(
+        &self,
+        device_id: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<u64> {
+        enrollments::refuse_pending(&self.pool, device_id, at, event).await
+    }
+
+    async fn enroll_fresh(&self, e: &Enrollment, event: &NewEvent) -> Result<()> {
+        enrollments::enroll_fresh(&self.pool, e, event).await
+    }
+
+    async fn promote_pending_identity(
+        &self,
+        device: &Enrollment,
+        pending_id: &str,
+        token: Option<&BootstrapTokenRecord>,
+        event: &NewEvent,
+    ) -> Result<()> {
+        enrollments::promote_pending(&self.pool, device, pending_id, token, event).await
+    }
+
+    async fn set_device_blocked(
+        &self,
+        device_id: &str,
+        blocked_at: Option<Millis>,
+        clear_token: bool,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        enrollments::set_blocked(&self.pool, device_id, blocked_at, clear_token, event).await
+    }
+
     async fn put_bootstrap_token(
         &self,
         rec: &BootstrapTokenRecord,
@@ -398,6 +439,10 @@ impl Store for BackendStore {
         at: Millis,
     ) -> Result<Option<ScepChallenge>> {
         enroll::consume_challenge(&self.pool, challenge_hash, at).await
+    }
+
+    async fn put_scep_challenge(&self, c: &ScepChallenge) -> Result<()> {
+        enroll::put_challenge(&self.pool, c).await
     }
 
     async fn record_issued_certificate(&self, c: &IssuedCertificate) -> Result<()> {

@@ -5,7 +5,7 @@
 
 use sqlx::Pool;
 
-use super::{Db, begin_write, enrollments, events};
+use super::{Conn, Db, begin_write, enrollments, events};
 use crate::rows::BootstrapTokenRow;
 use crate::{BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Millis, NewEvent, Result, StoreError};
 
@@ -21,7 +21,15 @@ pub(super) async fn put(
         )));
     }
     let mut tx = begin_write(pool).await?;
-    enrollments::ensure_exists(&mut tx, &rec.enrollment_id).await?;
+    put_in(&mut tx, rec).await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes `rec` (already checked to be sealed under its own owner and field) inside the caller's transaction.
+pub(super) async fn put_in(conn: &mut Conn, rec: &BootstrapTokenRecord) -> Result<()> {
+    enrollments::ensure_exists(conn, &rec.enrollment_id).await?;
     sqlx::query(
         "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
@@ -32,7 +40,7 @@ pub(super) async fn put(
     .bind(&rec.sealed.key_id)
     .bind(&rec.sealed.blob)
     .bind(rec.sealed.updated_at)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "INSERT INTO bootstrap_tokens (enrollment_id, size, digest, escrowed_at, verified, last_requested_at) \
@@ -47,10 +55,8 @@ pub(super) async fn put(
     .bind(rec.escrowed_at)
     .bind(rec.verified)
     .bind(rec.last_requested_at)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    events::insert(&mut tx, event).await?;
-    tx.commit().await?;
     Ok(())
 }
 
