@@ -333,8 +333,9 @@ async fn a_one_time_challenge_cannot_be_replayed_and_its_certificate_speaks_for_
     };
     assert_eq!(rep.fail_info, Some(pki::scep::FailInfo::BadRequest));
 
-    // The certificate binds to UDID-A at its first Authenticate. Even after UDID-A moves to a new
-    // certificate (freeing the old one from its enrollment), the old certificate never speaks for another Mac.
+    // The certificate binds to UDID-A at its first Authenticate. A second link's certificate claiming UDID-A is
+    // only a pending identity of it (a link does not know which Mac opens it), and the first certificate never
+    // speaks for another Mac.
     assert_eq!(mac.authenticate().await.unwrap().status, 200);
     let signed2 = http_get(&ts.base_url(), &format!("/enroll?token={tok}"))
         .await
@@ -345,6 +346,8 @@ async fn a_one_time_challenge_cannot_be_replayed_and_its_certificate_speaks_for_
         .unwrap()
         .expect("second profile, fresh challenge");
     assert_eq!(renewed.authenticate().await.unwrap().status, 200);
+    let pending = ts.store().pending_identities("UDID-A").await.unwrap();
+    assert_eq!(pending.len(), 1, "the second link's certificate is pending");
     let imposter = TestDevice::with_identity(
         "UDID-EVIL",
         mac.cert.clone(),

@@ -273,56 +273,8 @@ async fn checkout_clears_the_token() {
     );
 }
 
-#[tokio::test]
-async fn identity_renewal_keeps_the_token_rebinds_and_refuses_the_old_certificate() {
-    let ts = TestServer::start().await.unwrap();
-    let mut mac = enrolled(&ts, "UDID-RENEW").await;
-    assert_eq!(
-        mac.set_bootstrap_token(Some(TOKEN)).await.unwrap().status,
-        200
-    );
-    assert_eq!(mac.get_bootstrap_token().await.unwrap().1.unwrap(), TOKEN);
-    let old = testkit::TestDevice::with_identity(
-        "UDID-RENEW",
-        mac.cert.clone(),
-        mac.key.clone(),
-        ts.base_url(),
-    );
-
-    mac.renew_identity(&ts.device_ca().unwrap()).unwrap();
-    mac.enroll().await.unwrap(); // Authenticate + TokenUpdate, no SetBootstrapToken (Fleet #41167)
-    let rec = ts
-        .store()
-        .bootstrap_token("UDID-RENEW")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        !rec.verified,
-        "kept but not re-verified after a repeat Authenticate"
-    );
-
-    assert_eq!(
-        old.get_bootstrap_token().await.unwrap().0.status,
-        400,
-        "old certificate refused"
-    );
-    assert_eq!(mac.get_bootstrap_token().await.unwrap().1.unwrap(), TOKEN);
-    assert!(
-        ts.store()
-            .bootstrap_token("UDID-RENEW")
-            .await
-            .unwrap()
-            .unwrap()
-            .verified
-    );
-    let kinds = event_kinds(&ts, "UDID-RENEW").await;
-    assert!(
-        kinds
-            .iter()
-            .any(|(k, _, _)| k == "enrollment.identity_renewed")
-    );
-}
+// Identity renewal (proven by RenewalReq or a renewal profile) and unproven certificates claiming an enrolled
+// UDID are covered in tests/adversarial.rs.
 
 #[tokio::test]
 async fn set_with_the_token_absent_or_empty_clears_it() {

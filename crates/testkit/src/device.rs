@@ -86,14 +86,6 @@ impl TestDevice {
         }
     }
 
-    /// Replace the identity (certificate renewal).
-    pub fn renew_identity(&mut self, ca: &CertificateAuthority) -> anyhow::Result<()> {
-        let (cert, key) = issue_identity(ca, &self.udid, KeyKind::Rsa2048)?;
-        self.cert = cert;
-        self.key = key;
-        Ok(())
-    }
-
     pub fn signature(&self, body: &[u8]) -> anyhow::Result<String> {
         Ok(mdm_signature(body, &self.cert, &self.key, self.sign)?)
     }

@@ -2,8 +2,9 @@
 //! identity, blocking and unblocking a Mac, unenrolling it. Every change is admin scope and audited.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -11,9 +12,8 @@ use serde_json::json;
 use service::apikeys::Actor;
 use store::ApiScope;
 
-use super::devices::bad_json;
 use super::schema::{array, boolean, described, millis, nullable, object, object_with, string};
-use super::{Api, Body, service_error};
+use super::{Api, Body, error, service_error};
 use crate::AppState;
 
 const READ: Option<ApiScope> = Some(ApiScope::Read);
@@ -98,22 +98,26 @@ struct ApproveBody {
     fingerprint: Option<String>,
 }
 
-/// An absent body counts as `{}`; anything present must be the documented JSON object.
-fn optional_body<T: Default>(body: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
-    match body {
-        Ok(Json(b)) => Ok(b),
-        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
-        Err(e) => Err(bad_json(e)),
+/// An empty body counts as `{}`; anything else must be the documented JSON object.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
     }
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("bad JSON body: {e} (send {{}} or nothing for the defaults)"),
+        )
+    })
 }
 
 async fn approve(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
-    body: Result<Json<ApproveBody>, JsonRejection>,
+    body: Bytes,
 ) -> Response {
-    let body = match optional_body(body) {
+    let body = match optional_body::<ApproveBody>(&body) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -138,9 +142,9 @@ async fn block(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
-    body: Result<Json<BlockBody>, JsonRejection>,
+    body: Bytes,
 ) -> Response {
-    let body = match optional_body(body) {
+    let body = match optional_body::<BlockBody>(&body) {
         Ok(b) => b,
         Err(r) => return r,
     };
