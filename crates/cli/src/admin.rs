@@ -84,6 +84,31 @@ pub struct DeviceArgs {
     id: String,
 }
 
+/// `escrowd device UDID` (detail and diagnosis) or `escrowd device <action> UDID`.
+#[derive(Args, Debug)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  escrowd device UDID                          # detail + diagnosis\n  escrowd device identities UDID               # bound and pending identities\n  escrowd device approve-identity UDID        # a re-enrolled Mac's new identity\n  escrowd device block UDID [--clear-token]\n  escrowd device unenroll UDID --yes"
+)]
+pub struct DeviceCmdArgs {
+    #[command(subcommand)]
+    pub action: Option<crate::identity::DeviceCommand>,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Device id (UDID).
+    #[arg(required = true)]
+    id: Option<String>,
+}
+
+impl DeviceCmdArgs {
+    /// The detail form (`escrowd device UDID`), when no action was named.
+    pub fn detail(self) -> Option<DeviceArgs> {
+        let server = self.server;
+        self.id.map(|id| DeviceArgs { server, id })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum GroupsCommand {
     /// List groups.

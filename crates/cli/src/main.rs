@@ -6,6 +6,7 @@ mod apikey;
 mod bulk;
 mod client;
 mod enroll;
+mod identity;
 mod keys;
 mod push_cert;
 mod sim_cmd;
@@ -55,8 +56,9 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Apikey(apikey::ApikeyCommand),
     /// List devices with their Bootstrap Token status (filters, paging).
     Devices(admin::DevicesArgs),
-    /// One device in detail, with its diagnosis.
-    Device(admin::DeviceArgs),
+    /// One device in detail, with its diagnosis; or an action on it (identities, approve-identity, block,
+    /// unblock, unenroll).
+    Device(admin::DeviceCmdArgs),
     /// The users of a device: Secure Token, logged in, mobile, volume owner, with source.
     Users(admin::DeviceArgs),
     /// Events, newest first: the whole fleet's, or one device's (filters: --kind, --outcome, --subject).
@@ -202,7 +204,15 @@ async fn main() {
         Command::Sim(args) => sim_cmd::run(args).await,
         Command::Apikey(cmd) => apikey::run(cmd).await,
         Command::Devices(a) => admin::devices(a).await,
-        Command::Device(a) => admin::device(a).await,
+        Command::Device(mut a) => match a.action.take() {
+            Some(action) => identity::run(action).await,
+            None => match a.detail() {
+                Some(detail) => admin::device(detail).await,
+                None => Err(anyhow::anyhow!(
+                    "name a device: escrowd device UDID (or see escrowd device --help)"
+                )),
+            },
+        },
         Command::Users(a) => admin::users(a).await,
         Command::Events(a) => admin::events(a).await,
         Command::Groups(c) => admin::groups(c).await,

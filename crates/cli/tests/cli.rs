@@ -798,3 +798,126 @@ async fn action_create_sends_passwords_from_the_environment_or_stdin_and_never_e
         .unwrap();
     assert!(events.iter().all(|e| !e.detail.contains(PW)));
 }
+
+#[tokio::test]
+async fn device_identity_actions_show_approve_block_and_unenroll() {
+    let ts = TestServer::start().await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key(
+            "identity",
+            store::ApiScope::Admin,
+            &service::apikeys::Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+    let mac = ts.new_device("UDID-CLI-ID").unwrap();
+    mac.enroll().await.unwrap();
+    assert_eq!(
+        mac.set_bootstrap_token(Some(b"old-token"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // A second certificate claims the Mac: pending.
+    let newcomer = ts.new_device("UDID-CLI-ID").unwrap();
+    assert_eq!(newcomer.authenticate().await.unwrap().status, 200);
+    let new_fp = pki::identity::fingerprint_sha256(&newcomer.cert.to_der().unwrap());
+
+    let (ok, out, err) = admin_cli(&ts, &key, &["device", "identities", "UDID-CLI-ID"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&new_fp), "{out}");
+    assert!(err.contains("approve-identity"), "says what to do: {err}");
+    let (ok, out, _) = admin_cli(&ts, &key, &["device", "UDID-CLI-ID"], None).await;
+    assert!(ok);
+    assert!(out.contains("A second identity claims this Mac"), "{out}");
+
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "device",
+            "approve-identity",
+            "UDID-CLI-ID",
+            "--fingerprint",
+            "00000000",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok && err.contains("fingerprint"), "{err}");
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "device",
+            "approve-identity",
+            "UDID-CLI-ID",
+            "--fingerprint",
+            &new_fp[..12],
+            "--json",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["fingerprint"], new_fp.as_str());
+    assert!(
+        ts.store()
+            .bootstrap_token("UDID-CLI-ID")
+            .await
+            .unwrap()
+            .is_none(),
+        "old token discarded"
+    );
+    assert_eq!(
+        newcomer.token_update().await.unwrap().status,
+        200,
+        "the approved identity is the Mac's"
+    );
+
+    let (ok, out, err) = admin_cli(&ts, &key, &["device", "block", "UDID-CLI-ID"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("unblock"), "{out}");
+    assert_eq!(
+        newcomer.token_update().await.unwrap().status,
+        400,
+        "blocked"
+    );
+    let (ok, _, err) = admin_cli(&ts, &key, &["device", "unblock", "UDID-CLI-ID"], None).await;
+    assert!(ok, "{err}");
+    assert_eq!(newcomer.token_update().await.unwrap().status, 200);
+
+    let (ok, _, err) = admin_cli(&ts, &key, &["device", "unenroll", "UDID-CLI-ID"], None).await;
+    assert!(!ok && err.contains("--yes"), "{err}");
+    assert!(
+        ts.store()
+            .enrollment("UDID-CLI-ID")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &["device", "unenroll", "UDID-CLI-ID", "--yes"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        !ts.store()
+            .enrollment("UDID-CLI-ID")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    ts.stop().await;
+}

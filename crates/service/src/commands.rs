@@ -130,11 +130,14 @@ impl MdmService {
                 let event = self.event(
                     device_id,
                     Some(device_id),
-                    events::BOOTSTRAP_CLEARED,
+                    events::ENROLLMENT_CHECKED_OUT,
                     Outcome::Success,
-                    format!("EraseDevice {uuid} acknowledged: the erased Mac's token is removed"),
+                    format!(
+                        "EraseDevice {uuid} acknowledged: the enrollment ends and the erased Mac's token is \
+                         removed; its next Authenticate is a new enrollment"
+                    ),
                 );
-                self.store.clear_bootstrap_token(device_id, &event).await?;
+                self.store.checkout(device_id, self.now(), &event).await?;
             }
             Status::Acknowledged => {
                 self.store_inventory(enrollment_id, device_id, request_type, report)
