@@ -677,9 +677,10 @@ mod merge_tests {
             row(FactSource::Mdm, "B", "bob", Some("B"), Some(false), 100),
         ]);
         assert_eq!(users.len(), 2, "{users:?}");
-        assert_eq!(users[1].user_key, G);
-        assert_eq!(users[1].guid.as_deref(), Some(G));
-        assert_eq!(users[1].is_admin.as_ref().map(|f| f.value), Some(true));
+        let kiosk = users.iter().find(|u| u.name() == "kiosk").unwrap();
+        assert_eq!(kiosk.user_key, G);
+        assert_eq!(kiosk.guid.as_deref(), Some(G));
+        assert_eq!(kiosk.is_admin.as_ref().map(|f| f.value), Some(true));
     }
 
     #[test]
