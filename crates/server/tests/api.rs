@@ -405,8 +405,22 @@ async fn groups_crud_membership_and_escrow_off_with_clear_removes_tokens_audited
             .unwrap()
             .contains("escrow switched off")
     );
+    // A supported Mac in an escrow-off group is Not configured with the reason beside it, not NA (SOTI: NA
+    // means the device does not support a Bootstrap Token); diagnosis says the same.
     let (_, d) = admin.get("/api/v1/devices/UDID-GRP-1").await;
-    assert_eq!(d["bootstrap_token"]["label"], "NA");
+    assert_eq!(d["bootstrap_token"]["label"], "Not configured");
+    assert_eq!(d["bootstrap_token"]["status"], "not_escrowed");
+    assert_eq!(d["bootstrap_token"]["reason"], "escrow is off for group Lab 2");
+    let (_, diag) = admin.get("/api/v1/devices/UDID-GRP-1/diagnosis").await;
+    let finding = diag["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "escrow_off_for_group")
+        .unwrap_or_else(|| panic!("{diag}"));
+    assert_eq!(finding["summary"], "escrow is off for group Lab 2");
+    let (_, na) = admin.get("/api/v1/devices?status=not_supported").await;
+    assert!(na["devices"].as_array().unwrap().is_empty(), "{na}");
 
     assert_eq!(
         admin.get("/api/v1/groups").await.1["groups"]
