@@ -55,10 +55,12 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Apikey(apikey::ApikeyCommand),
     /// List devices with their Bootstrap Token status (filters, paging).
     Devices(admin::DevicesArgs),
-    /// One device in detail, with its diagnosis.
-    Device(admin::DeviceArgs),
+    /// One device in detail, with its diagnosis; `device clear-token UDID` deletes its escrowed token.
+    Device(admin::DeviceCmd),
     /// The users of a device: Secure Token, logged in, mobile, volume owner, with source.
     Users(admin::DeviceArgs),
+    /// A device's command history, newest first, with each command's status.
+    Commands(admin::CommandsArgs),
     /// Events, newest first: the whole fleet's, or one device's (filters: --kind, --outcome, --subject).
     Events(admin::EventsArgs),
     /// Groups and their escrow settings.
@@ -202,7 +204,8 @@ async fn main() {
         Command::Sim(args) => sim_cmd::run(args).await,
         Command::Apikey(cmd) => apikey::run(cmd).await,
         Command::Devices(a) => admin::devices(a).await,
-        Command::Device(a) => admin::device(a).await,
+        Command::Device(a) => admin::device_cmd(a).await,
+        Command::Commands(a) => admin::commands(a).await,
         Command::Users(a) => admin::users(a).await,
         Command::Events(a) => admin::events(a).await,
         Command::Groups(c) => admin::groups(c).await,
