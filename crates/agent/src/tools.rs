@@ -340,7 +340,10 @@ const QUOTES: [char; 4] = ['"', '\'', '`', '\u{201c}'];
 
 /// Whether a secret between `before` and `after` (the rest of its line) stands where an echo would.
 fn is_echo(before: &str, after: &str) -> bool {
-    let glued_before = before.chars().next_back().is_some_and(char::is_alphanumeric);
+    let glued_before = before
+        .chars()
+        .next_back()
+        .is_some_and(char::is_alphanumeric);
     let glued_after = after.chars().next().is_some_and(char::is_alphanumeric);
     if glued_before || glued_after {
         return false;
@@ -358,7 +361,10 @@ fn is_echo(before: &str, after: &str) -> bool {
         return true;
     }
     let lower = lead.to_lowercase();
-    let lower = lower.strip_suffix(" is").map(str::trim_end).unwrap_or(&lower);
+    let lower = lower
+        .strip_suffix(" is")
+        .map(str::trim_end)
+        .unwrap_or(&lower);
     lower.ends_with("password") || lower.ends_with("passphrase")
 }
 

@@ -227,5 +227,8 @@ fn a_leaked_password_in_a_tool_message_is_still_redacted() {
     // A secret containing another is redacted whole.
     let short = Secret::new("pw".to_string());
     let long = Secret::new("pw pw".to_string());
-    assert_eq!(redact("Password: pw pw\n", &[&short, &long]), "Password: [redacted]\n");
+    assert_eq!(
+        redact("Password: pw pw\n", &[&short, &long]),
+        "Password: [redacted]\n"
+    );
 }

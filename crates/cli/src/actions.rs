@@ -232,10 +232,9 @@ pub async fn run(cmd: ActionCommand) -> anyhow::Result<()> {
                 .await?
                 .json()?;
             // An action's output is JSON text for most kinds: give it as JSON, not as a string inside JSON.
-            let output = v
-                .get("output")
-                .and_then(Value::as_str)
-                .map(|o| serde_json::from_str::<Value>(o).unwrap_or_else(|_| Value::String(o.into())));
+            let output = v.get("output").and_then(Value::as_str).map(|o| {
+                serde_json::from_str::<Value>(o).unwrap_or_else(|_| Value::String(o.into()))
+            });
             if server.json {
                 let mut v = v;
                 if let Some(o) = output {

@@ -806,7 +806,10 @@ async fn device_clear_token_commands_history_and_action_output_as_json() {
     let mac = ts.new_device(udid).unwrap();
     mac.enroll().await.unwrap();
     assert_eq!(
-        mac.set_bootstrap_token(Some(b"cli-token")).await.unwrap().status,
+        mac.set_bootstrap_token(Some(b"cli-token"))
+            .await
+            .unwrap()
+            .status,
         200
     );
     let mdm = ts.running().state.mdm.clone();
@@ -824,15 +827,31 @@ async fn device_clear_token_commands_history_and_action_output_as_json() {
     // Command history: a table with each command's status, and --json.
     let (ok, out, err) = admin_cli(&ts, &read, &["commands", udid], None).await;
     assert!(ok, "{err}");
-    for word in ["request type", "status", "SecurityInfo", "UserList", "acknowledged", "pending"] {
+    for word in [
+        "request type",
+        "status",
+        "SecurityInfo",
+        "UserList",
+        "acknowledged",
+        "pending",
+    ] {
         assert!(out.contains(word), "{word} missing:\n{out}");
     }
-    let (ok, out, err) = admin_cli(&ts, &read, &["commands", udid, "--json", "--limit", "2"], None).await;
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &read,
+        &["commands", udid, "--json", "--limit", "2"],
+        None,
+    )
+    .await;
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let cmds = v["commands"].as_array().unwrap();
     assert_eq!(cmds.len(), 2, "{v}");
-    assert!(cmds.iter().all(|c| c["status"].is_string() && c["request_type"].is_string()));
+    assert!(
+        cmds.iter()
+            .all(|c| c["status"].is_string() && c["request_type"].is_string())
+    );
     let (ok, _, err) = admin_cli(&ts, &read, &["commands", "NO-SUCH-MAC"], None).await;
     assert!(!ok);
     assert!(err.contains("404"), "{err}");
@@ -840,7 +859,10 @@ async fn device_clear_token_commands_history_and_action_output_as_json() {
     // The device view shows each finding's evidence in the table too.
     let (ok, out, err) = admin_cli(&ts, &read, &["device", udid], None).await;
     assert!(ok, "{err}");
-    assert!(out.contains("evidence") && out.contains("verified = false"), "{out}");
+    assert!(
+        out.contains("evidence") && out.contains("verified = false"),
+        "{out}"
+    );
 
     // clear-token: refused for a read key, done with an admin key, then there is nothing left to clear.
     let (ok, _, err) = admin_cli(&ts, &read, &["device", "clear-token", udid], None).await;
@@ -851,7 +873,13 @@ async fn device_clear_token_commands_history_and_action_output_as_json() {
     assert!(ok, "{err}");
     assert!(out.contains("cleared"), "{out}");
     assert!(ts.store().bootstrap_token(udid).await.unwrap().is_none());
-    let (ok, out, _) = admin_cli(&ts, &admin, &["device", "clear-token", udid, "--json"], None).await;
+    let (ok, out, _) = admin_cli(
+        &ts,
+        &admin,
+        &["device", "clear-token", udid, "--json"],
+        None,
+    )
+    .await;
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["cleared"], false);
@@ -880,7 +908,10 @@ async fn device_clear_token_commands_history_and_action_output_as_json() {
         detail: "seeded".into(),
         at: now,
     };
-    ts.store().create_agent_action(&action, &event).await.unwrap();
+    ts.store()
+        .create_agent_action(&action, &event)
+        .await
+        .unwrap();
     ts.store()
         .finish_agent_action(
             udid,
@@ -893,13 +924,21 @@ async fn device_clear_token_commands_history_and_action_output_as_json() {
         )
         .await
         .unwrap();
-    let (ok, out, err) =
-        admin_cli(&ts, &read, &["action", "show", udid, "act-12", "--json"], None).await;
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &read,
+        &["action", "show", udid, "act-12", "--json"],
+        None,
+    )
+    .await;
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["output"]["outcome"], "bootstrap_token_validated", "{v}");
     assert_eq!(v["output"]["user"], "ladmin");
     let (ok, out, _) = admin_cli(&ts, &read, &["action", "show", udid, "act-12"], None).await;
     assert!(ok);
-    assert!(out.contains("\"outcome\": \"bootstrap_token_validated\""), "{out}");
+    assert!(
+        out.contains("\"outcome\": \"bootstrap_token_validated\""),
+        "{out}"
+    );
 }

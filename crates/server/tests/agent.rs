@@ -159,7 +159,13 @@ async fn answer_user_list(mac: &testkit::TestDevice, users: &[plist::Dictionary]
         if request_type == "UserList" {
             extra.insert(
                 "Users".into(),
-                plist::Value::Array(users.iter().cloned().map(plist::Value::Dictionary).collect()),
+                plist::Value::Array(
+                    users
+                        .iter()
+                        .cloned()
+                        .map(plist::Value::Dictionary)
+                        .collect(),
+                ),
             );
         }
         let r = mac
@@ -210,7 +216,10 @@ async fn mdm_and_agent_facts_make_one_users_row_per_user_and_reports_and_diagnos
     assert_eq!(s, 201, "{b}");
     answer_user_list(
         &mac,
-        &[mdm_user("ladmin", LADMIN, false), mdm_user("kiosk", KIOSK, true)],
+        &[
+            mdm_user("ladmin", LADMIN, false),
+            mdm_user("kiosk", KIOSK, true),
+        ],
     )
     .await;
     // The agent, after the transfer: ladmin holds a token now. It sends GeneratedUID (in any case) for
@@ -243,9 +252,21 @@ async fn mdm_and_agent_facts_make_one_users_row_per_user_and_reports_and_diagnos
 
     // Counts, the list filter and the report use the merged rows: nobody lacks a token any more.
     let (_, d) = op.get(&format!("/api/v1/devices/{udid}")).await;
-    assert_eq!((d["users"].as_u64(), d["users_without_secure_token"].as_u64()), (Some(2), Some(0)), "{d}");
-    let (_, without) = op.get("/api/v1/devices?users_without_secure_token=true").await;
-    assert!(without["devices"].as_array().unwrap().is_empty(), "{without}");
+    assert_eq!(
+        (
+            d["users"].as_u64(),
+            d["users_without_secure_token"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "{d}"
+    );
+    let (_, without) = op
+        .get("/api/v1/devices?users_without_secure_token=true")
+        .await;
+    assert!(
+        without["devices"].as_array().unwrap().is_empty(),
+        "{without}"
+    );
     let mdm = ts.running().state.mdm.clone();
     let (csv, _) = mdm
         .report_page(service::reports::Report::UsersWithoutSecureToken, None)

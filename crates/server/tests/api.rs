@@ -410,7 +410,10 @@ async fn groups_crud_membership_and_escrow_off_with_clear_removes_tokens_audited
     let (_, d) = admin.get("/api/v1/devices/UDID-GRP-1").await;
     assert_eq!(d["bootstrap_token"]["label"], "Not configured");
     assert_eq!(d["bootstrap_token"]["status"], "not_escrowed");
-    assert_eq!(d["bootstrap_token"]["reason"], "escrow is off for group Lab 2");
+    assert_eq!(
+        d["bootstrap_token"]["reason"],
+        "escrow is off for group Lab 2"
+    );
     let (_, diag) = admin.get("/api/v1/devices/UDID-GRP-1/diagnosis").await;
     let finding = diag["findings"]
         .as_array()

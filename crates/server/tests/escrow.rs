@@ -506,7 +506,9 @@ async fn a_mac_clears_its_own_token_in_an_escrow_off_group() {
         "{kinds:?}"
     );
     assert!(
-        !kinds.iter().any(|(k, _, _)| k == "bootstrap_token.escrow_refused"),
+        !kinds
+            .iter()
+            .any(|(k, _, _)| k == "bootstrap_token.escrow_refused"),
         "{kinds:?}"
     );
     // A new token is still refused there.

@@ -215,13 +215,19 @@ async fn user_list_is_asked_again_after_a_set_but_never_after_a_get_and_once_per
     assert_eq!(reply.status, 200);
     assert!(drain(&mac).await.is_empty());
     assert_eq!(
-        mac.set_bootstrap_token(Some(b"token-1")).await.unwrap().status,
+        mac.set_bootstrap_token(Some(b"token-1"))
+            .await
+            .unwrap()
+            .status,
         200
     );
     assert_eq!(types(&drain(&mac).await), ["UserList", "SecurityInfo"]);
     // Within the next few minutes another escrow re-asks SecurityInfo only: UserList was just asked.
     assert_eq!(
-        mac.set_bootstrap_token(Some(b"token-2")).await.unwrap().status,
+        mac.set_bootstrap_token(Some(b"token-2"))
+            .await
+            .unwrap()
+            .status,
         200
     );
     assert_eq!(types(&drain(&mac).await), ["SecurityInfo"]);

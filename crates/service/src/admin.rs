@@ -560,7 +560,10 @@ fn group_rows(rows: Vec<DeviceUser>) -> Vec<Vec<DeviceUser>> {
 }
 
 /// One fact of a user from its rows: the newest value wins; the newest differing value is its conflict.
-fn merge_fact(rows: &[DeviceUser], get: impl Fn(&DeviceUser) -> Option<bool>) -> Option<Fact<bool>> {
+fn merge_fact(
+    rows: &[DeviceUser],
+    get: impl Fn(&DeviceUser) -> Option<bool>,
+) -> Option<Fact<bool>> {
     let mut said: Vec<(bool, FactSource, Millis)> = rows
         .iter()
         .filter_map(|r| get(r).map(|v| (v, r.source, r.observed_at)))
@@ -594,7 +597,7 @@ pub fn merge_users(rows: Vec<DeviceUser>) -> Vec<MergedUser> {
         .into_iter()
         .map(|mut g| {
             // Newest row first, so names come from the latest report that has them.
-            g.sort_by(|a, b| b.observed_at.cmp(&a.observed_at));
+            g.sort_by_key(|r| std::cmp::Reverse(r.observed_at));
             let keyed = g.iter().find(|r| r.guid.is_some()).unwrap_or(&g[0]);
             MergedUser {
                 user_key: keyed.user_key.clone(),
@@ -620,7 +623,14 @@ pub fn merge_users(rows: Vec<DeviceUser>) -> Vec<MergedUser> {
 mod merge_tests {
     use super::*;
 
-    fn row(source: FactSource, key: &str, name: &str, guid: Option<&str>, st: Option<bool>, at: Millis) -> DeviceUser {
+    fn row(
+        source: FactSource,
+        key: &str,
+        name: &str,
+        guid: Option<&str>,
+        st: Option<bool>,
+        at: Millis,
+    ) -> DeviceUser {
         DeviceUser {
             device_id: "D".into(),
             source,

@@ -83,7 +83,8 @@ impl MdmService {
                 "device sent SetBootstrapToken without a token: escrowed token removed",
             );
             self.store.clear_bootstrap_token(&device.id, &event).await?;
-            self.refresh_user_list(&device.id, "a SetBootstrapToken").await;
+            self.refresh_user_list(&device.id, "a SetBootstrapToken")
+                .await;
             return Ok(CheckinReply::Empty);
         };
         if let Err(reason) = self.escrow_policy(&device).await? {
@@ -99,7 +100,8 @@ impl MdmService {
         }
         self.escrow(&device, token).await?;
         // UserList first, so it rides on the push the SecurityInfo re-ask sends.
-        self.refresh_user_list(&device.id, "a SetBootstrapToken").await;
+        self.refresh_user_list(&device.id, "a SetBootstrapToken")
+            .await;
         self.requery_security_info(&device.id).await;
         Ok(CheckinReply::Empty)
     }

@@ -91,7 +91,12 @@ fn token_evidence(u: &MergedUser) -> String {
                     )
                 })
                 .unwrap_or_default();
-            format!("{} ({}, at {} ms{conflict})", name(u), f.source.as_str(), f.at)
+            format!(
+                "{} ({}, at {} ms{conflict})",
+                name(u),
+                f.source.as_str(),
+                f.at
+            )
         }
         None => name(u),
     }

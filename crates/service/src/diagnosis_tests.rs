@@ -225,9 +225,7 @@ fn an_escrowed_token_never_fetched_back_is_unverified() {
 }
 
 fn managed_admin(name: &str, secure_token: bool) -> MergedUser {
-    let agent = |value: bool, at: i64| {
-        Some(Fact::new(value, FactSource::Agent, at))
-    };
+    let agent = |value: bool, at: i64| Some(Fact::new(value, FactSource::Agent, at));
     MergedUser {
         has_secure_token: agent(secure_token, 11),
         is_admin: agent(true, 11),
@@ -356,7 +354,11 @@ fn an_escrow_off_group_is_a_finding_with_its_reason_not_a_missing_token() {
     let c: Vec<_> = all.iter().map(|f| f.code).collect();
     assert_eq!(c, ["escrow_off_for_group"], "{c:?}");
     assert_eq!(all[0].summary, "escrow is off for group Lab");
-    assert!(all[0].fix.contains("escrowd groups escrow g-lab true"), "{}", all[0].fix);
+    assert!(
+        all[0].fix.contains("escrowd groups escrow g-lab true"),
+        "{}",
+        all[0].fix
+    );
     assert!(all[0].evidence[1].contains("no Bootstrap Token"));
     // A token kept when escrow was switched off is named too (and the Mac is Configured).
     let kept = escrowed(d, true);

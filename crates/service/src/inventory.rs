@@ -417,7 +417,10 @@ fn mdm_users(device_id: &str, list: &UserList, at: store::Millis) -> Vec<DeviceU
     list.users
         .iter()
         .filter_map(|u| {
-            let guid = u.user_guid.as_deref().map(|g| normalize_guid(g).unwrap_or_else(|| g.to_string()));
+            let guid = u
+                .user_guid
+                .as_deref()
+                .map(|g| normalize_guid(g).unwrap_or_else(|| g.to_string()));
             let key = guid.clone().or_else(|| u.user_name.clone())?;
             seen.insert(key.clone()).then(|| DeviceUser {
                 device_id: device_id.to_string(),

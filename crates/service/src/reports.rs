@@ -170,7 +170,10 @@ impl MdmService {
                 Report::NoVolumeOwner => {
                     let users = merge_users(self.store.device_users(&d.enrollment.id).await?);
                     // Only the agent knows volume owners: Macs without its facts are unknown, not listed.
-                    let known: Vec<_> = users.iter().filter_map(|u| u.volume_owner.as_ref()).collect();
+                    let known: Vec<_> = users
+                        .iter()
+                        .filter_map(|u| u.volume_owner.as_ref())
+                        .collect();
                     if !known.is_empty() && !known.iter().any(|f| f.value) {
                         device_row(&mut out);
                     }

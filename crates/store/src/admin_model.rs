@@ -370,7 +370,10 @@ mod tests {
             user_count: 0,
         };
         assert_eq!(d.status(), BootstrapStatus::NotEscrowed);
-        assert_eq!(d.status_reason().as_deref(), Some("escrow is off for group Lab"));
+        assert_eq!(
+            d.status_reason().as_deref(),
+            Some("escrow is off for group Lab")
+        );
         d.token = Some(TokenInfo {
             size: 1,
             escrowed_at: 1,
@@ -378,7 +381,10 @@ mod tests {
             last_requested_at: None,
         });
         assert_eq!(d.status(), BootstrapStatus::Escrowed, "a kept token");
-        assert_eq!(d.status_reason().as_deref(), Some("escrow is off for group Lab"));
+        assert_eq!(
+            d.status_reason().as_deref(),
+            Some("escrow is off for group Lab")
+        );
         d.group_escrow_enabled = Some(true);
         assert_eq!(d.status_reason(), None);
         d.token = None;

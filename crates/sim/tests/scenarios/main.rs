@@ -160,7 +160,10 @@ async fn s3_turning_escrow_off_keeps_granted_tokens_and_new_accounts_get_none() 
     // off, and the Mac is then Not configured, still with the reason.
     let d = vm.profiles_remove().await.unwrap();
     assert_eq!(d.status, 200);
-    assert!(server_token(&ts, "S3").await.is_none(), "the kept token is gone");
+    assert!(
+        server_token(&ts, "S3").await.is_none(),
+        "the kept token is gone"
+    );
     let d = ts.store().device_record("S3").await.unwrap().unwrap();
     assert_eq!(d.status(), store::BootstrapStatus::NotEscrowed);
     assert_eq!(

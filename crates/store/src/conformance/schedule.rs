@@ -171,15 +171,45 @@ pub(super) async fn a_user_list_refresh_is_claimed_once_per_window(store: Arc<dy
     enrolled(&store, "D-1").await;
     enrolled(&store, "D-2").await;
     // Never claimed: the first claim wins; a second inside the window does not.
-    assert!(store.claim_user_list_refresh("D-1", 1_000, 700).await.unwrap());
-    assert!(!store.claim_user_list_refresh("D-1", 1_100, 800).await.unwrap());
+    assert!(
+        store
+            .claim_user_list_refresh("D-1", 1_000, 700)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_user_list_refresh("D-1", 1_100, 800)
+            .await
+            .unwrap()
+    );
     // Claimed at 1000, which is not before 1000: still refused.
-    assert!(!store.claim_user_list_refresh("D-1", 1_300, 1_000).await.unwrap());
+    assert!(
+        !store
+            .claim_user_list_refresh("D-1", 1_300, 1_000)
+            .await
+            .unwrap()
+    );
     // Another device has its own window.
-    assert!(store.claim_user_list_refresh("D-2", 1_100, 800).await.unwrap());
+    assert!(
+        store
+            .claim_user_list_refresh("D-2", 1_100, 800)
+            .await
+            .unwrap()
+    );
     // Once the last claim is older than the window, the next one wins and restarts it.
-    assert!(store.claim_user_list_refresh("D-1", 1_400, 1_001).await.unwrap());
-    assert!(!store.claim_user_list_refresh("D-1", 1_500, 1_200).await.unwrap());
+    assert!(
+        store
+            .claim_user_list_refresh("D-1", 1_400, 1_001)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_user_list_refresh("D-1", 1_500, 1_200)
+            .await
+            .unwrap()
+    );
     match store.claim_user_list_refresh("nope", 1, 0).await {
         Err(StoreError::NotFound(_)) => {}
         other => panic!("expected NotFound, got {other:?}"),
