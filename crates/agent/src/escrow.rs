@@ -42,6 +42,9 @@ pub enum EscrowError {
     NotSupported,
     #[error("cancelled; your Bootstrap Token was not escrowed")]
     Cancelled,
+    /// A wrong password, then no further try (the dialog closed or input ended).
+    #[error("wrong password; your Bootstrap Token was not escrowed")]
+    WrongPassword,
     #[error(
         "the password was wrong {PASSWORD_TRIES} times; please check your password and try again later"
     )]
@@ -72,6 +75,7 @@ impl EscrowError {
             EscrowError::NotAdmin { .. } => "not_admin",
             EscrowError::NotSupported => "not_supported",
             EscrowError::Cancelled => "cancelled",
+            EscrowError::WrongPassword => "wrong_password",
             EscrowError::TooManyTries => "too_many_tries",
             EscrowError::NotValidated { .. } => "not_validated",
             EscrowError::Action(a) => a.code(),
@@ -176,10 +180,14 @@ fn ask_checked_password(
     prompter: &mut dyn Prompter,
 ) -> Result<Secret<String>, EscrowError> {
     let mut message = format!("Password for {user}:");
-    for _ in 0..PASSWORD_TRIES {
-        let password = prompter
-            .ask_password(&message)
-            .ok_or(EscrowError::Cancelled)?;
+    for attempt in 0..PASSWORD_TRIES {
+        // Ending after a wrong password is that wrong password, not a plain cancel.
+        let ended = if attempt == 0 {
+            EscrowError::Cancelled
+        } else {
+            EscrowError::WrongPassword
+        };
+        let password = prompter.ask_password(&message).ok_or(ended)?;
         if mac.authenticate(user, &password)? {
             return Ok(password);
         }

@@ -25,6 +25,8 @@ pub struct UserFacts {
     /// Apple silicon only; `None` on Intel, where diskutil prints no owner field.
     pub volume_owner: Option<bool>,
     pub managed_admin: bool,
+    /// dscl's GeneratedUID (MDM's UserGUID), so the server merges this user with its UserList row.
+    pub generated_uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +102,7 @@ pub fn collect(mac: &Mac, managed_admin: Option<&str>) -> Inventory {
             managed_admin: is_managed_admin,
             secure_token,
             secure_token_tag: record.secure_token_tag,
+            generated_uid: record.generated_uid.clone(),
             real_name: record.real_name,
             short_name: name,
             uid,

@@ -2,7 +2,8 @@
 //! a pseudo-terminal.
 //!
 //! Guarantees: a secret is never put in argv (a call whose arguments contain a secret's text is refused
-//! before anything runs); every occurrence of a secret in captured output is replaced by `[redacted]`; a
+//! before anything runs); every whole occurrence of a secret where a tool could echo it (see [`redact`]) in
+//! captured output is replaced by `[redacted]`; a
 //! tool that outlives its timeout is killed with its whole process group; output beyond the cap is dropped
 //! and flagged, never buffered.
 
@@ -282,16 +283,89 @@ fn refuse_secrets_in_argv(
     }
 }
 
-/// Replaces every occurrence of any non-empty secret with `[redacted]`.
+/// Replaces whole occurrences of each non-empty secret with `[redacted]`: where a tool could echo what it
+/// was given, never an arbitrary substring (with the password `x`, "does not exist" must stay readable and
+/// must not hint at the password). An occurrence is whole when it is not glued to letters or digits on either
+/// side, and it stands where an echo would: alone on its line (the secret went in as one line of input), at
+/// the end of its line after a prompt (text ending in `:` or `=`), or anywhere after the word "password" or
+/// "passphrase" (optionally followed by "is"); quotes around it do not matter. A secret holding a line break cannot be echoed as a line and is replaced anywhere.
 pub fn redact(text: &str, secrets: &[&Secret<String>]) -> String {
+    let mut ordered: Vec<&str> = secrets
+        .iter()
+        .map(|s| s.expose().as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
+    // Longer first, so a secret containing another is redacted whole.
+    ordered.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut out = text.to_string();
-    for secret in secrets {
-        let s = secret.expose();
-        if !s.is_empty() && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "[redacted]");
+    for secret in ordered {
+        if !out.contains(secret) {
+            continue;
         }
+        out = if secret.contains(['\n', '\r']) {
+            out.replace(secret, REDACTED)
+        } else {
+            out.split_inclusive('\n')
+                .map(|line| redact_line(line, secret))
+                .collect()
+        };
     }
     out
+}
+
+const REDACTED: &str = "[redacted]";
+
+fn redact_line(line: &str, secret: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = 0;
+    let mut from = 0;
+    while let Some(found) = line[from..].find(secret) {
+        let start = from + found;
+        let end = start + secret.len();
+        if is_echo(&line[..start], &line[end..]) {
+            out.push_str(&line[rest..start]);
+            out.push_str(REDACTED);
+            rest = end;
+            from = end;
+        } else {
+            // Next char boundary after `start`.
+            from = start + line[start..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    out.push_str(&line[rest..]);
+    out
+}
+
+const QUOTES: [char; 4] = ['"', '\'', '`', '\u{201c}'];
+
+/// Whether a secret between `before` and `after` (the rest of its line) stands where an echo would.
+fn is_echo(before: &str, after: &str) -> bool {
+    let glued_before = before
+        .chars()
+        .next_back()
+        .is_some_and(char::is_alphanumeric);
+    let glued_after = after.chars().next().is_some_and(char::is_alphanumeric);
+    if glued_before || glued_after {
+        return false;
+    }
+    let lead = before
+        .trim_end()
+        .trim_end_matches(|c| QUOTES.contains(&c) || c == '\u{201d}')
+        .trim_end();
+    // Nothing but quotes, a full stop and white space after it on its line.
+    let ends_line = after
+        .trim_start_matches(|c: char| QUOTES.contains(&c) || c == '\u{201d}' || c == '.')
+        .trim()
+        .is_empty();
+    if ends_line && (lead.is_empty() || lead.ends_with([':', '='])) {
+        return true;
+    }
+    let lower = lead.to_lowercase();
+    let lower = lower
+        .strip_suffix(" is")
+        .map(str::trim_end)
+        .unwrap_or(&lower);
+    lower.ends_with("password") || lower.ends_with("passphrase")
 }
 
 /// Reads up to `cap` bytes, then keeps draining (so the tool never blocks on a full pipe) and drops the rest.

@@ -53,7 +53,7 @@ fn passwords_go_on_stdin_in_order_and_are_redacted_from_output() {
         dir.path(),
         "sysadminctl",
         &format!(
-            "echo \"$@\" >> {}; read -r a; read -r b; echo \"got $a and $b\"",
+            "echo \"$@\" >> {}; read -r a; read -r b; echo \"Password: $a\"; echo \"$b\"",
             log.display()
         ),
     );
@@ -68,7 +68,7 @@ fn passwords_go_on_stdin_in_order_and_are_redacted_from_output() {
             &[&p1, &p2],
         )
         .unwrap();
-    assert_eq!(out.stdout, "got [redacted] and [redacted]\n");
+    assert_eq!(out.stdout, "Password: [redacted]\n[redacted]\n");
     let argv = std::fs::read_to_string(log).unwrap();
     assert_eq!(argv, "-secureTokenOn bob -password -\n");
 }
@@ -176,8 +176,59 @@ fn a_pty_tool_that_never_prompts_times_out_cleanly() {
 }
 
 #[test]
-fn redact_replaces_every_occurrence_and_ignores_empty_secrets() {
+fn redact_replaces_echoes_of_a_secret_and_ignores_empty_secrets() {
     let s = Secret::new("ab".to_string());
     let empty = Secret::new(String::new());
-    assert_eq!(redact("xabyab", &[&s, &empty]), "x[redacted]y[redacted]");
+    assert_eq!(
+        redact("ab\nPassword: ab\r\npassword is 'ab'.\nx=ab", &[&s, &empty]),
+        "[redacted]\nPassword: [redacted]\r\npassword is '[redacted]'.\nx=[redacted]"
+    );
+}
+
+#[test]
+fn a_short_password_is_not_redacted_inside_words() {
+    let x = Secret::new("x".to_string());
+    let text = "sysadminctl: user does not exist\nexit 1: xattr failed";
+    assert_eq!(redact(text, &[&x]), text, "no garbling, no hint");
+    // Echoed as typed, it still goes.
+    assert_eq!(redact("Password:x\n", &[&x]), "Password:[redacted]\n");
+    assert_eq!(redact("x\n", &[&x]), "[redacted]\n");
+}
+
+#[test]
+fn a_common_word_password_leaves_messages_that_use_the_word_alone() {
+    for word in ["password", "exist", "error", "admin"] {
+        let pw = Secret::new(word.to_string());
+        for text in [
+            "Enter password for alice:",
+            "the user does not exist",
+            "an error occurred: error 5",
+            "alice is not an admin user",
+        ] {
+            assert_eq!(redact(text, &[&pw]), text, "{word:?} in {text:?}");
+        }
+        // …but an echo of it is redacted.
+        assert_eq!(
+            redact(&format!("Password: {word}\n"), &[&pw]),
+            "Password: [redacted]\n",
+            "{word:?}"
+        );
+        assert_eq!(redact(&format!("{word}\n"), &[&pw]), "[redacted]\n");
+    }
+}
+
+#[test]
+fn a_leaked_password_in_a_tool_message_is_still_redacted() {
+    let pw = Secret::new("Adm1n-pw!".to_string());
+    assert_eq!(
+        redact("profiles: password is Adm1n-pw! and more", &[&pw]),
+        "profiles: password is [redacted] and more"
+    );
+    // A secret containing another is redacted whole.
+    let short = Secret::new("pw".to_string());
+    let long = Secret::new("pw pw".to_string());
+    assert_eq!(
+        redact("Password: pw pw\n", &[&short, &long]),
+        "Password: [redacted]\n"
+    );
 }

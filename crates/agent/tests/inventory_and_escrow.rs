@@ -223,6 +223,17 @@ fn self_service_escrow_cancelled_at_the_prompt_fails_cleanly() {
 }
 
 #[test]
+fn self_service_escrow_ended_after_a_wrong_password_is_a_wrong_password() {
+    let mut mac = typical_mac();
+    let run = mac.agent(&ESCROW, &["Guess-1"]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.json()["error"], "wrong_password", "{}", run.stderr);
+    assert!(run.stderr.contains("wrong password"), "{}", run.stderr);
+    assert!(!run.stderr.contains("cancelled"), "{}", run.stderr);
+    assert!(!mac.argv_log().contains("profiles install"));
+}
+
+#[test]
 fn self_service_escrow_refuses_when_nobody_is_at_the_console() {
     let mut mac = typical_mac();
     let run = mac.agent(&["escrow", "--console-user", "root", "--json"], &[]);

@@ -231,12 +231,25 @@ pub async fn run(cmd: ActionCommand) -> anyhow::Result<()> {
                 )
                 .await?
                 .json()?;
+            // An action's output is JSON text for most kinds: give it as JSON, not as a string inside JSON.
+            let output = v.get("output").and_then(Value::as_str).map(|o| {
+                serde_json::from_str::<Value>(o).unwrap_or_else(|_| Value::String(o.into()))
+            });
             if server.json {
+                let mut v = v;
+                if let Some(o) = output {
+                    v["output"] = o;
+                }
                 println!("{v}");
             } else {
                 print(&server, &json!({"a": [v.clone()]}), "/a", &COLS);
-                if let Some(out) = v.get("output").and_then(Value::as_str) {
-                    println!("output:\n{out}");
+                match output {
+                    Some(Value::String(out)) => println!("output:\n{out}"),
+                    Some(o) => println!(
+                        "output:\n{}",
+                        serde_json::to_string_pretty(&o).unwrap_or_default()
+                    ),
+                    None => {}
                 }
             }
         }

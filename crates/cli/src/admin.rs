@@ -1,4 +1,4 @@
-//! `escrowd devices | device | users | events | groups | command | push | report`: the admin API from the
+//! `escrowd devices | device | users | commands | events | groups | command | push | report`: the admin API from the
 //! command line. Tables by default, `--json` for scripts; errors carry the server's message and what to do.
 
 use anyhow::bail;
@@ -89,7 +89,7 @@ pub struct DeviceArgs {
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  escrowd device UDID                          # detail + diagnosis\n  escrowd device identities UDID               # bound and pending identities\n  escrowd device approve-identity UDID        # a re-enrolled Mac's new identity\n  escrowd device block UDID [--clear-token]\n  escrowd device unenroll UDID --yes"
+    after_help = "Examples:\n  escrowd device UDID                          # detail + diagnosis\n  escrowd device identities UDID               # bound and pending identities\n  escrowd device approve-identity UDID        # a re-enrolled Mac's new identity\n  escrowd device block UDID [--clear-token]\n  escrowd device unenroll UDID --yes\n  escrowd device clear-token UDID              # delete its escrowed Bootstrap Token (admin key; audited)"
 )]
 pub struct DeviceCmdArgs {
     #[command(subcommand)]
@@ -107,6 +107,21 @@ impl DeviceCmdArgs {
         let server = self.server;
         self.id.map(|id| DeviceArgs { server, id })
     }
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  escrowd commands UDID               # newest first: request type, status, times\n  \
+escrowd commands UDID --limit 500 --json   # with each result plist"
+)]
+pub struct CommandsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Device id (UDID).
+    id: String,
+    /// How many (1-1000), newest first.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -242,6 +257,7 @@ pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
             ("serial", "/serial_number"),
             ("os", "/os_version"),
             ("bootstrap token", "/bootstrap_token/label"),
+            ("why", "/bootstrap_token/reason"),
             ("escrowed at", "/bootstrap_token/escrowed_at"),
             ("verified", "/bootstrap_token/verified"),
             ("apple silicon", "/apple_silicon"),
@@ -253,6 +269,52 @@ pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
     {
         eprintln!("more: --after {next} (or --all for every device)");
     }
+    Ok(())
+}
+
+pub(crate) async fn clear_token(a: DeviceArgs) -> anyhow::Result<()> {
+    let v = a
+        .server
+        .ok(
+            "DELETE",
+            &format!("/api/v1/devices/{}/bootstrap-token", enc(&a.id)),
+            None,
+        )
+        .await?
+        .json()?;
+    if a.server.json {
+        println!("{v}");
+    } else if v["cleared"] == json!(true) {
+        println!("cleared the escrowed Bootstrap Token of {}", a.id);
+    } else {
+        println!("{} had no escrowed Bootstrap Token; nothing changed", a.id);
+    }
+    Ok(())
+}
+
+/// `escrowd commands UDID`: the device's command history with each command's status.
+pub async fn commands(a: CommandsArgs) -> anyhow::Result<()> {
+    let v = a
+        .server
+        .ok(
+            "GET",
+            &format!("/api/v1/devices/{}/commands?limit={}", enc(&a.id), a.limit),
+            None,
+        )
+        .await?
+        .json()?;
+    print(
+        &a.server,
+        &v,
+        "/commands",
+        &[
+            ("uuid", "/uuid"),
+            ("request type", "/request_type"),
+            ("status", "/status"),
+            ("queued at", "/created_at"),
+            ("updated at", "/updated_at"),
+        ],
+    );
     Ok(())
 }
 
@@ -286,6 +348,7 @@ pub async fn device(a: DeviceArgs) -> anyhow::Result<()> {
         ("supervised", "/supervised"),
         ("group", "/group/name"),
         ("bootstrap token", "/bootstrap_token/label"),
+        ("why", "/bootstrap_token/reason"),
         ("escrowed at", "/bootstrap_token/escrowed_at"),
         ("verified", "/bootstrap_token/verified"),
         ("last requested", "/bootstrap_token/last_requested_at"),
@@ -308,17 +371,45 @@ pub async fn device(a: DeviceArgs) -> anyhow::Result<()> {
         t.add_row([k.to_string(), text(v.pointer(p).unwrap_or(&Value::Null))]);
     }
     println!("{t}");
-    print(
-        &a.server,
-        &d,
-        "/findings",
-        &[
-            ("severity", "/severity"),
-            ("finding", "/summary"),
-            ("fix", "/fix"),
-        ],
+    // Findings with their evidence, one line per piece, like --json has them.
+    let mut findings: Vec<Value> = d["findings"].as_array().cloned().unwrap_or_default();
+    for f in &mut findings {
+        let evidence = f["evidence"]
+            .as_array()
+            .map(|e| e.iter().map(text).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default();
+        f["evidence_text"] = json!(evidence);
+    }
+    println!(
+        "{}",
+        table(
+            &findings,
+            &[
+                ("severity", "/severity"),
+                ("finding", "/summary"),
+                ("evidence", "/evidence_text"),
+                ("fix", "/fix"),
+            ],
+        )
     );
     Ok(())
+}
+
+/// A user fact for the table: `true`, plus `(conflict: mdm said false at T)` when a source disagrees.
+fn fact_cell(f: &Value) -> String {
+    if f.is_null() {
+        return "-".into();
+    }
+    let mut out = text(&f["value"]);
+    if !f["conflict"].is_null() {
+        out.push_str(&format!(
+            " (conflict: {} said {} at {})",
+            text(&f["conflict"]["source"]),
+            text(&f["conflict"]["value"]),
+            text(&f["conflict"]["at"])
+        ));
+    }
+    out
 }
 
 pub async fn users(a: DeviceArgs) -> anyhow::Result<()> {
@@ -331,20 +422,41 @@ pub async fn users(a: DeviceArgs) -> anyhow::Result<()> {
         )
         .await?
         .json()?;
-    print(
-        &a.server,
-        &v,
-        "/users",
-        &[
-            ("user", "/short_name"),
-            ("name", "/full_name"),
-            ("secure token", "/has_secure_token/value"),
-            ("source", "/has_secure_token/source"),
-            ("logged in", "/is_logged_in/value"),
-            ("mobile", "/mobile_account/value"),
-            ("volume owner", "/volume_owner/value"),
-            ("managed admin", "/managed_admin/value"),
-        ],
+    if a.server.json {
+        println!("{v}");
+        return Ok(());
+    }
+    // One row per user; each fact with the source of its newest word and any conflict.
+    let mut rows: Vec<Value> = v["users"].as_array().cloned().unwrap_or_default();
+    for u in &mut rows {
+        for f in [
+            "has_secure_token",
+            "is_admin",
+            "is_logged_in",
+            "mobile_account",
+            "volume_owner",
+            "managed_admin",
+        ] {
+            u[format!("{f}_cell")] = json!(fact_cell(&u[f]));
+        }
+    }
+    println!(
+        "{}",
+        table(
+            &rows,
+            &[
+                ("user", "/short_name"),
+                ("name", "/full_name"),
+                ("secure token", "/has_secure_token_cell"),
+                ("source", "/has_secure_token/source"),
+                ("seen at", "/has_secure_token/at"),
+                ("admin", "/is_admin_cell"),
+                ("logged in", "/is_logged_in_cell"),
+                ("mobile", "/mobile_account_cell"),
+                ("volume owner", "/volume_owner_cell"),
+                ("managed admin", "/managed_admin_cell"),
+            ],
+        )
     );
     Ok(())
 }

@@ -11,6 +11,9 @@ use crate::client::ServerArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum DeviceCommand {
+    /// Delete the device's escrowed Bootstrap Token (needs an admin key; audited). The Mac escrows a new one
+    /// at a token holder's next login, or with `sudo profiles install -type bootstraptoken`.
+    ClearToken(crate::admin::DeviceArgs),
     /// The Mac's bound identity certificate (fingerprint, expiry, block) and any pending identities: other
     /// certificates that claimed its UDID without proof (a re-enrolled Mac, or an impostor).
     Identities {
@@ -67,6 +70,7 @@ pub enum DeviceCommand {
 
 pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
     match cmd {
+        DeviceCommand::ClearToken(a) => return crate::admin::clear_token(a).await,
         DeviceCommand::Identities { server, id } => {
             let v = server
                 .ok(

@@ -61,6 +61,8 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Device(admin::DeviceCmdArgs),
     /// The users of a device: Secure Token, logged in, mobile, volume owner, with source.
     Users(admin::DeviceArgs),
+    /// A device's command history, newest first, with each command's status.
+    Commands(admin::CommandsArgs),
     /// Events, newest first: the whole fleet's, or one device's (filters: --kind, --outcome, --subject).
     Events(admin::EventsArgs),
     /// Groups and their escrow settings.
@@ -213,6 +215,7 @@ async fn main() {
                 )),
             },
         },
+        Command::Commands(a) => admin::commands(a).await,
         Command::Users(a) => admin::users(a).await,
         Command::Events(a) => admin::events(a).await,
         Command::Groups(c) => admin::groups(c).await,

@@ -799,6 +799,150 @@ async fn action_create_sends_passwords_from_the_environment_or_stdin_and_never_e
     assert!(events.iter().all(|e| !e.detail.contains(PW)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_clear_token_commands_history_and_action_output_as_json() {
+    let ts = TestServer::start().await.unwrap();
+    let udid = "UDID-CLI-12";
+    let mac = ts.new_device(udid).unwrap();
+    mac.enroll().await.unwrap();
+    assert_eq!(
+        mac.set_bootstrap_token(Some(b"cli-token"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let mdm = ts.running().state.mdm.clone();
+    let offline = service::apikeys::Actor::offline("test");
+    let (_, admin) = mdm
+        .create_api_key("admin", store::ApiScope::Admin, &offline)
+        .await
+        .unwrap();
+    let (_, read) = mdm
+        .create_api_key("read", store::ApiScope::Read, &offline)
+        .await
+        .unwrap();
+    let (admin, read) = (admin.expose().clone(), read.expose().clone());
+
+    // Command history: a table with each command's status, and --json.
+    let (ok, out, err) = admin_cli(&ts, &read, &["commands", udid], None).await;
+    assert!(ok, "{err}");
+    for word in [
+        "request type",
+        "status",
+        "SecurityInfo",
+        "UserList",
+        "acknowledged",
+        "pending",
+    ] {
+        assert!(out.contains(word), "{word} missing:\n{out}");
+    }
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &read,
+        &["commands", udid, "--json", "--limit", "2"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cmds = v["commands"].as_array().unwrap();
+    assert_eq!(cmds.len(), 2, "{v}");
+    assert!(
+        cmds.iter()
+            .all(|c| c["status"].is_string() && c["request_type"].is_string())
+    );
+    let (ok, _, err) = admin_cli(&ts, &read, &["commands", "NO-SUCH-MAC"], None).await;
+    assert!(!ok);
+    assert!(err.contains("404"), "{err}");
+
+    // The device view shows each finding's evidence in the table too.
+    let (ok, out, err) = admin_cli(&ts, &read, &["device", udid], None).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("evidence") && out.contains("verified = false"),
+        "{out}"
+    );
+
+    // clear-token: refused for a read key, done with an admin key, then there is nothing left to clear.
+    let (ok, _, err) = admin_cli(&ts, &read, &["device", "clear-token", udid], None).await;
+    assert!(!ok);
+    assert!(err.contains("403"), "{err}");
+    assert!(ts.store().bootstrap_token(udid).await.unwrap().is_some());
+    let (ok, out, err) = admin_cli(&ts, &admin, &["device", "clear-token", udid], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("cleared"), "{out}");
+    assert!(ts.store().bootstrap_token(udid).await.unwrap().is_none());
+    let (ok, out, _) = admin_cli(
+        &ts,
+        &admin,
+        &["device", "clear-token", udid, "--json"],
+        None,
+    )
+    .await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["cleared"], false);
+
+    // action show --json: the action's output is a JSON object, not a string holding JSON.
+    let now = 1_000;
+    let action = store::AgentAction {
+        id: "act-12".into(),
+        device_id: udid.into(),
+        kind: "validate_bootstrap_token".into(),
+        params: "{}".into(),
+        sealed: None,
+        status: store::ActionStatus::Queued,
+        reason: None,
+        output: None,
+        created_by: "test".into(),
+        created_at: now,
+        updated_at: now,
+        expires_at: i64::MAX / 2,
+    };
+    let event = store::NewEvent {
+        subject: udid.into(),
+        enrollment_id: Some(udid.into()),
+        kind: "agent.action_created".into(),
+        outcome: store::Outcome::Success,
+        detail: "seeded".into(),
+        at: now,
+    };
+    ts.store()
+        .create_agent_action(&action, &event)
+        .await
+        .unwrap();
+    ts.store()
+        .finish_agent_action(
+            udid,
+            "act-12",
+            store::ActionStatus::Succeeded,
+            None,
+            Some(r#"{"outcome":"bootstrap_token_validated","user":"ladmin"}"#),
+            now + 1,
+            &[],
+        )
+        .await
+        .unwrap();
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &read,
+        &["action", "show", udid, "act-12", "--json"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["output"]["outcome"], "bootstrap_token_validated", "{v}");
+    assert_eq!(v["output"]["user"], "ladmin");
+    let (ok, out, _) = admin_cli(&ts, &read, &["action", "show", udid, "act-12"], None).await;
+    assert!(ok);
+    assert!(
+        out.contains("\"outcome\": \"bootstrap_token_validated\""),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn device_identity_actions_show_approve_block_and_unenroll() {
     let ts = TestServer::start().await.unwrap();

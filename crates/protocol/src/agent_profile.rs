@@ -299,6 +299,10 @@ pub struct AgentUserWire {
     /// The ADE managed admin named by `escrow-agent run --managed-admin NAME`; absent from older agents.
     #[serde(default)]
     pub managed_admin: Option<bool>,
+    /// dscl's GeneratedUID, which is MDM's UserGUID: the key that makes the agent's row and MDM's row of one
+    /// user one user. Absent from older agents (the server then matches on the short name).
+    #[serde(default)]
+    pub generated_uid: Option<String>,
 }
 
 /// `POST /agent/v1/inventory` (other top-level fields of the agent's inventory are ignored).

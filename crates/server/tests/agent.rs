@@ -81,6 +81,10 @@ impl Agent {
 }
 
 async fn installed_agent(ts: &TestServer, udid: &str) -> Agent {
+    installed_agent_with_mac(ts, udid).await.0
+}
+
+async fn installed_agent_with_mac(ts: &TestServer, udid: &str) -> (Agent, testkit::TestDevice) {
     let mac = enrolled(ts, udid).await;
     let op = api(ts, ApiScope::Operate).await;
     let (status, body) = op
@@ -128,12 +132,209 @@ async fn installed_agent(ts: &TestServer, udid: &str) -> Agent {
     )
     .await;
     assert_eq!(again, 401);
-    Agent {
+    let agent = Agent {
         base: ts.base_url(),
         id: answer["agent_id"].as_str().unwrap().to_string(),
         key,
         hpke,
+    };
+    (agent, mac)
+}
+
+/// The Mac acknowledges its queued commands (answering a UserList with `users`) until it has answered one
+/// UserList; returns the request types it saw.
+async fn answer_user_list(mac: &testkit::TestDevice, users: &[plist::Dictionary]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let reply = mac.idle().await.unwrap();
+        assert!(!reply.body.is_empty(), "no UserList queued; saw {seen:?}");
+        let v: plist::Value = plist::from_bytes(&reply.body).unwrap();
+        let request_type = v.as_dictionary().unwrap()["Command"]
+            .as_dictionary()
+            .unwrap()["RequestType"]
+            .as_string()
+            .unwrap()
+            .to_string();
+        let mut extra = plist::Dictionary::new();
+        if request_type == "UserList" {
+            extra.insert(
+                "Users".into(),
+                plist::Value::Array(
+                    users
+                        .iter()
+                        .cloned()
+                        .map(plist::Value::Dictionary)
+                        .collect(),
+                ),
+            );
+        }
+        let r = mac
+            .connect(testkit::messages::report(
+                &mac.udid,
+                "Acknowledged",
+                Some(&uuid_of(&reply.body)),
+                extra,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        seen.push(request_type.clone());
+        if request_type == "UserList" {
+            return seen;
+        }
     }
+    panic!("no UserList among {seen:?}");
+}
+
+fn mdm_user(name: &str, guid: &str, secure_token: bool) -> plist::Dictionary {
+    let mut d = plist::Dictionary::new();
+    d.insert("UserName".into(), name.into());
+    d.insert("UserGUID".into(), guid.into());
+    d.insert("UID".into(), plist::Value::Integer(501.into()));
+    d.insert("HasSecureToken".into(), secure_token.into());
+    d.insert("IsLoggedIn".into(), false.into());
+    d.insert("MobileAccount".into(), false.into());
+    d
+}
+
+#[tokio::test]
+async fn mdm_and_agent_facts_make_one_users_row_per_user_and_reports_and_diagnosis_agree() {
+    const LADMIN: &str = "85F41F44-22B3-6CB7-85A1-BCC2EA2B887A";
+    const KIOSK: &str = "11111111-2222-3333-4444-555555555555";
+    let ts = TestServer::start().await.unwrap();
+    let udid = "AGENT-MAC-USERS";
+    let (agent, mac) = installed_agent_with_mac(&ts, udid).await;
+    let op = api(&ts, ApiScope::Operate).await;
+    // MDM: ladmin without a token (before a transfer), kiosk with one.
+    let (s, b) = op
+        .send(
+            "POST",
+            "/api/v1/commands",
+            json!({"devices": [udid], "command": {"type": "UserList"}, "push": false}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    answer_user_list(
+        &mac,
+        &[
+            mdm_user("ladmin", LADMIN, false),
+            mdm_user("kiosk", KIOSK, true),
+        ],
+    )
+    .await;
+    // The agent, after the transfer: ladmin holds a token now. It sends GeneratedUID (in any case) for
+    // ladmin; kiosk comes without one, as from an older agent, and is matched on its short name.
+    let body = json!({"users": [
+        {"short_name": "ladmin", "uid": 501, "admin": true, "secure_token": true, "filevault": true,
+         "generated_uid": LADMIN.to_lowercase()},
+        {"short_name": "kiosk", "uid": 502, "admin": false, "secure_token": true, "filevault": true}
+    ]});
+    let (s, r) = agent
+        .call("POST", "/agent/v1/inventory", body.to_string().into_bytes())
+        .await;
+    assert_eq!(s, 200, "{r}");
+
+    let (s, users) = op.get(&format!("/api/v1/devices/{udid}/users")).await;
+    assert_eq!(s, 200, "{users}");
+    let rows = users["users"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "one row per user: {users}");
+    let ladmin = rows.iter().find(|u| u["short_name"] == "ladmin").unwrap();
+    assert_eq!(ladmin["guid"], LADMIN);
+    assert_eq!(ladmin["has_secure_token"]["value"], true, "{ladmin}");
+    assert_eq!(ladmin["has_secure_token"]["source"], "agent");
+    // The older MDM word is kept as a conflict, not as a second row.
+    assert_eq!(ladmin["has_secure_token"]["conflict"]["value"], false);
+    assert_eq!(ladmin["has_secure_token"]["conflict"]["source"], "mdm");
+    assert_eq!(ladmin["is_admin"]["value"], true);
+    let kiosk = rows.iter().find(|u| u["short_name"] == "kiosk").unwrap();
+    assert_eq!(kiosk["guid"], KIOSK);
+    assert!(kiosk["has_secure_token"]["conflict"].is_null(), "{kiosk}");
+
+    // Counts, the list filter and the report use the merged rows: nobody lacks a token any more.
+    let (_, d) = op.get(&format!("/api/v1/devices/{udid}")).await;
+    assert_eq!(
+        (
+            d["users"].as_u64(),
+            d["users_without_secure_token"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "{d}"
+    );
+    let (_, without) = op
+        .get("/api/v1/devices?users_without_secure_token=true")
+        .await;
+    assert!(
+        without["devices"].as_array().unwrap().is_empty(),
+        "{without}"
+    );
+    let mdm = ts.running().state.mdm.clone();
+    let (csv, _) = mdm
+        .report_page(service::reports::Report::UsersWithoutSecureToken, None)
+        .await
+        .unwrap();
+    assert!(!csv.contains("ladmin"), "{csv}");
+
+    // Diagnosis names each token holder once.
+    let (_, diag) = op.get(&format!("/api/v1/devices/{udid}/diagnosis")).await;
+    let evidence = diag.to_string();
+    assert!(evidence.contains("Secure Token holders"), "{evidence}");
+    assert_eq!(evidence.matches("kiosk (").count(), 1, "{evidence}");
+
+    // A GeneratedUID that is no GUID is refused and changes nothing.
+    let bad = json!({"users": [{"short_name": "ladmin", "uid": 501, "admin": true, "filevault": true, "generated_uid": "not-a-guid"}]});
+    let (s, b) = agent
+        .call("POST", "/agent/v1/inventory", bad.to_string().into_bytes())
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("generated_uid"), "{b}");
+    assert_eq!(ts.store().device_users(udid).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_successful_agent_action_asks_user_list_again_once() {
+    let ts = TestServer::start().await.unwrap();
+    let udid = "AGENT-MAC-REFRESH";
+    let agent = installed_agent(&ts, udid).await;
+    let op = api(&ts, ApiScope::Operate).await;
+    let finish = async |kind: &str, succeeded: bool| {
+        let mut body = json!({"kind": kind, "admin": "ladmin", "admin_password": ADMIN_PW});
+        if kind == "grant_secure_token" {
+            body["user"] = json!("alice");
+            body["user_password"] = json!(USER_PW);
+        }
+        let (s, created) = op
+            .send("POST", &format!("/api/v1/devices/{udid}/actions"), body)
+            .await;
+        assert_eq!(s, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        assert_eq!(agent.call("GET", "/agent/v1/actions", vec![]).await.0, 200);
+        let (s, r) = agent
+            .call(
+                "POST",
+                &format!("/agent/v1/actions/{id}/result"),
+                json!({"succeeded": succeeded}).to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(s, 200, "{r}");
+    };
+    let user_lists = async || {
+        ts.store()
+            .active_request_types(udid)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|t| *t == "UserList")
+            .count()
+    };
+    // A failed action or a read-only one changes no users: nothing asked.
+    finish("grant_secure_token", false).await;
+    finish("validate_bootstrap_token", true).await;
+    assert_eq!(user_lists().await, 0);
+    // A successful grant: UserList queued once (no push of its own; it waits for the next check-in).
+    finish("grant_secure_token", true).await;
+    assert_eq!(user_lists().await, 1);
+    finish("grant_secure_token", true).await;
+    assert_eq!(user_lists().await, 1, "still queued, and within the window");
 }
 
 #[tokio::test]

@@ -77,8 +77,8 @@ async fn device_views_show_inventory_from_command_results_and_never_the_token() 
     mac.set_bootstrap_token(Some(b"TOKEN-SECRET-BYTES"))
         .await
         .unwrap();
-    // Escrow re-queries SecurityInfo on its own; answer it so the commands below come next.
-    assert_eq!(mac.drain().await.unwrap(), ["SecurityInfo"]);
+    // Escrow re-queries UserList and SecurityInfo on its own; answer them so the commands below come next.
+    assert_eq!(mac.drain().await.unwrap(), ["UserList", "SecurityInfo"]);
 
     let (s, list) = op.get("/api/v1/devices").await;
     assert_eq!(s, 200);
@@ -187,8 +187,8 @@ async fn device_views_show_inventory_from_command_results_and_never_the_token() 
     assert_eq!(none.1["devices"].as_array().unwrap().len(), 0);
 
     let (_, h) = op.get("/api/v1/devices/UDID-API-1/commands").await;
-    // The three above, after the enrollment inventory (3) and the SecurityInfo escrow asked for (1).
-    assert_eq!(h["commands"].as_array().unwrap().len(), 7);
+    // The three above, after the enrollment inventory (3) and the UserList and SecurityInfo escrow asked for (2).
+    assert_eq!(h["commands"].as_array().unwrap().len(), 8);
     assert_eq!(h["commands"][0]["status"], "acknowledged");
     let (_, ev) = op
         .get("/api/v1/devices/UDID-API-1/events?kind=admin.command.enqueued")
@@ -405,8 +405,25 @@ async fn groups_crud_membership_and_escrow_off_with_clear_removes_tokens_audited
             .unwrap()
             .contains("escrow switched off")
     );
+    // A supported Mac in an escrow-off group is Not configured with the reason beside it, not NA (SOTI: NA
+    // means the device does not support a Bootstrap Token); diagnosis says the same.
     let (_, d) = admin.get("/api/v1/devices/UDID-GRP-1").await;
-    assert_eq!(d["bootstrap_token"]["label"], "NA");
+    assert_eq!(d["bootstrap_token"]["label"], "Not configured");
+    assert_eq!(d["bootstrap_token"]["status"], "not_escrowed");
+    assert_eq!(
+        d["bootstrap_token"]["reason"],
+        "escrow is off for group Lab 2"
+    );
+    let (_, diag) = admin.get("/api/v1/devices/UDID-GRP-1/diagnosis").await;
+    let finding = diag["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "escrow_off_for_group")
+        .unwrap_or_else(|| panic!("{diag}"));
+    assert_eq!(finding["summary"], "escrow is off for group Lab 2");
+    let (_, na) = admin.get("/api/v1/devices?status=not_supported").await;
+    assert!(na["devices"].as_array().unwrap().is_empty(), "{na}");
 
     assert_eq!(
         admin.get("/api/v1/groups").await.1["groups"]

@@ -417,6 +417,60 @@ async fn escrow_disabled_for_the_group_refuses_set_and_answers_get_empty() {
 }
 
 #[tokio::test]
+async fn a_mac_clears_its_own_token_in_an_escrow_off_group() {
+    let ts = TestServer::start().await.unwrap();
+    let mac = enrolled(&ts, "UDID-OFF-CLEAR").await;
+    assert_eq!(
+        mac.set_bootstrap_token(Some(TOKEN)).await.unwrap().status,
+        200
+    );
+    let group = store::Group {
+        id: "g-off".into(),
+        name: "Lab".into(),
+        bootstrap_escrow_enabled: false,
+        prompt_user_to_allow_bootstrap_token_for_authentication: false,
+        created_at: 0,
+        updated_at: 0,
+    };
+    ts.store().create_group(&group).await.unwrap();
+    ts.store()
+        .set_enrollment_group("UDID-OFF-CLEAR", Some("g-off"))
+        .await
+        .unwrap();
+    // `profiles remove -type bootstraptoken`: an empty SetBootstrapToken. Honoured although escrow is off.
+    assert_eq!(
+        mac.set_bootstrap_token(Some(b"")).await.unwrap().status,
+        200
+    );
+    assert!(
+        ts.store()
+            .bootstrap_token("UDID-OFF-CLEAR")
+            .await
+            .unwrap()
+            .is_none(),
+        "the kept token is gone"
+    );
+    let kinds = event_kinds(&ts, "UDID-OFF-CLEAR").await;
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, o, _)| k == "bootstrap_token.cleared" && *o == store::Outcome::Success),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds
+            .iter()
+            .any(|(k, _, _)| k == "bootstrap_token.escrow_refused"),
+        "{kinds:?}"
+    );
+    // A new token is still refused there.
+    assert_eq!(
+        mac.set_bootstrap_token(Some(b"new")).await.unwrap().status,
+        400
+    );
+}
+
+#[tokio::test]
 async fn awaiting_configuration_is_recorded_only_when_present_and_never_refuses() {
     let ts = TestServer::start().await.unwrap();
     let mac = ts.new_device("UDID-AWAIT").unwrap();

@@ -201,7 +201,53 @@ async fn escrowing_a_bootstrap_token_re_queries_security_info_once() {
             .status,
         200
     );
+    // UserList too (the users may have changed), queued before the SecurityInfo push it rides on.
+    assert_eq!(types(&drain(&mac).await), ["UserList", "SecurityInfo"]);
+}
+
+#[tokio::test]
+async fn user_list_is_asked_again_after_a_set_but_never_after_a_get_and_once_per_window() {
+    let ts = TestServer::start().await.unwrap();
+    let mac = enroll_mac(&ts, "UDID-UL-1", "14.0", None).await;
+    drain(&mac).await;
+    // GetBootstrapToken (a login fetching the token) asks nothing.
+    let (reply, _) = mac.get_bootstrap_token().await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(drain(&mac).await.is_empty());
+    assert_eq!(
+        mac.set_bootstrap_token(Some(b"token-1"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(types(&drain(&mac).await), ["UserList", "SecurityInfo"]);
+    // Within the next few minutes another escrow re-asks SecurityInfo only: UserList was just asked.
+    assert_eq!(
+        mac.set_bootstrap_token(Some(b"token-2"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     assert_eq!(types(&drain(&mac).await), ["SecurityInfo"]);
+}
+
+#[tokio::test]
+async fn a_user_channel_token_update_asks_user_list_once_per_window() {
+    let ts = TestServer::start().await.unwrap();
+    let mac = enroll_mac(&ts, "UDID-UL-2", "14.0", None).await;
+    drain(&mac).await;
+    let user_id = "A1B2C3D4-0000-1111-2222-333344445555";
+    let login = || messages::user_token_update("UDID-UL-2", user_id, "jdoe");
+    assert_eq!(mac.checkin(login()).await.unwrap().status, 200);
+    assert_eq!(types(&drain(&mac).await), ["UserList"]);
+    // The next login within the window: nothing more.
+    assert_eq!(mac.checkin(login()).await.unwrap().status, 200);
+    assert!(drain(&mac).await.is_empty());
+    // A device-channel TokenUpdate (push token rotation) never asks.
+    assert_eq!(mac.token_update().await.unwrap().status, 200);
+    assert!(drain(&mac).await.is_empty());
 }
 
 #[tokio::test]

@@ -433,7 +433,16 @@ impl MdmService {
             )
             .await?
         {
-            ActionEnd::Ended => Ok(status),
+            ActionEnd::Ended => {
+                if status == ActionStatus::Succeeded
+                    && let Some(a) = self.store.agent_action(id).await?
+                    && changes_users(&a.kind)
+                {
+                    self.refresh_user_list(&agent.device_id, "a successful agent action")
+                        .await;
+                }
+                Ok(status)
+            }
             ActionEnd::NotFound => Err(ServiceError::NotFound(format!(
                 "action {id} on this device"
             ))),
@@ -549,18 +558,43 @@ impl MdmService {
             return Err(ServiceError::Malformed("at most 1000 users".into()));
         }
         let now = self.now();
+        // MDM's key for each short name: an older agent (no GeneratedUID) still lands on MDM's row of the user.
+        let mdm_keys: HashMap<String, String> = self
+            .store
+            .device_users(&agent.device_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.source == FactSource::Mdm)
+            .filter_map(|r| r.short_name.map(|n| (n, r.user_key)))
+            .collect();
         let mut users = Vec::with_capacity(req.users.len());
         for u in &req.users {
             check_name("short_name", &u.short_name)
                 .map_err(|e| ServiceError::Malformed(e.to_string()))?;
+            let guid = u
+                .generated_uid
+                .as_deref()
+                .map(|g| {
+                    crate::inventory::normalize_guid(g).ok_or_else(|| {
+                        ServiceError::Malformed(format!(
+                            "generated_uid of {:?} must be a GUID like 85F41F44-22B3-6CB7-85A1-BCC2EA2B887A",
+                            u.short_name
+                        ))
+                    })
+                })
+                .transpose()?;
+            let user_key = guid
+                .clone()
+                .or_else(|| mdm_keys.get(&u.short_name).cloned())
+                .unwrap_or_else(|| u.short_name.clone());
             users.push(DeviceUser {
                 device_id: agent.device_id.clone(),
                 source: FactSource::Agent,
-                user_key: u.short_name.clone(),
+                user_key,
                 short_name: Some(u.short_name.clone()),
                 full_name: u.real_name.clone(),
                 uid: Some(u.uid),
-                guid: None,
+                guid,
                 has_secure_token: u.secure_token,
                 mobile_account: None,
                 is_logged_in: None,
@@ -802,6 +836,12 @@ impl MdmService {
     ) -> Result<Option<AgentRegistration>, ServiceError> {
         Ok(self.store.agent_for_device(device_id).await?)
     }
+}
+
+/// Whether a succeeded action of this kind may have changed the Mac's users or tokens (so UserList is asked
+/// again); the read-only ones did not.
+fn changes_users(kind: &str) -> bool {
+    !matches!(kind, "troubleshoot" | "validate_bootstrap_token")
 }
 
 /// One command as its event reads: `` `cmd` exit N`` then its output.

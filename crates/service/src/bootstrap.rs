@@ -72,6 +72,23 @@ impl MdmService {
         }
         self.note_awaiting_configuration(&device, msg.awaiting_configuration)
             .await?;
+        // A Mac clearing its own token (`profiles remove -type bootstraptoken` sends an empty
+        // SetBootstrapToken) is honoured in any group: escrow off refuses new tokens, not their removal.
+        let Some(token) = msg.token_to_store() else {
+            let event = self.event(
+                &device.id,
+                Some(&device.id),
+                events::BOOTSTRAP_CLEARED,
+                Outcome::Success,
+                "device sent SetBootstrapToken without a token: escrowed token removed",
+            );
+            self.store.clear_bootstrap_token(&device.id, &event).await?;
+            if !device.is_pending() {
+                self.refresh_user_list(&device.id, "a SetBootstrapToken")
+                    .await;
+            }
+            return Ok(CheckinReply::Empty);
+        };
         if let Err(reason) = self.escrow_policy(&device).await? {
             let event = self.event(
                 &device.id,
@@ -83,22 +100,11 @@ impl MdmService {
             self.store.record_event(&event).await?;
             return Err(ServiceError::Refused(reason));
         }
-        let token = match msg.token_to_store() {
-            Some(t) => t,
-            None => {
-                let event = self.event(
-                    &device.id,
-                    Some(&device.id),
-                    events::BOOTSTRAP_CLEARED,
-                    Outcome::Success,
-                    "device sent SetBootstrapToken without a token: escrowed token removed",
-                );
-                self.store.clear_bootstrap_token(&device.id, &event).await?;
-                return Ok(CheckinReply::Empty);
-            }
-        };
         self.escrow(&device, token).await?;
         if !device.is_pending() {
+            // UserList first, so it rides on the push the SecurityInfo re-ask sends.
+            self.refresh_user_list(&device.id, "a SetBootstrapToken")
+                .await;
             self.requery_security_info(&device.id).await;
         }
         Ok(CheckinReply::Empty)

@@ -103,10 +103,20 @@ impl MdmService {
                 .authenticate(cert, m)
                 .await
                 .map(|()| CheckinReply::Empty),
-            CheckinMessage::TokenUpdate(m) => self
-                .token_update(cert, m)
-                .await
-                .map(|()| CheckinReply::Empty),
+            CheckinMessage::TokenUpdate(m) => {
+                // A user-channel TokenUpdate: a user logged in (maybe a new one), so ask UserList again.
+                let user_login = m
+                    .identity
+                    .is_user_channel()
+                    .then(|| m.identity.device_id().map(str::to_string))
+                    .flatten();
+                self.token_update(cert, m).await?;
+                if let Some(device_id) = user_login {
+                    self.refresh_user_list(&device_id, "a user-channel TokenUpdate")
+                        .await;
+                }
+                Ok(CheckinReply::Empty)
+            }
             CheckinMessage::CheckOut(m) => {
                 self.check_out(cert, m).await.map(|()| CheckinReply::Empty)
             }

@@ -118,11 +118,58 @@ fn yes(v: Option<bool>) -> bool {
 }
 
 fn name(u: &MergedUser) -> String {
-    u.short_name.clone().unwrap_or_else(|| u.user_key.clone())
+    u.name().to_string()
 }
 
+/// Names, each once (users are merged already; this also guards against two rows naming one user).
 fn names(us: &[&MergedUser]) -> String {
-    us.iter().map(|u| name(u)).collect::<Vec<_>>().join(", ")
+    let mut seen = Vec::new();
+    for u in us {
+        let n = name(u);
+        if !seen.contains(&n) {
+            seen.push(n);
+        }
+    }
+    seen.join(", ")
+}
+
+/// A user's Secure Token fact as evidence: `alice (agent, at 1700 ms)`, plus the other source's conflicting
+/// word when there is one.
+fn token_evidence(u: &MergedUser) -> String {
+    match &u.has_secure_token {
+        Some(f) => {
+            let conflict = f
+                .conflict
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        "; conflict: {} said {} at {} ms",
+                        c.source.as_str(),
+                        c.value,
+                        c.at
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "{} ({}, at {} ms{conflict})",
+                name(u),
+                f.source.as_str(),
+                f.at
+            )
+        }
+        None => name(u),
+    }
+}
+
+fn token_evidence_list(us: &[&MergedUser]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for u in us {
+        let e = token_evidence(u);
+        if !seen.contains(&e) {
+            seen.push(e);
+        }
+    }
+    seen.join(", ")
 }
 
 /// The rules, separated from the store so each can be tested on plain values.
@@ -143,7 +190,6 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
         .iter()
         .filter(|u| u.has_secure_token.as_ref().is_some_and(|f| !f.value))
         .collect();
-    let names = |us: &[&MergedUser]| names(us);
 
     if os.is_some_and(|n| n < 101_500) {
         out.push(Finding {
@@ -171,6 +217,35 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
         });
     }
 
+    let escrow_off = d.group_escrow_enabled == Some(false);
+    if escrow_off {
+        let group = d.group_name.as_deref().unwrap_or("(unnamed)");
+        let mut evidence = vec![format!(
+            "group {group}: Bootstrap Token escrow is switched off, so a SetBootstrapToken is refused and \
+             GetBootstrapToken is answered empty"
+        )];
+        evidence.push(match &d.token {
+            Some(t) => format!(
+                "a token escrowed at {} ms was kept when escrow was switched off; it is not served",
+                t.escrowed_at
+            ),
+            None => "no Bootstrap Token is escrowed".into(),
+        });
+        let group_id = d.enrollment.group_id.as_deref().unwrap_or("GROUP_ID");
+        out.push(Finding {
+            code: "escrow_off_for_group",
+            severity: Severity::Info,
+            summary: d
+                .status_reason()
+                .unwrap_or_else(|| format!("escrow is off for group {group}")),
+            evidence,
+            fix: format!(
+                "If this Mac should escrow, switch escrow on for its group (`escrowd groups escrow {group_id} \
+                 true`) or move it to a group that escrows; then a token holder's next login escrows the token."
+            ),
+        });
+    }
+
     if d.status() == BootstrapStatus::NotEscrowed {
         if !users.is_empty() && holders.is_empty() {
             out.push(Finding {
@@ -178,17 +253,22 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
                 severity: Severity::Critical,
                 summary: "No user holds a Secure Token and no Bootstrap Token is escrowed".into(),
                 evidence: vec![format!(
-                    "UserList: {} user(s), none with HasSecureToken = true ({})",
+                    "{} user(s), none with HasSecureToken = true: {}",
                     users.len(),
-                    names(&lacking)
+                    token_evidence_list(&lacking)
                 )],
                 fix: "No one can grant a Secure Token on this Mac. Use the FileVault recovery key (or erase and \
                       re-provision) to get a first token holder, then have that user log in so macOS escrows the \
                       Bootstrap Token."
                     .into(),
             });
+        } else if escrow_off {
+            // Nothing to escrow into while the group's switch is off: escrow_off_for_group says so.
         } else if !holders.is_empty() {
-            let mut evidence = vec![format!("token holders per UserList: {}", names(&holders))];
+            let mut evidence = vec![format!(
+                "Secure Token holders: {}",
+                token_evidence_list(&holders)
+            )];
             let logged_in: Vec<&MergedUser> = holders
                 .iter()
                 .copied()
@@ -238,7 +318,10 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
                 summary: "Local accounts without a Secure Token: an account auto-created during enrollment, or a \
                           user created by an admin who had no token"
                     .into(),
-                evidence: vec![format!("HasSecureToken = false: {}", names(&lacking))],
+                evidence: vec![format!(
+                    "HasSecureToken = false: {}",
+                    token_evidence_list(&lacking)
+                )],
                 fix: "Grant them a token as a token holder: `sysadminctl -secureTokenOn USER -password - \
                       -adminUser HOLDER -adminPassword -`."
                     .into(),
@@ -272,7 +355,7 @@ pub fn findings(d: &DeviceRecord, users: &[MergedUser], ever_escrowed: bool) -> 
                 .into(),
             evidence: vec![
                 "SecurityInfo FDE_Enabled = true".into(),
-                format!("HasSecureToken = false: {}", names(&lacking)),
+                format!("HasSecureToken = false: {}", token_evidence_list(&lacking)),
             ],
             fix: "Grant each a Secure Token as a token holder (`sysadminctl -secureTokenOn`), which also adds \
                   them to FileVault."
@@ -322,12 +405,13 @@ fn managed_admin_findings(
             .copied()
             .filter(|h| h.user_key != m.user_key)
             .collect();
-        // A token-holding admin can grant; prefer one known to be an admin.
+        // Only a token-holding *admin* can grant (sysadminctl refuses a standard holder with not_admin); a
+        // standard holder can still pass its token on through the transfer action (promote, grant, demote).
         let granter = others
             .iter()
             .find(|h| h.is_admin.as_ref().is_some_and(|f| f.value))
-            .or(others.first())
-            .map(|h| name(h));
+            .map(|h| Granter::Admin(name(h)))
+            .or_else(|| others.first().map(|h| Granter::Holder(name(h))));
         let mut evidence = vec![
             format!(
                 "{who} is the ADE managed admin (source {}, observed at {} ms)",
@@ -350,11 +434,22 @@ fn managed_admin_findings(
             format!("other Secure Token holders: {}", names(&others))
         });
         let udid = &d.enrollment.id;
-        let grant = |admin: &str| {
-            format!(
+        let grant = |g: &Granter| match g {
+            Granter::Admin(admin) => format!(
                 "ESCROWD_USER_PASSWORD=… ESCROWD_ADMIN_PASSWORD=… escrowd action create {udid} \
                  grant_secure_token --user {who} --admin {admin}"
-            )
+            ),
+            Granter::Holder(holder) => format!(
+                "ESCROWD_USER_PASSWORD=… ESCROWD_ADMIN_PASSWORD=… escrowd action create {udid} \
+                 transfer_secure_token --user {who} --admin {holder}"
+            ),
+        };
+        let with = |g: &Granter| match g {
+            Granter::Admin(a) => format!("with {a} as the token-holding admin"),
+            Granter::Holder(h) => format!(
+                "with the transfer action: {h} holds a token but is not known to be an admin, so the agent \
+                 promotes {h}, grants and demotes it again (ESCROWD_ADMIN_PASSWORD is {h}'s password)"
+            ),
         };
         let (severity, fix) = match (&d.token, &granter) {
             (Some(_), Some(g)) => (
@@ -362,7 +457,8 @@ fn managed_admin_findings(
                 format!(
                     "Log in as {who} once at the login window (a graphical login, not ssh): macOS fetches the \
                      escrowed Bootstrap Token and grants {who} a Secure Token. Or grant it now through the \
-                     agent, with {g} as the token-holding admin: `{}`.",
+                     agent, {}: `{}`.",
+                    with(g),
                     grant(g)
                 ),
             ),
@@ -376,9 +472,11 @@ fn managed_admin_findings(
             (None, Some(g)) => (
                 Severity::Warning,
                 format!(
-                    "Grant it from a token-holding admin through the agent: `{}`. Or have {g} log in so macOS \
-                     escrows the Bootstrap Token, then log in as {who} once at the login window.",
-                    grant(g)
+                    "Grant it through the agent, {}: `{}`. Or have {} log in so macOS escrows the Bootstrap \
+                     Token, then log in as {who} once at the login window.",
+                    with(g),
+                    grant(g),
+                    g.name()
                 ),
             ),
             (None, None) => (
@@ -401,6 +499,22 @@ fn managed_admin_findings(
         });
     }
     out
+}
+
+/// Who can give the managed admin a Secure Token through the agent.
+enum Granter {
+    /// A token holder known to be an admin: `grant_secure_token`.
+    Admin(String),
+    /// A token holder not known to be an admin: `transfer_secure_token`.
+    Holder(String),
+}
+
+impl Granter {
+    fn name(&self) -> &str {
+        match self {
+            Granter::Admin(n) | Granter::Holder(n) => n,
+        }
+    }
 }
 
 #[cfg(test)]

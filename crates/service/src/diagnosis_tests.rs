@@ -50,11 +50,7 @@ fn escrowed(mut d: DeviceRecord, verified: bool) -> DeviceRecord {
 }
 
 fn fact(value: bool) -> Option<Fact<bool>> {
-    Some(Fact {
-        value,
-        source: FactSource::Mdm,
-        at: 7,
-    })
+    Some(Fact::new(value, FactSource::Mdm, 7))
 }
 
 fn user(name: &str, secure_token: bool, logged_in: bool) -> MergedUser {
@@ -229,13 +225,7 @@ fn an_escrowed_token_never_fetched_back_is_unverified() {
 }
 
 fn managed_admin(name: &str, secure_token: bool) -> MergedUser {
-    let agent = |value: bool, at: i64| {
-        Some(Fact {
-            value,
-            source: FactSource::Agent,
-            at,
-        })
-    };
+    let agent = |value: bool, at: i64| Some(Fact::new(value, FactSource::Agent, at));
     MergedUser {
         has_secure_token: agent(secure_token, 11),
         is_admin: agent(true, 11),
@@ -270,12 +260,15 @@ fn a_managed_admin_without_a_token_on_an_escrowed_mac_is_told_to_log_in_once() {
     );
     assert!(f.evidence[3].contains("alice"), "{:?}", f.evidence);
     assert!(f.fix.starts_with("Log in as mgmt once"), "{}", f.fix);
+    // alice holds a token but is not known to be an admin: a grant would fail with not_admin, so the fix
+    // names the transfer action (which promotes, grants and demotes) instead.
     assert!(
         f.fix
-            .contains("escrowd action create D grant_secure_token --user mgmt --admin alice"),
+            .contains("escrowd action create D transfer_secure_token --user mgmt --admin alice"),
         "{}",
         f.fix
     );
+    assert!(!f.fix.contains("grant_secure_token"), "{}", f.fix);
 }
 
 #[test]
@@ -298,12 +291,17 @@ fn a_managed_admin_without_a_token_beside_a_holder_but_no_bootstrap_token_is_gra
     // alice, the holder known to be an admin, is the one named to grant.
     assert!(
         f.fix.starts_with(
-            "Grant it from a token-holding admin through the agent: `ESCROWD_USER_PASSWORD=…"
+            "Grant it through the agent, with alice as the token-holding admin: `ESCROWD_USER_PASSWORD=…"
         ),
         "{}",
         f.fix
     );
-    assert!(f.fix.contains("--user mgmt --admin alice`"), "{}", f.fix);
+    assert!(
+        f.fix
+            .contains("grant_secure_token --user mgmt --admin alice`"),
+        "{}",
+        f.fix
+    );
 }
 
 #[test]
@@ -343,4 +341,50 @@ fn no_managed_admin_finding_with_a_token_without_the_mark_or_without_the_token_f
         ..managed_admin("mgmt", false)
     };
     assert!(managed_admin_finding(&record(), &[unknown]).is_none());
+}
+
+#[test]
+fn an_escrow_off_group_is_a_finding_with_its_reason_not_a_missing_token() {
+    let mut d = record();
+    d.enrollment.group_id = Some("g-lab".into());
+    d.group_name = Some("Lab".into());
+    d.group_escrow_enabled = Some(false);
+    let users = [user("alice", true, true)];
+    let all = findings(&d, &users, false);
+    let c: Vec<_> = all.iter().map(|f| f.code).collect();
+    assert_eq!(c, ["escrow_off_for_group"], "{c:?}");
+    assert_eq!(all[0].summary, "escrow is off for group Lab");
+    assert!(
+        all[0].fix.contains("escrowd groups escrow g-lab true"),
+        "{}",
+        all[0].fix
+    );
+    assert!(all[0].evidence[1].contains("no Bootstrap Token"));
+    // A token kept when escrow was switched off is named too (and the Mac is Configured).
+    let kept = escrowed(d, true);
+    let f = findings(&kept, &users, true);
+    assert_eq!(f[0].code, "escrow_off_for_group");
+    assert!(f[0].evidence[1].contains("kept"), "{:?}", f[0].evidence);
+}
+
+#[test]
+fn token_holders_are_named_once_with_source_time_and_conflict() {
+    let kiosk = MergedUser {
+        has_secure_token: Some(Fact {
+            conflict: Some(crate::admin::Conflict {
+                value: false,
+                source: FactSource::Mdm,
+                at: 5,
+            }),
+            ..Fact::new(true, FactSource::Agent, 8)
+        }),
+        ..user("kiosk", true, false)
+    };
+    let f = findings(&record(), &[kiosk.clone(), kiosk], false);
+    let not_escrowed = f.iter().find(|f| f.code == "not_escrowed").unwrap();
+    assert_eq!(
+        not_escrowed.evidence[0],
+        "Secure Token holders: kiosk (agent, at 8 ms; conflict: mdm said false at 5 ms)",
+        "each user once, with the fact's source, time and the other source's conflicting word"
+    );
 }

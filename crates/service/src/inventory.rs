@@ -18,6 +18,24 @@ pub const INVENTORY_UPDATED: &str = "inventory.updated";
 /// Event kind when queueing automatic inventory failed for a device.
 pub const INVENTORY_QUEUE_FAILED: &str = "inventory.queue_failed";
 
+/// The shortest time between two UserList re-asks of one Mac after a change to its users (an agent action, a
+/// SetBootstrapToken, a user-channel TokenUpdate).
+pub const USER_LIST_REFRESH_INTERVAL_MS: Millis = 5 * 60 * 1000;
+
+/// A user GUID (MDM's UserGUID, dscl's GeneratedUID) in one spelling, upper case, so both sources key a user
+/// alike; None unless it has the 8-4-4-4-12 hex layout.
+pub fn normalize_guid(g: &str) -> Option<String> {
+    let g = g.trim();
+    let parts: Vec<&str> = g.split('-').collect();
+    let layout = [8, 4, 4, 4, 12];
+    let ok = parts.len() == layout.len()
+        && parts
+            .iter()
+            .zip(layout)
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then(|| g.to_ascii_uppercase())
+}
+
 /// The commands of a device's inventory, in the order they are queued.
 pub const INVENTORY_REQUEST_TYPES: [&str; 3] = ["SecurityInfo", "UserList", "DeviceInformation"];
 
@@ -122,6 +140,85 @@ impl MdmService {
         .await;
         self.after_queueing(device_id, "bootstrap token escrow", result)
             .await;
+    }
+
+    /// The Mac's users may have changed (a successful agent action, a SetBootstrapToken, a user-channel
+    /// TokenUpdate): queue UserList, unless one is still queued or one was asked in the last
+    /// [`USER_LIST_REFRESH_INTERVAL_MS`]. No push of its own: it rides on the Mac's next check-in (after a
+    /// SetBootstrapToken, on the SecurityInfo push queued after it). The agent re-reports on its own after
+    /// every cycle. A failure is recorded as an event; it never fails the caller's request.
+    pub(crate) async fn refresh_user_list(&self, device_id: &str, why: &str) {
+        let result = async {
+            let pending = self.store.active_request_types(device_id).await?;
+            if pending.iter().any(|p| p == "UserList") {
+                return Ok(false);
+            }
+            let now = self.now();
+            let since = now.saturating_sub(USER_LIST_REFRESH_INTERVAL_MS);
+            if !self
+                .store
+                .claim_user_list_refresh(device_id, now, since)
+                .await?
+            {
+                return Ok(false);
+            }
+            let command = Command::user_list(new_command_uuid());
+            self.enqueue(&[device_id.to_string()], &command).await?;
+            Ok::<bool, ServiceError>(true)
+        }
+        .await;
+        match result {
+            Ok(queued) => {
+                tracing::debug!(udid = %device_id, queued, "UserList refresh after {why}");
+            }
+            Err(err) => {
+                tracing::warn!(udid = %device_id, error = %err, "could not queue UserList after {why}");
+                let event = self.event(
+                    device_id,
+                    Some(device_id),
+                    INVENTORY_QUEUE_FAILED,
+                    Outcome::Failure,
+                    format!("UserList after {why} not queued: {err}"),
+                );
+                if let Err(e) = self.store.record_event(&event).await {
+                    tracing::error!(error = %e, "could not record inventory failure event");
+                }
+            }
+        }
+    }
+
+    /// Agent rows stored without a GUID (an older agent) take the key of MDM's row with the same short name,
+    /// so the two are one user in counts and reports too. Rows whose new key another agent row has keep theirs.
+    async fn rekey_agent_users(&self, device_id: &str) -> Result<(), ServiceError> {
+        let rows = self.store.device_users(device_id).await?;
+        let mdm: std::collections::HashMap<&str, &str> = rows
+            .iter()
+            .filter(|r| r.source == FactSource::Mdm)
+            .filter_map(|r| r.short_name.as_deref().map(|n| (n, r.user_key.as_str())))
+            .collect();
+        let mut agent: Vec<DeviceUser> = rows
+            .iter()
+            .filter(|r| r.source == FactSource::Agent)
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for i in 0..agent.len() {
+            let r = &agent[i];
+            let Some(key) = r.short_name.as_deref().and_then(|n| mdm.get(n)) else {
+                continue;
+            };
+            if r.guid.is_some() || r.user_key == *key || agent.iter().any(|o| o.user_key == *key) {
+                continue;
+            }
+            agent[i].user_key = key.to_string();
+            changed = true;
+        }
+        if changed {
+            self.store
+                .replace_device_users(device_id, FactSource::Agent, &agent)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Push when something was queued (in the background: a slow push provider must not hold up the
@@ -265,6 +362,7 @@ impl MdmService {
                     self.store
                         .replace_device_users(device_id, FactSource::Mdm, &users)
                         .await?;
+                    self.rekey_agent_users(device_id).await?;
                     Ok(())
                 }
                 Ok(None) => Err("no Users array in the result".to_string()),
@@ -319,7 +417,11 @@ fn mdm_users(device_id: &str, list: &UserList, at: store::Millis) -> Vec<DeviceU
     list.users
         .iter()
         .filter_map(|u| {
-            let key = u.user_guid.clone().or_else(|| u.user_name.clone())?;
+            let guid = u
+                .user_guid
+                .as_deref()
+                .map(|g| normalize_guid(g).unwrap_or_else(|| g.to_string()));
+            let key = guid.clone().or_else(|| u.user_name.clone())?;
             seen.insert(key.clone()).then(|| DeviceUser {
                 device_id: device_id.to_string(),
                 source: FactSource::Mdm,
@@ -327,7 +429,7 @@ fn mdm_users(device_id: &str, list: &UserList, at: store::Millis) -> Vec<DeviceU
                 short_name: u.user_name.clone(),
                 full_name: u.full_name.clone(),
                 uid: u.uid,
-                guid: u.user_guid.clone(),
+                guid,
                 has_secure_token: u.has_secure_token,
                 mobile_account: u.mobile_account,
                 is_logged_in: u.is_logged_in,

@@ -3,7 +3,9 @@
 //! page (1000 devices at a time) so a caller can stream them; CSV fields are quoted and formula-looking cells
 //! are defused; no row carries a token.
 
-use store::{BootstrapStatus, DeviceFilter, DeviceRecord, FactSource};
+use store::{BootstrapStatus, DeviceFilter, DeviceRecord};
+
+use crate::admin::merge_users;
 
 use crate::{MdmService, ServiceError};
 
@@ -137,36 +139,42 @@ impl MdmService {
                 Report::CannotAuthorize if cannot_authorize(d) => device_row(&mut out),
                 Report::CannotAuthorize => {}
                 Report::UsersWithoutSecureToken => {
-                    for u in self.store.device_users(&d.enrollment.id).await? {
-                        if u.source == FactSource::Mdm && u.has_secure_token == Some(false) {
-                            let cells = [
-                                d.enrollment.id.clone(),
-                                serial.clone(),
-                                os(d),
-                                u.short_name.unwrap_or(u.user_key),
-                                u.full_name.unwrap_or_default(),
-                                u.is_logged_in.map(|b| b.to_string()).unwrap_or_default(),
-                                u.observed_at.to_string(),
-                            ];
-                            out.push_str(
-                                &cells
-                                    .iter()
-                                    .map(|c| csv_cell(c))
-                                    .collect::<Vec<_>>()
-                                    .join(","),
-                            );
-                            out.push('\n');
-                        }
+                    // One row per user (MDM and agent rows merged), by its newest word on the token.
+                    let users = merge_users(self.store.device_users(&d.enrollment.id).await?);
+                    for u in &users {
+                        let Some(st) = u.has_secure_token.as_ref().filter(|f| !f.value) else {
+                            continue;
+                        };
+                        let cells = [
+                            d.enrollment.id.clone(),
+                            serial.clone(),
+                            os(d),
+                            u.name().to_string(),
+                            u.full_name.clone().unwrap_or_default(),
+                            u.is_logged_in
+                                .as_ref()
+                                .map(|f| f.value.to_string())
+                                .unwrap_or_default(),
+                            st.at.to_string(),
+                        ];
+                        out.push_str(
+                            &cells
+                                .iter()
+                                .map(|c| csv_cell(c))
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        );
+                        out.push('\n');
                     }
                 }
                 Report::NoVolumeOwner => {
-                    let users = self.store.device_users(&d.enrollment.id).await?;
-                    let agent: Vec<_> = users
+                    let users = merge_users(self.store.device_users(&d.enrollment.id).await?);
+                    // Only the agent knows volume owners: Macs without its facts are unknown, not listed.
+                    let known: Vec<_> = users
                         .iter()
-                        .filter(|u| u.source == FactSource::Agent)
+                        .filter_map(|u| u.volume_owner.as_ref())
                         .collect();
-                    // Only the agent knows volume owners: Macs without agent facts are unknown, not listed.
-                    if !agent.is_empty() && !agent.iter().any(|u| u.volume_owner == Some(true)) {
+                    if !known.is_empty() && !known.iter().any(|f| f.value) {
                         device_row(&mut out);
                     }
                 }

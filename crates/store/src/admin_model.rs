@@ -164,9 +164,11 @@ pub struct DeviceUser {
 /// The Bootstrap Token status of a device (ARCHITECTURE.md), as the list filter and the device view use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootstrapStatus {
-    /// NA: escrow disabled for its group, macOS < 10.15, a user enrollment, or 10.15 not enrolled via ADE.
+    /// NA (SOTI: "the device does not support bootstrap token"): macOS < 10.15, a user enrollment, or 10.15
+    /// not enrolled via ADE.
     NotSupported,
-    /// Not configured: supported, nothing stored.
+    /// Not configured: supported, nothing stored (also when its group has escrow switched off; see
+    /// [`DeviceRecord::status_reason`]).
     NotEscrowed,
     /// Configured: a token is stored.
     Escrowed,
@@ -199,32 +201,42 @@ impl BootstrapStatus {
         }
     }
 
-    /// The one rule, shared with the SQL filter (`shared/admin.rs`, `NOT_SUPPORTED`): unknown facts count as
-    /// supported.
-    pub fn compute(
-        has_token: bool,
-        group_escrow_enabled: Option<bool>,
-        inventory: Option<&DeviceInventory>,
-    ) -> Self {
+    /// The one rule, shared with the SQL filter (`shared/devices.rs`, `NOT_SUPPORTED`): unknown facts count as
+    /// supported. NA only when the Mac cannot escrow at all; a group's escrow switch does not change what the
+    /// Mac supports, so it is not an input here (the device view gives it as the status's reason).
+    pub fn compute(has_token: bool, inventory: Option<&DeviceInventory>) -> Self {
         if has_token {
             return BootstrapStatus::Escrowed;
         }
-        let os = inventory
-            .and_then(|i| i.device.as_ref())
-            .and_then(|d| d.os_version_num);
-        let security = inventory.and_then(|i| i.security.as_ref());
-        let user_enrollment = security.and_then(|s| s.is_user_enrollment) == Some(true);
-        let via_dep = security.and_then(|s| s.enrolled_via_dep);
-        let unsupported = group_escrow_enabled == Some(false)
-            || os.is_some_and(|n| n < 101_500)
-            || user_enrollment
-            || (os.is_some_and(|n| n < 110_000) && via_dep == Some(false));
-        if unsupported {
+        if unsupported_reason(inventory).is_some() {
             BootstrapStatus::NotSupported
         } else {
             BootstrapStatus::NotEscrowed
         }
     }
+}
+
+/// Why a Mac cannot escrow a Bootstrap Token at all (its status is NA), or None when it can (or it is not
+/// known yet).
+pub fn unsupported_reason(inventory: Option<&DeviceInventory>) -> Option<String> {
+    let device = inventory.and_then(|i| i.device.as_ref());
+    let os = device.and_then(|d| d.os_version_num);
+    let os_text = device
+        .and_then(|d| d.os_version.clone())
+        .unwrap_or_else(|| "unknown".into());
+    let security = inventory.and_then(|i| i.security.as_ref());
+    if os.is_some_and(|n| n < 101_500) {
+        return Some(format!("macOS {os_text} is older than 10.15"));
+    }
+    if security.and_then(|s| s.is_user_enrollment) == Some(true) {
+        return Some("a User Enrollment cannot escrow a Bootstrap Token".into());
+    }
+    if os.is_some_and(|n| n < 110_000) && security.and_then(|s| s.enrolled_via_dep) == Some(false) {
+        return Some(format!(
+            "macOS {os_text} escrows only when enrolled through Automated Device Enrollment"
+        ));
+    }
+    None
 }
 
 /// Which devices to list (device channel only). All filters are ANDed; paging is by device id.
@@ -271,11 +283,20 @@ pub struct DeviceRecord {
 
 impl DeviceRecord {
     pub fn status(&self) -> BootstrapStatus {
-        BootstrapStatus::compute(
-            self.token.is_some(),
-            self.group_escrow_enabled,
-            self.inventory.as_ref(),
-        )
+        BootstrapStatus::compute(self.token.is_some(), self.inventory.as_ref())
+    }
+
+    /// Why the status is what it is, shown beside it: the group's escrow switch when it is off ("escrow is off
+    /// for group Lab", whether a token was kept or not), else what makes the Mac NA; None otherwise.
+    pub fn status_reason(&self) -> Option<String> {
+        if self.group_escrow_enabled == Some(false) {
+            let name = self.group_name.as_deref().unwrap_or("(unnamed)");
+            return Some(format!("escrow is off for group {name}"));
+        }
+        match self.status() {
+            BootstrapStatus::NotSupported => unsupported_reason(self.inventory.as_ref()),
+            _ => None,
+        }
     }
 }
 
@@ -326,18 +347,60 @@ mod tests {
     }
 
     #[test]
-    fn status_is_escrowed_with_a_token_even_when_escrow_is_now_off() {
+    fn status_is_escrowed_with_a_token_and_not_configured_without_one() {
         assert_eq!(
-            BootstrapStatus::compute(true, Some(false), None),
+            BootstrapStatus::compute(true, None),
             BootstrapStatus::Escrowed
         );
         assert_eq!(
-            BootstrapStatus::compute(false, Some(false), None),
-            BootstrapStatus::NotSupported
-        );
-        assert_eq!(
-            BootstrapStatus::compute(false, None, None),
+            BootstrapStatus::compute(false, None),
             BootstrapStatus::NotEscrowed
+        );
+    }
+
+    #[test]
+    fn an_escrow_off_group_is_a_reason_not_na() {
+        let mut d = DeviceRecord {
+            enrollment: Enrollment::new_device("D", 1),
+            group_name: Some("Lab".into()),
+            group_escrow_enabled: Some(false),
+            token: None,
+            inventory: None,
+            users_without_secure_token: 0,
+            user_count: 0,
+        };
+        assert_eq!(d.status(), BootstrapStatus::NotEscrowed);
+        assert_eq!(
+            d.status_reason().as_deref(),
+            Some("escrow is off for group Lab")
+        );
+        d.token = Some(TokenInfo {
+            size: 1,
+            escrowed_at: 1,
+            verified: false,
+            last_requested_at: None,
+        });
+        assert_eq!(d.status(), BootstrapStatus::Escrowed, "a kept token");
+        assert_eq!(
+            d.status_reason().as_deref(),
+            Some("escrow is off for group Lab")
+        );
+        d.group_escrow_enabled = Some(true);
+        assert_eq!(d.status_reason(), None);
+        d.token = None;
+        d.inventory = Some(DeviceInventory {
+            device_id: "D".into(),
+            device: Some(DeviceFacts {
+                os_version: Some("10.14.6".into()),
+                os_version_num: Some(101_406),
+                ..Default::default()
+            }),
+            security: None,
+        });
+        assert_eq!(d.status(), BootstrapStatus::NotSupported);
+        assert_eq!(
+            d.status_reason().as_deref(),
+            Some("macOS 10.14.6 is older than 10.15")
         );
     }
 
@@ -356,19 +419,19 @@ mod tests {
         };
         let na = BootstrapStatus::NotSupported;
         assert_eq!(
-            BootstrapStatus::compute(false, None, Some(&inv(101_407, Some(true)))),
+            BootstrapStatus::compute(false, Some(&inv(101_407, Some(true)))),
             na
         );
         assert_eq!(
-            BootstrapStatus::compute(false, None, Some(&inv(101_507, Some(false)))),
+            BootstrapStatus::compute(false, Some(&inv(101_507, Some(false)))),
             na
         );
         assert_eq!(
-            BootstrapStatus::compute(false, None, Some(&inv(101_507, Some(true)))),
+            BootstrapStatus::compute(false, Some(&inv(101_507, Some(true)))),
             BootstrapStatus::NotEscrowed
         );
         assert_eq!(
-            BootstrapStatus::compute(false, None, Some(&inv(140_000, Some(false)))),
+            BootstrapStatus::compute(false, Some(&inv(140_000, Some(false)))),
             BootstrapStatus::NotEscrowed
         );
     }

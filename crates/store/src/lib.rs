@@ -268,6 +268,15 @@ pub trait Store: Send + Sync + 'static {
     async fn inventory_requested_at(&self, device_id: &str) -> Result<Option<Millis>>;
     /// Request types of the enrollment's active (pending or NotNow) commands, in queue order.
     async fn active_request_types(&self, enrollment_id: &str) -> Result<Vec<String>>;
+    /// Claim the device's UserList refresh (issue 12): when it was last claimed before `not_since` (or never),
+    /// record `now` and return true; otherwise change nothing and return false. Atomic, so concurrent claims
+    /// (several escrowd processes) let one win. NotFound for an unknown enrollment.
+    async fn claim_user_list_refresh(
+        &self,
+        device_id: &str,
+        now: Millis,
+        not_since: Millis,
+    ) -> Result<bool>;
     // ---- the Mac agent (issue 6)
 
     /// Store a one-time registration secret (hash only) + event. NotFound for an unknown device.

@@ -54,6 +54,13 @@ pub(super) fn components(api: Api) -> Api {
                         one_of(&["not_supported", "not_escrowed", "escrowed"]),
                     ),
                     ("label", one_of(&["NA", "Not configured", "Configured"])),
+                    (
+                        "reason",
+                        described(
+                            text(),
+                            "why, shown beside the label: \"escrow is off for group Lab\", or what makes a Mac NA",
+                        ),
+                    ),
                     ("escrowed_at", nullable(millis())),
                     ("verified", flag()),
                     ("last_requested_at", nullable(millis())),
@@ -116,6 +123,17 @@ pub(super) fn components(api: Api) -> Api {
                     ("value", boolean()),
                     ("source", one_of(&["mdm", "agent"])),
                     ("at", millis()),
+                    (
+                        "conflict",
+                        described(
+                            nullable(object(&[
+                                ("value", boolean()),
+                                ("source", one_of(&["mdm", "agent"])),
+                                ("at", millis()),
+                            ])),
+                            "another source said otherwise, earlier (or at the same time); the newest word wins",
+                        ),
+                    ),
                 ]),
                 "one fact about a user, with the source that said it and when",
             ),
@@ -124,6 +142,7 @@ pub(super) fn components(api: Api) -> Api {
             "User",
             object(&[
                 ("user_key", string()),
+                ("guid", text()),
                 ("short_name", text()),
                 ("full_name", text()),
                 ("uid", nullable(integer())),
@@ -253,6 +272,7 @@ pub(super) fn device(d: &DeviceRecord) -> Value {
         "bootstrap_token": {
             "status": status.as_str(),
             "label": status.label(),
+            "reason": d.status_reason(),
             "escrowed_at": d.token.as_ref().map(|t| t.escrowed_at),
             "verified": d.token.as_ref().map(|t| t.verified),
             "last_requested_at": d.token.as_ref().and_then(|t| t.last_requested_at),
@@ -290,7 +310,10 @@ fn enrollment_type(d: &DeviceRecord) -> &'static str {
 
 fn fact(f: &Option<Fact<bool>>) -> Value {
     match f {
-        Some(f) => json!({"value": f.value, "source": f.source.as_str(), "at": f.at}),
+        Some(f) => json!({
+            "value": f.value, "source": f.source.as_str(), "at": f.at,
+            "conflict": f.conflict.as_ref().map(|c| json!({"value": c.value, "source": c.source.as_str(), "at": c.at})),
+        }),
         None => Value::Null,
     }
 }
@@ -298,6 +321,7 @@ fn fact(f: &Option<Fact<bool>>) -> Value {
 pub(super) fn user(u: &MergedUser) -> Value {
     json!({
         "user_key": u.user_key,
+        "guid": u.guid,
         "short_name": u.short_name,
         "full_name": u.full_name,
         "uid": u.uid,

@@ -147,6 +147,29 @@ async fn s3_turning_escrow_off_keeps_granted_tokens_and_new_accounts_get_none() 
             .iter()
             .all(|u| u.short_name != "asmith")
     );
+
+    // SOTI's meanings: the kept token makes it Configured, and the group's switch is the reason beside it,
+    // never NA (NA is for Macs that do not support a Bootstrap Token).
+    let d = ts.store().device_record("S3").await.unwrap().unwrap();
+    assert_eq!(d.status(), store::BootstrapStatus::Escrowed);
+    assert_eq!(
+        d.status_reason().as_deref(),
+        Some("escrow is off for group Lab S3")
+    );
+    // The Mac removes its own token (`profiles remove -type bootstraptoken`): honoured although escrow is
+    // off, and the Mac is then Not configured, still with the reason.
+    let d = vm.profiles_remove().await.unwrap();
+    assert_eq!(d.status, 200);
+    assert!(
+        server_token(&ts, "S3").await.is_none(),
+        "the kept token is gone"
+    );
+    let d = ts.store().device_record("S3").await.unwrap().unwrap();
+    assert_eq!(d.status(), store::BootstrapStatus::NotEscrowed);
+    assert_eq!(
+        d.status_reason().as_deref(),
+        Some("escrow is off for group Lab S3")
+    );
 }
 
 /// S4 — a managed admin auto-created during enrollment suppresses escrow until its first GUI login
@@ -210,8 +233,7 @@ async fn s5_mobile_account_on_10_15_gets_a_token_only_once_the_bt_is_escrowed() 
 }
 
 /// S6 — a Mobility profile auto-creates mobile accounts: 10.15 with a BT gets a token; 10.14 has no BT and
-/// never escrows (FileWave example 2). §1.3 row 7, §1.5. escrowd's "NA" status view is not built yet; the
-/// test checks that nothing reaches the server.
+/// never escrows (FileWave example 2). §1.3 row 7, §1.5. Nothing from the 10.14 Mac reaches the server.
 #[tokio::test]
 async fn s6_mobile_accounts_get_tokens_on_10_15_but_not_on_10_14() {
     let ts = server().await;

@@ -169,8 +169,99 @@ pub(super) async fn a_user_list_replaces_only_its_sources_rows(store: Arc<dyn St
     let record = store.device_record("D1").await.unwrap().unwrap();
     assert_eq!(
         (record.users_without_secure_token, record.user_count),
-        (1, 1)
+        (1, 2),
+        "alice (agent) and bob (MDM) are two users; bob lacks a token"
     );
+}
+
+/// MDM and agent rows of one user share its key: counts, the device list filter and the view see one user,
+/// whose newest word on its Secure Token wins (a tie goes to the agent).
+pub(super) async fn user_counts_take_each_users_newest_secure_token_fact(store: Arc<dyn Store>) {
+    for id in ["D1", "D2"] {
+        store
+            .upsert_enrollment(&device(id, None), &event(id, "t"))
+            .await
+            .unwrap();
+    }
+    let agent = |d: &str, name: &str, st: Option<bool>, at: i64| DeviceUser {
+        source: FactSource::Agent,
+        observed_at: at,
+        ..mdm_user(d, name, st)
+    };
+    // D1: ladmin false per MDM at 50, true per the agent at 60 (a transfer); kiosk false per both.
+    store
+        .replace_device_users(
+            "D1",
+            FactSource::Mdm,
+            &[
+                mdm_user("D1", "ladmin", Some(false)),
+                mdm_user("D1", "kiosk", Some(false)),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .replace_device_users(
+            "D1",
+            FactSource::Agent,
+            &[
+                agent("D1", "ladmin", Some(true), 60),
+                agent("D1", "kiosk", Some(false), 60),
+            ],
+        )
+        .await
+        .unwrap();
+    // D2: alice true per MDM at 50 and false per the agent at 50 (a tie: the agent wins); bob's agent row
+    // says nothing about the token, so MDM's false stands.
+    store
+        .replace_device_users(
+            "D2",
+            FactSource::Mdm,
+            &[
+                mdm_user("D2", "alice", Some(true)),
+                mdm_user("D2", "bob", Some(false)),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .replace_device_users(
+            "D2",
+            FactSource::Agent,
+            &[
+                agent("D2", "alice", Some(false), 50),
+                agent("D2", "bob", None, 70),
+            ],
+        )
+        .await
+        .unwrap();
+    let d1 = store.device_record("D1").await.unwrap().unwrap();
+    assert_eq!((d1.user_count, d1.users_without_secure_token), (2, 1));
+    let d2 = store.device_record("D2").await.unwrap().unwrap();
+    assert_eq!((d2.user_count, d2.users_without_secure_token), (2, 2));
+
+    // Once the agent says kiosk holds a token too, D1 has nobody without one and leaves the filter.
+    store
+        .replace_device_users(
+            "D1",
+            FactSource::Agent,
+            &[
+                agent("D1", "ladmin", Some(true), 60),
+                agent("D1", "kiosk", Some(true), 60),
+            ],
+        )
+        .await
+        .unwrap();
+    let without = store
+        .list_devices(&DeviceFilter {
+            users_without_secure_token: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&without), ["D2"]);
+    let d1 = store.device_record("D1").await.unwrap().unwrap();
+    assert_eq!((d1.user_count, d1.users_without_secure_token), (2, 0));
 }
 
 pub(super) async fn device_list_filters_match_the_status_rule_and_page_by_id(
@@ -195,7 +286,7 @@ pub(super) async fn device_list_filters_match_the_status_rule_and_page_by_id(
         .upsert_enrollment(&super::user("A", "U1"), &event("A", "t"))
         .await
         .unwrap();
-    // A: escrowed, Apple silicon 14.5; B: group escrow off; C: macOS 10.14; D: nothing known; E: 14.50 Intel.
+    // A: escrowed, Apple silicon 14.5; B: group escrow off (supported); C: macOS 10.14; D: nothing known; E: 14.50 Intel.
     store
         .put_bootstrap_token(&token("A", "k1", b"tok"), &event("A", "e"))
         .await
@@ -248,13 +339,14 @@ pub(super) async fn device_list_filters_match_the_status_rule_and_page_by_id(
         ..Default::default()
     };
     assert_eq!(ids(&list(status(BootstrapStatus::Escrowed)).await), ["A"]);
+    // B's group has escrow off: that is a reason beside Not configured, not NA (NA = cannot escrow at all).
     assert_eq!(
         ids(&list(status(BootstrapStatus::NotSupported)).await),
-        ["B", "C"]
+        ["C"]
     );
     assert_eq!(
         ids(&list(status(BootstrapStatus::NotEscrowed)).await),
-        ["D", "E"]
+        ["B", "D", "E"]
     );
     let silicon = list(DeviceFilter {
         apple_silicon: Some(true),

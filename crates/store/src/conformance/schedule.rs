@@ -166,3 +166,70 @@ pub(super) async fn marking_an_unknown_device_is_not_found(store: Arc<dyn Store>
     }
     assert_eq!(store.inventory_requested_at("nope").await.unwrap(), None);
 }
+
+pub(super) async fn a_user_list_refresh_is_claimed_once_per_window(store: Arc<dyn Store>) {
+    enrolled(&store, "D-1").await;
+    enrolled(&store, "D-2").await;
+    // Never claimed: the first claim wins; a second inside the window does not.
+    assert!(
+        store
+            .claim_user_list_refresh("D-1", 1_000, 700)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_user_list_refresh("D-1", 1_100, 800)
+            .await
+            .unwrap()
+    );
+    // Claimed at 1000, which is not before 1000: still refused.
+    assert!(
+        !store
+            .claim_user_list_refresh("D-1", 1_300, 1_000)
+            .await
+            .unwrap()
+    );
+    // Another device has its own window.
+    assert!(
+        store
+            .claim_user_list_refresh("D-2", 1_100, 800)
+            .await
+            .unwrap()
+    );
+    // Once the last claim is older than the window, the next one wins and restarts it.
+    assert!(
+        store
+            .claim_user_list_refresh("D-1", 1_400, 1_001)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_user_list_refresh("D-1", 1_500, 1_200)
+            .await
+            .unwrap()
+    );
+    match store.claim_user_list_refresh("nope", 1, 0).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+pub(super) async fn concurrent_user_list_refresh_claims_let_one_win(store: Arc<dyn Store>) {
+    enrolled(&store, "D-1").await;
+    let claims = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .claim_user_list_refresh("D-1", 2_000 + i, 1_500)
+                .await
+                .unwrap()
+        })
+    });
+    let mut won = 0;
+    for c in claims {
+        won += usize::from(c.await.unwrap());
+    }
+    assert_eq!(won, 1);
+}

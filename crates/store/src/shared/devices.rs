@@ -11,16 +11,29 @@ use crate::{
     BootstrapStatus, DeviceFilter, DeviceInventory, DeviceRecord, Enrollment, Result, TokenInfo,
 };
 
-/// SQL twin of `BootstrapStatus::compute`'s "unsupported" rule over `g` (group) and `i` (inventory); unknown
-/// facts count as supported.
-const NOT_SUPPORTED: &str = "(COALESCE(g.bootstrap_escrow_enabled, TRUE) = FALSE \
-     OR COALESCE(i.os_version_num, 999999) < 101500 \
+/// SQL twin of `BootstrapStatus::compute`'s "unsupported" rule over `i` (inventory); unknown facts count as
+/// supported. A group with escrow off does not make a Mac unsupported (it is Not configured, with a reason).
+const NOT_SUPPORTED: &str = "(COALESCE(i.os_version_num, 999999) < 101500 \
      OR COALESCE(i.is_user_enrollment, FALSE) = TRUE \
      OR (COALESCE(i.os_version_num, 999999) < 110000 AND COALESCE(i.enrolled_via_dep, TRUE) = FALSE))";
 
+/// SQL for "the user row `u` says HasSecureToken = false and that is the user's newest word on it": no row
+/// of the same user (`user_key`, shared by MDM and agent rows) from another source says otherwise later, or at
+/// the same time from the agent. The twin of `service::admin::merge_users`' rule (newest fact wins, a tie
+/// goes to the agent), so lists, counts and reports agree with the Users table.
+macro_rules! lacks_secure_token {
+    () => {
+        "(u.has_secure_token = FALSE AND NOT EXISTS (SELECT 1 FROM device_users v \
+         WHERE v.device_id = u.device_id AND v.user_key = u.user_key AND v.source <> u.source \
+         AND v.has_secure_token IS NOT NULL \
+         AND (v.observed_at > u.observed_at OR (v.observed_at = u.observed_at AND v.source = 'agent'))))"
+    };
+}
+
 /// Every column of the device view: the enrollment (`e.*`), group, token metadata (never the sealed token),
-/// inventory (`i_*`) and the MDM user counts, so one query returns a whole page.
-const VIEW_SELECT: &str = "SELECT e.id, e.device_id, e.channel, e.user_id, e.user_short_name, e.user_long_name, \
+/// inventory (`i_*`) and the user counts (one per user, whichever sources reported it), so one query returns a whole page.
+const VIEW_SELECT: &str = concat!(
+    "SELECT e.id, e.device_id, e.channel, e.user_id, e.user_short_name, e.user_long_name, \
      e.group_id, e.serial_number, e.model, e.model_name, e.device_name, e.os_version, e.build_version, \
      e.product_name, e.topic, e.push_token, e.push_magic, e.awaiting_configuration, e.cert_fingerprint, \
      e.enabled, e.token_update_count, e.enrolled_at, e.updated_at, e.last_seen_at, \
@@ -38,9 +51,11 @@ const VIEW_SELECT: &str = "SELECT e.id, e.device_id, e.channel, e.user_id, e.use
      i.bt_required_for_kext_approval AS i_bt_required_for_kext_approval, \
      i.enrolled_via_dep AS i_enrolled_via_dep, i.user_approved_enrollment AS i_user_approved_enrollment, \
      i.is_user_enrollment AS i_is_user_enrollment, i.security_info_at AS i_security_info_at, \
-     (SELECT COUNT(*) FROM device_users u WHERE u.device_id = e.id AND u.source = 'mdm') AS user_count, \
-     (SELECT COUNT(*) FROM device_users u WHERE u.device_id = e.id AND u.source = 'mdm' \
-      AND u.has_secure_token = FALSE) AS users_without";
+     (SELECT COUNT(DISTINCT u.user_key) FROM device_users u WHERE u.device_id = e.id) AS user_count, \
+     (SELECT COUNT(DISTINCT u.user_key) FROM device_users u WHERE u.device_id = e.id AND ",
+    lacks_secure_token!(),
+    ") AS users_without"
+);
 
 /// The view's joins onto `e`: group, inventory and token metadata, each at most one row per enrollment.
 const VIEW_JOINS: &str = " LEFT JOIN device_groups g ON g.id = e.group_id \
@@ -208,10 +223,11 @@ pub(super) async fn list(pool: &Pool<Db>, f: &DeviceFilter) -> Result<Vec<Device
         } else {
             q.push(" AND");
         }
-        q.push(
-            " EXISTS (SELECT 1 FROM device_users u WHERE u.device_id = e.id AND u.source = 'mdm' \
-             AND u.has_secure_token = FALSE)",
-        );
+        q.push(concat!(
+            " EXISTS (SELECT 1 FROM device_users u WHERE u.device_id = e.id AND ",
+            lacks_secure_token!(),
+            ")"
+        ));
     }
     if let Some(after) = &f.after_id {
         q.push(" AND e.id > ").push_bind(after.clone());

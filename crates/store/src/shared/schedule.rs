@@ -113,3 +113,26 @@ pub(super) async fn active_request_types(
     .await?;
     Ok(types)
 }
+
+/// Record `now` as the device's UserList refresh unless one was recorded at or after `not_since`; true when
+/// recorded. One statement (an upsert whose update is conditional), so two processes cannot both win.
+pub(super) async fn claim_user_list_refresh(
+    pool: &Pool<Db>,
+    device_id: &str,
+    now: Millis,
+    not_since: Millis,
+) -> Result<bool> {
+    let mut conn = pool.acquire().await?;
+    enrollments::ensure_exists(&mut conn, device_id).await?;
+    let done = sqlx::query(
+        "INSERT INTO user_list_refresh (device_id, requested_at) VALUES ($1, $2) \
+         ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at \
+         WHERE user_list_refresh.requested_at < $3",
+    )
+    .bind(device_id)
+    .bind(now)
+    .bind(not_since)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -332,6 +332,15 @@ impl Store for BackendStore {
         schedule::active_request_types(&self.pool, enrollment_id).await
     }
 
+    async fn claim_user_list_refresh(
+        &self,
+        device_id: &str,
+        now: Millis,
+        not_since: Millis,
+    ) -> Result<bool> {
+        schedule::claim_user_list_refresh(&self.pool, device_id, now, not_since).await
+    }
+
     async fn create_agent_secret(&self, secret: &AgentSecret, event: &NewEvent) -> Result<()> {
         agents::create_secret(&self.pool, secret, event).await
     }
