@@ -41,7 +41,7 @@ device CA with --scep-challenge). Devices prove who they are with Mdm-Signature 
 (SignMessage in the enrollment profile) or a TLS client certificate; certificates must chain to the development \
 device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\n  escrowd serve\n  escrowd serve \
 --data-dir /var/lib/escrowd --listen 0.0.0.0:443\n  escrowd serve --http --listen 127.0.0.1:8080 \
---trusted-cert-header X-Client-Cert   # behind nginx\n  ESCROWD_SCEP_CHALLENGE=s3cret escrowd serve   # devices enroll at /scep\n  escrowd serve --database postgres://escrowd@db/escrowd\n  escrowd serve --push-concurrency 32   # pace bulk APNs pushes\n  escrowd serve --apns-url https://127.0.0.1:2197 --apns-ca stand-in-ca.pem   # a test APNs stand-in"
+--trusted-cert-header X-Client-Cert --trusted-proxy 127.0.0.1   # behind nginx\n  ESCROWD_SCEP_CHALLENGE=s3cret escrowd serve   # devices enroll at /scep\n  escrowd serve --database postgres://escrowd@db/escrowd\n  escrowd serve --push-concurrency 32   # pace bulk APNs pushes\n  escrowd serve --apns-url https://127.0.0.1:2197 --apns-ca stand-in-ca.pem   # a test APNs stand-in"
     )]
     Serve(ServeArgs),
     /// Manage the keys that seal escrowed secrets (rotate, status, retire).
@@ -104,9 +104,20 @@ struct ServeArgs {
     #[arg(long)]
     http: bool,
     /// Accept a client certificate forwarded by a trusted proxy in this header (URL-escaped PEM as nginx's
-    /// $ssl_client_escaped_cert, or RFC 9440 Client-Cert). Only set this when a proxy you control sets it.
+    /// $ssl_client_escaped_cert, or RFC 9440 Client-Cert). Needs --trusted-proxy; read only on an --http
+    /// listener unless --trusted-cert-header-on-tls. Only set this when a proxy you control sets it.
     #[arg(long, value_name = "HEADER")]
     trusted_cert_header: Option<String>,
+    /// A proxy allowed to set --trusted-cert-header: an address or network, e.g. 127.0.0.1, 10.0.0.0/8 or
+    /// fd00::/8. Repeatable; required with --trusted-cert-header. From any other peer the header is ignored
+    /// (the request counts as carrying no forwarded certificate) and counted under
+    /// GET /api/v1/auth-failures.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxy: Vec<server::proxy::Cidr>,
+    /// Also read --trusted-cert-header on requests that arrive over TLS (a proxy that re-encrypts to
+    /// escrowd). Off by default: the header is read only on a plain --http listener.
+    #[arg(long)]
+    trusted_cert_header_on_tls: bool,
     /// Static SCEP challenge password devices must put in their certificate request to get an identity
     /// certificate at /scep. Prefer the environment variable: arguments are visible to other local users.
     #[arg(long, env = "ESCROWD_SCEP_CHALLENGE", value_name = "SECRET", value_parser = parse_secret, hide_env_values = true)]
@@ -230,6 +241,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             database: args.database,
             http: args.http,
             trusted_cert_header: args.trusted_cert_header,
+            trusted_proxies: args.trusted_proxy,
+            trusted_cert_header_on_tls: args.trusted_cert_header_on_tls,
             scep_challenge: args.scep_challenge,
             scep_validity_days: args.scep_validity_days,
             inventory_interval: args.inventory_interval,

@@ -28,6 +28,11 @@ pub struct ServeOptions {
     pub http: bool,
     /// Read a client certificate forwarded by a trusted proxy from this header.
     pub trusted_cert_header: Option<String>,
+    /// Peers the header is honoured from (`--trusted-proxy`); required whenever `trusted_cert_header` is set.
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    /// Honour the header on the TLS listener too (`--trusted-cert-header-on-tls`); off, it is read only on
+    /// a plain `--http` listener, where the proxy terminates TLS.
+    pub trusted_cert_header_on_tls: bool,
     /// Static SCEP challenge password (`--scep-challenge`); None = SCEP PKCSReq is refused.
     pub scep_challenge: Option<vault::Secret<Vec<u8>>>,
     /// Lifetime of device identity certificates issued over SCEP.
@@ -59,6 +64,8 @@ impl ServeOptions {
             database: None,
             http: false,
             trusted_cert_header: None,
+            trusted_proxies: Vec::new(),
+            trusted_cert_header_on_tls: false,
             scep_challenge: None,
             scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
             inventory_interval: DEFAULT_INVENTORY_INTERVAL,
@@ -108,8 +115,42 @@ impl RunningServer {
     }
 }
 
+/// Refuse option combinations that would make the forwarded-certificate header a way in for anyone.
+pub fn check_forwarded_header_options(opts: &ServeOptions) -> anyhow::Result<()> {
+    let Some(header) = &opts.trusted_cert_header else {
+        if !opts.trusted_proxies.is_empty() || opts.trusted_cert_header_on_tls {
+            tracing::warn!(
+                "--trusted-proxy and --trusted-cert-header-on-tls do nothing without --trusted-cert-header"
+            );
+        }
+        return Ok(());
+    };
+    if header.is_empty() || http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        anyhow::bail!("--trusted-cert-header {header:?} is not a valid HTTP header name");
+    }
+    if opts.trusted_proxies.is_empty() {
+        anyhow::bail!(
+            "--trusted-cert-header {header} needs --trusted-proxy CIDR (repeatable) naming the proxies that \
+             set it, e.g. --trusted-proxy 127.0.0.1 or --trusted-proxy 10.0.0.0/8; otherwise any client could \
+             claim any device certificate"
+        );
+    }
+    if let Some(all) = opts.trusted_proxies.iter().find(|c| c.prefix() == 0) {
+        tracing::warn!(network = %all, "--trusted-proxy trusts every address of its family");
+    }
+    if !opts.http && !opts.trusted_cert_header_on_tls {
+        tracing::warn!(
+            header = %header,
+            "--trusted-cert-header is ignored on the TLS listener; it is read only with --http (behind a \
+             TLS-terminating proxy) unless --trusted-cert-header-on-tls is given"
+        );
+    }
+    Ok(())
+}
+
 /// Prepare the data directory and start serving. Returns once the listener is bound.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
+    check_forwarded_header_options(&opts)?;
     let dir = DataDir::new(&opts.data_dir);
     dir.ensure()?;
     let vault = Arc::new(
@@ -165,6 +206,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
             .with_profile_signer(profile_signer),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
+        trusted_proxies: Arc::new(opts.trusted_proxies.clone()),
+        trusted_cert_header_on_tls: opts.trusted_cert_header_on_tls,
         public_url,
         apns: Arc::new(opts.apns.clone()),
     };

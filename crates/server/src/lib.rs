@@ -13,6 +13,7 @@ pub mod enroll;
 pub mod listener;
 pub mod mdm;
 pub mod profile_signer;
+pub mod proxy;
 pub mod scep;
 pub mod schedule;
 pub mod tls;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub identity: Arc<IdentityCheck>,
     /// Header a trusted TLS-terminating proxy puts the client certificate in; None = never read one.
     pub trusted_cert_header: Option<String>,
+    /// Peers whose `trusted_cert_header` is honoured (`--trusted-proxy`); from anyone else it is ignored.
+    pub trusted_proxies: Arc<Vec<proxy::Cidr>>,
+    /// Also honour the header on requests that came over TLS (`--trusted-cert-header-on-tls`).
+    pub trusted_cert_header_on_tls: bool,
     /// How to reach APNs; a new push certificate builds its provider from this.
     pub apns: Arc<apns::ApnsSettings>,
     /// Base URL devices reach this server at (`--public-url`), for enrollment profiles.

@@ -16,6 +16,13 @@ use tower::ServiceExt;
 #[derive(Debug, Clone)]
 pub struct PeerCertificate(pub Option<Vec<u8>>);
 
+/// The TCP peer of the connection a request came on (the proxy, behind one), and whether it came over TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
 /// Serve `router` on `listener` until `shutdown` turns true, then let open connections finish (up to 10 s).
 pub async fn serve(
     listener: TcpListener,
@@ -44,7 +51,7 @@ pub async fn serve(
         tokio::spawn(async move {
             match acceptor {
                 None => {
-                    let svc = with_peer(router, PeerCertificate(None));
+                    let svc = with_peer(router, PeerCertificate(None), PeerAddr { addr: peer, tls: false });
                     let conn = Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .into_owned();
@@ -75,7 +82,7 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|c| c.as_ref().to_vec());
-                    let svc = with_peer(router, PeerCertificate(cert));
+                    let svc = with_peer(router, PeerCertificate(cert), PeerAddr { addr: peer, tls: true });
                     let conn = Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                         .into_owned();
@@ -96,6 +103,7 @@ pub async fn serve(
 fn with_peer(
     router: Router,
     peer: PeerCertificate,
+    addr: PeerAddr,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -106,6 +114,7 @@ fn with_peer(
 + 'static {
     hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(peer.clone());
+        req.extensions_mut().insert(addr);
         router.clone().oneshot(req)
     })
 }
