@@ -157,10 +157,15 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         vault::Vault::open_or_create(&dir.vault_key())
             .with_context(|| format!("opening key file {}", dir.vault_key().display()))?,
     );
+    if opts.database.is_none() {
+        dir.precreate_database()?;
+    }
     let database = opts.database.clone().unwrap_or_else(|| dir.database_url());
     let store = store::connect(&database)
         .await
         .with_context(|| format!("opening database {}", redact_url(&database)))?;
+    // The WAL and SHM exist now; an older database may have made them readable by others.
+    dir.secure_files()?;
 
     let device_ca = Arc::new(crate::device_ca::load_or_create(&dir, store.as_ref(), &vault).await?);
     let mut cas = vec![device_ca.certificate().clone()];
@@ -180,6 +185,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         None
     } else {
         let (cert, key) = dir.tls_material()?;
+        dir.secure_files()?;
         Some(Arc::new(tls::server_config(&cert, key.expose())?))
     };
     let listener = listener::bind(opts.listen).await?;
