@@ -54,7 +54,10 @@ fn a_bad_trusted_proxy_network_is_refused_with_a_hint() {
             .unwrap();
         assert!(!out.status.success(), "{bad}");
         let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.contains("--trusted-proxy") && err.contains(bad), "{err}");
+        assert!(
+            err.contains("--trusted-proxy") && err.contains(bad),
+            "{err}"
+        );
     }
 }
 

@@ -76,7 +76,10 @@ impl DataDir {
                 None => {
                     fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
                         .with_context(|| {
-                            format!("making data directory {} private (chmod 700)", self.root.display())
+                            format!(
+                                "making data directory {} private (chmod 700)",
+                                self.root.display()
+                            )
                         })?;
                     tracing::info!(path = %self.root.display(), old_mode = %format!("{mode:o}"), "made the data directory private (0700)");
                 }
@@ -249,7 +252,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path().join("data"));
         fs::create_dir(&dir.root).unwrap();
-        for name in ["escrowd.db", "escrowd.db-wal", "escrowd.db-shm", "vault.key", "tls.key", "tls.pem"] {
+        for name in [
+            "escrowd.db",
+            "escrowd.db-wal",
+            "escrowd.db-shm",
+            "vault.key",
+            "tls.key",
+            "tls.pem",
+        ] {
             fs::write(dir.root.join(name), b"x").unwrap();
             chmod(&dir.root.join(name), 0o644);
         }
@@ -277,12 +287,19 @@ mod tests {
         for open in [0o755, 0o750, 0o701] {
             chmod(&dir.root, open);
             let err = format!("{:#}", dir.ensure().unwrap_err());
-            assert!(err.contains(&format!("chmod 700 {}", dir.root.display())), "{err}");
+            assert!(
+                err.contains(&format!("chmod 700 {}", dir.root.display())),
+                "{err}"
+            );
             assert!(err.contains("notes.txt"), "{err}");
             assert_eq!(mode(&dir.root), open, "never chmod-ed");
         }
         assert_eq!(mode(&dir.root.join("notes.txt")), 0o644);
-        assert_eq!(mode(&dir.root.join("vault.key")), 0o644, "refused before touching anything");
+        assert_eq!(
+            mode(&dir.root.join("vault.key")),
+            0o644,
+            "refused before touching anything"
+        );
         // A subdirectory is not one of escrowd's files either.
         fs::remove_file(dir.root.join("notes.txt")).unwrap();
         fs::create_dir(dir.root.join("backups")).unwrap();

@@ -65,14 +65,11 @@ impl FromStr for Cidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u8>()
-                    .ok()
-                    .filter(|p| *p <= max)
-                    .ok_or_else(|| {
-                        format!("'{value}': the prefix length must be 0 to {max}")
-                    })?
-            }
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{value}': the prefix length must be 0 to {max}"))?,
             Some(_) => {
                 return Err(format!(
                     "'{value}': the prefix length must be a number 0 to {max}: {expected}"

@@ -77,7 +77,10 @@ async fn a_raw_or_nanomdm_erase_is_refused_without_a_usable_token_unless_forced(
         )
         .await;
     assert_eq!(s, 409, "{b}");
-    assert!(b["error"].as_str().unwrap().contains("no Bootstrap Token"), "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("no Bootstrap Token"),
+        "{b}"
+    );
     // NanoMDM-compatible API: refused the same way, in NanoMDM's shape.
     let (s, b) = nano
         .call(
@@ -88,7 +91,10 @@ async fn a_raw_or_nanomdm_erase_is_refused_without_a_usable_token_unless_forced(
         .await;
     assert_eq!(s, 409, "{b}");
     assert!(
-        b["command_error"].as_str().unwrap().contains("no Bootstrap Token"),
+        b["command_error"]
+            .as_str()
+            .unwrap()
+            .contains("no Bootstrap Token"),
         "{b}"
     );
     // force=false is no force, and a garbled force is a 400; neither queues anything.

@@ -101,7 +101,13 @@ async fn a_start_makes_the_data_directory_and_its_database_files_private() {
     let mut ts = TestServer::start_with(|o| o.http = false).await.unwrap();
     let root = ts.opts.data_dir.clone();
     assert_eq!(mode(&root), 0o700);
-    for name in ["escrowd.db", "escrowd.db-wal", "escrowd.db-shm", "vault.key", "tls.key"] {
+    for name in [
+        "escrowd.db",
+        "escrowd.db-wal",
+        "escrowd.db-shm",
+        "vault.key",
+        "tls.key",
+    ] {
         assert_eq!(mode(&root.join(name)), 0o600, "{name} on first start");
     }
     // An older escrowd (or an admin) left them readable: the next start locks them down again.
@@ -131,7 +137,10 @@ async fn a_shared_open_directory_is_refused_with_how_to_fix_it() {
     opts.listen = "127.0.0.1:0".parse().unwrap();
     opts.http = true;
     let err = format!("{:#}", server::start(opts).await.err().expect("refused"));
-    assert!(err.contains(&format!("chmod 700 {}", shared.display())), "{err}");
+    assert!(
+        err.contains(&format!("chmod 700 {}", shared.display())),
+        "{err}"
+    );
     assert_eq!(mode(&shared), 0o755, "left alone");
     assert!(!shared.join("escrowd.db").exists(), "nothing created");
 }

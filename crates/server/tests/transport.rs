@@ -241,10 +241,7 @@ async fn a_forwarded_certificate_from_a_peer_outside_the_trusted_proxies_is_igno
     // Only 10.0.0.0/8 and an IPv6 network may forward; this test's client is 127.0.0.1.
     let ts = TestServer::start_with(|o| {
         o.trusted_cert_header = Some(header.to_string());
-        o.trusted_proxies = vec![
-            "10.0.0.0/8".parse().unwrap(),
-            "fd00::/8".parse().unwrap(),
-        ];
+        o.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
     })
     .await
     .unwrap();
