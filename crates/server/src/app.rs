@@ -87,6 +87,8 @@ pub struct RunningServer {
     join: JoinHandle<()>,
     /// The inventory schedule; None when `inventory_interval` is zero.
     inventory: Option<JoinHandle<()>>,
+    /// Writes counted auth failures to the store (and once more at stop).
+    auth_failures: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -102,6 +104,7 @@ impl RunningServer {
         if let Some(task) = self.inventory {
             let _ = task.await;
         }
+        let _ = self.auth_failures.await;
     }
 
     /// Run until the listener task ends (it ends only after `stop` or a fatal error).
@@ -237,6 +240,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         opts.inventory_batch,
         rx.clone(),
     );
+    let auth_failures = crate::schedule::spawn_auth_failure_flush(state.mdm.clone(), rx.clone());
     let join = tokio::spawn(listener::serve(listener, app, tls_config, rx));
     tracing::info!(
         address = %local_addr,
@@ -252,6 +256,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         shutdown: tx,
         join,
         inventory,
+        auth_failures,
     })
 }
 

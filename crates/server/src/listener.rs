@@ -23,6 +23,14 @@ pub struct PeerAddr {
     pub tls: bool,
 }
 
+impl PeerAddr {
+    /// Who a refusal is counted against (`service::edge`); `unknown` without a peer (a request that did not
+    /// come through the listener).
+    pub fn source(peer: Option<&PeerAddr>) -> service::edge::Source {
+        service::edge::Source::from_ip(peer.map(|p| p.addr.ip()))
+    }
+}
+
 /// Serve `router` on `listener` until `shutdown` turns true, then let open connections finish (up to 10 s).
 pub async fn serve(
     listener: TcpListener,
@@ -51,7 +59,14 @@ pub async fn serve(
         tokio::spawn(async move {
             match acceptor {
                 None => {
-                    let svc = with_peer(router, PeerCertificate(None), PeerAddr { addr: peer, tls: false });
+                    let svc = with_peer(
+                        router,
+                        PeerCertificate(None),
+                        PeerAddr {
+                            addr: peer,
+                            tls: false,
+                        },
+                    );
                     let conn = Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .into_owned();
@@ -82,7 +97,14 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|c| c.as_ref().to_vec());
-                    let svc = with_peer(router, PeerCertificate(cert), PeerAddr { addr: peer, tls: true });
+                    let svc = with_peer(
+                        router,
+                        PeerCertificate(cert),
+                        PeerAddr {
+                            addr: peer,
+                            tls: true,
+                        },
+                    );
                     let conn = Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                         .into_owned();

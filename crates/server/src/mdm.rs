@@ -62,10 +62,11 @@ async fn device_request(
         Err(err) => return error_response("forwarded certificate", &err),
     };
     let credential = credential(&headers, peer.as_ref().map(|p| &p.0), forwarded.as_deref());
+    let source = PeerAddr::source(addr.as_ref());
     let reply = match channel {
         Channel::Checkin => state
             .mdm
-            .checkin(&state.identity, credential, &body)
+            .checkin(&state.identity, credential, &body, &source)
             .await
             .map(|r| match r {
                 CheckinReply::Empty => None,
@@ -73,7 +74,7 @@ async fn device_request(
             }),
         Channel::Connect => state
             .mdm
-            .connect(&state.identity, credential, &body)
+            .connect(&state.identity, credential, &body, &source)
             .await
             .map(|r| match r {
                 ConnectReply::Idle => None,
@@ -158,10 +159,18 @@ fn forwarded_header_allowed(state: &AppState, addr: Option<PeerAddr>) -> bool {
     }
 }
 
-fn note_untrusted_forwarded_header(_state: &AppState, addr: Option<PeerAddr>) {
-    tracing::warn!(
-        peer = ?addr.map(|a| a.addr.ip()),
-        "ignored a forwarded client certificate header from a peer that is not a --trusted-proxy"
+/// Counted per source and hour (`service::edge`), logged once per source between flushes.
+fn note_untrusted_forwarded_header(state: &AppState, addr: Option<PeerAddr>) {
+    let why = match addr {
+        Some(a) if a.tls && !state.trusted_cert_header_on_tls => {
+            "forwarded certificate header on the TLS listener ignored (no --trusted-cert-header-on-tls)"
+        }
+        _ => "forwarded certificate header from a peer that is not a --trusted-proxy ignored",
+    };
+    state.mdm.note_refusal(
+        service::events::FORWARDED_CERT_UNTRUSTED,
+        &PeerAddr::source(addr.as_ref()),
+        why,
     );
 }
 

@@ -262,6 +262,13 @@ async fn a_forwarded_certificate_from_a_peer_outside_the_trusted_proxies_is_igno
             .is_none(),
         "nothing enrolled"
     );
+    // Counted (per source and hour) for the admin to see.
+    let counted = ts.auth_failures("edge.forwarded_cert_untrusted").await;
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(
+        (counted[0].source.as_str(), counted[0].count),
+        ("127.0.0.1", 1)
+    );
     // The same request from a trusted peer enrolls: the refusal above was the peer, not the certificate.
     let trusted = TestServer::start_with(|o| {
         o.trusted_cert_header = Some(header.to_string());
@@ -352,5 +359,7 @@ async fn the_forwarded_header_is_ignored_on_the_tls_listener_unless_explicitly_a
         let mac = ts.new_device(&udid).unwrap();
         let status = put_tls_with_header(&ts, header, &mac, messages::authenticate(&udid)).await;
         assert_eq!(status, if on_tls { 200 } else { 400 }, "on_tls={on_tls}");
+        let ignored = ts.auth_failure_total("edge.forwarded_cert_untrusted").await;
+        assert_eq!(ignored, i64::from(!on_tls), "on_tls={on_tls}");
     }
 }
