@@ -148,6 +148,30 @@ struct ServeArgs {
     /// and /enroll links, e.g. https://mdm.example.com. Default: this listener's own address.
     #[arg(long, env = "ESCROWD_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
     public_url: Option<String>,
+    /// Close a connection that has not sent a whole request header this long after its first byte (or after
+    /// connecting): slow clients cannot hold connections open. A number with s, m or h (e.g. 10s).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    header_read_timeout: std::time::Duration,
+    /// Close a keep-alive connection that has had no request in flight and no traffic for this long
+    /// (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    idle_timeout: std::time::Duration,
+    /// Most connections open at once; one more is answered 503 with Retry-After (plain HTTP) or closed (TLS)
+    /// right away. Keep it below the process's open-file limit (ulimit -n).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Most requests with a large body (over 256 KiB, or of unknown length) read at once; one more gets 503
+    /// with Retry-After instead of being read, so greedy clients cannot exhaust memory.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_large_body_parses: u32,
+}
+
+/// Like `parse_duration`, but zero is refused.
+fn parse_positive_duration(value: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(value)? {
+        d if d.is_zero() => Err("must be longer than zero, e.g. 10s".into()),
+        d => Ok(d),
+    }
 }
 
 /// `90s`, `30m`, `12h`, `7d`, or `0`.
@@ -248,6 +272,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             inventory_interval: args.inventory_interval,
             inventory_batch: args.inventory_batch,
             public_url: args.public_url,
+            limits: server::listener::Limits {
+                header_read_timeout: args.header_read_timeout,
+                idle_timeout: args.idle_timeout,
+                max_connections: args.max_connections as usize,
+                max_large_body_parses: args.max_large_body_parses as usize,
+            },
             apns: server::apns::ApnsSettings {
                 url: args.apns_url,
                 concurrency: args.push_concurrency as usize,

@@ -22,6 +22,10 @@ fn serve_help_documents_every_flag() {
         "--trusted-cert-header",
         "--trusted-proxy",
         "--trusted-cert-header-on-tls",
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--max-connections",
+        "--max-large-body-parses",
     ] {
         assert!(help.contains(flag), "missing {flag} in:\n{help}");
     }

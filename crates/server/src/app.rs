@@ -47,6 +47,8 @@ pub struct ServeOptions {
     /// Base URL devices reach this server at, written into enrollment profiles
     /// (`https://mdm.example.com`); None = this listener's own address.
     pub public_url: Option<String>,
+    /// Slow and greedy clients: header and idle timeouts, connection and large-body caps.
+    pub limits: crate::listener::Limits,
 }
 
 /// Default `--inventory-interval`: a day.
@@ -72,6 +74,7 @@ impl ServeOptions {
             inventory_batch: DEFAULT_INVENTORY_BATCH,
             apns: crate::apns::ApnsSettings::default(),
             public_url: None,
+            limits: crate::listener::Limits::default(),
         }
     }
 }
@@ -151,9 +154,21 @@ pub fn check_forwarded_header_options(opts: &ServeOptions) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Refuse limits that would make the server unusable.
+fn check_limits(limits: &crate::listener::Limits) -> anyhow::Result<()> {
+    if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
+        anyhow::bail!("--header-read-timeout and --idle-timeout must be longer than zero");
+    }
+    if limits.max_connections == 0 || limits.max_large_body_parses == 0 {
+        anyhow::bail!("--max-connections and --max-large-body-parses must be at least 1");
+    }
+    Ok(())
+}
+
 /// Prepare the data directory and start serving. Returns once the listener is bound.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     check_forwarded_header_options(&opts)?;
+    check_limits(&opts.limits)?;
     let dir = DataDir::new(&opts.data_dir);
     dir.ensure()?;
     let vault = Arc::new(
@@ -219,6 +234,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         trusted_cert_header_on_tls: opts.trusted_cert_header_on_tls,
         public_url,
         apns: Arc::new(opts.apns.clone()),
+        large_bodies: Arc::new(tokio::sync::Semaphore::new(
+            opts.limits.max_large_body_parses.max(1),
+        )),
     };
     // A stored push certificate wakes Macs from the start; a broken one is reported, not fatal (an admin
     // can upload a new one while serving).
@@ -241,7 +259,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         rx.clone(),
     );
     let auth_failures = crate::schedule::spawn_auth_failure_flush(state.mdm.clone(), rx.clone());
-    let join = tokio::spawn(listener::serve(listener, app, tls_config, rx));
+    let join = tokio::spawn(listener::serve(
+        listener,
+        app,
+        tls_config,
+        rx,
+        opts.limits.clone(),
+    ));
     tracing::info!(
         address = %local_addr,
         tls = tls_on,

@@ -43,6 +43,8 @@ pub struct AppState {
     pub apns: Arc<apns::ApnsSettings>,
     /// Base URL devices reach this server at (`--public-url`), for enrollment profiles.
     pub public_url: String,
+    /// Permits for reading a large request body (`--max-large-body-parses`).
+    pub large_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// Body size cap on device endpoints; bigger bodies get 413 before they are read whole.
@@ -66,6 +68,48 @@ pub fn router(state: AppState) -> Router {
         .route("/enroll", get(enroll::enroll))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.large_bodies.clone(),
+            limit_large_bodies,
+        ))
         .layer(axum::Extension(state))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// A request whose body is over [`listener::LARGE_BODY_BYTES`] (or of unknown length) is read only with one
+/// of the large-body permits; without a free one it gets 503 with Retry-After and its body is never read.
+async fn limit_large_bodies(
+    axum::extract::State(permits): axum::extract::State<Arc<tokio::sync::Semaphore>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let headers = req.headers();
+    let large = match headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(length) => length > listener::LARGE_BODY_BYTES,
+        None => headers.contains_key(http::header::TRANSFER_ENCODING),
+    };
+    if !large {
+        return next.run(req).await;
+    }
+    match permits.try_acquire_owned() {
+        Ok(permit) => {
+            let response = next.run(req).await;
+            drop(permit);
+            response
+        }
+        Err(_) => {
+            tracing::debug!("large request refused: --max-large-body-parses reached");
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                [(http::header::RETRY_AFTER, "1")],
+                "busy: too many large requests at once; retry shortly\n",
+            )
+                .into_response()
+        }
+    }
 }
