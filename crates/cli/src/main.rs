@@ -307,7 +307,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_positive_duration};
     use std::time::Duration;
 
     #[test]
@@ -328,6 +328,15 @@ mod tests {
             "366d",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn edge_timeouts_must_be_longer_than_zero() {
+        assert_eq!(parse_positive_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_positive_duration("5m"), Ok(Duration::from_secs(300)));
+        for bad in ["0", "0s", "10", "-1s", ""] {
+            assert!(parse_positive_duration(bad).is_err(), "{bad:?} accepted");
         }
     }
 }
