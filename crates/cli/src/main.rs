@@ -42,7 +42,7 @@ device CA with --scep-challenge). Devices prove who they are with Mdm-Signature 
 (SignMessage in the enrollment profile) or a TLS client certificate; certificates must chain to the development \
 device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\n  escrowd serve\n  escrowd serve \
 --data-dir /var/lib/escrowd --listen 0.0.0.0:443\n  escrowd serve --http --listen 127.0.0.1:8080 \
---trusted-cert-header X-Client-Cert   # behind nginx\n  ESCROWD_SCEP_CHALLENGE=s3cret escrowd serve   # devices enroll at /scep\n  escrowd serve --database postgres://escrowd@db/escrowd\n  escrowd serve --push-concurrency 32   # pace bulk APNs pushes\n  escrowd serve --apns-url https://127.0.0.1:2197 --apns-ca stand-in-ca.pem   # a test APNs stand-in"
+--trusted-cert-header X-Client-Cert --trusted-proxy 127.0.0.1   # behind nginx\n  ESCROWD_SCEP_CHALLENGE=s3cret escrowd serve   # devices enroll at /scep\n  escrowd serve --database postgres://escrowd@db/escrowd\n  escrowd serve --push-concurrency 32   # pace bulk APNs pushes\n  escrowd serve --apns-url https://127.0.0.1:2197 --apns-ca stand-in-ca.pem   # a test APNs stand-in"
     )]
     Serve(ServeArgs),
     /// Manage the keys that seal escrowed secrets (rotate, status, retire).
@@ -108,9 +108,20 @@ struct ServeArgs {
     #[arg(long)]
     http: bool,
     /// Accept a client certificate forwarded by a trusted proxy in this header (URL-escaped PEM as nginx's
-    /// $ssl_client_escaped_cert, or RFC 9440 Client-Cert). Only set this when a proxy you control sets it.
+    /// $ssl_client_escaped_cert, or RFC 9440 Client-Cert). Needs --trusted-proxy; read only on an --http
+    /// listener unless --trusted-cert-header-on-tls. Only set this when a proxy you control sets it.
     #[arg(long, value_name = "HEADER")]
     trusted_cert_header: Option<String>,
+    /// A proxy allowed to set --trusted-cert-header: an address or network, e.g. 127.0.0.1, 10.0.0.0/8 or
+    /// fd00::/8. Repeatable; required with --trusted-cert-header. From any other peer the header is ignored
+    /// (the request counts as carrying no forwarded certificate) and counted under
+    /// GET /api/v1/auth-failures.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxy: Vec<server::proxy::Cidr>,
+    /// Also read --trusted-cert-header on requests that arrive over TLS (a proxy that re-encrypts to
+    /// escrowd). Off by default: the header is read only on a plain --http listener.
+    #[arg(long)]
+    trusted_cert_header_on_tls: bool,
     /// Static SCEP challenge password devices must put in their certificate request to get an identity
     /// certificate at /scep. Prefer the environment variable: arguments are visible to other local users.
     #[arg(long, env = "ESCROWD_SCEP_CHALLENGE", value_name = "SECRET", value_parser = parse_secret, hide_env_values = true)]
@@ -141,6 +152,30 @@ struct ServeArgs {
     /// and /enroll links, e.g. https://mdm.example.com. Default: this listener's own address.
     #[arg(long, env = "ESCROWD_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
     public_url: Option<String>,
+    /// Close a connection that has not sent a whole request header this long after its first byte (or after
+    /// connecting): slow clients cannot hold connections open. A number with s, m or h (e.g. 10s).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    header_read_timeout: std::time::Duration,
+    /// Close a keep-alive connection that has had no request in flight and no traffic for this long
+    /// (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    idle_timeout: std::time::Duration,
+    /// Most connections open at once; one more is answered 503 with Retry-After (plain HTTP) or closed (TLS)
+    /// right away. Keep it below the process's open-file limit (ulimit -n).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Most requests with a large body (over 256 KiB, or of unknown length) read at once; one more gets 503
+    /// with Retry-After instead of being read, so greedy clients cannot exhaust memory.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_large_body_parses: u32,
+}
+
+/// Like `parse_duration`, but zero is refused.
+fn parse_positive_duration(value: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(value)? {
+        d if d.is_zero() => Err("must be longer than zero, e.g. 10s".into()),
+        d => Ok(d),
+    }
 }
 
 /// `90s`, `30m`, `12h`, `7d`, or `0`.
@@ -243,11 +278,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             database: args.database,
             http: args.http,
             trusted_cert_header: args.trusted_cert_header,
+            trusted_proxies: args.trusted_proxy,
+            trusted_cert_header_on_tls: args.trusted_cert_header_on_tls,
             scep_challenge: args.scep_challenge,
             scep_validity_days: args.scep_validity_days,
             inventory_interval: args.inventory_interval,
             inventory_batch: args.inventory_batch,
             public_url: args.public_url,
+            limits: server::listener::Limits {
+                header_read_timeout: args.header_read_timeout,
+                idle_timeout: args.idle_timeout,
+                max_connections: args.max_connections as usize,
+                max_large_body_parses: args.max_large_body_parses as usize,
+            },
             apns: server::apns::ApnsSettings {
                 url: args.apns_url,
                 concurrency: args.push_concurrency as usize,
@@ -277,7 +320,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_positive_duration};
     use std::time::Duration;
 
     #[test]
@@ -298,6 +341,15 @@ mod tests {
             "366d",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn edge_timeouts_must_be_longer_than_zero() {
+        assert_eq!(parse_positive_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_positive_duration("5m"), Ok(Duration::from_secs(300)));
+        for bad in ["0", "0s", "10", "-1s", ""] {
+            assert!(parse_positive_duration(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -20,10 +20,49 @@ fn serve_help_documents_every_flag() {
         "--database",
         "--http",
         "--trusted-cert-header",
+        "--trusted-proxy",
+        "--trusted-cert-header-on-tls",
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--max-connections",
+        "--max-large-body-parses",
     ] {
         assert!(help.contains(flag), "missing {flag} in:\n{help}");
     }
     assert!(help.contains("Examples"), "help teaches by example");
+}
+
+#[test]
+fn a_forwarded_certificate_header_without_trusted_proxies_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = escrowd()
+        .args(["serve", "--http", "--listen", "127.0.0.1:0"])
+        .args(["--trusted-cert-header", "X-Client-Cert", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--trusted-proxy"), "{err}");
+    // Refused before anything was created.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn a_bad_trusted_proxy_network_is_refused_with_a_hint() {
+    for bad in ["10.0.0.0/33", "proxy.example.com", "::/129"] {
+        let out = escrowd()
+            .args(["serve", "--trusted-cert-header", "X-Client-Cert"])
+            .args(["--trusted-proxy", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("--trusted-proxy") && err.contains(bad),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@ use store::AgentRegistration;
 
 use crate::AppState;
 use crate::api::{error, service_error};
+use crate::listener::PeerAddr;
 
 /// Body cap for agent requests (inventory of many users, action output).
 pub const MAX_AGENT_BODY: usize = 256 * 1024;
@@ -59,10 +60,11 @@ impl FromRequest<AppState> for Signed {
             req.uri().clone(),
             req.headers().clone(),
         );
+        let source = PeerAddr::source(req.extensions().get::<PeerAddr>());
         let body = Bytes::from_request(req, s)
             .await
             .map_err(IntoResponse::into_response)?;
-        let agent = verified(s, &method, &uri, &headers, &body).await?;
+        let agent = verified(s, &method, &uri, &headers, &body, &source).await?;
         Ok(Signed { agent, body, uri })
     }
 }
@@ -73,6 +75,7 @@ async fn verified(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    source: &service::edge::Source,
 ) -> Result<AgentRegistration, Response> {
     let header = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok()).ok_or(name);
     let missing = |name: &str| {
@@ -94,7 +97,10 @@ async fn verified(
         path,
         body,
     };
-    s.mdm.agent_verify(&req).await.map_err(service_error)
+    s.mdm
+        .agent_verify(&req, source)
+        .await
+        .map_err(service_error)
 }
 
 #[derive(serde::Deserialize)]

@@ -28,6 +28,11 @@ pub struct ServeOptions {
     pub http: bool,
     /// Read a client certificate forwarded by a trusted proxy from this header.
     pub trusted_cert_header: Option<String>,
+    /// Peers the header is honoured from (`--trusted-proxy`); required whenever `trusted_cert_header` is set.
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    /// Honour the header on the TLS listener too (`--trusted-cert-header-on-tls`); off, it is read only on
+    /// a plain `--http` listener, where the proxy terminates TLS.
+    pub trusted_cert_header_on_tls: bool,
     /// Static SCEP challenge password (`--scep-challenge`); None = SCEP PKCSReq is refused.
     pub scep_challenge: Option<vault::Secret<Vec<u8>>>,
     /// Lifetime of device identity certificates issued over SCEP.
@@ -42,6 +47,8 @@ pub struct ServeOptions {
     /// Base URL devices reach this server at, written into enrollment profiles
     /// (`https://mdm.example.com`); None = this listener's own address.
     pub public_url: Option<String>,
+    /// Slow and greedy clients: header and idle timeouts, connection and large-body caps.
+    pub limits: crate::listener::Limits,
 }
 
 /// Default `--inventory-interval`: a day.
@@ -59,12 +66,15 @@ impl ServeOptions {
             database: None,
             http: false,
             trusted_cert_header: None,
+            trusted_proxies: Vec::new(),
+            trusted_cert_header_on_tls: false,
             scep_challenge: None,
             scep_validity_days: service::scep::DEFAULT_VALIDITY_DAYS,
             inventory_interval: DEFAULT_INVENTORY_INTERVAL,
             inventory_batch: DEFAULT_INVENTORY_BATCH,
             apns: crate::apns::ApnsSettings::default(),
             public_url: None,
+            limits: crate::listener::Limits::default(),
         }
     }
 }
@@ -80,6 +90,8 @@ pub struct RunningServer {
     join: JoinHandle<()>,
     /// The inventory schedule; None when `inventory_interval` is zero.
     inventory: Option<JoinHandle<()>>,
+    /// Writes counted auth failures to the store (and once more at stop).
+    auth_failures: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -95,6 +107,7 @@ impl RunningServer {
         if let Some(task) = self.inventory {
             let _ = task.await;
         }
+        let _ = self.auth_failures.await;
     }
 
     /// Run until the listener task ends (it ends only after `stop` or a fatal error).
@@ -108,18 +121,69 @@ impl RunningServer {
     }
 }
 
+/// Refuse option combinations that would make the forwarded-certificate header a way in for anyone.
+pub fn check_forwarded_header_options(opts: &ServeOptions) -> anyhow::Result<()> {
+    let Some(header) = &opts.trusted_cert_header else {
+        if !opts.trusted_proxies.is_empty() || opts.trusted_cert_header_on_tls {
+            tracing::warn!(
+                "--trusted-proxy and --trusted-cert-header-on-tls do nothing without --trusted-cert-header"
+            );
+        }
+        return Ok(());
+    };
+    if header.is_empty() || http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        anyhow::bail!("--trusted-cert-header {header:?} is not a valid HTTP header name");
+    }
+    if opts.trusted_proxies.is_empty() {
+        anyhow::bail!(
+            "--trusted-cert-header {header} needs --trusted-proxy CIDR (repeatable) naming the proxies that \
+             set it, e.g. --trusted-proxy 127.0.0.1 or --trusted-proxy 10.0.0.0/8; otherwise any client could \
+             claim any device certificate"
+        );
+    }
+    if let Some(all) = opts.trusted_proxies.iter().find(|c| c.prefix() == 0) {
+        tracing::warn!(network = %all, "--trusted-proxy trusts every address of its family");
+    }
+    if !opts.http && !opts.trusted_cert_header_on_tls {
+        tracing::warn!(
+            header = %header,
+            "--trusted-cert-header is ignored on the TLS listener; it is read only with --http (behind a \
+             TLS-terminating proxy) unless --trusted-cert-header-on-tls is given"
+        );
+    }
+    Ok(())
+}
+
+/// Refuse limits that would make the server unusable.
+fn check_limits(limits: &crate::listener::Limits) -> anyhow::Result<()> {
+    if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
+        anyhow::bail!("--header-read-timeout and --idle-timeout must be longer than zero");
+    }
+    if limits.max_connections == 0 || limits.max_large_body_parses == 0 {
+        anyhow::bail!("--max-connections and --max-large-body-parses must be at least 1");
+    }
+    Ok(())
+}
+
 /// Prepare the data directory and start serving. Returns once the listener is bound.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
+    check_forwarded_header_options(&opts)?;
+    check_limits(&opts.limits)?;
     let dir = DataDir::new(&opts.data_dir);
     dir.ensure()?;
     let vault = Arc::new(
         vault::Vault::open_or_create(&dir.vault_key())
             .with_context(|| format!("opening key file {}", dir.vault_key().display()))?,
     );
+    if opts.database.is_none() {
+        dir.precreate_database()?;
+    }
     let database = opts.database.clone().unwrap_or_else(|| dir.database_url());
     let store = store::connect(&database)
         .await
         .with_context(|| format!("opening database {}", redact_url(&database)))?;
+    // The WAL and SHM exist now; an older database may have made them readable by others.
+    dir.secure_files()?;
 
     let device_ca = Arc::new(crate::device_ca::load_or_create(&dir, store.as_ref(), &vault).await?);
     let mut cas = vec![device_ca.certificate().clone()];
@@ -139,6 +203,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         None
     } else {
         let (cert, key) = dir.tls_material()?;
+        dir.secure_files()?;
         Some(Arc::new(tls::server_config(&cert, key.expose())?))
     };
     let listener = listener::bind(opts.listen).await?;
@@ -165,8 +230,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
             .with_profile_signer(profile_signer),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
+        trusted_proxies: Arc::new(opts.trusted_proxies.clone()),
+        trusted_cert_header_on_tls: opts.trusted_cert_header_on_tls,
         public_url,
         apns: Arc::new(opts.apns.clone()),
+        large_bodies: Arc::new(tokio::sync::Semaphore::new(
+            opts.limits.max_large_body_parses.max(1),
+        )),
     };
     // A stored push certificate wakes Macs from the start; a broken one is reported, not fatal (an admin
     // can upload a new one while serving).
@@ -188,7 +258,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         opts.inventory_batch,
         rx.clone(),
     );
-    let join = tokio::spawn(listener::serve(listener, app, tls_config, rx));
+    let auth_failures = crate::schedule::spawn_auth_failure_flush(state.mdm.clone(), rx.clone());
+    let join = tokio::spawn(listener::serve(
+        listener,
+        app,
+        tls_config,
+        rx,
+        opts.limits.clone(),
+    ));
     tracing::info!(
         address = %local_addr,
         tls = tls_on,
@@ -203,6 +280,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         shutdown: tx,
         join,
         inventory,
+        auth_failures,
     })
 }
 

@@ -5,7 +5,7 @@
 //! push certificate is uploaded yet (nothing consumed); 500 for our faults. Answers are plain text and never
 //! echo the token.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use service::ErrorKind;
@@ -13,13 +13,18 @@ use service::enroll::{MAX_TOKEN_CHARS, ProfileUrls};
 use vault::Secret;
 
 use crate::AppState;
+use crate::listener::PeerAddr;
 
 /// Content type of a configuration profile.
 pub const PROFILE_CONTENT_TYPE: &str = "application/x-apple-aspen-config";
 /// Longest query string read.
 const MAX_QUERY_CHARS: usize = 1024;
 
-pub async fn enroll(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub async fn enroll(
+    State(state): State<AppState>,
+    addr: Option<Extension<PeerAddr>>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let token = match token_param(query.as_deref().unwrap_or("")) {
         Ok(t) => t,
         Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
@@ -27,7 +32,11 @@ pub async fn enroll(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     let urls = ProfileUrls {
         base_url: state.public_url.clone(),
     };
-    match state.mdm.enroll_profile(&token, &urls).await {
+    match state
+        .mdm
+        .enroll_profile(&token, &urls, &PeerAddr::source(addr.as_deref()))
+        .await
+    {
         Ok(profile) => profile_response(profile),
         Err(err) => match err.kind() {
             ErrorKind::Invalid | ErrorKind::BadRequest => {

@@ -13,6 +13,7 @@ pub mod enroll;
 pub mod listener;
 pub mod mdm;
 pub mod profile_signer;
+pub mod proxy;
 pub mod scep;
 pub mod schedule;
 pub mod tls;
@@ -34,10 +35,16 @@ pub struct AppState {
     pub identity: Arc<IdentityCheck>,
     /// Header a trusted TLS-terminating proxy puts the client certificate in; None = never read one.
     pub trusted_cert_header: Option<String>,
+    /// Peers whose `trusted_cert_header` is honoured (`--trusted-proxy`); from anyone else it is ignored.
+    pub trusted_proxies: Arc<Vec<proxy::Cidr>>,
+    /// Also honour the header on requests that came over TLS (`--trusted-cert-header-on-tls`).
+    pub trusted_cert_header_on_tls: bool,
     /// How to reach APNs; a new push certificate builds its provider from this.
     pub apns: Arc<apns::ApnsSettings>,
     /// Base URL devices reach this server at (`--public-url`), for enrollment profiles.
     pub public_url: String,
+    /// Permits for reading a large request body (`--max-large-body-parses`).
+    pub large_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// Body size cap on device endpoints; bigger bodies get 413 before they are read whole.
@@ -61,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         .route("/enroll", get(enroll::enroll))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.large_bodies.clone(),
+            limit_large_bodies,
+        ))
         .layer(axum::Extension(state))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
@@ -71,4 +82,42 @@ pub fn router(state: AppState) -> Router {
                 },
             ),
         )
+}
+
+/// A request whose body is over [`listener::LARGE_BODY_BYTES`] (or of unknown length) is read only with one
+/// of the large-body permits; without a free one it gets 503 with Retry-After and its body is never read.
+async fn limit_large_bodies(
+    axum::extract::State(permits): axum::extract::State<Arc<tokio::sync::Semaphore>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let headers = req.headers();
+    let large = match headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(length) => length > listener::LARGE_BODY_BYTES,
+        None => headers.contains_key(http::header::TRANSFER_ENCODING),
+    };
+    if !large {
+        return next.run(req).await;
+    }
+    match permits.try_acquire_owned() {
+        Ok(permit) => {
+            let response = next.run(req).await;
+            drop(permit);
+            response
+        }
+        Err(_) => {
+            tracing::debug!("large request refused: --max-large-body-parses reached");
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                [(http::header::RETRY_AFTER, "1")],
+                "busy: too many large requests at once; retry shortly\n",
+            )
+                .into_response()
+        }
+    }
 }

@@ -12,7 +12,7 @@ use service::checkin::DeviceCredential;
 use service::{CheckinReply, ConnectReply, ErrorKind, ServiceError};
 
 use crate::AppState;
-use crate::listener::PeerCertificate;
+use crate::listener::{PeerAddr, PeerCertificate};
 
 pub const CHECKIN_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
 
@@ -25,19 +25,21 @@ enum Channel {
 pub async fn checkin(
     state: State<AppState>,
     peer: Option<Extension<PeerCertificate>>,
+    addr: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    device_request(Channel::Checkin, state, peer, headers, body).await
+    device_request(Channel::Checkin, state, peer, addr, headers, body).await
 }
 
 pub async fn connect(
     state: State<AppState>,
     peer: Option<Extension<PeerCertificate>>,
+    addr: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    device_request(Channel::Connect, state, peer, headers, body).await
+    device_request(Channel::Connect, state, peer, addr, headers, body).await
 }
 
 /// Collect the credential, hand the exact body to the service, and map the answer: 200 with an empty body or
@@ -46,22 +48,25 @@ async fn device_request(
     channel: Channel,
     State(state): State<AppState>,
     peer: Option<Extension<PeerCertificate>>,
+    addr: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let addr = addr.map(|Extension(a)| a);
     let what = match channel {
         Channel::Checkin => "check-in",
         Channel::Connect => "command report",
     };
-    let forwarded = match forwarded_certificate(&state, &headers) {
+    let forwarded = match forwarded_certificate(&state, addr, &headers) {
         Ok(f) => f,
         Err(err) => return error_response("forwarded certificate", &err),
     };
     let credential = credential(&headers, peer.as_ref().map(|p| &p.0), forwarded.as_deref());
+    let source = PeerAddr::source(addr.as_ref());
     let reply = match channel {
         Channel::Checkin => state
             .mdm
-            .checkin(&state.identity, credential, &body)
+            .checkin(&state.identity, credential, &body, &source)
             .await
             .map(|r| match r {
                 CheckinReply::Empty => None,
@@ -69,7 +74,7 @@ async fn device_request(
             }),
         Channel::Connect => state
             .mdm
-            .connect(&state.identity, credential, &body)
+            .connect(&state.identity, credential, &body, &source)
             .await
             .map(|r| match r {
                 ConnectReply::Idle => None,
@@ -88,6 +93,7 @@ async fn device_request(
 pub async fn dispatch(
     state: State<AppState>,
     peer: Option<Extension<PeerCertificate>>,
+    addr: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -96,9 +102,9 @@ pub async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().starts_with(CHECKIN_CONTENT_TYPE));
     if is_checkin {
-        checkin(state, peer, headers, body).await
+        checkin(state, peer, addr, headers, body).await
     } else {
-        connect(state, peer, headers, body).await
+        connect(state, peer, addr, headers, body).await
     }
 }
 
@@ -119,9 +125,12 @@ fn credential<'a>(
     DeviceCredential::None
 }
 
-/// The certificate a trusted proxy forwarded, when the admin configured a header for it.
+/// The certificate a trusted proxy forwarded, when the admin configured a header for it and the request came
+/// from a `--trusted-proxy` peer (on the TLS listener only with `--trusted-cert-header-on-tls`). From anyone
+/// else the header is ignored, as if absent, and counted.
 fn forwarded_certificate(
     state: &AppState,
+    addr: Option<PeerAddr>,
     headers: &HeaderMap,
 ) -> Result<Option<Vec<u8>>, ServiceError> {
     let Some(name) = state.trusted_cert_header.as_deref() else {
@@ -130,11 +139,39 @@ fn forwarded_certificate(
     let Some(value) = headers.get(name) else {
         return Ok(None);
     };
+    if !forwarded_header_allowed(state, addr) {
+        note_untrusted_forwarded_header(state, addr);
+        return Ok(None);
+    }
     let parsed = value
         .to_str()
         .map_err(|_| pki::IdentityError::ForwardedHeader("header is not ASCII".into()))
         .and_then(pki::forwarded::parse_forwarded_cert);
     Ok(Some(parsed?))
+}
+
+/// Whether a forwarded-certificate header from this peer may be believed.
+fn forwarded_header_allowed(state: &AppState, addr: Option<PeerAddr>) -> bool {
+    match addr {
+        Some(a) if a.tls && !state.trusted_cert_header_on_tls => false,
+        Some(a) => crate::proxy::is_trusted(&state.trusted_proxies, a.addr.ip()),
+        None => false,
+    }
+}
+
+/// Counted per source and hour (`service::edge`), logged once per source between flushes.
+fn note_untrusted_forwarded_header(state: &AppState, addr: Option<PeerAddr>) {
+    let why = match addr {
+        Some(a) if a.tls && !state.trusted_cert_header_on_tls => {
+            "forwarded certificate header on the TLS listener ignored (no --trusted-cert-header-on-tls)"
+        }
+        _ => "forwarded certificate header from a peer that is not a --trusted-proxy ignored",
+    };
+    state.mdm.note_refusal(
+        service::events::FORWARDED_CERT_UNTRUSTED,
+        &PeerAddr::source(addr.as_ref()),
+        why,
+    );
 }
 
 fn error_response(what: &str, err: &ServiceError) -> Response {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use service::{ErrorKind, ServiceError};
 
 use crate::AppState;
+use crate::listener::PeerAddr;
 
 /// Body cap on `POST /scep`.
 pub const MAX_SCEP_BODY: usize = pki::scep::MAX_MESSAGE_BYTES;
@@ -23,6 +24,7 @@ pub const MAX_SCEP_BODY: usize = pki::scep::MAX_MESSAGE_BYTES;
 pub async fn scep(
     State(state): State<AppState>,
     method: Method,
+    addr: Option<Extension<PeerAddr>>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
@@ -48,7 +50,11 @@ pub async fn scep(
                     None => return bad_request("PKIOperation needs a message parameter"),
                 }
             };
-            match state.mdm.scep_pki_operation(&message).await {
+            match state
+                .mdm
+                .scep_pki_operation(&message, &PeerAddr::source(addr.as_deref()))
+                .await
+            {
                 Ok(reply) => {
                     ([(header::CONTENT_TYPE, "application/x-pki-message")], reply).into_response()
                 }

@@ -56,3 +56,27 @@ pub fn spawn_inventory_schedule(
         }
     }))
 }
+
+/// Write the counted refusals of unauthenticated requests to the store every
+/// [`service::edge::FLUSH_INTERVAL`], and once more at shutdown.
+pub fn spawn_auth_failure_flush(
+    mdm: MdmService,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut timer = tokio::time::interval(service::edge::FLUSH_INTERVAL);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stop = tokio::select! {
+                _ = timer.tick() => false,
+                changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
+            };
+            if let Err(e) = mdm.flush_auth_failures().await {
+                tracing::warn!(error = %e, "could not write the counted auth failures; kept for the next try");
+            }
+            if stop {
+                break;
+            }
+        }
+    })
+}

@@ -47,6 +47,118 @@ async fn erase_is_refused_without_a_usable_token_unless_forced_and_token_clear_i
 }
 
 #[tokio::test]
+async fn a_raw_or_nanomdm_erase_is_refused_without_a_usable_token_unless_forced() {
+    let ts = TestServer::start().await.unwrap();
+    let admin = api(&ts, ApiScope::Admin).await;
+    let key = key(&ts, ApiScope::Operate).await;
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("nanomdm:{key}"));
+    let nano = Api {
+        base: ts.base_url(),
+        auth: Some(format!("Basic {basic}")),
+    };
+    let mac = enrolled(&ts, "UDID-RAW-ERASE").await;
+    let erase = |uuid: &str| {
+        protocol::command::Command::erase_device(uuid.into(), None, None)
+            .to_xml()
+            .unwrap()
+    };
+    let queued = |ts: &TestServer| {
+        let store = ts.store();
+        async move { store.active_queue_len("UDID-RAW-ERASE").await.unwrap() }
+    };
+
+    // Raw admin API: refused (409, with the reason), nothing queued.
+    let (s, b) = admin
+        .call(
+            "POST",
+            "/api/v1/commands/raw?devices=UDID-RAW-ERASE&nopush",
+            Some(erase("RAW-ERASE-1")),
+        )
+        .await;
+    assert_eq!(s, 409, "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("no Bootstrap Token"),
+        "{b}"
+    );
+    // NanoMDM-compatible API: refused the same way, in NanoMDM's shape.
+    let (s, b) = nano
+        .call(
+            "PUT",
+            "/v1/enqueue/UDID-RAW-ERASE?nopush",
+            Some(erase("NANO-ERASE-1")),
+        )
+        .await;
+    assert_eq!(s, 409, "{b}");
+    assert!(
+        b["command_error"]
+            .as_str()
+            .unwrap()
+            .contains("no Bootstrap Token"),
+        "{b}"
+    );
+    // force=false is no force, and a garbled force is a 400; neither queues anything.
+    let (s, _) = nano
+        .call(
+            "PUT",
+            "/v1/enqueue/UDID-RAW-ERASE?nopush&force=false",
+            Some(erase("NANO-ERASE-2")),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (s, b) = nano
+        .call(
+            "PUT",
+            "/v1/enqueue/UDID-RAW-ERASE?nopush&force=perhaps",
+            Some(erase("NANO-ERASE-3")),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    let (s, _) = admin
+        .call(
+            "POST",
+            "/api/v1/commands/raw?devices=UDID-RAW-ERASE&nopush&force=perhaps",
+            Some(erase("RAW-ERASE-2")),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(queued(&ts).await, 0);
+    let (_, ev) = admin
+        .get("/api/v1/devices/UDID-RAW-ERASE/events?kind=admin.command.refused")
+        .await;
+    assert_eq!(ev["events"].as_array().unwrap().len(), 3, "{ev}");
+
+    // Other raw commands are not affected.
+    let info = protocol::command::Command::security_info("RAW-INFO".into())
+        .to_xml()
+        .unwrap();
+    let (s, _) = nano
+        .call("PUT", "/v1/enqueue/UDID-RAW-ERASE?nopush", Some(info))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(uuid_of(&mac.idle().await.unwrap().body), "RAW-INFO");
+
+    // Forced, both queue.
+    let (s, b) = admin
+        .call(
+            "POST",
+            "/api/v1/commands/raw?devices=UDID-RAW-ERASE&nopush&force=true",
+            Some(erase("RAW-ERASE-F")),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = nano
+        .call(
+            "PUT",
+            "/v1/enqueue/UDID-RAW-ERASE?nopush&force",
+            Some(erase("NANO-ERASE-F")),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(queued(&ts).await, 3);
+}
+
+#[tokio::test]
 async fn nanomdm_enqueue_and_push_answer_in_nanomdms_shape_with_basic_auth() {
     let ts = TestServer::start().await.unwrap();
     let key = key(&ts, ApiScope::Operate).await;

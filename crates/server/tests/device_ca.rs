@@ -89,3 +89,58 @@ async fn key_rotation_rewraps_the_sealed_ca_and_the_server_still_loads_it() {
     assert_eq!(ts.device_ca().unwrap().cert_pem().unwrap(), before);
     ts.stop().await;
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_start_makes_the_data_directory_and_its_database_files_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut ts = TestServer::start_with(|o| o.http = false).await.unwrap();
+    let root = ts.opts.data_dir.clone();
+    assert_eq!(mode(&root), 0o700);
+    for name in [
+        "escrowd.db",
+        "escrowd.db-wal",
+        "escrowd.db-shm",
+        "vault.key",
+        "tls.key",
+    ] {
+        assert_eq!(mode(&root.join(name)), 0o600, "{name} on first start");
+    }
+    // An older escrowd (or an admin) left them readable: the next start locks them down again.
+    let open = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    for name in ["escrowd.db", "escrowd.db-wal", "escrowd.db-shm", "tls.key"] {
+        open(&root.join(name), 0o644);
+    }
+    open(&root, 0o755);
+    ts.restart().await.unwrap();
+    assert_eq!(mode(&root), 0o700);
+    for name in ["escrowd.db", "escrowd.db-wal", "escrowd.db-shm", "tls.key"] {
+        assert_eq!(mode(&root.join(name)), 0o600, "{name} after restart");
+    }
+}
+
+#[tokio::test]
+async fn a_shared_open_directory_is_refused_with_how_to_fix_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("README"), b"not escrowd's").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut opts = server::ServeOptions::new(&shared);
+    opts.listen = "127.0.0.1:0".parse().unwrap();
+    opts.http = true;
+    let err = format!("{:#}", server::start(opts).await.err().expect("refused"));
+    assert!(
+        err.contains(&format!("chmod 700 {}", shared.display())),
+        "{err}"
+    );
+    assert_eq!(mode(&shared), 0o755, "left alone");
+    assert!(!shared.join("escrowd.db").exists(), "nothing created");
+}

@@ -19,18 +19,14 @@ async fn server() -> TestServer {
         .unwrap()
 }
 
+/// The latest reason of each counted SCEP refusal (refusals are counted per source and hour, not stored one
+/// by one).
 async fn refusals(server: &TestServer) -> Vec<String> {
     server
-        .store()
-        .events(&EventFilter {
-            kind: Some("scep.refused".into()),
-            limit: 100,
-            ..Default::default()
-        })
+        .auth_failures("scep.refused")
         .await
-        .unwrap()
         .into_iter()
-        .map(|e| e.detail)
+        .map(|c| c.detail)
         .collect()
 }
 
@@ -78,7 +74,16 @@ async fn ca_cert_and_caps_are_served() {
 #[tokio::test]
 async fn a_wrong_or_missing_challenge_gets_a_failure_with_bad_request() {
     let server = server().await;
-    for challenge in [Some("guess"), None] {
+    for (n, (challenge, reason)) in [
+        (
+            Some("guess"),
+            "wrong, expired or already used challenge password",
+        ),
+        (None, "no challenge password"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let rep = TestDevice::enroll_via_scep("UDID-X", &server.base_url(), challenge, 2048)
             .await
             .unwrap()
@@ -86,19 +91,27 @@ async fn a_wrong_or_missing_challenge_gets_a_failure_with_bad_request() {
             .expect("refused");
         assert_eq!(rep.status, PkiStatus::Failure);
         assert_eq!(rep.fail_info, Some(FailInfo::BadRequest));
+        // Counted, with the latest reason (never the challenge given).
+        let refusals = refusals(&server).await;
+        assert!(refusals.iter().any(|d| d.contains(reason)), "{refusals:?}");
+        assert!(refusals.iter().all(|d| !d.contains("guess")));
+        assert_eq!(
+            server.auth_failure_total("scep.refused").await,
+            n as i64 + 1
+        );
     }
-    let refusals = refusals(&server).await;
     assert!(
-        refusals
-            .iter()
-            .any(|d| d.contains("wrong, expired or already used challenge password")),
-        "{refusals:?}"
+        server
+            .store()
+            .events(&EventFilter {
+                kind: Some("scep.refused".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty(),
+        "no event row per refusal"
     );
-    assert!(
-        refusals.iter().any(|d| d.contains("no challenge password")),
-        "{refusals:?}"
-    );
-    assert!(refusals.iter().all(|d| !d.contains("guess")));
     server.stop().await;
 }
 

@@ -142,9 +142,12 @@ fn url_escape(s: &str) -> String {
 #[tokio::test]
 async fn a_forwarded_certificate_is_accepted_only_when_a_trusted_header_is_configured() {
     let header = "X-Client-Cert";
-    let ts = TestServer::start_with(|o| o.trusted_cert_header = Some(header.to_string()))
-        .await
-        .unwrap();
+    let ts = TestServer::start_with(|o| {
+        o.trusted_cert_header = Some(header.to_string());
+        o.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await
+    .unwrap();
     let mac = ts.new_device("UDID-PROXY").unwrap();
     let pem = String::from_utf8(mac.cert.to_pem().unwrap()).unwrap();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -217,4 +220,146 @@ async fn a_forwarded_certificate_is_accepted_only_when_a_trusted_header_is_confi
         .await,
         400
     );
+}
+
+/// PUT over plain HTTP with the forwarded-certificate header set to the device's certificate (no signature).
+async fn put_forwarded(base: &str, header: &str, mac: &testkit::TestDevice, body: Vec<u8>) -> u16 {
+    let pem = url_escape(&String::from_utf8(mac.cert.to_pem().unwrap()).unwrap());
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let req = http::Request::put(format!("{base}/mdm/checkin"))
+        .header("content-type", testkit::device::CHECKIN)
+        .header(header, pem)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    client.request(req).await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_forwarded_certificate_from_a_peer_outside_the_trusted_proxies_is_ignored() {
+    let header = "X-Client-Cert";
+    // Only 10.0.0.0/8 and an IPv6 network may forward; this test's client is 127.0.0.1.
+    let ts = TestServer::start_with(|o| {
+        o.trusted_cert_header = Some(header.to_string());
+        o.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+    })
+    .await
+    .unwrap();
+    let mac = ts.new_device("UDID-UNTRUSTED-PROXY").unwrap();
+    let status = put_forwarded(
+        &ts.base_url(),
+        header,
+        &mac,
+        messages::authenticate("UDID-UNTRUSTED-PROXY"),
+    )
+    .await;
+    assert_eq!(status, 400, "the header counted as no certificate at all");
+    assert!(
+        ts.store()
+            .enrollment("UDID-UNTRUSTED-PROXY")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing enrolled"
+    );
+    // Counted (per source and hour) for the admin to see.
+    let counted = ts.auth_failures("edge.forwarded_cert_untrusted").await;
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(
+        (counted[0].source.as_str(), counted[0].count),
+        ("127.0.0.1", 1)
+    );
+    // The same request from a trusted peer enrolls: the refusal above was the peer, not the certificate.
+    let trusted = TestServer::start_with(|o| {
+        o.trusted_cert_header = Some(header.to_string());
+        o.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await
+    .unwrap();
+    let mac = trusted.new_device("UDID-TRUSTED-PROXY").unwrap();
+    let status = put_forwarded(
+        &trusted.base_url(),
+        header,
+        &mac,
+        messages::authenticate("UDID-TRUSTED-PROXY"),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_forwarded_certificate_header_without_trusted_proxies_refuses_to_start() {
+    let err = TestServer::start_with(|o| o.trusted_cert_header = Some("X-Client-Cert".into()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("--trusted-proxy"), "{err:#}");
+    let err = TestServer::start_with(|o| {
+        o.trusted_cert_header = Some("bad header\n".into());
+        o.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await
+    .err()
+    .expect("refused");
+    assert!(format!("{err:#}").contains("header name"), "{err:#}");
+}
+
+/// PUT over HTTPS without a client certificate, carrying the forwarded-certificate header.
+async fn put_tls_with_header(
+    ts: &TestServer,
+    header: &str,
+    mac: &testkit::TestDevice,
+    body: Vec<u8>,
+) -> u16 {
+    let tls_pem = std::fs::read(ts.opts.data_dir.join("tls.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&tls_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(ts.running().local_addr)
+        .await
+        .unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let pem = url_escape(&String::from_utf8(mac.cert.to_pem().unwrap()).unwrap());
+    let req = http::Request::put("/mdm/checkin")
+        .header("host", "127.0.0.1")
+        .header("content-type", testkit::device::CHECKIN)
+        .header(header, pem)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    sender.send_request(req).await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn the_forwarded_header_is_ignored_on_the_tls_listener_unless_explicitly_allowed() {
+    let header = "X-Client-Cert";
+    for on_tls in [false, true] {
+        let ts = TestServer::start_with(|o| {
+            o.http = false;
+            o.trusted_cert_header = Some(header.to_string());
+            o.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+            o.trusted_cert_header_on_tls = on_tls;
+        })
+        .await
+        .unwrap();
+        let udid = format!("UDID-TLS-HEADER-{on_tls}");
+        let mac = ts.new_device(&udid).unwrap();
+        let status = put_tls_with_header(&ts, header, &mac, messages::authenticate(&udid)).await;
+        assert_eq!(status, if on_tls { 200 } else { 400 }, "on_tls={on_tls}");
+        let ignored = ts.auth_failure_total("edge.forwarded_cert_untrusted").await;
+        assert_eq!(ignored, i64::from(!on_tls), "on_tls={on_tls}");
+    }
 }

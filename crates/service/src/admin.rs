@@ -362,35 +362,52 @@ impl MdmService {
             }
         };
         self.check_targets(ids).await?;
-        if matches!(cmd, TypedCommand::EraseDevice { .. }) && !force {
-            for id in ids {
-                if let Some(reason) = self.erase_blocker(id).await? {
-                    self.audit(
-                        id,
-                        COMMAND_REFUSED,
-                        format!("{}: EraseDevice refused: {reason}", by.label()),
-                    )
-                    .await?;
-                    return Err(ServiceError::Conflict(format!(
-                        "EraseDevice refused for {id}: {reason}. Send it with force=true to erase anyway."
-                    )));
-                }
-            }
-        }
+        self.guard_erase(ids, &command, force, by).await?;
         self.enqueue_audited(ids, &command, by).await
     }
 
-    /// Queue a raw command plist.
+    /// Queue a raw command plist. A raw EraseDevice gets the same refusal as the typed one (a Mac without a
+    /// usable Bootstrap Token), unless `force`.
     pub async fn admin_enqueue_raw(
         &self,
         ids: &[String],
         plist: &[u8],
+        force: bool,
         by: &Actor,
     ) -> Result<String, ServiceError> {
         let command =
             Command::from_raw_plist(plist).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         self.check_targets(ids).await?;
+        self.guard_erase(ids, &command, force, by).await?;
         self.enqueue_audited(ids, &command, by).await
+    }
+
+    /// Refuse (Conflict, audited) an EraseDevice for any Mac that has no usable Bootstrap Token, unless
+    /// `force`. Every way of queueing a command goes through here.
+    async fn guard_erase(
+        &self,
+        ids: &[String],
+        command: &Command,
+        force: bool,
+        by: &Actor,
+    ) -> Result<(), ServiceError> {
+        if command.request_type != "EraseDevice" || force {
+            return Ok(());
+        }
+        for id in ids {
+            if let Some(reason) = self.erase_blocker(id).await? {
+                self.audit(
+                    id,
+                    COMMAND_REFUSED,
+                    format!("{}: EraseDevice refused: {reason}", by.label()),
+                )
+                .await?;
+                return Err(ServiceError::Conflict(format!(
+                    "EraseDevice refused for {id}: {reason}. Send it with force=true to erase anyway."
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn check_targets(&self, ids: &[String]) -> Result<(), ServiceError> {

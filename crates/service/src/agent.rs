@@ -5,7 +5,7 @@
 //! Guarantees: registration secrets are stored as SHA-256 only, single use, bound to one device and expiring;
 //! every agent request after registration must carry a valid Ed25519 signature over method, path, timestamp,
 //! nonce and SHA-256(body), a timestamp within ±5 minutes and an unseen nonce, else it is refused with an
-//! `agent.auth_failed` event and changes nothing; action credentials exist in the clear only inside
+//! `agent.auth_failed` count (per source and hour, `crate::edge`) and changes nothing; action credentials exist in the clear only inside
 //! `Secret`s while being expanded and sealed, and are never stored, logged or returned.
 
 use std::collections::{BTreeMap, HashMap};
@@ -251,21 +251,20 @@ impl MdmService {
         ))
     }
 
-    /// Verify a signed agent request; on failure record `agent.auth_failed` and refuse.
+    /// Verify a signed agent request; on failure count `agent.auth_failed` for `source` (per hour, never a
+    /// row per request: `crate::edge`) and refuse.
     pub async fn agent_verify(
         &self,
         req: &SignedRequest<'_>,
+        source: &crate::edge::Source,
     ) -> Result<AgentRegistration, ServiceError> {
         match self.agent_verify_inner(req).await {
             Ok(reg) => Ok(reg),
             Err((subject, err)) => {
-                let event = self.agent_event(
-                    &subject,
-                    AGENT_AUTH_FAILED,
-                    Outcome::Refused,
-                    format!("{} {}: {err}", req.method, req.path),
-                );
-                self.store.record_event(&event).await?;
+                // The path without its query: the query is the caller's and may be anything.
+                let path = req.path.split('?').next().unwrap_or_default();
+                let detail = format!("{subject}: {} {path}: {err}", req.method);
+                self.note_refusal(AGENT_AUTH_FAILED, source, &detail);
                 Err(err)
             }
         }

@@ -2,7 +2,8 @@
 //!
 //! Order of work for every device request: guard + parse the body (malformed input is refused before any
 //! crypto), verify the device's credential against the configured device CAs, then dispatch. Failures change
-//! nothing in the store except an `auth.failed` event on a known enrollment.
+//! nothing in the store; one that claims a known enrollment is counted as `auth.failed` per source and hour
+//! (`crate::edge`), never stored one row per request.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use protocol::CheckinMessage;
 use protocol::checkin::Identity;
 use store::Outcome;
 
+use crate::edge::Source;
 use crate::{MdmService, ServiceError, events};
 
 /// How the device proved who it is, as collected by the HTTP edge.
@@ -72,12 +74,13 @@ impl MdmService {
         identity: &IdentityCheck,
         credential: DeviceCredential<'_>,
         body: &[u8],
+        source: &Source,
     ) -> Result<CheckinReply, ServiceError> {
         let message = protocol::checkin::parse_checkin(body)?;
         let cert = match identity.verify(credential, body) {
             Ok(cert) => cert,
             Err(err) => {
-                self.note_auth_failure(message.identity(), message.message_type(), &err)
+                self.note_auth_failure(message.identity(), message.message_type(), &err, source)
                     .await;
                 return Err(err);
             }
@@ -88,7 +91,8 @@ impl MdmService {
         if let Err(err) = &result
             && err.kind() == crate::ErrorKind::Unauthenticated
         {
-            self.note_auth_failure(&claimed, message_type, err).await;
+            self.note_auth_failure(&claimed, message_type, err, source)
+                .await;
         }
         result
     }
@@ -173,35 +177,31 @@ impl MdmService {
         Err(ServiceError::Refused(format!("{what}: {reason}")))
     }
 
-    /// An authentication failure becomes an event only when the claimed device is one we know, so that
-    /// unauthenticated traffic cannot fill the event table with made-up UDIDs; it is always logged.
+    /// An authentication failure is counted (per source and hour, `crate::edge`) only when the claimed device
+    /// is one we know, so that made-up UDIDs cost nothing; it is always logged (at most once per source and
+    /// kind between flushes above debug level).
     pub(crate) async fn note_auth_failure(
         &self,
         identity: &Identity,
         message_type: &str,
         err: &ServiceError,
+        source: &Source,
     ) {
-        let claimed = identity.device_id().unwrap_or("unknown");
-        tracing::warn!(udid = %claimed, message_type, reason = %err, "device authentication failed");
         let Some(device_id) = identity.device_id() else {
+            tracing::debug!(message_type, reason = %err, "device authentication failed (no UDID)");
             return;
         };
         match self.store.enrollment(device_id).await {
-            Ok(Some(_)) => {
-                let event = self.event(
-                    device_id,
-                    Some(device_id),
-                    events::AUTH_FAILED,
-                    Outcome::Failure,
-                    format!("{message_type}: {err}"),
-                );
-                if let Err(e) = self.store.record_event(&event).await {
-                    tracing::error!(error = %e, "could not record auth failure event");
-                }
+            Ok(Some(_)) => self.note_refusal(
+                events::AUTH_FAILED,
+                source,
+                &format!("{device_id}: {message_type}: {err}"),
+            ),
+            Ok(None) => {
+                tracing::debug!(message_type, reason = %err, "device authentication failed (unknown UDID)")
             }
-            Ok(None) => {}
             Err(e) => {
-                tracing::error!(error = %e, "could not look up enrollment for auth failure event")
+                tracing::error!(error = %e, "could not look up enrollment for an auth failure")
             }
         }
     }

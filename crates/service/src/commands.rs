@@ -28,19 +28,20 @@ impl MdmService {
         identity: &IdentityCheck,
         credential: DeviceCredential<'_>,
         body: &[u8],
+        source: &crate::edge::Source,
     ) -> Result<ConnectReply, ServiceError> {
         let report = protocol::command::parse_report(body)?;
         let cert = match identity.verify(credential, body) {
             Ok(cert) => cert,
             Err(err) => {
-                self.note_auth_failure(&report.identity, "command report", &err)
+                self.note_auth_failure(&report.identity, "command report", &err, source)
                     .await;
                 return Err(err);
             }
         };
         match self.handle_report(&cert, &report, body).await {
             Err(err) if err.kind() == crate::ErrorKind::Unauthenticated => {
-                self.note_auth_failure(&report.identity, "command report", &err)
+                self.note_auth_failure(&report.identity, "command report", &err, source)
                     .await;
                 Err(err)
             }

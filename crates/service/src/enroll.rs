@@ -179,9 +179,15 @@ impl MdmService {
         &self,
         token: &Secret<String>,
         urls: &ProfileUrls,
+        source: &crate::edge::Source,
     ) -> Result<Vec<u8>, ServiceError> {
         let given = token.expose();
         if given.is_empty() || given.chars().count() > MAX_TOKEN_CHARS {
+            self.note_refusal(
+                ENROLL_REFUSED,
+                source,
+                "the enrollment token is missing or too long",
+            );
             return Err(ServiceError::Invalid(
                 "the enrollment token is missing or too long".into(),
             ));
@@ -222,11 +228,12 @@ impl MdmService {
                     TokenRefusal::Expired => "this enrollment token has expired",
                     TokenRefusal::UsedUp => "this enrollment token has been used up",
                 };
-                let subject = "enroll";
-                let detail = format!("{reason} (token hash {short}…)");
-                let ev = self.event(subject, None, ENROLL_REFUSED, Outcome::Refused, detail);
-                self.store.record_event(&ev).await?;
-                tracing::info!(%reason, "enrollment refused");
+                // Counted per source and hour, not stored per request: anyone can send a token.
+                self.note_refusal(
+                    ENROLL_REFUSED,
+                    source,
+                    &format!("{reason} (token hash {short}…)"),
+                );
                 return Err(ServiceError::Refused(format!(
                     "{reason}; ask your administrator for a new enrollment link"
                 )));

@@ -30,3 +30,11 @@ pub const IDENTITY_APPROVED: &str = "identity.approved";
 pub const DEVICE_BLOCKED: &str = "device.blocked";
 pub const DEVICE_UNBLOCKED: &str = "device.unblocked";
 pub const DEVICE_UNENROLLED: &str = "device.unenrolled";
+
+// ---- edge hardening (issue 11): counted per source and hour (`service::edge`), never one row per request.
+// Device check-in auth failures (`AUTH_FAILED`), SCEP refusals (`SCEP_REFUSED`), /enroll refusals
+// (`enroll::ENROLL_REFUSED`) and agent signature failures (`agent::AGENT_AUTH_FAILED`) are counted under their
+// own kinds; this one is only ever counted.
+
+/// A forwarded client certificate header from a peer that is not a `--trusted-proxy` (ignored).
+pub const FORWARDED_CERT_UNTRUSTED: &str = "edge.forwarded_cert_untrusted";

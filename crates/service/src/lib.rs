@@ -12,6 +12,7 @@ pub mod checkin;
 pub mod clock;
 pub mod commands;
 pub mod diagnosis;
+pub mod edge;
 pub mod enroll;
 pub mod error;
 pub mod events;
@@ -45,6 +46,8 @@ pub struct MdmService {
     profile_signer: Option<Arc<pki::profile_sign::ProfileSigner>>,
     /// Agents long-polling for actions, woken when one is queued for their device.
     agent_nudges: Arc<agent::AgentNudges>,
+    /// Refusals of unauthenticated requests, counted in memory until the next flush.
+    auth_failures: Arc<edge::AuthFailureTally>,
 }
 
 impl MdmService {
@@ -65,6 +68,7 @@ impl MdmService {
             scep: None,
             profile_signer: None,
             agent_nudges: Arc::default(),
+            auth_failures: Arc::default(),
         }
     }
 

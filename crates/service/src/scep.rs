@@ -3,8 +3,10 @@
 //! Guarantees: a PKCSReq is issued only with the configured challenge password (compared in constant time;
 //! without one configured, every PKCSReq is refused); a RenewalReq is issued without a challenge only when it
 //! is signed by a currently valid certificate from a trusted device CA that is bound to an enabled enrollment;
-//! a senderNonce is accepted once per [`NONCE_WINDOW_MS`] (replays get a CertRep FAILURE); every issue and every
-//! refusal writes an event. Challenge values never appear in events, errors or logs.
+//! a senderNonce is accepted once per [`NONCE_WINDOW_MS`] (replays get a CertRep FAILURE), at most
+//! [`MAX_NONCES`] remembered; every issue writes an event, every refusal is counted per source and hour
+//! (`crate::edge`: anyone can send one, so none costs a row of its own). Challenge values never appear in
+//! events, errors or logs.
 
 use std::sync::Arc;
 
@@ -14,12 +16,16 @@ use pki::scep::{self, FailInfo, MessageType, ScepError, ScepRequest};
 use store::Outcome;
 use vault::Secret;
 
+use crate::edge::Source;
 use crate::enrollment::short_fp;
 use crate::events::{SCEP_ISSUED, SCEP_REFUSED};
 use crate::{MdmService, ServiceError};
 
 /// How long a senderNonce is remembered for replay detection.
 pub const NONCE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Most senderNonces remembered; beyond it the oldest are forgotten (a replay of one of those still needs a
+/// challenge that was consumed, or yields a certificate for a key only the original requester holds).
+pub const MAX_NONCES: u32 = 100_000;
 /// Default lifetime of an issued device identity certificate.
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
 /// Common name used when a request carries none.
@@ -65,13 +71,16 @@ impl MdmService {
 
     /// PKIOperation: a CertRep (DER) for any readable request, SUCCESS or FAILURE; `BadRequest` for a message
     /// that cannot be read or whose signature does not verify.
-    pub async fn scep_pki_operation(&self, message: &[u8]) -> Result<Vec<u8>, ServiceError> {
+    pub async fn scep_pki_operation(
+        &self,
+        message: &[u8],
+        source: &Source,
+    ) -> Result<Vec<u8>, ServiceError> {
         let config = self.scep_config()?;
         let req = match scep::decode_request(message) {
             Ok(req) => req,
             Err(ScepError::Malformed(reason)) => {
-                let event = self.event("scep", None, SCEP_REFUSED, Outcome::Refused, &reason);
-                self.store.record_event(&event).await?;
+                self.note_refusal(SCEP_REFUSED, source, &reason);
                 return Err(ServiceError::Malformed(format!("SCEP: {reason}")));
             }
             Err(e) => return Err(ServiceError::Internal(e.to_string())),
@@ -80,9 +89,7 @@ impl MdmService {
             Ok(reply) => Ok(reply),
             Err(ScepError::Refused { fail_info, reason }) => {
                 let detail = format!("transaction {}: {fail_info}: {reason}", req.transaction_id);
-                tracing::info!(transaction = %req.transaction_id, %fail_info, %reason, "SCEP request refused");
-                let event = self.event("scep", None, SCEP_REFUSED, Outcome::Refused, detail);
-                self.store.record_event(&event).await?;
+                self.note_refusal(SCEP_REFUSED, source, &detail);
                 scep::cert_rep_failure(&config.ca, &req, fail_info)
                     .map_err(|e| ServiceError::Internal(e.to_string()))
             }
@@ -103,6 +110,7 @@ impl MdmService {
                 &req.transaction_id,
                 now,
                 now.saturating_sub(NONCE_WINDOW_MS),
+                MAX_NONCES,
             )
             .await
             .map_err(|e| ScepError::Malformed(format!("store: {e}")))?;

@@ -9,6 +9,7 @@
 
 mod admin_model;
 mod agent_model;
+mod edge_model;
 mod enroll_model;
 mod error;
 mod model;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 pub use admin_model::*;
 pub use agent_model::*;
+pub use edge_model::*;
 pub use enroll_model::*;
 pub use error::{Result, StoreError};
 pub use model::*;
@@ -157,14 +159,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Remember a PKIOperation senderNonce: true the first time, false for a replay. Nonces seen before
     /// `forget_before` are forgotten first (a replay older than that is refused by its expired challenge or
-    /// signer certificate instead).
+    /// signer certificate instead), and beyond `keep_at_most` nonces the oldest are forgotten, so the table
+    /// stays bounded.
     async fn claim_scep_nonce(
         &self,
         nonce: &str,
         transaction_id: &str,
         at: Millis,
         forget_before: Millis,
+        keep_at_most: u32,
     ) -> Result<bool>;
+
+    // ---- unauthenticated refusals, counted (issue 11)
+
+    /// Add refusal counts in one transaction: each (kind, source, bucket) row is created or has `count`
+    /// added, keeping the earliest `first_at` and the latest `last_at` and detail (capped at
+    /// [`MAX_AUTH_FAILURE_DETAIL`] bytes). Then rows of buckets before `forget_before` are deleted, and only
+    /// about the `keep_at_most` most recently seen rows are kept.
+    async fn add_auth_failures(
+        &self,
+        counts: &[AuthFailureCount],
+        forget_before: Millis,
+        keep_at_most: u32,
+    ) -> Result<()>;
+    /// Matching counts, newest bucket first (then by kind and source).
+    async fn auth_failures(&self, f: &AuthFailureFilter) -> Result<Vec<AuthFailureCount>>;
 
     // ---- groups
 

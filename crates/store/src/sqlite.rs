@@ -32,6 +32,8 @@ mod apikeys;
 mod commands;
 #[path = "shared/devices.rs"]
 mod devices;
+#[path = "shared/edge.rs"]
+mod edge;
 #[path = "shared/enroll.rs"]
 mod enroll;
 #[path = "shared/enrollments.rs"]

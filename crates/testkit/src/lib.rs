@@ -56,6 +56,26 @@ impl TestServer {
         self.running().state.mdm.store().clone()
     }
 
+    /// Counted refusals of unauthenticated requests of `kind` (what is in memory is flushed first), newest
+    /// hour first.
+    pub async fn auth_failures(&self, kind: &str) -> Vec<store::AuthFailureCount> {
+        self.running()
+            .state
+            .mdm
+            .admin_auth_failures(&store::AuthFailureFilter {
+                kind: Some(kind.into()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("auth failures")
+    }
+
+    /// How many refusals of `kind` were counted in total.
+    pub async fn auth_failure_total(&self, kind: &str) -> i64 {
+        self.auth_failures(kind).await.iter().map(|c| c.count).sum()
+    }
+
     /// Stop and start again on the same data directory and port.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let addr = self.running().local_addr;

@@ -28,7 +28,7 @@ pub(super) fn routes(api: Api) -> Api {
     api.route("POST", "/api/v1/commands", "Queue a typed command: {devices: [ids], command: {type: SecurityInfo|UserList|DeviceInformation|DeviceConfigured|Settings|EraseDevice, …}, force?: bool, push?: bool (default true)}. Settings takes bootstrap_token_allowed / prompt_user_to_allow_bootstrap_token_for_authentication / activation_lock_allowed_while_supervised; EraseDevice takes pin and obliteration_behavior (Default|DoNotObliterate|ObliterateWithWarning|Always) and is refused (409) when a Mac has no usable Bootstrap Token unless force is true. Audited.", op, post(typed))
         .request(Body::Json(typed_schema()))
         .response(201, Body::Json(reference("Enqueued")))
-        .route("POST", "/api/v1/commands/raw", "Queue a raw command plist (body) for ?devices=a,b; &nopush skips the push. Audited.", op, post(raw))
+        .route("POST", "/api/v1/commands/raw", "Queue a raw command plist (body) for ?devices=a,b; &nopush skips the push. A raw EraseDevice is refused (409) when a Mac has no usable Bootstrap Token unless &force=true. Audited.", op, post(raw))
         .request(Body::Media("application/x-plist", described(string(), "a command plist (XML): {Command: {RequestType, …}, CommandUUID?}")))
         .response(201, Body::Json(reference("Enqueued")))
         .route("POST", "/api/v1/push", "Push to devices: {devices: [ids]}. Per-device result or error (e.g. no push certificate configured). Audited.", op, post(push))
@@ -203,6 +203,9 @@ async fn typed(
 struct RawQuery {
     devices: String,
     nopush: Option<String>,
+    /// Queue an EraseDevice even for a Mac without a usable Bootstrap Token.
+    #[serde(default)]
+    force: bool,
 }
 
 async fn raw(
@@ -219,7 +222,7 @@ async fn raw(
         Ok(ids) => ids,
         Err(r) => return r,
     };
-    let uuid = match s.mdm.admin_enqueue_raw(&ids, &body, &actor).await {
+    let uuid = match s.mdm.admin_enqueue_raw(&ids, &body, q.force, &actor).await {
         Ok(u) => u,
         Err(e) => return service_error(e),
     };

@@ -15,6 +15,7 @@ mod actions;
 mod auth;
 mod commands;
 mod devices;
+mod edge;
 mod enroll;
 mod groups;
 mod identity;
@@ -140,6 +141,7 @@ impl Api {
 pub fn api() -> (Router<AppState>, ApiDoc) {
     let api = Api::new();
     let api = devices::routes(api);
+    let api = edge::routes(api);
     let api = groups::routes(api);
     let api = identity::routes(api);
     let api = enroll::routes(api);

@@ -23,7 +23,7 @@ use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
-    api.route("PUT", "/v1/enqueue/{ids}", "NanoMDM-compatible: queue the raw command plist in the body for comma-separated enrollment ids, then push unless ?nopush. NanoMDM's JSON answer; 200/207/500.", op, put(enqueue))
+    api.route("PUT", "/v1/enqueue/{ids}", "NanoMDM-compatible: queue the raw command plist in the body for comma-separated enrollment ids, then push unless ?nopush. An EraseDevice is refused (409, reason in command_error) when a Mac has no usable Bootstrap Token unless ?force (or force=true). NanoMDM's JSON answer; 200/207/500.", op, put(enqueue))
         .request(Body::Media("application/x-plist", described(string(), "a command plist (XML)")))
         .response(200, Body::Json(reference("NanoMdmResult")))
         .route("GET", "/v1/push/{ids}", "NanoMDM-compatible: push to comma-separated enrollment ids. NanoMDM's JSON answer; 200/207/500.", op, get(push))
@@ -114,6 +114,24 @@ fn answer(result: ApiResult, ids: usize) -> Response {
     (status, Json(result)).into_response()
 }
 
+/// A flag parameter: absent = false; `name`, `name=true` or `name=1` = true; `name=false` or `name=0` =
+/// false; anything else is an error naming the parameter.
+fn flag(query: &Option<String>, name: &str) -> Result<bool, String> {
+    let mut value = false;
+    for part in query.as_deref().unwrap_or("").split('&') {
+        let (key, v) = part.split_once('=').unwrap_or((part, "true"));
+        if key != name {
+            continue;
+        }
+        value = match v {
+            "" | "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(format!("{name} must be true or false")),
+        };
+    }
+    Ok(value)
+}
+
 fn has_flag(query: &Option<String>, name: &str) -> bool {
     query.as_deref().is_some_and(|q| {
         q.split('&')
@@ -136,6 +154,13 @@ async fn enqueue(
         no_push: has_flag(&query, "nopush"),
         ..Default::default()
     };
+    let force = match flag(&query, "force") {
+        Ok(f) => f,
+        Err(e) => {
+            result.command_error = Some(e);
+            return (StatusCode::BAD_REQUEST, Json(result)).into_response();
+        }
+    };
     let command = match protocol::command::Command::from_raw_plist(&body) {
         Ok(c) => c,
         Err(e) => {
@@ -144,8 +169,13 @@ async fn enqueue(
         }
     };
     result.request_type = Some(command.request_type.clone());
-    match s.mdm.admin_enqueue_raw(&ids, &body, &actor).await {
+    match s.mdm.admin_enqueue_raw(&ids, &body, force, &actor).await {
         Ok(uuid) => result.command_uuid = Some(uuid),
+        // A policy refusal (EraseDevice without a usable Bootstrap Token) is a 409, not a server failure.
+        Err(e) if e.kind() == service::ErrorKind::Conflict => {
+            result.command_error = Some(e.to_string());
+            return (StatusCode::CONFLICT, Json(result)).into_response();
+        }
         Err(e) => {
             result.command_error = Some(e.to_string());
             return answer(result, ids.len());

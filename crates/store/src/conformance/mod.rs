@@ -5,6 +5,7 @@
 mod admin;
 mod agents;
 mod commands;
+mod edge;
 mod enroll;
 mod enrollments;
 mod events;
@@ -209,6 +210,10 @@ conformance! {
     scep::put_sealed_secret_refuses_a_bootstrap_token_field,
     scep::a_scep_nonce_is_claimed_once_and_forgotten_after_its_window,
     scep::concurrent_claims_of_one_nonce_let_exactly_one_win,
+    scep::scep_nonces_beyond_the_cap_forget_the_oldest,
+    edge::auth_failure_counts_add_up_per_kind_source_and_bucket,
+    edge::auth_failure_details_are_capped_on_a_character_boundary,
+    edge::old_and_excess_auth_failure_rows_are_pruned,
     admin::api_keys_are_found_by_hash_listed_and_revoked_with_events,
     admin::inventory_parts_are_written_independently,
     admin::a_user_list_replaces_only_its_sources_rows,

@@ -72,22 +72,35 @@ pub(super) async fn put_sealed_secret_refuses_a_bootstrap_token_field(store: Arc
 pub(super) async fn a_scep_nonce_is_claimed_once_and_forgotten_after_its_window(
     store: Arc<dyn Store>,
 ) {
-    assert!(store.claim_scep_nonce("n1", "t1", 1_000, 0).await.unwrap());
-    assert!(
-        !store.claim_scep_nonce("n1", "t1", 2_000, 0).await.unwrap(),
-        "replay"
-    );
-    assert!(store.claim_scep_nonce("n2", "t1", 2_000, 0).await.unwrap());
-    // Once the window has passed n1 (seen at 1000 < 1500), it is forgotten and can be claimed again.
     assert!(
         store
-            .claim_scep_nonce("n1", "t1", 3_000, 1_500)
+            .claim_scep_nonce("n1", "t1", 1_000, 0, 1000)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .claim_scep_nonce("n2", "t1", 3_000, 1_500)
+            .claim_scep_nonce("n1", "t1", 2_000, 0, 1000)
+            .await
+            .unwrap(),
+        "replay"
+    );
+    assert!(
+        store
+            .claim_scep_nonce("n2", "t1", 2_000, 0, 1000)
+            .await
+            .unwrap()
+    );
+    // Once the window has passed n1 (seen at 1000 < 1500), it is forgotten and can be claimed again.
+    assert!(
+        store
+            .claim_scep_nonce("n1", "t1", 3_000, 1_500, 1000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_scep_nonce("n2", "t1", 3_000, 1_500, 1000)
             .await
             .unwrap()
     );
@@ -96,7 +109,12 @@ pub(super) async fn a_scep_nonce_is_claimed_once_and_forgotten_after_its_window(
 pub(super) async fn concurrent_claims_of_one_nonce_let_exactly_one_win(store: Arc<dyn Store>) {
     let claims = (0..8).map(|_| {
         let store = store.clone();
-        tokio::spawn(async move { store.claim_scep_nonce("same", "t", 5, 0).await.unwrap() })
+        tokio::spawn(async move {
+            store
+                .claim_scep_nonce("same", "t", 5, 0, 1000)
+                .await
+                .unwrap()
+        })
     });
     let mut wins = 0;
     for claim in claims {
@@ -105,4 +123,34 @@ pub(super) async fn concurrent_claims_of_one_nonce_let_exactly_one_win(store: Ar
         }
     }
     assert_eq!(wins, 1);
+}
+
+pub(super) async fn scep_nonces_beyond_the_cap_forget_the_oldest(store: Arc<dyn Store>) {
+    for i in 0..10 {
+        let nonce = format!("cap-{i}");
+        assert!(
+            store
+                .claim_scep_nonce(&nonce, "t", 1_000 + i, 0, 4)
+                .await
+                .unwrap()
+        );
+    }
+    // Only the newest four (cap-6 … cap-9) are remembered: replays of those are refused, the oldest were
+    // forgotten (and so can be claimed again; their challenge or signer refuses a real replay).
+    for i in 6..10 {
+        assert!(
+            !store
+                .claim_scep_nonce(&format!("cap-{i}"), "t", 2_000, 0, 1000)
+                .await
+                .unwrap(),
+            "cap-{i} still remembered"
+        );
+    }
+    assert!(
+        store
+            .claim_scep_nonce("cap-0", "t", 2_000, 0, 1000)
+            .await
+            .unwrap(),
+        "cap-0 was forgotten"
+    );
 }

@@ -1,5 +1,7 @@
 //! SCEP replay protection, shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees: a
-//! nonce is claimed at most once while it is remembered, even by concurrent claimers (one INSERT decides).
+//! nonce is claimed at most once while it is remembered, even by concurrent claimers (one INSERT decides); at
+//! most about `keep_at_most` nonces are remembered (the oldest are forgotten first), so the table stays
+//! bounded whatever arrives.
 
 use sqlx::Pool;
 
@@ -12,6 +14,7 @@ pub(super) async fn claim_nonce(
     transaction_id: &str,
     at: Millis,
     forget_before: Millis,
+    keep_at_most: u32,
 ) -> Result<bool> {
     sqlx::query("DELETE FROM scep_nonces WHERE seen_at < $1")
         .bind(forget_before)
@@ -26,5 +29,16 @@ pub(super) async fn claim_nonce(
     .bind(at)
     .execute(pool)
     .await?;
+    if done.rows_affected() == 1 {
+        // Beyond the cap the oldest go (ties at the boundary may keep a few more).
+        sqlx::query(
+            "DELETE FROM scep_nonces WHERE seen_at < \
+             (SELECT seen_at FROM scep_nonces ORDER BY seen_at DESC LIMIT 1 OFFSET $1)",
+        )
+        // The keep_at_most-th newest is the oldest kept.
+        .bind(i64::from(keep_at_most.max(1)) - 1)
+        .execute(pool)
+        .await?;
+    }
     Ok(done.rows_affected() == 1)
 }

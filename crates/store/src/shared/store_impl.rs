@@ -2,15 +2,16 @@
 //! backend, see `sqlite.rs`). Guarantees nothing beyond those modules; it only wires them to the trait.
 
 use super::{
-    BACKEND, BackendStore, agents, apikeys, commands, devices, enroll, enrollments, events, groups,
-    inventory, push, scep, schedule, secrets, tokens,
+    BACKEND, BackendStore, agents, apikeys, commands, devices, edge, enroll, enrollments, events,
+    groups, inventory, push, scep, schedule, secrets, tokens,
 };
 use crate::{
-    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey,
-    BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory, DeviceRecord,
-    DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter, FactSource, Group, InventoryDue,
-    IssuedCertificate, Millis, NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome,
-    Result, ScepChallenge, SealedSecret, SecurityFacts, Store, TokenRefusal,
+    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey, AuthFailureCount,
+    AuthFailureFilter, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter,
+    DeviceInventory, DeviceRecord, DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter,
+    FactSource, Group, InventoryDue, IssuedCertificate, Millis, NewCommand, NewEvent, PushInvalid,
+    QueuedCommand, ReportOutcome, Result, ScepChallenge, SealedSecret, SecurityFacts, Store,
+    TokenRefusal,
 };
 
 #[async_trait::async_trait]
@@ -179,8 +180,30 @@ impl Store for BackendStore {
         transaction_id: &str,
         at: Millis,
         forget_before: Millis,
+        keep_at_most: u32,
     ) -> Result<bool> {
-        scep::claim_nonce(&self.pool, nonce, transaction_id, at, forget_before).await
+        scep::claim_nonce(
+            &self.pool,
+            nonce,
+            transaction_id,
+            at,
+            forget_before,
+            keep_at_most,
+        )
+        .await
+    }
+
+    async fn add_auth_failures(
+        &self,
+        counts: &[AuthFailureCount],
+        forget_before: Millis,
+        keep_at_most: u32,
+    ) -> Result<()> {
+        edge::add(&self.pool, counts, forget_before, keep_at_most).await
+    }
+
+    async fn auth_failures(&self, f: &AuthFailureFilter) -> Result<Vec<AuthFailureCount>> {
+        edge::list(&self.pool, f).await
     }
 
     async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>> {
