@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoints under `/agent/v1/` (issue 6): register (one-time secret), then signed
+//! The agent's HTTP endpoints under `/agent/v1/` (issue 6): register (one-time secret; when the Mac already
+//! has an agent, signed by that agent's key unless an admin queued the install with --replace), then signed
 //! requests only: poll actions, post a result, post inventory, report a self-service escrow. The signature headers are read here and
 //! verified in `service`; a request that fails verification gets 401 with the reason and changes nothing.
 
@@ -34,8 +35,27 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_AGENT_BODY))
 }
 
-async fn register(State(s): State<AppState>, body: Bytes) -> Response {
-    match s.mdm.agent_register(&body).await {
+/// Unsigned (a first registration), or signed by the Mac's current agent (a re-registration proving itself).
+/// Any one signature header makes the request a signed one: then all four must be there and verify.
+async fn register(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signed = [HEADER_AGENT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let proof = if signed {
+        match signed_request(&method, &uri, &headers, &body) {
+            Ok(req) => Some(req),
+            Err(missing) => return missing,
+        }
+    } else {
+        None
+    };
+    match s.mdm.agent_register(&body, proof.as_ref()).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => service_error(e),
     }
@@ -74,6 +94,18 @@ async fn verified(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<AgentRegistration, Response> {
+    let req = signed_request(method, uri, headers, body)?;
+    s.mdm.agent_verify(&req).await.map_err(service_error)
+}
+
+/// The signature headers as a request to verify; 401 naming the first one missing.
+#[allow(clippy::result_large_err)]
+fn signed_request<'a>(
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<SignedRequest<'a>, Response> {
     let header = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok()).ok_or(name);
     let missing = |name: &str| {
         error(
@@ -85,7 +117,7 @@ async fn verified(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or(uri.path());
-    let req = SignedRequest {
+    Ok(SignedRequest {
         agent_id: header(HEADER_AGENT).map_err(missing)?,
         timestamp: header(HEADER_TIMESTAMP).map_err(missing)?,
         nonce: header(HEADER_NONCE).map_err(missing)?,
@@ -93,8 +125,7 @@ async fn verified(
         method: method.as_str(),
         path,
         body,
-    };
-    s.mdm.agent_verify(&req).await.map_err(service_error)
+    })
 }
 
 #[derive(serde::Deserialize)]

@@ -19,3 +19,14 @@ pub const COMMAND_RESULT: &str = "command.result";
 pub const CHECKIN_UNSUPPORTED: &str = "checkin.unsupported";
 pub const SCEP_ISSUED: &str = "scep.issued";
 pub const SCEP_REFUSED: &str = "scep.refused";
+
+// ---- agent registration and secrets inside commands (issue 11)
+
+/// An admin's `agent-install --replace`: a registration with that install's secret may replace the Mac's
+/// current agent.
+pub const AGENT_REPLACE_AUTHORIZED: &str = "agent.replace_authorized";
+/// A registration replaced the Mac's registered agent (proved by that agent's signature, or allowed by
+/// `--replace`).
+pub const AGENT_REPLACED: &str = "agent.replaced";
+/// A queued command carrying a secret whose sealed payload could not be opened: not sent, finished as Error.
+pub const COMMAND_SEALED_PAYLOAD_UNREADABLE: &str = "command.sealed_payload_unreadable";
