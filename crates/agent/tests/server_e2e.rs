@@ -103,10 +103,21 @@ async fn real_agent_registers_runs_actions_and_reports_inventory() {
             elsewhere.to_str().unwrap(),
         ],
     );
-    assert_eq!(refused.code, Some(2), "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
     assert!(refused.stderr.contains("--replace"), "{}", refused.stderr);
     assert_eq!(
-        ts.store().agent_for_device(UDID).await.unwrap().unwrap().agent_id,
+        ts.store()
+            .agent_for_device(UDID)
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_id,
         agent_id
     );
 

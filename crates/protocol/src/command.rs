@@ -497,7 +497,10 @@ mod tests {
         let cmd = Command::from_raw_plist(raw).unwrap();
         assert!(cmd.has_secret_keys());
         let red = String::from_utf8(cmd.redacted().to_xml().unwrap()).unwrap();
-        assert!(!red.contains("hunter2-pw") && !red.contains("AAEC"), "{red}");
+        assert!(
+            !red.contains("hunter2-pw") && !red.contains("AAEC"),
+            "{red}"
+        );
         // A profile (data) holding a password is found; its bytes never survive redaction.
         let profile = br#"<?xml version="1.0"?><plist version="1.0"><dict><key>PayloadContent</key><array><dict>
 <key>Password</key><string>wifi-pw-77</string></dict></array></dict></plist>"#;
@@ -508,11 +511,23 @@ mod tests {
             .insert("Payload".into(), Value::Data(profile.to_vec()));
         assert!(install.has_secret_keys());
         let red = String::from_utf8(install.redacted().to_xml().unwrap()).unwrap();
-        assert!(!red.contains("wifi-pw-77") && !red.contains("<data>"), "{red}");
+        assert!(
+            !red.contains("wifi-pw-77") && !red.contains("<data>"),
+            "{red}"
+        );
         // Garbage data is not a secret and not an error.
-        install.body.insert("Payload".into(), Value::Data(b"\x00\x01not xml".to_vec()));
+        install
+            .body
+            .insert("Payload".into(), Value::Data(b"\x00\x01not xml".to_vec()));
         assert!(!install.has_secret_keys());
-        for k in ["PIN", "pin", "NewPasscode", "UnlockToken", "RegistrationSecret", "CurrentPassword"] {
+        for k in [
+            "PIN",
+            "pin",
+            "NewPasscode",
+            "UnlockToken",
+            "RegistrationSecret",
+            "CurrentPassword",
+        ] {
             assert!(is_secret_key(k), "{k}");
         }
         for k in ["RequestType", "Queries", "ObliterationBehavior", "Pinned"] {

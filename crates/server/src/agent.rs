@@ -44,9 +44,14 @@ async fn register(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let signed = [HEADER_AGENT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE]
-        .iter()
-        .any(|h| headers.contains_key(*h));
+    let signed = [
+        HEADER_AGENT,
+        HEADER_TIMESTAMP,
+        HEADER_NONCE,
+        HEADER_SIGNATURE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h));
     let proof = if signed {
         match signed_request(&method, &uri, &headers, &body) {
             Ok(req) => Some(req),

@@ -190,16 +190,27 @@ async fn a_second_agent_install_revokes_the_first_secret() {
     let ts = server(&clock, HOUR * 24).await;
     let mac = enrolled(&ts, "REVOKE-MAC").await;
     let (s, first) = install(&ts, ApiScope::Operate, "REVOKE-MAC", false).await;
-    assert_eq!((s, first["revoked_secrets"].as_u64()), (202, Some(0)), "{first}");
+    assert_eq!(
+        (s, first["revoked_secrets"].as_u64()),
+        (202, Some(0)),
+        "{first}"
+    );
     let old = deliver_secret(&mac).await;
     let (s, second) = install(&ts, ApiScope::Operate, "REVOKE-MAC", false).await;
-    assert_eq!((s, second["revoked_secrets"].as_u64()), (202, Some(1)), "{second}");
+    assert_eq!(
+        (s, second["revoked_secrets"].as_u64()),
+        (202, Some(1)),
+        "{second}"
+    );
     let new = deliver_secret(&mac).await;
     assert_ne!(old, new);
     // The first secret no longer registers, and the refusal changes nothing.
     let (s, body) = register(&ts, &clock, "REVOKE-MAC", &old, &keys(), None).await;
     assert_eq!(s, 401, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("revoked"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
     assert_eq!(current_agent(&ts, "REVOKE-MAC").await, None);
     let refused = events_of(&ts, "REVOKE-MAC", "agent.registration_refused").await;
     assert!(refused[0].detail.contains("revoked"), "{:?}", refused[0]);
@@ -222,7 +233,11 @@ async fn the_secret_expires_its_ttl_after_the_mac_acknowledges_the_profile_not_a
     let late = enrolled(&ts, "TTL-MAC-2").await;
     for udid in ["TTL-MAC-1", "TTL-MAC-2"] {
         let (s, b) = install(&ts, ApiScope::Operate, udid, false).await;
-        assert_eq!((s, b["secret_ttl_ms"].as_i64()), (202, Some(7_200_000)), "{b}");
+        assert_eq!(
+            (s, b["secret_ttl_ms"].as_i64()),
+            (202, Some(7_200_000)),
+            "{b}"
+        );
     }
     // Queued for two days (ten TTLs), and a NotNow on the way: the clock has not started.
     clock.advance(HOUR * 24);
@@ -268,7 +283,10 @@ async fn re_registering_needs_the_current_agents_signature_or_an_admins_replace(
         why.contains("already has a registered agent") && why.contains("--replace"),
         "{why}"
     );
-    assert_eq!(current_agent(&ts, udid).await.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        current_agent(&ts, udid).await.as_deref(),
+        Some(first.as_str())
+    );
     // Signed by a key that is not the agent's, or with only some signature headers: 401, nothing changes.
     let stranger = keys();
     let (s, _) = register(
@@ -292,7 +310,10 @@ async fn re_registering_needs_the_current_agents_signature_or_an_admins_replace(
     .await;
     assert_eq!(s, 401, "{b}");
     assert!(b["error"].as_str().unwrap().contains("missing"), "{b}");
-    assert_eq!(current_agent(&ts, udid).await.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        current_agent(&ts, udid).await.as_deref(),
+        Some(first.as_str())
+    );
 
     // Signed by the current agent: replaced, with an event saying how.
     let (s, b) = register(
@@ -306,7 +327,10 @@ async fn re_registering_needs_the_current_agents_signature_or_an_admins_replace(
     .await;
     assert_eq!(s, 201, "{b}");
     let second = b["agent_id"].as_str().unwrap().to_string();
-    assert_eq!(current_agent(&ts, udid).await.as_deref(), Some(second.as_str()));
+    assert_eq!(
+        current_agent(&ts, udid).await.as_deref(),
+        Some(second.as_str())
+    );
     let replaced = events_of(&ts, udid, "agent.replaced").await;
     assert!(
         replaced[0].detail.contains(&first) && replaced[0].detail.contains("signed"),
@@ -321,12 +345,19 @@ async fn re_registering_needs_the_current_agents_signature_or_an_admins_replace(
     assert_eq!((s, b["replace"].as_bool()), (202, Some(true)), "{b}");
     let authorized = events_of(&ts, udid, "agent.replace_authorized").await;
     assert_eq!(authorized.len(), 1);
-    assert!(authorized[0].detail.contains(&second), "{:?}", authorized[0]);
+    assert!(
+        authorized[0].detail.contains(&second),
+        "{:?}",
+        authorized[0]
+    );
     let secret = deliver_secret(&mac).await;
     let (s, b) = register(&ts, &clock, udid, &secret, &keys(), None).await;
     assert_eq!(s, 201, "{b}");
     let third = b["agent_id"].as_str().unwrap().to_string();
-    assert_eq!(current_agent(&ts, udid).await.as_deref(), Some(third.as_str()));
+    assert_eq!(
+        current_agent(&ts, udid).await.as_deref(),
+        Some(third.as_str())
+    );
     let replaced = events_of(&ts, udid, "agent.replaced").await;
     assert!(
         replaced[0].detail.contains(&second) && replaced[0].detail.contains("--replace"),
@@ -406,8 +437,14 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
         assert!(sealed_payload_exists(&ts, uuid).await, "{uuid}");
     }
     let db = database_bytes(&ts);
-    assert!(!contains(&db, PIN), "the PIN is in the database in plaintext");
-    assert!(!contains(&db, RAW_PASSWORD), "the raw password is in plaintext");
+    assert!(
+        !contains(&db, PIN),
+        "the PIN is in the database in plaintext"
+    );
+    assert!(
+        !contains(&db, RAW_PASSWORD),
+        "the raw password is in plaintext"
+    );
 
     // `escrowd keys rotate` re-wraps them with every other secret; the running server still opens them.
     let key_file = ts.opts.data_dir.join("vault.key");
@@ -446,7 +483,10 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
     assert!(!sealed_payload_exists(&ts, &profile).await);
     // Outside the NotNow session the EraseDevice comes again, with the same PIN; Acknowledged deletes it.
     let (uuid, cmd) = parse(&next);
-    assert_eq!((uuid.as_str(), cmd["PIN"].as_string()), (erase.as_str(), Some(PIN)));
+    assert_eq!(
+        (uuid.as_str(), cmd["PIN"].as_string()),
+        (erase.as_str(), Some(PIN))
+    );
     assert!(sealed_payload_exists(&ts, &erase).await);
     let next = answer(&mac, &erase, "Acknowledged").await;
     assert!(!sealed_payload_exists(&ts, &erase).await);
@@ -474,7 +514,9 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
         assert_eq!(c["carries_secret"], json!(true), "{c}");
         assert!(c["payload"].as_str().unwrap().contains("[redacted]"), "{c}");
     }
-    let (_, events) = admin.get(&format!("/api/v1/devices/{udid}/events?limit=1000")).await;
+    let (_, events) = admin
+        .get(&format!("/api/v1/devices/{udid}/events?limit=1000"))
+        .await;
     let text = events.to_string();
     for secret in [PIN, RAW_PASSWORD, secret.as_str()] {
         assert!(!text.contains(secret), "events show a secret");
@@ -484,4 +526,3 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
         assert!(!contains(&db, secret), "a secret reached the database");
     }
 }
-

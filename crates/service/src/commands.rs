@@ -150,7 +150,10 @@ impl MdmService {
             [
                 ("CommandUUID", cmd.uuid.as_str()),
                 ("Status", "Error"),
-                ("escrowd", "not sent: the sealed payload could not be opened"),
+                (
+                    "escrowd",
+                    "not sent: the sealed payload could not be opened",
+                ),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), plist::Value::String(v.to_string())))

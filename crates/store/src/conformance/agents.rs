@@ -100,7 +100,10 @@ pub(super) async fn a_registration_secret_is_claimed_once_for_its_device_before_
     assert_eq!(store.agent_secret("h-unknown-dev").await.unwrap(), None);
     assert_eq!(
         store
-            .sealed_secret(&command_payload_owner("IP-h-unknown-dev"), COMMAND_PAYLOAD_FIELD)
+            .sealed_secret(
+                &command_payload_owner("IP-h-unknown-dev"),
+                COMMAND_PAYLOAD_FIELD
+            )
             .await
             .unwrap(),
         None
@@ -123,11 +126,14 @@ pub(super) async fn a_registration_secret_is_claimed_once_for_its_device_before_
     };
     assert!(matches!(
         store
-            .create_agent_secret(&unnamed, &cmd, &sealed, &[ev.clone()])
+            .create_agent_secret(&unnamed, &cmd, &sealed, std::slice::from_ref(&ev))
             .await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(install(&store, &secret("h1", "D1", 5_000)).await.unwrap(), 0);
+    assert_eq!(
+        install(&store, &secret("h1", "D1", 5_000)).await.unwrap(),
+        0
+    );
     let stored = store.agent_secret("h1").await.unwrap().unwrap();
     assert_eq!(stored, secret("h1", "D1", 5_000));
     // Its InstallProfile is queued for the device, sealed.
@@ -191,9 +197,17 @@ pub(super) async fn a_registration_secret_is_claimed_once_for_its_device_before_
         );
     }
     assert_eq!(event_count(&store).await, before);
-    assert_eq!(store.agent_secret("h2").await.unwrap().unwrap().used_at, None);
     assert_eq!(
-        store.agent_for_device("D1").await.unwrap().unwrap().agent_id,
+        store.agent_secret("h2").await.unwrap().unwrap().used_at,
+        None
+    );
+    assert_eq!(
+        store
+            .agent_for_device("D1")
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_id,
         "A1"
     );
     assert!(
@@ -293,7 +307,10 @@ pub(super) async fn a_secrets_expiry_starts_when_the_mac_acknowledges_its_instal
     };
     // NotNow: not on the Mac yet, the clock does not start.
     report("D1", "IP-h1", CommandStatus::NotNow, 50_000).await;
-    assert_eq!(store.agent_secret("h1").await.unwrap().unwrap().expires_at, None);
+    assert_eq!(
+        store.agent_secret("h1").await.unwrap().unwrap().expires_at,
+        None
+    );
     report("D1", "IP-h1", CommandStatus::Acknowledged, 100_000).await;
     report("D2", "IP-h2", CommandStatus::Acknowledged, 100_000).await;
     let s1 = store.agent_secret("h1").await.unwrap().unwrap();
@@ -310,7 +327,12 @@ pub(super) async fn a_secrets_expiry_starts_when_the_mac_acknowledges_its_instal
             .unwrap()
     );
     assert_eq!(
-        store.agent_secret("h1").await.unwrap().unwrap().unusable_at(105_000),
+        store
+            .agent_secret("h1")
+            .await
+            .unwrap()
+            .unwrap()
+            .unusable_at(105_000),
         Some("expired")
     );
     assert!(

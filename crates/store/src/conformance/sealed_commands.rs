@@ -82,7 +82,12 @@ pub(super) async fn a_command_carrying_a_secret_is_only_queued_sealed(store: Arc
     // An unknown enrollment: NotFound, and neither the command nor its sealed payload is kept.
     assert!(matches!(
         store
-            .enqueue_sealed(&ids(&["D1", "NOPE"]), &secret_cmd("S-1"), &sealed("S-1"), 5_000)
+            .enqueue_sealed(
+                &ids(&["D1", "NOPE"]),
+                &secret_cmd("S-1"),
+                &sealed("S-1"),
+                5_000
+            )
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -90,7 +95,12 @@ pub(super) async fn a_command_carrying_a_secret_is_only_queued_sealed(store: Arc
     assert_eq!(sealed_payload(&store, "S-1").await, None);
     // The real thing: redacted row, sealed payload beside it.
     store
-        .enqueue_sealed(&ids(&["D1", "D2"]), &secret_cmd("S-1"), &sealed("S-1"), 5_000)
+        .enqueue_sealed(
+            &ids(&["D1", "D2"]),
+            &secret_cmd("S-1"),
+            &sealed("S-1"),
+            5_000,
+        )
         .await
         .unwrap();
     let next = store.next_command("D1", false).await.unwrap().unwrap();
@@ -134,8 +144,18 @@ pub(super) async fn a_command_carrying_a_secret_is_only_queued_sealed(store: Arc
         payload: b"<plist>P-1</plist>".to_vec(),
         carries_secret: false,
     };
-    store.enqueue(&ids(&["D3"]), &ordinary, 5_200).await.unwrap();
-    assert!(!store.command("D3", "P-1").await.unwrap().unwrap().carries_secret);
+    store
+        .enqueue(&ids(&["D3"]), &ordinary, 5_200)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .command("D3", "P-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .carries_secret
+    );
 }
 
 pub(super) async fn a_sealed_payload_outlives_notnow_and_goes_with_the_last_finished_entry(
@@ -144,7 +164,12 @@ pub(super) async fn a_sealed_payload_outlives_notnow_and_goes_with_the_last_fini
     enrolled(&store, "D1").await;
     enrolled(&store, "D2").await;
     store
-        .enqueue_sealed(&ids(&["D1", "D2"]), &secret_cmd("S-1"), &sealed("S-1"), 5_000)
+        .enqueue_sealed(
+            &ids(&["D1", "D2"]),
+            &secret_cmd("S-1"),
+            &sealed("S-1"),
+            5_000,
+        )
         .await
         .unwrap();
     let report = |dev: &'static str, status| {
@@ -205,7 +230,12 @@ pub(super) async fn checkout_drops_sealed_payloads_no_longer_queued_anywhere(
         .await
         .unwrap();
     store
-        .enqueue_sealed(&ids(&["D1", "D2"]), &secret_cmd("S-2"), &sealed("S-2"), 5_000)
+        .enqueue_sealed(
+            &ids(&["D1", "D2"]),
+            &secret_cmd("S-2"),
+            &sealed("S-2"),
+            5_000,
+        )
         .await
         .unwrap();
     store
@@ -253,5 +283,8 @@ pub(super) async fn sealed_payloads_are_rewrapped_with_the_other_secrets(store: 
             .unwrap()
     );
     let now = sealed_payload(&store, "S-1").await.unwrap();
-    assert_eq!((now.key_id.as_str(), &now.blob[..]), ("k2", &b"rewrapped"[..]));
+    assert_eq!(
+        (now.key_id.as_str(), &now.blob[..]),
+        ("k2", &b"rewrapped"[..])
+    );
 }
