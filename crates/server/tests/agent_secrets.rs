@@ -338,6 +338,24 @@ async fn re_registering_needs_the_current_agents_signature_or_an_admins_replace(
         replaced[0]
     );
 
+    // A malformed install body is a 400 that queues nothing and creates no secret.
+    let secrets_before = ts.store().agent_secrets(udid).await.unwrap().len();
+    let admin = api(&ts, ApiScope::Admin).await;
+    for body in [
+        json!({"server_url": ts.base_url(), "replace": "yes"}),
+        json!({"server_url": ts.base_url(), "replace": true, "force": true}),
+    ] {
+        let (s, b) = admin
+            .send("POST", &format!("/api/v1/devices/{udid}/agent"), body)
+            .await;
+        assert_eq!(s, 400, "{b}");
+    }
+    assert_eq!(
+        ts.store().agent_secrets(udid).await.unwrap().len(),
+        secrets_before
+    );
+    assert_eq!(ts.store().active_queue_len(udid).await.unwrap(), 0);
+
     // The agent's key is lost: only an admin's --replace lets a new registration in (operators may not).
     let (s, _) = install(&ts, ApiScope::Operate, udid, true).await;
     assert_eq!(s, 403);

@@ -353,3 +353,96 @@ impl MdmService {
 pub fn new_command_uuid() -> String {
     uuid::Uuid::new_v4().to_string().to_uppercase()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn service() -> (tempfile::TempDir, MdmService) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("db.sqlite").display());
+        let store = store::connect(&url).await.unwrap();
+        let vault = Arc::new(vault::Vault::from_keyring(vault::Keyring::ephemeral()));
+        let e = store::Enrollment::new_device("MAC-1", 1);
+        let ev = store::NewEvent {
+            subject: "MAC-1".into(),
+            enrollment_id: Some("MAC-1".into()),
+            kind: "t".into(),
+            outcome: Outcome::Success,
+            detail: String::new(),
+            at: 1,
+        };
+        store.upsert_enrollment(&e, &ev).await.unwrap();
+        (dir, MdmService::new(store, vault))
+    }
+
+    /// A command whose secret hides where no key names it: only the caller knows, and says so.
+    fn account_configuration(uuid: &str) -> Command {
+        let mut cmd = Command::security_info(uuid.into());
+        cmd.request_type = "AccountConfiguration".into();
+        cmd.body.insert(
+            "AutoSetupAdminAccounts".into(),
+            plist::Value::Array(vec![plist::Value::Dictionary(
+                [
+                    ("shortName", plist::Value::String("ladmin".into())),
+                    ("hashBlob", plist::Value::Data(b"SALTED-HASH-9f3".to_vec())),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            )]),
+        );
+        cmd
+    }
+
+    #[tokio::test]
+    async fn enqueue_new_seals_a_command_marked_carries_secret_and_opens_it_only_for_the_mac() {
+        let (_dir, svc) = service().await;
+        let cmd = account_configuration("AC-1");
+        assert!(
+            !cmd.has_secret_keys(),
+            "the test needs a secret no key names"
+        );
+        let new = NewCommand {
+            uuid: "AC-1".into(),
+            request_type: "AccountConfiguration".into(),
+            payload: cmd.to_xml().unwrap(),
+            carries_secret: true,
+        };
+        assert!(
+            !format!("{new:?}").contains("SALTED"),
+            "Debug shows the payload"
+        );
+        let ids = vec!["MAC-1".to_string()];
+        assert_eq!(svc.enqueue_new(&ids, new.clone()).await.unwrap(), "AC-1");
+        let stored = svc.store.command("MAC-1", "AC-1").await.unwrap().unwrap();
+        assert!(stored.carries_secret);
+        let shown = String::from_utf8(stored.payload).unwrap();
+        assert!(
+            !shown.contains("U0FMVEVE") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+        let opened = svc.open_command_payload("AC-1").await.unwrap();
+        assert_eq!(opened.expose(), &cmd.to_xml().unwrap());
+        // A plist that does not match the uuid or request type it is queued under: refused, nothing stored.
+        let mismatched = NewCommand {
+            uuid: "AC-2".into(),
+            ..new.clone()
+        };
+        assert!(matches!(
+            svc.enqueue_new(&ids, mismatched).await,
+            Err(ServiceError::Invalid(_))
+        ));
+        assert_eq!(svc.store.command("MAC-1", "AC-2").await.unwrap(), None);
+        // Garbage is a 4xx-class error, not a panic, and stores nothing.
+        let garbage = NewCommand {
+            uuid: "AC-3".into(),
+            payload: b"\x00not a plist".to_vec(),
+            ..new
+        };
+        assert!(svc.enqueue_new(&ids, garbage).await.is_err());
+        assert_eq!(svc.store.command("MAC-1", "AC-3").await.unwrap(), None);
+    }
+}
