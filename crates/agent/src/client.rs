@@ -455,7 +455,9 @@ fn message_of(body: &[u8]) -> String {
 }
 
 /// Reads the settings, makes both keys, registers, and writes the state file. Refuses to overwrite an
-/// existing state file unless `force`.
+/// existing state file unless `force`; forced over a readable state file of the same device, the registration
+/// is signed with that (current) agent's key, which is how the server lets a registered agent replace itself
+/// (otherwise it needs an admin's `agent-install --replace`).
 pub fn register(
     settings: &AgentSettings,
     ca_cert: Option<&Path>,
@@ -481,11 +483,36 @@ pub fn register(
         Secret::new(serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?);
     drop(req);
     let path = "/agent/v1/register";
-    let (status, answer) = http.request("POST", path, &[], body.expose())?;
+    let current = if force && state_path.exists() {
+        AgentState::load(state_path)
+            .ok()
+            .filter(|s| s.device_id == settings.device_id)
+    } else {
+        None
+    };
+    let headers = match &current {
+        Some(state) => {
+            let (key, _) = state.keys().map_err(ClientError::Protocol)?;
+            signed_headers(
+                &key,
+                &state.agent_id,
+                "POST",
+                path,
+                now_secs(),
+                &random_hex(16)?,
+                body.expose(),
+            )
+        }
+        None => Vec::new(),
+    };
+    let (status, answer) = http.request("POST", path, &headers, body.expose())?;
     if status != 201 && status != 200 {
         let hint = match status {
             401 => {
-                " (the registration secret is wrong, used or expired: reinstall the agent profile with `escrowd agent-install`)"
+                " (the registration secret is wrong, used, revoked or expired, or the current agent's signature was refused: reinstall the agent profile with `escrowd agent-install`)"
+            }
+            409 => {
+                " (this Mac already has a registered agent whose key is not here: an admin can allow the replacement with `escrowd agent-install DEVICE --replace`)"
             }
             _ => "",
         };

@@ -58,7 +58,9 @@ The settings arrive with the agent profile (`escrowd agent-install DEVICE`); its
         /// Trust this PEM certificate / CA for an https server (e.g. the server's DATA_DIR/tls.pem).
         #[arg(long, value_name = "PEM")]
         ca_cert: Option<PathBuf>,
-        /// Replace an existing registration (needs a fresh registration secret).
+        /// Replace an existing registration (needs a fresh registration secret). The request is signed with
+        /// the key in the existing --state file, which proves to the server that the current agent asks; without
+        /// that key the server refuses unless the install was queued with `escrowd agent-install --replace`.
         #[arg(long)]
         force: bool,
         /// Print {"agent_id":…,"device_id":…} as JSON.

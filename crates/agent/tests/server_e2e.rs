@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value as Json, json};
-use support::server::{agent_blocking, installed};
+use support::server::{agent_blocking, deliver, installed, installed_device};
 use support::typical_mac;
 use testkit::TestServer;
 
@@ -16,7 +16,7 @@ async fn real_agent_registers_runs_actions_and_reports_inventory() {
     const UDID: &str = "E2E-AGENT-MAC";
     let ts = TestServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (admin, config) = installed(&ts, UDID, dir.path()).await;
+    let (admin, config, device) = installed_device(&ts, UDID, dir.path()).await;
     let state = dir.path().join("state/agent.json");
     let (config_s, state_s) = (config.to_str().unwrap(), state.to_str().unwrap());
     let mut mac = typical_mac();
@@ -62,6 +62,63 @@ async fn real_agent_registers_runs_actions_and_reports_inventory() {
     assert!(
         kept == saved,
         "the failed re-registration changed the state file"
+    );
+    // A fresh install: --force re-registers, the request signed with the current agent's key (issue 11).
+    let (s, b) = admin.call(
+        "POST",
+        &format!("/api/v1/devices/{UDID}/agent"),
+        Some(json!({"server_url": ts.base_url()})),
+    );
+    assert_eq!(s, 202, "{b}");
+    deliver(&device, dir.path()).await;
+    let forced = agent_blocking(
+        &mut mac,
+        &[
+            "register", "--config", config_s, "--state", state_s, "--force", "--json",
+        ],
+    );
+    assert_eq!(forced.code, Some(0), "{}{}", forced.stdout, forced.stderr);
+    let replaced_by = forced.json()["agent_id"].as_str().unwrap().to_string();
+    assert_ne!(replaced_by, agent_id);
+    assert!(ts.store().agent(&agent_id).await.unwrap().is_none());
+    let agent_id = replaced_by;
+    let saved: Json = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["agent_id"].as_str(), Some(agent_id.as_str()));
+    // Without the old key (state file gone) the server refuses, naming --replace.
+    let elsewhere = dir.path().join("other/agent.json");
+    let (s, _) = admin.call(
+        "POST",
+        &format!("/api/v1/devices/{UDID}/agent"),
+        Some(json!({"server_url": ts.base_url()})),
+    );
+    assert_eq!(s, 202);
+    deliver(&device, dir.path()).await;
+    let refused = agent_blocking(
+        &mut mac,
+        &[
+            "register",
+            "--config",
+            config_s,
+            "--state",
+            elsewhere.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--replace"), "{}", refused.stderr);
+    assert_eq!(
+        ts.store()
+            .agent_for_device(UDID)
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_id,
+        agent_id
     );
 
     // A wrong admin password: the action fails with its precise reason, alice gets nothing.

@@ -76,7 +76,13 @@ each one's output lands in `escrowd events UDID --kind agent.troubleshoot`). %se
 /// `escrowd agent install`: queue the agent's settings profile (one-time registration secret) for a Mac.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Example:\n  escrowd agent-install UDID --agent-server-url https://mdm.example.com"
+    after_help = "The registration secret works once, for the server's --agent-secret-ttl (default 24h) counted from \
+when the Mac installs the profile. Queueing a new install revokes the Mac's earlier unused secrets.\n\n\
+A Mac whose agent is already registered re-registers only when the agent signs the request with its current key \
+(`escrow-agent register --force` does), or when the install was queued with --replace (admin API key; recorded \
+as an agent.replace_authorized event), e.g. after the Mac was wiped or the agent's key was lost.\n\n\
+Examples:\n  escrowd agent-install UDID --agent-server-url https://mdm.example.com\n  \
+escrowd agent-install UDID --replace   # the agent's key is gone: let the new registration replace it"
 )]
 pub struct AgentInstallArgs {
     #[command(flatten)]
@@ -86,6 +92,10 @@ pub struct AgentInstallArgs {
     /// The URL the agent will call (default: --server).
     #[arg(long)]
     agent_server_url: Option<String>,
+    /// Let the registration with this install's secret replace the Mac's currently registered agent without
+    /// that agent's signature (needs an admin API key; audited).
+    #[arg(long)]
+    replace: bool,
 }
 
 /// A password if the action needs one.
@@ -282,7 +292,7 @@ pub async fn install(a: AgentInstallArgs) -> anyhow::Result<()> {
         .ok(
             "POST",
             &format!("/api/v1/devices/{}/agent", enc(&a.id)),
-            Some(json!({"server_url": url})),
+            Some(json!({"server_url": url, "replace": a.replace})),
         )
         .await?
         .json()?;
@@ -292,7 +302,9 @@ pub async fn install(a: AgentInstallArgs) -> anyhow::Result<()> {
         "/a",
         &[
             ("command", "/command_uuid"),
-            ("secret expires", "/secret_expires_at"),
+            ("secret ttl ms (from install)", "/secret_ttl_ms"),
+            ("revoked secrets", "/revoked_secrets"),
+            ("replace", "/replace"),
         ],
     );
     Ok(())

@@ -168,6 +168,12 @@ struct ServeArgs {
     /// with Retry-After instead of being read, so greedy clients cannot exhaust memory.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_large_body_parses: u32,
+    /// How long the one-time registration secret queued by `escrowd agent-install` works, counted from when
+    /// the Mac acknowledges the InstallProfile carrying it (not from queueing): a number with s, m, h or d,
+    /// at least 1m (e.g. 24h, 2d). A newer agent-install for the Mac revokes its unused older secrets.
+    #[arg(long, env = "ESCROWD_AGENT_SECRET_TTL", value_name = "DURATION", default_value = "24h",
+          value_parser = parse_agent_secret_ttl)]
+    agent_secret_ttl: std::time::Duration,
 }
 
 /// Like `parse_duration`, but zero is refused.
@@ -176,6 +182,17 @@ fn parse_positive_duration(value: &str) -> Result<std::time::Duration, String> {
         d if d.is_zero() => Err("must be longer than zero, e.g. 10s".into()),
         d => Ok(d),
     }
+}
+
+/// A `parse_duration` of at least a minute.
+fn parse_agent_secret_ttl(value: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(value)?;
+    if d < std::time::Duration::from_secs(60) {
+        return Err(format!(
+            "'{value}' is too short: the agent needs at least 1m to register (e.g. 24h)"
+        ));
+    }
+    Ok(d)
 }
 
 /// `90s`, `30m`, `12h`, `7d`, or `0`.
@@ -291,6 +308,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 max_connections: args.max_connections as usize,
                 max_large_body_parses: args.max_large_body_parses as usize,
             },
+            agent_secret_ttl: args.agent_secret_ttl,
+            clock: service::SharedClock::default(),
             apns: server::apns::ApnsSettings {
                 url: args.apns_url,
                 concurrency: args.push_concurrency as usize,
@@ -322,6 +341,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 mod tests {
     use super::{parse_duration, parse_positive_duration};
     use std::time::Duration;
+
+    #[test]
+    fn agent_secret_ttl_takes_units_and_refuses_less_than_a_minute() {
+        assert_eq!(
+            super::parse_agent_secret_ttl("24h"),
+            Ok(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            super::parse_agent_secret_ttl("1m"),
+            Ok(Duration::from_secs(60))
+        );
+        for bad in ["0", "59s", "soon", "-1h"] {
+            assert!(super::parse_agent_secret_ttl(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn inventory_interval_takes_units_and_refuses_garbage() {

@@ -391,6 +391,88 @@ impl Command {
     }
 }
 
+/// What a redacted value reads as.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether a Command key names a secret (case-insensitive): `PIN`, anything with password, passcode,
+/// passphrase, secret or token in it (`NewPassword`, `passwordHash`, `UnlockToken`, `RegistrationSecret`),
+/// and bypass codes.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "pin"
+        || [
+            "password",
+            "passcode",
+            "passphrase",
+            "secret",
+            "token",
+            "bypasscode",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// Whether `value` holds a secret-looking key at any depth, also inside data that is itself an XML plist (an
+/// unsigned configuration profile, for instance). Signed or binary data is not looked into.
+fn holds_secret(value: &Value, depth: usize) -> bool {
+    if depth > DEFAULT_MAX_DEPTH {
+        return false;
+    }
+    match value {
+        Value::Dictionary(d) => d
+            .iter()
+            .any(|(k, v)| is_secret_key(k) || holds_secret(v, depth + 1)),
+        Value::Array(items) => items.iter().any(|v| holds_secret(v, depth + 1)),
+        Value::Data(bytes) => {
+            check_xml_plist(bytes, DEFAULT_MAX_DEPTH, DEFAULT_MAX_BODY).is_ok()
+                && Value::from_reader_xml(&bytes[..]).is_ok_and(|v| holds_secret(&v, depth + 1))
+        }
+        _ => false,
+    }
+}
+
+fn redact_dict(d: &Dictionary) -> Dictionary {
+    d.iter()
+        .map(|(k, v)| {
+            let v = if is_secret_key(k) {
+                Value::String(REDACTED.into())
+            } else {
+                redact(v)
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+fn redact(value: &Value) -> Value {
+    match value {
+        Value::Dictionary(d) => Value::Dictionary(redact_dict(d)),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::Data(bytes) => Value::String(format!("{REDACTED} ({} bytes)", bytes.len())),
+        other => other.clone(),
+    }
+}
+
+impl Command {
+    /// Whether the command holds a secret-looking key (see [`is_secret_key`]) at any depth, also inside an
+    /// embedded XML plist (an unsigned profile's payload).
+    pub fn has_secret_keys(&self) -> bool {
+        self.body
+            .iter()
+            .any(|(k, v)| is_secret_key(k) || holds_secret(v, 1))
+    }
+
+    /// A copy safe to store and show: every secret-looking key's value, and every data value (it may embed
+    /// one, like a profile), replaced by a `[redacted]` string. UUID and RequestType are kept.
+    pub fn redacted(&self) -> Command {
+        Command {
+            uuid: self.uuid.clone(),
+            request_type: self.request_type.clone(),
+            body: redact_dict(&self.body),
+        }
+    }
+}
+
 fn malformed(why: impl Into<String>) -> ProtocolError {
     ProtocolError::Malformed(why.into())
 }
@@ -398,6 +480,60 @@ fn malformed(why: impl Into<String>) -> ProtocolError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_keys_are_found_at_any_depth_and_in_embedded_plists_and_redacted() {
+        let erase = Command::erase_device("E1".into(), Some("123456"), None);
+        assert!(erase.has_secret_keys());
+        let xml = String::from_utf8(erase.redacted().to_xml().unwrap()).unwrap();
+        assert!(!xml.contains("123456") && xml.contains(REDACTED), "{xml}");
+        assert!(xml.contains("EraseDevice") && xml.contains("E1"));
+        assert!(!Command::erase_device("E2".into(), None, None).has_secret_keys());
+        assert!(!Command::security_info("S".into()).has_secret_keys());
+        let raw = br#"<?xml version="1.0"?><plist version="1.0"><dict><key>CommandUUID</key><string>R1</string>
+<key>Command</key><dict><key>RequestType</key><string>RotateFileVaultKey</string>
+<key>FileVaultUnlock</key><dict><key>Password</key><string>hunter2-pw</string></dict>
+<key>Items</key><array><dict><key>passwordHash</key><data>AAEC</data></dict></array></dict></dict></plist>"#;
+        let cmd = Command::from_raw_plist(raw).unwrap();
+        assert!(cmd.has_secret_keys());
+        let red = String::from_utf8(cmd.redacted().to_xml().unwrap()).unwrap();
+        assert!(
+            !red.contains("hunter2-pw") && !red.contains("AAEC"),
+            "{red}"
+        );
+        // A profile (data) holding a password is found; its bytes never survive redaction.
+        let profile = br#"<?xml version="1.0"?><plist version="1.0"><dict><key>PayloadContent</key><array><dict>
+<key>Password</key><string>wifi-pw-77</string></dict></array></dict></plist>"#;
+        let mut install = Command::security_info("I1".into());
+        install.request_type = "InstallProfile".into();
+        install
+            .body
+            .insert("Payload".into(), Value::Data(profile.to_vec()));
+        assert!(install.has_secret_keys());
+        let red = String::from_utf8(install.redacted().to_xml().unwrap()).unwrap();
+        assert!(
+            !red.contains("wifi-pw-77") && !red.contains("<data>"),
+            "{red}"
+        );
+        // Garbage data is not a secret and not an error.
+        install
+            .body
+            .insert("Payload".into(), Value::Data(b"\x00\x01not xml".to_vec()));
+        assert!(!install.has_secret_keys());
+        for k in [
+            "PIN",
+            "pin",
+            "NewPasscode",
+            "UnlockToken",
+            "RegistrationSecret",
+            "CurrentPassword",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["RequestType", "Queries", "ObliterationBehavior", "Pinned"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
 
     const IDLE_REPORT: &[u8] =
         include_bytes!("../../../testdata/captures/nanomdm__mdm-signature.2.body.plist");

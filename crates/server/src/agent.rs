@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoints under `/agent/v1/` (issue 6): register (one-time secret), then signed
+//! The agent's HTTP endpoints under `/agent/v1/` (issue 6): register (one-time secret; when the Mac already
+//! has an agent, signed by that agent's key unless an admin queued the install with --replace), then signed
 //! requests only: poll actions, post a result, post inventory, report a self-service escrow. The signature headers are read here and
 //! verified in `service`; a request that fails verification gets 401 with the reason and changes nothing.
 
@@ -35,8 +36,34 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_AGENT_BODY))
 }
 
-async fn register(State(s): State<AppState>, body: Bytes) -> Response {
-    match s.mdm.agent_register(&body).await {
+/// Unsigned (a first registration), or signed by the Mac's current agent (a re-registration proving itself).
+/// Any one signature header makes the request a signed one: then all four must be there and verify.
+async fn register(
+    State(s): State<AppState>,
+    peer: Option<axum::Extension<PeerAddr>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signed = [
+        HEADER_AGENT,
+        HEADER_TIMESTAMP,
+        HEADER_NONCE,
+        HEADER_SIGNATURE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h));
+    let proof = if signed {
+        match signed_request(&method, &uri, &headers, &body) {
+            Ok(req) => Some(req),
+            Err(missing) => return missing,
+        }
+    } else {
+        None
+    };
+    let source = PeerAddr::source(peer.as_ref().map(|p| &p.0));
+    match s.mdm.agent_register(&body, proof.as_ref(), &source).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => service_error(e),
     }
@@ -77,6 +104,21 @@ async fn verified(
     body: &[u8],
     source: &service::edge::Source,
 ) -> Result<AgentRegistration, Response> {
+    let req = signed_request(method, uri, headers, body)?;
+    s.mdm
+        .agent_verify(&req, source)
+        .await
+        .map_err(service_error)
+}
+
+/// The signature headers as a request to verify; 401 naming the first one missing.
+#[allow(clippy::result_large_err)]
+fn signed_request<'a>(
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Result<SignedRequest<'a>, Response> {
     let header = |name: &'static str| headers.get(name).and_then(|v| v.to_str().ok()).ok_or(name);
     let missing = |name: &str| {
         error(
@@ -88,7 +130,7 @@ async fn verified(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or(uri.path());
-    let req = SignedRequest {
+    Ok(SignedRequest {
         agent_id: header(HEADER_AGENT).map_err(missing)?,
         timestamp: header(HEADER_TIMESTAMP).map_err(missing)?,
         nonce: header(HEADER_NONCE).map_err(missing)?,
@@ -96,11 +138,7 @@ async fn verified(
         method: method.as_str(),
         path,
         body,
-    };
-    s.mdm
-        .agent_verify(&req, source)
-        .await
-        .map_err(service_error)
+    })
 }
 
 #[derive(serde::Deserialize)]

@@ -49,11 +49,18 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// Slow and greedy clients: header and idle timeouts, connection and large-body caps.
     pub limits: crate::listener::Limits,
+    /// How long an agent registration secret works once the Mac acknowledged the InstallProfile carrying it
+    /// (`--agent-secret-ttl`).
+    pub agent_secret_ttl: std::time::Duration,
+    /// The service's time source (the system clock; tests hand in a `service::ManualClock`).
+    pub clock: service::SharedClock,
 }
 
 /// Default `--inventory-interval`: a day.
 pub const DEFAULT_INVENTORY_INTERVAL: std::time::Duration =
     std::time::Duration::from_secs(24 * 3600);
+/// Default `--agent-secret-ttl`: a day.
+pub const DEFAULT_AGENT_SECRET_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Default `--inventory-batch`.
 pub const DEFAULT_INVENTORY_BATCH: u32 = 200;
 
@@ -75,6 +82,8 @@ impl ServeOptions {
             apns: crate::apns::ApnsSettings::default(),
             public_url: None,
             limits: crate::listener::Limits::default(),
+            agent_secret_ttl: DEFAULT_AGENT_SECRET_TTL,
+            clock: service::SharedClock::default(),
         }
     }
 }
@@ -220,7 +229,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         }
     };
     let state = AppState {
-        mdm: MdmService::new(store.clone(), vault)
+        mdm: MdmService::with_clock(store.clone(), vault, opts.clock.0.clone())
+            .with_agent_secret_ttl(opts.agent_secret_ttl)
             .with_scep(service::scep::ScepConfig {
                 ca: device_ca.clone(),
                 verifier: verifier.clone(),

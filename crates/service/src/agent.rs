@@ -2,8 +2,12 @@
 //! one-time secret, signed-request verification, and remote actions whose credentials are HPKE-sealed to the
 //! agent the moment they arrive.
 //!
-//! Guarantees: registration secrets are stored as SHA-256 only, single use, bound to one device and expiring;
-//! every agent request after registration must carry a valid Ed25519 signature over method, path, timestamp,
+//! Guarantees: registration secrets are stored as SHA-256 only, single use, bound to one device, revoked by a
+//! newer install for the device, and expiring a set time (default 24 h) after the Mac acknowledged the
+//! InstallProfile carrying them; that InstallProfile is sealed at rest like every command carrying a secret; a
+//! Mac that already has a registered agent is re-registered only when the request is signed by that agent's
+//! key or the install was queued with an admin's `--replace` (audited), otherwise refused with nothing
+//! changed; every agent request after registration must carry a valid Ed25519 signature over method, path, timestamp,
 //! nonce and SHA-256(body), a timestamp within ±5 minutes and an unseen nonce, else it is refused with an
 //! `agent.auth_failed` count (per source and hour, `crate::edge`) and changes nothing; action credentials exist in the clear only inside
 //! `Secret`s while being expanded and sealed, and are never stored, logged or returned.
@@ -31,7 +35,7 @@ use vault::Secret;
 use vault::agent_crypto;
 
 use crate::apikeys::Actor;
-use crate::{MdmService, ServiceError};
+use crate::{MdmService, ServiceError, events};
 
 pub const AGENT_INSTALL_QUEUED: &str = "agent.install_queued";
 pub const AGENT_REGISTERED: &str = "agent.registered";
@@ -46,8 +50,9 @@ pub const AGENT_TROUBLESHOOT: &str = "agent.troubleshoot";
 /// How a user's `escrow-agent escrow` (self-service Bootstrap Token escrow) ended.
 pub const AGENT_SELF_SERVICE_ESCROW: &str = "agent.self_service_escrow";
 
-/// How long a registration secret stays usable.
-pub const REGISTRATION_SECRET_TTL_MS: Millis = 7 * 24 * 3600 * 1000;
+/// How long a registration secret stays usable once its InstallProfile is on the Mac, unless the server is
+/// told otherwise (`--agent-secret-ttl`).
+pub const DEFAULT_REGISTRATION_SECRET_TTL_MS: Millis = 24 * 3600 * 1000;
 /// How far an agent's clock may be off.
 pub const MAX_CLOCK_SKEW_MS: Millis = 5 * 60 * 1000;
 /// How long an action waits for its agent before it expires (and its credentials are deleted).
@@ -64,7 +69,12 @@ pub use protocol::agent_profile::ACTION_KINDS;
 #[derive(Debug, Clone)]
 pub struct AgentInstall {
     pub command_uuid: String,
-    pub expires_at: Millis,
+    /// How long the secret stays usable once the Mac acknowledged the InstallProfile.
+    pub secret_ttl_ms: Millis,
+    /// Earlier unused secrets of the Mac this install revoked.
+    pub revoked_secrets: u64,
+    /// The registration with this secret may replace the Mac's current agent.
+    pub replace: bool,
 }
 
 /// A new action as the admin asks for it. Passwords only in `Secret`s.
@@ -128,14 +138,20 @@ impl MdmService {
         self.event(device, known.then_some(device), kind, outcome, detail)
     }
 
-    /// Create a one-time registration secret for `device_id` and queue an `InstallProfile` carrying the
-    /// `com.escrowd.agent` payload (ServerURL, RegistrationSecret, DeviceID).
+    /// Create a one-time registration secret for `device_id`, revoke its earlier unused ones, and queue an
+    /// `InstallProfile` carrying the `com.escrowd.agent` payload (ServerURL, RegistrationSecret, DeviceID),
+    /// sealed at rest. `replace` (admin scope) lets the registration with this secret replace the Mac's current
+    /// agent; it is recorded with an `agent.replace_authorized` event.
     pub async fn admin_install_agent(
         &self,
         device_id: &str,
         server_url: &str,
+        replace: bool,
         by: &Actor,
     ) -> Result<AgentInstall, ServiceError> {
+        if replace {
+            by.require(store::ApiScope::Admin)?;
+        }
         if !(server_url.starts_with("https://") || server_url.starts_with("http://")) {
             return Err(ServiceError::Invalid(
                 "the agent's server URL must start with https:// (or http:// for tests)".into(),
@@ -149,46 +165,95 @@ impl MdmService {
             .ok_or_else(|| ServiceError::NotFound(format!("device {device_id}")))?;
         let now = self.now();
         let secret = Secret::new(random_token(32)?);
+        let command_uuid = uuid::Uuid::new_v4().to_string().to_uppercase();
         let record = AgentSecret {
             secret_hash: secret_hash(secret.expose()),
             device_id: enrollment.id.clone(),
+            command_uuid: Some(command_uuid.clone()),
             created_at: now,
-            expires_at: now + REGISTRATION_SECRET_TTL_MS,
+            ttl_ms: self.agent_secret_ttl,
+            delivered_at: None,
+            expires_at: None,
             used_at: None,
+            revoked_at: None,
+            replace_authorized_by: replace.then(|| by.label()),
         };
         let settings = AgentSettings {
             server_url: server_url.to_string(),
             device_id: enrollment.id.clone(),
             registration_secret: secret,
         };
-        let profile = agent_profile(
+        let profile = Secret::new(agent_profile(
             &settings,
             &uuid::Uuid::new_v4().to_string().to_uppercase(),
             &uuid::Uuid::new_v4().to_string().to_uppercase(),
-        )?;
-        let event = self.agent_event(
-            &enrollment.id,
-            AGENT_INSTALL_QUEUED,
-            Outcome::Success,
-            format!(
-                "{}: agent settings profile queued (registration secret valid 7 days)",
-                by.label()
+        )?);
+        drop(settings);
+        let command = Command::install_profile(command_uuid.clone(), profile.expose().clone());
+        let (new, sealed) = self.prepare_command(&command, true, now)?;
+        drop(command);
+        let sealed = sealed.ok_or_else(|| {
+            ServiceError::Internal("the agent's InstallProfile was not sealed".into())
+        })?;
+        let ttl = human_ms(self.agent_secret_ttl);
+        let mut events = vec![
+            self.agent_event(
+                &enrollment.id,
+                AGENT_INSTALL_QUEUED,
+                Outcome::Success,
+                format!(
+                    "{}: agent settings profile {command_uuid} queued; its registration secret works for {ttl} \
+                     once the Mac installs it; earlier unused secrets of this Mac are revoked",
+                    by.label()
+                ),
             ),
-        );
-        self.store.create_agent_secret(&record, &event).await?;
-        let uuid = uuid::Uuid::new_v4().to_string().to_uppercase();
-        let command = Command::install_profile(uuid, profile);
-        let command_uuid = self
-            .enqueue(std::slice::from_ref(&enrollment.id), &command)
+            self.event(
+                &enrollment.id,
+                Some(&enrollment.id),
+                events::COMMAND_QUEUED,
+                Outcome::Success,
+                format!("InstallProfile {command_uuid} (carries a secret: sealed at rest)"),
+            ),
+        ];
+        if replace {
+            let current = self
+                .store
+                .agent_for_device(&enrollment.id)
+                .await?
+                .map(|a| format!("agent {}", a.agent_id))
+                .unwrap_or_else(|| "no agent is registered now".into());
+            events.push(self.agent_event(
+                &enrollment.id,
+                events::AGENT_REPLACE_AUTHORIZED,
+                Outcome::Success,
+                format!(
+                    "{}: agent-install --replace: the registration with install {command_uuid}'s secret may \
+                     replace the Mac's current agent ({current})",
+                    by.label()
+                ),
+            ));
+        }
+        let revoked_secrets = self
+            .store
+            .create_agent_secret(&record, &new, &sealed, &events)
             .await?;
         Ok(AgentInstall {
             command_uuid,
-            expires_at: record.expires_at,
+            secret_ttl_ms: record.ttl_ms,
+            revoked_secrets,
+            replace,
         })
     }
 
-    /// `POST /agent/v1/register`: claim the one-time secret for the device and store the agent's keys.
-    pub async fn agent_register(&self, body: &[u8]) -> Result<RegisterResponse, ServiceError> {
+    /// `POST /agent/v1/register`: claim the one-time secret for the device and store the agent's keys. When the
+    /// Mac already has a registered agent, `proof` (the request signed by that agent's key) or an install
+    /// queued with `--replace` is needed; otherwise the registration is refused (409) and nothing changes.
+    pub async fn agent_register(
+        &self,
+        body: &[u8],
+        proof: Option<&SignedRequest<'_>>,
+        source: &crate::edge::Source,
+    ) -> Result<RegisterResponse, ServiceError> {
         let req: RegisterRequest = serde_json::from_slice(body)
             .map_err(|e| ServiceError::Malformed(format!("registration body: {e}")))?;
         check_name("device_id", &req.device_id)?;
@@ -206,7 +271,57 @@ impl MdmService {
             .ok_or_else(|| {
                 ServiceError::Malformed("hpke_key must be a base64 X25519 public key".into())
             })?;
+        let proven = match proof {
+            Some(p) => {
+                let agent = self.agent_verify(p, source).await?;
+                if agent.device_id != req.device_id {
+                    let event = self.agent_event(
+                        &agent.device_id,
+                        AGENT_REGISTRATION_REFUSED,
+                        Outcome::Refused,
+                        format!(
+                            "agent {} signed a registration for another device",
+                            agent.agent_id
+                        ),
+                    );
+                    self.store.record_event(&event).await?;
+                    return Err(ServiceError::Unauthorized(
+                        "registration refused: the signing agent belongs to another device".into(),
+                    ));
+                }
+                Some(agent)
+            }
+            None => None,
+        };
         let now = self.now();
+        let hash = secret_hash(&req.registration_secret);
+        let known = self.store.enrollment(&req.device_id).await?.is_some();
+        let secret = self.store.agent_secret(&hash).await?;
+        let why_not = match &secret {
+            _ if !known => Some("unknown device"),
+            None => Some("unknown secret"),
+            Some(s) if s.device_id != req.device_id => Some("secret of another device"),
+            Some(s) => s.unusable_at(now),
+        };
+        let refuse_secret = |why: &str| {
+            let subject = if known {
+                req.device_id.as_str()
+            } else {
+                "unknown"
+            };
+            self.agent_event(
+                subject,
+                AGENT_REGISTRATION_REFUSED,
+                Outcome::Refused,
+                format!("registration secret refused: {why}"),
+            )
+        };
+        let (Some(secret), None) = (secret, why_not) else {
+            let event = refuse_secret(why_not.unwrap_or("unknown secret"));
+            self.store.record_event(&event).await?;
+            return Err(secret_refused());
+        };
+        let current = self.store.agent_for_device(&req.device_id).await?;
         let reg = AgentRegistration {
             agent_id: uuid::Uuid::new_v4().to_string(),
             device_id: req.device_id.clone(),
@@ -215,40 +330,65 @@ impl MdmService {
             registered_at: now,
             last_seen_at: now,
         };
-        let event = self.agent_event(
-            &req.device_id,
-            AGENT_REGISTERED,
-            Outcome::Success,
-            format!("agent {} registered", reg.agent_id),
-        );
-        let known = self.store.enrollment(&req.device_id).await?.is_some();
-        if known
-            && self
-                .store
-                .register_agent(&secret_hash(&req.registration_secret), &reg, &event)
-                .await?
+        let event = match (&current, &proven, &secret.replace_authorized_by) {
+            (None, _, _) => self.agent_event(
+                &req.device_id,
+                AGENT_REGISTERED,
+                Outcome::Success,
+                format!("agent {} registered", reg.agent_id),
+            ),
+            (Some(cur), Some(p), _) if p.agent_id == cur.agent_id => self.agent_event(
+                &req.device_id,
+                events::AGENT_REPLACED,
+                Outcome::Success,
+                format!(
+                    "agent {} registered, replacing agent {} (the request was signed by that agent's key)",
+                    reg.agent_id, cur.agent_id
+                ),
+            ),
+            (Some(cur), _, Some(by)) => self.agent_event(
+                &req.device_id,
+                events::AGENT_REPLACED,
+                Outcome::Success,
+                format!(
+                    "agent {} registered, replacing agent {} (allowed by {by}'s agent-install --replace)",
+                    reg.agent_id, cur.agent_id
+                ),
+            ),
+            (Some(cur), _, None) => {
+                let event = self.agent_event(
+                    &req.device_id,
+                    AGENT_REGISTRATION_REFUSED,
+                    Outcome::Refused,
+                    format!(
+                        "this Mac already has agent {}; the registration was not signed by it and the install \
+                         was not queued with --replace",
+                        cur.agent_id
+                    ),
+                );
+                self.store.record_event(&event).await?;
+                return Err(ServiceError::Conflict(format!(
+                    "registration refused: this Mac already has a registered agent ({}). Re-register from that \
+                     agent (`escrow-agent register --force` signs the request with its current key), or have an \
+                     admin queue a new install with `escrowd agent-install {} --replace`",
+                    cur.agent_id, req.device_id
+                )));
+            }
+        };
+        let replaces = current.as_ref().map(|c| c.agent_id.as_str());
+        if self
+            .store
+            .register_agent(&hash, &reg, replaces, &event)
+            .await?
         {
             return Ok(RegisterResponse {
                 agent_id: reg.agent_id,
             });
         }
-        let subject = if known {
-            req.device_id.as_str()
-        } else {
-            "unknown"
-        };
-        let refused = self.agent_event(
-            subject,
-            AGENT_REGISTRATION_REFUSED,
-            Outcome::Refused,
-            "registration secret unknown, used, expired or for another device".into(),
-        );
-        self.store.record_event(&refused).await?;
-        Err(ServiceError::Unauthorized(
-            "registration refused: the secret is unknown, already used, expired or for another device; \
-             queue a new agent install for this device"
-                .into(),
-        ))
+        // The secret was claimed or the agent changed meanwhile.
+        let event = refuse_secret("used or the Mac's agent changed meanwhile");
+        self.store.record_event(&event).await?;
+        Err(secret_refused())
     }
 
     /// Verify a signed agent request; on failure count `agent.auth_failed` for `source` (per hour, never a
@@ -841,6 +981,26 @@ impl MdmService {
 /// again); the read-only ones did not.
 fn changes_users(kind: &str) -> bool {
     !matches!(kind, "troubleshoot" | "validate_bootstrap_token")
+}
+
+fn secret_refused() -> ServiceError {
+    ServiceError::Unauthorized(
+        "registration refused: the secret is unknown, already used, revoked by a newer install, expired or for \
+         another device; queue a new agent install for this device"
+            .into(),
+    )
+}
+
+/// `86400000` as `24 h`, `90000` as `90 s`.
+fn human_ms(ms: Millis) -> String {
+    let s = ms / 1000;
+    if s % 3600 == 0 {
+        format!("{} h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{s} s")
+    }
 }
 
 /// One command as its event reads: `` `cmd` exit N`` then its output.

@@ -38,3 +38,13 @@ pub const DEVICE_UNENROLLED: &str = "device.unenrolled";
 
 /// A forwarded client certificate header from a peer that is not a `--trusted-proxy` (ignored).
 pub const FORWARDED_CERT_UNTRUSTED: &str = "edge.forwarded_cert_untrusted";
+// ---- agent registration and secrets inside commands (issue 11)
+
+/// An admin's `agent-install --replace`: a registration with that install's secret may replace the Mac's
+/// current agent.
+pub const AGENT_REPLACE_AUTHORIZED: &str = "agent.replace_authorized";
+/// A registration replaced the Mac's registered agent (proved by that agent's signature, or allowed by
+/// `--replace`).
+pub const AGENT_REPLACED: &str = "agent.replaced";
+/// A queued command carrying a secret whose sealed payload could not be opened: not sent, finished as Error.
+pub const COMMAND_SEALED_PAYLOAD_UNREADABLE: &str = "command.sealed_payload_unreadable";

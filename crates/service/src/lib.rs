@@ -30,7 +30,7 @@ mod enrollment;
 use std::sync::Arc;
 
 pub use checkin::CheckinReply;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use commands::ConnectReply;
 pub use error::{ErrorKind, ServiceError};
 
@@ -48,6 +48,8 @@ pub struct MdmService {
     agent_nudges: Arc<agent::AgentNudges>,
     /// Refusals of unauthenticated requests, counted in memory until the next flush.
     auth_failures: Arc<edge::AuthFailureTally>,
+    /// How long an agent registration secret stays usable once its InstallProfile is on the Mac.
+    agent_secret_ttl: store::Millis,
 }
 
 impl MdmService {
@@ -69,7 +71,17 @@ impl MdmService {
             profile_signer: None,
             agent_nudges: Arc::default(),
             auth_failures: Arc::default(),
+            agent_secret_ttl: agent::DEFAULT_REGISTRATION_SECRET_TTL_MS,
         }
+    }
+
+    /// How long an agent registration secret stays usable once the Mac acknowledged the InstallProfile
+    /// carrying it (`--agent-secret-ttl`; default 24 h). At least a minute.
+    pub fn with_agent_secret_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.agent_secret_ttl = i64::try_from(ttl.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(60_000);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn store::Store> {

@@ -23,9 +23,35 @@ pub struct AgentSecret {
     /// Hex SHA-256 of the secret.
     pub secret_hash: String,
     pub device_id: String,
+    /// The InstallProfile command carrying it (None only for secrets made before issue 11).
+    pub command_uuid: Option<String>,
     pub created_at: Millis,
-    pub expires_at: Millis,
+    /// How long it stays usable once delivered.
+    pub ttl_ms: Millis,
+    /// When the Mac acknowledged the InstallProfile carrying it; None until then.
+    pub delivered_at: Option<Millis>,
+    /// `delivered_at + ttl_ms`; None until delivered (the expiry clock has not started).
+    pub expires_at: Option<Millis>,
     pub used_at: Option<Millis>,
+    /// A newer install for the device, or an InstallProfile that failed, revoked it.
+    pub revoked_at: Option<Millis>,
+    /// The admin (actor label) who allowed a registration with this secret to replace the Mac's current agent.
+    pub replace_authorized_by: Option<String>,
+}
+
+impl AgentSecret {
+    /// Why it cannot register at `now`, or None when it can.
+    pub fn unusable_at(&self, now: Millis) -> Option<&'static str> {
+        if self.used_at.is_some() {
+            Some("already used")
+        } else if self.revoked_at.is_some() {
+            Some("revoked by a newer agent install or a failed InstallProfile")
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            Some("expired")
+        } else {
+            None
+        }
+    }
 }
 
 /// Where an agent action is in its life.

@@ -4,7 +4,8 @@
 //! Guarantees: every method that changes state and takes a [`NewEvent`] writes the event in the same
 //! transaction, so the audit trail never disagrees with the data; a Bootstrap Token's metadata and its sealed
 //! secret are written and deleted together; on SQLite a successful write is durable (WAL, `synchronous=FULL`);
-//! the active command queue holds only unfinished commands; sealed values are opaque bytes here and never
+//! the active command queue holds only unfinished commands; a command carrying a secret is stored redacted,
+//! its sealed payload kept only while it is queued somewhere; sealed values are opaque bytes here and never
 //! appear in Debug output or errors.
 
 mod admin_model;
@@ -131,7 +132,8 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
     ) -> Result<bool>;
     /// Insert or replace a sealed secret that stands alone (a CA key, a push certificate key), keyed by
-    /// (owner, field). Bootstrap Tokens are refused (Conflict): they go through `put_bootstrap_token`.
+    /// (owner, field). Bootstrap Tokens and sealed command payloads are refused (Conflict): they go through
+    /// `put_bootstrap_token` and `enqueue_sealed`.
     async fn put_sealed_secret(&self, secret: &SealedSecret) -> Result<()>;
     async fn sealed_secret(&self, owner: &str, field: &str) -> Result<Option<SealedSecret>>;
     /// How many secrets are sealed under each key id, ordered by key id.
@@ -203,8 +205,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue one command for several enrollments, all or nothing: an unknown enrollment id is NotFound and
     /// nothing is queued. Conflict if the uuid is already queued (or finished) for one of them, or was
-    /// stored before with a different request type or payload. Events are the caller's business.
+    /// stored before with a different request type or payload or carrying a secret; Conflict for a command
+    /// marked `carries_secret` (those go through [`Store::enqueue_sealed`]). Events are the caller's business.
     async fn enqueue(&self, enrollment_ids: &[String], cmd: &NewCommand, at: Millis) -> Result<()>;
+    /// Queue a command that carries a secret, all or nothing: `cmd` (with `carries_secret` set and its redacted
+    /// payload) is stored with `sealed` (owner [`command_payload_owner`]`(uuid)`, field [`COMMAND_PAYLOAD_FIELD`],
+    /// sealed by the service) and queued for every enrollment in one transaction. The sealed payload is deleted
+    /// in the transaction that finishes the command's last queued entry (Acknowledged, Error,
+    /// CommandFormatError, or a CheckOut emptying the queue); NotNow keeps it. Conflict if the uuid was stored
+    /// before (a secret is queued once), if `cmd` is not marked or `sealed` is keyed otherwise, or if no
+    /// enrollment is named; NotFound for an unknown enrollment.
+    async fn enqueue_sealed(
+        &self,
+        enrollment_ids: &[String],
+        cmd: &NewCommand,
+        sealed: &SealedSecret,
+        at: Millis,
+    ) -> Result<()>;
     /// Oldest active command for the enrollment in enqueue order. `skip_notnow` skips NotNow entries (Apple:
     /// after a NotNow in the same session, don't resend it; on an Idle they become eligible again).
     async fn next_command(
@@ -298,15 +315,30 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     // ---- the Mac agent (issue 6)
 
-    /// Store a one-time registration secret (hash only) + event. NotFound for an unknown device.
-    async fn create_agent_secret(&self, secret: &AgentSecret, event: &NewEvent) -> Result<()>;
-    /// Claim the secret whose hash is `secret_hash` for `reg.device_id` (unused, not expired at
-    /// `reg.registered_at`) and store `reg`, replacing the device's previous agent, + event; one transaction.
-    /// Ok(false) and nothing written if the secret is unknown, used, expired or for another device.
+    /// Store a one-time registration secret (hash only), revoke the device's earlier unused secrets, queue the
+    /// InstallProfile carrying it for the device (`cmd` + `sealed`, as [`Store::enqueue_sealed`];
+    /// `secret.command_uuid` must be `cmd.uuid`) and write `events`; one transaction. Returns how many earlier
+    /// secrets were revoked. NotFound for an unknown device.
+    async fn create_agent_secret(
+        &self,
+        secret: &AgentSecret,
+        cmd: &NewCommand,
+        sealed: &SealedSecret,
+        events: &[NewEvent],
+    ) -> Result<u64>;
+    async fn agent_secret(&self, secret_hash: &str) -> Result<Option<AgentSecret>>;
+    /// A device's registration secrets, newest first.
+    async fn agent_secrets(&self, device_id: &str) -> Result<Vec<AgentSecret>>;
+    /// Claim the secret whose hash is `secret_hash` for `reg.device_id` (unused, not revoked, not expired at
+    /// `reg.registered_at`) and store `reg` + event, but only while the device's current agent is `replaces`
+    /// (None: no agent registered); the replaced agent is deleted. One transaction. Ok(false) and nothing
+    /// written if the secret is unknown, used, revoked, expired or for another device, or the current agent
+    /// is not `replaces`.
     async fn register_agent(
         &self,
         secret_hash: &str,
         reg: &AgentRegistration,
+        replaces: Option<&str>,
         event: &NewEvent,
     ) -> Result<bool>;
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRegistration>>;

@@ -219,13 +219,40 @@ pub enum CommandStatus {
     CommandFormatError,
 }
 
-/// A command to queue.
-#[derive(Debug, Clone, PartialEq)]
+/// Field under which a command's payload is sealed when it carries a secret; the owner is
+/// [`command_payload_owner`]`(uuid)`.
+pub const COMMAND_PAYLOAD_FIELD: &str = "command_payload";
+
+/// The sealed-secret owner of command `uuid`'s sealed payload (`command:<uuid>`).
+pub fn command_payload_owner(uuid: &str) -> String {
+    format!("command:{uuid}")
+}
+
+/// A command to queue. Debug shows the payload's length only (it may hold a secret).
+#[derive(Clone, PartialEq)]
 pub struct NewCommand {
     pub uuid: String,
     pub request_type: String,
-    /// The full XML plist.
+    /// The full XML plist; for a command that carries a secret, the redacted plist once the service sealed it.
     pub payload: Vec<u8>,
+    /// The command holds a secret (an EraseDevice PIN, a password, the agent's registration secret): the
+    /// service seals the real payload and the store keeps only a redacted one ([`Store::enqueue_sealed`]);
+    /// [`Store::enqueue`] refuses such a command.
+    ///
+    /// [`Store::enqueue_sealed`]: crate::Store::enqueue_sealed
+    /// [`Store::enqueue`]: crate::Store::enqueue
+    pub carries_secret: bool,
+}
+
+impl std::fmt::Debug for NewCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCommand")
+            .field("uuid", &self.uuid)
+            .field("request_type", &self.request_type)
+            .field("payload", &format_args!("<{} bytes>", self.payload.len()))
+            .field("carries_secret", &self.carries_secret)
+            .finish()
+    }
 }
 
 /// A command as queued for one enrollment, active or finished.
@@ -234,7 +261,9 @@ pub struct QueuedCommand {
     pub enrollment_id: String,
     pub uuid: String,
     pub request_type: String,
+    /// The plist as stored: redacted when `carries_secret` (the real one is sealed until the command ends).
     pub payload: Vec<u8>,
+    pub carries_secret: bool,
     pub status: CommandStatus,
     /// The device's report plist, for finished commands.
     pub result: Option<Vec<u8>>,

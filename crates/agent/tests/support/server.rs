@@ -39,6 +39,16 @@ pub async fn installed(
     udid: &str,
     dir: &std::path::Path,
 ) -> (Admin, std::path::PathBuf) {
+    let (admin, config, _) = installed_device(ts, udid, dir).await;
+    (admin, config)
+}
+
+/// As [`installed`], also handing back the enrolled Mac (to deliver later installs with [`deliver`]).
+pub async fn installed_device(
+    ts: &TestServer,
+    udid: &str,
+    dir: &std::path::Path,
+) -> (Admin, std::path::PathBuf, testkit::TestDevice) {
     let device = ts.new_device(udid).unwrap();
     device.enroll().await.unwrap();
     let (_, key) = ts
@@ -58,12 +68,17 @@ pub async fn installed(
         Some(json!({"server_url": ts.base_url()})),
     );
     assert_eq!(s, 202, "{b}");
-    // The Mac receives InstallProfile; macOS would write the payload's keys as managed preferences.
+    let config = deliver(&device, dir).await;
+    (admin, config, device)
+}
+
+/// The Mac receives the queued InstallProfile and acknowledges it; macOS would write the payload's keys as
+/// managed preferences, here `dir/com.escrowd.agent.plist`.
+pub async fn deliver(device: &testkit::TestDevice, dir: &std::path::Path) -> std::path::PathBuf {
     let reply = device.idle().await.unwrap();
     let v: plist::Value = plist::from_bytes(&reply.body).unwrap();
-    let cmd = v.as_dictionary().unwrap()["Command"]
-        .as_dictionary()
-        .unwrap();
+    let top = v.as_dictionary().unwrap();
+    let cmd = top["Command"].as_dictionary().unwrap();
     assert_eq!(cmd["RequestType"].as_string(), Some("InstallProfile"));
     let profile: plist::Value = plist::from_bytes(cmd["Payload"].as_data().unwrap()).unwrap();
     let payload = profile.as_dictionary().unwrap()["PayloadContent"]
@@ -76,7 +91,15 @@ pub async fn installed(
         })
         .unwrap()
         .clone();
+    let uuid = top["CommandUUID"].as_string().unwrap();
+    let ack = testkit::messages::report(
+        &device.udid,
+        "Acknowledged",
+        Some(uuid),
+        plist::Dictionary::new(),
+    );
+    assert_eq!(device.connect(ack).await.unwrap().status, 200);
     let config = dir.join("com.escrowd.agent.plist");
     plist::to_file_xml(&config, &plist::Value::Dictionary(payload)).unwrap();
-    (admin, config)
+    config
 }

@@ -24,9 +24,9 @@ use crate::AppState;
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
     let read = Some(ApiScope::Read);
-    api.route("POST", "/api/v1/devices/{id}/agent", "Install the agent's settings on a Mac: queues an InstallProfile holding a com.escrowd.agent payload (ServerURL, a one-time RegistrationSecret valid 7 days, DeviceID). Body {server_url}. Audited.", op, post(install))
-        .request(Body::Json(object(&[("server_url", described(string(), "the https URL the agent reaches escrowd at"))])))
-        .response(202, Body::Json(object(&[("command_uuid", string()), ("secret_expires_at", millis())])))
+    api.route("POST", "/api/v1/devices/{id}/agent", "Install the agent's settings on a Mac: queues an InstallProfile (sealed at rest) holding a com.escrowd.agent payload (ServerURL, a one-time RegistrationSecret, DeviceID). The secret works for --agent-secret-ttl (default 24 h) counted from when the Mac acknowledges the profile; queueing revokes the Mac's earlier unused secrets. A Mac that already has an agent re-registers only with that agent's signature, or with replace=true (admin scope; recorded as agent.replace_authorized). Body {server_url, replace?}. Audited.", op, post(install))
+        .request(Body::Json(object_with(&[("server_url", described(string(), "the https URL the agent reaches escrowd at"))], &[("replace", described(boolean(), "let the registration with this secret replace the Mac's current agent (admin scope)"))])))
+        .response(202, Body::Json(object(&[("command_uuid", string()), ("secret_ttl_ms", described(json!({"type": "integer"}), "how long the secret works once the Mac acknowledged the profile")), ("revoked_secrets", json!({"type": "integer"})), ("replace", boolean())])))
         .route("GET", "/api/v1/devices/{id}/agent", "The Mac's registered agent (id, registered_at, last_seen_at), or 404.", read, get(show_agent))
         .response(200, Body::Json(object(&[("agent_id", string()), ("device_id", string()), ("registered_at", millis()), ("last_seen_at", millis())])))
         .route("POST", "/api/v1/devices/{id}/actions", "Queue an agent action: {kind: grant_secure_token|create_user|secure_token_off|transfer_secure_token|validate_bootstrap_token|remove_bootstrap_token|reescrow_bootstrap_token|troubleshoot, user?, admin?, full_name?, make_admin?, user_password?, admin_password?}. %serial%, %device_name%, %username% expand; passwords are HPKE-sealed to the agent at once and never returned. Audited.", op, post(create))
@@ -118,6 +118,8 @@ pub(crate) fn action_json(a: &AgentAction) -> Value {
 #[serde(deny_unknown_fields)]
 struct InstallBody {
     server_url: String,
+    #[serde(default)]
+    replace: bool,
 }
 
 async fn install(
@@ -130,10 +132,19 @@ async fn install(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
     };
-    match s.mdm.admin_install_agent(&id, &b.server_url, &actor).await {
+    match s
+        .mdm
+        .admin_install_agent(&id, &b.server_url, b.replace, &actor)
+        .await
+    {
         Ok(i) => (
             StatusCode::ACCEPTED,
-            Json(json!({"command_uuid": i.command_uuid, "secret_expires_at": i.expires_at})),
+            Json(json!({
+                "command_uuid": i.command_uuid,
+                "secret_ttl_ms": i.secret_ttl_ms,
+                "revoked_secrets": i.revoked_secrets,
+                "replace": i.replace,
+            })),
         )
             .into_response(),
         Err(e) => service_error(e),

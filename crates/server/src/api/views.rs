@@ -201,6 +201,21 @@ pub(super) fn components(api: Api) -> Api {
                     "result",
                     described(text(), "the device's report plist (XML)"),
                 ),
+                (
+                    "carries_secret",
+                    described(
+                        boolean(),
+                        "the command holds a secret (PIN, password, registration secret): sealed at rest, \
+                         shown redacted",
+                    ),
+                ),
+                (
+                    "payload",
+                    described(
+                        string(),
+                        "the command plist (XML) as stored; secret values read [redacted]",
+                    ),
+                ),
                 ("created_at", millis()),
                 ("updated_at", millis()),
             ]),
@@ -355,6 +370,8 @@ pub(super) fn command(c: &QueuedCommand) -> Value {
         "enrollment_id": c.enrollment_id, "uuid": c.uuid, "request_type": c.request_type,
         "status": c.status.as_str(),
         "result": c.result.as_ref().map(|r| String::from_utf8_lossy(r).into_owned()),
+        "carries_secret": c.carries_secret,
+        "payload": String::from_utf8_lossy(&c.payload),
         "created_at": c.created_at, "updated_at": c.updated_at,
     })
 }

@@ -4,18 +4,50 @@ use std::sync::Arc;
 
 use super::{device, event, event_count};
 use crate::{
-    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, NewEvent, Store,
-    StoreError,
+    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, COMMAND_PAYLOAD_FIELD,
+    CommandStatus, NewCommand, NewEvent, SealedSecret, Store, StoreError, command_payload_owner,
 };
 
-fn secret(hash: &str, device_id: &str, expires_at: i64) -> AgentSecret {
+/// A registration secret for `device_id` carried by InstallProfile `IP-<hash>`, created at 1_000.
+fn secret(hash: &str, device_id: &str, ttl_ms: i64) -> AgentSecret {
     AgentSecret {
         secret_hash: hash.into(),
         device_id: device_id.into(),
+        command_uuid: Some(format!("IP-{hash}")),
         created_at: 1_000,
-        expires_at,
+        ttl_ms,
+        delivered_at: None,
+        expires_at: None,
         used_at: None,
+        revoked_at: None,
+        replace_authorized_by: None,
     }
+}
+
+/// Store `s` with its sealed InstallProfile; returns how many earlier secrets it revoked.
+pub(super) async fn install(store: &Arc<dyn Store>, s: &AgentSecret) -> crate::Result<u64> {
+    let uuid = s.command_uuid.clone().unwrap();
+    let cmd = NewCommand {
+        uuid: uuid.clone(),
+        request_type: "InstallProfile".into(),
+        payload: b"<plist>redacted</plist>".to_vec(),
+        carries_secret: true,
+    };
+    let sealed = SealedSecret {
+        owner: command_payload_owner(&uuid),
+        field: COMMAND_PAYLOAD_FIELD.into(),
+        key_id: "k1".into(),
+        blob: format!("sealed-{uuid}").into_bytes(),
+        updated_at: s.created_at,
+    };
+    store
+        .create_agent_secret(
+            s,
+            &cmd,
+            &sealed,
+            &[event(&s.device_id, "agent.install_queued")],
+        )
+        .await
 }
 
 fn reg(agent_id: &str, device_id: &str, at: i64) -> AgentRegistration {
@@ -59,83 +91,128 @@ pub(super) async fn a_registration_secret_is_claimed_once_for_its_device_before_
     enrolled(&store, "D1").await;
     enrolled(&store, "D2").await;
     let ev: NewEvent = event("D1", "agent.registered");
+    let before = event_count(&store).await;
     assert!(matches!(
-        store
-            .create_agent_secret(&secret("h-unknown-dev", "NOPE", 9_000), &ev)
-            .await,
+        install(&store, &secret("h-unknown-dev", "NOPE", 9_000)).await,
         Err(StoreError::NotFound(_))
     ));
-    store
-        .create_agent_secret(
-            &secret("h1", "D1", 5_000),
-            &event("D1", "agent.secret_created"),
-        )
-        .await
-        .unwrap();
-    store
-        .create_agent_secret(
-            &secret("h-old", "D1", 2_000),
-            &event("D1", "agent.secret_created"),
-        )
-        .await
-        .unwrap();
+    assert_eq!(event_count(&store).await, before);
+    assert_eq!(store.agent_secret("h-unknown-dev").await.unwrap(), None);
+    assert_eq!(
+        store
+            .sealed_secret(
+                &command_payload_owner("IP-h-unknown-dev"),
+                COMMAND_PAYLOAD_FIELD
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    // A secret must name the command carrying it.
+    let mut unnamed = secret("h-x", "D1", 9_000);
+    unnamed.command_uuid = Some("OTHER".into());
+    let cmd = NewCommand {
+        uuid: "IP-h-x".into(),
+        request_type: "InstallProfile".into(),
+        payload: b"<plist/>".to_vec(),
+        carries_secret: true,
+    };
+    let sealed = SealedSecret {
+        owner: command_payload_owner("IP-h-x"),
+        field: COMMAND_PAYLOAD_FIELD.into(),
+        key_id: "k1".into(),
+        blob: b"x".to_vec(),
+        updated_at: 1,
+    };
+    assert!(matches!(
+        store
+            .create_agent_secret(&unnamed, &cmd, &sealed, std::slice::from_ref(&ev))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        install(&store, &secret("h1", "D1", 5_000)).await.unwrap(),
+        0
+    );
+    let stored = store.agent_secret("h1").await.unwrap().unwrap();
+    assert_eq!(stored, secret("h1", "D1", 5_000));
+    // Its InstallProfile is queued for the device, sealed.
+    let queued = store.next_command("D1", false).await.unwrap().unwrap();
+    assert_eq!(queued.uuid, "IP-h1");
+    assert!(queued.carries_secret);
     let before = event_count(&store).await;
-    // Wrong device, unknown hash, expired: nothing written.
+    // Wrong device, unknown hash: nothing written.
     assert!(
         !store
-            .register_agent("h1", &reg("A2", "D2", 3_000), &ev)
+            .register_agent("h1", &reg("A2", "D2", 3_000), None, &ev)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .register_agent("nope", &reg("A1", "D1", 3_000), &ev)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .register_agent("h-old", &reg("A1", "D1", 3_000), &ev)
+            .register_agent("nope", &reg("A1", "D1", 3_000), None, &ev)
             .await
             .unwrap()
     );
     assert_eq!(event_count(&store).await, before);
     assert_eq!(store.agent_for_device("D1").await.unwrap(), None);
-    // The right one.
+    // Not delivered yet, so its expiry clock has not started: long after created_at + ttl it still works.
     assert!(
         store
-            .register_agent("h1", &reg("A1", "D1", 3_000), &ev)
+            .register_agent("h1", &reg("A1", "D1", 900_000), None, &ev)
             .await
             .unwrap()
     );
     assert_eq!(event_count(&store).await, before + 1);
     assert_eq!(
         store.agent("A1").await.unwrap(),
-        Some(reg("A1", "D1", 3_000))
+        Some(reg("A1", "D1", 900_000))
     );
     assert_eq!(
         store.agent_for_device("D1").await.unwrap(),
-        Some(reg("A1", "D1", 3_000))
+        Some(reg("A1", "D1", 900_000))
+    );
+    assert_eq!(
+        store.agent_secret("h1").await.unwrap().unwrap().used_at,
+        Some(900_000)
     );
     // Used once: a second claim fails.
     assert!(
         !store
-            .register_agent("h1", &reg("A9", "D1", 3_001), &ev)
+            .register_agent("h1", &reg("A9", "D1", 900_001), Some("A1"), &ev)
             .await
             .unwrap()
     );
     assert_eq!(store.agent("A9").await.unwrap(), None);
-    // A fresh secret re-registers the device, replacing the old agent.
-    store
-        .create_agent_secret(
-            &secret("h2", "D1", 9_000),
-            &event("D1", "agent.secret_created"),
-        )
-        .await
-        .unwrap();
+    // A fresh secret re-registers the device only when the caller names the current agent as the one
+    // replaced; otherwise nothing changes and the secret stays unused.
+    install(&store, &secret("h2", "D1", 9_000)).await.unwrap();
+    let before = event_count(&store).await;
+    for wrong in [None, Some("A-OTHER")] {
+        assert!(
+            !store
+                .register_agent("h2", &reg("A3", "D1", 4_000), wrong, &ev)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(event_count(&store).await, before);
+    assert_eq!(
+        store.agent_secret("h2").await.unwrap().unwrap().used_at,
+        None
+    );
+    assert_eq!(
+        store
+            .agent_for_device("D1")
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_id,
+        "A1"
+    );
     assert!(
         store
-            .register_agent("h2", &reg("A3", "D1", 4_000), &ev)
+            .register_agent("h2", &reg("A3", "D1", 4_000), Some("A1"), &ev)
             .await
             .unwrap()
     );
@@ -158,6 +235,135 @@ pub(super) async fn a_registration_secret_is_claimed_once_for_its_device_before_
         store.touch_agent("A1", 1).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+pub(super) async fn a_new_secret_revokes_the_devices_earlier_unused_ones(store: Arc<dyn Store>) {
+    enrolled(&store, "D1").await;
+    enrolled(&store, "D2").await;
+    install(&store, &secret("d2", "D2", 9_000)).await.unwrap();
+    install(&store, &secret("h1", "D1", 9_000)).await.unwrap();
+    let mut second = secret("h2", "D1", 9_000);
+    second.created_at = 2_000;
+    second.replace_authorized_by = Some("key admin-1".into());
+    assert_eq!(install(&store, &second).await.unwrap(), 1);
+    let first = store.agent_secret("h1").await.unwrap().unwrap();
+    assert_eq!(first.revoked_at, Some(2_000));
+    assert_eq!(
+        first.unusable_at(2_000),
+        Some("revoked by a newer agent install or a failed InstallProfile")
+    );
+    assert_eq!(store.agent_secret("h2").await.unwrap().unwrap(), second);
+    // Another device's secret is untouched.
+    assert_eq!(
+        store.agent_secret("d2").await.unwrap().unwrap().revoked_at,
+        None
+    );
+    let listed: Vec<String> = store
+        .agent_secrets("D1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.secret_hash)
+        .collect();
+    assert_eq!(listed, ["h2", "h1"]);
+    let ev = event("D1", "agent.registered");
+    assert!(
+        !store
+            .register_agent("h1", &reg("A1", "D1", 3_000), None, &ev)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .register_agent("h2", &reg("A1", "D1", 3_000), None, &ev)
+            .await
+            .unwrap()
+    );
+    // A used secret is not revoked by a later install (it keeps its history); nothing else is left to revoke.
+    let mut third = secret("h3", "D1", 9_000);
+    third.created_at = 4_000;
+    assert_eq!(install(&store, &third).await.unwrap(), 0);
+    assert_eq!(
+        store.agent_secret("h2").await.unwrap().unwrap().revoked_at,
+        None
+    );
+}
+
+pub(super) async fn a_secrets_expiry_starts_when_the_mac_acknowledges_its_install_profile(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "D1").await;
+    enrolled(&store, "D2").await;
+    install(&store, &secret("h1", "D1", 5_000)).await.unwrap();
+    install(&store, &secret("h2", "D2", 5_000)).await.unwrap();
+    let report = |dev: &'static str, uuid: &'static str, status, at| {
+        let store = store.clone();
+        async move {
+            store
+                .record_command_result(dev, uuid, status, b"<plist/>", at)
+                .await
+                .unwrap()
+        }
+    };
+    // NotNow: not on the Mac yet, the clock does not start.
+    report("D1", "IP-h1", CommandStatus::NotNow, 50_000).await;
+    assert_eq!(
+        store.agent_secret("h1").await.unwrap().unwrap().expires_at,
+        None
+    );
+    report("D1", "IP-h1", CommandStatus::Acknowledged, 100_000).await;
+    report("D2", "IP-h2", CommandStatus::Acknowledged, 100_000).await;
+    let s1 = store.agent_secret("h1").await.unwrap().unwrap();
+    assert_eq!(
+        (s1.delivered_at, s1.expires_at),
+        (Some(100_000), Some(105_000))
+    );
+    let ev = event("D1", "agent.registered");
+    // Long after created_at + ttl, but within ttl of delivery: fine. At delivery + ttl: expired.
+    assert!(
+        !store
+            .register_agent("h1", &reg("A1", "D1", 105_000), None, &ev)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .agent_secret("h1")
+            .await
+            .unwrap()
+            .unwrap()
+            .unusable_at(105_000),
+        Some("expired")
+    );
+    assert!(
+        store
+            .register_agent("h2", &reg("A2", "D2", 104_999), None, &ev)
+            .await
+            .unwrap()
+    );
+    // A repeated report does not restart the clock.
+    assert_eq!(
+        report("D1", "IP-h1", CommandStatus::Acknowledged, 200_000).await,
+        crate::ReportOutcome::Duplicate
+    );
+    assert_eq!(
+        store.agent_secret("h1").await.unwrap().unwrap().expires_at,
+        Some(105_000)
+    );
+    // An InstallProfile the Mac refused revokes its secret.
+    let mut h3 = secret("h3", "D1", 5_000);
+    h3.created_at = 110_000;
+    install(&store, &h3).await.unwrap();
+    report("D1", "IP-h3", CommandStatus::Error, 111_000).await;
+    let s3 = store.agent_secret("h3").await.unwrap().unwrap();
+    assert_eq!((s3.revoked_at, s3.expires_at), (Some(111_000), None));
+    assert!(
+        !store
+            .register_agent("h3", &reg("A1", "D1", 111_001), None, &ev)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.agent_for_device("D1").await.unwrap(), None);
 }
 
 pub(super) async fn an_agent_nonce_is_accepted_once_per_agent_and_forgotten_after_its_window(

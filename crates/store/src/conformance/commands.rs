@@ -10,6 +10,7 @@ fn cmd(uuid: &str) -> NewCommand {
         uuid: uuid.into(),
         request_type: "DeviceInformation".into(),
         payload: format!("<plist>{uuid}</plist>").into_bytes(),
+        carries_secret: false,
     }
 }
 

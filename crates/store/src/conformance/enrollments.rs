@@ -225,6 +225,7 @@ pub(super) async fn checkout_disables_device_and_user_channels_deletes_token_emp
         uuid: "CMD-1".into(),
         request_type: "DeviceInformation".into(),
         payload: b"<plist/>".to_vec(),
+        carries_secret: false,
     };
     store.enqueue(&ids, &cmd, 4_000).await.unwrap();
     let before = event_count(&store).await;

@@ -13,6 +13,7 @@ mod groups;
 mod push;
 mod scep;
 mod schedule;
+mod sealed_commands;
 mod secrets;
 mod tokens;
 
@@ -227,6 +228,12 @@ conformance! {
     schedule::a_user_list_refresh_is_claimed_once_per_window,
     schedule::concurrent_user_list_refresh_claims_let_one_win,
     agents::a_registration_secret_is_claimed_once_for_its_device_before_it_expires,
+    agents::a_new_secret_revokes_the_devices_earlier_unused_ones,
+    agents::a_secrets_expiry_starts_when_the_mac_acknowledges_its_install_profile,
+    sealed_commands::a_command_carrying_a_secret_is_only_queued_sealed,
+    sealed_commands::a_sealed_payload_outlives_notnow_and_goes_with_the_last_finished_entry,
+    sealed_commands::checkout_drops_sealed_payloads_no_longer_queued_anywhere,
+    sealed_commands::sealed_payloads_are_rewrapped_with_the_other_secrets,
     agents::an_agent_nonce_is_accepted_once_per_agent_and_forgotten_after_its_window,
     agents::actions_are_delivered_then_finished_once_and_lose_their_credentials,
     agents::overdue_actions_expire_and_lose_their_credentials,

@@ -17,6 +17,7 @@ fn cmd(uuid: &str, request_type: &str) -> NewCommand {
         uuid: uuid.into(),
         request_type: request_type.into(),
         payload: format!("<plist>{uuid}</plist>").into_bytes(),
+        carries_secret: false,
     }
 }
 

@@ -1,15 +1,53 @@
 //! The Mac agent's tables (issue 6), shared by both backends (compiled per backend, see `sqlite.rs`).
 //! Guarantees: a registration secret is claimed at most once, only for its device and before it expires, and
-//! the claim and the registration land in one transaction with their event; a nonce is accepted once per agent;
-//! an action's sealed credentials are set NULL in the same statement that ends or expires it.
+//! the claim and the registration land in one transaction with their event, and only while the device's current
+//! agent is the one the caller expects (a registration never silently replaces another); a new secret revokes
+//! the device's earlier unused ones and is queued with its sealed InstallProfile in one transaction; its expiry
+//! clock starts in the transaction that records the Mac's Acknowledged for that InstallProfile (an Error
+//! revokes it); a nonce is accepted once per agent; an action's sealed credentials are set NULL in the same
+//! statement that ends or expires it.
 
 use sqlx::Pool;
 
-use super::{Db, begin_write, events};
+use super::{Conn, Db, begin_write, commands, events};
 use crate::{
-    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, Millis, NewEvent, Result,
-    StoreError,
+    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, CommandStatus, Millis,
+    NewCommand, NewEvent, Result, SealedSecret, StoreError,
 };
+
+#[derive(sqlx::FromRow)]
+struct SecretRow {
+    secret_hash: String,
+    device_id: String,
+    command_uuid: Option<String>,
+    created_at: i64,
+    ttl_ms: i64,
+    delivered_at: Option<i64>,
+    expires_at: Option<i64>,
+    used_at: Option<i64>,
+    revoked_at: Option<i64>,
+    replace_authorized_by: Option<String>,
+}
+
+impl From<SecretRow> for AgentSecret {
+    fn from(r: SecretRow) -> Self {
+        AgentSecret {
+            secret_hash: r.secret_hash,
+            device_id: r.device_id,
+            command_uuid: r.command_uuid,
+            created_at: r.created_at,
+            ttl_ms: r.ttl_ms,
+            delivered_at: r.delivered_at,
+            expires_at: r.expires_at,
+            used_at: r.used_at,
+            revoked_at: r.revoked_at,
+            replace_authorized_by: r.replace_authorized_by,
+        }
+    }
+}
+
+const SECRET_SELECT: &str = "SELECT secret_hash, device_id, command_uuid, created_at, ttl_ms, delivered_at, \
+     expires_at, used_at, revoked_at, replace_authorized_by FROM agent_secrets";
 
 #[derive(sqlx::FromRow)]
 struct RegistrationRow {
@@ -77,22 +115,98 @@ const ACTION_SELECT: &str = "SELECT id, device_id, kind, params, sealed, status,
 pub(super) async fn create_secret(
     pool: &Pool<Db>,
     s: &AgentSecret,
-    event: &NewEvent,
-) -> Result<()> {
+    cmd: &NewCommand,
+    sealed: &SealedSecret,
+    events: &[NewEvent],
+) -> Result<u64> {
+    if s.command_uuid.as_deref() != Some(cmd.uuid.as_str()) {
+        return Err(StoreError::Conflict(
+            "a registration secret names the InstallProfile command that carries it".into(),
+        ));
+    }
     let mut tx = begin_write(pool).await?;
+    let revoked = sqlx::query(
+        "UPDATE agent_secrets SET revoked_at = $1 \
+         WHERE device_id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(s.created_at)
+    .bind(&s.device_id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
-        "INSERT INTO agent_secrets (secret_hash, device_id, created_at, expires_at, used_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO agent_secrets (secret_hash, device_id, command_uuid, created_at, ttl_ms, delivered_at, \
+         expires_at, used_at, revoked_at, replace_authorized_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&s.secret_hash)
     .bind(&s.device_id)
+    .bind(&s.command_uuid)
     .bind(s.created_at)
+    .bind(s.ttl_ms)
+    .bind(s.delivered_at)
     .bind(s.expires_at)
     .bind(s.used_at)
+    .bind(s.revoked_at)
+    .bind(&s.replace_authorized_by)
     .execute(&mut *tx)
     .await?;
-    events::insert(&mut tx, event).await?;
+    commands::insert_sealed(
+        &mut tx,
+        std::slice::from_ref(&s.device_id),
+        cmd,
+        sealed,
+        s.created_at,
+    )
+    .await?;
+    for event in events {
+        events::insert(&mut tx, event).await?;
+    }
     tx.commit().await?;
+    Ok(revoked.rows_affected())
+}
+
+pub(super) async fn secret(pool: &Pool<Db>, secret_hash: &str) -> Result<Option<AgentSecret>> {
+    let row: Option<SecretRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SECRET_SELECT} WHERE secret_hash = $1"
+    )))
+    .bind(secret_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(AgentSecret::from))
+}
+
+pub(super) async fn secrets(pool: &Pool<Db>, device_id: &str) -> Result<Vec<AgentSecret>> {
+    let rows: Vec<SecretRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SECRET_SELECT} WHERE device_id = $1 ORDER BY created_at DESC, secret_hash"
+    )))
+    .bind(device_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(AgentSecret::from).collect())
+}
+
+/// A device's report finished command `uuid`: an Acknowledged InstallProfile carrying a registration secret
+/// starts that secret's expiry clock; an Error or CommandFormatError revokes it (the profile is not on the Mac).
+pub(super) async fn command_finished(
+    conn: &mut Conn,
+    enrollment_id: &str,
+    uuid: &str,
+    status: CommandStatus,
+    at: Millis,
+) -> Result<()> {
+    let sql = if status == CommandStatus::Acknowledged {
+        "UPDATE agent_secrets SET delivered_at = $1, expires_at = $1 + ttl_ms \
+         WHERE command_uuid = $2 AND device_id = $3 AND delivered_at IS NULL"
+    } else {
+        "UPDATE agent_secrets SET revoked_at = $1 \
+         WHERE command_uuid = $2 AND device_id = $3 AND used_at IS NULL AND revoked_at IS NULL"
+    };
+    sqlx::query(sql)
+        .bind(at)
+        .bind(uuid)
+        .bind(enrollment_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -100,12 +214,14 @@ pub(super) async fn register(
     pool: &Pool<Db>,
     secret_hash: &str,
     reg: &AgentRegistration,
+    replaces: Option<&str>,
     event: &NewEvent,
 ) -> Result<bool> {
     let mut tx = begin_write(pool).await?;
     let claimed = sqlx::query(
         "UPDATE agent_secrets SET used_at = $1 \
-         WHERE secret_hash = $2 AND device_id = $3 AND used_at IS NULL AND expires_at > $1",
+         WHERE secret_hash = $2 AND device_id = $3 AND used_at IS NULL AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $1)",
     )
     .bind(reg.registered_at)
     .bind(secret_hash)
@@ -113,6 +229,16 @@ pub(super) async fn register(
     .execute(&mut *tx)
     .await?;
     if claimed.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT agent_id FROM agent_registrations WHERE device_id = $1")
+            .bind(&reg.device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if current.as_deref() != replaces {
+        tx.rollback().await?;
         return Ok(false);
     }
     sqlx::query("DELETE FROM agent_registrations WHERE device_id = $1")

@@ -1,18 +1,23 @@
 //! The command queue, shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees: a command
 //! is stored once however many enrollments it is queued for; the active queue holds only Pending/NotNow
 //! entries, served in enqueue order; a finished report moves its entry to history in one transaction, and a
-//! second report for it changes nothing.
+//! second report for it changes nothing. A command that carries a secret is stored with a redacted payload and
+//! its sealed payload (`sealed_secrets`, owner `command:<uuid>`) in the same transaction; that sealed payload is
+//! deleted in the transaction that finishes the command's last queued entry (a NotNow keeps it).
 
 use sqlx::Pool;
 
-use super::{Conn, Db, begin_write, enrollments};
+use super::{Conn, Db, agents, begin_write, enrollments};
 use crate::rows::{QueuedCommandRow, convert_all, count, page_limit};
-use crate::{CommandStatus, Millis, NewCommand, QueuedCommand, ReportOutcome, Result, StoreError};
+use crate::{
+    COMMAND_PAYLOAD_FIELD, CommandStatus, Millis, NewCommand, QueuedCommand, ReportOutcome, Result,
+    SealedSecret, StoreError, command_payload_owner,
+};
 
 /// Active entries of enrollment `$1` as [`QueuedCommandRow`] columns (plus `seq`).
 macro_rules! active {
     () => {
-        "SELECT q.enrollment_id, c.uuid, c.request_type, c.payload, q.status, NULL AS result, q.seq, \
+        "SELECT q.enrollment_id, c.uuid, c.request_type, c.payload, c.carries_secret, q.status, NULL AS result, q.seq, \
          q.created_at, q.updated_at FROM command_queue q JOIN commands c ON c.uuid = q.command_uuid \
          WHERE q.enrollment_id = $1"
     };
@@ -21,7 +26,7 @@ macro_rules! active {
 /// Finished entries of enrollment `$1` as [`QueuedCommandRow`] columns (plus `seq`).
 macro_rules! finished {
     () => {
-        "SELECT r.enrollment_id, c.uuid, c.request_type, c.payload, r.status, r.result, r.seq, \
+        "SELECT r.enrollment_id, c.uuid, c.request_type, c.payload, c.carries_secret, r.status, r.result, r.seq, \
          r.created_at, r.updated_at FROM command_results r JOIN commands c ON c.uuid = r.command_uuid \
          WHERE r.enrollment_id = $1"
     };
@@ -33,23 +38,106 @@ pub(super) async fn enqueue(
     cmd: &NewCommand,
     at: Millis,
 ) -> Result<()> {
+    if cmd.carries_secret {
+        return Err(StoreError::Conflict(format!(
+            "command {} carries a secret: it is queued sealed (enqueue_sealed), never in the clear",
+            cmd.uuid
+        )));
+    }
+    let ids = distinct(enrollment_ids);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = begin_write(pool).await?;
+    store_command(&mut tx, cmd, at).await?;
+    queue_for(&mut tx, &ids, &cmd.uuid, at).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn enqueue_sealed(
+    pool: &Pool<Db>,
+    enrollment_ids: &[String],
+    cmd: &NewCommand,
+    sealed: &SealedSecret,
+    at: Millis,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    insert_sealed(&mut tx, enrollment_ids, cmd, sealed, at).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Queue a command carrying a secret inside the caller's transaction: the command row (redacted payload),
+/// its sealed payload and the queue entries. A uuid stored before is a Conflict: a secret is queued once.
+pub(super) async fn insert_sealed(
+    conn: &mut Conn,
+    enrollment_ids: &[String],
+    cmd: &NewCommand,
+    sealed: &SealedSecret,
+    at: Millis,
+) -> Result<()> {
+    if !cmd.carries_secret
+        || sealed.owner != command_payload_owner(&cmd.uuid)
+        || sealed.field != COMMAND_PAYLOAD_FIELD
+    {
+        return Err(StoreError::Conflict(format!(
+            "a sealed command payload must be marked carries_secret and sealed as ({}, {COMMAND_PAYLOAD_FIELD})",
+            command_payload_owner(&cmd.uuid)
+        )));
+    }
+    let ids = distinct(enrollment_ids);
+    if ids.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "command {} carrying a secret names no enrollment",
+            cmd.uuid
+        )));
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO commands (uuid, request_type, payload, carries_secret, created_at) \
+         VALUES ($1, $2, $3, TRUE, $4) ON CONFLICT (uuid) DO NOTHING",
+    )
+    .bind(&cmd.uuid)
+    .bind(&cmd.request_type)
+    .bind(&cmd.payload)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() != 1 {
+        return Err(StoreError::Conflict(format!(
+            "command {} was stored before; a command carrying a secret is queued once",
+            cmd.uuid
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&sealed.owner)
+    .bind(&sealed.field)
+    .bind(&sealed.key_id)
+    .bind(&sealed.blob)
+    .bind(sealed.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    queue_for(conn, &ids, &cmd.uuid, at).await
+}
+
+fn distinct(enrollment_ids: &[String]) -> Vec<&str> {
     let mut ids: Vec<&str> = Vec::with_capacity(enrollment_ids.len());
     for id in enrollment_ids {
         if !ids.contains(&id.as_str()) {
             ids.push(id);
         }
     }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let mut tx = begin_write(pool).await?;
-    store_command(&mut tx, cmd, at).await?;
-    for id in ids {
-        enrollments::ensure_exists(&mut tx, id).await?;
-        if is_finished(&mut tx, id, &cmd.uuid).await? {
+    ids
+}
+
+async fn queue_for(conn: &mut Conn, ids: &[&str], uuid: &str, at: Millis) -> Result<()> {
+    for &id in ids {
+        enrollments::ensure_exists(conn, id).await?;
+        if is_finished(conn, id, uuid).await? {
             return Err(StoreError::Conflict(format!(
-                "command {} already finished for enrollment {id}",
-                cmd.uuid
+                "command {uuid} already finished for enrollment {id}"
             )));
         }
         sqlx::query(
@@ -57,19 +145,47 @@ pub(super) async fn enqueue(
              VALUES ($1, $2, $3, $4, $4)",
         )
         .bind(id)
-        .bind(&cmd.uuid)
+        .bind(uuid)
         .bind(CommandStatus::Pending.as_str())
         .bind(at)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(format!("command {} is already queued for enrollment {id}", cmd.uuid))
-            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
+                "command {uuid} is already queued for enrollment {id}"
+            )),
             _ => e.into(),
         })?;
     }
-    tx.commit().await?;
+    Ok(())
+}
+
+/// Delete the sealed payload of command `uuid` if no enrollment has it queued any more. A no-op for a command
+/// without one.
+pub(super) async fn drop_sealed_payload_if_done(conn: &mut Conn, uuid: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM sealed_secrets WHERE owner = $1 AND field = $2 \
+         AND NOT EXISTS (SELECT 1 FROM command_queue WHERE command_uuid = $3)",
+    )
+    .bind(command_payload_owner(uuid))
+    .bind(COMMAND_PAYLOAD_FIELD)
+    .bind(uuid)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Delete every sealed command payload whose command is no longer queued anywhere (after a CheckOut emptied
+/// a device's queue).
+pub(super) async fn drop_orphaned_sealed_payloads(conn: &mut Conn) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM sealed_secrets WHERE field = $1 AND NOT EXISTS \
+         (SELECT 1 FROM command_queue q WHERE $2 || q.command_uuid = sealed_secrets.owner)",
+    )
+    .bind(COMMAND_PAYLOAD_FIELD)
+    .bind(command_payload_owner(""))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -89,12 +205,13 @@ async fn store_command(conn: &mut Conn, cmd: &NewCommand, at: Millis) -> Result<
     if inserted.rows_affected() == 1 {
         return Ok(());
     }
-    let (request_type, payload): (String, Vec<u8>) =
-        sqlx::query_as("SELECT request_type, payload FROM commands WHERE uuid = $1")
-            .bind(&cmd.uuid)
-            .fetch_one(conn)
-            .await?;
-    if request_type == cmd.request_type && payload == cmd.payload {
+    let (request_type, payload, carries_secret): (String, Vec<u8>, bool) = sqlx::query_as(
+        "SELECT request_type, payload, carries_secret FROM commands WHERE uuid = $1",
+    )
+    .bind(&cmd.uuid)
+    .fetch_one(conn)
+    .await?;
+    if !carries_secret && request_type == cmd.request_type && payload == cmd.payload {
         Ok(())
     } else {
         Err(StoreError::Conflict(format!(
@@ -169,6 +286,10 @@ pub(super) async fn record_result(
             .bind(at)
             .execute(&mut *tx)
             .await?;
+        }
+        if moved.is_some() {
+            drop_sealed_payload_if_done(&mut tx, uuid).await?;
+            agents::command_finished(&mut tx, enrollment_id, uuid, status, at).await?;
         }
         moved.is_some()
     } else {

@@ -186,6 +186,7 @@ pub(super) async fn checkout(
     .bind(device_id)
     .execute(&mut *tx)
     .await?;
+    super::commands::drop_orphaned_sealed_payloads(&mut tx).await?;
     events::insert(&mut tx, event).await?;
     tx.commit().await?;
     Ok(metadata.rows_affected() + secrets.rows_affected() > 0)

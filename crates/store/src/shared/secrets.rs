@@ -80,6 +80,11 @@ pub(super) async fn put(pool: &Pool<Db>, s: &SealedSecret) -> Result<()> {
                 .into(),
         ));
     }
+    if s.field == crate::COMMAND_PAYLOAD_FIELD {
+        return Err(crate::StoreError::Conflict(
+            "sealed command payloads are written with enqueue_sealed (with their command)".into(),
+        ));
+    }
     sqlx::query(
         "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \

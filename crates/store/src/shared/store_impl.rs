@@ -242,6 +242,16 @@ impl Store for BackendStore {
         commands::enqueue(&self.pool, enrollment_ids, cmd, at).await
     }
 
+    async fn enqueue_sealed(
+        &self,
+        enrollment_ids: &[String],
+        cmd: &NewCommand,
+        sealed: &SealedSecret,
+        at: Millis,
+    ) -> Result<()> {
+        commands::enqueue_sealed(&self.pool, enrollment_ids, cmd, sealed, at).await
+    }
+
     async fn next_command(
         &self,
         enrollment_id: &str,
@@ -364,17 +374,32 @@ impl Store for BackendStore {
         schedule::claim_user_list_refresh(&self.pool, device_id, now, not_since).await
     }
 
-    async fn create_agent_secret(&self, secret: &AgentSecret, event: &NewEvent) -> Result<()> {
-        agents::create_secret(&self.pool, secret, event).await
+    async fn create_agent_secret(
+        &self,
+        secret: &AgentSecret,
+        cmd: &NewCommand,
+        sealed: &SealedSecret,
+        events: &[NewEvent],
+    ) -> Result<u64> {
+        agents::create_secret(&self.pool, secret, cmd, sealed, events).await
+    }
+
+    async fn agent_secret(&self, secret_hash: &str) -> Result<Option<AgentSecret>> {
+        agents::secret(&self.pool, secret_hash).await
+    }
+
+    async fn agent_secrets(&self, device_id: &str) -> Result<Vec<AgentSecret>> {
+        agents::secrets(&self.pool, device_id).await
     }
 
     async fn register_agent(
         &self,
         secret_hash: &str,
         reg: &AgentRegistration,
+        replaces: Option<&str>,
         event: &NewEvent,
     ) -> Result<bool> {
-        agents::register(&self.pool, secret_hash, reg, event).await
+        agents::register(&self.pool, secret_hash, reg, replaces, event).await
     }
 
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRegistration>> {
