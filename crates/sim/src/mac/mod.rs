@@ -228,12 +228,25 @@ impl Mac {
         Ok(())
     }
 
-    /// `EACSPreflight` as DeviceInformation reports it (§1.6, §1.4).
+    /// `EACSPreflight` as DeviceInformation reports it (§1.6, §1.4): `success` only on Apple silicon (macOS 12+,
+    /// where Erase All Content and Settings exists) with an escrowed Bootstrap Token the Mac may use for
+    /// authentication; `not supported` on Intel and older systems; otherwise the reason the preflight fails.
+    /// Apple documents the value as `success` | `not supported` | `unknown failure` | a reason; the reason
+    /// strings below name the precondition that is missing (the exact wording of Apple's is unverified).
     pub fn eacs_preflight(&self) -> &'static str {
-        match self.arch {
-            Arch::Intel => "not supported",
-            Arch::AppleSilicon if self.escrowed && self.bt_auth == BtAuth::Allowed => "success",
-            Arch::AppleSilicon => "unknown failure",
+        if self.arch == Arch::Intel || self.os < OsVersion::new(12, 0, 0) {
+            return "not supported";
+        }
+        if self.bootstrap_token.is_none() {
+            return "no bootstrap token exists on this Mac";
+        }
+        if !self.escrowed {
+            return "bootstrap token is not escrowed to the MDM server";
+        }
+        match self.bt_auth {
+            BtAuth::Allowed => "success",
+            BtAuth::Disallowed => "bootstrap token is not allowed for authentication",
+            BtAuth::NotSupported => "unknown failure",
         }
     }
 
