@@ -227,6 +227,8 @@ impl MdmService {
         self.store
             .mark_bootstrap_token_served(&device.id, now, &event)
             .await?;
+        // Served at a login, a user now holds a Secure Token the server has not seen yet.
+        self.requery_security_info(&device.id).await;
         Ok(CheckinReply::Plist(body))
     }
 }

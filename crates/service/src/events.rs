@@ -19,3 +19,8 @@ pub const COMMAND_RESULT: &str = "command.result";
 pub const CHECKIN_UNSUPPORTED: &str = "checkin.unsupported";
 pub const SCEP_ISSUED: &str = "scep.issued";
 pub const SCEP_REFUSED: &str = "scep.refused";
+
+// Accounts at zero-touch setup (issue 12): AccountConfiguration, the group's managed admin, reset_password.
+pub const ACCOUNT_CONFIGURATION_QUEUED: &str = "account.configuration_queued";
+pub const ACCOUNT_CONFIGURATION_FAILED: &str = "account.configuration_failed";
+pub const GROUP_ACCOUNTS_UPDATED: &str = "admin.group.accounts";
