@@ -243,7 +243,10 @@ mod tests {
         assert_eq!(inner["salt"].as_data().unwrap().len(), 32);
         assert_eq!(PasswordHash::from_plist(&bytes).unwrap(), hash());
         let debug = format!("{:?}", hash());
-        assert!(!debug.contains("7, 7") && !debug.contains("9, 9"), "{debug}");
+        assert!(
+            !debug.contains("7, 7") && !debug.contains("9, 9"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -118,20 +118,24 @@ fn check_full_name(what: &str, name: &str) -> Result<String, ServiceError> {
 /// What is wrong with a group configured this way, in an admin's words (empty: nothing).
 pub fn account_settings_warnings(s: &GroupAccountSettings) -> Vec<String> {
     let mut out = Vec::new();
-    let what = match s.primary_account {
-        PrimaryAccount::Admin => None,
-        PrimaryAccount::Standard => Some("makes Setup Assistant's primary account a standard user"),
-        PrimaryAccount::Skip => Some("skips Setup Assistant's primary account"),
+    let admin = &s.admin_short_name;
+    let (what, until) = match s.primary_account {
+        PrimaryAccount::Admin => return out,
+        PrimaryAccount::Standard => (
+            "makes Setup Assistant's primary account a standard user",
+            "someone logs in graphically (the first to do so takes the first token, even a standard user)",
+        ),
+        PrimaryAccount::Skip => (
+            "skips Setup Assistant's primary account",
+            "the managed admin logs in graphically",
+        ),
     };
-    if let Some(what) = what {
-        out.push(format!(
-            "no Secure Token holder after setup: this group {what}, and the managed admin '{}' is created \
-             from a password hash, which holds no Secure Token until its first graphical login (macOS). Until \
-             then nobody can escrow a Bootstrap Token (scenario S4). Have '{}' log in at the login window \
-             once, or keep the primary account an administrator.",
-            s.admin_short_name, s.admin_short_name
-        ));
-    }
+    out.push(format!(
+        "no Secure Token holder after setup: this group {what}, and the managed admin '{admin}' is created \
+         from a password hash, which holds no Secure Token until its first graphical login (macOS). Nothing \
+         can escrow a Bootstrap Token until {until} (scenario S4). Have '{admin}' log in at the login window \
+         once, or keep the primary account an administrator."
+    ));
     out
 }
 
@@ -310,14 +314,16 @@ impl MdmService {
             field: MANAGED_ADMIN_PASSWORD_FIELD,
         };
         let plain = self.vault.open(ctx, &sealed.blob)?;
-        let text = String::from_utf8(plain.expose().clone()).map_err(|_| {
-            ServiceError::Internal("a managed-admin password is not UTF-8".into())
-        })?;
+        let text = String::from_utf8(plain.expose().clone())
+            .map_err(|_| ServiceError::Internal("a managed-admin password is not UTF-8".into()))?;
         Ok(Some(Secret::new(text)))
     }
 
     /// A group's managed-admin settings and their warnings.
-    pub async fn admin_group_accounts(&self, group_id: &str) -> Result<GroupAccounts, ServiceError> {
+    pub async fn admin_group_accounts(
+        &self,
+        group_id: &str,
+    ) -> Result<GroupAccounts, ServiceError> {
         self.admin_group(group_id).await?;
         let settings = self.store.group_account_settings(group_id).await?;
         let warnings = settings
@@ -427,7 +433,10 @@ mod tests {
     #[test]
     fn the_hash_is_pbkdf2_hmac_sha512_of_the_password_with_its_salt() {
         let h = password_hash("pw", 1000).unwrap();
-        assert_eq!((h.entropy.len(), h.salt.len(), h.iterations), (128, 32, 1000));
+        assert_eq!(
+            (h.entropy.len(), h.salt.len(), h.iterations),
+            (128, 32, 1000)
+        );
         // Differential check against OpenSSL's PKCS5_PBKDF2_HMAC.
         let mut expected = vec![0u8; 128];
         openssl::pkcs5::pbkdf2_hmac(
@@ -439,7 +448,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.entropy, expected);
-        assert_ne!(password_hash("pw", 1000).unwrap().salt, h.salt, "fresh salt");
+        assert_ne!(
+            password_hash("pw", 1000).unwrap().salt,
+            h.salt,
+            "fresh salt"
+        );
     }
 
     #[test]
@@ -478,7 +491,15 @@ mod tests {
         for ok in ["mgmt", "_admin", "it.admin", "a-b_c9"] {
             assert!(check_short_name("n", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "9lives", "-x", "has space", "root", "é", &"a".repeat(32)] {
+        for bad in [
+            "",
+            "9lives",
+            "-x",
+            "has space",
+            "root",
+            "é",
+            &"a".repeat(32),
+        ] {
             assert!(check_short_name("n", bad).is_err(), "{bad}");
         }
     }

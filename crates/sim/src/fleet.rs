@@ -379,7 +379,11 @@ async fn play(
     outcome.enrolled = true;
     if matches!(scenario, Scenario::S4 | Scenario::S7 | Scenario::S8) {
         // The managed admin of these stories, made from a hash while Setup Assistant waits (§1.2 rule 3).
-        let name = if scenario == Scenario::S7 { "ladmin" } else { "mgmt" };
+        let name = if scenario == Scenario::S7 {
+            "ladmin"
+        } else {
+            "mgmt"
+        };
         vm.mac.create_managed_admin(name, PW).map_err(mac_err)?;
     }
     // The server answers AwaitingConfiguration with DeviceConfigured (after any AccountConfiguration); Setup

@@ -254,12 +254,13 @@ pub(crate) struct GroupAccountSettingsRow {
 impl TryFrom<GroupAccountSettingsRow> for crate::GroupAccountSettings {
     type Error = crate::StoreError;
     fn try_from(r: GroupAccountSettingsRow) -> Result<Self> {
-        let primary_account = crate::PrimaryAccount::parse(&r.primary_account).ok_or_else(|| {
-            crate::StoreError::Database(format!(
-                "group {}: unknown primary_account {:?}",
-                r.group_id, r.primary_account
-            ))
-        })?;
+        let primary_account =
+            crate::PrimaryAccount::parse(&r.primary_account).ok_or_else(|| {
+                crate::StoreError::Database(format!(
+                    "group {}: unknown primary_account {:?}",
+                    r.group_id, r.primary_account
+                ))
+            })?;
         Ok(crate::GroupAccountSettings {
             group_id: r.group_id,
             admin_short_name: r.admin_short_name,

@@ -123,7 +123,11 @@ async fn set_accounts(
         primary_account_full_name: b.primary_account_full_name,
         primary_account_user_name: b.primary_account_user_name,
     };
-    match s.mdm.admin_set_group_accounts(&id, Some(&input), &actor).await {
+    match s
+        .mdm
+        .admin_set_group_accounts(&id, Some(&input), &actor)
+        .await
+    {
         Ok(a) => Json(accounts_json(&a)).into_response(),
         Err(e) => service_error(e),
     }

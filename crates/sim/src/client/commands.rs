@@ -182,9 +182,8 @@ impl VirtualMac {
             // 10.15 only: MDMOptions BootstrapTokenAllowed stands in for the server capability.
             let is_10_15 = self.mac.os.major == 10 && self.mac.os.minor == 15;
             if is_10_15 {
-                self.mac.bt_capability = set
-                    .iter()
-                    .any(|(k, v)| k == "BootstrapTokenAllowed" && *v);
+                self.mac.bt_capability =
+                    set.iter().any(|(k, v)| k == "BootstrapTokenAllowed" && *v);
             }
             self.mac.mdm_options = set;
         }

@@ -51,7 +51,9 @@ pub enum MacError {
     CapabilityNotAdvertised,
     #[error("network accounts never get a Secure Token; log in with a mobile account")]
     NetworkAccount(String),
-    #[error("AccountConfiguration needs an ADE Mac that is awaiting configuration (Setup Assistant)")]
+    #[error(
+        "AccountConfiguration needs an ADE Mac that is awaiting configuration (Setup Assistant)"
+    )]
     NotAwaitingConfiguration,
     #[error(
         "this action needs volume-owner authorisation: no escrowed Bootstrap Token usable for authentication"
@@ -156,7 +158,8 @@ impl Mac {
     /// Whether `password` is `short_name`'s current password (its plain-text digest, or for an account created
     /// from a hash, that hash).
     pub fn password_matches(&self, short_name: &str, password: &str) -> bool {
-        self.user(short_name).is_ok_and(|u| user_password_matches(u, password))
+        self.user(short_name)
+            .is_ok_and(|u| user_password_matches(u, password))
     }
 
     /// Whether any user holds a Secure Token.

@@ -252,7 +252,12 @@ impl ShadowHash {
             return false;
         }
         let mut derived = vec![0u8; entropy.len()];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password.as_bytes(), &salt, self.iterations, &mut derived);
+        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
+            password.as_bytes(),
+            &salt,
+            self.iterations,
+            &mut derived,
+        );
         derived == entropy
     }
 }

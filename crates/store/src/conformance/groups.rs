@@ -162,8 +162,15 @@ pub(super) async fn account_settings_are_set_replaced_removed_and_go_with_their_
             &event("group:g-none", "group.accounts"),
         )
         .await;
-    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
-    assert_eq!(super::event_count(&store).await, before, "no event on failure");
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert_eq!(
+        super::event_count(&store).await,
+        before,
+        "no event on failure"
+    );
 
     store.create_group(&group("g-a", "A")).await.unwrap();
     assert_eq!(store.group_account_settings("g-a").await.unwrap(), None);
