@@ -77,8 +77,8 @@ async fn device_views_show_inventory_from_command_results_and_never_the_token() 
     mac.set_bootstrap_token(Some(b"TOKEN-SECRET-BYTES"))
         .await
         .unwrap();
-    // Escrow re-queries SecurityInfo on its own; answer it so the commands below come next.
-    assert_eq!(mac.drain().await.unwrap(), ["SecurityInfo"]);
+    // Escrow re-queries SecurityInfo and UserList on its own; answer them so the commands below come next.
+    assert_eq!(mac.drain().await.unwrap(), ["SecurityInfo", "UserList"]);
 
     let (s, list) = op.get("/api/v1/devices").await;
     assert_eq!(s, 200);

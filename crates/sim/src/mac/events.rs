@@ -249,6 +249,20 @@ impl Mac {
         Ok(())
     }
 
+    /// `sysadminctl -resetPasswordFor U -newPassword P` authorised by the user's old password or a
+    /// token-holding admin (the caller checks that): the Secure Token is re-wrapped with the new password, so
+    /// token and FileVault unlock follow it (in sync, §1.3 last row is the opposite). A user without a token
+    /// just gets the new password (on macOS 11+, maybe the first token: §1.2 rule 2).
+    pub fn reset_password(&mut self, short_name: &str, password: &str) -> Result<(), MacError> {
+        self.set_password_plain(short_name, password)?;
+        let user = self.user_mut(short_name)?;
+        user.shadow_hash = None;
+        if user.secure_token {
+            user.token_out_of_sync = false;
+        }
+        Ok(())
+    }
+
     /// A LAPS tool or `SetAutoAdminPassword` replaces the password with a hash: a holder's token goes out of
     /// sync while its status still says ENABLED (§1.3 last row).
     pub fn set_password_hash(&mut self, short_name: &str, password: &str) -> Result<(), MacError> {
