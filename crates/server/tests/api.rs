@@ -187,8 +187,8 @@ async fn device_views_show_inventory_from_command_results_and_never_the_token() 
     assert_eq!(none.1["devices"].as_array().unwrap().len(), 0);
 
     let (_, h) = op.get("/api/v1/devices/UDID-API-1/commands").await;
-    // The three above, after the enrollment inventory (3) and the SecurityInfo escrow asked for (1).
-    assert_eq!(h["commands"].as_array().unwrap().len(), 7);
+    // The three above, after the enrollment inventory (3) and the SecurityInfo and UserList escrow asked for (2).
+    assert_eq!(h["commands"].as_array().unwrap().len(), 8);
     assert_eq!(h["commands"][0]["status"], "acknowledged");
     let (_, ev) = op
         .get("/api/v1/devices/UDID-API-1/events?kind=admin.command.enqueued")

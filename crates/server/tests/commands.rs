@@ -234,8 +234,8 @@ async fn an_acknowledged_erase_clears_the_escrowed_token() {
             .status,
         200
     );
-    // Escrow re-queries SecurityInfo; answer it first.
-    assert_eq!(mac.drain().await.unwrap(), ["SecurityInfo"]);
+    // Escrow re-queries SecurityInfo and UserList; answer them first.
+    assert_eq!(mac.drain().await.unwrap(), ["SecurityInfo", "UserList"]);
     let ids = vec!["UDID-ERASE".to_string()];
     let a = ts
         .running()
