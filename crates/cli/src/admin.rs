@@ -548,7 +548,7 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
                 println!(
                     "{}",
                     table(
-                        &[s.clone()],
+                        std::slice::from_ref(s),
                         &[
                             ("admin", "/admin_short_name"),
                             ("full name", "/admin_full_name"),
