@@ -809,6 +809,8 @@ pub fn perform(client: &AgentClient, mac: &Mac, action: &AgentActionWire) -> Act
             "validate_bootstrap_token" => actions::validate_bootstrap_token(mac, &admin()?),
             "remove_bootstrap_token" => actions::remove_bootstrap_token(mac, &admin()?),
             "reescrow_bootstrap_token" => actions::escrow_bootstrap_token(mac, &admin()?),
+            // "user_password" is the new password.
+            "reset_password" => actions::reset_password(mac, &user()?, &admin()?),
             other => return Err(format!("this agent does not know action kind {other:?}")),
         })
     })();

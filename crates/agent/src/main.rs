@@ -237,6 +237,23 @@ enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Reset USER's password with a token-holding ADMIN's credentials, so USER's Secure Token and FileVault
+    /// stay in sync (`sysadminctl -resetPasswordFor`, passwords on stdin). Reads USER's NEW password, then
+    /// ADMIN's. Refused with the reason when the admin holds no Secure Token (the token would go out of sync).
+    #[command(
+        after_help = "Example:\n  sudo escrow-agent action reset-password --user alice --admin ladmin"
+    )]
+    ResetPassword {
+        /// The short name of the user whose password changes.
+        #[arg(long)]
+        user: String,
+        /// An administrator who holds a Secure Token (its password is read after the new one).
+        #[arg(long)]
+        admin: String,
+        /// Print the result as JSON: {"ok":true,"result":…} or {"ok":false,"error":"<reason>","message":…}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the server can give the Bootstrap Token back (`profiles validate`). Reads ADMIN's password.
     ValidateBootstrapToken {
         /// An administrator who holds a Secure Token (its password is read after the user's).
@@ -311,6 +328,13 @@ fn run_action(mac: &Mac, action: Action) -> anyhow::Result<ExitCode> {
             );
             (json, actions::transfer_secure_token(mac, &f, &t))
         }
+        Action::ResetPassword { user, admin, json } => {
+            let (u, a) = (
+                credentials(&user, "new password of user")?,
+                credentials(&admin, "admin")?,
+            );
+            (json, actions::reset_password(mac, &u, &a))
+        }
         Action::ValidateBootstrapToken { admin, json } => (
             json,
             actions::validate_bootstrap_token(mac, &credentials(&admin, "admin")?),
@@ -377,6 +401,14 @@ fn describe(outcome: &ActionOutcome) -> String {
         ActionOutcome::BootstrapTokenValidated => "the server returned the Bootstrap Token".into(),
         ActionOutcome::BootstrapTokenRemoved => "the Bootstrap Token was removed".into(),
         ActionOutcome::BootstrapTokenEscrowed => "the Bootstrap Token is escrowed".into(),
+        ActionOutcome::PasswordReset { user, secure_token } => format!(
+            "{user}'s password was reset{}",
+            if *secure_token {
+                "; its Secure Token and FileVault unlock follow the new password"
+            } else {
+                " (it holds no Secure Token)"
+            }
+        ),
     }
 }
 

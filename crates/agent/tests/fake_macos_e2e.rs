@@ -19,6 +19,7 @@ const HELPDESK_PW: &str = "h3lp-desk-pw!";
 const BOB_PW: &str = "b0b-new-pw#";
 const MANAGED_PW: &str = "m4naged-adm1n";
 const WRONG_PW: &str = "Wr0ng-guess-pw";
+const RESET_PW: &str = "n3w-Alice-pw after reset";
 
 /// `ladmin` made in Setup Assistant (first token, volume owner); `alice`, a standard user added later (no
 /// token: a holder exists and nobody authorised her); `helpdesk`, an admin added the same way (no token).
@@ -51,13 +52,14 @@ fn mac_without_token_holder(udid: &str) -> Mac {
     mac
 }
 
-const ALL_PASSWORDS: [&str; 6] = [
+const ALL_PASSWORDS: [&str; 7] = [
     LADMIN_PW,
     ALICE_PW,
     HELPDESK_PW,
     BOB_PW,
     MANAGED_PW,
     WRONG_PW,
+    RESET_PW,
 ];
 
 /// A registered agent on `mac`, for device `udid` of `ts`.
@@ -429,4 +431,102 @@ async fn a_running_agent_starts_a_new_action_at_once_instead_of_after_its_interv
     assert_eq!(second["actions"][0]["succeeded"], true, "{second}");
     assert!(agent.model.has_token("alice"));
     agent.assert_passwords_off_argv();
+}
+
+/// Factorial's password reset: with a token-holding admin the user's password changes and its Secure Token
+/// follows (in sync: the model re-wraps it); what would leave the token out of sync is refused with the
+/// reason and changes nothing: an admin without a token, a wrong admin password, a Mac with no token holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_password_keeps_the_token_in_sync_and_refuses_what_would_not() {
+    let ts = TestServer::start().await.unwrap();
+    let mut mac = typical_mac("MODEL-E2E-RESET");
+    mac.secure_token_on("alice", ALICE_PW, "ladmin", LADMIN_PW)
+        .unwrap();
+    let agent = Agent::register(&ts, "MODEL-E2E-RESET", &mac).await;
+    let before = agent.model.load();
+
+    let tokenless = agent.act(
+        json!({"kind": "reset_password", "user": "alice", "admin": "helpdesk",
+        "user_password": RESET_PW, "admin_password": HELPDESK_PW}),
+    );
+    assert_eq!(tokenless["status"], "failed", "{tokenless}");
+    assert!(
+        reason(&tokenless).starts_with("admin_lacks_token"),
+        "{tokenless}"
+    );
+    assert_eq!(
+        agent.model.load(),
+        before,
+        "a refused reset changed the Mac"
+    );
+
+    let wrong = agent.act(
+        json!({"kind": "reset_password", "user": "alice", "admin": "ladmin",
+        "user_password": RESET_PW, "admin_password": WRONG_PW}),
+    );
+    assert_eq!(wrong["status"], "failed", "{wrong}");
+    assert!(
+        reason(&wrong).starts_with("wrong_admin_password"),
+        "{wrong}"
+    );
+    assert_eq!(agent.model.load(), before);
+
+    let unknown = agent.act(
+        json!({"kind": "reset_password", "user": "zed", "admin": "ladmin",
+        "user_password": RESET_PW, "admin_password": LADMIN_PW}),
+    );
+    assert_eq!(unknown["status"], "failed", "{unknown}");
+    assert!(reason(&unknown).starts_with("unknown_user"), "{unknown}");
+
+    let reset = agent.act(
+        json!({"kind": "reset_password", "user": "alice", "admin": "ladmin",
+        "user_password": RESET_PW, "admin_password": LADMIN_PW}),
+    );
+    assert_eq!(reset["status"], "succeeded", "{reset}");
+    let mac = agent.model.load();
+    assert!(mac.password_matches("alice", RESET_PW));
+    assert!(!mac.password_matches("alice", ALICE_PW));
+    let alice = mac.user("alice").unwrap();
+    assert!(
+        alice.secure_token && !alice.token_out_of_sync,
+        "token not in sync: {alice:?}"
+    );
+    // The new password unlocks FileVault: alice is still one of its users.
+    assert!(
+        mac.filevault_users()
+            .iter()
+            .any(|u| u.short_name == "alice")
+    );
+    // And the model agrees macOS-wise: the new password grants like any token holder's.
+    let mut check = mac.clone();
+    check
+        .secure_token_on("helpdesk", HELPDESK_PW, "alice", RESET_PW)
+        .unwrap();
+    let calls = agent.model.invocations();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c[0] == "sysadminctl" && c.iter().any(|a| a == "-resetPasswordFor")),
+        "{calls:?}"
+    );
+
+    let orphan = Agent::register(
+        &ts,
+        "MODEL-E2E-RESET-ORPHAN",
+        &mac_without_token_holder("MODEL-E2E-RESET-ORPHAN"),
+    )
+    .await;
+    let before = orphan.model.load();
+    let none = orphan.act(
+        json!({"kind": "reset_password", "user": "alice", "admin": "mdmadmin",
+        "user_password": RESET_PW, "admin_password": MANAGED_PW}),
+    );
+    assert_eq!(none["status"], "failed", "{none}");
+    assert!(reason(&none).starts_with("no_token_holder"), "{none}");
+    assert_eq!(orphan.model.load(), before);
+
+    for a in [&agent, &orphan] {
+        a.assert_passwords_off_argv();
+    }
+    assert_no_password_in_server(&ts, &[&tokenless, &wrong, &unknown, &reset, &none]).await;
 }

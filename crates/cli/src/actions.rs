@@ -23,9 +23,12 @@ pub enum ActionCommand {
     #[command(after_help = "Examples:\n  \
 ESCROWD_USER_PASSWORD=… ESCROWD_ADMIN_PASSWORD=… escrowd action create UDID grant_secure_token --user alice --admin ladmin\n  \
 printf '%s\\n%s\\n' \"$NEW_PW\" \"$ADMIN_PW\" | escrowd action create UDID create_user --user bob --full-name 'Bob Li' --make-admin --admin ladmin --passwords-from-stdin\n  \
+ESCROWD_USER_PASSWORD=NEW… ESCROWD_ADMIN_PASSWORD=… escrowd action create UDID reset_password --user alice --admin ladmin\n  \
 escrowd action create UDID troubleshoot\n  \
 ESCROWD_ADMIN_PASSWORD=… escrowd action create UDID troubleshoot --admin ladmin   # also runs profiles validate\n\n\
 Kinds: grant_secure_token, create_user, secure_token_off, transfer_secure_token (--admin is the token holder), \
+reset_password (the user password is the NEW one; --admin must hold a Secure Token so the user's token and FileVault \
+stay in sync, else the agent refuses with the reason), \
 validate_bootstrap_token, remove_bootstrap_token, reescrow_bootstrap_token, troubleshoot (SOTI's read-only commands; \
 each one's output lands in `escrowd events UDID --kind agent.troubleshoot`). %serial%, %device_name% and %username% expand on the server.")]
     Create {
@@ -134,7 +137,11 @@ fn passwords(
             ),
         }
     };
-    let user = take(need_user, "ESCROWD_USER_PASSWORD", "user's")?;
+    let user_what = match kind {
+        "reset_password" | "create_user" => "user's new",
+        _ => "user's",
+    };
+    let user = take(need_user, "ESCROWD_USER_PASSWORD", user_what)?;
     let admin = take(need_admin, "ESCROWD_ADMIN_PASSWORD", "admin's")?;
     Ok((user, admin))
 }

@@ -159,6 +159,51 @@ pub enum GroupsCommand {
         server: ServerArgs,
         id: String,
     },
+    /// Show or set the group's managed local admin for zero-touch (ADE) setup.
+    #[command(
+        long_about = "Show or set the group's managed local admin for zero-touch (ADE) setup. An ADE Mac of the \
+group that enrolls while Setup Assistant waits (AwaitingConfiguration) gets AccountConfiguration: the admin is \
+created from a SALTED-SHA512-PBKDF2 hash of a password escrowd generates per Mac and seals (never printed), and is \
+the ManagedLocalUserShortName; then DeviceConfigured. macOS gives an admin created from a hash no Secure Token until \
+its first graphical login, so --primary standard or skip leaves the Mac without a token holder and nothing escrows \
+(scenario S4): escrowd warns.",
+        after_help = "Examples:\n  escrowd groups accounts GROUP_ID                                   # show\n  \
+escrowd groups accounts GROUP_ID --admin mgmt --full-name 'IT Admin' --hidden\n  \
+escrowd groups accounts GROUP_ID --admin mgmt --primary skip           # warns: no token holder (S4)\n  \
+escrowd groups accounts GROUP_ID --remove"
+    )]
+    Accounts {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+        /// Short name of the managed admin (AutoSetupAdminAccounts, ManagedLocalUserShortName).
+        #[arg(long, value_name = "SHORT_NAME", conflicts_with = "remove")]
+        admin: Option<String>,
+        /// The admin's full name (default: its short name).
+        #[arg(long, requires = "admin")]
+        full_name: Option<String>,
+        /// Hide the admin from the login window and Users & Groups.
+        #[arg(long, requires = "admin")]
+        hidden: bool,
+        /// Setup Assistant's primary account: admin (default), standard or skip.
+        #[arg(long, value_name = "KIND", requires = "admin")]
+        primary: Option<String>,
+        /// Prefill the primary account's full name.
+        #[arg(long, requires = "admin")]
+        primary_full_name: Option<String>,
+        /// Prefill the primary account's short name.
+        #[arg(long, requires = "admin")]
+        primary_user_name: Option<String>,
+        /// DontAutoPopulatePrimaryAccountInfo.
+        #[arg(long, requires = "admin")]
+        dont_auto_populate: bool,
+        /// LockPrimaryAccountInfo.
+        #[arg(long, requires = "admin")]
+        lock_primary: bool,
+        /// Remove the setting (Macs already set up keep their admin).
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -171,13 +216,14 @@ pub struct ServerOnly {
 #[command(
     after_help = "Examples:\n  escrowd command SecurityInfo UDID1 UDID2\n  escrowd command UserList --from-file macs.txt          # one UDID per line\n  \
 cut -d, -f1 report.csv | escrowd command SecurityInfo --from-file -\n  escrowd command DeviceInformation --group GROUP_ID --batch-size 200\n  \
-escrowd command EraseDevice UDID1 --obliteration DoNotObliterate --force\n\nMany devices are sent in batches (one command UUID per batch) with a progress bar on stderr. If a batch is \
+escrowd command EraseDevice UDID1 --obliteration DoNotObliterate --force\n  \
+escrowd command Settings UDID1 --bootstrap-token-allowed true     # MDMOptions; unset keys from the group\n\nMany devices are sent in batches (one command UUID per batch) with a progress bar on stderr. If a batch is \
 refused (an unknown id, a 409), the devices of earlier batches stay queued and the error says how many."
 )]
 pub struct CommandArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// SecurityInfo, UserList, DeviceInformation, DeviceConfigured or EraseDevice.
+    /// SecurityInfo, UserList, DeviceInformation, DeviceConfigured, Settings or EraseDevice.
     request_type: String,
     #[command(flatten)]
     targets: Targets,
@@ -187,6 +233,17 @@ pub struct CommandArgs {
     /// EraseDevice even when the Mac has no usable Bootstrap Token.
     #[arg(long)]
     force: bool,
+    /// Settings (MDMOptions): BootstrapTokenAllowed (macOS 10.15). Every key is always sent (the Mac resets
+    /// keys left out); keys not given come from the Mac's group (escrow switch, prompt setting; Activation
+    /// Lock false).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    bootstrap_token_allowed: Option<bool>,
+    /// Settings (MDMOptions): PromptUserToAllowBootstrapTokenForAuthentication.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    prompt_user_to_allow_bootstrap_token_for_authentication: Option<bool>,
+    /// Settings (MDMOptions): ActivationLockAllowedWhileSupervised.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    activation_lock_allowed_while_supervised: Option<bool>,
     /// Queue without pushing.
     #[arg(long)]
     no_push: bool,
@@ -588,6 +645,59 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
                 .await?;
             println!("{device} → {}", group.as_deref().unwrap_or("no group"));
         }
+        GroupsCommand::Accounts {
+            server,
+            id,
+            admin,
+            full_name,
+            hidden,
+            primary,
+            primary_full_name,
+            primary_user_name,
+            dont_auto_populate,
+            lock_primary,
+            remove,
+        } => {
+            let path = format!("/api/v1/groups/{}/accounts", enc(&id));
+            let v = if remove {
+                server.ok("DELETE", &path, None).await?.json()?
+            } else if let Some(admin) = admin {
+                let body = json!({
+                    "admin_short_name": admin, "admin_full_name": full_name, "admin_hidden": hidden,
+                    "primary_account": primary, "primary_account_full_name": primary_full_name,
+                    "primary_account_user_name": primary_user_name,
+                    "dont_auto_populate_primary_account_info": dont_auto_populate,
+                    "lock_primary_account_info": lock_primary,
+                });
+                server.ok("PUT", &path, Some(body)).await?.json()?
+            } else {
+                server.ok("GET", &path, None).await?.json()?
+            };
+            for w in v["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", text(w));
+            }
+            if server.json {
+                println!("{v}");
+            } else if v["settings"].is_null() {
+                println!("group {id}: no managed admin (Macs get DeviceConfigured only)");
+            } else {
+                let s = &v["settings"];
+                println!(
+                    "{}",
+                    table(
+                        std::slice::from_ref(s),
+                        &[
+                            ("admin", "/admin_short_name"),
+                            ("full name", "/admin_full_name"),
+                            ("hidden", "/admin_hidden"),
+                            ("primary account", "/primary_account"),
+                            ("prefill user", "/primary_account_user_name"),
+                            ("lock primary", "/lock_primary_account_info"),
+                        ],
+                    )
+                );
+            }
+        }
         GroupsCommand::Delete { server, id } => {
             server
                 .ok("DELETE", &format!("/api/v1/groups/{}", enc(&id)), None)
@@ -640,15 +750,39 @@ fn print_push(results: &[Value]) {
 
 pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
     let mut command = json!({"type": a.request_type});
+    let settings = [
+        ("bootstrap_token_allowed", a.bootstrap_token_allowed),
+        (
+            "prompt_user_to_allow_bootstrap_token_for_authentication",
+            a.prompt_user_to_allow_bootstrap_token_for_authentication,
+        ),
+        (
+            "activation_lock_allowed_while_supervised",
+            a.activation_lock_allowed_while_supervised,
+        ),
+    ];
+    if a.request_type != "Settings" && settings.iter().any(|(_, v)| v.is_some()) {
+        bail!(
+            "--bootstrap-token-allowed, --prompt-user-to-allow-bootstrap-token-for-authentication and \
+             --activation-lock-allowed-while-supervised belong to the Settings command"
+        );
+    }
     match a.request_type.as_str() {
         "EraseDevice" => {
             if let Some(o) = &a.obliteration {
                 command["obliteration_behavior"] = json!(o);
             }
         }
+        "Settings" => {
+            for (key, value) in settings {
+                if let Some(v) = value {
+                    command[key] = json!(v);
+                }
+            }
+        }
         "SecurityInfo" | "UserList" | "DeviceInformation" | "DeviceConfigured" => {}
         other => bail!(
-            "unknown command {other:?}: use SecurityInfo, UserList, DeviceInformation, DeviceConfigured or EraseDevice (or the API's /commands/raw for anything else)"
+            "unknown command {other:?}: use SecurityInfo, UserList, DeviceInformation, DeviceConfigured, Settings or EraseDevice (or the API's /commands/raw for anything else)"
         ),
     }
     let ids = a.targets.resolve(&a.server).await?;

@@ -1104,3 +1104,324 @@ async fn device_identity_actions_show_approve_block_and_unenroll() {
     );
     ts.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_settings_sends_the_full_effective_mdm_options() {
+    let ts = TestServer::start_with(|o| o.inventory_interval = std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let ids = seed_devices(&ts, "SET", 2).await;
+    let by = service::apikeys::Actor::offline("test");
+    let mdm = &ts.running().state.mdm;
+    let prompt = mdm
+        .admin_create_group("Prompt", true, true, &by)
+        .await
+        .unwrap();
+    let plain = mdm
+        .admin_create_group("Plain", true, false, &by)
+        .await
+        .unwrap();
+    ts.store()
+        .set_enrollment_group(&ids[0], Some(&prompt.id))
+        .await
+        .unwrap();
+    ts.store()
+        .set_enrollment_group(&ids[1], Some(&plain.id))
+        .await
+        .unwrap();
+    let (_, key) = mdm
+        .create_api_key("ops", store::ApiScope::Operate, &by)
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "command",
+            "Settings",
+            &ids[0],
+            "--bootstrap-token-allowed",
+            "true",
+            "--no-push",
+            "--json",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["queued"], 1, "{v}");
+    let history = ts.store().command_history(&ids[0], 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].request_type, "Settings");
+    let cmd = protocol::command::Command::from_raw_plist(&history[0].payload).unwrap();
+    let item = cmd.body["Settings"].as_array().unwrap()[0]
+        .as_dictionary()
+        .unwrap()
+        .clone();
+    let opts = item["MDMOptions"].as_dictionary().unwrap();
+    let flag = |k: &str| opts.get(k).and_then(|v| v.as_boolean());
+    assert_eq!(flag("BootstrapTokenAllowed"), Some(true));
+    assert_eq!(
+        flag("PromptUserToAllowBootstrapTokenForAuthentication"),
+        Some(true),
+        "from the group"
+    );
+    assert_eq!(flag("ActivationLockAllowedWhileSupervised"), Some(false));
+
+    // Two groups that differ on the prompt key, which is left out: refused, nothing queued.
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "command",
+            "Settings",
+            &ids[0],
+            &ids[1],
+            "--bootstrap-token-allowed",
+            "true",
+            "--no-push",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("400") && err.contains("differ"), "{err}");
+    assert_eq!(
+        ts.store().command_history(&ids[1], 10).await.unwrap().len(),
+        0
+    );
+    // Given explicitly, the same two Macs get one command.
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "command",
+            "Settings",
+            &ids[0],
+            &ids[1],
+            "--prompt-user-to-allow-bootstrap-token-for-authentication",
+            "false",
+            "--no-push",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        ts.store().command_history(&ids[1], 10).await.unwrap().len(),
+        1
+    );
+
+    // Settings flags on another command, and a value that is not a bool, say what is wrong.
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "command",
+            "UserList",
+            &ids[0],
+            "--bootstrap-token-allowed",
+            "true",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("belong to the Settings command"), "{err}");
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "command",
+            "Settings",
+            &ids[0],
+            "--bootstrap-token-allowed",
+            "maybe",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("maybe"), "{err}");
+    assert_eq!(
+        ts.store().command_history(&ids[0], 10).await.unwrap().len(),
+        2
+    );
+
+    let help = escrowd().args(["command", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.contains("--bootstrap-token-allowed") && help.contains("Settings"),
+        "{help}"
+    );
+}
+
+/// `escrowd action create UDID reset_password`: the new password comes from the environment or stdin (never
+/// argv), the help explains the kind, and nothing echoes the passwords.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_create_reset_password_reads_the_new_password_and_never_echoes_it() {
+    let ts = TestServer::start().await.unwrap();
+    let mac = ts.new_device("UDID-CLI-RESET").unwrap();
+    mac.enroll().await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key(
+            "ops",
+            store::ApiScope::Operate,
+            &service::apikeys::Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+    const NEW_PW: &str = "n3w-Reset pw \"x\"";
+    const ADMIN_PW: &str = "adm1n-Reset pw";
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "action",
+            "create",
+            "UDID-CLI-RESET",
+            "reset_password",
+            "--user",
+            "alice",
+            "--admin",
+            "ladmin",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("user's new password"), "{err}");
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "action",
+            "create",
+            "UDID-CLI-RESET",
+            "reset_password",
+            "--user",
+            "alice",
+            "--admin",
+            "ladmin",
+            "--passwords-from-stdin",
+        ],
+        Some(format!("{NEW_PW}\n{ADMIN_PW}\n")),
+    )
+    .await;
+    assert!(!ok);
+    // The body parsed on the server, which then says the Mac has no agent yet.
+    assert!(err.contains("no registered agent"), "{err}");
+    for pw in [NEW_PW, ADMIN_PW] {
+        assert!(!err.contains(pw) && !out.contains(pw));
+    }
+    let help = escrowd()
+        .args(["action", "create", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("reset_password"), "{help}");
+}
+
+/// `escrowd groups accounts`: sets the zero-touch managed admin, warns on stderr when the group would leave
+/// no Secure Token holder (S4), shows it, and removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_accounts_sets_warns_shows_and_removes_the_managed_admin() {
+    let ts = TestServer::start().await.unwrap();
+    let by = service::apikeys::Actor::offline("test");
+    let mdm = &ts.running().state.mdm;
+    let g = mdm
+        .admin_create_group("ZT", true, false, &by)
+        .await
+        .unwrap();
+    let (_, key) = mdm
+        .create_api_key("adm", store::ApiScope::Admin, &by)
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "groups",
+            "accounts",
+            &g.id,
+            "--admin",
+            "mgmt",
+            "--primary",
+            "skip",
+            "--hidden",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(err.contains("warning: no Secure Token holder"), "{err}");
+    assert!(out.contains("mgmt") && out.contains("skip"), "{out}");
+    let (ok, out, err) = admin_cli(&ts, &key, &["groups", "accounts", &g.id, "--json"], None).await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["settings"]["admin_short_name"], "mgmt", "{v}");
+    assert_eq!(v["settings"]["admin_hidden"], true, "{v}");
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1, "{v}");
+    // Bad input is a clear 400 and changes nothing.
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "groups",
+            "accounts",
+            &g.id,
+            "--admin",
+            "9 bad",
+            "--primary",
+            "admin",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("400") && err.contains("short name"), "{err}");
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &[
+            "groups",
+            "accounts",
+            &g.id,
+            "--admin",
+            "mgmt",
+            "--primary",
+            "sometimes",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok && err.contains("sometimes"), "{err}");
+    assert_eq!(
+        ts.store()
+            .group_account_settings(&g.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .primary_account,
+        store::PrimaryAccount::Skip
+    );
+    let (ok, out, err) =
+        admin_cli(&ts, &key, &["groups", "accounts", &g.id, "--remove"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("no managed admin"), "{out}");
+    assert!(
+        ts.store()
+            .group_account_settings(&g.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -312,7 +312,7 @@ pub struct AgentInventoryRequest {
 }
 
 /// Every agent action kind.
-pub const ACTION_KINDS: [&str; 8] = [
+pub const ACTION_KINDS: [&str; 9] = [
     "grant_secure_token",
     "create_user",
     "secure_token_off",
@@ -321,6 +321,7 @@ pub const ACTION_KINDS: [&str; 8] = [
     "remove_bootstrap_token",
     "reescrow_bootstrap_token",
     "troubleshoot",
+    "reset_password",
 ];
 
 /// Whether an action kind carries a name and its password.
@@ -335,9 +336,13 @@ pub enum Needed {
 /// What an action kind needs: (user + user_password, admin + admin_password).
 pub fn action_needs(kind: &str) -> (Needed, Needed) {
     match kind {
-        "grant_secure_token" | "create_user" | "secure_token_off" | "transfer_secure_token" => {
-            (Needed::Yes, Needed::Yes)
-        }
+        // reset_password: `user` is whose password changes and `user_password` its NEW password; `admin` is
+        // the token-holding admin who authorises it.
+        "grant_secure_token"
+        | "create_user"
+        | "secure_token_off"
+        | "transfer_secure_token"
+        | "reset_password" => (Needed::Yes, Needed::Yes),
         "validate_bootstrap_token" | "remove_bootstrap_token" | "reescrow_bootstrap_token" => {
             (Needed::No, Needed::Yes)
         }

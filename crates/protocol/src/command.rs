@@ -191,13 +191,14 @@ impl fmt::Debug for Command {
     }
 }
 
-/// The `MDMOptions` settings item; `None` keys are not sent (the device then assumes `false`).
+/// The full `MDMOptions` settings item. The Mac resets every key a Settings command leaves out to `false`, so
+/// there is no "unset": each command carries all three keys (callers work out the effective set first).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MdmOptions {
     /// macOS 10.15 only (deprecated in 11 for the `com.apple.mdm.bootstraptoken` server capability).
-    pub bootstrap_token_allowed: Option<bool>,
-    pub prompt_user_to_allow_bootstrap_token_for_authentication: Option<bool>,
-    pub activation_lock_allowed_while_supervised: Option<bool>,
+    pub bootstrap_token_allowed: bool,
+    pub prompt_user_to_allow_bootstrap_token_for_authentication: bool,
+    pub activation_lock_allowed_while_supervised: bool,
 }
 
 /// `EraseDevice`'s `ObliterationBehavior` (macOS 12+), written as Apple's strings.
@@ -311,7 +312,7 @@ impl Command {
         Command::new(uuid, "DeviceInformation").with("Queries", Value::Array(queries))
     }
 
-    /// `Settings` with one item: `[{Item: "MDMOptions", MDMOptions: {…}}]`.
+    /// `Settings` with one item: `[{Item: "MDMOptions", MDMOptions: {…}}]`, always all three keys.
     pub fn settings_mdm_options(uuid: String, options: &MdmOptions) -> Command {
         let mut mdm_options = Dictionary::new();
         for (key, value) in [
@@ -325,9 +326,7 @@ impl Command {
                 options.activation_lock_allowed_while_supervised,
             ),
         ] {
-            if let Some(value) = value {
-                mdm_options.insert(key.into(), Value::Boolean(value));
-            }
+            mdm_options.insert(key.into(), Value::Boolean(value));
         }
         let mut item = Dictionary::new();
         item.insert("Item".into(), Value::String("MDMOptions".into()));
@@ -383,6 +382,15 @@ impl Command {
             request_type: request_type.to_owned(),
             body,
         }
+    }
+
+    /// A command of `request_type` carrying `body`'s keys (builders in other modules of this crate).
+    pub(crate) fn with_body(uuid: String, request_type: &str, body: Dictionary) -> Command {
+        let mut command = Command::new(uuid, request_type);
+        for (k, v) in body {
+            command.body.insert(k, v);
+        }
+        command
     }
 
     fn with(mut self, key: &str, value: Value) -> Command {
@@ -774,11 +782,11 @@ mod tests {
     }
 
     #[test]
-    fn settings_mdm_options_sends_only_the_keys_given() {
+    fn settings_mdm_options_always_sends_every_key() {
         let options = MdmOptions {
-            bootstrap_token_allowed: Some(true),
-            prompt_user_to_allow_bootstrap_token_for_authentication: Some(false),
-            activation_lock_allowed_while_supervised: None,
+            bootstrap_token_allowed: true,
+            prompt_user_to_allow_bootstrap_token_for_authentication: false,
+            activation_lock_allowed_while_supervised: false,
         };
         let top = reparse(&Command::settings_mdm_options("u".into(), &options));
         let settings = top["Command"].as_dictionary().unwrap()["Settings"]
@@ -796,7 +804,11 @@ mod tests {
             mdm.get("PromptUserToAllowBootstrapTokenForAuthentication"),
             Some(&Value::Boolean(false))
         );
-        assert_eq!(mdm.len(), 2);
+        assert_eq!(
+            mdm.get("ActivationLockAllowedWhileSupervised"),
+            Some(&Value::Boolean(false))
+        );
+        assert_eq!(mdm.len(), 3);
     }
 
     #[test]

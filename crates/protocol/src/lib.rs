@@ -5,6 +5,7 @@
 //! refused with a [`ProtocolError`] instead of overflowing the stack; tokens travel as `vault::Secret` and
 //! never appear in `Debug` output or error messages.
 
+pub mod accounts;
 pub mod agent_profile;
 pub mod checkin;
 pub mod command;

@@ -182,7 +182,7 @@ async fn a_catalina_mac_in_an_escrowing_group_is_also_allowed_to_escrow() {
 }
 
 #[tokio::test]
-async fn escrowing_a_bootstrap_token_re_queries_security_info_once() {
+async fn escrowing_a_bootstrap_token_re_queries_security_info_and_user_list_once() {
     let ts = TestServer::start().await.unwrap();
     let mac = enroll_mac(&ts, "UDID-INV-BT", "14.0", None).await;
     drain(&mac).await;
@@ -193,7 +193,7 @@ async fn escrowing_a_bootstrap_token_re_queries_security_info_once() {
             .status,
         200
     );
-    // Escrowed again before the Mac polled: the SecurityInfo still queued covers both.
+    // Escrowed again before the Mac polled: the SecurityInfo and UserList still queued cover both.
     assert_eq!(
         mac.set_bootstrap_token(Some(b"bootstrap-token-bytes-2"))
             .await

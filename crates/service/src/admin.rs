@@ -3,7 +3,7 @@
 //! audited event naming the acting API key; nothing here returns a Bootstrap Token (views carry metadata
 //! only); unknown ids are NotFound and bad values Invalid, both before anything changes.
 
-use protocol::command::{Command, MdmOptions, ObliterationBehavior};
+use protocol::command::{Command, ObliterationBehavior};
 use store::{
     BootstrapStatus, DeviceFilter, DeviceRecord, DeviceUser, Event, EventFilter, FactSource, Group,
     Millis, Outcome, QueuedCommand,
@@ -120,7 +120,9 @@ pub enum TypedCommand {
     SecurityInfo,
     UserList,
     DeviceInformation,
-    MdmOptions(MdmOptions),
+    /// Settings/MDMOptions: keys left `None` are filled from each Mac's effective set (the Mac resets keys a
+    /// Settings command leaves out).
+    MdmOptions(crate::accounts::MdmOptionsChange),
     DeviceConfigured,
     EraseDevice {
         pin: Option<String>,
@@ -267,6 +269,9 @@ impl MdmService {
             ),
         )
         .await?;
+        if !old.bootstrap_escrow_enabled && g.bootstrap_escrow_enabled {
+            self.resend_catalina_mdm_options(id, by).await?;
+        }
         let mut tokens_cleared = 0;
         if disabled && change.on_escrow_disabled == OnEscrowDisabled::Clear {
             let mut f = DeviceFilter {
@@ -355,7 +360,11 @@ impl MdmService {
             TypedCommand::DeviceInformation => {
                 Command::device_information(uuid, protocol::command::INVENTORY_DEVICE_QUERIES)
             }
-            TypedCommand::MdmOptions(o) => Command::settings_mdm_options(uuid, o),
+            TypedCommand::MdmOptions(change) => {
+                self.check_targets(ids).await?;
+                let options = self.common_mdm_options(ids, change).await?;
+                Command::settings_mdm_options(uuid, &options)
+            }
             TypedCommand::DeviceConfigured => Command::device_configured(uuid),
             TypedCommand::EraseDevice { pin, obliteration } => {
                 Command::erase_device(uuid, pin.as_deref(), *obliteration)
@@ -364,6 +373,34 @@ impl MdmService {
         self.check_targets(ids).await?;
         self.guard_erase(ids, &command, force, by).await?;
         self.enqueue_audited(ids, &command, by).await
+    }
+
+    /// The one full MDMOptions set for `ids`: `change` over each Mac's effective set. Macs whose sets differ on
+    /// a key the admin left out are refused (Invalid) rather than one of them being reset.
+    async fn common_mdm_options(
+        &self,
+        ids: &[String],
+        change: &crate::accounts::MdmOptionsChange,
+    ) -> Result<protocol::command::MdmOptions, ServiceError> {
+        let mut common: Option<protocol::command::MdmOptions> = None;
+        for id in ids {
+            let device = self.admin_device(id).await?.enrollment;
+            let options = change.over(self.effective_mdm_options(&device).await?);
+            match common {
+                None => common = Some(options),
+                Some(c) if c == options => {}
+                Some(_) => {
+                    return Err(ServiceError::Invalid(
+                        "these Macs' groups differ in the MDMOptions left out (BootstrapTokenAllowed follows \
+                         the group's escrow switch, PromptUserToAllowBootstrapTokenForAuthentication its prompt \
+                         setting), and Settings resets every key it leaves out: give every key explicitly, or \
+                         send the command per group"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        common.ok_or_else(|| ServiceError::Invalid("no devices given".into()))
     }
 
     /// Queue a raw command plist. A raw EraseDevice gets the same refusal as the typed one (a Mac without a
@@ -424,7 +461,7 @@ impl MdmService {
         Ok(())
     }
 
-    async fn enqueue_audited(
+    pub(crate) async fn enqueue_audited(
         &self,
         ids: &[String],
         command: &Command,

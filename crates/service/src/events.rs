@@ -48,3 +48,8 @@ pub const AGENT_REPLACE_AUTHORIZED: &str = "agent.replace_authorized";
 pub const AGENT_REPLACED: &str = "agent.replaced";
 /// A queued command carrying a secret whose sealed payload could not be opened: not sent, finished as Error.
 pub const COMMAND_SEALED_PAYLOAD_UNREADABLE: &str = "command.sealed_payload_unreadable";
+
+// Accounts at zero-touch setup (issue 12): AccountConfiguration, the group's managed admin, reset_password.
+pub const ACCOUNT_CONFIGURATION_QUEUED: &str = "account.configuration_queued";
+pub const ACCOUNT_CONFIGURATION_FAILED: &str = "account.configuration_failed";
+pub const GROUP_ACCOUNTS_UPDATED: &str = "admin.group.accounts";

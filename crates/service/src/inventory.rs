@@ -3,7 +3,7 @@
 //! recorded as a failure event and changes nothing; only device-channel results are stored; recovery-key
 //! blobs and other secrets in the report are never copied (protocol's typed structs leave them out).
 
-use protocol::command::{Command, CommandReport, INVENTORY_DEVICE_QUERIES, MdmOptions};
+use protocol::command::{Command, CommandReport, INVENTORY_DEVICE_QUERIES};
 use protocol::results::{DeviceInformation, SecurityInfo, UserList};
 use store::{
     DeviceFacts, DeviceUser, Enrollment, FactSource, Millis, Outcome, SecurityFacts, os_version_num,
@@ -94,13 +94,20 @@ impl MdmService {
         Ok(queued)
     }
 
-    /// The TokenUpdate that completed enrollment: queue SecurityInfo, UserList and DeviceInformation, and for
-    /// a macOS 10.15 Mac whose group escrows, `Settings/MDMOptions BootstrapTokenAllowed` true; then push.
-    /// A failure is recorded as an event and logged; it never fails the device's TokenUpdate.
+    /// The TokenUpdate that completed enrollment. A Mac waiting in Setup Assistant (`AwaitingConfiguration`
+    /// true) first gets its setup commands (AccountConfiguration when its group names a managed admin, then
+    /// DeviceConfigured: see `accounts`). Then SecurityInfo, UserList and DeviceInformation, and for a macOS
+    /// 10.15 Mac whose group escrows, Settings/MDMOptions with the full effective set
+    /// (`BootstrapTokenAllowed` true); then push. A failure is recorded as an event and logged; it never fails
+    /// the device's TokenUpdate.
     pub(crate) async fn queue_enrollment_inventory(&self, device: &Enrollment) {
         let result = async {
+            let mut queued = 0;
+            if device.awaiting_configuration == Some(true) {
+                queued += self.queue_setup_commands(device).await?;
+            }
             let pending = self.store.active_request_types(&device.id).await?;
-            let mut queued = self
+            queued += self
                 .queue_inventory_commands(
                     &device.id,
                     &INVENTORY_REQUEST_TYPES,
@@ -111,10 +118,7 @@ impl MdmService {
             if is_catalina(device.os_version.as_deref())
                 && self.escrow_policy(device).await?.is_ok()
             {
-                let options = MdmOptions {
-                    bootstrap_token_allowed: Some(true),
-                    ..MdmOptions::default()
-                };
+                let options = self.effective_mdm_options(device).await?;
                 let command = Command::settings_mdm_options(new_command_uuid(), &options);
                 self.enqueue(std::slice::from_ref(&device.id), &command)
                     .await?;
@@ -126,16 +130,62 @@ impl MdmService {
         self.after_queueing(&device.id, "enrollment", result).await;
     }
 
-    /// A Bootstrap Token was escrowed: ask SecurityInfo again (unless one is still queued) and push.
+    /// A group's escrow was switched back on: its macOS 10.15 Macs get Settings/MDMOptions again (10.15 reads
+    /// `BootstrapTokenAllowed` instead of the profile's capability), with the full effective set so nothing
+    /// else resets. Queued and pushed per Mac; a Mac that fails is an `inventory.queue_failed` event.
+    pub(crate) async fn resend_catalina_mdm_options(
+        &self,
+        group_id: &str,
+        by: &crate::apikeys::Actor,
+    ) -> Result<(), ServiceError> {
+        let mut f = store::DeviceFilter {
+            group_id: Some(group_id.to_string()),
+            limit: 500,
+            ..Default::default()
+        };
+        loop {
+            let page = self.store.list_devices(&f).await?;
+            for d in &page {
+                let device = &d.enrollment;
+                if !is_catalina(device.os_version.as_deref()) {
+                    continue;
+                }
+                let result = async {
+                    let options = self.effective_mdm_options(device).await?;
+                    let command = Command::settings_mdm_options(new_command_uuid(), &options);
+                    self.enqueue_audited(std::slice::from_ref(&device.id), &command, by)
+                        .await?;
+                    Ok::<usize, ServiceError>(1)
+                }
+                .await;
+                self.after_queueing(&device.id, "escrow switched back on", result)
+                    .await;
+            }
+            match page.last() {
+                Some(last) => f.after_id = Some(last.enrollment.id.clone()),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// A Bootstrap Token was escrowed (a token holder logged in) or served at a login (a user just got a
+    /// Secure Token from it): ask SecurityInfo and UserList again, each unless one is still queued, and push.
     pub(crate) async fn requery_security_info(&self, device_id: &str) {
         let result = async {
             let pending = self.store.active_request_types(device_id).await?;
-            if pending.iter().any(|p| p == "SecurityInfo") {
-                return Ok(0);
+            let mut queued = 0;
+            for (request_type, command) in [
+                // UserList rides along via `refresh_user_list` (rate-limited), not here.
+                ("SecurityInfo", Command::security_info(new_command_uuid())),
+            ] {
+                if pending.iter().any(|p| p == request_type) {
+                    continue;
+                }
+                self.enqueue(&[device_id.to_string()], &command).await?;
+                queued += 1;
             }
-            let command = Command::security_info(new_command_uuid());
-            self.enqueue(&[device_id.to_string()], &command).await?;
-            Ok::<usize, ServiceError>(1)
+            Ok::<usize, ServiceError>(queued)
         }
         .await;
         self.after_queueing(device_id, "bootstrap token escrow", result)

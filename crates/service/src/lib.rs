@@ -5,6 +5,7 @@
 //! the Bootstrap Token lifecycle, and returns what to answer. It never sees a socket and never picks an HTTP
 //! status: `ServiceError::kind()` says what class of failure happened and `server` maps it.
 
+pub mod accounts;
 pub mod admin;
 pub mod agent;
 pub mod apikeys;

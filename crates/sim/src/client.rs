@@ -80,6 +80,17 @@ pub struct VirtualMac {
     base_url: String,
     http: Client<HttpConnector, Full<Bytes>>,
     pub stats: Stats,
+    /// What the person at Setup Assistant does once the server sends DeviceConfigured (§1.7). `None`: the
+    /// test drives Setup Assistant itself; `Some(plan)`: DeviceConfigured finishes Setup Assistant per plan
+    /// and whatever AccountConfiguration said.
+    pub setup_plan: Option<SetupPlan>,
+}
+
+/// The Setup Assistant run of an ADE Mac after DeviceConfigured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetupPlan {
+    /// The primary account the person would create (AccountConfiguration may skip it or make it standard).
+    pub primary: Option<crate::mac::AddUser>,
 }
 
 impl std::fmt::Debug for VirtualMac {
@@ -158,6 +169,7 @@ impl VirtualMac {
             base_url: base_url.trim_end_matches('/').to_string(),
             http: Client::builder(TokioExecutor::new()).build_http(),
             stats: Stats::default(),
+            setup_plan: None,
         })
     }
 

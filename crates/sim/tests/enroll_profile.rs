@@ -168,3 +168,53 @@ async fn a_fleet_enrolls_by_link_and_lands_in_the_tokens_group() {
     assert_eq!(t.uses, 7);
     ts.stop().await;
 }
+
+/// `escrowd sim` into a group with escrow off: the server does as configured (no capability, nothing
+/// escrowed), so no Mac is reported as failed; the expectation follows the group.
+#[tokio::test]
+async fn a_fleet_in_an_escrow_off_group_is_not_reported_as_failed() {
+    let ts = server().await;
+    ts.install_push_certificate().await.unwrap();
+    let mdm = &ts.running().state.mdm;
+    mdm.admin_create_group("NoEscrow", false, false, &Actor::offline("test"))
+        .await
+        .unwrap();
+    let (_, token) = mdm
+        .create_enrollment_token(
+            &NewEnrollmentToken {
+                group: "NoEscrow".into(),
+                name: "fleet".into(),
+                max_uses: Some(7),
+                expires_in_ms: None,
+            },
+            &Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let config = sim::fleet::FleetConfig {
+        server: ts.base_url(),
+        count: 7,
+        concurrency: 4,
+        mix: sim::fleet::parse_mix("all").unwrap(),
+        udid_prefix: "OFFFLEET".into(),
+        enroll_link: Some(sim::fleet::EnrollLink {
+            token: token.expose().clone(),
+            signer: ts.profile_signer_cert(),
+        }),
+        key_kind: sim::client::KeyKind::EcP256,
+    };
+    let run = sim::fleet::run(config, ts.device_ca().unwrap(), std::sync::Arc::new(|_| {})).await;
+    let failures: Vec<_> = run
+        .outcomes
+        .iter()
+        .filter_map(|o| o.failure.clone())
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    let summary = sim::fleet::summarize(&run.outcomes, std::time::Duration::from_secs(1));
+    assert_eq!((summary.enrolled, summary.escrowed), (7, 0));
+    for o in &run.outcomes {
+        assert!(!o.escrow_expected, "{}", o.udid);
+        assert!(server_token(&ts, &o.udid).await.is_none(), "{}", o.udid);
+    }
+    ts.stop().await;
+}

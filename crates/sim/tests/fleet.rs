@@ -83,7 +83,53 @@ async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
             "{}: no UserList stored: {stored:?}",
             o.udid
         );
+        // Every Mac enrolled in Setup Assistant (AwaitingConfiguration true) and the server let it go on.
+        assert!(o.failure.is_none() && o.enrolled, "{}", o.udid);
+        let history = ts.store().command_history(&o.udid, 100).await.unwrap();
+        assert!(
+            history.iter().any(|c| c.request_type == "DeviceConfigured"
+                && c.status == store::CommandStatus::Acknowledged),
+            "{}: no acknowledged DeviceConfigured",
+            o.udid
+        );
+        // The Users tab is not empty: the users the Mac made reached the server through UserList.
+        let users = ts.store().device_users(&o.udid).await.unwrap();
+        assert!(
+            users.iter().any(|u| u.source == store::FactSource::Mdm),
+            "{} ({:?}): no MDM user rows",
+            o.udid,
+            o.scenario
+        );
     }
+    // Users without a Secure Token show up too (S8's managed admin; S5's 10.15 users report no
+    // HasSecureToken, so they are not counted here).
+    let s8 = outcomes
+        .iter()
+        .find(|o| o.scenario == Scenario::S8)
+        .unwrap();
+    let users = ts.store().device_users(&s8.udid).await.unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|u| u.short_name.as_deref() == Some("mgmt") && u.has_secure_token == Some(false)),
+        "{users:?}"
+    );
+    let s1 = outcomes
+        .iter()
+        .find(|o| o.scenario == Scenario::S1)
+        .unwrap();
+    let names: Vec<_> = ts
+        .store()
+        .device_users(&s1.udid)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|u| u.short_name)
+        .collect();
+    assert!(
+        names.contains(&"ladmin".to_string()) && names.contains(&"jdoe".to_string()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]

@@ -436,3 +436,50 @@ mod tests {
         );
     }
 }
+
+/// What Setup Assistant does about its primary (first) account on a group's ADE Macs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrimaryAccount {
+    /// An administrator (Setup Assistant's default).
+    Admin,
+    /// `SetPrimarySetupAccountAsRegularUser`.
+    Standard,
+    /// `SkipPrimarySetupAccountCreation`.
+    Skip,
+}
+
+impl PrimaryAccount {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrimaryAccount::Admin => "admin",
+            PrimaryAccount::Standard => "standard",
+            PrimaryAccount::Skip => "skip",
+        }
+    }
+
+    /// Parse `admin`, `standard` or `skip` (as typed by an admin or stored in the database).
+    pub fn parse(s: &str) -> Option<PrimaryAccount> {
+        match s {
+            "admin" => Some(PrimaryAccount::Admin),
+            "standard" => Some(PrimaryAccount::Standard),
+            "skip" => Some(PrimaryAccount::Skip),
+            _ => None,
+        }
+    }
+}
+
+/// A group's managed local admin for zero-touch setup (AccountConfiguration). Holds no password: each Mac's
+/// is generated when its AccountConfiguration is queued and sealed on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupAccountSettings {
+    pub group_id: String,
+    pub admin_short_name: String,
+    pub admin_full_name: String,
+    pub admin_hidden: bool,
+    pub primary_account: PrimaryAccount,
+    pub dont_auto_populate_primary_account_info: bool,
+    pub lock_primary_account_info: bool,
+    pub primary_account_full_name: Option<String>,
+    pub primary_account_user_name: Option<String>,
+    pub updated_at: Millis,
+}

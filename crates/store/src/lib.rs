@@ -197,6 +197,18 @@ pub trait Store: Send + Sync + 'static {
     async fn group_by_name(&self, name: &str) -> Result<Option<Group>>;
     /// All groups ordered by name.
     async fn list_groups(&self) -> Result<Vec<Group>>;
+    /// A group's managed local admin for zero-touch setup (issue 12), if set.
+    async fn group_account_settings(&self, group_id: &str) -> Result<Option<GroupAccountSettings>>;
+    /// Set or replace a group's managed-admin settings and write `event` (one transaction); NotFound unless
+    /// the group exists.
+    async fn put_group_account_settings(
+        &self,
+        settings: &GroupAccountSettings,
+        event: &NewEvent,
+    ) -> Result<()>;
+    /// Remove a group's managed-admin settings, writing `event` only if there were some; whether there were.
+    async fn delete_group_account_settings(&self, group_id: &str, event: &NewEvent)
+    -> Result<bool>;
     /// NotFound if the enrollment or the group is missing.
     async fn set_enrollment_group(&self, enrollment_id: &str, group_id: Option<&str>)
     -> Result<()>;

@@ -246,3 +246,42 @@ mod tests {
         assert!(matches!(count(-1), Err(StoreError::Database(_))));
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct GroupAccountSettingsRow {
+    group_id: String,
+    admin_short_name: String,
+    admin_full_name: String,
+    admin_hidden: bool,
+    primary_account: String,
+    dont_auto_populate_primary_account_info: bool,
+    lock_primary_account_info: bool,
+    primary_account_full_name: Option<String>,
+    primary_account_user_name: Option<String>,
+    updated_at: i64,
+}
+
+impl TryFrom<GroupAccountSettingsRow> for crate::GroupAccountSettings {
+    type Error = crate::StoreError;
+    fn try_from(r: GroupAccountSettingsRow) -> Result<Self> {
+        let primary_account =
+            crate::PrimaryAccount::parse(&r.primary_account).ok_or_else(|| {
+                crate::StoreError::Database(format!(
+                    "group {}: unknown primary_account {:?}",
+                    r.group_id, r.primary_account
+                ))
+            })?;
+        Ok(crate::GroupAccountSettings {
+            group_id: r.group_id,
+            admin_short_name: r.admin_short_name,
+            admin_full_name: r.admin_full_name,
+            admin_hidden: r.admin_hidden,
+            primary_account,
+            dont_auto_populate_primary_account_info: r.dont_auto_populate_primary_account_info,
+            lock_primary_account_info: r.lock_primary_account_info,
+            primary_account_full_name: r.primary_account_full_name,
+            primary_account_user_name: r.primary_account_user_name,
+            updated_at: r.updated_at,
+        })
+    }
+}

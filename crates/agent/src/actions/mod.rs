@@ -88,6 +88,12 @@ pub enum ActionOutcome {
     BootstrapTokenValidated,
     BootstrapTokenRemoved,
     BootstrapTokenEscrowed,
+    /// The password changed with a token holder's authorisation, so the user's Secure Token (and FileVault
+    /// unlock) follow the new password.
+    PasswordReset {
+        user: String,
+        secure_token: bool,
+    },
 }
 
 fn require_os(mac: &Mac, needed: OsVersion) -> Result<(), ActionError> {
@@ -342,6 +348,64 @@ pub fn transfer_secure_token(
         from: holder.user.clone(),
         to: target.user.clone(),
         promoted_temporarily: promote,
+    })
+}
+
+/// Resets `target.user`'s password to `target.password` with `admin`'s credentials (an admin holding a Secure
+/// Token), so the user's Secure Token and FileVault unlock stay in sync with the new password (Factorial;
+/// §1.3 last row: a password changed without a token holder leaves the token out of sync). Passwords go on
+/// stdin, never in argv. Refused with the reason, before anything runs, when that cannot be kept true: no
+/// token holder on the Mac, the admin is not an admin, lacks a token, or typed a wrong password, the user
+/// does not exist. Verified afterwards: the new password must authenticate and a token must still be there.
+pub fn reset_password(
+    mac: &Mac,
+    target: &Credentials,
+    admin: &Credentials,
+) -> Result<ActionOutcome, ActionError> {
+    preflight(mac)?;
+    check_admin(mac, admin)?;
+    if mac.user(&target.user)?.is_none() {
+        return Err(ActionError::UnknownUser {
+            user: target.user.clone(),
+        });
+    }
+    let had_token = mac.secure_token_status(&target.user)?.enabled;
+    let args = [
+        "-resetPasswordFor",
+        &target.user,
+        "-newPassword",
+        "-",
+        "-adminUser",
+        &admin.user,
+        "-adminPassword",
+        "-",
+    ];
+    let out = mac
+        .tools
+        .run_with_stdin(
+            Tool::Sysadminctl,
+            &args,
+            &[&target.password, &admin.password],
+        )
+        .map_err(MacError::from)?;
+    // sysadminctl prints "Operation is not permitted without secure token unlock." and exits 0: only a
+    // fresh check decides.
+    if !mac.authenticate(&target.user, &target.password)? {
+        return Err(not_verified(
+            "sysadminctl -resetPasswordFor",
+            &out.combined(),
+        ));
+    }
+    let has_token = mac.secure_token_status(&target.user)?.enabled;
+    if had_token && !has_token {
+        return Err(not_verified(
+            "sysadminctl -resetPasswordFor (Secure Token)",
+            &out.combined(),
+        ));
+    }
+    Ok(ActionOutcome::PasswordReset {
+        user: target.user.clone(),
+        secure_token: has_token,
     })
 }
 

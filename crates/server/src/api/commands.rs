@@ -8,7 +8,7 @@ use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use protocol::command::{MdmOptions, ObliterationBehavior};
+use protocol::command::ObliterationBehavior;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use service::admin::TypedCommand;
@@ -25,7 +25,7 @@ use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
-    api.route("POST", "/api/v1/commands", "Queue a typed command: {devices: [ids], command: {type: SecurityInfo|UserList|DeviceInformation|DeviceConfigured|Settings|EraseDevice, …}, force?: bool, push?: bool (default true)}. Settings takes bootstrap_token_allowed / prompt_user_to_allow_bootstrap_token_for_authentication / activation_lock_allowed_while_supervised; EraseDevice takes pin and obliteration_behavior (Default|DoNotObliterate|ObliterateWithWarning|Always) and is refused (409) when a Mac has no usable Bootstrap Token unless force is true. Audited.", op, post(typed))
+    api.route("POST", "/api/v1/commands", "Queue a typed command: {devices: [ids], command: {type: SecurityInfo|UserList|DeviceInformation|DeviceConfigured|Settings|EraseDevice, …}, force?: bool, push?: bool (default true)}. Settings takes bootstrap_token_allowed / prompt_user_to_allow_bootstrap_token_for_authentication / activation_lock_allowed_while_supervised and always sends all three (the Mac resets keys left out): keys not given come from each Mac's effective set (its group's escrow switch and prompt setting, Activation Lock false), 400 when the Macs' groups differ on a key not given; EraseDevice takes pin and obliteration_behavior (Default|DoNotObliterate|ObliterateWithWarning|Always) and is refused (409) when a Mac has no usable Bootstrap Token unless force is true. Audited.", op, post(typed))
         .request(Body::Json(typed_schema()))
         .response(201, Body::Json(reference("Enqueued")))
         .route("POST", "/api/v1/commands/raw", "Queue a raw command plist (body) for ?devices=a,b; &nopush skips the push. A raw EraseDevice is refused (409) when a Mac has no usable Bootstrap Token unless &force=true. Audited.", op, post(raw))
@@ -156,7 +156,7 @@ async fn typed(
             bootstrap_token_allowed,
             prompt_user_to_allow_bootstrap_token_for_authentication,
             activation_lock_allowed_while_supervised,
-        } => TypedCommand::MdmOptions(MdmOptions {
+        } => TypedCommand::MdmOptions(service::accounts::MdmOptionsChange {
             bootstrap_token_allowed,
             prompt_user_to_allow_bootstrap_token_for_authentication,
             activation_lock_allowed_while_supervised,

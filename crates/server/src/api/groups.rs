@@ -35,6 +35,113 @@ pub(super) fn routes(api: Api) -> Api {
         .response(200, Body::Json(extend(views::group_schema(), &[("tokens_cleared", integer())])))
         .route("DELETE", "/api/v1/groups/{id}", "Delete a group; members stay enrolled without a group. Audited.", admin, axum::routing::delete(remove))
         .response(204, Body::Empty)
+        .route("GET", "/api/v1/groups/{id}/accounts", "The group's managed local admin for zero-touch (ADE) setup, or null, with warnings.", read, get(accounts))
+        .response(200, Body::Json(reference("GroupAccounts")))
+        .route("PUT", "/api/v1/groups/{id}/accounts", "Set the group's managed local admin: {admin_short_name, admin_full_name?, admin_hidden?, primary_account: admin (default) | standard | skip, dont_auto_populate_primary_account_info?, lock_primary_account_info?, primary_account_full_name?, primary_account_user_name?}. An ADE Mac of the group that enrolls with AwaitingConfiguration true gets AccountConfiguration (password generated per Mac, sealed, never answered) before DeviceConfigured. `warnings` says when the group would leave no Secure Token holder (S4). Audited.", admin, axum::routing::put(set_accounts))
+        .request(Body::Json(object_with(&[("admin_short_name", string())], &[("admin_full_name", string()), ("admin_hidden", boolean()), ("primary_account", one_of(&["admin", "standard", "skip"])), ("dont_auto_populate_primary_account_info", boolean()), ("lock_primary_account_info", boolean()), ("primary_account_full_name", string()), ("primary_account_user_name", string())])))
+        .response(200, Body::Json(reference("GroupAccounts")))
+        .route("DELETE", "/api/v1/groups/{id}/accounts", "Remove the group's managed local admin (Macs already set up keep theirs). Audited.", admin, axum::routing::delete(clear_accounts))
+        .response(200, Body::Json(reference("GroupAccounts")))
+        .component("GroupAccounts", object(&[
+            ("settings", super::schema::nullable(object(&[
+                ("admin_short_name", string()), ("admin_full_name", string()), ("admin_hidden", boolean()),
+                ("primary_account", one_of(&["admin", "standard", "skip"])),
+                ("dont_auto_populate_primary_account_info", boolean()), ("lock_primary_account_info", boolean()),
+                ("primary_account_full_name", super::schema::nullable(string())),
+                ("primary_account_user_name", super::schema::nullable(string())), ("updated_at", integer()),
+            ]))),
+            ("warnings", array(string())),
+        ]))
+}
+
+fn accounts_json(a: &service::accounts::GroupAccounts) -> serde_json::Value {
+    let settings = a.settings.as_ref().map(|s| {
+        json!({
+            "admin_short_name": s.admin_short_name, "admin_full_name": s.admin_full_name,
+            "admin_hidden": s.admin_hidden, "primary_account": s.primary_account.as_str(),
+            "dont_auto_populate_primary_account_info": s.dont_auto_populate_primary_account_info,
+            "lock_primary_account_info": s.lock_primary_account_info,
+            "primary_account_full_name": s.primary_account_full_name,
+            "primary_account_user_name": s.primary_account_user_name, "updated_at": s.updated_at,
+        })
+    });
+    json!({"settings": settings, "warnings": a.warnings})
+}
+
+async fn accounts(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match s.mdm.admin_group_accounts(&id).await {
+        Ok(a) => Json(accounts_json(&a)).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsBody {
+    admin_short_name: String,
+    admin_full_name: Option<String>,
+    #[serde(default)]
+    admin_hidden: bool,
+    primary_account: Option<String>,
+    #[serde(default)]
+    dont_auto_populate_primary_account_info: bool,
+    #[serde(default)]
+    lock_primary_account_info: bool,
+    primary_account_full_name: Option<String>,
+    primary_account_user_name: Option<String>,
+}
+
+async fn set_accounts(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: Result<Json<AccountsBody>, JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return bad_json(e),
+    };
+    let primary_account = match b.primary_account.as_deref() {
+        None => store::PrimaryAccount::Admin,
+        Some(p) => match store::PrimaryAccount::parse(p) {
+            Some(p) => p,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("primary_account {p:?} is not admin, standard or skip"),
+                );
+            }
+        },
+    };
+    let input = service::accounts::GroupAccountsInput {
+        admin_short_name: b.admin_short_name,
+        admin_full_name: b.admin_full_name,
+        admin_hidden: b.admin_hidden,
+        primary_account,
+        dont_auto_populate_primary_account_info: b.dont_auto_populate_primary_account_info,
+        lock_primary_account_info: b.lock_primary_account_info,
+        primary_account_full_name: b.primary_account_full_name,
+        primary_account_user_name: b.primary_account_user_name,
+    };
+    match s
+        .mdm
+        .admin_set_group_accounts(&id, Some(&input), &actor)
+        .await
+    {
+        Ok(a) => Json(accounts_json(&a)).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+async fn clear_accounts(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Response {
+    match s.mdm.admin_set_group_accounts(&id, None, &actor).await {
+        Ok(a) => Json(accounts_json(&a)).into_response(),
+        Err(e) => service_error(e),
+    }
 }
 
 async fn list(State(s): State<AppState>) -> Response {

@@ -8,6 +8,13 @@ use super::{ClientError, MAX_COMMANDS_PER_POLL, VirtualMac};
 use crate::mac::{EraseOutcome, FetchReason, OsVersion, Served};
 use crate::reports;
 
+/// The MDMOptions keys macOS knows; a Settings item that leaves one out sets it to false.
+const MDM_OPTION_KEYS: [&str; 3] = [
+    "BootstrapTokenAllowed",
+    "PromptUserToAllowBootstrapTokenForAuthentication",
+    "ActivationLockAllowedWhileSupervised",
+];
+
 /// What one poll did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PollSummary {
@@ -113,8 +120,32 @@ impl VirtualMac {
             }
             "Settings" => self.settings(&cmd.body),
             "DeviceConfigured" => {
-                self.mac.device_configured();
+                match self.setup_plan.take() {
+                    // A primary account that cannot be made (a name clash) leaves no user; the command itself
+                    // still succeeded, as on a real Mac.
+                    Some(plan) => {
+                        let _ = self.mac.finish_setup_assistant(plan.primary);
+                    }
+                    None => self.mac.device_configured(),
+                }
                 Answer::ack(Dictionary::new())
+            }
+            "AccountConfiguration" => {
+                match protocol::accounts::AccountConfiguration::from_body(&cmd.body) {
+                    Err(_) => Answer {
+                        status: Status::CommandFormatError,
+                        result: Dictionary::new(),
+                        error: None,
+                    },
+                    Ok(config) => match self.mac.account_configuration(&config) {
+                        Ok(()) => Answer::ack(Dictionary::new()),
+                        Err(crate::mac::MacError::NotAwaitingConfiguration) => Answer::error(
+                            12070,
+                            "AccountConfiguration is only allowed while the device awaits configuration",
+                        ),
+                        Err(_) => Answer::error(12071, "The account could not be created"),
+                    },
+                }
             }
             "RestartDevice" => self.restart(&cmd.body).await?,
             "EraseDevice" => self.erase(&cmd.body).await?,
@@ -137,17 +168,24 @@ impl VirtualMac {
             let Some(options) = item.get("MDMOptions").and_then(Value::as_dictionary) else {
                 continue;
             };
+            // The Mac takes the item as the whole set: a key left out resets to false.
+            let mut set: Vec<(String, bool)> = MDM_OPTION_KEYS
+                .iter()
+                .map(|k| ((*k).to_string(), false))
+                .collect();
             for (k, v) in options {
                 if let Some(b) = v.as_boolean() {
-                    self.mac.mdm_options.retain(|(name, _)| name != k);
-                    self.mac.mdm_options.push((k.clone(), b));
-                    // 10.15 only: MDMOptions BootstrapTokenAllowed stands in for the server capability.
-                    let is_10_15 = self.mac.os.major == 10 && self.mac.os.minor == 15;
-                    if k == "BootstrapTokenAllowed" && is_10_15 {
-                        self.mac.bt_capability = b;
-                    }
+                    set.retain(|(name, _)| name != k);
+                    set.push((k.clone(), b));
                 }
             }
+            // 10.15 only: MDMOptions BootstrapTokenAllowed stands in for the server capability.
+            let is_10_15 = self.mac.os.major == 10 && self.mac.os.minor == 15;
+            if is_10_15 {
+                self.mac.bt_capability =
+                    set.iter().any(|(k, v)| k == "BootstrapTokenAllowed" && *v);
+            }
+            self.mac.mdm_options = set;
         }
         Answer::ack(Dictionary::new())
     }

@@ -58,9 +58,10 @@ pub enum EraseOutcome {
 impl Mac {
     fn check_password(&self, short_name: &str, password: &str) -> Result<&User, MacError> {
         let user = self.user(short_name)?;
-        match &user.password_digest {
-            Some(d) if *d == password_digest(&user.guid, password) => Ok(user),
-            _ => Err(MacError::BadCredentials(short_name.into())),
+        if super::user_password_matches(user, password) {
+            Ok(user)
+        } else {
+            Err(MacError::BadCredentials(short_name.into()))
         }
     }
 
@@ -103,6 +104,7 @@ impl Mac {
             has_logged_in: false,
             logged_in: false,
             token_out_of_sync: false,
+            shadow_hash: None,
         });
         Ok(())
     }
@@ -118,15 +120,68 @@ impl Mac {
 
     /// Setup Assistant creates the first user (§1.2 rule 1). ADE Macs leave Setup Assistant only after
     /// `DeviceConfigured` (§1.7).
+    ///
+    /// Scenario S4 (FileWave): with an admin created from a hash (AccountConfiguration), a *standard* primary
+    /// account takes no token either, so nobody holds one until the managed admin's first graphical login.
     pub fn setup_assistant_create_user(&mut self, add: AddUser) -> Result<(), MacError> {
         self.awaiting_configuration = false;
         self.insert_user(&add)?;
         let name = add.short_name;
-        if self.takes_first_token(self.user(&name)?) {
+        let hash_admin_exists = self
+            .users
+            .iter()
+            .any(|u| u.kind == UserKind::ManagedAdmin && !u.plain_text_password_set);
+        let standard_beside_hash_admin = !add.admin && hash_admin_exists;
+        if !standard_beside_hash_admin && self.takes_first_token(self.user(&name)?) {
             // §1.2 rule 1: the Setup Assistant user gets the first token; §1.4: the first holder owns the volume.
             self.grant(&name, true)?;
         }
         Ok(())
+    }
+
+    /// AccountConfiguration (ADE, only while awaiting configuration, §1.7): creates the `AutoSetupAdminAccounts`
+    /// admin from its `SALTED-SHA512-PBKDF2` hash (no plain-text password, so no token: §1.2 rule 3) and keeps
+    /// the primary-account options for [`Mac::finish_setup_assistant`].
+    pub fn account_configuration(
+        &mut self,
+        config: &protocol::accounts::AccountConfiguration,
+    ) -> Result<(), MacError> {
+        if self.enrollment != Enrollment::Ade || !self.awaiting_configuration {
+            return Err(MacError::NotAwaitingConfiguration);
+        }
+        if let Some(admin) = &config.admin {
+            let mut add = AddUser::new(&admin.short_name, true, UserKind::ManagedAdmin, None);
+            add.real_name = admin.full_name.clone();
+            self.insert_user(&add)?;
+            self.user_mut(&admin.short_name)?.shadow_hash =
+                Some(super::ShadowHash::from_wire(&admin.password_hash));
+        }
+        // Apple: skipping or demoting the primary account each requires AutoSetupAdminAccounts.
+        let with_admin = config.admin.is_some();
+        self.account_setup = Some(super::AccountSetup {
+            skip_primary_account: with_admin && config.skip_primary_setup_account_creation,
+            primary_account_regular_user: with_admin
+                && config.set_primary_setup_account_as_regular_user,
+            managed_local_user: config.managed_local_user_short_name.clone(),
+        });
+        Ok(())
+    }
+
+    /// Setup Assistant goes on after `DeviceConfigured`: the person creates `primary` unless AccountConfiguration
+    /// skipped it (then as a standard user when it said so).
+    pub fn finish_setup_assistant(&mut self, primary: Option<AddUser>) -> Result<(), MacError> {
+        self.device_configured();
+        let setup = self.account_setup.take().unwrap_or_default();
+        match primary {
+            Some(_) if setup.skip_primary_account => Ok(()),
+            Some(mut add) => {
+                if setup.primary_account_regular_user {
+                    add.admin = false;
+                }
+                self.setup_assistant_create_user(add)
+            }
+            None => Ok(()),
+        }
     }
 
     /// ADE `AutoSetupAdminAccounts` creates the managed admin from a password hash while the Mac awaits
@@ -190,6 +245,20 @@ impl Mac {
         let first = self.os.is_11_or_later() && self.takes_first_token(self.user(short_name)?);
         if first {
             self.grant(short_name, true)?;
+        }
+        Ok(())
+    }
+
+    /// `sysadminctl -resetPasswordFor U -newPassword P` authorised by the user's old password or a
+    /// token-holding admin (the caller checks that): the Secure Token is re-wrapped with the new password, so
+    /// token and FileVault unlock follow it (in sync, §1.3 last row is the opposite). A user without a token
+    /// just gets the new password (on macOS 11+, maybe the first token: §1.2 rule 2).
+    pub fn reset_password(&mut self, short_name: &str, password: &str) -> Result<(), MacError> {
+        self.set_password_plain(short_name, password)?;
+        let user = self.user_mut(short_name)?;
+        user.shadow_hash = None;
+        if user.secure_token {
+            user.token_out_of_sync = false;
         }
         Ok(())
     }

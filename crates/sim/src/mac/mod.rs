@@ -14,8 +14,8 @@ mod tests;
 
 pub use events::{Checkin, EraseOutcome, FetchReason, Served};
 pub use types::{
-    AddUser, Arch, BtAuth, CryptoUser, CryptoUserKind, Enrollment, MacSpec, OsVersion, SimToken,
-    User, UserKind,
+    AccountSetup, AddUser, Arch, BtAuth, CryptoUser, CryptoUserKind, Enrollment, MacSpec,
+    OsVersion, ShadowHash, SimToken, User, UserKind,
 };
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,10 @@ pub enum MacError {
     CapabilityNotAdvertised,
     #[error("network accounts never get a Secure Token; log in with a mobile account")]
     NetworkAccount(String),
+    #[error(
+        "AccountConfiguration needs an ADE Mac that is awaiting configuration (Setup Assistant)"
+    )]
+    NotAwaitingConfiguration,
     #[error(
         "this action needs volume-owner authorisation: no escrowed Bootstrap Token usable for authentication"
     )]
@@ -88,6 +92,9 @@ pub struct Mac {
     /// `MDMOptions` as last set by the server (Settings command), kept verbatim for DeviceInformation.
     #[serde(default)]
     pub mdm_options: Vec<(String, bool)>,
+    /// AccountConfiguration's primary-account options, until Setup Assistant finishes.
+    #[serde(default)]
+    pub account_setup: Option<AccountSetup>,
     /// Bumped each time a new Bootstrap Token is generated, so each differs.
     pub bt_generation: u32,
     /// How many times this Mac was erased.
@@ -127,6 +134,7 @@ impl Mac {
             server_copy: None,
             personal_recovery_key: spec.filevault,
             mdm_options: Vec::new(),
+            account_setup: None,
             bt_generation: 0,
             erase_count: 0,
             next_uid: 501,
@@ -147,11 +155,11 @@ impl Mac {
             .ok_or_else(|| MacError::NoSuchUser(short_name.into()))
     }
 
-    /// Whether `password` is `short_name`'s current password.
+    /// Whether `password` is `short_name`'s current password (its plain-text digest, or for an account created
+    /// from a hash, that hash).
     pub fn password_matches(&self, short_name: &str, password: &str) -> bool {
-        self.user(short_name).is_ok_and(|u| {
-            u.password_digest.as_deref() == Some(password_digest(&u.guid, password).as_str())
-        })
+        self.user(short_name)
+            .is_ok_and(|u| user_password_matches(u, password))
     }
 
     /// Whether any user holds a Secure Token.
@@ -228,12 +236,25 @@ impl Mac {
         Ok(())
     }
 
-    /// `EACSPreflight` as DeviceInformation reports it (§1.6, §1.4).
+    /// `EACSPreflight` as DeviceInformation reports it (§1.6, §1.4): `success` only on Apple silicon (macOS 12+,
+    /// where Erase All Content and Settings exists) with an escrowed Bootstrap Token the Mac may use for
+    /// authentication; `not supported` on Intel and older systems; otherwise the reason the preflight fails.
+    /// Apple documents the value as `success` | `not supported` | `unknown failure` | a reason; the reason
+    /// strings below name the precondition that is missing (the exact wording of Apple's is unverified).
     pub fn eacs_preflight(&self) -> &'static str {
-        match self.arch {
-            Arch::Intel => "not supported",
-            Arch::AppleSilicon if self.escrowed && self.bt_auth == BtAuth::Allowed => "success",
-            Arch::AppleSilicon => "unknown failure",
+        if self.arch == Arch::Intel || self.os < OsVersion::new(12, 0, 0) {
+            return "not supported";
+        }
+        if self.bootstrap_token.is_none() {
+            return "no bootstrap token exists on this Mac";
+        }
+        if !self.escrowed {
+            return "bootstrap token is not escrowed to the MDM server";
+        }
+        match self.bt_auth {
+            BtAuth::Allowed => "success",
+            BtAuth::Disallowed => "bootstrap token is not allowed for authentication",
+            BtAuth::NotSupported => "unknown failure",
         }
     }
 
@@ -283,6 +304,15 @@ fn short_id(udid: &str) -> String {
 fn serial_for(udid: &str) -> String {
     let d = Sha256::digest(udid.as_bytes());
     format!("C02{}", &hex::encode_upper(&d[..5])[..9])
+}
+
+/// A user's password check: the plain-text digest, or else the hash the account was created from.
+pub(crate) fn user_password_matches(u: &User, password: &str) -> bool {
+    match (&u.password_digest, &u.shadow_hash) {
+        (Some(d), _) => *d == password_digest(&u.guid, password),
+        (None, Some(h)) => h.matches(password),
+        (None, None) => false,
+    }
 }
 
 /// Salted digest of a password; the model never keeps the password itself.

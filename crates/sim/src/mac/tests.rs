@@ -501,3 +501,76 @@ fn state_round_trips_through_json() {
     let back: Mac = serde_json::from_str(&json).unwrap();
     assert_eq!(back, m);
 }
+
+#[test]
+fn eacs_preflight_succeeds_only_with_an_escrowed_allowed_token_on_apple_silicon() {
+    let mut m = Mac::new(MacSpec::apple_silicon_ade("EACS"));
+    assert_eq!(m.eacs_preflight(), "no bootstrap token exists on this Mac");
+    m.device_configured();
+    m.setup_assistant_create_user(AddUser::new("a", true, UserKind::Local, Some("p")))
+        .unwrap();
+    let Some(Checkin::SetBootstrapToken(t)) = m.login("a", "p").unwrap() else {
+        panic!("escrow expected");
+    };
+    assert_eq!(
+        m.eacs_preflight(),
+        "bootstrap token is not escrowed to the MDM server"
+    );
+    m.escrow_answered(&t, true);
+    assert_eq!(m.eacs_preflight(), "success");
+    m.bt_auth = BtAuth::Disallowed;
+    assert_eq!(
+        m.eacs_preflight(),
+        "bootstrap token is not allowed for authentication"
+    );
+    let intel = Mac::new(MacSpec {
+        arch: Arch::Intel,
+        ..MacSpec::apple_silicon_ade("EACS-I")
+    });
+    assert_eq!(intel.eacs_preflight(), "not supported");
+}
+
+#[test]
+fn account_configuration_needs_setup_assistant_and_makes_a_tokenless_hash_admin() {
+    let hash = protocol::accounts::PasswordHash {
+        entropy: {
+            let mut e = vec![0u8; 128];
+            pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
+                b"pw",
+                b"salt-salt-salt-salt-salt-salt-32",
+                1000,
+                &mut e,
+            );
+            e
+        },
+        salt: b"salt-salt-salt-salt-salt-salt-32".to_vec(),
+        iterations: 1000,
+    };
+    let config = protocol::accounts::AccountConfiguration {
+        admin: Some(protocol::accounts::AutoSetupAdmin {
+            short_name: "mgmt".into(),
+            full_name: "M".into(),
+            password_hash: hash,
+            hidden: true,
+        }),
+        skip_primary_setup_account_creation: true,
+        ..Default::default()
+    };
+    let mut m = Mac::new(MacSpec::apple_silicon_ade("AC"));
+    m.account_configuration(&config).unwrap();
+    let mgmt = m.user("mgmt").unwrap();
+    assert!(mgmt.admin && !mgmt.secure_token && mgmt.password_digest.is_none());
+    assert!(m.password_matches("mgmt", "pw") && !m.password_matches("mgmt", "nope"));
+    m.finish_setup_assistant(Some(AddUser::new("jdoe", true, UserKind::Local, Some("p"))))
+        .unwrap();
+    assert!(m.user("jdoe").is_err(), "primary account skipped");
+    assert!(!m.has_token_holder());
+    // Too late: Setup Assistant is over.
+    assert_eq!(
+        m.account_configuration(&config),
+        Err(MacError::NotAwaitingConfiguration)
+    );
+    // §1.2 rule 3: the first graphical login gives the hash admin the first token.
+    m.login("mgmt", "pw").unwrap();
+    assert!(m.user("mgmt").unwrap().secure_token);
+}

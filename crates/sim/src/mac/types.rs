@@ -213,6 +213,61 @@ pub struct User {
     pub logged_in: bool,
     /// The password was replaced by a hash while holding a token: the token is out of sync (§1.3).
     pub token_out_of_sync: bool,
+    /// The `SALTED-SHA512-PBKDF2` hash the account was created from (AccountConfiguration), when it has no
+    /// plain-text password yet.
+    #[serde(default)]
+    pub shadow_hash: Option<ShadowHash>,
+}
+
+/// A `SALTED-SHA512-PBKDF2` ShadowHashData entry (hex in JSON). `Debug` hides the entropy and salt.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowHash {
+    pub entropy_hex: String,
+    pub salt_hex: String,
+    pub iterations: u32,
+}
+
+impl fmt::Debug for ShadowHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShadowHash({} iterations, redacted)", self.iterations)
+    }
+}
+
+impl ShadowHash {
+    pub fn from_wire(h: &protocol::accounts::PasswordHash) -> ShadowHash {
+        ShadowHash {
+            entropy_hex: hex::encode(&h.entropy),
+            salt_hex: hex::encode(&h.salt),
+            iterations: h.iterations,
+        }
+    }
+
+    /// Whether `password` derives this hash (PBKDF2-HMAC-SHA512, as macOS checks a login).
+    pub fn matches(&self, password: &str) -> bool {
+        let (Ok(entropy), Ok(salt)) = (hex::decode(&self.entropy_hex), hex::decode(&self.salt_hex))
+        else {
+            return false;
+        };
+        if entropy.is_empty() || self.iterations == 0 {
+            return false;
+        }
+        let mut derived = vec![0u8; entropy.len()];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
+            password.as_bytes(),
+            &salt,
+            self.iterations,
+            &mut derived,
+        );
+        derived == entropy
+    }
+}
+
+/// What AccountConfiguration told Setup Assistant about the primary account (kept until setup finishes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSetup {
+    pub skip_primary_account: bool,
+    pub primary_account_regular_user: bool,
+    pub managed_local_user: Option<String>,
 }
 
 /// Creating a user: `sysadminctl -addUser`, `dscl`, Users & Groups, Setup Assistant, ADE, a mobile account.

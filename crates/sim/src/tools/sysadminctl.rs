@@ -59,7 +59,8 @@ pub(super) fn run(
             // A token holder's password changes only with its old password or a token admin's credentials.
             let by_admin = match (admin, admin_pw) {
                 (Some(a), Some(p)) => {
-                    mac.user(&a).is_ok_and(|u| u.secure_token) && mac.password_matches(&a, &p)
+                    mac.user(&a).is_ok_and(|u| u.secure_token && u.admin)
+                        && mac.password_matches(&a, &p)
                 }
                 _ => false,
             };
@@ -69,7 +70,14 @@ pub(super) fn run(
                 return say(NOT_PERMITTED);
             }
         }
-        return match mac.set_password_plain(&user, &new_pw) {
+        if !target.secure_token
+            && let Some(a) = flag_value(args, "-adminUser")
+            && !mac.user(&a).is_ok_and(|u| u.admin)
+        {
+            // Changing another user's password needs an administrator.
+            return say(NOT_PERMITTED);
+        }
+        return match mac.reset_password(&user, &new_pw) {
             Ok(()) => say("- Done"),
             Err(e) => say(&e.to_string()),
         };

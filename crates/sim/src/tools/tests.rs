@@ -190,6 +190,38 @@ fn reset_password_for_a_token_holder_without_unlock_prints_the_error_and_exits_z
 }
 
 #[test]
+fn reset_password_by_a_token_admin_keeps_the_token_in_sync_and_a_tokenless_admin_is_not_permitted()
+{
+    let mut m = mac(Arch::AppleSilicon);
+    m.add_user(AddUser::new("helper", true, UserKind::Local, Some(PW)))
+        .unwrap();
+    m.add_user(
+        AddUser::new("alice", false, UserKind::Local, Some(PW)).authorized_by("jmiller", PW),
+    )
+    .unwrap();
+    assert!(m.user("alice").unwrap().secure_token && !m.user("helper").unwrap().secure_token);
+    let refused = sh_in(
+        &mut m,
+        "sysadminctl",
+        "-resetPasswordFor alice -newPassword - -adminUser helper -adminPassword -",
+        &["new", PW],
+    );
+    assert!(refused.stderr.contains("not permitted"), "{refused:?}");
+    assert_eq!(refused.code, 0, "macOS exits 0 anyway");
+    assert!(m.password_matches("alice", PW), "unchanged");
+    let done = sh_in(
+        &mut m,
+        "sysadminctl",
+        "-resetPasswordFor alice -newPassword - -adminUser jmiller -adminPassword -",
+        &["new", PW],
+    );
+    assert!(done.stderr.trim_end().ends_with("Done"), "{done:?}");
+    let alice = m.user("alice").unwrap();
+    assert!(m.password_matches("alice", "new"));
+    assert!(alice.secure_token && !alice.token_out_of_sync);
+}
+
+#[test]
 fn fdesetup_list_prints_shortname_comma_guid_per_filevault_user() {
     let mut m = mac(Arch::AppleSilicon);
     let guid = m.user("jmiller").unwrap().guid.clone();

@@ -84,7 +84,7 @@ async fn settings_mdm_options_are_kept_and_reported_back_in_device_information()
     let ts = server().await;
     let mut vm = enrolled(&ts, MacSpec::apple_silicon_ade("OPTS")).await;
     let options = protocol::command::MdmOptions {
-        prompt_user_to_allow_bootstrap_token_for_authentication: Some(true),
+        prompt_user_to_allow_bootstrap_token_for_authentication: true,
         ..Default::default()
     };
     run_command(

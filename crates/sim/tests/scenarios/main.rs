@@ -2,6 +2,7 @@
 //! wire protocol. Rules are cited from `macos-tokens-and-admin-needs.md` §1. Where the server half is not
 //! built yet (status/diagnosis views, guard rails, agent grants), the test checks the Mac half and says so.
 
+mod accounts;
 #[path = "../common/mod.rs"]
 mod common;
 mod hostile;

@@ -138,3 +138,91 @@ pub(super) async fn set_enrollment_group_assigns_and_clears_and_missing_either_i
         None
     );
 }
+
+pub(super) async fn account_settings_are_set_replaced_removed_and_go_with_their_group(
+    store: Arc<dyn Store>,
+) {
+    use crate::{GroupAccountSettings, PrimaryAccount};
+    let settings = |group_id: &str, primary: PrimaryAccount| GroupAccountSettings {
+        group_id: group_id.into(),
+        admin_short_name: "mgmt".into(),
+        admin_full_name: "Management".into(),
+        admin_hidden: true,
+        primary_account: primary,
+        dont_auto_populate_primary_account_info: false,
+        lock_primary_account_info: true,
+        primary_account_full_name: None,
+        primary_account_user_name: Some("jdoe".into()),
+        updated_at: 200,
+    };
+    let before = super::event_count(&store).await;
+    let missing = store
+        .put_group_account_settings(
+            &settings("g-none", PrimaryAccount::Admin),
+            &event("group:g-none", "group.accounts"),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert_eq!(
+        super::event_count(&store).await,
+        before,
+        "no event on failure"
+    );
+
+    store.create_group(&group("g-a", "A")).await.unwrap();
+    assert_eq!(store.group_account_settings("g-a").await.unwrap(), None);
+    let first = settings("g-a", PrimaryAccount::Skip);
+    store
+        .put_group_account_settings(&first, &event("group:g-a", "group.accounts"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.group_account_settings("g-a").await.unwrap(),
+        Some(first)
+    );
+    let second = GroupAccountSettings {
+        admin_short_name: "ladmin".into(),
+        primary_account_user_name: None,
+        ..settings("g-a", PrimaryAccount::Standard)
+    };
+    store
+        .put_group_account_settings(&second, &event("group:g-a", "group.accounts"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.group_account_settings("g-a").await.unwrap(),
+        Some(second)
+    );
+    assert_eq!(super::event_count(&store).await, before + 2);
+
+    assert!(
+        store
+            .delete_group_account_settings("g-a", &event("group:g-a", "group.accounts"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_group_account_settings("g-a", &event("group:g-a", "group.accounts"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(super::event_count(&store).await, before + 3);
+    assert_eq!(store.group_account_settings("g-a").await.unwrap(), None);
+
+    store
+        .put_group_account_settings(
+            &settings("g-a", PrimaryAccount::Admin),
+            &event("group:g-a", "group.accounts"),
+        )
+        .await
+        .unwrap();
+    store
+        .delete_group("g-a", &event("group:g-a", "group.deleted"))
+        .await
+        .unwrap();
+    assert_eq!(store.group_account_settings("g-a").await.unwrap(), None);
+}

@@ -190,6 +190,7 @@ conformance! {
     groups::duplicate_group_name_or_id_is_a_conflict,
     groups::updating_a_missing_group_is_not_found_and_to_a_taken_name_a_conflict,
     groups::set_enrollment_group_assigns_and_clears_and_missing_either_is_not_found,
+    groups::account_settings_are_set_replaced_removed_and_go_with_their_group,
     commands::queue_serves_commands_in_enqueue_order,
     commands::notnow_is_skipped_in_the_same_session_and_eligible_again_after_idle,
     commands::acknowledged_command_moves_to_history_with_its_result,

@@ -128,6 +128,11 @@ pub(super) async fn delete(pool: &Pool<Db>, id: &str, event: &crate::NewEvent) -
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    // Also on SQLite connections without foreign-key enforcement.
+    sqlx::query("DELETE FROM group_account_settings WHERE group_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query("DELETE FROM device_groups WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -138,4 +143,78 @@ pub(super) async fn delete(pool: &Pool<Db>, id: &str, event: &crate::NewEvent) -
     super::events::insert(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A group's managed-admin settings, if any.
+pub(super) async fn account_settings(
+    pool: &Pool<Db>,
+    group_id: &str,
+) -> Result<Option<crate::GroupAccountSettings>> {
+    let row: Option<crate::rows::GroupAccountSettingsRow> = sqlx::query_as(
+        "SELECT group_id, admin_short_name, admin_full_name, admin_hidden, primary_account, \
+         dont_auto_populate_primary_account_info, lock_primary_account_info, primary_account_full_name, \
+         primary_account_user_name, updated_at FROM group_account_settings WHERE group_id = $1",
+    )
+    .bind(group_id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(crate::GroupAccountSettings::try_from).transpose()
+}
+
+/// Set (insert or replace) a group's managed-admin settings and write `event`, one transaction; NotFound
+/// unless the group exists.
+pub(super) async fn put_account_settings(
+    pool: &Pool<Db>,
+    s: &crate::GroupAccountSettings,
+    event: &crate::NewEvent,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    ensure_exists(&mut tx, &s.group_id).await?;
+    sqlx::query(
+        "INSERT INTO group_account_settings (group_id, admin_short_name, admin_full_name, admin_hidden, \
+         primary_account, dont_auto_populate_primary_account_info, lock_primary_account_info, \
+         primary_account_full_name, primary_account_user_name, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (group_id) DO UPDATE SET admin_short_name = excluded.admin_short_name, \
+         admin_full_name = excluded.admin_full_name, admin_hidden = excluded.admin_hidden, \
+         primary_account = excluded.primary_account, \
+         dont_auto_populate_primary_account_info = excluded.dont_auto_populate_primary_account_info, \
+         lock_primary_account_info = excluded.lock_primary_account_info, \
+         primary_account_full_name = excluded.primary_account_full_name, \
+         primary_account_user_name = excluded.primary_account_user_name, updated_at = excluded.updated_at",
+    )
+    .bind(&s.group_id)
+    .bind(&s.admin_short_name)
+    .bind(&s.admin_full_name)
+    .bind(s.admin_hidden)
+    .bind(s.primary_account.as_str())
+    .bind(s.dont_auto_populate_primary_account_info)
+    .bind(s.lock_primary_account_info)
+    .bind(&s.primary_account_full_name)
+    .bind(&s.primary_account_user_name)
+    .bind(s.updated_at)
+    .execute(&mut *tx)
+    .await?;
+    super::events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Remove a group's managed-admin settings; writes `event` only when there were some. Whether a row went.
+pub(super) async fn delete_account_settings(
+    pool: &Pool<Db>,
+    group_id: &str,
+    event: &crate::NewEvent,
+) -> Result<bool> {
+    let mut tx = begin_write(pool).await?;
+    let done = sqlx::query("DELETE FROM group_account_settings WHERE group_id = $1")
+        .bind(group_id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    super::events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(true)
 }

@@ -9,9 +9,9 @@ use crate::{
     ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey, AuthFailureCount,
     AuthFailureFilter, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter,
     DeviceInventory, DeviceRecord, DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter,
-    FactSource, Group, InventoryDue, IssuedCertificate, Millis, NewCommand, NewEvent, PushInvalid,
-    QueuedCommand, ReportOutcome, Result, ScepChallenge, SealedSecret, SecurityFacts, Store,
-    TokenRefusal,
+    FactSource, Group, GroupAccountSettings, InventoryDue, IssuedCertificate, Millis, NewCommand,
+    NewEvent, PushInvalid, QueuedCommand, ReportOutcome, Result, ScepChallenge, SealedSecret,
+    SecurityFacts, Store, TokenRefusal,
 };
 
 #[async_trait::async_trait]
@@ -220,6 +220,26 @@ impl Store for BackendStore {
 
     async fn group(&self, id: &str) -> Result<Option<Group>> {
         groups::get(&self.pool, id).await
+    }
+
+    async fn group_account_settings(&self, group_id: &str) -> Result<Option<GroupAccountSettings>> {
+        groups::account_settings(&self.pool, group_id).await
+    }
+
+    async fn put_group_account_settings(
+        &self,
+        settings: &GroupAccountSettings,
+        event: &NewEvent,
+    ) -> Result<()> {
+        groups::put_account_settings(&self.pool, settings, event).await
+    }
+
+    async fn delete_group_account_settings(
+        &self,
+        group_id: &str,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        groups::delete_account_settings(&self.pool, group_id, event).await
     }
 
     async fn group_by_name(&self, name: &str) -> Result<Option<Group>> {
