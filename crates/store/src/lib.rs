@@ -85,6 +85,24 @@ pub trait Store: Send + Sync + 'static {
         event: &NewEvent,
     ) -> Result<bool>;
 
+    // --- Identity renewal (issue 11, renewal profiles) ---
+    /// Records that a renewal profile was queued for device `r.device_id` (replacing an earlier record) and
+    /// writes `event`, one transaction. NotFound for an unknown device enrollment (or a pending identity).
+    async fn put_identity_renewal(&self, r: &IdentityRenewal, event: &NewEvent) -> Result<()>;
+    async fn identity_renewal(&self, device_id: &str) -> Result<Option<IdentityRenewal>>;
+    /// Forget the device's renewal record (its proven renewal happened). Returns whether there was one.
+    async fn clear_identity_renewal(&self, device_id: &str) -> Result<bool>;
+    /// Enabled, finished (`token_update_count > 0`), unblocked device enrollments (no pending identities)
+    /// whose bound certificate's notAfter is at or before `expiring_by` and that have no renewal outstanding
+    /// at `at` (none recorded, or its challenge expired). Soonest expiry first, then id. `limit` 0 means 100;
+    /// at most 10,000.
+    async fn identity_renewals_due(
+        &self,
+        expiring_by: Millis,
+        at: Millis,
+        limit: u32,
+    ) -> Result<Vec<Enrollment>>;
+
     // ---- bootstrap token (metadata + sealed secret, written together)
 
     /// Upsert secret + metadata + event in one durable transaction. NotFound for an unknown enrollment;
