@@ -8,6 +8,7 @@ mod client;
 mod enroll;
 mod keys;
 mod push_cert;
+mod renewal;
 mod sim_cmd;
 
 use std::net::SocketAddr;
@@ -55,8 +56,8 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     Apikey(apikey::ApikeyCommand),
     /// List devices with their Bootstrap Token status (filters, paging).
     Devices(admin::DevicesArgs),
-    /// One device in detail, with its diagnosis.
-    Device(admin::DeviceArgs),
+    /// One device in detail (identity expiry, diagnosis), or `device renew-identity UDID`.
+    Device(renewal::DeviceCommand),
     /// The users of a device: Secure Token, logged in, mobile, volume owner, with source.
     Users(admin::DeviceArgs),
     /// Events, newest first: the whole fleet's, or one device's (filters: --kind, --outcome, --subject).
@@ -137,6 +138,22 @@ struct ServeArgs {
     /// and /enroll links, e.g. https://mdm.example.com. Default: this listener's own address.
     #[arg(long, env = "ESCROWD_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
     public_url: Option<String>,
+    /// Renew each Mac's identity certificate this many days before it expires, the way Macs renew: escrowd
+    /// re-sends the enrollment profile (InstallProfile) with a one-time SCEP challenge minted for that Mac.
+    /// 0 turns automatic renewal off (`escrowd device renew-identity UDID` still works); without renewal every
+    /// Mac drops off when its certificate expires (--scep-validity-days).
+    #[arg(long, env = "ESCROWD_IDENTITY_RENEWAL_DAYS", default_value_t = service::renewal::DEFAULT_RENEWAL_DAYS,
+          value_parser = clap::value_parser!(u32).range(0..=3650))]
+    identity_renewal_days: u32,
+    /// A Mac whose bound identity expired at most this many days ago may still check in, but only to receive
+    /// its renewal profile; everything else it sends is refused. 0 = no grace.
+    #[arg(long, env = "ESCROWD_IDENTITY_GRACE_DAYS", default_value_t = service::renewal::DEFAULT_GRACE_DAYS,
+          value_parser = clap::value_parser!(u32).range(0..=365))]
+    identity_grace_days: u32,
+    /// At most this many renewal profiles are queued per pass of the renewal schedule (every 10 minutes).
+    #[arg(long, env = "ESCROWD_IDENTITY_RENEWAL_BATCH", default_value_t = service::renewal::DEFAULT_RENEWAL_BATCH,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    identity_renewal_batch: u32,
 }
 
 /// `90s`, `30m`, `12h`, `7d`, or `0`.
@@ -202,7 +219,7 @@ async fn main() {
         Command::Sim(args) => sim_cmd::run(args).await,
         Command::Apikey(cmd) => apikey::run(cmd).await,
         Command::Devices(a) => admin::devices(a).await,
-        Command::Device(a) => admin::device(a).await,
+        Command::Device(a) => renewal::run(a).await,
         Command::Users(a) => admin::users(a).await,
         Command::Events(a) => admin::events(a).await,
         Command::Groups(c) => admin::groups(c).await,
@@ -235,6 +252,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             inventory_interval: args.inventory_interval,
             inventory_batch: args.inventory_batch,
             public_url: args.public_url,
+            identity_renewal_days: args.identity_renewal_days,
+            identity_grace_days: args.identity_grace_days,
+            identity_renewal_batch: args.identity_renewal_batch,
             apns: server::apns::ApnsSettings {
                 url: args.apns_url,
                 concurrency: args.push_concurrency as usize,

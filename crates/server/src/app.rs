@@ -42,6 +42,14 @@ pub struct ServeOptions {
     /// Base URL devices reach this server at, written into enrollment profiles
     /// (`https://mdm.example.com`); None = this listener's own address.
     pub public_url: Option<String>,
+    /// Queue a Mac's renewal profile this many days before its identity certificate's notAfter
+    /// (`--identity-renewal-days`); 0 = no automatic renewal (admins can still renew one Mac).
+    pub identity_renewal_days: u32,
+    /// How many days past notAfter a still-bound identity may check in for its renewal profile, and nothing
+    /// else (`--identity-grace-days`); 0 = none.
+    pub identity_grace_days: u32,
+    /// At most this many renewals per schedule pass (`--identity-renewal-batch`).
+    pub identity_renewal_batch: u32,
 }
 
 /// Default `--inventory-interval`: a day.
@@ -65,6 +73,9 @@ impl ServeOptions {
             inventory_batch: DEFAULT_INVENTORY_BATCH,
             apns: crate::apns::ApnsSettings::default(),
             public_url: None,
+            identity_renewal_days: service::renewal::DEFAULT_RENEWAL_DAYS,
+            identity_grace_days: service::renewal::DEFAULT_GRACE_DAYS,
+            identity_renewal_batch: service::renewal::DEFAULT_RENEWAL_BATCH,
         }
     }
 }
@@ -80,6 +91,8 @@ pub struct RunningServer {
     join: JoinHandle<()>,
     /// The inventory schedule; None when `inventory_interval` is zero.
     inventory: Option<JoinHandle<()>>,
+    /// The identity renewal schedule; None when `identity_renewal_days` is zero.
+    renewal: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -92,7 +105,7 @@ impl RunningServer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.join.await;
-        if let Some(task) = self.inventory {
+        for task in [self.inventory, self.renewal].into_iter().flatten() {
             let _ = task.await;
         }
     }
@@ -162,7 +175,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
                 static_challenge: opts.scep_challenge.clone(),
                 validity_days: opts.scep_validity_days,
             })
-            .with_profile_signer(profile_signer),
+            .with_profile_signer(profile_signer)
+            .with_identity_renewal(service::renewal::RenewalSettings::new(
+                service::enroll::ProfileUrls {
+                    base_url: public_url.clone(),
+                },
+                opts.identity_renewal_days,
+                opts.identity_grace_days,
+            )),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
         public_url,
@@ -188,6 +208,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         opts.inventory_batch,
         rx.clone(),
     );
+    let renewal = crate::schedule::spawn_renewal_schedule(
+        state.mdm.clone(),
+        opts.identity_renewal_days,
+        opts.identity_renewal_batch,
+        rx.clone(),
+    );
     let join = tokio::spawn(listener::serve(listener, app, tls_config, rx));
     tracing::info!(
         address = %local_addr,
@@ -203,6 +229,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         shutdown: tx,
         join,
         inventory,
+        renewal,
     })
 }
 

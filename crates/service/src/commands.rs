@@ -33,6 +33,13 @@ impl MdmService {
         let cert = match identity.verify(credential, body) {
             Ok(cert) => cert,
             Err(err) => {
+                // A still-bound identity shortly past notAfter may fetch its renewal profile, nothing else.
+                if let Some(reply) = self
+                    .grace_connect(identity, credential, body, &report)
+                    .await?
+                {
+                    return Ok(reply);
+                }
                 self.note_auth_failure(&report.identity, "command report", &err)
                     .await;
                 return Err(err);

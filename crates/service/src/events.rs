@@ -30,3 +30,10 @@ pub const IDENTITY_APPROVED: &str = "identity.approved";
 pub const DEVICE_BLOCKED: &str = "device.blocked";
 pub const DEVICE_UNBLOCKED: &str = "device.unblocked";
 pub const DEVICE_UNENROLLED: &str = "device.unenrolled";
+
+// Identity renewal (issue 11, renewal profiles).
+/// A renewal profile (the enrollment profile with a one-time challenge minted for the Mac) was queued.
+pub const IDENTITY_RENEWAL_QUEUED: &str = "identity.renewal_queued";
+/// A still-bound identity past its notAfter (within the grace period) checked in and was answered only with
+/// its renewal profile.
+pub const IDENTITY_RENEWAL_GRACE: &str = "identity.renewal_grace";

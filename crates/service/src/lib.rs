@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod keys;
 pub mod push;
 pub mod push_cert;
+pub mod renewal;
 pub mod reports;
 pub mod scep;
 
@@ -45,6 +46,8 @@ pub struct MdmService {
     profile_signer: Option<Arc<pki::profile_sign::ProfileSigner>>,
     /// Agents long-polling for actions, woken when one is queued for their device.
     agent_nudges: Arc<agent::AgentNudges>,
+    /// Identity renewal (issue 11); None = renewal profiles cannot be queued.
+    renewal: Option<Arc<renewal::RenewalSettings>>,
 }
 
 impl MdmService {
@@ -65,6 +68,7 @@ impl MdmService {
             scep: None,
             profile_signer: None,
             agent_nudges: Arc::default(),
+            renewal: None,
         }
     }
 

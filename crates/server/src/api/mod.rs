@@ -18,6 +18,7 @@ mod devices;
 mod enroll;
 mod groups;
 mod identity;
+mod renewal;
 mod keys;
 mod nanomdm;
 mod openapi;
@@ -142,6 +143,7 @@ pub fn api() -> (Router<AppState>, ApiDoc) {
     let api = devices::routes(api);
     let api = groups::routes(api);
     let api = identity::routes(api);
+    let api = renewal::routes(api);
     let api = enroll::routes(api);
     let api = commands::routes(api);
     let api = actions::routes(api);

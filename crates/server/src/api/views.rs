@@ -104,6 +104,13 @@ pub(super) fn components(api: Api) -> Api {
                     nullable(object(&[("at", millis()), ("reason", string())])),
                 ),
             ]),
+        ),
+        (
+            "identity_renewal",
+            described(
+                nullable(super::renewal::renewal_schema()),
+                "the renewal profile outstanding for this Mac (queued, its challenge unexpired), if any",
+            ),
         )],
     );
     let fact = || nullable(reference("Fact"));
