@@ -57,8 +57,10 @@ pub(super) fn routes(api: Api) -> Api {
         .request(Body::Json(object_with(&[], &[("clear_token", boolean())])))
         .response(200, Body::Json(object(&[("device", string()), ("blocked", boolean()), ("token_cleared", boolean())])))
         .route("POST", "/api/v1/devices/{id}/unblock", "Lift a block. Audited.", ADMIN, post(unblock))
+        .request(Body::Empty)
         .response(200, Body::Json(object(&[("device", string()), ("blocked", boolean())])))
         .route("POST", "/api/v1/devices/{id}/unenroll", "End the Mac's enrollment server-side (as a CheckOut would): token deleted, queue emptied; its next Authenticate is a new enrollment. Audited.", ADMIN, post(unenroll))
+        .request(Body::Empty)
         .response(200, Body::Json(object(&[("device", string()), ("token_deleted", boolean())])))
 }
 

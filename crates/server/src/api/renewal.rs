@@ -45,6 +45,7 @@ pub(super) fn renewal_json(r: &store::IdentityRenewal) -> serde_json::Value {
 
 pub(super) fn routes(api: Api) -> Api {
     api.route("POST", "/api/v1/devices/{id}/renew-identity", "Renew the Mac's identity certificate the way Macs do: queue its enrollment profile again (same PayloadIdentifier, Topic, ServerURL, CheckInURL, AccessRights) with a one-time SCEP challenge minted for this UDID (valid 14 days) as an InstallProfile, and push. The Mac's new certificate is proven to be its own and keeps the Bootstrap Token. escrowd also does this by itself before identities expire (--identity-renewal-days). 409 for a checked-out or blocked Mac or without a push certificate. Audited.", ADMIN, post(renew))
+        .request(Body::Empty)
         .response(200, Body::Json(object(&[("device", string()), ("renewal", renewal_schema())])))
 }
 
