@@ -179,10 +179,7 @@ mod tests {
         assert_eq!(signed_profile_content(&signed).unwrap(), body);
         assert!(signed_profile_content(b"not cms").is_err());
         let mut tampered = signed.clone();
-        let at = tampered
-            .windows(6)
-            .position(|w| w == b"<dict/")
-            .unwrap();
+        let at = tampered.windows(6).position(|w| w == b"<dict/").unwrap();
         tampered[at + 1] = b'D';
         assert!(signed_profile_content(&tampered).is_err());
     }

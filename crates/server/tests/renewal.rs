@@ -39,7 +39,9 @@ fn install_profile_payload(command: &[u8]) -> Vec<u8> {
     cmd["Payload"].as_data().unwrap().to_vec()
 }
 
-fn identity_keys(p: &EnrollmentProfile) -> (String, MdmSettings, String, Vec<(String, String)>, u64) {
+fn identity_keys(
+    p: &EnrollmentProfile,
+) -> (String, MdmSettings, String, Vec<(String, String)>, u64) {
     let mut mdm = p.mdm.clone();
     // Only the UUIDs may differ between two downloads.
     mdm.identity_certificate_uuid = String::new();
@@ -76,7 +78,8 @@ async fn enroll_profile(ts: &TestServer, group: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn the_renewal_profile_has_the_enrollment_profiles_identity_keys_and_a_challenge_for_that_mac() {
+async fn the_renewal_profile_has_the_enrollment_profiles_identity_keys_and_a_challenge_for_that_mac()
+ {
     let ts = server().await;
     let signer = ts.profile_signer_cert();
     let original_signed = enroll_profile(&ts, "Lab").await;
@@ -87,7 +90,10 @@ async fn the_renewal_profile_has_the_enrollment_profiles_identity_keys_and_a_cha
         .unwrap();
     mac.enroll().await.unwrap();
     let token = b"bootstrap-token-renewal".to_vec();
-    assert_eq!(mac.set_bootstrap_token(Some(&token)).await.unwrap().status, 200);
+    assert_eq!(
+        mac.set_bootstrap_token(Some(&token)).await.unwrap().status,
+        200
+    );
     mac.drain().await.unwrap();
 
     // The admin API: admin scope only, 404 for an unknown Mac.
@@ -105,7 +111,10 @@ async fn the_renewal_profile_has_the_enrollment_profiles_identity_keys_and_a_cha
         .call("POST", "/api/v1/devices/UDID-REN-1/renew-identity", None)
         .await;
     assert_eq!(status, 200, "{body}");
-    let uuid = body["renewal"]["command_uuid"].as_str().unwrap().to_string();
+    let uuid = body["renewal"]["command_uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let valid = body["renewal"]["challenge_expires_at"].as_i64().unwrap()
         - body["renewal"]["queued_at"].as_i64().unwrap();
     assert_eq!(valid, 14 * DAY_MS);
@@ -125,7 +134,10 @@ async fn the_renewal_profile_has_the_enrollment_profiles_identity_keys_and_a_cha
         Some(challenge.expose()),
         original.scep.challenge.as_ref().map(|c| c.expose())
     );
-    assert!(!text.contains(challenge.expose().as_str()), "the API never shows the challenge");
+    assert!(
+        !text.contains(challenge.expose().as_str()),
+        "the API never shows the challenge"
+    );
     let events = ts
         .store()
         .events(&store::EventFilter {
@@ -135,8 +147,16 @@ async fn the_renewal_profile_has_the_enrollment_profiles_identity_keys_and_a_cha
         })
         .await
         .unwrap();
-    assert!(events.iter().any(|e| e.kind == "identity.renewal_queued" && e.detail.contains("apikey")));
-    assert!(events.iter().all(|e| !e.detail.contains(challenge.expose().as_str())));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "identity.renewal_queued" && e.detail.contains("apikey"))
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.detail.contains(challenge.expose().as_str()))
+    );
 
     // Another Mac using that challenge gets a certificate bound to UDID-REN-1: it cannot speak for itself.
     let (thief, _) = TestDevice::enroll_via_profile("UDID-THIEF", &renewal_signed, &signer)
@@ -158,7 +178,10 @@ async fn the_renewal_profile_has_the_enrollment_profiles_identity_keys_and_a_cha
         .call("POST", "/api/v1/devices/UDID-REN-1/renew-identity", None)
         .await;
     assert_eq!(status, 200);
-    let uuid2 = body["renewal"]["command_uuid"].as_str().unwrap().to_string();
+    let uuid2 = body["renewal"]["command_uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut next = mac.idle().await.unwrap();
     // The first renewal profile is still queued (the Mac never answered it): answer it, take the second.
     if common::uuid_of(&next.body) != uuid2 {
@@ -173,21 +196,24 @@ async fn the_renewal_profile_has_the_enrollment_profiles_identity_keys_and_a_cha
             .unwrap();
     }
     assert_eq!(common::uuid_of(&next.body), uuid2);
-    let (renewed, _) = TestDevice::enroll_via_profile(
-        "UDID-REN-1",
-        &install_profile_payload(&next.body),
-        &signer,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let (renewed, _) =
+        TestDevice::enroll_via_profile("UDID-REN-1", &install_profile_payload(&next.body), &signer)
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(renewed.authenticate().await.unwrap().status, 200);
     assert_eq!(renewed.token_update().await.unwrap().status, 200);
     let (got, served) = renewed.get_bootstrap_token().await.unwrap();
     assert_eq!(got.status, 200);
     assert_eq!(served.as_deref(), Some(token.as_slice()));
     assert_eq!(mac.get_bootstrap_token().await.unwrap().0.status, 400);
-    assert!(ts.store().identity_renewal("UDID-REN-1").await.unwrap().is_none());
+    assert!(
+        ts.store()
+            .identity_renewal("UDID-REN-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let (_, detail) = admin.get("/api/v1/devices/UDID-REN-1").await;
     assert!(detail["identity_renewal"].is_null(), "{detail}");
 }
@@ -211,7 +237,12 @@ async fn set_not_after(ts: &TestServer, udid: &str, not_after: i64) {
 async fn the_schedule_renews_only_macs_expiring_within_the_window_and_each_once() {
     let ts = server().await;
     let now = now_ms();
-    for (udid, days) in [("SOON-1", 10), ("SOON-2", 29), ("LATER", 60), ("FRESH", 365)] {
+    for (udid, days) in [
+        ("SOON-1", 10),
+        ("SOON-2", 29),
+        ("LATER", 60),
+        ("FRESH", 365),
+    ] {
         enrolled(&ts, udid).await;
         if days < 365 {
             set_not_after(&ts, udid, now + days * DAY_MS).await;
@@ -223,7 +254,12 @@ async fn the_schedule_renews_only_macs_expiring_within_the_window_and_each_once(
     assert_eq!(tick.failed, 0);
     for udid in ["SOON-1", "SOON-2"] {
         let r = ts.store().identity_renewal(udid).await.unwrap().unwrap();
-        let cmd = ts.store().command(udid, &r.command_uuid).await.unwrap().unwrap();
+        let cmd = ts
+            .store()
+            .command(udid, &r.command_uuid)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(cmd.request_type, "InstallProfile");
     }
     for udid in ["LATER", "FRESH"] {
@@ -231,12 +267,21 @@ async fn the_schedule_renews_only_macs_expiring_within_the_window_and_each_once(
         assert_eq!(ts.store().active_queue_len(udid).await.unwrap(), 0);
     }
     // Outstanding renewals are not queued again.
-    assert!(mdm.renew_expiring_identities(100).await.unwrap().queued.is_empty());
+    assert!(
+        mdm.renew_expiring_identities(100)
+            .await
+            .unwrap()
+            .queued
+            .is_empty()
+    );
     assert_eq!(ts.store().active_queue_len("SOON-1").await.unwrap(), 1);
     // The batch bounds a pass.
     set_not_after(&ts, "LATER", now + DAY_MS).await;
     set_not_after(&ts, "FRESH", now + 2 * DAY_MS).await;
-    assert_eq!(mdm.renew_expiring_identities(1).await.unwrap().queued, ["LATER"]);
+    assert_eq!(
+        mdm.renew_expiring_identities(1).await.unwrap().queued,
+        ["LATER"]
+    );
 
     // Diagnosis and the device view say where each stands.
     let read = api(&ts, ApiScope::Read).await;
@@ -247,9 +292,16 @@ async fn the_schedule_renews_only_macs_expiring_within_the_window_and_each_once(
         .iter()
         .map(|f| f["code"].as_str().unwrap())
         .collect();
-    assert!(codes.contains(&"identity_expiring_renewal_queued"), "{codes:?}");
+    assert!(
+        codes.contains(&"identity_expiring_renewal_queued"),
+        "{codes:?}"
+    );
     let (_, d) = read.get("/api/v1/devices/FRESH/diagnosis").await;
-    assert!(d.to_string().contains("identity_expiring_renewal_not_queued"), "{d}");
+    assert!(
+        d.to_string()
+            .contains("identity_expiring_renewal_not_queued"),
+        "{d}"
+    );
 }
 
 /// A device whose bound certificate from the server's CA expired `days_ago` days ago.
@@ -299,29 +351,52 @@ async fn an_expired_bound_identity_within_grace_gets_only_its_renewal_profile_an
 
     // The check-in channel stays closed to the expired certificate.
     assert_ne!(mac.authenticate().await.unwrap().status, 200);
-    assert_ne!(mac.set_bootstrap_token(Some(&token)).await.unwrap().status, 200);
+    assert_ne!(
+        mac.set_bootstrap_token(Some(&token)).await.unwrap().status,
+        200
+    );
     assert_ne!(mac.get_bootstrap_token().await.unwrap().0.status, 200);
 
     // The command channel answers with a renewal profile, queued now, and only that (twice the same).
     let reply = mac.idle().await.unwrap();
     assert_eq!(reply.status, 200);
-    let r = ts.store().identity_renewal("UDID-GRACE").await.unwrap().unwrap();
+    let r = ts
+        .store()
+        .identity_renewal("UDID-GRACE")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(common::uuid_of(&reply.body), r.command_uuid);
     let again = mac.idle().await.unwrap();
     assert_eq!(common::uuid_of(&again.body), r.command_uuid);
     // A report about another command changes nothing and still gets the renewal profile.
     let other = mac
-        .connect(messages::report(&mac.udid, "Acknowledged", Some("SEC-1"), plist::Dictionary::new()))
+        .connect(messages::report(
+            &mac.udid,
+            "Acknowledged",
+            Some("SEC-1"),
+            plist::Dictionary::new(),
+        ))
         .await
         .unwrap();
     assert_eq!(common::uuid_of(&other.body), r.command_uuid);
     assert_eq!(
-        ts.store().command("UDID-GRACE", "SEC-1").await.unwrap().unwrap().status,
+        ts.store()
+            .command("UDID-GRACE", "SEC-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         store::CommandStatus::Pending
     );
     // A NotNow for it: nothing more this session.
     let notnow = mac
-        .connect(messages::report(&mac.udid, "NotNow", Some(&r.command_uuid), plist::Dictionary::new()))
+        .connect(messages::report(
+            &mac.udid,
+            "NotNow",
+            Some(&r.command_uuid),
+            plist::Dictionary::new(),
+        ))
         .await
         .unwrap();
     assert_eq!(notnow.status, 200);
@@ -358,8 +433,14 @@ async fn an_expired_bound_identity_within_grace_gets_only_its_renewal_profile_an
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert!(kinds.contains(&"enrollment.identity_renewed".into()), "{kinds:?}");
-    assert!(kinds.contains(&"identity.renewal_grace".into()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"enrollment.identity_renewed".into()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"identity.renewal_grace".into()),
+        "{kinds:?}"
+    );
     assert!(!kinds.contains(&"identity.pending".into()), "{kinds:?}");
     // The old, expired certificate is no longer bound: its grace ended with the renewal.
     assert_ne!(mac.idle().await.unwrap().status, 200);
@@ -374,7 +455,13 @@ async fn expired_identities_outside_the_grace_are_refused_as_before() {
     // Past the 30-day grace.
     let old = expired_mac(&ts, "UDID-LONG-GONE", 40).await;
     assert_ne!(old.idle().await.unwrap().status, 200);
-    assert!(ts.store().identity_renewal("UDID-LONG-GONE").await.unwrap().is_none());
+    assert!(
+        ts.store()
+            .identity_renewal("UDID-LONG-GONE")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // An expired certificate no enrollment is bound to.
     let ca = ts.device_ca().unwrap();
     let key = testkit::device::new_key(testkit::device::KeyKind::EcP256).unwrap();
@@ -387,7 +474,12 @@ async fn expired_identities_outside_the_grace_are_refused_as_before() {
     assert_ne!(unbound.idle().await.unwrap().status, 200);
     // An expired certificate bound to a Mac, claiming another UDID.
     let mac = expired_mac(&ts, "UDID-GRACE-2", 1).await;
-    let liar = TestDevice::with_identity("UDID-OTHER", mac.cert.clone(), mac.key.clone(), ts.base_url());
+    let liar = TestDevice::with_identity(
+        "UDID-OTHER",
+        mac.cert.clone(),
+        mac.key.clone(),
+        ts.base_url(),
+    );
     assert_ne!(liar.idle().await.unwrap().status, 200);
     // A blocked Mac's expired identity.
     ts.running()
@@ -397,12 +489,19 @@ async fn expired_identities_outside_the_grace_are_refused_as_before() {
         .await
         .unwrap();
     assert_ne!(mac.idle().await.unwrap().status, 200);
-    assert!(ts.store().identity_renewal("UDID-GRACE-2").await.unwrap().is_none());
+    assert!(
+        ts.store()
+            .identity_renewal("UDID-GRACE-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Grace off: even a day past notAfter is refused.
-    let ts = TestServer::start_with(|o| o.identity_grace_days = 0).await.unwrap();
+    let ts = TestServer::start_with(|o| o.identity_grace_days = 0)
+        .await
+        .unwrap();
     ts.install_push_certificate().await.unwrap();
     let mac = expired_mac(&ts, "UDID-NO-GRACE", 1).await;
     assert_ne!(mac.idle().await.unwrap().status, 200);
 }
-

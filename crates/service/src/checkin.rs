@@ -78,9 +78,9 @@ impl IdentityCheck {
             DeviceCredential::TlsCertificate(der) | DeviceCredential::ForwardedCertificate(der) => {
                 Ok(self.verifier.verify_certificate_der_ignoring_expiry(der)?)
             }
-            DeviceCredential::None => Err(ServiceError::Unauthenticated(
-                "no device identity".into(),
-            )),
+            DeviceCredential::None => {
+                Err(ServiceError::Unauthenticated("no device identity".into()))
+            }
         }
     }
 }

@@ -55,10 +55,7 @@ impl MdmService {
         out.extend(identity_findings(&d, &pending));
         let renewal = self.outstanding_renewal(id).await?;
         let (window, grace) = self.renewal_settings().map_or(
-            (
-                i64::from(crate::renewal::DEFAULT_RENEWAL_DAYS) * DAY_MS,
-                0,
-            ),
+            (i64::from(crate::renewal::DEFAULT_RENEWAL_DAYS) * DAY_MS, 0),
             |s| (s.renew_before_ms, s.grace_ms),
         );
         out.extend(identity_expiry_findings(
@@ -172,7 +169,11 @@ pub fn identity_expiry_findings(
                 summary: format!(
                     "This Mac's identity certificate expired {ago} days ago; it may still check in, but only to \
                      receive its renewal profile ({})",
-                    if queued.is_some() { "queued" } else { "not queued yet" }
+                    if queued.is_some() {
+                        "queued"
+                    } else {
+                        "not queued yet"
+                    }
                 ),
                 evidence,
                 fix: format!(

@@ -382,7 +382,11 @@ fn an_identity_expiring_within_the_window_says_whether_its_renewal_is_queued() {
         ["identity_expiring_renewal_not_queued"]
     );
     let f = &super::identity_expiry_findings(&d, None, NOW, 30 * DAY, 30 * DAY)[0];
-    assert!(f.fix.contains("escrowd device renew-identity D"), "{}", f.fix);
+    assert!(
+        f.fix.contains("escrowd device renew-identity D"),
+        "{}",
+        f.fix
+    );
     assert!(f.summary.contains("10 days"), "{}", f.summary);
     assert_eq!(
         expiry_codes(&d, Some(&queued())),

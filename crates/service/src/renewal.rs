@@ -188,7 +188,9 @@ impl MdmService {
         };
         let expires = device
             .cert_not_after
-            .map_or("an unknown date".to_string(), |ms| format!("{ms} (Unix ms)"));
+            .map_or("an unknown date".to_string(), |ms| {
+                format!("{ms} (Unix ms)")
+            });
         let detail = format!(
             "{why}: renewal profile {} queued for the identity certificate {} expiring at {expires}; its \
              one-time challenge is valid 14 days",
@@ -214,10 +216,7 @@ impl MdmService {
     /// One pass of the renewal schedule at `now`: queue renewal profiles for at most `limit` Macs whose bound
     /// certificate expires within the renewal window and that have no renewal outstanding, soonest first, then
     /// push them. Nothing when automatic renewal is off.
-    pub async fn renew_expiring_identities(
-        &self,
-        limit: u32,
-    ) -> Result<RenewalTick, ServiceError> {
+    pub async fn renew_expiring_identities(&self, limit: u32) -> Result<RenewalTick, ServiceError> {
         let mut tick = RenewalTick::default();
         let Some(settings) = self.renewal.as_deref() else {
             return Ok(tick);
@@ -335,7 +334,9 @@ impl MdmService {
         tracing::info!(udid = %device.id, "expired identity within grace: renewal profile only");
         Ok(Some(match active {
             // After a NotNow, Apple's rule: not again in the same session.
-            Some(cmd) if !(report.status == Status::NotNow && cmd.status == CommandStatus::NotNow) => {
+            Some(cmd)
+                if !(report.status == Status::NotNow && cmd.status == CommandStatus::NotNow) =>
+            {
                 ConnectReply::Command(cmd.payload)
             }
             _ => ConnectReply::Idle,

@@ -15,10 +15,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use openssl::pkey::PKey;
+use openssl::pkey::Private;
 use openssl::x509::X509;
 use pki::scep::MessageType;
 use pki::scep::client::{csr_der, pki_request, read_cert_rep, self_signed_signer};
-use openssl::pkey::Private;
 use protocol::profile::{
     CAP_BOOTSTRAP_TOKEN, CAP_PER_USER_CONNECTIONS, EnrollmentProfile, MdmSettings, ScepSettings,
 };
@@ -171,7 +171,12 @@ impl VirtualMac {
         }
         let (cert, key) = match scep_identity(&self.mac.udid, &profile.scep).await {
             Ok(identity) => identity,
-            Err(_) => return Ok(Err((22013, "The SCEP server refused the certificate request"))),
+            Err(_) => {
+                return Ok(Err((
+                    22013,
+                    "The SCEP server refused the certificate request",
+                )));
+            }
         };
         let old_cert = std::mem::replace(&mut self.cert, cert);
         let old_key = std::mem::replace(&mut self.key, key);

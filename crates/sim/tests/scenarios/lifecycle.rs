@@ -105,7 +105,10 @@ async fn s11_identity_renewal_keeps_the_escrowed_token() {
     assert_eq!(after.digest, before.digest);
     assert_eq!(after.escrowed_at, before.escrowed_at);
     let kinds = event_kinds(&ts, "S11").await;
-    assert!(kinds.contains(&"enrollment.identity_renewed".into()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"enrollment.identity_renewed".into()),
+        "{kinds:?}"
+    );
     assert!(!kinds.contains(&"identity.pending".into()), "{kinds:?}");
     let e = ts.store().enrollment("S11").await.unwrap().unwrap();
     assert_eq!(

@@ -96,7 +96,10 @@ pub(super) async fn renewals_due_are_expiring_macs_without_an_outstanding_renewa
         },
     ];
     for e in &rows {
-        store.upsert_enrollment(e, &event(&e.id, "x")).await.unwrap();
+        store
+            .upsert_enrollment(e, &event(&e.id, "x"))
+            .await
+            .unwrap();
     }
     store
         .set_device_blocked("SOON-B", Some(5), false, &event("SOON-B", "b"))
@@ -105,7 +108,10 @@ pub(super) async fn renewals_due_are_expiring_macs_without_an_outstanding_renewa
     // A pending identity claiming SOON-A with an expiring certificate is never due itself.
     let pending = Enrollment {
         pending_for: Some("SOON-A".into()),
-        ..mac(&crate::pending_identity_id("SOON-A", "fp-pending"), Some(DAY))
+        ..mac(
+            &crate::pending_identity_id("SOON-A", "fp-pending"),
+            Some(DAY),
+        )
     };
     store
         .put_pending_identity(&pending, &event("SOON-A", "identity.pending"))

@@ -8,10 +8,10 @@ use super::{
 use crate::{
     ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey,
     BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter, DeviceInventory, DeviceRecord,
-    DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter, FactSource, Group, IdentityRenewal,
-    InventoryDue,
-    IssuedCertificate, Millis, NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome,
-    Result, ScepChallenge, SealedSecret, SecurityFacts, Store, TokenRefusal,
+    DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter, FactSource, Group,
+    IdentityRenewal, InventoryDue, IssuedCertificate, Millis, NewCommand, NewEvent, PushInvalid,
+    QueuedCommand, ReportOutcome, Result, ScepChallenge, SealedSecret, SecurityFacts, Store,
+    TokenRefusal,
 };
 
 #[async_trait::async_trait]
