@@ -631,7 +631,7 @@ mod tests {
         let mut b = crate::ca::new_builder(&name, &key, 30).unwrap();
         b.set_issuer_name(device_ca().certificate().subject_name())
             .unwrap();
-        if let Some(mut eku) = eku {
+        if let Some(eku) = eku {
             b.append_extension(eku.build().unwrap()).unwrap();
         }
         b.sign(device_ca().key(), openssl::hash::MessageDigest::sha256())

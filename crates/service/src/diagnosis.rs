@@ -65,7 +65,7 @@ impl MdmService {
             window,
             grace,
         ));
-        out.sort_by(|a, b| b.severity.cmp(&a.severity));
+        out.sort_by_key(|f| std::cmp::Reverse(f.severity));
         Ok(out)
     }
 }
