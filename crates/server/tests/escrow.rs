@@ -276,12 +276,14 @@ async fn checkout_clears_the_token() {
 #[tokio::test]
 async fn identity_renewal_keeps_the_token_rebinds_and_refuses_the_old_certificate() {
     let ts = TestServer::start().await.unwrap();
-    let mut mac = enrolled(&ts, "UDID-RENEW").await;
+    ts.install_push_certificate().await.unwrap();
+    let mac = enrolled(&ts, "UDID-RENEW").await;
     assert_eq!(
         mac.set_bootstrap_token(Some(TOKEN)).await.unwrap().status,
         200
     );
     assert_eq!(mac.get_bootstrap_token().await.unwrap().1.unwrap(), TOKEN);
+    mac.drain().await.unwrap();
     let old = testkit::TestDevice::with_identity(
         "UDID-RENEW",
         mac.cert.clone(),
@@ -289,7 +291,30 @@ async fn identity_renewal_keeps_the_token_rebinds_and_refuses_the_old_certificat
         ts.base_url(),
     );
 
-    mac.renew_identity(&ts.device_ca().unwrap()).unwrap();
+    // Renewal the way Macs do it: the enrollment profile again, with a challenge minted for this UDID.
+    let renewal = ts
+        .running()
+        .state
+        .mdm
+        .admin_renew_identity("UDID-RENEW", &service::apikeys::Actor::offline("test"))
+        .await
+        .unwrap();
+    let reply = mac.idle().await.unwrap();
+    let cmd: plist::Value = plist::from_bytes(&reply.body).unwrap();
+    let cmd = cmd.as_dictionary().unwrap();
+    assert_eq!(
+        cmd["CommandUUID"].as_string(),
+        Some(renewal.command_uuid.as_str())
+    );
+    let payload = cmd["Command"].as_dictionary().unwrap()["Payload"]
+        .as_data()
+        .unwrap()
+        .to_vec();
+    let (mac, _) =
+        testkit::TestDevice::enroll_via_profile("UDID-RENEW", &payload, &ts.profile_signer_cert())
+            .await
+            .unwrap()
+            .unwrap();
     mac.enroll().await.unwrap(); // Authenticate + TokenUpdate, no SetBootstrapToken (Fleet #41167)
     let rec = ts
         .store()

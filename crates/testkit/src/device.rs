@@ -86,7 +86,9 @@ impl TestDevice {
         }
     }
 
-    /// Replace the identity (certificate renewal).
+    /// Replace the identity with a new certificate straight from the CA. Not how a Mac renews (escrowd re-sends
+    /// the enrollment profile: see `MdmService::admin_renew_identity`): for an enrolled UDID this is an unproven,
+    /// *pending* identity.
     pub fn renew_identity(&mut self, ca: &CertificateAuthority) -> anyhow::Result<()> {
         let (cert, key) = issue_identity(ca, &self.udid, KeyKind::Rsa2048)?;
         self.cert = cert;
