@@ -34,11 +34,14 @@ impl MdmService {
             Ok(cert) => cert,
             Err(err) => {
                 // A still-bound identity shortly past notAfter may fetch its renewal profile, nothing else.
-                if let Some(reply) = self
+                // Any failure on that path ends in the original refusal.
+                match self
                     .grace_connect(identity, credential, body, &report)
-                    .await?
+                    .await
                 {
-                    return Ok(reply);
+                    Ok(Some(reply)) => return Ok(reply),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "renewal grace could not be granted"),
                 }
                 self.note_auth_failure(&report.identity, "command report", &err)
                     .await;
