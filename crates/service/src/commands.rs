@@ -135,6 +135,9 @@ impl MdmService {
                     ),
                 );
                 self.store.record_event(&event).await?;
+                if request_type == "InstallProfile" {
+                    self.renewal_refused(device_id, uuid).await?;
+                }
             }
             Status::Acknowledged if request_type == "EraseDevice" => {
                 let event = self.event(

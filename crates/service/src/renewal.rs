@@ -367,6 +367,23 @@ impl MdmService {
             }))
     }
 
+    /// The Mac answered its renewal profile with an error (it refused the update): the renewal is no longer
+    /// outstanding, so the schedule (or an admin) may queue another; the error itself is the command's result.
+    pub(crate) async fn renewal_refused(
+        &self,
+        device_id: &str,
+        uuid: &str,
+    ) -> Result<(), ServiceError> {
+        let Some(r) = self.store.identity_renewal(device_id).await? else {
+            return Ok(());
+        };
+        if r.command_uuid == uuid {
+            self.store.clear_identity_renewal(device_id).await?;
+            tracing::warn!(udid = %device_id, command = %uuid, "the Mac refused its renewal profile");
+        }
+        Ok(())
+    }
+
     async fn active_command(
         &self,
         device_id: &str,
