@@ -505,3 +505,59 @@ async fn expired_identities_outside_the_grace_are_refused_as_before() {
     let mac = expired_mac(&ts, "UDID-NO-GRACE", 1).await;
     assert_ne!(mac.idle().await.unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn a_mac_bound_before_expiry_was_recorded_gets_it_at_its_next_command_poll() {
+    let ts = server().await;
+    let mac = enrolled(&ts, "UDID-PRE-0009").await;
+    let mut e = ts
+        .store()
+        .enrollment("UDID-PRE-0009")
+        .await
+        .unwrap()
+        .unwrap();
+    let recorded = e.cert_not_after.unwrap();
+    e.cert_not_after = None;
+    let event = store::NewEvent {
+        subject: "UDID-PRE-0009".into(),
+        enrollment_id: None,
+        kind: "test".into(),
+        outcome: store::Outcome::Success,
+        detail: "test".into(),
+        at: 0,
+    };
+    ts.store().upsert_enrollment(&e, &event).await.unwrap();
+    assert_eq!(mac.idle().await.unwrap().status, 200);
+    let e = ts
+        .store()
+        .enrollment("UDID-PRE-0009")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.cert_not_after, Some(recorded));
+}
+
+#[tokio::test]
+async fn a_blocked_or_checked_out_mac_is_not_renewed() {
+    let ts = server().await;
+    let admin = api(&ts, ApiScope::Admin).await;
+    let blocked = enrolled(&ts, "UDID-BLOCKED").await;
+    let (status, _) = admin
+        .send("POST", "/api/v1/devices/UDID-BLOCKED/block", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = admin
+        .call("POST", "/api/v1/devices/UDID-BLOCKED/renew-identity", None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let gone = enrolled(&ts, "UDID-GONE").await;
+    assert_eq!(gone.checkout().await.unwrap().status, 200);
+    let (status, _) = admin
+        .call("POST", "/api/v1/devices/UDID-GONE/renew-identity", None)
+        .await;
+    assert_eq!(status, 409);
+    for udid in ["UDID-BLOCKED", "UDID-GONE"] {
+        assert!(ts.store().identity_renewal(udid).await.unwrap().is_none());
+    }
+    drop(blocked);
+}

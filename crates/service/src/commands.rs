@@ -65,6 +65,16 @@ impl MdmService {
         body: &[u8],
     ) -> Result<ConnectReply, ServiceError> {
         let device = self.bound_device(cert, &report.identity).await?;
+        if device.cert_not_after.is_none() && !device.is_pending() {
+            // Bound before escrowd recorded expiry: without it the renewal schedule would never see this Mac.
+            self.store
+                .backfill_cert_not_after(
+                    &device.id,
+                    &cert.fingerprint,
+                    cert.not_after_unix.saturating_mul(1000),
+                )
+                .await?;
+        }
         let enrollment = self.channel_enrollment(&device, &report.identity).await?;
         let now = self.now();
         self.store.touch_last_seen(&enrollment.id, now).await?;

@@ -103,6 +103,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Enrollment>>;
 
+    /// Record the bound certificate's notAfter on an enrollment bound before escrowd stored it (set only while
+    /// `fingerprint` is still bound to `device_id` and none is recorded). Returns whether it was set.
+    async fn backfill_cert_not_after(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+        not_after: Millis,
+    ) -> Result<bool>;
+
     // ---- bootstrap token (metadata + sealed secret, written together)
 
     /// Upsert secret + metadata + event in one durable transaction. NotFound for an unknown enrollment;

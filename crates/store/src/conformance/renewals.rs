@@ -140,3 +140,54 @@ pub(super) async fn renewals_due_are_expiring_macs_without_an_outstanding_renewa
         ["EXPIRED", "SOONEST", "SOON-A"]
     );
 }
+
+pub(super) async fn a_missing_not_after_is_backfilled_only_for_the_bound_certificate(
+    store: Arc<dyn Store>,
+) {
+    store
+        .upsert_enrollment(&mac("OLD", None), &event("OLD", "x"))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .backfill_cert_not_after("OLD", "fp-other", 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .backfill_cert_not_after("NOBODY", "fp-OLD", 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .enrollment("OLD")
+            .await
+            .unwrap()
+            .unwrap()
+            .cert_not_after,
+        None
+    );
+    assert!(
+        store
+            .backfill_cert_not_after("OLD", "fp-OLD", 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .backfill_cert_not_after("OLD", "fp-OLD", 9)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .enrollment("OLD")
+            .await
+            .unwrap()
+            .unwrap()
+            .cert_not_after,
+        Some(5)
+    );
+}

@@ -98,3 +98,21 @@ pub(super) async fn due(
     .await?;
     convert_all(rows)
 }
+
+pub(super) async fn backfill_not_after(
+    pool: &Pool<Db>,
+    device_id: &str,
+    fingerprint: &str,
+    not_after: Millis,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE enrollments SET cert_not_after = $3 \
+         WHERE id = $1 AND cert_fingerprint = $2 AND cert_not_after IS NULL",
+    )
+    .bind(device_id)
+    .bind(fingerprint)
+    .bind(not_after)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -65,6 +65,15 @@ impl Store for BackendStore {
         renewals::due(&self.pool, expiring_by, at, limit).await
     }
 
+    async fn backfill_cert_not_after(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+        not_after: Millis,
+    ) -> Result<bool> {
+        renewals::backfill_not_after(&self.pool, device_id, fingerprint, not_after).await
+    }
+
     async fn put_pending_identity(&self, pending: &Enrollment, event: &NewEvent) -> Result<()> {
         enrollments::put_pending(&self.pool, pending, event).await
     }
