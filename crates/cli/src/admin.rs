@@ -89,7 +89,7 @@ pub struct DeviceArgs {
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  escrowd device UDID                          # detail + diagnosis\n  escrowd device identities UDID               # bound and pending identities\n  escrowd device approve-identity UDID        # a re-enrolled Mac's new identity\n  escrowd device block UDID [--clear-token]\n  escrowd device unenroll UDID --yes\n  escrowd device clear-token UDID              # delete its escrowed Bootstrap Token (admin key; audited)"
+    after_help = "Examples:\n  escrowd device UDID                          # detail + diagnosis\n  escrowd device identities UDID               # bound and pending identities\n  escrowd device approve-identity UDID        # a re-enrolled Mac's new identity\n  escrowd device block UDID [--clear-token]\n  escrowd device unenroll UDID --yes\n  escrowd device renew-identity UDID           # re-send its enrollment profile: a new identity, token kept\n  escrowd device clear-token UDID              # delete its escrowed Bootstrap Token (admin key; audited)"
 )]
 pub struct DeviceCmdArgs {
     #[command(subcommand)]
@@ -122,6 +122,53 @@ pub struct CommandsArgs {
     /// How many (1-1000), newest first.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
+}
+
+impl DeviceArgs {
+    pub(crate) fn parts(&self) -> (&ServerArgs, &str) {
+        (&self.server, &self.id)
+    }
+}
+
+/// A Unix-ms time as `2026-12-03 08:04 UTC (in 12 days)` relative to now; anything else as [`text`].
+pub(crate) fn when_or_text(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_i64) {
+        Some(ms) => when(ms),
+        None => text(v.unwrap_or(&Value::Null)),
+    }
+}
+
+fn when(ms: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let days = (ms - now) / 86_400_000;
+    let rel = match days {
+        0 if ms >= now => "today".to_string(),
+        0 => "today, past".to_string(),
+        d if d > 0 => format!("in {d} days"),
+        d => format!("{} days ago", -d),
+    };
+    let date = chrono_like(ms);
+    format!("{date} ({rel})")
+}
+
+/// `YYYY-MM-DD` of a Unix-ms time (UTC), without a date library.
+fn chrono_like(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,6 +352,16 @@ pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
             .await?
             .json()?
     };
+    let mut v = v;
+    if !a.server.json
+        && let Some(list) = v["devices"].as_array_mut()
+    {
+        // Tables show the identity expiry as a date; --json keeps the API's Unix ms.
+        for d in list {
+            let shown = when_or_text(d.pointer("/identity/certificate_expires_at"));
+            d["identity"]["certificate_expires_at_date"] = Value::String(shown);
+        }
+    }
     print(
         &a.server,
         &v,
@@ -319,6 +376,7 @@ pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
             ("verified", "/bootstrap_token/verified"),
             ("apple silicon", "/apple_silicon"),
             ("no ST users", "/users_without_secure_token"),
+            ("identity expires", "/identity/certificate_expires_at_date"),
         ],
     );
     if !a.server.json
@@ -427,6 +485,21 @@ pub async fn device(a: DeviceArgs) -> anyhow::Result<()> {
     ] {
         t.add_row([k.to_string(), text(v.pointer(p).unwrap_or(&Value::Null))]);
     }
+    t.add_row([
+        "identity expires".to_string(),
+        when_or_text(v.pointer("/identity/certificate_expires_at")),
+    ]);
+    t.add_row([
+        "identity renewal".to_string(),
+        match v.pointer("/identity_renewal/queued_at") {
+            Some(q) => format!(
+                "queued {} (command {})",
+                when_or_text(Some(q)),
+                text(&v["identity_renewal"]["command_uuid"])
+            ),
+            None => "none outstanding".to_string(),
+        },
+    ]);
     println!("{t}");
     // Findings with their evidence, one line per piece, like --json has them.
     let mut findings: Vec<Value> = d["findings"].as_array().cloned().unwrap_or_default();

@@ -11,6 +11,12 @@ use crate::client::ServerArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum DeviceCommand {
+    /// Renew the Mac's identity certificate now: queue its enrollment profile again (InstallProfile) with a
+    /// one-time SCEP challenge minted for this UDID (valid 14 days), and push. The Mac keeps its escrowed
+    /// Bootstrap Token. escrowd also does this by itself before identities expire (serve
+    /// --identity-renewal-days). Audited.
+    #[command(after_help = "Example:\n  escrowd device renew-identity 0000FE00-1234ABCD")]
+    RenewIdentity(crate::admin::DeviceArgs),
     /// Delete the device's escrowed Bootstrap Token (needs an admin key; audited). The Mac escrows a new one
     /// at a token holder's next login, or with `sudo profiles install -type bootstraptoken`.
     ClearToken(crate::admin::DeviceArgs),
@@ -71,6 +77,7 @@ pub enum DeviceCommand {
 pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
     match cmd {
         DeviceCommand::ClearToken(a) => return crate::admin::clear_token(a).await,
+        DeviceCommand::RenewIdentity(a) => return crate::renewal::renew(a).await,
         DeviceCommand::Identities { server, id } => {
             let v = server
                 .ok(

@@ -9,6 +9,7 @@ mod enroll;
 mod identity;
 mod keys;
 mod push_cert;
+mod renewal;
 mod sim_cmd;
 
 use std::net::SocketAddr;
@@ -174,6 +175,22 @@ struct ServeArgs {
     #[arg(long, env = "ESCROWD_AGENT_SECRET_TTL", value_name = "DURATION", default_value = "24h",
           value_parser = parse_agent_secret_ttl)]
     agent_secret_ttl: std::time::Duration,
+    /// Renew each Mac's identity certificate this many days before it expires, the way Macs renew: escrowd
+    /// re-sends the enrollment profile (InstallProfile) with a one-time SCEP challenge minted for that Mac.
+    /// 0 turns automatic renewal off (`escrowd device renew-identity UDID` still works); without renewal every
+    /// Mac drops off when its certificate expires (--scep-validity-days).
+    #[arg(long, env = "ESCROWD_IDENTITY_RENEWAL_DAYS", default_value_t = service::renewal::DEFAULT_RENEWAL_DAYS,
+          value_parser = clap::value_parser!(u32).range(0..=3650))]
+    identity_renewal_days: u32,
+    /// A Mac whose bound identity expired at most this many days ago may still check in, but only to receive
+    /// its renewal profile; everything else it sends is refused. 0 = no grace.
+    #[arg(long, env = "ESCROWD_IDENTITY_GRACE_DAYS", default_value_t = service::renewal::DEFAULT_GRACE_DAYS,
+          value_parser = clap::value_parser!(u32).range(0..=365))]
+    identity_grace_days: u32,
+    /// At most this many renewal profiles are queued per pass of the renewal schedule (every 10 minutes).
+    #[arg(long, env = "ESCROWD_IDENTITY_RENEWAL_BATCH", default_value_t = service::renewal::DEFAULT_RENEWAL_BATCH,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    identity_renewal_batch: u32,
 }
 
 /// Like `parse_duration`, but zero is refused.
@@ -310,6 +327,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             agent_secret_ttl: args.agent_secret_ttl,
             clock: service::SharedClock::default(),
+            identity_renewal_days: args.identity_renewal_days,
+            identity_grace_days: args.identity_grace_days,
+            identity_renewal_batch: args.identity_renewal_batch,
             apns: server::apns::ApnsSettings {
                 url: args.apns_url,
                 concurrency: args.push_concurrency as usize,

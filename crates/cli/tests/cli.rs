@@ -1425,3 +1425,56 @@ async fn groups_accounts_sets_warns_shows_and_removes_the_managed_admin() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn device_renew_identity_queues_the_renewal_and_device_shows_identity_expiry() {
+    let ts = TestServer::start().await.unwrap();
+    ts.install_push_certificate().await.unwrap();
+    let mac = ts.new_device("UDID-CLI-REN").unwrap();
+    mac.enroll().await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key(
+            "renew",
+            store::ApiScope::Admin,
+            &service::apikeys::Actor::offline("test"),
+        )
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+
+    let (ok, out, _) = admin_cli(&ts, &key, &["device", "UDID-CLI-REN"], None).await;
+    assert!(ok);
+    assert!(
+        out.contains("identity expires") && out.contains("in 36"),
+        "{out}"
+    );
+    assert!(out.contains("none outstanding"), "{out}");
+    let (ok, out, _) = admin_cli(&ts, &key, &["devices"], None).await;
+    assert!(ok && out.contains("identity expires"), "{out}");
+
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &["device", "renew-identity", "UDID-CLI-REN", "--json"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let uuid = v["renewal"]["command_uuid"].as_str().unwrap().to_string();
+    let r = ts
+        .store()
+        .identity_renewal("UDID-CLI-REN")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.command_uuid, uuid);
+    let (ok, out, _) = admin_cli(&ts, &key, &["device", "UDID-CLI-REN"], None).await;
+    assert!(ok && out.contains(&uuid), "{out}");
+
+    let (ok, _, err) = admin_cli(&ts, &key, &["device", "renew-identity", "NOBODY"], None).await;
+    assert!(!ok && err.contains("NOBODY"), "{err}");
+}

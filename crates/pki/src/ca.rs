@@ -140,9 +140,9 @@ impl CertificateAuthority {
         self.issue_with_validity(common_name, public_key, now - BACKDATE_SECS, not_after)
     }
 
-    /// Issues a device certificate valid from `not_before` to `not_after` (Unix seconds); tests use it to make
-    /// expired certificates.
-    pub(crate) fn issue_with_validity(
+    /// Issues a device certificate valid from `not_before` to `not_after` (Unix seconds); tests and the
+    /// simulator use it to make expired (or soon expiring) certificates.
+    pub fn issue_with_validity(
         &self,
         common_name: &str,
         public_key: &PKeyRef<Public>,

@@ -19,6 +19,8 @@ use crate::identity::CertInfo;
 /// The device CA(s) certificates must chain to.
 pub(crate) struct TrustAnchors {
     store: X509Store,
+    /// The same anchors without the validity-period check, for [`TrustAnchors::check_ignoring_time`].
+    timeless: X509Store,
     count: usize,
 }
 
@@ -31,16 +33,18 @@ impl TrustAnchors {
         }
         let count = cas.len();
         let crypto = |e| IdentityError::Crypto(openssl_reason(&e));
-        let mut builder = X509StoreBuilder::new().map_err(crypto)?;
-        for ca in cas {
-            builder.add_cert(ca).map_err(crypto)?;
-        }
+        let build = |flags: X509VerifyFlags| -> Result<X509Store, IdentityError> {
+            let mut builder = X509StoreBuilder::new().map_err(crypto)?;
+            for ca in &cas {
+                builder.add_cert(ca.clone()).map_err(crypto)?;
+            }
+            builder.set_flags(flags).map_err(crypto)?;
+            Ok(builder.build())
+        };
         // An admin may configure an issuing (intermediate) CA rather than its root: trust it as an anchor.
-        builder
-            .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
-            .map_err(crypto)?;
         Ok(TrustAnchors {
-            store: builder.build(),
+            store: build(X509VerifyFlags::PARTIAL_CHAIN)?,
+            timeless: build(X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::NO_CHECK_TIME)?,
             count,
         })
     }
@@ -55,10 +59,28 @@ impl TrustAnchors {
         cert: &X509Ref,
         intermediates: &StackRef<X509>,
     ) -> Result<(), IdentityError> {
+        Self::check_in(&self.store, cert, intermediates)
+    }
+
+    /// Like [`TrustAnchors::check`] but without the validity-period check (and nothing else relaxed): for the
+    /// narrowly scoped grace of an identity shortly past its notAfter (see `DeviceIdentityVerifier`).
+    pub(crate) fn check_ignoring_time(
+        &self,
+        cert: &X509Ref,
+        intermediates: &StackRef<X509>,
+    ) -> Result<(), IdentityError> {
+        Self::check_in(&self.timeless, cert, intermediates)
+    }
+
+    fn check_in(
+        store: &X509Store,
+        cert: &X509Ref,
+        intermediates: &StackRef<X509>,
+    ) -> Result<(), IdentityError> {
         let crypto = |e| IdentityError::Crypto(openssl_reason(&e));
         let mut ctx = X509StoreContext::new().map_err(crypto)?;
         let (ok, reason) = ctx
-            .init(&self.store, cert, intermediates, |c| {
+            .init(store, cert, intermediates, |c| {
                 let ok = c.verify_cert()?;
                 Ok((ok, c.error().error_string().to_string()))
             })

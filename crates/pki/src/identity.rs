@@ -104,6 +104,52 @@ impl DeviceIdentityVerifier {
         self.verify_chain(der, None, &no_intermediates)
     }
 
+    /// Like [`DeviceIdentityVerifier::verify_mdm_signature`], but a certificate past its notAfter (or before its
+    /// notBefore) still passes: every other check (signature over the exact body, chain to a configured device
+    /// CA, EKU) is the same. Never cached. Only for escrowd's identity-renewal grace, where the caller bounds how
+    /// far past notAfter it accepts and what such a certificate may do.
+    pub fn verify_mdm_signature_ignoring_expiry(
+        &self,
+        header: &[u8],
+        body: &[u8],
+    ) -> Result<CertInfo, IdentityError> {
+        let verified = cms::verify_detached(header, body)?;
+        let der = verified
+            .signer
+            .to_der()
+            .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+        self.verify_chain_ignoring_time(&der, &verified.signer, &verified.embedded)
+    }
+
+    /// [`DeviceIdentityVerifier::verify_certificate_der`] without the validity-period check (see
+    /// [`DeviceIdentityVerifier::verify_mdm_signature_ignoring_expiry`]).
+    pub fn verify_certificate_der_ignoring_expiry(
+        &self,
+        der: &[u8],
+    ) -> Result<CertInfo, IdentityError> {
+        let no_intermediates: Stack<X509> =
+            Stack::new().map_err(|e| IdentityError::Crypto(openssl_reason(&e)))?;
+        let cert = parse_der(der)?;
+        self.verify_chain_ignoring_time(der, &cert, &no_intermediates)
+    }
+
+    fn verify_chain_ignoring_time(
+        &self,
+        der: &[u8],
+        cert: &X509Ref,
+        intermediates: &StackRef<X509>,
+    ) -> Result<CertInfo, IdentityError> {
+        let info = cert_info(cert, der)?;
+        self.chain_checks.fetch_add(1, Ordering::Relaxed);
+        self.anchors.check_ignoring_time(cert, intermediates)?;
+        if !allows_client_auth(cert) {
+            return Err(IdentityError::Untrusted(
+                "its ExtendedKeyUsage excludes clientAuth, so it is not a device identity".into(),
+            ));
+        }
+        Ok(info)
+    }
+
     /// Number of chain verifications actually performed (not cache hits).
     pub fn chain_checks_performed(&self) -> u64 {
         self.chain_checks.load(Ordering::Relaxed)
@@ -525,6 +571,55 @@ mod tests {
             IdentityError::Untrusted(reason) => assert!(reason.contains("expired"), "{reason}"),
             other => panic!("expected Untrusted, got {other}"),
         }
+    }
+
+    #[test]
+    fn ignoring_expiry_accepts_an_expired_certificate_and_nothing_else_more() {
+        let key = rsa_key();
+        let now = now_unix();
+        let cert = device_ca()
+            .issue_with_validity(
+                "expired",
+                &crate::test_support::public_of(&key),
+                now - 20 * 86_400,
+                now - 86_400,
+            )
+            .unwrap();
+        let v = verifier();
+        let header = sign(&cert, &key, SignOptions::default());
+        let info = v
+            .verify_mdm_signature_ignoring_expiry(header.as_bytes(), BODY)
+            .unwrap();
+        assert!(info.not_after_unix < now);
+        assert!(v.verify_mdm_signature(header.as_bytes(), BODY).is_err());
+        // Still refused: a wrong body, a foreign CA.
+        assert!(matches!(
+            v.verify_mdm_signature_ignoring_expiry(header.as_bytes(), &flipped(BODY, 3)),
+            Err(IdentityError::BadSignature)
+        ));
+        let foreign = foreign_ca()
+            .issue_with_validity(
+                "foreign",
+                &crate::test_support::public_of(&key),
+                now - 20 * 86_400,
+                now - 86_400,
+            )
+            .unwrap();
+        let header = sign(&foreign, &key, SignOptions::default());
+        assert!(matches!(
+            v.verify_mdm_signature_ignoring_expiry(header.as_bytes(), BODY),
+            Err(IdentityError::Untrusted(_))
+        ));
+        assert!(
+            v.verify_certificate_der_ignoring_expiry(&foreign.to_der().unwrap())
+                .is_err()
+        );
+        assert!(
+            v.verify_certificate_der_ignoring_expiry(&cert.to_der().unwrap())
+                .is_ok()
+        );
+        // The lenient path never fills the cache the strict path reads.
+        assert!(v.verify_certificate_der(&cert.to_der().unwrap()).is_err());
     }
 
     /// A certificate from the device CA whose ExtendedKeyUsage is `eku` (None: no EKU extension).

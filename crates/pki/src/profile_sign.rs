@@ -135,9 +135,54 @@ pub fn verify_signed_profile(signed: &[u8], trusted: &X509) -> Result<Vec<u8>, I
     Ok(out)
 }
 
+/// The content of a signed profile whose signature verifies with its embedded signer, without deciding whether
+/// that signer is trusted (as a Mac does for a profile its MDM server sends with InstallProfile: the MDM
+/// channel itself is the authority). Never use it where the signer's identity matters.
+pub fn signed_profile_content(signed: &[u8]) -> Result<Vec<u8>, IdentityError> {
+    if signed.len() > MAX_SIGNED_PROFILE_BYTES {
+        return Err(IdentityError::ProfileSignature(format!(
+            "signed profile is larger than {MAX_SIGNED_PROFILE_BYTES} bytes"
+        )));
+    }
+    let p7 = Pkcs7::from_der(signed).map_err(|e| {
+        IdentityError::ProfileSignature(format!("not a DER CMS SignedData: {}", openssl_reason(&e)))
+    })?;
+    let err = || crypto("verifying the profile signature");
+    let store = X509StoreBuilder::new().map_err(err())?.build();
+    let certs = Stack::new().map_err(err())?;
+    let mut out = Vec::new();
+    p7.verify(
+        &certs,
+        &store,
+        None,
+        Some(&mut out),
+        Pkcs7Flags::BINARY | Pkcs7Flags::NOVERIFY,
+    )
+    .map_err(|e| {
+        IdentityError::ProfileSignature(format!(
+            "profile signature does not verify: {}",
+            openssl_reason(&e)
+        ))
+    })?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_of_a_signed_profile_needs_a_valid_signature_but_no_anchor() {
+        let signer = ProfileSigner::generate("escrowd profile signing").unwrap();
+        let body = b"<?xml version=\"1.0\"?><plist version=\"1.0\"><dict/></plist>";
+        let signed = signer.sign(body).unwrap();
+        assert_eq!(signed_profile_content(&signed).unwrap(), body);
+        assert!(signed_profile_content(b"not cms").is_err());
+        let mut tampered = signed.clone();
+        let at = tampered.windows(6).position(|w| w == b"<dict/").unwrap();
+        tampered[at + 1] = b'D';
+        assert!(signed_profile_content(&tampered).is_err());
+    }
 
     #[test]
     fn a_signed_profile_verifies_and_returns_its_content() {

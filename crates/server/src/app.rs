@@ -54,6 +54,14 @@ pub struct ServeOptions {
     pub agent_secret_ttl: std::time::Duration,
     /// The service's time source (the system clock; tests hand in a `service::ManualClock`).
     pub clock: service::SharedClock,
+    /// Queue a Mac's renewal profile this many days before its identity certificate's notAfter
+    /// (`--identity-renewal-days`); 0 = no automatic renewal (admins can still renew one Mac).
+    pub identity_renewal_days: u32,
+    /// How many days past notAfter a still-bound identity may check in for its renewal profile, and nothing
+    /// else (`--identity-grace-days`); 0 = none.
+    pub identity_grace_days: u32,
+    /// At most this many renewals per schedule pass (`--identity-renewal-batch`).
+    pub identity_renewal_batch: u32,
 }
 
 /// Default `--inventory-interval`: a day.
@@ -84,6 +92,9 @@ impl ServeOptions {
             limits: crate::listener::Limits::default(),
             agent_secret_ttl: DEFAULT_AGENT_SECRET_TTL,
             clock: service::SharedClock::default(),
+            identity_renewal_days: service::renewal::DEFAULT_RENEWAL_DAYS,
+            identity_grace_days: service::renewal::DEFAULT_GRACE_DAYS,
+            identity_renewal_batch: service::renewal::DEFAULT_RENEWAL_BATCH,
         }
     }
 }
@@ -101,6 +112,8 @@ pub struct RunningServer {
     inventory: Option<JoinHandle<()>>,
     /// Writes counted auth failures to the store (and once more at stop).
     auth_failures: JoinHandle<()>,
+    /// The identity renewal schedule; None when `identity_renewal_days` is zero.
+    renewal: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -113,7 +126,7 @@ impl RunningServer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.join.await;
-        if let Some(task) = self.inventory {
+        for task in [self.inventory, self.renewal].into_iter().flatten() {
             let _ = task.await;
         }
         let _ = self.auth_failures.await;
@@ -237,7 +250,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
                 static_challenge: opts.scep_challenge.clone(),
                 validity_days: opts.scep_validity_days,
             })
-            .with_profile_signer(profile_signer),
+            .with_profile_signer(profile_signer)
+            .with_identity_renewal(service::renewal::RenewalSettings::new(
+                service::enroll::ProfileUrls {
+                    base_url: public_url.clone(),
+                },
+                opts.identity_renewal_days,
+                opts.identity_grace_days,
+            )),
         identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
         trusted_proxies: Arc::new(opts.trusted_proxies.clone()),
@@ -269,6 +289,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         rx.clone(),
     );
     let auth_failures = crate::schedule::spawn_auth_failure_flush(state.mdm.clone(), rx.clone());
+    let renewal = crate::schedule::spawn_renewal_schedule(
+        state.mdm.clone(),
+        opts.identity_renewal_days,
+        opts.identity_renewal_batch,
+        rx.clone(),
+    );
     let join = tokio::spawn(listener::serve(
         listener,
         app,
@@ -291,6 +317,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         join,
         inventory,
         auth_failures,
+        renewal,
     })
 }
 

@@ -4,6 +4,10 @@
 //! at most `batch` devices whose last request is older than the interval, oldest first
 //! (`MdmService::queue_due_inventory`). With the defaults (a day, 200 per minute) 100,000 Macs are all asked
 //! within about 8 hours and never all at once. The business rules live in `service`; this is only the timer.
+//!
+//! The identity renewal schedule (issue 11) runs beside it: every [`RENEWAL_TICK`] it asks the service to queue
+//! renewal profiles for at most `batch` Macs whose identity expires within the renewal window and that have
+//! none outstanding (`MdmService::renew_expiring_identities`).
 
 use std::time::Duration;
 
@@ -79,4 +83,48 @@ pub fn spawn_auth_failure_flush(
             }
         }
     })
+}
+
+/// Pause between two passes of the identity renewal schedule.
+pub const RENEWAL_TICK: Duration = Duration::from_secs(600);
+
+/// Start the identity renewal schedule; None when `renewal_days` or `batch` is zero (disabled). Stops when
+/// `shutdown` turns true.
+pub fn spawn_renewal_schedule(
+    mdm: MdmService,
+    renewal_days: u32,
+    batch: u32,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    if renewal_days == 0 || batch == 0 {
+        tracing::info!("automatic identity renewal disabled");
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut timer = tokio::time::interval(RENEWAL_TICK);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = timer.tick() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            match mdm.renew_expiring_identities(batch).await {
+                Ok(t) if t.queued.is_empty() && t.failed == 0 => {}
+                Ok(t) => tracing::info!(
+                    devices = t.queued.len(),
+                    failed = t.failed,
+                    "identity renewal schedule queued renewal profiles"
+                ),
+                Err(e) => tracing::warn!(error = %e, "identity renewal schedule pass failed"),
+            }
+        }
+    }))
 }

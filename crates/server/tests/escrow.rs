@@ -282,8 +282,81 @@ async fn checkout_clears_the_token() {
     );
 }
 
-// Identity renewal (proven by RenewalReq or a renewal profile) and unproven certificates claiming an enrolled
-// UDID are covered in tests/adversarial.rs.
+#[tokio::test]
+async fn identity_renewal_keeps_the_token_rebinds_and_refuses_the_old_certificate() {
+    let ts = TestServer::start().await.unwrap();
+    ts.install_push_certificate().await.unwrap();
+    let mac = enrolled(&ts, "UDID-RENEW").await;
+    assert_eq!(
+        mac.set_bootstrap_token(Some(TOKEN)).await.unwrap().status,
+        200
+    );
+    assert_eq!(mac.get_bootstrap_token().await.unwrap().1.unwrap(), TOKEN);
+    mac.drain().await.unwrap();
+    let old = testkit::TestDevice::with_identity(
+        "UDID-RENEW",
+        mac.cert.clone(),
+        mac.key.clone(),
+        ts.base_url(),
+    );
+
+    // Renewal the way Macs do it: the enrollment profile again, with a challenge minted for this UDID.
+    let renewal = ts
+        .running()
+        .state
+        .mdm
+        .admin_renew_identity("UDID-RENEW", &service::apikeys::Actor::offline("test"))
+        .await
+        .unwrap();
+    let reply = mac.idle().await.unwrap();
+    let cmd: plist::Value = plist::from_bytes(&reply.body).unwrap();
+    let cmd = cmd.as_dictionary().unwrap();
+    assert_eq!(
+        cmd["CommandUUID"].as_string(),
+        Some(renewal.command_uuid.as_str())
+    );
+    let payload = cmd["Command"].as_dictionary().unwrap()["Payload"]
+        .as_data()
+        .unwrap()
+        .to_vec();
+    let (mac, _) =
+        testkit::TestDevice::enroll_via_profile("UDID-RENEW", &payload, &ts.profile_signer_cert())
+            .await
+            .unwrap()
+            .unwrap();
+    mac.enroll().await.unwrap(); // Authenticate + TokenUpdate, no SetBootstrapToken (Fleet #41167)
+    let rec = ts
+        .store()
+        .bootstrap_token("UDID-RENEW")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !rec.verified,
+        "kept but not re-verified after a repeat Authenticate"
+    );
+
+    assert_eq!(
+        old.get_bootstrap_token().await.unwrap().0.status,
+        400,
+        "old certificate refused"
+    );
+    assert_eq!(mac.get_bootstrap_token().await.unwrap().1.unwrap(), TOKEN);
+    assert!(
+        ts.store()
+            .bootstrap_token("UDID-RENEW")
+            .await
+            .unwrap()
+            .unwrap()
+            .verified
+    );
+    let kinds = event_kinds(&ts, "UDID-RENEW").await;
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, _, _)| k == "enrollment.identity_renewed")
+    );
+}
 
 #[tokio::test]
 async fn set_with_the_token_absent_or_empty_clears_it() {

@@ -65,6 +65,26 @@ impl IdentityCheck {
             )),
         }
     }
+
+    /// [`IdentityCheck::verify`] without the validity-period check. Only for the renewal grace
+    /// (`MdmService::grace_connect`), which bounds how far past notAfter it accepts and what it answers.
+    pub(crate) fn verify_ignoring_expiry(
+        &self,
+        credential: DeviceCredential<'_>,
+        body: &[u8],
+    ) -> Result<CertInfo, ServiceError> {
+        match credential {
+            DeviceCredential::MdmSignature(header) => Ok(self
+                .verifier
+                .verify_mdm_signature_ignoring_expiry(header, body)?),
+            DeviceCredential::TlsCertificate(der) | DeviceCredential::ForwardedCertificate(der) => {
+                Ok(self.verifier.verify_certificate_der_ignoring_expiry(der)?)
+            }
+            DeviceCredential::None => {
+                Err(ServiceError::Unauthenticated("no device identity".into()))
+            }
+        }
+    }
 }
 
 impl MdmService {

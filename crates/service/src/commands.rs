@@ -45,6 +45,16 @@ impl MdmService {
         let cert = match identity.verify(credential, body) {
             Ok(cert) => cert,
             Err(err) => {
+                // A still-bound identity shortly past notAfter may fetch its renewal profile, nothing else.
+                // Any failure on that path ends in the original refusal.
+                match self
+                    .grace_connect(identity, credential, body, &report)
+                    .await
+                {
+                    Ok(Some(reply)) => return Ok(reply),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "renewal grace could not be granted"),
+                }
                 self.note_auth_failure(&report.identity, "command report", &err, source)
                     .await;
                 return Err(err);
@@ -67,6 +77,16 @@ impl MdmService {
         body: &[u8],
     ) -> Result<ConnectReply, ServiceError> {
         let device = self.bound_device(cert, &report.identity).await?;
+        if device.cert_not_after.is_none() && !device.is_pending() {
+            // Bound before escrowd recorded expiry: without it the renewal schedule would never see this Mac.
+            self.store
+                .backfill_cert_not_after(
+                    &device.id,
+                    &cert.fingerprint,
+                    cert.not_after_unix.saturating_mul(1000),
+                )
+                .await?;
+        }
         let enrollment = self.channel_enrollment(&device, &report.identity).await?;
         let now = self.now();
         self.store.touch_last_seen(&enrollment.id, now).await?;
@@ -215,6 +235,9 @@ impl MdmService {
                     ),
                 );
                 self.store.record_event(&event).await?;
+                if request_type == "InstallProfile" {
+                    self.renewal_refused(device_id, uuid).await?;
+                }
             }
             Status::Acknowledged if request_type == "EraseDevice" => {
                 let event = self.event(

@@ -53,7 +53,19 @@ impl MdmService {
         let mut out = findings(&d, &users, !escrow_attempts.is_empty());
         let pending = self.store.pending_identities(id).await?;
         out.extend(identity_findings(&d, &pending));
-        out.sort_by(|a, b| b.severity.cmp(&a.severity));
+        let renewal = self.outstanding_renewal(id).await?;
+        let (window, grace) = self.renewal_settings().map_or(
+            (i64::from(crate::renewal::DEFAULT_RENEWAL_DAYS) * DAY_MS, 0),
+            |s| (s.renew_before_ms, s.grace_ms),
+        );
+        out.extend(identity_expiry_findings(
+            &d,
+            renewal.as_ref(),
+            self.now(),
+            window,
+            grace,
+        ));
+        out.sort_by_key(|f| std::cmp::Reverse(f.severity));
         Ok(out)
     }
 }
@@ -111,6 +123,113 @@ pub fn identity_findings(d: &DeviceRecord, pending: &[store::Enrollment]) -> Vec
         });
     }
     out
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Findings about the bound identity certificate's expiry (issue 11, renewal): expired (within the grace period
+/// or past it) or expiring within `window_ms` (the automatic renewal window, or 30 days when automatic renewal
+/// is off), each saying whether a renewal profile is queued. `renewal` is the outstanding one, if any.
+pub fn identity_expiry_findings(
+    d: &DeviceRecord,
+    renewal: Option<&store::IdentityRenewal>,
+    now: i64,
+    window_ms: i64,
+    grace_ms: i64,
+) -> Vec<Finding> {
+    let e = &d.enrollment;
+    let Some(not_after) = e.cert_not_after else {
+        return Vec::new();
+    };
+    if !e.enabled {
+        return Vec::new();
+    }
+    let id = &e.id;
+    let queued = renewal.map(|r| {
+        format!(
+            "renewal profile {} queued at {} ms; its one-time challenge is valid until {} ms",
+            r.command_uuid, r.queued_at, r.challenge_expires_at
+        )
+    });
+    let mut evidence = vec![format!(
+        "bound identity certificate {} expires at {not_after} ms",
+        e.cert_fingerprint
+            .as_deref()
+            .map(crate::enrollment::short_fp)
+            .unwrap_or("none")
+    )];
+    evidence.extend(queued.clone());
+    let renew = format!("`escrowd device renew-identity {id}`");
+    if not_after <= now {
+        let ago = (now - not_after) / DAY_MS;
+        if now - not_after <= grace_ms {
+            return vec![Finding {
+                code: "identity_expired_in_grace",
+                severity: Severity::Critical,
+                summary: format!(
+                    "This Mac's identity certificate expired {ago} days ago; it may still check in, but only to \
+                     receive its renewal profile ({})",
+                    if queued.is_some() {
+                        "queued"
+                    } else {
+                        "not queued yet"
+                    }
+                ),
+                evidence,
+                fix: format!(
+                    "Wake the Mac (`escrowd push {id}`) so it installs its renewal profile within {} days of expiry \
+                     ({}).",
+                    grace_ms / DAY_MS,
+                    if queued.is_some() {
+                        "already queued".to_string()
+                    } else {
+                        format!("escrowd queues one at its next check-in, or now: {renew}")
+                    }
+                ),
+            }];
+        }
+        return vec![Finding {
+            code: "identity_expired",
+            severity: Severity::Critical,
+            summary: format!(
+                "This Mac's identity certificate expired {ago} days ago: it can no longer check in and its \
+                 escrowed token cannot be served to it"
+            ),
+            evidence,
+            fix: "Re-enroll the Mac (a new enrollment link or profile); then approve its new identity if it shows \
+                  as pending. Keep automatic renewal on (serve --identity-renewal-days) so others renew in time."
+                .into(),
+        }];
+    }
+    if not_after - now <= window_ms {
+        let days = (not_after - now) / DAY_MS;
+        return vec![match queued {
+            Some(_) => Finding {
+                code: "identity_expiring_renewal_queued",
+                severity: Severity::Info,
+                summary: format!(
+                    "This Mac's identity certificate expires in {days} days; its renewal profile is queued"
+                ),
+                evidence,
+                fix: format!(
+                    "Nothing to do: the Mac renews at its next check-in and keeps its token. If it stays offline, \
+                     wake it: `escrowd push {id}`."
+                ),
+            },
+            None => Finding {
+                code: "identity_expiring_renewal_not_queued",
+                severity: Severity::Warning,
+                summary: format!(
+                    "This Mac's identity certificate expires in {days} days and no renewal is queued"
+                ),
+                evidence,
+                fix: format!(
+                    "Renew it now: {renew} (or keep automatic renewal on: serve --identity-renewal-days 30)."
+                ),
+            },
+        }];
+    }
+    Vec::new()
 }
 
 fn yes(v: Option<bool>) -> bool {

@@ -388,3 +388,81 @@ fn token_holders_are_named_once_with_source_time_and_conflict() {
         "each user once, with the fact's source, time and the other source's conflicting word"
     );
 }
+
+// ---- identity expiry (issue 11, renewal)
+
+const DAY: i64 = 86_400_000;
+const NOW: i64 = 1_000 * DAY;
+
+fn expiring(not_after: Option<i64>) -> DeviceRecord {
+    let mut d = record();
+    d.enrollment.cert_not_after = not_after;
+    d.enrollment.cert_fingerprint = Some("ab".repeat(32));
+    d
+}
+
+fn queued() -> store::IdentityRenewal {
+    store::IdentityRenewal {
+        device_id: "D".into(),
+        command_uuid: "RENEW-1".into(),
+        queued_at: NOW - DAY,
+        challenge_expires_at: NOW + 13 * DAY,
+        renews_not_after: Some(NOW + 10 * DAY),
+    }
+}
+
+fn expiry_codes(d: &DeviceRecord, r: Option<&store::IdentityRenewal>) -> Vec<&'static str> {
+    super::identity_expiry_findings(d, r, NOW, 30 * DAY, 30 * DAY)
+        .iter()
+        .map(|f| f.code)
+        .collect()
+}
+
+#[test]
+fn an_identity_expiring_within_the_window_says_whether_its_renewal_is_queued() {
+    let d = expiring(Some(NOW + 10 * DAY));
+    assert_eq!(
+        expiry_codes(&d, None),
+        ["identity_expiring_renewal_not_queued"]
+    );
+    let f = &super::identity_expiry_findings(&d, None, NOW, 30 * DAY, 30 * DAY)[0];
+    assert!(
+        f.fix.contains("escrowd device renew-identity D"),
+        "{}",
+        f.fix
+    );
+    assert!(f.summary.contains("10 days"), "{}", f.summary);
+    assert_eq!(
+        expiry_codes(&d, Some(&queued())),
+        ["identity_expiring_renewal_queued"]
+    );
+    // Outside the window, unknown expiry, or a checked-out Mac: nothing to say.
+    assert!(expiry_codes(&expiring(Some(NOW + 31 * DAY)), None).is_empty());
+    assert!(expiry_codes(&expiring(None), None).is_empty());
+    let mut gone = expiring(Some(NOW + DAY));
+    gone.enrollment.enabled = false;
+    assert!(expiry_codes(&gone, None).is_empty());
+}
+
+#[test]
+fn an_expired_identity_is_in_grace_or_gone() {
+    assert_eq!(
+        expiry_codes(&expiring(Some(NOW - 2 * DAY)), Some(&queued())),
+        ["identity_expired_in_grace"]
+    );
+    let f = &super::identity_expiry_findings(
+        &expiring(Some(NOW - 2 * DAY)),
+        None,
+        NOW,
+        30 * DAY,
+        30 * DAY,
+    )[0];
+    assert!(f.summary.contains("not queued yet"), "{}", f.summary);
+    assert_eq!(
+        expiry_codes(&expiring(Some(NOW - 31 * DAY)), None),
+        ["identity_expired"]
+    );
+    // No grace configured: expired is expired.
+    let none = super::identity_expiry_findings(&expiring(Some(NOW - DAY)), None, NOW, 30 * DAY, 0);
+    assert_eq!(none[0].code, "identity_expired");
+}

@@ -51,7 +51,7 @@ pub fn secret_hash(value: &[u8]) -> String {
     hex::encode(sha256(value))
 }
 
-fn random_hex(bytes: usize) -> Result<String, ServiceError> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String, ServiceError> {
     let mut buf = vec![0u8; bytes];
     openssl::rand::rand_bytes(&mut buf)
         .map_err(|e| ServiceError::Internal(format!("random bytes: {e}")))?;
@@ -336,7 +336,7 @@ impl MdmService {
         Ok(None)
     }
 
-    async fn require_topic(&self) -> Result<String, ServiceError> {
+    pub(crate) async fn require_topic(&self) -> Result<String, ServiceError> {
         self.push_topic().await?.ok_or_else(|| {
             ServiceError::Conflict(
                 "no push certificate yet: upload the push certificate first: escrowd push-cert upload --cert push.pem --key push.key"
@@ -345,13 +345,17 @@ impl MdmService {
         })
     }
 
-    fn require_signer(&self) -> Result<&Arc<ProfileSigner>, ServiceError> {
+    pub(crate) fn require_signer(&self) -> Result<&Arc<ProfileSigner>, ServiceError> {
         self.profile_signer.as_ref().ok_or_else(|| {
             ServiceError::Internal("no profile-signing certificate is configured".into())
         })
     }
 
-    fn signed_profile(
+    /// The enrollment profile for `group` with `challenge`, signed. Every identity key (top-level and payload
+    /// PayloadIdentifiers, Topic, ServerURL, CheckInURL, AccessRights, SignMessage, ServerCapabilities) depends
+    /// only on the server's settings, so a renewal profile built here updates the installed one in place
+    /// (Apple refuses an update that changes them); only PayloadUUIDs and the challenge differ.
+    pub(crate) fn signed_profile(
         &self,
         group: &Group,
         challenge: Secret<String>,

@@ -294,6 +294,10 @@ impl MdmService {
             );
             self.store.enroll_fresh(&e, &event).await?;
         }
+        if !same_cert {
+            // A new identity (renewed or enrolled afresh): no renewal of the previous one is outstanding.
+            self.store.clear_identity_renewal(&device_id).await?;
+        }
         if live.is_some() {
             // Kept across re-Authenticate (Fleet #41167), but no longer known to be the one the Mac holds.
             self.store

@@ -53,3 +53,10 @@ pub const COMMAND_SEALED_PAYLOAD_UNREADABLE: &str = "command.sealed_payload_unre
 pub const ACCOUNT_CONFIGURATION_QUEUED: &str = "account.configuration_queued";
 pub const ACCOUNT_CONFIGURATION_FAILED: &str = "account.configuration_failed";
 pub const GROUP_ACCOUNTS_UPDATED: &str = "admin.group.accounts";
+
+// Identity renewal (issue 11, renewal profiles).
+/// A renewal profile (the enrollment profile with a one-time challenge minted for the Mac) was queued.
+pub const IDENTITY_RENEWAL_QUEUED: &str = "identity.renewal_queued";
+/// A still-bound identity past its notAfter (within the grace period) checked in and was answered only with
+/// its renewal profile.
+pub const IDENTITY_RENEWAL_GRACE: &str = "identity.renewal_grace";

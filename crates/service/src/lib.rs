@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod keys;
 pub mod push;
 pub mod push_cert;
+pub mod renewal;
 pub mod reports;
 pub mod scep;
 
@@ -51,6 +52,8 @@ pub struct MdmService {
     auth_failures: Arc<edge::AuthFailureTally>,
     /// How long an agent registration secret stays usable once its InstallProfile is on the Mac.
     agent_secret_ttl: store::Millis,
+    /// Identity renewal (issue 11); None = renewal profiles cannot be queued.
+    renewal: Option<Arc<renewal::RenewalSettings>>,
 }
 
 impl MdmService {
@@ -73,6 +76,7 @@ impl MdmService {
             agent_nudges: Arc::default(),
             auth_failures: Arc::default(),
             agent_secret_ttl: agent::DEFAULT_REGISTRATION_SECRET_TTL_MS,
+            renewal: None,
         }
     }
 

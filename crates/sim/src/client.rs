@@ -1,7 +1,8 @@
 //! The Mac's MDM client: enrolls against an escrowd URL with an identity certificate from the server's
 //! development CA, signs every body with `Mdm-Signature` the way Macs do (detached CMS, SHA-1 without signed
 //! attributes by default), sends the check-ins the model asks for and answers the command channel from the
-//! model's state.
+//! model's state. Like a Mac, it renews its identity only when its server re-sends the enrollment profile with
+//! InstallProfile (`client::profile`): it never takes a certificate straight from a CA.
 //!
 //! Guarantees: every server answer is fed back into the model (a SetBootstrapToken counts as escrowed only
 //! after a 200; a GetBootstrapToken reply is checked against the Mac's own token); nothing a server sends can
@@ -84,6 +85,9 @@ pub struct VirtualMac {
     /// test drives Setup Assistant itself; `Some(plan)`: DeviceConfigured finishes Setup Assistant per plan
     /// and whatever AccountConfiguration said.
     pub setup_plan: Option<SetupPlan>,
+    /// The installed enrollment profile's identity keys (None for a Mac given its certificate directly: it
+    /// adopts the first enrollment profile its server sends).
+    pub(crate) installed: Option<profile::InstalledEnrollment>,
 }
 
 /// The Setup Assistant run of an ADE Mac after DeviceConfigured.
@@ -170,6 +174,7 @@ impl VirtualMac {
             http: Client::builder(TokioExecutor::new()).build_http(),
             stats: Stats::default(),
             setup_plan: None,
+            installed: None,
         })
     }
 
@@ -246,27 +251,15 @@ impl VirtualMac {
         Ok(())
     }
 
-    /// Identity certificate renewal: a new key and certificate, then Authenticate and TokenUpdate again
-    /// (no SetBootstrapToken, as real Macs do; S11). Returns the old certificate and key.
-    pub async fn renew_identity(
-        &mut self,
-        ca: &CertificateAuthority,
-    ) -> Result<(X509, PKey<Private>), ClientError> {
-        let (cert, key) = issue_identity(ca, &self.mac.udid)?;
-        let old = std::mem::replace(&mut self.cert, cert);
-        let old_key = std::mem::replace(&mut self.key, key);
-        if let Err(err) = self.enroll().await {
-            self.cert = old;
-            self.key = old_key;
-            return Err(err);
-        }
-        Ok((old, old_key))
-    }
-
     /// Use another identity (e.g. an old certificate) for the next requests.
     pub fn set_identity(&mut self, cert: X509, key: PKey<Private>) {
         self.cert = cert;
         self.key = key;
+    }
+
+    /// The identity the Mac uses now (certificate and key), e.g. to keep the old one across a renewal.
+    pub fn identity(&self) -> (X509, PKey<Private>) {
+        (self.cert.clone(), self.key.clone())
     }
 
     /// Deliver a check-in the model asked for and feed the answer back into the model.

@@ -218,3 +218,61 @@ async fn a_fleet_in_an_escrow_off_group_is_not_reported_as_failed() {
     }
     ts.stop().await;
 }
+
+/// A Mac enrolled by link renews only with a profile whose identity keys equal the installed one's: escrowd's
+/// renewal profile is accepted (new SCEP identity, token kept); after the push topic changed, macOS (and the
+/// virtual Mac) refuses the update and keeps its identity.
+#[tokio::test]
+async fn a_mac_enrolled_by_link_accepts_its_renewal_profile_and_refuses_one_that_changes_the_topic()
+{
+    let ts = server().await;
+    ts.install_push_certificate().await.unwrap();
+    let (_, token) = token_for(&ts, "Renew", true).await;
+    let mut vm = enroll_by_link(&ts, "LINK-REN", &token).await;
+    vm.poll().await.unwrap();
+    let mdm = &ts.running().state.mdm;
+    let before = vm.cert.to_der().unwrap();
+    mdm.admin_renew_identity("LINK-REN", &Actor::offline("test"))
+        .await
+        .unwrap();
+    let polled = vm.poll().await.unwrap();
+    assert!(
+        polled
+            .answered
+            .contains(&("InstallProfile".to_string(), "Acknowledged")),
+        "{polled:?}"
+    );
+    let renewed = vm.cert.to_der().unwrap();
+    assert_ne!(renewed, before);
+    let kinds = event_kinds(&ts, "LINK-REN").await;
+    assert!(
+        kinds.contains(&"enrollment.identity_renewed".into()),
+        "{kinds:?}"
+    );
+
+    // A new push certificate with another topic: the renewal profile now changes Topic.
+    let (cert, key) =
+        testkit::enroll::test_push_certificate("com.apple.mgmt.External.other").unwrap();
+    mdm.put_push_certificate(&cert, &vault::Secret::new(key), "test")
+        .await
+        .unwrap();
+    mdm.admin_renew_identity("LINK-REN", &Actor::offline("test"))
+        .await
+        .unwrap();
+    let polled = vm.poll().await.unwrap();
+    assert!(
+        polled
+            .answered
+            .contains(&("InstallProfile".to_string(), "Error")),
+        "{polled:?}"
+    );
+    assert_eq!(vm.cert.to_der().unwrap(), renewed, "identity kept");
+    // The refused renewal is no longer outstanding: it can be queued again.
+    assert!(
+        ts.store()
+            .identity_renewal("LINK-REN")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

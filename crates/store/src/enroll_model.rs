@@ -79,3 +79,18 @@ impl IssuedProof {
         }
     }
 }
+
+/// An identity renewal escrowd queued for a Mac (issue 11): a renewal profile (InstallProfile of the
+/// enrollment profile) whose one-time SCEP challenge was minted for the Mac's UDID. Outstanding until the
+/// proven renewal clears it, or until its challenge expires (then it may be queued again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRenewal {
+    pub device_id: String,
+    /// The InstallProfile command carrying the renewal profile.
+    pub command_uuid: String,
+    pub queued_at: Millis,
+    /// When the profile's one-time challenge expires (the renewal is no longer outstanding after that).
+    pub challenge_expires_at: Millis,
+    /// notAfter (Unix ms) of the certificate being renewed, when known.
+    pub renews_not_after: Option<Millis>,
+}

@@ -88,6 +88,33 @@ pub trait Store: Send + Sync + 'static {
         event: &NewEvent,
     ) -> Result<bool>;
 
+    // --- Identity renewal (issue 11, renewal profiles) ---
+    /// Records that a renewal profile was queued for device `r.device_id` (replacing an earlier record) and
+    /// writes `event`, one transaction. NotFound for an unknown device enrollment (or a pending identity).
+    async fn put_identity_renewal(&self, r: &IdentityRenewal, event: &NewEvent) -> Result<()>;
+    async fn identity_renewal(&self, device_id: &str) -> Result<Option<IdentityRenewal>>;
+    /// Forget the device's renewal record (its proven renewal happened). Returns whether there was one.
+    async fn clear_identity_renewal(&self, device_id: &str) -> Result<bool>;
+    /// Enabled, finished (`token_update_count > 0`), unblocked device enrollments (no pending identities)
+    /// whose bound certificate's notAfter is at or before `expiring_by` and that have no renewal outstanding
+    /// at `at` (none recorded, or its challenge expired). Soonest expiry first, then id. `limit` 0 means 100;
+    /// at most 10,000.
+    async fn identity_renewals_due(
+        &self,
+        expiring_by: Millis,
+        at: Millis,
+        limit: u32,
+    ) -> Result<Vec<Enrollment>>;
+
+    /// Record the bound certificate's notAfter on an enrollment bound before escrowd stored it (set only while
+    /// `fingerprint` is still bound to `device_id` and none is recorded). Returns whether it was set.
+    async fn backfill_cert_not_after(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+        not_after: Millis,
+    ) -> Result<bool>;
+
     // ---- bootstrap token (metadata + sealed secret, written together)
 
     /// Upsert secret + metadata + event in one durable transaction. NotFound for an unknown enrollment;

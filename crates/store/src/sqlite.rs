@@ -46,6 +46,8 @@ mod groups;
 mod inventory;
 #[path = "shared/push.rs"]
 mod push;
+#[path = "shared/renewals.rs"]
+mod renewals;
 #[path = "shared/scep.rs"]
 mod scep;
 #[path = "shared/schedule.rs"]

@@ -86,6 +86,16 @@ impl TestDevice {
         }
     }
 
+    /// Replace the identity with a new certificate straight from the CA. Not how a Mac renews (escrowd re-sends
+    /// the enrollment profile: see `MdmService::admin_renew_identity`): for an enrolled UDID this is an unproven,
+    /// *pending* identity.
+    pub fn renew_identity(&mut self, ca: &CertificateAuthority) -> anyhow::Result<()> {
+        let (cert, key) = issue_identity(ca, &self.udid, KeyKind::Rsa2048)?;
+        self.cert = cert;
+        self.key = key;
+        Ok(())
+    }
+
     pub fn signature(&self, body: &[u8]) -> anyhow::Result<String> {
         Ok(mdm_signature(body, &self.cert, &self.key, self.sign)?)
     }

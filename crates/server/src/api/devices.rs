@@ -132,7 +132,15 @@ async fn detail(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Ok(m) => m,
         Err(e) => return service_error(e),
     };
+    let expiry = match s.mdm.identity_expiry(&id).await {
+        Ok(x) => x,
+        Err(e) => return service_error(e),
+    };
     let mut view = views::device(&d);
+    view["identity_renewal"] = expiry
+        .renewal
+        .as_ref()
+        .map_or(serde_json::Value::Null, super::renewal::renewal_json);
     view["push"] = json!({
         "has_token": d.enrollment.push_token.is_some(),
         "topic": d.enrollment.topic,

@@ -23,6 +23,7 @@ mod keys;
 mod nanomdm;
 mod openapi;
 mod push_cert;
+mod renewal;
 mod reports;
 mod schema;
 mod views;
@@ -144,6 +145,7 @@ pub fn api() -> (Router<AppState>, ApiDoc) {
     let api = edge::routes(api);
     let api = groups::routes(api);
     let api = identity::routes(api);
+    let api = renewal::routes(api);
     let api = enroll::routes(api);
     let api = commands::routes(api);
     let api = actions::routes(api);

@@ -101,17 +101,26 @@ pub(super) fn components(api: Api) -> Api {
     ]);
     let detail = extend(
         device.clone(),
-        &[(
-            "push",
-            object(&[
-                ("has_token", boolean()),
-                ("topic", text()),
-                (
-                    "token_refused",
-                    nullable(object(&[("at", millis()), ("reason", string())])),
+        &[
+            (
+                "push",
+                object(&[
+                    ("has_token", boolean()),
+                    ("topic", text()),
+                    (
+                        "token_refused",
+                        nullable(object(&[("at", millis()), ("reason", string())])),
+                    ),
+                ]),
+            ),
+            (
+                "identity_renewal",
+                described(
+                    nullable(super::renewal::renewal_schema()),
+                    "the renewal profile outstanding for this Mac (queued, its challenge unexpired), if any",
                 ),
-            ]),
-        )],
+            ),
+        ],
     );
     let fact = || nullable(reference("Fact"));
     api.component("Device", device)

@@ -149,6 +149,13 @@ impl VirtualMac {
             }
             "RestartDevice" => self.restart(&cmd.body).await?,
             "EraseDevice" => self.erase(&cmd.body).await?,
+            "InstallProfile" => match cmd.body.get("Payload").and_then(Value::as_data) {
+                Some(payload) => match self.install_profile_payload(payload).await? {
+                    Ok(()) => Answer::ack(Dictionary::new()),
+                    Err((code, text)) => Answer::error(code, text),
+                },
+                None => Answer::error(4000, "InstallProfile carries no Payload"),
+            },
             _ => Answer::error(12021, "Unknown command"),
         })
     }

@@ -70,23 +70,55 @@ async fn s10_factorial_account_creation_table() {
     }
 }
 
-/// S11 — identity certificate renewal keeps the BT (Fleet #41167): Authenticate + TokenUpdate with a new
-/// certificate, no SetBootstrapToken; the old certificate is refused; a later GetBootstrapToken serves it.
+/// S11 — identity certificate renewal keeps the BT (Fleet #41167), the way Macs renew: escrowd re-sends the
+/// enrollment profile with InstallProfile (same identity keys, a one-time challenge minted for this UDID); the
+/// Mac gets a new certificate over SCEP, sends Authenticate + TokenUpdate with it and no SetBootstrapToken; the
+/// old certificate is refused afterwards; a later GetBootstrapToken serves the kept token.
 #[tokio::test]
 async fn s11_identity_renewal_keeps_the_escrowed_token() {
     let ts = server().await;
-    let ca = ts.device_ca().unwrap();
+    ts.install_push_certificate().await.unwrap();
     let mut vm = enrolled(&ts, MacSpec::apple_silicon_ade("S11")).await;
     vm.mac
         .setup_assistant_create_user(local("ladmin", true))
         .unwrap();
     vm.login("ladmin", PW).await.unwrap();
     let before = server_token(&ts, "S11").await.unwrap();
+    let (old_cert, old_key) = vm.identity();
 
-    let (old_cert, old_key) = vm.renew_identity(&ca).await.unwrap();
+    let renewal = ts
+        .running()
+        .state
+        .mdm
+        .admin_renew_identity("S11", &service::apikeys::Actor::offline("s11"))
+        .await
+        .unwrap();
+    let polled = vm.poll().await.unwrap();
+    assert!(
+        polled
+            .answered
+            .contains(&("InstallProfile".to_string(), "Acknowledged")),
+        "{polled:?}"
+    );
+    assert_ne!(vm.cert.to_der().unwrap(), old_cert.to_der().unwrap());
     let after = server_token(&ts, "S11").await.expect("token kept");
     assert_eq!(after.digest, before.digest);
     assert_eq!(after.escrowed_at, before.escrowed_at);
+    let kinds = event_kinds(&ts, "S11").await;
+    assert!(
+        kinds.contains(&"enrollment.identity_renewed".into()),
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"identity.pending".into()), "{kinds:?}");
+    let e = ts.store().enrollment("S11").await.unwrap().unwrap();
+    assert_eq!(
+        e.cert_fingerprint.as_deref(),
+        Some(pki::identity::fingerprint_sha256(&vm.cert.to_der().unwrap()).as_str())
+    );
+    assert!(ts.store().identity_renewal("S11").await.unwrap().is_none());
+    let result = command_result(&ts, "S11", &renewal.command_uuid).await;
+    let report = protocol::command::parse_report(&result).unwrap();
+    assert_eq!(report.status, protocol::command::Status::Acknowledged);
 
     // The old certificate no longer speaks for this Mac.
     let mut impostor =

@@ -11,6 +11,7 @@ mod enrollments;
 mod events;
 mod groups;
 mod push;
+mod renewals;
 mod scep;
 mod schedule;
 mod sealed_commands;
@@ -243,6 +244,9 @@ conformance! {
     enroll::concurrent_redeems_never_exceed_max_uses,
     enroll::a_challenge_is_consumed_once_and_not_after_it_expires,
     enroll::an_issued_certificate_binds_to_its_first_device_only,
+    renewals::a_renewal_is_recorded_replaced_and_cleared_with_its_event,
+    renewals::renewals_due_are_expiring_macs_without_an_outstanding_renewal,
+    renewals::a_missing_not_after_is_backfilled_only_for_the_bound_certificate,
 }
 
 /// Not a conformance case: the device list at fleet scale. Run with

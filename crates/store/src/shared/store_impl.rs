@@ -3,15 +3,15 @@
 
 use super::{
     BACKEND, BackendStore, agents, apikeys, commands, devices, edge, enroll, enrollments, events,
-    groups, inventory, push, scep, schedule, secrets, tokens,
+    groups, inventory, push, renewals, scep, schedule, secrets, tokens,
 };
 use crate::{
     ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey, AuthFailureCount,
     AuthFailureFilter, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter,
     DeviceInventory, DeviceRecord, DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter,
-    FactSource, Group, GroupAccountSettings, InventoryDue, IssuedCertificate, Millis, NewCommand,
-    NewEvent, PushInvalid, QueuedCommand, ReportOutcome, Result, ScepChallenge, SealedSecret,
-    SecurityFacts, Store, TokenRefusal,
+    FactSource, Group, GroupAccountSettings, IdentityRenewal, InventoryDue, IssuedCertificate,
+    Millis, NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome, Result, ScepChallenge,
+    SealedSecret, SecurityFacts, Store, TokenRefusal,
 };
 
 #[async_trait::async_trait]
@@ -42,6 +42,36 @@ impl Store for BackendStore {
 
     async fn count_enrollments(&self) -> Result<u64> {
         enrollments::count_all(&self.pool).await
+    }
+
+    async fn put_identity_renewal(&self, r: &IdentityRenewal, event: &NewEvent) -> Result<()> {
+        renewals::put(&self.pool, r, event).await
+    }
+
+    async fn identity_renewal(&self, device_id: &str) -> Result<Option<IdentityRenewal>> {
+        renewals::get(&self.pool, device_id).await
+    }
+
+    async fn clear_identity_renewal(&self, device_id: &str) -> Result<bool> {
+        renewals::clear(&self.pool, device_id).await
+    }
+
+    async fn identity_renewals_due(
+        &self,
+        expiring_by: Millis,
+        at: Millis,
+        limit: u32,
+    ) -> Result<Vec<Enrollment>> {
+        renewals::due(&self.pool, expiring_by, at, limit).await
+    }
+
+    async fn backfill_cert_not_after(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+        not_after: Millis,
+    ) -> Result<bool> {
+        renewals::backfill_not_after(&self.pool, device_id, fingerprint, not_after).await
     }
 
     async fn put_pending_identity(&self, pending: &Enrollment, event: &NewEvent) -> Result<()> {
