@@ -420,6 +420,16 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|w| k.contains(w))
 }
 
+/// A secret-looking key holding a value that can carry a secret: a flag or a number under such a key
+/// (`BootstrapTokenAllowed`, `PasscodeMinLength`) says something *about* a secret and is not one.
+fn is_secret_entry(key: &str, value: &Value) -> bool {
+    is_secret_key(key)
+        && !matches!(
+            value,
+            Value::Boolean(_) | Value::Integer(_) | Value::Real(_) | Value::Date(_)
+        )
+}
+
 /// Whether `value` holds a secret-looking key at any depth, also inside data that is itself an XML plist (an
 /// unsigned configuration profile, for instance). Signed or binary data is not looked into.
 fn holds_secret(value: &Value, depth: usize) -> bool {
@@ -429,7 +439,7 @@ fn holds_secret(value: &Value, depth: usize) -> bool {
     match value {
         Value::Dictionary(d) => d
             .iter()
-            .any(|(k, v)| is_secret_key(k) || holds_secret(v, depth + 1)),
+            .any(|(k, v)| is_secret_entry(k, v) || holds_secret(v, depth + 1)),
         Value::Array(items) => items.iter().any(|v| holds_secret(v, depth + 1)),
         Value::Data(bytes) => {
             check_xml_plist(bytes, DEFAULT_MAX_DEPTH, DEFAULT_MAX_BODY).is_ok()
@@ -442,7 +452,7 @@ fn holds_secret(value: &Value, depth: usize) -> bool {
 fn redact_dict(d: &Dictionary) -> Dictionary {
     d.iter()
         .map(|(k, v)| {
-            let v = if is_secret_key(k) {
+            let v = if is_secret_entry(k, v) {
                 Value::String(REDACTED.into())
             } else {
                 redact(v)
@@ -467,7 +477,7 @@ impl Command {
     pub fn has_secret_keys(&self) -> bool {
         self.body
             .iter()
-            .any(|(k, v)| is_secret_key(k) || holds_secret(v, 1))
+            .any(|(k, v)| is_secret_entry(k, v) || holds_secret(v, 1))
     }
 
     /// A copy safe to store and show: every secret-looking key's value, and every data value (it may embed
@@ -541,6 +551,30 @@ mod tests {
         for k in ["RequestType", "Queries", "ObliterationBehavior", "Pinned"] {
             assert!(!is_secret_key(k), "{k}");
         }
+        // Flags and numbers under token-ish names are settings about a secret, not secrets.
+        let mut options = Dictionary::new();
+        options.insert("BootstrapTokenAllowed".into(), Value::Boolean(true));
+        options.insert("PasscodeMinLength".into(), Value::Integer(6.into()));
+        let mut settings = Dictionary::new();
+        settings.insert("MDMOptions".into(), Value::Dictionary(options.clone()));
+        let mut body = Dictionary::new();
+        body.insert("RequestType".into(), "Settings".into());
+        body.insert(
+            "Settings".into(),
+            Value::Array(vec![Value::Dictionary(settings)]),
+        );
+        let cmd = Command {
+            uuid: "U".into(),
+            request_type: "Settings".into(),
+            body,
+        };
+        assert!(!cmd.has_secret_keys());
+        assert_eq!(cmd.redacted().body, cmd.body, "nothing to redact");
+        let mut unlock = cmd.clone();
+        unlock
+            .body
+            .insert("UnlockToken".into(), Value::Data(b"x".to_vec()));
+        assert!(unlock.has_secret_keys());
     }
 
     const IDLE_REPORT: &[u8] =
