@@ -499,20 +499,21 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
     assert!(!contains(&database_bytes(&ts), &secret));
     let next = answer(&mac, &profile, "Acknowledged").await;
     assert!(!sealed_payload_exists(&ts, &profile).await);
-    // Outside the NotNow session the EraseDevice comes again, with the same PIN; Acknowledged deletes it.
+    // Outside the NotNow session the EraseDevice comes again, with the same PIN; an Error (the Mac did not
+    // erase) deletes it. (An acknowledged erase would end the enrollment and empty its whole queue.)
     let (uuid, cmd) = parse(&next);
     assert_eq!(
         (uuid.as_str(), cmd["PIN"].as_string()),
         (erase.as_str(), Some(PIN))
     );
     assert!(sealed_payload_exists(&ts, &erase).await);
-    let next = answer(&mac, &erase, "Acknowledged").await;
+    let next = answer(&mac, &erase, "Error").await;
     assert!(!sealed_payload_exists(&ts, &erase).await);
-    // The raw command; an Error deletes its payload too.
+    // The raw command; Acknowledged deletes its payload.
     let (uuid, cmd) = parse(&next);
     assert_eq!(uuid, "RAW-FW-1");
     assert_eq!(cmd["NewPassword"].as_string(), Some(RAW_PASSWORD));
-    assert!(answer(&mac, "RAW-FW-1", "Error").await.is_empty());
+    assert!(answer(&mac, "RAW-FW-1", "Acknowledged").await.is_empty());
     assert!(!sealed_payload_exists(&ts, "RAW-FW-1").await);
     assert_eq!(mac.idle().await.unwrap().body.len(), 0);
 
