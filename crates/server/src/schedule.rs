@@ -23,7 +23,7 @@ pub fn spawn_inventory_schedule(
     mdm: MdmService,
     interval: Duration,
     batch: u32,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
     if interval.is_zero() || batch == 0 {
         tracing::info!("inventory schedule disabled");
@@ -31,22 +31,9 @@ pub fn spawn_inventory_schedule(
     }
     let max_age = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
     let tick = interval.min(MAX_TICK);
-    Some(tokio::spawn(async move {
-        let mut timer = tokio::time::interval(tick);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = timer.tick() => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            if *shutdown.borrow() {
-                break;
-            }
+    Some(tokio::spawn(every(tick, shutdown, move || {
+        let mdm = mdm.clone();
+        async move {
             match mdm.queue_due_inventory_now(max_age, batch).await {
                 Ok(t) if t.queued.is_empty() && t.failed == 0 => {}
                 Ok(t) => tracing::info!(
@@ -58,7 +45,32 @@ pub fn spawn_inventory_schedule(
                 Err(e) => tracing::warn!(error = %e, "inventory schedule tick failed"),
             }
         }
-    }))
+    })))
+}
+
+/// Run `pass` every `tick` (the first at once) until `shutdown` turns true; a pass is never cut short.
+async fn every<F, Fut>(tick: Duration, mut shutdown: watch::Receiver<bool>, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut timer = tokio::time::interval(tick);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+                continue;
+            }
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        pass().await;
+    }
 }
 
 /// Write the counted refusals of unauthenticated requests to the store every
@@ -94,28 +106,15 @@ pub fn spawn_renewal_schedule(
     mdm: MdmService,
     renewal_days: u32,
     batch: u32,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
     if renewal_days == 0 || batch == 0 {
         tracing::info!("automatic identity renewal disabled");
         return None;
     }
-    Some(tokio::spawn(async move {
-        let mut timer = tokio::time::interval(RENEWAL_TICK);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = timer.tick() => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            if *shutdown.borrow() {
-                break;
-            }
+    Some(tokio::spawn(every(RENEWAL_TICK, shutdown, move || {
+        let mdm = mdm.clone();
+        async move {
             match mdm.renew_expiring_identities(batch).await {
                 Ok(t) if t.queued.is_empty() && t.failed == 0 => {}
                 Ok(t) => tracing::info!(
@@ -126,5 +125,5 @@ pub fn spawn_renewal_schedule(
                 Err(e) => tracing::warn!(error = %e, "identity renewal schedule pass failed"),
             }
         }
-    }))
+    })))
 }
