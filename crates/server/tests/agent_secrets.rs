@@ -11,11 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{api, enrolled, uuid_of};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use common::{api, enrolled, raw, uuid_of};
 use plist::Dictionary;
 use protocol::agent_profile;
 use serde_json::{Value as Json, json};
@@ -36,29 +32,6 @@ async fn server(clock: &Arc<ManualClock>, ttl: Duration) -> TestServer {
     })
     .await
     .unwrap()
-}
-
-async fn raw(
-    base: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-) -> (u16, Json) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"));
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Json::Null))
 }
 
 /// Queue an agent install (as `key`'s scope) and return the answer.
