@@ -329,15 +329,7 @@ pub(super) async fn promote_pending(
         )));
     }
     delete_enrollment_in(&mut tx, pending_id).await?;
-    sqlx::query("DELETE FROM bootstrap_tokens WHERE enrollment_id = $1")
-        .bind(&device.id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM sealed_secrets WHERE owner = $1 AND field = $2")
-        .bind(&device.id)
-        .bind(BOOTSTRAP_TOKEN_FIELD)
-        .execute(&mut *tx)
-        .await?;
+    tokens::delete_in(&mut tx, &device.id).await?;
     upsert_in(&mut tx, device).await?;
     if let Some(rec) = token {
         if rec.enrollment_id != device.id || rec.sealed.owner != device.id {
@@ -380,19 +372,7 @@ pub(super) async fn set_blocked(
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("device {device_id}")));
     }
-    let mut cleared = false;
-    if clear_token {
-        let metadata = sqlx::query("DELETE FROM bootstrap_tokens WHERE enrollment_id = $1")
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        let secret = sqlx::query("DELETE FROM sealed_secrets WHERE owner = $1 AND field = $2")
-            .bind(device_id)
-            .bind(BOOTSTRAP_TOKEN_FIELD)
-            .execute(&mut *tx)
-            .await?;
-        cleared = metadata.rows_affected() + secret.rows_affected() > 0;
-    }
+    let cleared = clear_token && tokens::delete_in(&mut tx, device_id).await?;
     events::insert(&mut tx, event).await?;
     tx.commit().await?;
     Ok(cleared)

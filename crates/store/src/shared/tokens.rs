@@ -79,17 +79,24 @@ pub(super) async fn get(
 
 pub(super) async fn clear(pool: &Pool<Db>, enrollment_id: &str, event: &NewEvent) -> Result<bool> {
     let mut tx = begin_write(pool).await?;
+    let cleared = delete_in(&mut tx, enrollment_id).await?;
+    events::insert(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(cleared)
+}
+
+/// Deletes `enrollment_id`'s token metadata and sealed token inside the caller's transaction; whether there
+/// was one.
+pub(super) async fn delete_in(conn: &mut Conn, enrollment_id: &str) -> Result<bool> {
     let metadata = sqlx::query("DELETE FROM bootstrap_tokens WHERE enrollment_id = $1")
         .bind(enrollment_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     let secret = sqlx::query("DELETE FROM sealed_secrets WHERE owner = $1 AND field = $2")
         .bind(enrollment_id)
         .bind(BOOTSTRAP_TOKEN_FIELD)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    events::insert(&mut tx, event).await?;
-    tx.commit().await?;
     Ok(metadata.rows_affected() + secret.rows_affected() > 0)
 }
 
