@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use pki::DeviceIdentityVerifier;
 use service::MdmService;
-use service::checkin::IdentityCheck;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -244,6 +243,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     let state = AppState {
         mdm: MdmService::with_clock(store.clone(), vault, opts.clock.0.clone())
             .with_agent_secret_ttl(opts.agent_secret_ttl)
+            .with_device_identity(verifier.clone())
             .with_scep(service::scep::ScepConfig {
                 ca: device_ca.clone(),
                 verifier: verifier.clone(),
@@ -258,7 +258,6 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
                 opts.identity_renewal_days,
                 opts.identity_grace_days,
             )),
-        identity: Arc::new(IdentityCheck::new(verifier)),
         trusted_cert_header: opts.trusted_cert_header.clone(),
         trusted_proxies: Arc::new(opts.trusted_proxies.clone()),
         trusted_cert_header_on_tls: opts.trusted_cert_header_on_tls,

@@ -24,7 +24,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use service::MdmService;
-use service::checkin::IdentityCheck;
 
 pub use app::{RunningServer, ServeOptions, start};
 
@@ -32,7 +31,6 @@ pub use app::{RunningServer, ServeOptions, start};
 #[derive(Clone)]
 pub struct AppState {
     pub mdm: MdmService,
-    pub identity: Arc<IdentityCheck>,
     /// Header a trusted TLS-terminating proxy puts the client certificate in; None = never read one.
     pub trusted_cert_header: Option<String>,
     /// Peers whose `trusted_cert_header` is honoured (`--trusted-proxy`); from anyone else it is ignored.

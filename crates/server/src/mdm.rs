@@ -1,7 +1,9 @@
 //! MDM endpoints: `PUT /mdm/checkin`, `PUT /mdm/connect`, and `PUT /mdm` (dispatch on Content-Type).
 //!
 //! The edge's only jobs: cap the body, collect the device credential (Mdm-Signature, TLS client certificate,
-//! or — only when configured — a trusted proxy header), call the service, map its answer to HTTP. A device
+//! or — only when configured — a trusted proxy header), call the service, map its answer to HTTP. Verifying
+//! the credential and everything after it is the service's (`service::checkin`: identity layer, dispatch,
+//! handlers); the verifier was configured once when the service was built. A device
 //! never gets a 401: identity failures are 400, with the reason in the server log, not in the response.
 
 use axum::body::Bytes;
@@ -66,7 +68,7 @@ async fn device_request(
     let reply = match channel {
         Channel::Checkin => state
             .mdm
-            .checkin(&state.identity, credential, &body, &source)
+            .checkin(credential, &body, &source)
             .await
             .map(|r| match r {
                 CheckinReply::Empty => None,
@@ -74,7 +76,7 @@ async fn device_request(
             }),
         Channel::Connect => state
             .mdm
-            .connect(&state.identity, credential, &body, &source)
+            .connect(credential, &body, &source)
             .await
             .map(|r| match r {
                 ConnectReply::Idle => None,

@@ -1,266 +1,20 @@
-//! The command ("connect") protocol: status reports in, queued commands out.
-//!
-//! Follows Apple's queue rules: a command stays queued until Acknowledged/Error/CommandFormatError arrives
-//! with its UUID; duplicates are idempotent; after a NotNow the same session is not offered NotNow commands
-//! again, while an Idle makes them eligible. An acknowledged EraseDevice clears the escrowed Bootstrap Token
-//! (the Mac it belonged to no longer exists).
+//! Queueing commands for the command channel (`/mdm/connect` serves them: `crate::checkin::command_channel`).
 //!
 //! Commands that carry a secret (issue 11: an EraseDevice PIN, a password, the agent's registration secret —
-//! marked `carries_secret` or holding a secret-looking key, see `Command::has_secret_keys`) are sealed here,
-//! the one place that seals and opens them: the store keeps a redacted plist plus the payload sealed with
-//! associated data (owner `command:<uuid>`, field `command_payload`, key id), opened only to answer the Mac on
-//! /mdm/connect; the store deletes the sealed payload once the last Acknowledged/Error arrives (NotNow keeps
-//! it for the resend). History and the API only ever see the redacted plist.
+//! marked `carries_secret` or holding a secret-looking key, see `Command::has_secret_keys`) are sealed here:
+//! the store keeps a redacted plist plus the payload sealed with associated data (owner `command:<uuid>`, field
+//! `command_payload`, key id), opened only to answer the Mac on /mdm/connect; the store deletes the sealed
+//! payload once the last Acknowledged/Error arrives (NotNow keeps it for the resend). History and the API only
+//! ever see the redacted plist.
 
-use pki::CertInfo;
-use protocol::command::{Command, Status};
-use store::{
-    COMMAND_PAYLOAD_FIELD, CommandStatus, NewCommand, Outcome, ReportOutcome, SealedSecret,
-    command_payload_owner,
-};
+use protocol::command::Command;
+use store::{COMMAND_PAYLOAD_FIELD, NewCommand, Outcome, SealedSecret, command_payload_owner};
 use vault::{SealContext, Secret};
 
-use crate::checkin::{DeviceCredential, IdentityCheck};
+use crate::inventory::INVENTORY_QUEUE_FAILED;
 use crate::{MdmService, ServiceError, events};
 
-/// What to answer a connect request with (always a 200).
-#[derive(Debug)]
-pub enum ConnectReply {
-    /// Nothing queued: a zero-byte body ends the session.
-    Idle,
-    /// The next command's full plist.
-    Command(Vec<u8>),
-}
-
 impl MdmService {
-    /// Handle one command-channel request body (`PUT /mdm/connect`).
-    pub async fn connect(
-        &self,
-        identity: &IdentityCheck,
-        credential: DeviceCredential<'_>,
-        body: &[u8],
-        source: &crate::edge::Source,
-    ) -> Result<ConnectReply, ServiceError> {
-        let report = protocol::command::parse_report(body)?;
-        let cert = match identity.verify(credential, body) {
-            Ok(cert) => cert,
-            Err(err) => {
-                // A still-bound identity shortly past notAfter may fetch its renewal profile, nothing else.
-                // Any failure on that path ends in the original refusal.
-                match self
-                    .grace_connect(identity, credential, body, &report)
-                    .await
-                {
-                    Ok(Some(reply)) => return Ok(reply),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "renewal grace could not be granted"),
-                }
-                self.note_auth_failure(&report.identity, "command report", &err, source)
-                    .await;
-                return Err(err);
-            }
-        };
-        match self.handle_report(&cert, &report, body).await {
-            Err(err) if err.kind() == crate::ErrorKind::Unauthenticated => {
-                self.note_auth_failure(&report.identity, "command report", &err, source)
-                    .await;
-                Err(err)
-            }
-            other => other,
-        }
-    }
-
-    async fn handle_report(
-        &self,
-        cert: &CertInfo,
-        report: &protocol::command::CommandReport,
-        body: &[u8],
-    ) -> Result<ConnectReply, ServiceError> {
-        let device = self.bound_device(cert, &report.identity).await?;
-        if device.cert_not_after.is_none() && !device.is_pending() {
-            // Bound before escrowd recorded expiry: without it the renewal schedule would never see this Mac.
-            self.store
-                .backfill_cert_not_after(
-                    &device.id,
-                    &cert.fingerprint,
-                    cert.not_after_unix.saturating_mul(1000),
-                )
-                .await?;
-        }
-        let enrollment = self.channel_enrollment(&device, &report.identity).await?;
-        let now = self.now();
-        self.store.touch_last_seen(&enrollment.id, now).await?;
-
-        if report.status != Status::Idle
-            && let Some(uuid) = report.command_uuid.as_deref()
-        {
-            let status = match report.status {
-                Status::Acknowledged => CommandStatus::Acknowledged,
-                Status::Error => CommandStatus::Error,
-                Status::CommandFormatError => CommandStatus::CommandFormatError,
-                Status::NotNow | Status::Idle => CommandStatus::NotNow,
-            };
-            let queued = self.store.command(&enrollment.id, uuid).await?;
-            match self
-                .store
-                .record_command_result(&enrollment.id, uuid, status, body, now)
-                .await?
-            {
-                ReportOutcome::Recorded => {
-                    let request_type = queued.map(|q| q.request_type).unwrap_or_default();
-                    self.after_result(&enrollment.id, &device.id, uuid, &request_type, report)
-                        .await?;
-                }
-                ReportOutcome::Duplicate => {
-                    tracing::debug!(enrollment = %enrollment.id, uuid, "duplicate command report ignored");
-                }
-                ReportOutcome::UnknownCommand => {
-                    tracing::warn!(enrollment = %enrollment.id, uuid, "report for a command that was never queued");
-                }
-            }
-        }
-
-        let skip_notnow = report.status == Status::NotNow;
-        // A sealed payload that cannot be opened finishes its entry as an Error, so it never blocks the queue.
-        for _ in 0..16 {
-            let Some(cmd) = self.store.next_command(&enrollment.id, skip_notnow).await? else {
-                return Ok(ConnectReply::Idle);
-            };
-            if !cmd.carries_secret {
-                return Ok(ConnectReply::Command(cmd.payload));
-            }
-            match self.open_command_payload(&cmd.uuid).await {
-                Ok(payload) => return Ok(ConnectReply::Command(payload.expose().clone())),
-                Err(reason) => {
-                    self.drop_unreadable_command(&enrollment.id, &device.id, &cmd, &reason)
-                        .await?
-                }
-            }
-        }
-        Ok(ConnectReply::Idle)
-    }
-
-    /// The real payload of a command that carries a secret.
-    async fn open_command_payload(&self, uuid: &str) -> Result<Secret<Vec<u8>>, String> {
-        let owner = command_payload_owner(uuid);
-        let sealed = self
-            .store
-            .sealed_secret(&owner, COMMAND_PAYLOAD_FIELD)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "its sealed payload is missing".to_string())?;
-        let ctx = SealContext {
-            owner: &owner,
-            field: COMMAND_PAYLOAD_FIELD,
-        };
-        self.vault
-            .open(ctx, &sealed.blob)
-            .map_err(|e| format!("its sealed payload could not be opened: {e}"))
-    }
-
-    async fn drop_unreadable_command(
-        &self,
-        enrollment_id: &str,
-        device_id: &str,
-        cmd: &store::QueuedCommand,
-        reason: &str,
-    ) -> Result<(), ServiceError> {
-        tracing::error!(enrollment = %enrollment_id, uuid = %cmd.uuid, reason, "queued command dropped");
-        let mut result = Vec::new();
-        plist::Value::Dictionary(
-            [
-                ("CommandUUID", cmd.uuid.as_str()),
-                ("Status", "Error"),
-                (
-                    "escrowd",
-                    "not sent: the sealed payload could not be opened",
-                ),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), plist::Value::String(v.to_string())))
-            .collect(),
-        )
-        .to_writer_xml(&mut result)
-        .map_err(|e| ServiceError::Internal(format!("writing a result plist: {e}")))?;
-        self.store
-            .record_command_result(
-                enrollment_id,
-                &cmd.uuid,
-                CommandStatus::Error,
-                &result,
-                self.now(),
-            )
-            .await?;
-        let event = self.event(
-            device_id,
-            Some(enrollment_id),
-            events::COMMAND_SEALED_PAYLOAD_UNREADABLE,
-            Outcome::Failure,
-            format!(
-                "{} {} not sent and finished as Error: {reason}",
-                cmd.request_type, cmd.uuid
-            ),
-        );
-        self.store.record_event(&event).await?;
-        Ok(())
-    }
-
-    async fn after_result(
-        &self,
-        enrollment_id: &str,
-        device_id: &str,
-        uuid: &str,
-        request_type: &str,
-        report: &protocol::command::CommandReport,
-    ) -> Result<(), ServiceError> {
-        match report.status {
-            Status::Error | Status::CommandFormatError => {
-                let reason = report
-                    .error_chain
-                    .first()
-                    .and_then(|e| {
-                        e.us_english_description
-                            .clone()
-                            .or_else(|| e.localized_description.clone())
-                    })
-                    .unwrap_or_else(|| "no ErrorChain".to_string());
-                let event = self.event(
-                    device_id,
-                    Some(enrollment_id),
-                    events::COMMAND_RESULT,
-                    Outcome::Failure,
-                    format!(
-                        "{request_type} {uuid}: {}: {reason}",
-                        report.status.as_str()
-                    ),
-                );
-                self.store.record_event(&event).await?;
-                if request_type == "InstallProfile" {
-                    self.renewal_refused(device_id, uuid).await?;
-                }
-            }
-            Status::Acknowledged if request_type == "EraseDevice" => {
-                let event = self.event(
-                    device_id,
-                    Some(device_id),
-                    events::ENROLLMENT_CHECKED_OUT,
-                    Outcome::Success,
-                    format!(
-                        "EraseDevice {uuid} acknowledged: the enrollment ends and the erased Mac's token is \
-                         removed; its next Authenticate is a new enrollment"
-                    ),
-                );
-                self.store.checkout(device_id, self.now(), &event).await?;
-            }
-            Status::Acknowledged => {
-                self.store_inventory(enrollment_id, device_id, request_type, report)
-                    .await?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
     /// Queue a typed or raw command for one or more enrollments; returns the command UUID. A command holding a
     /// secret-looking key ([`Command::has_secret_keys`]) is sealed.
     pub async fn enqueue(
@@ -374,6 +128,46 @@ impl MdmService {
         let command = Command::from_raw_plist(plist)?;
         self.enqueue(enrollment_ids, &command).await
     }
+
+    /// Push when something was queued (in the background: a slow push provider must not hold up the
+    /// device's check-in); record a failure as an event.
+    pub(crate) async fn after_queueing(
+        &self,
+        device_id: &str,
+        why: &str,
+        result: Result<usize, ServiceError>,
+    ) {
+        match result {
+            Ok(0) => {}
+            Ok(_) => {
+                let service = self.clone();
+                let ids = vec![device_id.to_string()];
+                tokio::spawn(async move {
+                    match service.push(&ids).await {
+                        Ok(results) => {
+                            for r in results.iter().filter(|r| r.error.is_some()) {
+                                tracing::debug!(enrollment = %r.enrollment_id, error = ?r.error, "inventory push not sent");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "inventory push failed"),
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::warn!(udid = %device_id, error = %err, "could not queue inventory after {why}");
+                let event = self.event(
+                    device_id,
+                    Some(device_id),
+                    INVENTORY_QUEUE_FAILED,
+                    Outcome::Failure,
+                    format!("inventory after {why} not queued: {err}"),
+                );
+                if let Err(e) = self.store.record_event(&event).await {
+                    tracing::error!(error = %e, "could not record inventory failure event");
+                }
+            }
+        }
+    }
 }
 
 /// A fresh command UUID.
@@ -451,7 +245,14 @@ mod tests {
             !shown.contains("U0FMVEVE") && shown.contains("[redacted]"),
             "{shown}"
         );
-        let opened = svc.open_command_payload("AC-1").await.unwrap();
+        let opened = crate::checkin::command_channel::CommandChannel::new(
+            &*svc.store,
+            &svc.vault,
+            &*svc.clock,
+        )
+        .open_command_payload("AC-1")
+        .await
+        .unwrap();
         assert_eq!(opened.expose(), &cmd.to_xml().unwrap());
         // A plist that does not match the uuid or request type it is queued under: refused, nothing stored.
         let mismatched = NewCommand {

@@ -81,7 +81,7 @@ pub fn identity_findings(d: &DeviceRecord, pending: &[store::Enrollment]) -> Vec
             d.enrollment
                 .cert_fingerprint
                 .as_deref()
-                .map(crate::enrollment::short_fp)
+                .map(crate::checkin::short_fp)
                 .unwrap_or("none")
         )];
         for p in &active {
@@ -89,7 +89,7 @@ pub fn identity_findings(d: &DeviceRecord, pending: &[store::Enrollment]) -> Vec
                 "pending identity {} first seen {} ms, last seen {} ms, own Bootstrap Token escrow and queue only",
                 p.cert_fingerprint
                     .as_deref()
-                    .map(crate::enrollment::short_fp)
+                    .map(crate::checkin::short_fp)
                     .unwrap_or("none"),
                 p.enrolled_at,
                 p.last_seen_at
@@ -155,7 +155,7 @@ pub fn identity_expiry_findings(
         "bound identity certificate {} expires at {not_after} ms",
         e.cert_fingerprint
             .as_deref()
-            .map(crate::enrollment::short_fp)
+            .map(crate::checkin::short_fp)
             .unwrap_or("none")
     )];
     evidence.extend(queued.clone());

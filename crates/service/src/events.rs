@@ -1,6 +1,11 @@
 //! Event kinds written by the service. One place, so the API and reports can rely on the names.
 //!
 //! Event details are built from metadata only (sizes, key ids, reasons); never from a token or a body.
+//! [`new_event`] (and `MdmService::event`) is the one builder of a [`NewEvent`] stamped with the clock.
+
+use store::{NewEvent, Outcome};
+
+use crate::{Clock, MdmService};
 
 pub const ENROLLMENT_AUTHENTICATED: &str = "enrollment.authenticated";
 pub const ENROLLMENT_IDENTITY_RENEWED: &str = "enrollment.identity_renewed";
@@ -60,3 +65,36 @@ pub const IDENTITY_RENEWAL_QUEUED: &str = "identity.renewal_queued";
 /// A still-bound identity past its notAfter (within the grace period) checked in and was answered only with
 /// its renewal profile.
 pub const IDENTITY_RENEWAL_GRACE: &str = "identity.renewal_grace";
+
+/// An event about `subject` (and the enrollment it concerns), stamped now.
+pub(crate) fn new_event(
+    clock: &dyn Clock,
+    subject: &str,
+    enrollment_id: Option<&str>,
+    kind: &str,
+    outcome: Outcome,
+    detail: impl Into<String>,
+) -> NewEvent {
+    NewEvent {
+        subject: subject.to_string(),
+        enrollment_id: enrollment_id.map(str::to_string),
+        kind: kind.to_string(),
+        outcome,
+        detail: detail.into(),
+        at: clock.now_millis(),
+    }
+}
+
+impl MdmService {
+    /// [`new_event`] with the service's clock.
+    pub(crate) fn event(
+        &self,
+        subject: &str,
+        enrollment_id: Option<&str>,
+        kind: &str,
+        outcome: Outcome,
+        detail: impl Into<String>,
+    ) -> NewEvent {
+        new_event(&*self.clock, subject, enrollment_id, kind, outcome, detail)
+    }
+}

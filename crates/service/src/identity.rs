@@ -11,7 +11,7 @@ use store::{BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Outcome, Se
 use vault::SealContext;
 
 use crate::apikeys::Actor;
-use crate::enrollment::short_fp;
+use crate::checkin::short_fp;
 use crate::{MdmService, ServiceError, events};
 
 /// A pending identity as the admin views show it (never its token).

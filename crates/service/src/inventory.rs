@@ -116,7 +116,9 @@ impl MdmService {
                 )
                 .await?;
             if is_catalina(device.os_version.as_deref())
-                && self.escrow_policy(device).await?.is_ok()
+                && crate::checkin::bootstrap::escrow_policy(&*self.store, device)
+                    .await?
+                    .is_ok()
             {
                 let options = self.effective_mdm_options(device).await?;
                 let command = Command::settings_mdm_options(new_command_uuid(), &options);
@@ -269,46 +271,6 @@ impl MdmService {
                 .await?;
         }
         Ok(())
-    }
-
-    /// Push when something was queued (in the background: a slow push provider must not hold up the
-    /// device's check-in); record a failure as an event.
-    async fn after_queueing(
-        &self,
-        device_id: &str,
-        why: &str,
-        result: Result<usize, ServiceError>,
-    ) {
-        match result {
-            Ok(0) => {}
-            Ok(_) => {
-                let service = self.clone();
-                let ids = vec![device_id.to_string()];
-                tokio::spawn(async move {
-                    match service.push(&ids).await {
-                        Ok(results) => {
-                            for r in results.iter().filter(|r| r.error.is_some()) {
-                                tracing::debug!(enrollment = %r.enrollment_id, error = ?r.error, "inventory push not sent");
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "inventory push failed"),
-                    }
-                });
-            }
-            Err(err) => {
-                tracing::warn!(udid = %device_id, error = %err, "could not queue inventory after {why}");
-                let event = self.event(
-                    device_id,
-                    Some(device_id),
-                    INVENTORY_QUEUE_FAILED,
-                    Outcome::Failure,
-                    format!("inventory after {why} not queued: {err}"),
-                );
-                if let Err(e) = self.store.record_event(&event).await {
-                    tracing::error!(error = %e, "could not record inventory failure event");
-                }
-            }
-        }
     }
 
     /// One tick of the inventory schedule: re-queue inventory for at most `limit` devices last asked more than

@@ -26,14 +26,10 @@ pub mod renewal;
 pub mod reports;
 pub mod scep;
 
-mod bootstrap;
-mod enrollment;
-
 use std::sync::Arc;
 
-pub use checkin::CheckinReply;
+pub use checkin::{BoundDevice, CheckinReply, ConnectReply};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use commands::ConnectReply;
 pub use error::{ErrorKind, ServiceError};
 
 /// Everything the MDM endpoints need, shared by every request.
@@ -54,6 +50,8 @@ pub struct MdmService {
     agent_secret_ttl: store::Millis,
     /// Identity renewal (issue 11); None = renewal profiles cannot be queued.
     renewal: Option<Arc<renewal::RenewalSettings>>,
+    /// Verifies device credentials (`checkin::identity`); None = every device request is refused.
+    device_verifier: Option<Arc<pki::DeviceIdentityVerifier>>,
 }
 
 impl MdmService {
@@ -77,6 +75,7 @@ impl MdmService {
             auth_failures: Arc::default(),
             agent_secret_ttl: agent::DEFAULT_REGISTRATION_SECRET_TTL_MS,
             renewal: None,
+            device_verifier: None,
         }
     }
 

@@ -13,16 +13,14 @@
 
 use std::sync::Arc;
 
-use pki::CertInfo;
 use protocol::command::{Command, CommandReport, Status};
 use store::{CommandStatus, Enrollment, Group, IdentityRenewal, Millis, Outcome, ScepChallenge};
 use vault::Secret;
 
 use crate::apikeys::Actor;
-use crate::checkin::{DeviceCredential, IdentityCheck};
-use crate::commands::{ConnectReply, new_command_uuid};
+use crate::checkin::{BoundDevice, ConnectReply, short_fp};
+use crate::commands::new_command_uuid;
 use crate::enroll::{ProfileUrls, random_hex, secret_hash};
-use crate::enrollment::short_fp;
 use crate::{MdmService, ServiceError, events};
 
 const DAY_MS: Millis = 24 * 3600 * 1000;
@@ -255,34 +253,21 @@ impl MdmService {
         }
     }
 
-    /// The command channel of a Mac whose bound certificate is past its notAfter by at most the grace period:
-    /// Some(answer) only for that case, answering with nothing but its renewal profile (queued now if none is
-    /// outstanding) and recording only that command's result. None = refuse as usual (the caller keeps the
-    /// original verification error).
+    /// The command channel of a Mac whose bound certificate is past its notAfter by at most the grace period
+    /// (the identity layer checked that: `checkin::identity::DeviceIdentity::grace_device`): answered with
+    /// nothing but its renewal profile (queued now if none is outstanding), recording only that command's
+    /// result.
     pub(crate) async fn grace_connect(
         &self,
-        identity: &IdentityCheck,
-        credential: DeviceCredential<'_>,
-        body: &[u8],
+        bound: &BoundDevice,
         report: &CommandReport,
-    ) -> Result<Option<ConnectReply>, ServiceError> {
-        let Some(settings) = self.renewal.as_deref() else {
-            return Ok(None);
-        };
-        if settings.grace_ms <= 0 || report.identity.is_user_channel() {
-            return Ok(None);
-        }
-        let Ok(cert) = identity.verify_ignoring_expiry(credential, body) else {
-            return Ok(None);
-        };
+        body: &[u8],
+    ) -> Result<ConnectReply, ServiceError> {
+        let settings = self.require_renewal()?;
+        let cert = bound.cert();
+        let device = bound.enrollment();
         let now = self.now();
         let not_after = cert.not_after_unix.saturating_mul(1000);
-        if not_after >= now || now - not_after > settings.grace_ms {
-            return Ok(None);
-        }
-        let Some(device) = self.grace_device(&cert, report).await? else {
-            return Ok(None);
-        };
         let mut renewal = self.outstanding_renewal(&device.id).await?;
         let mut active = match &renewal {
             Some(r) => self.active_command(&device.id, &r.command_uuid).await?,
@@ -308,7 +293,7 @@ impl MdmService {
         if active.is_none() {
             let r = self
                 .queue_identity_renewal(
-                    &device,
+                    device,
                     "grace: the expired identity checked in without a renewal outstanding",
                 )
                 .await?;
@@ -332,7 +317,7 @@ impl MdmService {
         self.store.record_event(&event).await?;
         self.store.touch_last_seen(&device.id, now).await?;
         tracing::info!(udid = %device.id, "expired identity within grace: renewal profile only");
-        Ok(Some(match active {
+        Ok(match active {
             // After a NotNow, Apple's rule: not again in the same session.
             Some(cmd)
                 if !(report.status == Status::NotNow && cmd.status == CommandStatus::NotNow) =>
@@ -340,31 +325,7 @@ impl MdmService {
                 ConnectReply::Command(cmd.payload)
             }
             _ => ConnectReply::Idle,
-        }))
-    }
-
-    /// The Mac whose *bound* certificate `cert` is (enabled, unblocked, not a pending identity), when the report
-    /// claims that Mac.
-    async fn grace_device(
-        &self,
-        cert: &CertInfo,
-        report: &CommandReport,
-    ) -> Result<Option<Enrollment>, ServiceError> {
-        let Some(claimed) = report.identity.device_id() else {
-            return Ok(None);
-        };
-        Ok(self
-            .store
-            .enrollment_by_fingerprint(&cert.fingerprint)
-            .await?
-            .filter(|e| {
-                e.id == claimed
-                    && !e.is_pending()
-                    && e.enabled
-                    && e.blocked_at.is_none()
-                    && e.channel == store::Channel::Device
-                    && e.cert_fingerprint.as_deref() == Some(cert.fingerprint.as_str())
-            }))
+        })
     }
 
     /// The Mac answered its renewal profile with an error (it refused the update): the renewal is no longer

@@ -16,8 +16,8 @@ use pki::scep::{self, FailInfo, MessageType, ScepError, ScepRequest};
 use store::Outcome;
 use vault::Secret;
 
+use crate::checkin::short_fp;
 use crate::edge::Source;
-use crate::enrollment::short_fp;
 use crate::events::{SCEP_ISSUED, SCEP_REFUSED};
 use crate::{MdmService, ServiceError};
 

@@ -1,81 +1,120 @@
-//! The Bootstrap Token lifecycle (ARCHITECTURE.md): escrow, replacement, clearing and serving.
+//! The Bootstrap Token handler (ARCHITECTURE.md): escrow, replacement, clearing and serving.
 //!
 //! Guarantees: the token is sealed (AEAD bound to enrollment id + field + key id) before it reaches the store;
 //! the store write, its metadata and its event are one durable transaction that completes before the device
-//! gets its 200; only the enrollment bound to the authenticated certificate gets its own token back; device
-//! channel only; a group with escrow switched off refuses Set and answers Get with empty data. No event, log
-//! line or error carries the token.
+//! gets its 200; only a [`BoundDevice`] (the enrollment bound to the authenticated certificate) gets its own
+//! token back; device channel only; a group with escrow switched off refuses Set and answers Get with empty
+//! data. No event, log line or error carries the token.
 
 use openssl::sha::sha256;
-use pki::CertInfo;
 use protocol::checkin::{GetBootstrapToken, SetBootstrapToken};
 use store::{BootstrapTokenRecord, Enrollment, Outcome, SealedSecret};
-use vault::{SealContext, Secret};
+use vault::{SealContext, Secret, Vault};
 use zeroize::Zeroize;
 
-use crate::checkin::CheckinReply;
-use crate::{MdmService, ServiceError, events};
+use super::CheckinReply;
+use super::enrollment::EnrollmentLifecycle;
+use super::identity::BoundDevice;
+use crate::{Clock, ServiceError, events};
 
 /// The field name sealed tokens are bound to.
 pub const BOOTSTRAP_TOKEN_FIELD: &str = "bootstrap_token";
 
-impl MdmService {
-    /// Whether the device's group allows escrow; `Err(reason)` when it does not. No group = escrow on.
-    pub(crate) async fn escrow_policy(
-        &self,
-        device: &Enrollment,
-    ) -> Result<Result<(), String>, ServiceError> {
-        let Some(group_id) = device.group_id.as_deref() else {
-            return Ok(Ok(()));
-        };
-        match self.store.group(group_id).await? {
-            Some(g) if !g.bootstrap_escrow_enabled => Ok(Err(format!(
-                "Bootstrap Token escrow is disabled for group '{}'",
-                g.name
-            ))),
-            _ => Ok(Ok(())),
+/// Whether the device's group allows escrow; `Err(reason)` when it does not. No group = escrow on.
+pub(crate) async fn escrow_policy(
+    store: &dyn store::Store,
+    device: &Enrollment,
+) -> Result<Result<(), String>, ServiceError> {
+    let Some(group_id) = device.group_id.as_deref() else {
+        return Ok(Ok(()));
+    };
+    match store.group(group_id).await? {
+        Some(g) if !g.bootstrap_escrow_enabled => Ok(Err(format!(
+            "Bootstrap Token escrow is disabled for group '{}'",
+            g.name
+        ))),
+        _ => Ok(Ok(())),
+    }
+}
+
+/// What a SetBootstrapToken did, for the dispatcher's follow-ups.
+pub(crate) enum SetOutcome {
+    /// The device sent no token: its escrowed token was removed.
+    Cleared,
+    /// The token was sealed and stored (new, or replacing the previous one).
+    Escrowed,
+}
+
+/// Set/GetBootstrapToken of a bound device.
+///
+/// Store roles: Tokens (`bootstrap_token`, `put_bootstrap_token`, `clear_bootstrap_token`,
+/// `mark_bootstrap_token_served`), Groups (`group`, for the escrow policy), Events; Enrollments only through
+/// [`EnrollmentLifecycle::note_awaiting_configuration`].
+pub(crate) struct BootstrapEscrow<'a> {
+    store: &'a dyn store::Store,
+    vault: &'a Vault,
+    clock: &'a dyn Clock,
+}
+
+impl<'a> BootstrapEscrow<'a> {
+    pub(crate) fn new(store: &'a dyn store::Store, vault: &'a Vault, clock: &'a dyn Clock) -> Self {
+        BootstrapEscrow {
+            store,
+            vault,
+            clock,
         }
     }
 
+    fn now(&self) -> store::Millis {
+        self.clock.now_millis()
+    }
+
+    fn awaiting_configuration(&self) -> EnrollmentLifecycle<'a> {
+        EnrollmentLifecycle::new(self.store, self.clock)
+    }
+
+    /// Refuse a user channel's Set/GetBootstrapToken, recording why; the error to answer with.
     async fn refuse_user_channel(
         &self,
-        device: &Enrollment,
+        device: &BoundDevice,
         what: &str,
         kind: &str,
-    ) -> Result<CheckinReply, ServiceError> {
+    ) -> ServiceError {
         let reason = format!("{what} is only accepted on the device channel");
-        let event = self.event(
-            &device.id,
-            Some(&device.id),
+        let event = events::new_event(
+            self.clock,
+            device.id(),
+            Some(device.id()),
             kind,
             Outcome::Refused,
             reason.clone(),
         );
-        self.store.record_event(&event).await?;
-        Err(ServiceError::Refused(reason))
+        match self.store.record_event(&event).await {
+            Ok(()) => ServiceError::Refused(reason),
+            Err(e) => e.into(),
+        }
     }
 
-    pub(crate) async fn set_bootstrap_token(
+    /// SetBootstrapToken: escrow (seal, then store) the device's token, or clear it when the device sent none.
+    pub(crate) async fn set(
         &self,
-        cert: &CertInfo,
+        bound: &BoundDevice,
         msg: SetBootstrapToken,
-    ) -> Result<CheckinReply, ServiceError> {
-        let device = self.bound_device(cert, &msg.identity).await?;
+    ) -> Result<SetOutcome, ServiceError> {
         if msg.identity.is_user_channel() {
-            return self
-                .refuse_user_channel(
-                    &device,
-                    "SetBootstrapToken",
-                    events::BOOTSTRAP_ESCROW_REFUSED,
-                )
-                .await;
+            return Err(self
+                .refuse_user_channel(bound, "SetBootstrapToken", events::BOOTSTRAP_ESCROW_REFUSED)
+                .await);
         }
-        self.note_awaiting_configuration(&device, msg.awaiting_configuration)
+        self.awaiting_configuration()
+            .note_awaiting_configuration(bound, msg.awaiting_configuration)
             .await?;
+        let device = bound.enrollment();
         // A Mac clearing its own token (`profiles remove -type bootstraptoken` sends an empty
         // SetBootstrapToken) is honoured in any group: escrow off refuses new tokens, not their removal.
         let Some(token) = msg.token_to_store() else {
-            let event = self.event(
+            let event = events::new_event(
+                self.clock,
                 &device.id,
                 Some(&device.id),
                 events::BOOTSTRAP_CLEARED,
@@ -83,14 +122,11 @@ impl MdmService {
                 "device sent SetBootstrapToken without a token: escrowed token removed",
             );
             self.store.clear_bootstrap_token(&device.id, &event).await?;
-            if !device.is_pending() {
-                self.refresh_user_list(&device.id, "a SetBootstrapToken")
-                    .await;
-            }
-            return Ok(CheckinReply::Empty);
+            return Ok(SetOutcome::Cleared);
         };
-        if let Err(reason) = self.escrow_policy(&device).await? {
-            let event = self.event(
+        if let Err(reason) = escrow_policy(self.store, device).await? {
+            let event = events::new_event(
+                self.clock,
                 &device.id,
                 Some(&device.id),
                 events::BOOTSTRAP_ESCROW_REFUSED,
@@ -100,14 +136,8 @@ impl MdmService {
             self.store.record_event(&event).await?;
             return Err(ServiceError::Refused(reason));
         }
-        self.escrow(&device, token).await?;
-        if !device.is_pending() {
-            // UserList first, so it rides on the push the SecurityInfo re-ask sends.
-            self.refresh_user_list(&device.id, "a SetBootstrapToken")
-                .await;
-            self.requery_security_info(&device.id).await;
-        }
-        Ok(CheckinReply::Empty)
+        self.escrow(device, token).await?;
+        Ok(SetOutcome::Escrowed)
     }
 
     async fn escrow(
@@ -160,31 +190,41 @@ impl MdmService {
             verified: false,
             last_requested_at: previous.and_then(|p| p.last_requested_at),
         };
-        let event = self.event(&device.id, Some(&device.id), kind, Outcome::Success, detail);
+        let event = events::new_event(
+            self.clock,
+            &device.id,
+            Some(&device.id),
+            kind,
+            Outcome::Success,
+            detail,
+        );
         self.store.put_bootstrap_token(&record, &event).await?;
         Ok(())
     }
 
-    pub(crate) async fn get_bootstrap_token(
+    /// GetBootstrapToken: the device's own token, opened for it (empty data when none or escrow is off).
+    pub(crate) async fn get(
         &self,
-        cert: &CertInfo,
+        bound: &BoundDevice,
         msg: GetBootstrapToken,
     ) -> Result<CheckinReply, ServiceError> {
-        let device = self.bound_device(cert, &msg.identity).await?;
         if msg.identity.is_user_channel() {
-            return self
-                .refuse_user_channel(&device, "GetBootstrapToken", events::BOOTSTRAP_REQUESTED)
-                .await;
+            return Err(self
+                .refuse_user_channel(bound, "GetBootstrapToken", events::BOOTSTRAP_REQUESTED)
+                .await);
         }
-        self.note_awaiting_configuration(&device, msg.awaiting_configuration)
+        self.awaiting_configuration()
+            .note_awaiting_configuration(bound, msg.awaiting_configuration)
             .await?;
+        let device = bound.enrollment();
         let empty = || -> Result<CheckinReply, ServiceError> {
             Ok(CheckinReply::Plist(
                 protocol::checkin::get_bootstrap_token_response(None)?,
             ))
         };
-        if let Err(reason) = self.escrow_policy(&device).await? {
-            let event = self.event(
+        if let Err(reason) = escrow_policy(self.store, device).await? {
+            let event = events::new_event(
+                self.clock,
                 &device.id,
                 Some(&device.id),
                 events::BOOTSTRAP_REQUESTED,
@@ -195,7 +235,8 @@ impl MdmService {
             return empty();
         }
         let Some(record) = self.store.bootstrap_token(&device.id).await? else {
-            let event = self.event(
+            let event = events::new_event(
+                self.clock,
                 &device.id,
                 Some(&device.id),
                 events::BOOTSTRAP_REQUESTED,
@@ -212,7 +253,8 @@ impl MdmService {
         let token = match self.vault.open(ctx, &record.sealed.blob) {
             Ok(t) => t,
             Err(err) => {
-                let event = self.event(
+                let event = events::new_event(
+                    self.clock,
                     &device.id,
                     Some(&device.id),
                     events::BOOTSTRAP_REQUESTED,
@@ -225,7 +267,8 @@ impl MdmService {
         };
         let body = protocol::checkin::get_bootstrap_token_response(Some(&token))?;
         let now = self.now();
-        let event = self.event(
+        let event = events::new_event(
+            self.clock,
             &device.id,
             Some(&device.id),
             events::BOOTSTRAP_REQUESTED,
