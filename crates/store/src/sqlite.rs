@@ -105,7 +105,8 @@ async fn begin_write(pool: &Pool<Db>) -> Result<Tx> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enrollment, Store};
+    use crate::Enrollment;
+    use crate::prelude::*;
 
     #[tokio::test]
     async fn sqlite_file_runs_in_wal_mode_with_synchronous_full() {

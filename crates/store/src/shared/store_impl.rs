@@ -1,4 +1,4 @@
-//! `Store` for this backend: each method delegates to the shared query module for its concern (compiled per
+//! The role traits and `Store` for this backend: each method delegates to the shared query module for its concern (compiled per
 //! backend, see `sqlite.rs`). Guarantees nothing beyond those modules; it only wires them to the trait.
 
 use super::{
@@ -6,12 +6,13 @@ use super::{
     groups, inventory, push, renewals, scep, schedule, secrets, tokens,
 };
 use crate::{
-    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey, AuthFailureCount,
-    AuthFailureFilter, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter,
-    DeviceInventory, DeviceRecord, DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter,
-    FactSource, Group, GroupAccountSettings, IdentityRenewal, InventoryDue, IssuedCertificate,
-    Millis, NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome, Result, ScepChallenge,
-    SealedSecret, SecurityFacts, Store, TokenRefusal,
+    ActionEnd, ActionStatus, Admin, AgentAction, AgentRegistration, AgentSecret, Agents, ApiKey,
+    AuthFailureCount, AuthFailureFilter, BootstrapTokenRecord, CommandStatus, Commands,
+    DeviceFacts, DeviceFilter, DeviceInventory, DeviceRecord, DeviceUser, Edge, Enrollment,
+    EnrollmentToken, Enrollments, Event, EventFilter, Events, FactSource, Group,
+    GroupAccountSettings, Groups, IdentityRenewal, Inventory, InventoryDue, IssuedCertificate,
+    Millis, NewCommand, NewEvent, Push, PushInvalid, QueuedCommand, Renewals, ReportOutcome,
+    Result, Scep, ScepChallenge, SealedSecret, Secrets, SecurityFacts, Store, TokenRefusal, Tokens,
 };
 
 #[async_trait::async_trait]
@@ -19,7 +20,10 @@ impl Store for BackendStore {
     fn backend(&self) -> &'static str {
         BACKEND
     }
+}
 
+#[async_trait::async_trait]
+impl Enrollments for BackendStore {
     async fn upsert_enrollment(&self, e: &Enrollment, event: &NewEvent) -> Result<()> {
         enrollments::upsert(&self.pool, e, event).await
     }
@@ -42,36 +46,6 @@ impl Store for BackendStore {
 
     async fn count_enrollments(&self) -> Result<u64> {
         enrollments::count_all(&self.pool).await
-    }
-
-    async fn put_identity_renewal(&self, r: &IdentityRenewal, event: &NewEvent) -> Result<()> {
-        renewals::put(&self.pool, r, event).await
-    }
-
-    async fn identity_renewal(&self, device_id: &str) -> Result<Option<IdentityRenewal>> {
-        renewals::get(&self.pool, device_id).await
-    }
-
-    async fn clear_identity_renewal(&self, device_id: &str) -> Result<bool> {
-        renewals::clear(&self.pool, device_id).await
-    }
-
-    async fn identity_renewals_due(
-        &self,
-        expiring_by: Millis,
-        at: Millis,
-        limit: u32,
-    ) -> Result<Vec<Enrollment>> {
-        renewals::due(&self.pool, expiring_by, at, limit).await
-    }
-
-    async fn backfill_cert_not_after(
-        &self,
-        device_id: &str,
-        fingerprint: &str,
-        not_after: Millis,
-    ) -> Result<bool> {
-        renewals::backfill_not_after(&self.pool, device_id, fingerprint, not_after).await
     }
 
     async fn put_pending_identity(&self, pending: &Enrollment, event: &NewEvent) -> Result<()> {
@@ -114,7 +88,43 @@ impl Store for BackendStore {
     ) -> Result<bool> {
         enrollments::set_blocked(&self.pool, device_id, blocked_at, clear_token, event).await
     }
+}
 
+#[async_trait::async_trait]
+impl Renewals for BackendStore {
+    async fn put_identity_renewal(&self, r: &IdentityRenewal, event: &NewEvent) -> Result<()> {
+        renewals::put(&self.pool, r, event).await
+    }
+
+    async fn identity_renewal(&self, device_id: &str) -> Result<Option<IdentityRenewal>> {
+        renewals::get(&self.pool, device_id).await
+    }
+
+    async fn clear_identity_renewal(&self, device_id: &str) -> Result<bool> {
+        renewals::clear(&self.pool, device_id).await
+    }
+
+    async fn identity_renewals_due(
+        &self,
+        expiring_by: Millis,
+        at: Millis,
+        limit: u32,
+    ) -> Result<Vec<Enrollment>> {
+        renewals::due(&self.pool, expiring_by, at, limit).await
+    }
+
+    async fn backfill_cert_not_after(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+        not_after: Millis,
+    ) -> Result<bool> {
+        renewals::backfill_not_after(&self.pool, device_id, fingerprint, not_after).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Tokens for BackendStore {
     async fn put_bootstrap_token(
         &self,
         rec: &BootstrapTokenRecord,
@@ -147,7 +157,10 @@ impl Store for BackendStore {
     ) -> Result<()> {
         tokens::set_verified(&self.pool, enrollment_id, verified).await
     }
+}
 
+#[async_trait::async_trait]
+impl Secrets for BackendStore {
     async fn sealed_secrets_page(
         &self,
         after: Option<(&str, &str)>,
@@ -185,6 +198,13 @@ impl Store for BackendStore {
         secrets::get(&self.pool, owner, field).await
     }
 
+    async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>> {
+        secrets::key_counts(&self.pool).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Push for BackendStore {
     async fn mark_push_invalid(
         &self,
         enrollment_id: &str,
@@ -202,6 +222,63 @@ impl Store for BackendStore {
 
     async fn push_invalid(&self, enrollment_id: &str) -> Result<Option<PushInvalid>> {
         push::invalid(&self.pool, enrollment_id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Scep for BackendStore {
+    async fn create_enrollment_token(&self, t: &EnrollmentToken, event: &NewEvent) -> Result<()> {
+        enroll::create_token(&self.pool, t, event).await
+    }
+
+    async fn enrollment_token(&self, id: &str) -> Result<Option<EnrollmentToken>> {
+        enroll::token(&self.pool, id).await
+    }
+
+    async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>> {
+        enroll::list_tokens(&self.pool).await
+    }
+
+    async fn revoke_enrollment_token(&self, id: &str, at: Millis, event: &NewEvent) -> Result<()> {
+        enroll::revoke_token(&self.pool, id, at, event).await
+    }
+
+    async fn redeem_enrollment_token(
+        &self,
+        token_hash: &str,
+        at: Millis,
+        challenge: &ScepChallenge,
+        event: &NewEvent,
+    ) -> Result<std::result::Result<EnrollmentToken, TokenRefusal>> {
+        enroll::redeem_token(&self.pool, token_hash, at, challenge, event).await
+    }
+
+    async fn consume_scep_challenge(
+        &self,
+        challenge_hash: &str,
+        at: Millis,
+    ) -> Result<Option<ScepChallenge>> {
+        enroll::consume_challenge(&self.pool, challenge_hash, at).await
+    }
+
+    async fn put_scep_challenge(&self, c: &ScepChallenge) -> Result<()> {
+        enroll::put_challenge(&self.pool, c).await
+    }
+
+    async fn record_issued_certificate(&self, c: &IssuedCertificate) -> Result<()> {
+        enroll::record_issued(&self.pool, c).await
+    }
+
+    async fn issued_certificate(&self, fingerprint: &str) -> Result<Option<IssuedCertificate>> {
+        enroll::issued(&self.pool, fingerprint).await
+    }
+
+    async fn bind_issued_certificate(
+        &self,
+        fingerprint: &str,
+        device_id: &str,
+    ) -> Result<Option<IssuedCertificate>> {
+        enroll::bind_issued(&self.pool, fingerprint, device_id).await
     }
 
     async fn claim_scep_nonce(
@@ -222,7 +299,10 @@ impl Store for BackendStore {
         )
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl Edge for BackendStore {
     async fn add_auth_failures(
         &self,
         counts: &[AuthFailureCount],
@@ -235,11 +315,10 @@ impl Store for BackendStore {
     async fn auth_failures(&self, f: &AuthFailureFilter) -> Result<Vec<AuthFailureCount>> {
         edge::list(&self.pool, f).await
     }
+}
 
-    async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>> {
-        secrets::key_counts(&self.pool).await
-    }
-
+#[async_trait::async_trait]
+impl Groups for BackendStore {
     async fn create_group(&self, g: &Group) -> Result<()> {
         groups::create(&self.pool, g).await
     }
@@ -250,6 +329,14 @@ impl Store for BackendStore {
 
     async fn group(&self, id: &str) -> Result<Option<Group>> {
         groups::get(&self.pool, id).await
+    }
+
+    async fn group_by_name(&self, name: &str) -> Result<Option<Group>> {
+        groups::by_name(&self.pool, name).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        groups::list(&self.pool).await
     }
 
     async fn group_account_settings(&self, group_id: &str) -> Result<Option<GroupAccountSettings>> {
@@ -272,14 +359,6 @@ impl Store for BackendStore {
         groups::delete_account_settings(&self.pool, group_id, event).await
     }
 
-    async fn group_by_name(&self, name: &str) -> Result<Option<Group>> {
-        groups::by_name(&self.pool, name).await
-    }
-
-    async fn list_groups(&self) -> Result<Vec<Group>> {
-        groups::list(&self.pool).await
-    }
-
     async fn set_enrollment_group(
         &self,
         enrollment_id: &str,
@@ -288,6 +367,13 @@ impl Store for BackendStore {
         groups::set_enrollment_group(&self.pool, enrollment_id, group_id).await
     }
 
+    async fn delete_group(&self, id: &str, event: &NewEvent) -> Result<()> {
+        groups::delete(&self.pool, id, event).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Commands for BackendStore {
     async fn enqueue(&self, enrollment_ids: &[String], cmd: &NewCommand, at: Millis) -> Result<()> {
         commands::enqueue(&self.pool, enrollment_ids, cmd, at).await
     }
@@ -332,7 +418,10 @@ impl Store for BackendStore {
     async fn active_queue_len(&self, enrollment_id: &str) -> Result<u64> {
         commands::active_len(&self.pool, enrollment_id).await
     }
+}
 
+#[async_trait::async_trait]
+impl Events for BackendStore {
     async fn record_event(&self, e: &NewEvent) -> Result<()> {
         events::record(&self.pool, e).await
     }
@@ -340,7 +429,10 @@ impl Store for BackendStore {
     async fn events(&self, f: &EventFilter) -> Result<Vec<Event>> {
         events::list(&self.pool, f).await
     }
+}
 
+#[async_trait::async_trait]
+impl Admin for BackendStore {
     async fn create_api_key(&self, key: &ApiKey, event: &NewEvent) -> Result<()> {
         apikeys::create(&self.pool, key, event).await
     }
@@ -357,6 +449,17 @@ impl Store for BackendStore {
         apikeys::revoke(&self.pool, id, at, event).await
     }
 
+    async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        devices::record(&self.pool, device_id).await
+    }
+
+    async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>> {
+        devices::list(&self.pool, filter).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Inventory for BackendStore {
     async fn put_device_facts(&self, device_id: &str, facts: &DeviceFacts) -> Result<()> {
         inventory::put_device(&self.pool, device_id, facts).await
     }
@@ -380,18 +483,6 @@ impl Store for BackendStore {
 
     async fn device_users(&self, device_id: &str) -> Result<Vec<DeviceUser>> {
         inventory::users(&self.pool, device_id).await
-    }
-
-    async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
-        devices::record(&self.pool, device_id).await
-    }
-
-    async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>> {
-        devices::list(&self.pool, filter).await
-    }
-
-    async fn delete_group(&self, id: &str, event: &NewEvent) -> Result<()> {
-        groups::delete(&self.pool, id, event).await
     }
 
     async fn inventory_due(
@@ -423,7 +514,10 @@ impl Store for BackendStore {
     ) -> Result<bool> {
         schedule::claim_user_list_refresh(&self.pool, device_id, now, not_since).await
     }
+}
 
+#[async_trait::async_trait]
+impl Agents for BackendStore {
     async fn create_agent_secret(
         &self,
         secret: &AgentSecret,
@@ -508,63 +602,5 @@ impl Store for BackendStore {
             &self.pool, device_id, id, status, reason, output, at, events,
         )
         .await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    async fn create_enrollment_token(&self, t: &EnrollmentToken, event: &NewEvent) -> Result<()> {
-        enroll::create_token(&self.pool, t, event).await
-    }
-
-    async fn enrollment_token(&self, id: &str) -> Result<Option<EnrollmentToken>> {
-        enroll::token(&self.pool, id).await
-    }
-
-    async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>> {
-        enroll::list_tokens(&self.pool).await
-    }
-
-    async fn revoke_enrollment_token(&self, id: &str, at: Millis, event: &NewEvent) -> Result<()> {
-        enroll::revoke_token(&self.pool, id, at, event).await
-    }
-
-    async fn redeem_enrollment_token(
-        &self,
-        token_hash: &str,
-        at: Millis,
-        challenge: &ScepChallenge,
-        event: &NewEvent,
-    ) -> Result<std::result::Result<EnrollmentToken, TokenRefusal>> {
-        enroll::redeem_token(&self.pool, token_hash, at, challenge, event).await
-    }
-
-    async fn consume_scep_challenge(
-        &self,
-        challenge_hash: &str,
-        at: Millis,
-    ) -> Result<Option<ScepChallenge>> {
-        enroll::consume_challenge(&self.pool, challenge_hash, at).await
-    }
-
-    async fn put_scep_challenge(&self, c: &ScepChallenge) -> Result<()> {
-        enroll::put_challenge(&self.pool, c).await
-    }
-
-    async fn record_issued_certificate(&self, c: &IssuedCertificate) -> Result<()> {
-        enroll::record_issued(&self.pool, c).await
-    }
-
-    async fn issued_certificate(&self, fingerprint: &str) -> Result<Option<IssuedCertificate>> {
-        enroll::issued(&self.pool, fingerprint).await
-    }
-
-    async fn bind_issued_certificate(
-        &self,
-        fingerprint: &str,
-        device_id: &str,
-    ) -> Result<Option<IssuedCertificate>> {
-        enroll::bind_issued(&self.pool, fingerprint, device_id).await
     }
 }
