@@ -17,6 +17,7 @@ mod model;
 mod postgres;
 pub mod roles;
 mod rows;
+mod sql;
 mod sqlite;
 
 #[cfg(test)]
