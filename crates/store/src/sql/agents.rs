@@ -5,6 +5,9 @@
 //! InstallProfile in one transaction; its expiry clock starts in the transaction that records the Mac's
 //! Acknowledged for that InstallProfile (an Error revokes it); a nonce is accepted once per agent; an
 //! action's sealed credentials are set NULL in the same statement that ends or expires it.
+//!
+//! Over 500 lines on purpose: one concern (secrets, registrations, nonces, actions share the registration
+//! rules) whose role impl sits beside its queries.
 
 use sqlx::Pool;
 
