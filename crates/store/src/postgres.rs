@@ -1,66 +1,21 @@
 //! The PostgreSQL backend. Guarantees: migrated before first use; every write that must agree with an event
 //! runs in one transaction (PostgreSQL's default READ COMMITTED, with each write statement first so concurrent
-//! reports of the same command serialise on its row). Shares all queries with the SQLite backend: see
-//! `sqlite.rs` for how `shared/*.rs` is compiled once per backend.
-
-// Deliberate: `shared/*.rs` is compiled once per backend (see `sqlite.rs`).
-#![allow(clippy::duplicate_mod)]
+//! reports of the same command serialise on its row). Shares all queries with the SQLite backend (`sql/*.rs`);
+//! this module only says how PostgreSQL connects, starts a write transaction and runs a statement.
 
 use std::str::FromStr;
 
-use sqlx::Pool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions, Postgres};
+use sqlx::{Arguments as _, Pool, SqlStr};
 
+use crate::sql::{Backend, Param, Row, SqlStore, Tx};
 use crate::{Result, StoreError};
-
-type Db = sqlx::Postgres;
-type Conn = sqlx::PgConnection;
-type Tx = sqlx::Transaction<'static, Db>;
-type BackendStore = PgStore;
-const BACKEND: &str = "postgres";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-#[path = "shared/agents.rs"]
-mod agents;
-#[path = "shared/apikeys.rs"]
-mod apikeys;
-#[path = "shared/commands.rs"]
-mod commands;
-#[path = "shared/devices.rs"]
-mod devices;
-#[path = "shared/edge.rs"]
-mod edge;
-#[path = "shared/enroll.rs"]
-mod enroll;
-#[path = "shared/enrollments.rs"]
-mod enrollments;
-#[path = "shared/events.rs"]
-mod events;
-#[path = "shared/groups.rs"]
-mod groups;
-#[path = "shared/inventory.rs"]
-mod inventory;
-#[path = "shared/push.rs"]
-mod push;
-#[path = "shared/renewals.rs"]
-mod renewals;
-#[path = "shared/scep.rs"]
-mod scep;
-#[path = "shared/schedule.rs"]
-mod schedule;
-#[path = "shared/secrets.rs"]
-mod secrets;
-#[path = "shared/store_impl.rs"]
-mod store_impl;
-#[path = "shared/tokens.rs"]
-mod tokens;
-
 /// A store in a PostgreSQL database (in the schema first on the connection's `search_path`).
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    pub(crate) pool: Pool<Db>,
-}
+pub type PgStore = SqlStore<Postgres>;
 
 impl PgStore {
     /// Connect to `postgres://…` / `postgresql://…` and apply migrations.
@@ -77,7 +32,41 @@ impl PgStore {
     }
 }
 
-/// Start a write transaction.
-async fn begin_write(pool: &Pool<Db>) -> Result<Tx> {
-    Ok(pool.begin().await?)
+impl Backend for Postgres {
+    const BACKEND: &'static str = "postgres";
+    const STORE: &'static str = "PgStore";
+
+    async fn begin_write(pool: &Pool<Self>) -> Result<Tx<Self>> {
+        Ok(pool.begin().await?)
+    }
+
+    fn bind<'t, T: Param<'t>>(
+        args: &mut PgArguments,
+        value: T,
+    ) -> std::result::Result<(), BoxDynError> {
+        args.add(value)
+    }
+
+    async fn execute(conn: &mut PgConnection, sql: SqlStr, args: PgArguments) -> sqlx::Result<u64> {
+        Ok(sqlx::query_with(sql, args)
+            .execute(conn)
+            .await?
+            .rows_affected())
+    }
+
+    async fn fetch_all<R: Row>(
+        conn: &mut PgConnection,
+        sql: SqlStr,
+        args: PgArguments,
+    ) -> sqlx::Result<Vec<R>> {
+        sqlx::query_as_with(sql, args).fetch_all(conn).await
+    }
+
+    async fn fetch_optional<R: Row>(
+        conn: &mut PgConnection,
+        sql: SqlStr,
+        args: PgArguments,
+    ) -> sqlx::Result<Option<R>> {
+        sqlx::query_as_with(sql, args).fetch_optional(conn).await
+    }
 }

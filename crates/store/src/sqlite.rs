@@ -4,66 +4,27 @@
 //! transactions take the write lock up front (`BEGIN IMMEDIATE`) so concurrent writers queue instead of
 //! failing on a lock upgrade.
 //!
-//! The queries themselves live in `shared/*.rs` and are compiled once here and once in `postgres.rs` via
-//! `#[path]`, against this module's `Db`, `Conn` and `begin_write`: one SQL text and one Rust body for both.
+//! The queries themselves live in `sql/*.rs`, written once for both backends; this module only says how
+//! SQLite connects, starts a write transaction and runs a statement ([`Backend`] for [`Sqlite`]).
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Pool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode,
+    SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Arguments as _, Pool, SqlStr};
 
+use crate::sql::{Backend, Param, Row, SqlStore, Tx};
 use crate::{Result, StoreError};
-
-type Db = sqlx::Sqlite;
-type Conn = sqlx::SqliteConnection;
-type Tx = sqlx::Transaction<'static, Db>;
-type BackendStore = SqliteStore;
-const BACKEND: &str = "sqlite";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-#[path = "shared/agents.rs"]
-mod agents;
-#[path = "shared/apikeys.rs"]
-mod apikeys;
-#[path = "shared/commands.rs"]
-mod commands;
-#[path = "shared/devices.rs"]
-mod devices;
-#[path = "shared/edge.rs"]
-mod edge;
-#[path = "shared/enroll.rs"]
-mod enroll;
-#[path = "shared/enrollments.rs"]
-mod enrollments;
-#[path = "shared/events.rs"]
-mod events;
-#[path = "shared/groups.rs"]
-mod groups;
-#[path = "shared/inventory.rs"]
-mod inventory;
-#[path = "shared/push.rs"]
-mod push;
-#[path = "shared/renewals.rs"]
-mod renewals;
-#[path = "shared/scep.rs"]
-mod scep;
-#[path = "shared/schedule.rs"]
-mod schedule;
-#[path = "shared/secrets.rs"]
-mod secrets;
-#[path = "shared/store_impl.rs"]
-mod store_impl;
-#[path = "shared/tokens.rs"]
-mod tokens;
-
 /// A store in one SQLite file.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pub(crate) pool: Pool<Db>,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
 impl SqliteStore {
     /// Open `sqlite:PATH` or `sqlite://PATH` (created if missing) and apply migrations.
@@ -97,15 +58,56 @@ impl SqliteStore {
     }
 }
 
-/// Start a write transaction holding the database write lock from its first statement.
-async fn begin_write(pool: &Pool<Db>) -> Result<Tx> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+impl Backend for Sqlite {
+    const BACKEND: &'static str = "sqlite";
+    const STORE: &'static str = "SqliteStore";
+
+    /// Takes the database write lock from its first statement (`BEGIN IMMEDIATE`), so concurrent writers queue
+    /// instead of failing on a lock upgrade.
+    async fn begin_write(pool: &Pool<Self>) -> Result<Tx<Self>> {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn bind<'t, T: Param<'t>>(
+        args: &mut SqliteArguments,
+        value: T,
+    ) -> std::result::Result<(), BoxDynError> {
+        args.add(value)
+    }
+
+    async fn execute(
+        conn: &mut SqliteConnection,
+        sql: SqlStr,
+        args: SqliteArguments,
+    ) -> sqlx::Result<u64> {
+        Ok(sqlx::query_with(sql, args)
+            .execute(conn)
+            .await?
+            .rows_affected())
+    }
+
+    async fn fetch_all<R: Row>(
+        conn: &mut SqliteConnection,
+        sql: SqlStr,
+        args: SqliteArguments,
+    ) -> sqlx::Result<Vec<R>> {
+        sqlx::query_as_with(sql, args).fetch_all(conn).await
+    }
+
+    async fn fetch_optional<R: Row>(
+        conn: &mut SqliteConnection,
+        sql: SqlStr,
+        args: SqliteArguments,
+    ) -> sqlx::Result<Option<R>> {
+        sqlx::query_as_with(sql, args).fetch_optional(conn).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enrollment, Store};
+    use crate::Enrollment;
+    use crate::prelude::*;
 
     #[tokio::test]
     async fn sqlite_file_runs_in_wal_mode_with_synchronous_full() {

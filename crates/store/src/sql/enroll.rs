@@ -1,14 +1,13 @@
-//! Enrollment tokens, one-time SCEP challenges and issued certificates, shared by both backends (compiled per
-//! backend, see `sqlite.rs`). Guarantees: a token use is consumed and its challenge stored in one transaction,
-//! and only when the token is valid at that moment (one conditional UPDATE decides, so concurrent redeemers
-//! never exceed `max_uses`); a challenge is consumed at most once (one conditional UPDATE decides); a
-//! certificate binds to one device, first Authenticate wins.
+//! Enrollment tokens, one-time SCEP challenges and issued certificates. Guarantees: a token use is consumed
+//! and its challenge stored in one transaction, and only when the token is valid at that moment (one
+//! conditional UPDATE decides, so concurrent redeemers never exceed `max_uses`); a challenge is consumed at
+//! most once (one conditional UPDATE decides); a certificate binds to one device, first Authenticate wins.
 
 use sqlx::Pool;
 
-use super::{Db, begin_write, events};
+use super::{Backend, SqlStore, Tx, events, query, query_as, query_scalar};
 use crate::{
-    EnrollmentToken, IssuedCertificate, IssuedProof, Millis, NewEvent, Result, ScepChallenge,
+    EnrollmentToken, IssuedCertificate, IssuedProof, Millis, NewEvent, Result, Scep, ScepChallenge,
     StoreError, TokenRefusal,
 };
 
@@ -48,20 +47,20 @@ macro_rules! select_tokens {
     };
 }
 
-pub(super) async fn create_token(
-    pool: &Pool<Db>,
+pub(super) async fn create_token<DB: Backend>(
+    pool: &Pool<DB>,
     t: &EnrollmentToken,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    let group: Option<String> = sqlx::query_scalar("SELECT id FROM device_groups WHERE id = $1")
+    let mut tx = DB::begin_write(pool).await?;
+    let group: Option<String> = query_scalar::<DB, _>("SELECT id FROM device_groups WHERE id = $1")
         .bind(&t.group_id)
         .fetch_optional(&mut *tx)
         .await?;
     if group.is_none() {
         return Err(StoreError::NotFound(format!("group {}", t.group_id)));
     }
-    sqlx::query(
+    query::<DB>(
         "INSERT INTO enrollment_tokens \
          (id, name, token_hash, group_id, max_uses, uses, expires_at, created_at, revoked_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -83,34 +82,38 @@ pub(super) async fn create_token(
         }
         other => other,
     })?;
-    events::insert(&mut tx, event).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
 
-pub(super) async fn token(pool: &Pool<Db>, id: &str) -> Result<Option<EnrollmentToken>> {
-    let row: Option<TokenRow> = sqlx::query_as(concat!(select_tokens!(), " WHERE id = $1"))
+pub(super) async fn token<DB: Backend>(
+    pool: &Pool<DB>,
+    id: &str,
+) -> Result<Option<EnrollmentToken>> {
+    let row: Option<TokenRow> = query_as::<DB, _>(concat!(select_tokens!(), " WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await?;
     Ok(row.map(Into::into))
 }
 
-pub(super) async fn list_tokens(pool: &Pool<Db>) -> Result<Vec<EnrollmentToken>> {
-    let rows: Vec<TokenRow> = sqlx::query_as(concat!(select_tokens!(), " ORDER BY created_at, id"))
-        .fetch_all(pool)
-        .await?;
+pub(super) async fn list_tokens<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<EnrollmentToken>> {
+    let rows: Vec<TokenRow> =
+        query_as::<DB, _>(concat!(select_tokens!(), " ORDER BY created_at, id"))
+            .fetch_all(pool)
+            .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-pub(super) async fn revoke_token(
-    pool: &Pool<Db>,
+pub(super) async fn revoke_token<DB: Backend>(
+    pool: &Pool<DB>,
     id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    let done = sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    let done = query::<DB>(
         "UPDATE enrollment_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
     )
     .bind(at)
@@ -122,20 +125,20 @@ pub(super) async fn revoke_token(
             "active enrollment token {id}"
         )));
     }
-    events::insert(&mut tx, event).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
 
-pub(super) async fn redeem_token(
-    pool: &Pool<Db>,
+pub(super) async fn redeem_token<DB: Backend>(
+    pool: &Pool<DB>,
     token_hash: &str,
     at: Millis,
     challenge: &ScepChallenge,
     event: &NewEvent,
 ) -> Result<std::result::Result<EnrollmentToken, TokenRefusal>> {
-    let mut tx = begin_write(pool).await?;
-    let done = sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    let done = query::<DB>(
         "UPDATE enrollment_tokens SET uses = uses + 1 \
          WHERE token_hash = $1 AND revoked_at IS NULL \
          AND (expires_at IS NULL OR expires_at > $2) \
@@ -145,10 +148,11 @@ pub(super) async fn redeem_token(
     .bind(at)
     .execute(&mut *tx)
     .await?;
-    let row: Option<TokenRow> = sqlx::query_as(concat!(select_tokens!(), " WHERE token_hash = $1"))
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row: Option<TokenRow> =
+        query_as::<DB, _>(concat!(select_tokens!(), " WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some(row) = row else {
         return Ok(Err(TokenRefusal::Unknown));
     };
@@ -169,26 +173,26 @@ pub(super) async fn redeem_token(
         group_id: Some(token.group_id.clone()),
         ..challenge.clone()
     };
-    insert_challenge(&mut tx, &challenge).await?;
+    insert_challenge::<DB>(&mut tx, &challenge).await?;
     let event = NewEvent {
         subject: token.id.clone(),
         ..event.clone()
     };
-    events::insert(&mut tx, &event).await?;
+    events::insert::<DB>(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(Ok(token))
 }
 
 /// Stores a challenge minted outside `/enroll` (identity renewal: `device_id` set).
-pub(super) async fn put_challenge(pool: &Pool<Db>, c: &ScepChallenge) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    insert_challenge(&mut tx, c).await?;
+pub(super) async fn put_challenge<DB: Backend>(pool: &Pool<DB>, c: &ScepChallenge) -> Result<()> {
+    let mut tx = DB::begin_write(pool).await?;
+    insert_challenge::<DB>(&mut tx, c).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn insert_challenge(tx: &mut super::Tx, c: &ScepChallenge) -> Result<()> {
-    sqlx::query(
+async fn insert_challenge<DB: Backend>(tx: &mut Tx<DB>, c: &ScepChallenge) -> Result<()> {
+    query::<DB>(
         "INSERT INTO scep_challenges \
          (challenge_hash, token_id, group_id, created_at, expires_at, used_at, device_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -216,13 +220,13 @@ struct ChallengeRow {
     device_id: Option<String>,
 }
 
-pub(super) async fn consume_challenge(
-    pool: &Pool<Db>,
+pub(super) async fn consume_challenge<DB: Backend>(
+    pool: &Pool<DB>,
     challenge_hash: &str,
     at: Millis,
 ) -> Result<Option<ScepChallenge>> {
-    let mut tx = begin_write(pool).await?;
-    let done = sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    let done = query::<DB>(
         "UPDATE scep_challenges SET used_at = $1 \
          WHERE challenge_hash = $2 AND used_at IS NULL AND expires_at > $1",
     )
@@ -233,7 +237,7 @@ pub(super) async fn consume_challenge(
     if done.rows_affected() == 0 {
         return Ok(None);
     }
-    let r: ChallengeRow = sqlx::query_as(
+    let r: ChallengeRow = query_as::<DB, _>(
         "SELECT challenge_hash, token_id, group_id, created_at, expires_at, used_at, device_id \
          FROM scep_challenges WHERE challenge_hash = $1",
     )
@@ -241,7 +245,7 @@ pub(super) async fn consume_challenge(
     .fetch_one(&mut *tx)
     .await?;
     // Forget challenges that expired long ago (a day past expiry), so the table stays small.
-    sqlx::query("DELETE FROM scep_challenges WHERE expires_at < $1")
+    query::<DB>("DELETE FROM scep_challenges WHERE expires_at < $1")
         .bind(at.saturating_sub(24 * 3600 * 1000))
         .execute(&mut *tx)
         .await?;
@@ -257,8 +261,11 @@ pub(super) async fn consume_challenge(
     }))
 }
 
-pub(super) async fn record_issued(pool: &Pool<Db>, c: &IssuedCertificate) -> Result<()> {
-    sqlx::query(
+pub(super) async fn record_issued<DB: Backend>(
+    pool: &Pool<DB>,
+    c: &IssuedCertificate,
+) -> Result<()> {
+    query::<DB>(
         "INSERT INTO issued_certificates (fingerprint, device_id, group_id, token_id, issued_at, proof) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -290,11 +297,11 @@ struct IssuedRow {
     proof: Option<String>,
 }
 
-pub(super) async fn issued(
-    pool: &Pool<Db>,
+pub(super) async fn issued<DB: Backend>(
+    pool: &Pool<DB>,
     fingerprint: &str,
 ) -> Result<Option<IssuedCertificate>> {
-    let r: Option<IssuedRow> = sqlx::query_as(
+    let r: Option<IssuedRow> = query_as::<DB, _>(
         "SELECT fingerprint, device_id, group_id, token_id, issued_at, proof \
          FROM issued_certificates WHERE fingerprint = $1",
     )
@@ -318,12 +325,12 @@ pub(super) async fn issued(
     .transpose()
 }
 
-pub(super) async fn bind_issued(
-    pool: &Pool<Db>,
+pub(super) async fn bind_issued<DB: Backend>(
+    pool: &Pool<DB>,
     fingerprint: &str,
     device_id: &str,
 ) -> Result<Option<IssuedCertificate>> {
-    sqlx::query(
+    query::<DB>(
         "UPDATE issued_certificates SET device_id = $1 \
          WHERE fingerprint = $2 AND device_id IS NULL",
     )
@@ -339,5 +346,81 @@ pub(super) async fn bind_issued(
             c.device_id.unwrap_or_default()
         ))),
         None => Ok(None),
+    }
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Scep for SqlStore<DB> {
+    async fn create_enrollment_token(&self, t: &EnrollmentToken, event: &NewEvent) -> Result<()> {
+        create_token(&self.pool, t, event).await
+    }
+
+    async fn enrollment_token(&self, id: &str) -> Result<Option<EnrollmentToken>> {
+        token(&self.pool, id).await
+    }
+
+    async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>> {
+        list_tokens(&self.pool).await
+    }
+
+    async fn revoke_enrollment_token(&self, id: &str, at: Millis, event: &NewEvent) -> Result<()> {
+        revoke_token(&self.pool, id, at, event).await
+    }
+
+    async fn redeem_enrollment_token(
+        &self,
+        token_hash: &str,
+        at: Millis,
+        challenge: &ScepChallenge,
+        event: &NewEvent,
+    ) -> Result<std::result::Result<EnrollmentToken, TokenRefusal>> {
+        redeem_token(&self.pool, token_hash, at, challenge, event).await
+    }
+
+    async fn consume_scep_challenge(
+        &self,
+        challenge_hash: &str,
+        at: Millis,
+    ) -> Result<Option<ScepChallenge>> {
+        consume_challenge(&self.pool, challenge_hash, at).await
+    }
+
+    async fn put_scep_challenge(&self, c: &ScepChallenge) -> Result<()> {
+        put_challenge(&self.pool, c).await
+    }
+
+    async fn record_issued_certificate(&self, c: &IssuedCertificate) -> Result<()> {
+        record_issued(&self.pool, c).await
+    }
+
+    async fn issued_certificate(&self, fingerprint: &str) -> Result<Option<IssuedCertificate>> {
+        issued(&self.pool, fingerprint).await
+    }
+
+    async fn bind_issued_certificate(
+        &self,
+        fingerprint: &str,
+        device_id: &str,
+    ) -> Result<Option<IssuedCertificate>> {
+        bind_issued(&self.pool, fingerprint, device_id).await
+    }
+
+    async fn claim_scep_nonce(
+        &self,
+        nonce: &str,
+        transaction_id: &str,
+        at: Millis,
+        forget_before: Millis,
+        keep_at_most: u32,
+    ) -> Result<bool> {
+        super::scep::claim_nonce(
+            &self.pool,
+            nonce,
+            transaction_id,
+            at,
+            forget_before,
+            keep_at_most,
+        )
+        .await
     }
 }

@@ -1,14 +1,14 @@
-//! Enrollments and certificate binding, shared by both backends (compiled per backend, see `sqlite.rs`).
-//! Guarantees: a certificate fingerprint is bound to at most one enrollment (checked in the transaction and
-//! by a unique index); CheckOut disables, deletes the token and empties the queue in one transaction with its
-//! event, and never deletes events.
+//! Enrollments and certificate binding. Guarantees: a certificate fingerprint is bound to at most one
+//! enrollment (checked in the transaction and by a unique index); CheckOut disables, deletes the token and
+//! empties the queue in one transaction with its event, and never deletes events.
 
 use sqlx::Pool;
 
-use super::{Conn, Db, begin_write, events, groups, tokens};
+use super::{Backend, SqlStore, events, groups, query, query_as, query_scalar, tokens};
 use crate::rows::{EnrollmentRow, count, enrollment_columns};
 use crate::{
-    BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Millis, NewEvent, Result, StoreError,
+    BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Enrollments, Millis, NewEvent, Result,
+    StoreError,
 };
 
 const UPSERT: &str = concat!(
@@ -36,19 +36,23 @@ macro_rules! device_and_users {
     };
 }
 
-pub(super) async fn upsert(pool: &Pool<Db>, e: &Enrollment, event: &NewEvent) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    upsert_in(&mut tx, e).await?;
-    events::insert(&mut tx, event).await?;
+pub(super) async fn upsert<DB: Backend>(
+    pool: &Pool<DB>,
+    e: &Enrollment,
+    event: &NewEvent,
+) -> Result<()> {
+    let mut tx = DB::begin_write(pool).await?;
+    upsert_in::<DB>(&mut tx, e).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Writes `e` as a whole row (except `has_pending` and `blocked_at`, which only their own statements change on
 /// an existing row) inside the caller's transaction, refusing a certificate bound to another enrollment.
-async fn upsert_in(tx: &mut Conn, e: &Enrollment) -> Result<()> {
+async fn upsert_in<DB: Backend>(tx: &mut DB::Connection, e: &Enrollment) -> Result<()> {
     if let Some(fingerprint) = &e.cert_fingerprint {
-        let holder: Option<String> = sqlx::query_scalar(
+        let holder: Option<String> = query_scalar::<DB, _>(
             "SELECT id FROM enrollments WHERE cert_fingerprint = $1 AND id <> $2",
         )
         .bind(fingerprint)
@@ -63,9 +67,9 @@ async fn upsert_in(tx: &mut Conn, e: &Enrollment) -> Result<()> {
         }
     }
     if let Some(group_id) = &e.group_id {
-        groups::ensure_exists(tx, group_id).await?;
+        groups::ensure_exists::<DB>(tx, group_id).await?;
     }
-    sqlx::query(UPSERT)
+    query::<DB>(UPSERT)
         .bind(&e.id)
         .bind(&e.device_id)
         .bind(e.channel.as_str())
@@ -99,8 +103,8 @@ async fn upsert_in(tx: &mut Conn, e: &Enrollment) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn get(pool: &Pool<Db>, id: &str) -> Result<Option<Enrollment>> {
-    let row: Option<EnrollmentRow> = sqlx::query_as(concat!(
+pub(super) async fn get<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Option<Enrollment>> {
+    let row: Option<EnrollmentRow> = query_as::<DB, _>(concat!(
         "SELECT ",
         enrollment_columns!(),
         " FROM enrollments WHERE id = $1"
@@ -111,11 +115,11 @@ pub(super) async fn get(pool: &Pool<Db>, id: &str) -> Result<Option<Enrollment>>
     row.map(Enrollment::try_from).transpose()
 }
 
-pub(super) async fn by_fingerprint(
-    pool: &Pool<Db>,
+pub(super) async fn by_fingerprint<DB: Backend>(
+    pool: &Pool<DB>,
     fingerprint: &str,
 ) -> Result<Option<Enrollment>> {
-    let row: Option<EnrollmentRow> = sqlx::query_as(concat!(
+    let row: Option<EnrollmentRow> = query_as::<DB, _>(concat!(
         "SELECT ",
         enrollment_columns!(),
         " FROM enrollments WHERE cert_fingerprint = $1 AND channel = 'device'"
@@ -127,8 +131,8 @@ pub(super) async fn by_fingerprint(
 }
 
 /// Fails with NotFound unless enrollment `id` exists.
-pub(super) async fn ensure_exists(conn: &mut Conn, id: &str) -> Result<()> {
-    let found: Option<String> = sqlx::query_scalar("SELECT id FROM enrollments WHERE id = $1")
+pub(super) async fn ensure_exists<DB: Backend>(conn: &mut DB::Connection, id: &str) -> Result<()> {
+    let found: Option<String> = query_scalar::<DB, _>("SELECT id FROM enrollments WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -138,8 +142,12 @@ pub(super) async fn ensure_exists(conn: &mut Conn, id: &str) -> Result<()> {
     }
 }
 
-pub(super) async fn touch_last_seen(pool: &Pool<Db>, id: &str, at: Millis) -> Result<()> {
-    let done = sqlx::query("UPDATE enrollments SET last_seen_at = $1 WHERE id = $2")
+pub(super) async fn touch_last_seen<DB: Backend>(
+    pool: &Pool<DB>,
+    id: &str,
+    at: Millis,
+) -> Result<()> {
+    let done = query::<DB>("UPDATE enrollments SET last_seen_at = $1 WHERE id = $2")
         .bind(at)
         .bind(id)
         .execute(pool)
@@ -150,28 +158,28 @@ pub(super) async fn touch_last_seen(pool: &Pool<Db>, id: &str, at: Millis) -> Re
     Ok(())
 }
 
-pub(super) async fn checkout(
-    pool: &Pool<Db>,
+pub(super) async fn checkout<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<bool> {
-    let mut tx = begin_write(pool).await?;
-    sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    query::<DB>(
         "UPDATE enrollments SET enabled = FALSE, updated_at = $2 WHERE id = $1 OR device_id = $1",
     )
     .bind(device_id)
     .bind(at)
     .execute(&mut *tx)
     .await?;
-    let metadata = sqlx::query(concat!(
+    let metadata = query::<DB>(concat!(
         "DELETE FROM bootstrap_tokens WHERE enrollment_id IN ",
         device_and_users!()
     ))
     .bind(device_id)
     .execute(&mut *tx)
     .await?;
-    let secrets = sqlx::query(concat!(
+    let secrets = query::<DB>(concat!(
         "DELETE FROM sealed_secrets WHERE field = $2 AND owner IN ",
         device_and_users!()
     ))
@@ -179,29 +187,29 @@ pub(super) async fn checkout(
     .bind(BOOTSTRAP_TOKEN_FIELD)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(concat!(
+    query::<DB>(concat!(
         "DELETE FROM command_queue WHERE enrollment_id IN ",
         device_and_users!()
     ))
     .bind(device_id)
     .execute(&mut *tx)
     .await?;
-    super::commands::drop_orphaned_sealed_payloads(&mut tx).await?;
-    events::insert(&mut tx, event).await?;
+    super::commands::drop_orphaned_sealed_payloads::<DB>(&mut tx).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(metadata.rows_affected() + secrets.rows_affected() > 0)
 }
 
-pub(super) async fn count_all(pool: &Pool<Db>) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM enrollments")
+pub(super) async fn count_all<DB: Backend>(pool: &Pool<DB>) -> Result<u64> {
+    let n: i64 = query_scalar::<DB, _>("SELECT COUNT(*) FROM enrollments")
         .fetch_one(pool)
         .await?;
     count(n)
 }
 
 /// Records (or refreshes) pending identity `pending` and marks the Mac it claims as claimed, in one transaction.
-pub(super) async fn put_pending(
-    pool: &Pool<Db>,
+pub(super) async fn put_pending<DB: Backend>(
+    pool: &Pool<DB>,
     pending: &Enrollment,
     event: &NewEvent,
 ) -> Result<()> {
@@ -211,21 +219,24 @@ pub(super) async fn put_pending(
             pending.id
         )));
     };
-    let mut tx = begin_write(pool).await?;
-    ensure_exists(&mut tx, device_id).await?;
-    upsert_in(&mut tx, pending).await?;
-    sqlx::query("UPDATE enrollments SET has_pending = TRUE WHERE id = $1")
+    let mut tx = DB::begin_write(pool).await?;
+    ensure_exists::<DB>(&mut tx, device_id).await?;
+    upsert_in::<DB>(&mut tx, pending).await?;
+    query::<DB>("UPDATE enrollments SET has_pending = TRUE WHERE id = $1")
         .bind(device_id)
         .execute(&mut *tx)
         .await?;
-    events::insert(&mut tx, event).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// The pending identities claiming `device_id` (refused ones too), oldest first.
-pub(super) async fn pending(pool: &Pool<Db>, device_id: &str) -> Result<Vec<Enrollment>> {
-    let rows: Vec<EnrollmentRow> = sqlx::query_as(concat!(
+pub(super) async fn pending<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+) -> Result<Vec<Enrollment>> {
+    let rows: Vec<EnrollmentRow> = query_as::<DB, _>(concat!(
         "SELECT ",
         enrollment_columns!(),
         " FROM enrollments WHERE pending_for = $1 ORDER BY enrolled_at, id"
@@ -238,26 +249,26 @@ pub(super) async fn pending(pool: &Pool<Db>, device_id: &str) -> Result<Vec<Enro
 
 /// The bound certificate checked in again: every enabled pending identity of `device_id` is refused from now
 /// on. Returns how many were; the event is written only when there were some.
-pub(super) async fn refuse_pending(
-    pool: &Pool<Db>,
+pub(super) async fn refuse_pending<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<u64> {
-    let mut tx = begin_write(pool).await?;
-    let done = sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    let done = query::<DB>(
         "UPDATE enrollments SET enabled = FALSE, updated_at = $2 WHERE pending_for = $1 AND enabled = TRUE",
     )
     .bind(device_id)
     .bind(at)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE enrollments SET has_pending = FALSE WHERE id = $1")
+    query::<DB>("UPDATE enrollments SET has_pending = FALSE WHERE id = $1")
         .bind(device_id)
         .execute(&mut *tx)
         .await?;
     if done.rows_affected() > 0 {
-        events::insert(&mut tx, event).await?;
+        events::insert::<DB>(&mut tx, event).await?;
     }
     tx.commit().await?;
     Ok(done.rows_affected())
@@ -265,15 +276,19 @@ pub(super) async fn refuse_pending(
 
 /// Deletes every pending identity of `device_id` with its token, secrets and queue (a new enrollment of that
 /// UDID starts clean). Returns how many there were.
-pub(super) async fn drop_pending_in(conn: &mut Conn, device_id: &str) -> Result<u64> {
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM enrollments WHERE pending_for = $1")
-        .bind(device_id)
-        .fetch_all(&mut *conn)
-        .await?;
+pub(super) async fn drop_pending_in<DB: Backend>(
+    conn: &mut DB::Connection,
+    device_id: &str,
+) -> Result<u64> {
+    let ids: Vec<String> =
+        query_scalar::<DB, _>("SELECT id FROM enrollments WHERE pending_for = $1")
+            .bind(device_id)
+            .fetch_all(&mut *conn)
+            .await?;
     for id in &ids {
-        delete_enrollment_in(conn, id).await?;
+        delete_enrollment_in::<DB>(conn, id).await?;
     }
-    sqlx::query("UPDATE enrollments SET has_pending = FALSE WHERE id = $1")
+    query::<DB>("UPDATE enrollments SET has_pending = FALSE WHERE id = $1")
         .bind(device_id)
         .execute(&mut *conn)
         .await?;
@@ -281,26 +296,30 @@ pub(super) async fn drop_pending_in(conn: &mut Conn, device_id: &str) -> Result<
 }
 
 /// Deletes enrollment `id` and everything keyed by it (token metadata, every sealed secret it owns, queue).
-async fn delete_enrollment_in(conn: &mut Conn, id: &str) -> Result<()> {
+async fn delete_enrollment_in<DB: Backend>(conn: &mut DB::Connection, id: &str) -> Result<()> {
     for sql in [
         "DELETE FROM bootstrap_tokens WHERE enrollment_id = $1",
         "DELETE FROM sealed_secrets WHERE owner = $1",
         "DELETE FROM command_queue WHERE enrollment_id = $1",
         "DELETE FROM enrollments WHERE id = $1",
     ] {
-        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+        query::<DB>(sql).bind(id).execute(&mut *conn).await?;
     }
     Ok(())
 }
 
 /// A new enrollment of a UDID whose previous one ended (or never was): writes `e` and forgets any pending
 /// identities of that UDID, in one transaction.
-pub(super) async fn enroll_fresh(pool: &Pool<Db>, e: &Enrollment, event: &NewEvent) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
+pub(super) async fn enroll_fresh<DB: Backend>(
+    pool: &Pool<DB>,
+    e: &Enrollment,
+    event: &NewEvent,
+) -> Result<()> {
+    let mut tx = DB::begin_write(pool).await?;
     // The new row may be the certificate of a former pending identity: free its fingerprint first.
-    drop_pending_in(&mut tx, &e.id).await?;
-    upsert_in(&mut tx, e).await?;
-    events::insert(&mut tx, event).await?;
+    drop_pending_in::<DB>(&mut tx, &e.id).await?;
+    upsert_in::<DB>(&mut tx, e).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -308,16 +327,16 @@ pub(super) async fn enroll_fresh(pool: &Pool<Db>, e: &Enrollment, event: &NewEve
 /// An admin approved pending identity `pending_id`: in one transaction the Mac's old token is discarded, the
 /// pending row (its queue, its secrets) is deleted, `device` (already carrying the pending certificate and push
 /// token) is written, and `token` — the pending identity's own token resealed for the device — is stored.
-pub(super) async fn promote_pending(
-    pool: &Pool<Db>,
+pub(super) async fn promote_pending<DB: Backend>(
+    pool: &Pool<DB>,
     device: &Enrollment,
     pending_id: &str,
     token: Option<&BootstrapTokenRecord>,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
+    let mut tx = DB::begin_write(pool).await?;
     let found: Option<String> =
-        sqlx::query_scalar("SELECT pending_for FROM enrollments WHERE id = $1")
+        query_scalar::<DB, _>("SELECT pending_for FROM enrollments WHERE id = $1")
             .bind(pending_id)
             .fetch_optional(&mut *tx)
             .await?
@@ -328,9 +347,9 @@ pub(super) async fn promote_pending(
             device.id
         )));
     }
-    delete_enrollment_in(&mut tx, pending_id).await?;
-    tokens::delete_in(&mut tx, &device.id).await?;
-    upsert_in(&mut tx, device).await?;
+    delete_enrollment_in::<DB>(&mut tx, pending_id).await?;
+    tokens::delete_in::<DB>(&mut tx, &device.id).await?;
+    upsert_in::<DB>(&mut tx, device).await?;
     if let Some(rec) = token {
         if rec.enrollment_id != device.id || rec.sealed.owner != device.id {
             return Err(StoreError::Conflict(format!(
@@ -338,31 +357,31 @@ pub(super) async fn promote_pending(
                 device.id
             )));
         }
-        tokens::put_in(&mut tx, rec).await?;
+        tokens::put_in::<DB>(&mut tx, rec).await?;
     }
-    sqlx::query(
+    query::<DB>(
         "UPDATE enrollments SET has_pending = EXISTS \
          (SELECT 1 FROM enrollments p WHERE p.pending_for = $1 AND p.enabled = TRUE) WHERE id = $1",
     )
     .bind(&device.id)
     .execute(&mut *tx)
     .await?;
-    events::insert(&mut tx, event).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Sets or lifts an admin's block on device `device_id`; with `clear_token` the escrowed token is deleted too.
 /// Returns whether a token was deleted.
-pub(super) async fn set_blocked(
-    pool: &Pool<Db>,
+pub(super) async fn set_blocked<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     blocked_at: Option<Millis>,
     clear_token: bool,
     event: &NewEvent,
 ) -> Result<bool> {
-    let mut tx = begin_write(pool).await?;
-    let done = sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    let done = query::<DB>(
         "UPDATE enrollments SET blocked_at = $2 WHERE id = $1 AND channel = 'device' AND pending_for IS NULL",
     )
     .bind(device_id)
@@ -372,8 +391,76 @@ pub(super) async fn set_blocked(
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("device {device_id}")));
     }
-    let cleared = clear_token && tokens::delete_in(&mut tx, device_id).await?;
-    events::insert(&mut tx, event).await?;
+    let cleared = clear_token && tokens::delete_in::<DB>(&mut tx, device_id).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(cleared)
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Enrollments for SqlStore<DB> {
+    async fn upsert_enrollment(&self, e: &Enrollment, event: &NewEvent) -> Result<()> {
+        upsert(&self.pool, e, event).await
+    }
+
+    async fn enrollment(&self, id: &str) -> Result<Option<Enrollment>> {
+        get(&self.pool, id).await
+    }
+
+    async fn enrollment_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Enrollment>> {
+        by_fingerprint(&self.pool, fingerprint).await
+    }
+
+    async fn touch_last_seen(&self, id: &str, at: Millis) -> Result<()> {
+        touch_last_seen(&self.pool, id, at).await
+    }
+
+    async fn checkout(&self, device_id: &str, at: Millis, event: &NewEvent) -> Result<bool> {
+        checkout(&self.pool, device_id, at, event).await
+    }
+
+    async fn count_enrollments(&self) -> Result<u64> {
+        count_all(&self.pool).await
+    }
+
+    async fn put_pending_identity(&self, pending: &Enrollment, event: &NewEvent) -> Result<()> {
+        put_pending(&self.pool, pending, event).await
+    }
+
+    async fn pending_identities(&self, device_id: &str) -> Result<Vec<Enrollment>> {
+        pending(&self.pool, device_id).await
+    }
+
+    async fn refuse_pending_identities(
+        &self,
+        device_id: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<u64> {
+        refuse_pending(&self.pool, device_id, at, event).await
+    }
+
+    async fn enroll_fresh(&self, e: &Enrollment, event: &NewEvent) -> Result<()> {
+        enroll_fresh(&self.pool, e, event).await
+    }
+
+    async fn promote_pending_identity(
+        &self,
+        device: &Enrollment,
+        pending_id: &str,
+        token: Option<&BootstrapTokenRecord>,
+        event: &NewEvent,
+    ) -> Result<()> {
+        promote_pending(&self.pool, device, pending_id, token, event).await
+    }
+
+    async fn set_device_blocked(
+        &self,
+        device_id: &str,
+        blocked_at: Option<Millis>,
+        clear_token: bool,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        set_blocked(&self.pool, device_id, blocked_at, clear_token, event).await
+    }
 }

@@ -1,20 +1,25 @@
-//! The latest inventory of each device and what each source says about its users, shared by both backends
-//! (compiled per backend, see `sqlite.rs`). Guarantees: a DeviceInformation write replaces only the device
-//! columns and a SecurityInfo write only the security columns; a user list from one source replaces that
-//! source's rows for the device in one transaction and leaves the other source's rows alone; inventory only
-//! exists for an existing enrollment (NotFound otherwise).
+//! The latest inventory of each device and what each source says about its users. Guarantees: a
+//! DeviceInformation write replaces only the device columns and a SecurityInfo write only the security
+//! columns; a user list from one source replaces that source's rows for the device in one transaction and
+//! leaves the other source's rows alone; inventory only exists for an existing enrollment (NotFound
+//! otherwise).
 
 use sqlx::Pool;
 
-use super::{Db, begin_write, enrollments};
+use super::{Backend, SqlStore, enrollments, query, query_as};
 use crate::{
-    DeviceFacts, DeviceInventory, DeviceUser, FactSource, Result, SecurityFacts, StoreError,
+    DeviceFacts, DeviceInventory, DeviceUser, FactSource, Inventory, InventoryDue, Millis, Result,
+    SecurityFacts, StoreError,
 };
 
-pub(super) async fn put_device(pool: &Pool<Db>, device_id: &str, f: &DeviceFacts) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    enrollments::ensure_exists(&mut tx, device_id).await?;
-    sqlx::query(
+pub(super) async fn put_device<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+    f: &DeviceFacts,
+) -> Result<()> {
+    let mut tx = DB::begin_write(pool).await?;
+    enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
+    query::<DB>(
         "INSERT INTO device_inventory (device_id, os_version, os_version_num, build_version, model, model_name, \
          product_name, serial_number, device_name, is_apple_silicon, is_supervised, eacs_preflight, device_info_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
@@ -44,14 +49,14 @@ pub(super) async fn put_device(pool: &Pool<Db>, device_id: &str, f: &DeviceFacts
     Ok(())
 }
 
-pub(super) async fn put_security(
-    pool: &Pool<Db>,
+pub(super) async fn put_security<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     f: &SecurityFacts,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    enrollments::ensure_exists(&mut tx, device_id).await?;
-    sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
+    query::<DB>(
         "INSERT INTO device_inventory (device_id, filevault_enabled, bt_allowed_for_authentication, \
          bt_required_for_software_update, bt_required_for_kext_approval, enrolled_via_dep, \
          user_approved_enrollment, is_user_enrollment, security_info_at) \
@@ -136,8 +141,11 @@ impl From<InventoryRow> for DeviceInventory {
     }
 }
 
-pub(super) async fn get(pool: &Pool<Db>, device_id: &str) -> Result<Option<DeviceInventory>> {
-    let row: Option<InventoryRow> = sqlx::query_as(
+pub(super) async fn get<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+) -> Result<Option<DeviceInventory>> {
+    let row: Option<InventoryRow> = query_as::<DB, _>(
         "SELECT device_id, os_version, os_version_num, build_version, model, model_name, product_name, \
          serial_number, device_name, is_apple_silicon, is_supervised, eacs_preflight, device_info_at, \
          filevault_enabled, bt_allowed_for_authentication, bt_required_for_software_update, \
@@ -192,8 +200,8 @@ impl TryFrom<UserRow> for DeviceUser {
     }
 }
 
-pub(super) async fn replace_users(
-    pool: &Pool<Db>,
+pub(super) async fn replace_users<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     source: FactSource,
     users: &[DeviceUser],
@@ -207,15 +215,15 @@ pub(super) async fn replace_users(
             u.user_key
         )));
     }
-    let mut tx = begin_write(pool).await?;
-    enrollments::ensure_exists(&mut tx, device_id).await?;
-    sqlx::query("DELETE FROM device_users WHERE device_id = $1 AND source = $2")
+    let mut tx = DB::begin_write(pool).await?;
+    enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
+    query::<DB>("DELETE FROM device_users WHERE device_id = $1 AND source = $2")
         .bind(device_id)
         .bind(source.as_str())
         .execute(&mut *tx)
         .await?;
     for u in users {
-        sqlx::query(
+        query::<DB>(
             "INSERT INTO device_users (device_id, source, user_key, short_name, full_name, uid, guid, \
              has_secure_token, mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, \
              managed_admin, observed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -248,8 +256,11 @@ pub(super) async fn replace_users(
     Ok(())
 }
 
-pub(super) async fn users(pool: &Pool<Db>, device_id: &str) -> Result<Vec<DeviceUser>> {
-    let rows: Vec<UserRow> = sqlx::query_as(
+pub(super) async fn users<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+) -> Result<Vec<DeviceUser>> {
+    let rows: Vec<UserRow> = query_as::<DB, _>(
         "SELECT device_id, source, user_key, short_name, full_name, uid, guid, has_secure_token, \
          mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, managed_admin, observed_at \
          FROM device_users WHERE device_id = $1 ORDER BY user_key, source",
@@ -258,4 +269,62 @@ pub(super) async fn users(pool: &Pool<Db>, device_id: &str) -> Result<Vec<Device
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(DeviceUser::try_from).collect()
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Inventory for SqlStore<DB> {
+    async fn put_device_facts(&self, device_id: &str, facts: &DeviceFacts) -> Result<()> {
+        put_device(&self.pool, device_id, facts).await
+    }
+
+    async fn put_security_facts(&self, device_id: &str, facts: &SecurityFacts) -> Result<()> {
+        put_security(&self.pool, device_id, facts).await
+    }
+
+    async fn device_inventory(&self, device_id: &str) -> Result<Option<DeviceInventory>> {
+        get(&self.pool, device_id).await
+    }
+
+    async fn replace_device_users(
+        &self,
+        device_id: &str,
+        source: FactSource,
+        users: &[DeviceUser],
+    ) -> Result<()> {
+        replace_users(&self.pool, device_id, source, users).await
+    }
+
+    async fn device_users(&self, device_id: &str) -> Result<Vec<DeviceUser>> {
+        users(&self.pool, device_id).await
+    }
+
+    async fn inventory_due(
+        &self,
+        requested_before: Millis,
+        request_types: &[String],
+        limit: u32,
+    ) -> Result<Vec<InventoryDue>> {
+        super::schedule::due(&self.pool, requested_before, request_types, limit).await
+    }
+
+    async fn mark_inventory_requested(&self, device_id: &str, at: Millis) -> Result<()> {
+        super::schedule::mark_requested(&self.pool, device_id, at).await
+    }
+
+    async fn inventory_requested_at(&self, device_id: &str) -> Result<Option<Millis>> {
+        super::schedule::requested_at(&self.pool, device_id).await
+    }
+
+    async fn active_request_types(&self, enrollment_id: &str) -> Result<Vec<String>> {
+        super::schedule::active_request_types(&self.pool, enrollment_id).await
+    }
+
+    async fn claim_user_list_refresh(
+        &self,
+        device_id: &str,
+        now: Millis,
+        not_since: Millis,
+    ) -> Result<bool> {
+        super::schedule::claim_user_list_refresh(&self.pool, device_id, now, not_since).await
+    }
 }

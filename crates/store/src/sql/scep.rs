@@ -1,26 +1,25 @@
-//! SCEP replay protection, shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees: a
-//! nonce is claimed at most once while it is remembered, even by concurrent claimers (one INSERT decides); at
-//! most about `keep_at_most` nonces are remembered (the oldest are forgotten first), so the table stays
-//! bounded whatever arrives.
+//! SCEP replay protection. Guarantees: a nonce is claimed at most once while it is remembered, even by
+//! concurrent claimers (one INSERT decides); at most about `keep_at_most` nonces are remembered (the oldest
+//! are forgotten first), so the table stays bounded whatever arrives.
 
 use sqlx::Pool;
 
-use super::Db;
+use super::{Backend, query};
 use crate::{Millis, Result};
 
-pub(super) async fn claim_nonce(
-    pool: &Pool<Db>,
+pub(super) async fn claim_nonce<DB: Backend>(
+    pool: &Pool<DB>,
     nonce: &str,
     transaction_id: &str,
     at: Millis,
     forget_before: Millis,
     keep_at_most: u32,
 ) -> Result<bool> {
-    sqlx::query("DELETE FROM scep_nonces WHERE seen_at < $1")
+    query::<DB>("DELETE FROM scep_nonces WHERE seen_at < $1")
         .bind(forget_before)
         .execute(pool)
         .await?;
-    let done = sqlx::query(
+    let done = query::<DB>(
         "INSERT INTO scep_nonces (nonce, transaction_id, seen_at) VALUES ($1, $2, $3) \
          ON CONFLICT (nonce) DO NOTHING",
     )
@@ -31,7 +30,7 @@ pub(super) async fn claim_nonce(
     .await?;
     if done.rows_affected() == 1 {
         // Beyond the cap the oldest go (ties at the boundary may keep a few more).
-        sqlx::query(
+        query::<DB>(
             "DELETE FROM scep_nonces WHERE seen_at < \
              (SELECT seen_at FROM scep_nonces ORDER BY seen_at DESC LIMIT 1 OFFSET $1)",
         )

@@ -1,22 +1,22 @@
-//! The generic sealed-secret table, shared by both backends (compiled per backend, see `sqlite.rs`).
-//! Guarantees: paging visits every secret exactly once in bytewise (owner, field) order; a rewrap only lands
-//! if the blob is still the one the rewrapper read (compare-and-swap in one statement).
+//! The generic sealed-secret table. Guarantees: paging visits every secret exactly once in bytewise (owner,
+//! field) order; a rewrap only lands if the blob is still the one the rewrapper read (compare-and-swap in one
+//! statement).
 
 use sqlx::Pool;
 
-use super::Db;
+use super::{Backend, SqlStore, query, query_as};
 use crate::rows::{SealedSecretRow, count, page_limit};
-use crate::{Millis, Result, SealedSecret};
+use crate::{Millis, Result, SealedSecret, Secrets};
 
-pub(super) async fn page(
-    pool: &Pool<Db>,
+pub(super) async fn page<DB: Backend>(
+    pool: &Pool<DB>,
     after: Option<(&str, &str)>,
     limit: u32,
 ) -> Result<Vec<SealedSecret>> {
     let limit = page_limit(limit, 100, 1000);
     let rows: Vec<SealedSecretRow> = match after {
         None => {
-            sqlx::query_as(
+            query_as::<DB, _>(
                 "SELECT owner, field, key_id, blob, updated_at FROM sealed_secrets ORDER BY owner, field LIMIT $1",
             )
             .bind(limit)
@@ -24,7 +24,7 @@ pub(super) async fn page(
             .await?
         }
         Some((owner, field)) => {
-            sqlx::query_as(
+            query_as::<DB, _>(
                 "SELECT owner, field, key_id, blob, updated_at FROM sealed_secrets \
                  WHERE owner > $1 OR (owner = $1 AND field > $2) ORDER BY owner, field LIMIT $3",
             )
@@ -38,8 +38,8 @@ pub(super) async fn page(
     Ok(rows.into_iter().map(SealedSecret::from).collect())
 }
 
-pub(super) async fn replace(
-    pool: &Pool<Db>,
+pub(super) async fn replace<DB: Backend>(
+    pool: &Pool<DB>,
     owner: &str,
     field: &str,
     expected_blob: &[u8],
@@ -47,7 +47,7 @@ pub(super) async fn replace(
     new_blob: &[u8],
     at: Millis,
 ) -> Result<bool> {
-    let done = sqlx::query(
+    let done = query::<DB>(
         "UPDATE sealed_secrets SET key_id = $1, blob = $2, updated_at = $3 \
          WHERE owner = $4 AND field = $5 AND blob = $6",
     )
@@ -62,8 +62,8 @@ pub(super) async fn replace(
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn key_counts(pool: &Pool<Db>) -> Result<Vec<(String, u64)>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
+pub(super) async fn key_counts<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<(String, u64)>> {
+    let rows: Vec<(String, i64)> = query_as::<DB, _>(
         "SELECT key_id, COUNT(*) FROM sealed_secrets GROUP BY key_id ORDER BY key_id",
     )
     .fetch_all(pool)
@@ -73,7 +73,7 @@ pub(super) async fn key_counts(pool: &Pool<Db>) -> Result<Vec<(String, u64)>> {
         .collect()
 }
 
-pub(super) async fn put(pool: &Pool<Db>, s: &SealedSecret) -> Result<()> {
+pub(super) async fn put<DB: Backend>(pool: &Pool<DB>, s: &SealedSecret) -> Result<()> {
     if s.field == crate::BOOTSTRAP_TOKEN_FIELD {
         return Err(crate::StoreError::Conflict(
             "Bootstrap Tokens are written with put_bootstrap_token (secret and metadata together)"
@@ -85,7 +85,7 @@ pub(super) async fn put(pool: &Pool<Db>, s: &SealedSecret) -> Result<()> {
             "sealed command payloads are written with enqueue_sealed (with their command)".into(),
         ));
     }
-    sqlx::query(
+    query::<DB>(
         "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
          updated_at = excluded.updated_at",
@@ -100,8 +100,12 @@ pub(super) async fn put(pool: &Pool<Db>, s: &SealedSecret) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn get(pool: &Pool<Db>, owner: &str, field: &str) -> Result<Option<SealedSecret>> {
-    let row: Option<SealedSecretRow> = sqlx::query_as(
+pub(super) async fn get<DB: Backend>(
+    pool: &Pool<DB>,
+    owner: &str,
+    field: &str,
+) -> Result<Option<SealedSecret>> {
+    let row: Option<SealedSecretRow> = query_as::<DB, _>(
         "SELECT owner, field, key_id, blob, updated_at FROM sealed_secrets WHERE owner = $1 AND field = $2",
     )
     .bind(owner)
@@ -109,4 +113,48 @@ pub(super) async fn get(pool: &Pool<Db>, owner: &str, field: &str) -> Result<Opt
     .fetch_optional(pool)
     .await?;
     Ok(row.map(SealedSecret::from))
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Secrets for SqlStore<DB> {
+    async fn sealed_secrets_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SealedSecret>> {
+        page(&self.pool, after, limit).await
+    }
+
+    async fn replace_sealed_secret(
+        &self,
+        owner: &str,
+        field: &str,
+        expected_blob: &[u8],
+        new_key_id: &str,
+        new_blob: &[u8],
+        at: Millis,
+    ) -> Result<bool> {
+        replace(
+            &self.pool,
+            owner,
+            field,
+            expected_blob,
+            new_key_id,
+            new_blob,
+            at,
+        )
+        .await
+    }
+
+    async fn put_sealed_secret(&self, secret: &SealedSecret) -> Result<()> {
+        put(&self.pool, secret).await
+    }
+
+    async fn sealed_secret(&self, owner: &str, field: &str) -> Result<Option<SealedSecret>> {
+        get(&self.pool, owner, field).await
+    }
+
+    async fn sealed_secret_key_counts(&self) -> Result<Vec<(String, u64)>> {
+        key_counts(&self.pool).await
+    }
 }

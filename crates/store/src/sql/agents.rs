@@ -1,18 +1,20 @@
-//! The Mac agent's tables (issue 6), shared by both backends (compiled per backend, see `sqlite.rs`).
-//! Guarantees: a registration secret is claimed at most once, only for its device and before it expires, and
-//! the claim and the registration land in one transaction with their event, and only while the device's current
-//! agent is the one the caller expects (a registration never silently replaces another); a new secret revokes
-//! the device's earlier unused ones and is queued with its sealed InstallProfile in one transaction; its expiry
-//! clock starts in the transaction that records the Mac's Acknowledged for that InstallProfile (an Error
-//! revokes it); a nonce is accepted once per agent; an action's sealed credentials are set NULL in the same
-//! statement that ends or expires it.
+//! The Mac agent's tables (issue 6). Guarantees: a registration secret is claimed at most once, only for its
+//! device and before it expires, and the claim and the registration land in one transaction with their event,
+//! and only while the device's current agent is the one the caller expects (a registration never silently
+//! replaces another); a new secret revokes the device's earlier unused ones and is queued with its sealed
+//! InstallProfile in one transaction; its expiry clock starts in the transaction that records the Mac's
+//! Acknowledged for that InstallProfile (an Error revokes it); a nonce is accepted once per agent; an
+//! action's sealed credentials are set NULL in the same statement that ends or expires it.
+//!
+//! Over 500 lines on purpose: one concern (secrets, registrations, nonces, actions share the registration
+//! rules) whose role impl sits beside its queries.
 
 use sqlx::Pool;
 
-use super::{Conn, Db, begin_write, commands, events};
+use super::{Backend, SqlStore, commands, events, query, query_as, query_scalar};
 use crate::{
-    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, CommandStatus, Millis,
-    NewCommand, NewEvent, Result, SealedSecret, StoreError,
+    ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, Agents, CommandStatus,
+    Millis, NewCommand, NewEvent, Result, SealedSecret, StoreError,
 };
 
 #[derive(sqlx::FromRow)]
@@ -112,8 +114,8 @@ const REG_COLUMNS: &str = "agent_id, device_id, signing_key, hpke_key, registere
 const ACTION_SELECT: &str = "SELECT id, device_id, kind, params, sealed, status, reason, output, created_by, \
      created_at, updated_at, expires_at FROM agent_actions";
 
-pub(super) async fn create_secret(
-    pool: &Pool<Db>,
+pub(super) async fn create_secret<DB: Backend>(
+    pool: &Pool<DB>,
     s: &AgentSecret,
     cmd: &NewCommand,
     sealed: &SealedSecret,
@@ -124,8 +126,8 @@ pub(super) async fn create_secret(
             "a registration secret names the InstallProfile command that carries it".into(),
         ));
     }
-    let mut tx = begin_write(pool).await?;
-    let revoked = sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    let revoked = query::<DB>(
         "UPDATE agent_secrets SET revoked_at = $1 \
          WHERE device_id = $2 AND used_at IS NULL AND revoked_at IS NULL",
     )
@@ -133,7 +135,7 @@ pub(super) async fn create_secret(
     .bind(&s.device_id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    query::<DB>(
         "INSERT INTO agent_secrets (secret_hash, device_id, command_uuid, created_at, ttl_ms, delivered_at, \
          expires_at, used_at, revoked_at, replace_authorized_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -150,7 +152,7 @@ pub(super) async fn create_secret(
     .bind(&s.replace_authorized_by)
     .execute(&mut *tx)
     .await?;
-    commands::insert_sealed(
+    commands::insert_sealed::<DB>(
         &mut tx,
         std::slice::from_ref(&s.device_id),
         cmd,
@@ -159,14 +161,17 @@ pub(super) async fn create_secret(
     )
     .await?;
     for event in events {
-        events::insert(&mut tx, event).await?;
+        events::insert::<DB>(&mut tx, event).await?;
     }
     tx.commit().await?;
     Ok(revoked.rows_affected())
 }
 
-pub(super) async fn secret(pool: &Pool<Db>, secret_hash: &str) -> Result<Option<AgentSecret>> {
-    let row: Option<SecretRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub(super) async fn secret<DB: Backend>(
+    pool: &Pool<DB>,
+    secret_hash: &str,
+) -> Result<Option<AgentSecret>> {
+    let row: Option<SecretRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
         "{SECRET_SELECT} WHERE secret_hash = $1"
     )))
     .bind(secret_hash)
@@ -175,8 +180,11 @@ pub(super) async fn secret(pool: &Pool<Db>, secret_hash: &str) -> Result<Option<
     Ok(row.map(AgentSecret::from))
 }
 
-pub(super) async fn secrets(pool: &Pool<Db>, device_id: &str) -> Result<Vec<AgentSecret>> {
-    let rows: Vec<SecretRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub(super) async fn secrets<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+) -> Result<Vec<AgentSecret>> {
+    let rows: Vec<SecretRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
         "{SECRET_SELECT} WHERE device_id = $1 ORDER BY created_at DESC, secret_hash"
     )))
     .bind(device_id)
@@ -187,8 +195,8 @@ pub(super) async fn secrets(pool: &Pool<Db>, device_id: &str) -> Result<Vec<Agen
 
 /// A device's report finished command `uuid`: an Acknowledged InstallProfile carrying a registration secret
 /// starts that secret's expiry clock; an Error or CommandFormatError revokes it (the profile is not on the Mac).
-pub(super) async fn command_finished(
-    conn: &mut Conn,
+pub(super) async fn command_finished<DB: Backend>(
+    conn: &mut DB::Connection,
     enrollment_id: &str,
     uuid: &str,
     status: CommandStatus,
@@ -201,7 +209,7 @@ pub(super) async fn command_finished(
         "UPDATE agent_secrets SET revoked_at = $1 \
          WHERE command_uuid = $2 AND device_id = $3 AND used_at IS NULL AND revoked_at IS NULL"
     };
-    sqlx::query(sql)
+    query::<DB>(sql)
         .bind(at)
         .bind(uuid)
         .bind(enrollment_id)
@@ -210,15 +218,15 @@ pub(super) async fn command_finished(
     Ok(())
 }
 
-pub(super) async fn register(
-    pool: &Pool<Db>,
+pub(super) async fn register<DB: Backend>(
+    pool: &Pool<DB>,
     secret_hash: &str,
     reg: &AgentRegistration,
     replaces: Option<&str>,
     event: &NewEvent,
 ) -> Result<bool> {
-    let mut tx = begin_write(pool).await?;
-    let claimed = sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    let claimed = query::<DB>(
         "UPDATE agent_secrets SET used_at = $1 \
          WHERE secret_hash = $2 AND device_id = $3 AND used_at IS NULL AND revoked_at IS NULL \
          AND (expires_at IS NULL OR expires_at > $1)",
@@ -233,7 +241,7 @@ pub(super) async fn register(
         return Ok(false);
     }
     let current: Option<String> =
-        sqlx::query_scalar("SELECT agent_id FROM agent_registrations WHERE device_id = $1")
+        query_scalar::<DB, _>("SELECT agent_id FROM agent_registrations WHERE device_id = $1")
             .bind(&reg.device_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -241,11 +249,11 @@ pub(super) async fn register(
         tx.rollback().await?;
         return Ok(false);
     }
-    sqlx::query("DELETE FROM agent_registrations WHERE device_id = $1")
+    query::<DB>("DELETE FROM agent_registrations WHERE device_id = $1")
         .bind(&reg.device_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    query::<DB>(sqlx::AssertSqlSafe(format!(
         "INSERT INTO agent_registrations ({REG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
     )))
     .bind(&reg.agent_id)
@@ -256,13 +264,16 @@ pub(super) async fn register(
     .bind(reg.last_seen_at)
     .execute(&mut *tx)
     .await?;
-    events::insert(&mut tx, event).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(true)
 }
 
-pub(super) async fn get(pool: &Pool<Db>, agent_id: &str) -> Result<Option<AgentRegistration>> {
-    let row: Option<RegistrationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub(super) async fn get<DB: Backend>(
+    pool: &Pool<DB>,
+    agent_id: &str,
+) -> Result<Option<AgentRegistration>> {
+    let row: Option<RegistrationRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
         "SELECT {REG_COLUMNS} FROM agent_registrations WHERE agent_id = $1"
     )))
     .bind(agent_id)
@@ -271,11 +282,11 @@ pub(super) async fn get(pool: &Pool<Db>, agent_id: &str) -> Result<Option<AgentR
     Ok(row.map(AgentRegistration::from))
 }
 
-pub(super) async fn for_device(
-    pool: &Pool<Db>,
+pub(super) async fn for_device<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
 ) -> Result<Option<AgentRegistration>> {
-    let row: Option<RegistrationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<RegistrationRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
         "SELECT {REG_COLUMNS} FROM agent_registrations WHERE device_id = $1"
     )))
     .bind(device_id)
@@ -284,8 +295,8 @@ pub(super) async fn for_device(
     Ok(row.map(AgentRegistration::from))
 }
 
-pub(super) async fn touch(pool: &Pool<Db>, agent_id: &str, at: Millis) -> Result<()> {
-    let done = sqlx::query("UPDATE agent_registrations SET last_seen_at = $1 WHERE agent_id = $2")
+pub(super) async fn touch<DB: Backend>(pool: &Pool<DB>, agent_id: &str, at: Millis) -> Result<()> {
+    let done = query::<DB>("UPDATE agent_registrations SET last_seen_at = $1 WHERE agent_id = $2")
         .bind(at)
         .bind(agent_id)
         .execute(pool)
@@ -296,18 +307,18 @@ pub(super) async fn touch(pool: &Pool<Db>, agent_id: &str, at: Millis) -> Result
     Ok(())
 }
 
-pub(super) async fn claim_nonce(
-    pool: &Pool<Db>,
+pub(super) async fn claim_nonce<DB: Backend>(
+    pool: &Pool<DB>,
     agent_id: &str,
     nonce: &str,
     at: Millis,
     forget_before: Millis,
 ) -> Result<bool> {
-    sqlx::query("DELETE FROM agent_nonces WHERE seen_at < $1")
+    query::<DB>("DELETE FROM agent_nonces WHERE seen_at < $1")
         .bind(forget_before)
         .execute(pool)
         .await?;
-    let done = sqlx::query(
+    let done = query::<DB>(
         "INSERT INTO agent_nonces (agent_id, nonce, seen_at) VALUES ($1, $2, $3) \
          ON CONFLICT (agent_id, nonce) DO NOTHING",
     )
@@ -319,13 +330,13 @@ pub(super) async fn claim_nonce(
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn create_action(
-    pool: &Pool<Db>,
+pub(super) async fn create_action<DB: Backend>(
+    pool: &Pool<DB>,
     a: &AgentAction,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    query::<DB>(
         "INSERT INTO agent_actions (id, device_id, kind, params, sealed, status, reason, output, created_by, \
          created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
@@ -348,13 +359,13 @@ pub(super) async fn create_action(
         StoreError::NotFound(_) => StoreError::NotFound(format!("device {:?}", a.device_id)),
         other => other,
     })?;
-    events::insert(&mut tx, event).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
 
-pub(super) async fn action(pool: &Pool<Db>, id: &str) -> Result<Option<AgentAction>> {
-    let row: Option<ActionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub(super) async fn action<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Option<AgentAction>> {
+    let row: Option<ActionRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
         "{ACTION_SELECT} WHERE id = $1"
     )))
     .bind(id)
@@ -363,8 +374,12 @@ pub(super) async fn action(pool: &Pool<Db>, id: &str) -> Result<Option<AgentActi
     row.map(AgentAction::try_from).transpose()
 }
 
-pub(super) async fn list(pool: &Pool<Db>, device_id: &str, limit: u32) -> Result<Vec<AgentAction>> {
-    let rows: Vec<ActionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub(super) async fn list<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+    limit: u32,
+) -> Result<Vec<AgentAction>> {
+    let rows: Vec<ActionRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
         "{ACTION_SELECT} WHERE device_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
     )))
     .bind(device_id)
@@ -374,8 +389,8 @@ pub(super) async fn list(pool: &Pool<Db>, device_id: &str, limit: u32) -> Result
     rows.into_iter().map(AgentAction::try_from).collect()
 }
 
-pub(super) async fn expire(pool: &Pool<Db>, at: Millis) -> Result<u64> {
-    let done = sqlx::query(
+pub(super) async fn expire<DB: Backend>(pool: &Pool<DB>, at: Millis) -> Result<u64> {
+    let done = query::<DB>(
         "UPDATE agent_actions SET status = 'expired', sealed = NULL, updated_at = $1, \
          reason = 'the agent did not finish it before it expired' \
          WHERE status IN ('queued', 'delivered') AND expires_at <= $1",
@@ -386,14 +401,14 @@ pub(super) async fn expire(pool: &Pool<Db>, at: Millis) -> Result<u64> {
     Ok(done.rows_affected())
 }
 
-pub(super) async fn deliver(
-    pool: &Pool<Db>,
+pub(super) async fn deliver<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     at: Millis,
 ) -> Result<Vec<AgentAction>> {
     expire(pool, at).await?;
-    let mut tx = begin_write(pool).await?;
-    sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    query::<DB>(
         "UPDATE agent_actions SET status = 'delivered', updated_at = $1 \
          WHERE device_id = $2 AND status = 'queued'",
     )
@@ -401,7 +416,7 @@ pub(super) async fn deliver(
     .bind(device_id)
     .execute(&mut *tx)
     .await?;
-    let rows: Vec<ActionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<ActionRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
         "{ACTION_SELECT} WHERE device_id = $1 AND status = 'delivered' ORDER BY created_at, id LIMIT 100"
     )))
     .bind(device_id)
@@ -412,8 +427,8 @@ pub(super) async fn deliver(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn finish(
-    pool: &Pool<Db>,
+pub(super) async fn finish<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     id: &str,
     status: ActionStatus,
@@ -428,8 +443,8 @@ pub(super) async fn finish(
             status.as_str()
         )));
     }
-    let mut tx = begin_write(pool).await?;
-    let done = sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    let done = query::<DB>(
         "UPDATE agent_actions SET status = $1, reason = $2, output = $3, sealed = NULL, updated_at = $4 \
          WHERE id = $5 AND device_id = $6 AND status IN ('queued', 'delivered')",
     )
@@ -443,13 +458,13 @@ pub(super) async fn finish(
     .await?;
     if done.rows_affected() == 1 {
         for event in events {
-            events::insert(&mut tx, event).await?;
+            events::insert::<DB>(&mut tx, event).await?;
         }
         tx.commit().await?;
         return Ok(ActionEnd::Ended);
     }
     let current: Option<(String,)> =
-        sqlx::query_as("SELECT status FROM agent_actions WHERE id = $1 AND device_id = $2")
+        query_as::<DB, _>("SELECT status FROM agent_actions WHERE id = $1 AND device_id = $2")
             .bind(id)
             .bind(device_id)
             .fetch_optional(&mut *tx)
@@ -458,5 +473,94 @@ pub(super) async fn finish(
     match current {
         None => Ok(ActionEnd::NotFound),
         Some((s,)) => Ok(ActionEnd::AlreadyEnded(ActionStatus::from_stored(&s)?)),
+    }
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Agents for SqlStore<DB> {
+    async fn create_agent_secret(
+        &self,
+        secret: &AgentSecret,
+        cmd: &NewCommand,
+        sealed: &SealedSecret,
+        events: &[NewEvent],
+    ) -> Result<u64> {
+        create_secret(&self.pool, secret, cmd, sealed, events).await
+    }
+
+    async fn agent_secret(&self, secret_hash: &str) -> Result<Option<AgentSecret>> {
+        secret(&self.pool, secret_hash).await
+    }
+
+    async fn agent_secrets(&self, device_id: &str) -> Result<Vec<AgentSecret>> {
+        secrets(&self.pool, device_id).await
+    }
+
+    async fn register_agent(
+        &self,
+        secret_hash: &str,
+        reg: &AgentRegistration,
+        replaces: Option<&str>,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        register(&self.pool, secret_hash, reg, replaces, event).await
+    }
+
+    async fn agent(&self, agent_id: &str) -> Result<Option<AgentRegistration>> {
+        get(&self.pool, agent_id).await
+    }
+
+    async fn agent_for_device(&self, device_id: &str) -> Result<Option<AgentRegistration>> {
+        for_device(&self.pool, device_id).await
+    }
+
+    async fn touch_agent(&self, agent_id: &str, at: Millis) -> Result<()> {
+        touch(&self.pool, agent_id, at).await
+    }
+
+    async fn claim_agent_nonce(
+        &self,
+        agent_id: &str,
+        nonce: &str,
+        at: Millis,
+        forget_before: Millis,
+    ) -> Result<bool> {
+        claim_nonce(&self.pool, agent_id, nonce, at, forget_before).await
+    }
+
+    async fn create_agent_action(&self, action: &AgentAction, event: &NewEvent) -> Result<()> {
+        create_action(&self.pool, action, event).await
+    }
+
+    async fn agent_action(&self, id: &str) -> Result<Option<AgentAction>> {
+        action(&self.pool, id).await
+    }
+
+    async fn agent_actions(&self, device_id: &str, limit: u32) -> Result<Vec<AgentAction>> {
+        list(&self.pool, device_id, limit).await
+    }
+
+    async fn expire_agent_actions(&self, at: Millis) -> Result<u64> {
+        expire(&self.pool, at).await
+    }
+
+    async fn deliver_agent_actions(&self, device_id: &str, at: Millis) -> Result<Vec<AgentAction>> {
+        deliver(&self.pool, device_id, at).await
+    }
+
+    async fn finish_agent_action(
+        &self,
+        device_id: &str,
+        id: &str,
+        status: ActionStatus,
+        reason: Option<&str>,
+        output: Option<&str>,
+        at: Millis,
+        events: &[NewEvent],
+    ) -> Result<ActionEnd> {
+        finish(
+            &self.pool, device_id, id, status, reason, output, at, events,
+        )
+        .await
     }
 }

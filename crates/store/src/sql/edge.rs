@@ -1,25 +1,25 @@
-//! Counted refusals of unauthenticated requests (see `edge_model.rs`), shared by both backends (compiled per
-//! backend, see `sqlite.rs`). Guarantees: adding counts is one transaction: each (kind, source, bucket) row is
-//! created or has the count added (first_at earliest, last_at and detail latest; detail capped), then rows of
-//! buckets before `forget_before` are deleted and only the `keep_at_most` most recently seen rows are kept.
+//! Counted refusals of unauthenticated requests (see `edge_model.rs`). Guarantees: adding counts is one
+//! transaction: each (kind, source, bucket) row is created or has the count added (first_at earliest, last_at
+//! and detail latest; detail capped), then rows of buckets before `forget_before` are deleted and only the
+//! `keep_at_most` most recently seen rows are kept.
 
-use sqlx::{Pool, QueryBuilder};
+use sqlx::Pool;
 
-use super::{Db, begin_write};
+use super::{Backend, QueryBuilder, SqlStore, query};
 use crate::rows::page_limit;
 use crate::{
-    AuthFailureCount, AuthFailureFilter, MAX_AUTH_FAILURE_DETAIL, Millis, Result, cap_text,
+    AuthFailureCount, AuthFailureFilter, Edge, MAX_AUTH_FAILURE_DETAIL, Millis, Result, cap_text,
 };
 
-pub(super) async fn add(
-    pool: &Pool<Db>,
+pub(super) async fn add<DB: Backend>(
+    pool: &Pool<DB>,
     counts: &[AuthFailureCount],
     forget_before: Millis,
     keep_at_most: u32,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
+    let mut tx = DB::begin_write(pool).await?;
     for c in counts {
-        sqlx::query(
+        query::<DB>(
             "INSERT INTO auth_failures (kind, source, bucket, count, first_at, last_at, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (kind, source, bucket) DO UPDATE SET \
@@ -41,12 +41,12 @@ pub(super) async fn add(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("DELETE FROM auth_failures WHERE bucket < $1")
+    query::<DB>("DELETE FROM auth_failures WHERE bucket < $1")
         .bind(forget_before)
         .execute(&mut *tx)
         .await?;
     // Beyond the cap the least recently seen rows go (ties at the boundary may keep a few more).
-    sqlx::query(
+    query::<DB>(
         "DELETE FROM auth_failures WHERE last_at < \
          (SELECT last_at FROM auth_failures ORDER BY last_at DESC LIMIT 1 OFFSET $1)",
     )
@@ -58,8 +58,11 @@ pub(super) async fn add(
     Ok(())
 }
 
-pub(super) async fn list(pool: &Pool<Db>, f: &AuthFailureFilter) -> Result<Vec<AuthFailureCount>> {
-    let mut q = QueryBuilder::<Db>::new(
+pub(super) async fn list<DB: Backend>(
+    pool: &Pool<DB>,
+    f: &AuthFailureFilter,
+) -> Result<Vec<AuthFailureCount>> {
+    let mut q = QueryBuilder::<DB>::new(
         "SELECT kind, source, bucket, count, first_at, last_at, detail FROM auth_failures WHERE 1 = 1",
     );
     if let Some(kind) = &f.kind {
@@ -89,4 +92,20 @@ pub(super) async fn list(pool: &Pool<Db>, f: &AuthFailureFilter) -> Result<Vec<A
             },
         )
         .collect())
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Edge for SqlStore<DB> {
+    async fn add_auth_failures(
+        &self,
+        counts: &[AuthFailureCount],
+        forget_before: Millis,
+        keep_at_most: u32,
+    ) -> Result<()> {
+        add(&self.pool, counts, forget_before, keep_at_most).await
+    }
+
+    async fn auth_failures(&self, f: &AuthFailureFilter) -> Result<Vec<AuthFailureCount>> {
+        list(&self.pool, f).await
+    }
 }

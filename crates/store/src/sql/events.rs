@@ -1,15 +1,15 @@
-//! Audit events, shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees: events are only
-//! ever appended; listing is newest first, filtered with bound parameters, at most 1000 per page.
+//! Audit events. Guarantees: events are only ever appended; listing is newest first, filtered with bound
+//! parameters, at most 1000 per page.
 
-use sqlx::{Pool, QueryBuilder};
+use sqlx::Pool;
 
-use super::{Conn, Db};
+use super::{Backend, QueryBuilder, SqlStore, query};
 use crate::rows::{EventRow, convert_all, page_limit};
-use crate::{Event, EventFilter, NewEvent, Result};
+use crate::{Event, EventFilter, Events, NewEvent, Result};
 
 /// Append `e` on `conn`, typically inside the transaction of the change it records.
-pub(super) async fn insert(conn: &mut Conn, e: &NewEvent) -> Result<()> {
-    sqlx::query(
+pub(super) async fn insert<DB: Backend>(conn: &mut DB::Connection, e: &NewEvent) -> Result<()> {
+    query::<DB>(
         "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&e.subject)
@@ -23,13 +23,13 @@ pub(super) async fn insert(conn: &mut Conn, e: &NewEvent) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn record(pool: &Pool<Db>, e: &NewEvent) -> Result<()> {
+pub(super) async fn record<DB: Backend>(pool: &Pool<DB>, e: &NewEvent) -> Result<()> {
     let mut conn = pool.acquire().await?;
-    insert(&mut conn, e).await
+    insert::<DB>(&mut conn, e).await
 }
 
-pub(super) async fn list(pool: &Pool<Db>, f: &EventFilter) -> Result<Vec<Event>> {
-    let mut q = QueryBuilder::<Db>::new(
+pub(super) async fn list<DB: Backend>(pool: &Pool<DB>, f: &EventFilter) -> Result<Vec<Event>> {
+    let mut q = QueryBuilder::<DB>::new(
         "SELECT id, subject, enrollment_id, kind, outcome, detail, at FROM events WHERE 1 = 1",
     );
     if let Some(subject) = &f.subject {
@@ -51,4 +51,15 @@ pub(super) async fn list(pool: &Pool<Db>, f: &EventFilter) -> Result<Vec<Event>>
         .push_bind(page_limit(f.limit, 100, 1000));
     let rows: Vec<EventRow> = q.build_query_as().fetch_all(pool).await?;
     convert_all(rows)
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Events for SqlStore<DB> {
+    async fn record_event(&self, e: &NewEvent) -> Result<()> {
+        record(&self.pool, e).await
+    }
+
+    async fn events(&self, f: &EventFilter) -> Result<Vec<Event>> {
+        list(&self.pool, f).await
+    }
 }

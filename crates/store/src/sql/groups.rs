@@ -1,11 +1,11 @@
-//! Groups of enrollments, shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees: group
-//! ids and names are unique (Conflict otherwise); an enrollment only ever points at an existing group.
+//! Groups of enrollments. Guarantees: group ids and names are unique (Conflict otherwise); an enrollment only
+//! ever points at an existing group.
 
 use sqlx::Pool;
 
-use super::{Conn, Db, begin_write, enrollments};
+use super::{Backend, SqlStore, enrollments, query, query_as, query_scalar};
 use crate::rows::GroupRow;
-use crate::{Group, Result, StoreError};
+use crate::{Group, GroupAccountSettings, Groups, NewEvent, Result, StoreError};
 
 /// `SELECT … FROM device_groups` matching [`GroupRow`], for `concat!` into static SQL.
 macro_rules! select_groups {
@@ -23,8 +23,8 @@ fn unique_as_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> Store
     }
 }
 
-pub(super) async fn create(pool: &Pool<Db>, g: &Group) -> Result<()> {
-    sqlx::query(
+pub(super) async fn create<DB: Backend>(pool: &Pool<DB>, g: &Group) -> Result<()> {
+    query::<DB>(
         "INSERT INTO device_groups (id, name, bootstrap_escrow_enabled, \
          prompt_user_to_allow_bootstrap_token_for_authentication, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -48,8 +48,8 @@ pub(super) async fn create(pool: &Pool<Db>, g: &Group) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn update(pool: &Pool<Db>, g: &Group) -> Result<()> {
-    let done = sqlx::query(
+pub(super) async fn update<DB: Backend>(pool: &Pool<DB>, g: &Group) -> Result<()> {
+    let done = query::<DB>(
         "UPDATE device_groups SET name = $1, bootstrap_escrow_enabled = $2, \
          prompt_user_to_allow_bootstrap_token_for_authentication = $3, updated_at = $4 WHERE id = $5",
     )
@@ -67,32 +67,32 @@ pub(super) async fn update(pool: &Pool<Db>, g: &Group) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn get(pool: &Pool<Db>, id: &str) -> Result<Option<Group>> {
-    let row: Option<GroupRow> = sqlx::query_as(concat!(select_groups!(), " WHERE id = $1"))
+pub(super) async fn get<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Option<Group>> {
+    let row: Option<GroupRow> = query_as::<DB, _>(concat!(select_groups!(), " WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await?;
     Ok(row.map(Group::from))
 }
 
-pub(super) async fn by_name(pool: &Pool<Db>, name: &str) -> Result<Option<Group>> {
-    let row: Option<GroupRow> = sqlx::query_as(concat!(select_groups!(), " WHERE name = $1"))
+pub(super) async fn by_name<DB: Backend>(pool: &Pool<DB>, name: &str) -> Result<Option<Group>> {
+    let row: Option<GroupRow> = query_as::<DB, _>(concat!(select_groups!(), " WHERE name = $1"))
         .bind(name)
         .fetch_optional(pool)
         .await?;
     Ok(row.map(Group::from))
 }
 
-pub(super) async fn list(pool: &Pool<Db>) -> Result<Vec<Group>> {
-    let rows: Vec<GroupRow> = sqlx::query_as(concat!(select_groups!(), " ORDER BY name, id"))
+pub(super) async fn list<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<Group>> {
+    let rows: Vec<GroupRow> = query_as::<DB, _>(concat!(select_groups!(), " ORDER BY name, id"))
         .fetch_all(pool)
         .await?;
     Ok(rows.into_iter().map(Group::from).collect())
 }
 
 /// Fails with NotFound unless group `id` exists.
-pub(super) async fn ensure_exists(conn: &mut Conn, id: &str) -> Result<()> {
-    let found: Option<String> = sqlx::query_scalar("SELECT id FROM device_groups WHERE id = $1")
+pub(super) async fn ensure_exists<DB: Backend>(conn: &mut DB::Connection, id: &str) -> Result<()> {
+    let found: Option<String> = query_scalar::<DB, _>("SELECT id FROM device_groups WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -102,17 +102,17 @@ pub(super) async fn ensure_exists(conn: &mut Conn, id: &str) -> Result<()> {
     }
 }
 
-pub(super) async fn set_enrollment_group(
-    pool: &Pool<Db>,
+pub(super) async fn set_enrollment_group<DB: Backend>(
+    pool: &Pool<DB>,
     enrollment_id: &str,
     group_id: Option<&str>,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    enrollments::ensure_exists(&mut tx, enrollment_id).await?;
+    let mut tx = DB::begin_write(pool).await?;
+    enrollments::ensure_exists::<DB>(&mut tx, enrollment_id).await?;
     if let Some(group_id) = group_id {
-        ensure_exists(&mut tx, group_id).await?;
+        ensure_exists::<DB>(&mut tx, group_id).await?;
     }
-    sqlx::query("UPDATE enrollments SET group_id = $1 WHERE id = $2")
+    query::<DB>("UPDATE enrollments SET group_id = $1 WHERE id = $2")
         .bind(group_id)
         .bind(enrollment_id)
         .execute(&mut *tx)
@@ -122,35 +122,39 @@ pub(super) async fn set_enrollment_group(
 }
 
 /// Delete a group (its members keep their enrollment, without a group) and write `event`, one transaction.
-pub(super) async fn delete(pool: &Pool<Db>, id: &str, event: &crate::NewEvent) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    sqlx::query("UPDATE enrollments SET group_id = NULL WHERE group_id = $1")
+pub(super) async fn delete<DB: Backend>(
+    pool: &Pool<DB>,
+    id: &str,
+    event: &crate::NewEvent,
+) -> Result<()> {
+    let mut tx = DB::begin_write(pool).await?;
+    query::<DB>("UPDATE enrollments SET group_id = NULL WHERE group_id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
     // Also on SQLite connections without foreign-key enforcement.
-    sqlx::query("DELETE FROM group_account_settings WHERE group_id = $1")
+    query::<DB>("DELETE FROM group_account_settings WHERE group_id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let done = sqlx::query("DELETE FROM device_groups WHERE id = $1")
+    let done = query::<DB>("DELETE FROM device_groups WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("group {id}")));
     }
-    super::events::insert(&mut tx, event).await?;
+    super::events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// A group's managed-admin settings, if any.
-pub(super) async fn account_settings(
-    pool: &Pool<Db>,
+pub(super) async fn account_settings<DB: Backend>(
+    pool: &Pool<DB>,
     group_id: &str,
 ) -> Result<Option<crate::GroupAccountSettings>> {
-    let row: Option<crate::rows::GroupAccountSettingsRow> = sqlx::query_as(
+    let row: Option<crate::rows::GroupAccountSettingsRow> = query_as::<DB, _>(
         "SELECT group_id, admin_short_name, admin_full_name, admin_hidden, primary_account, \
          dont_auto_populate_primary_account_info, lock_primary_account_info, primary_account_full_name, \
          primary_account_user_name, updated_at FROM group_account_settings WHERE group_id = $1",
@@ -163,14 +167,14 @@ pub(super) async fn account_settings(
 
 /// Set (insert or replace) a group's managed-admin settings and write `event`, one transaction; NotFound
 /// unless the group exists.
-pub(super) async fn put_account_settings(
-    pool: &Pool<Db>,
+pub(super) async fn put_account_settings<DB: Backend>(
+    pool: &Pool<DB>,
     s: &crate::GroupAccountSettings,
     event: &crate::NewEvent,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    ensure_exists(&mut tx, &s.group_id).await?;
-    sqlx::query(
+    let mut tx = DB::begin_write(pool).await?;
+    ensure_exists::<DB>(&mut tx, &s.group_id).await?;
+    query::<DB>(
         "INSERT INTO group_account_settings (group_id, admin_short_name, admin_full_name, admin_hidden, \
          primary_account, dont_auto_populate_primary_account_info, lock_primary_account_info, \
          primary_account_full_name, primary_account_user_name, updated_at) \
@@ -195,26 +199,81 @@ pub(super) async fn put_account_settings(
     .bind(s.updated_at)
     .execute(&mut *tx)
     .await?;
-    super::events::insert(&mut tx, event).await?;
+    super::events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Remove a group's managed-admin settings; writes `event` only when there were some. Whether a row went.
-pub(super) async fn delete_account_settings(
-    pool: &Pool<Db>,
+pub(super) async fn delete_account_settings<DB: Backend>(
+    pool: &Pool<DB>,
     group_id: &str,
     event: &crate::NewEvent,
 ) -> Result<bool> {
-    let mut tx = begin_write(pool).await?;
-    let done = sqlx::query("DELETE FROM group_account_settings WHERE group_id = $1")
+    let mut tx = DB::begin_write(pool).await?;
+    let done = query::<DB>("DELETE FROM group_account_settings WHERE group_id = $1")
         .bind(group_id)
         .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    super::events::insert(&mut tx, event).await?;
+    super::events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Groups for SqlStore<DB> {
+    async fn create_group(&self, g: &Group) -> Result<()> {
+        create(&self.pool, g).await
+    }
+
+    async fn update_group(&self, g: &Group) -> Result<()> {
+        update(&self.pool, g).await
+    }
+
+    async fn group(&self, id: &str) -> Result<Option<Group>> {
+        get(&self.pool, id).await
+    }
+
+    async fn group_by_name(&self, name: &str) -> Result<Option<Group>> {
+        by_name(&self.pool, name).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        list(&self.pool).await
+    }
+
+    async fn group_account_settings(&self, group_id: &str) -> Result<Option<GroupAccountSettings>> {
+        account_settings(&self.pool, group_id).await
+    }
+
+    async fn put_group_account_settings(
+        &self,
+        settings: &GroupAccountSettings,
+        event: &NewEvent,
+    ) -> Result<()> {
+        put_account_settings(&self.pool, settings, event).await
+    }
+
+    async fn delete_group_account_settings(
+        &self,
+        group_id: &str,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        delete_account_settings(&self.pool, group_id, event).await
+    }
+
+    async fn set_enrollment_group(
+        &self,
+        enrollment_id: &str,
+        group_id: Option<&str>,
+    ) -> Result<()> {
+        set_enrollment_group(&self.pool, enrollment_id, group_id).await
+    }
+
+    async fn delete_group(&self, id: &str, event: &NewEvent) -> Result<()> {
+        delete(&self.pool, id, event).await
+    }
 }

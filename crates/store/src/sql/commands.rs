@@ -1,17 +1,17 @@
-//! The command queue, shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees: a command
-//! is stored once however many enrollments it is queued for; the active queue holds only Pending/NotNow
-//! entries, served in enqueue order; a finished report moves its entry to history in one transaction, and a
-//! second report for it changes nothing. A command that carries a secret is stored with a redacted payload and
-//! its sealed payload (`sealed_secrets`, owner `command:<uuid>`) in the same transaction; that sealed payload is
-//! deleted in the transaction that finishes the command's last queued entry (a NotNow keeps it).
+//! The command queue. Guarantees: a command is stored once however many enrollments it is queued for; the
+//! active queue holds only Pending/NotNow entries, served in enqueue order; a finished report moves its entry
+//! to history in one transaction, and a second report for it changes nothing. A command that carries a secret
+//! is stored with a redacted payload and its sealed payload (`sealed_secrets`, owner `command:<uuid>`) in the
+//! same transaction; that sealed payload is deleted in the transaction that finishes the command's last
+//! queued entry (a NotNow keeps it).
 
 use sqlx::Pool;
 
-use super::{Conn, Db, agents, begin_write, enrollments};
+use super::{Backend, SqlStore, agents, enrollments, query, query_as, query_scalar};
 use crate::rows::{QueuedCommandRow, convert_all, count, page_limit};
 use crate::{
-    COMMAND_PAYLOAD_FIELD, CommandStatus, Millis, NewCommand, QueuedCommand, ReportOutcome, Result,
-    SealedSecret, StoreError, command_payload_owner,
+    COMMAND_PAYLOAD_FIELD, CommandStatus, Commands, Millis, NewCommand, QueuedCommand,
+    ReportOutcome, Result, SealedSecret, StoreError, command_payload_owner,
 };
 
 /// Active entries of enrollment `$1` as [`QueuedCommandRow`] columns (plus `seq`).
@@ -32,8 +32,8 @@ macro_rules! finished {
     };
 }
 
-pub(super) async fn enqueue(
-    pool: &Pool<Db>,
+pub(super) async fn enqueue<DB: Backend>(
+    pool: &Pool<DB>,
     enrollment_ids: &[String],
     cmd: &NewCommand,
     at: Millis,
@@ -48,30 +48,30 @@ pub(super) async fn enqueue(
     if ids.is_empty() {
         return Ok(());
     }
-    let mut tx = begin_write(pool).await?;
-    store_command(&mut tx, cmd, at).await?;
-    queue_for(&mut tx, &ids, &cmd.uuid, at).await?;
+    let mut tx = DB::begin_write(pool).await?;
+    store_command::<DB>(&mut tx, cmd, at).await?;
+    queue_for::<DB>(&mut tx, &ids, &cmd.uuid, at).await?;
     tx.commit().await?;
     Ok(())
 }
 
-pub(super) async fn enqueue_sealed(
-    pool: &Pool<Db>,
+pub(super) async fn enqueue_sealed<DB: Backend>(
+    pool: &Pool<DB>,
     enrollment_ids: &[String],
     cmd: &NewCommand,
     sealed: &SealedSecret,
     at: Millis,
 ) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    insert_sealed(&mut tx, enrollment_ids, cmd, sealed, at).await?;
+    let mut tx = DB::begin_write(pool).await?;
+    insert_sealed::<DB>(&mut tx, enrollment_ids, cmd, sealed, at).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Queue a command carrying a secret inside the caller's transaction: the command row (redacted payload),
 /// its sealed payload and the queue entries. A uuid stored before is a Conflict: a secret is queued once.
-pub(super) async fn insert_sealed(
-    conn: &mut Conn,
+pub(super) async fn insert_sealed<DB: Backend>(
+    conn: &mut DB::Connection,
     enrollment_ids: &[String],
     cmd: &NewCommand,
     sealed: &SealedSecret,
@@ -93,7 +93,7 @@ pub(super) async fn insert_sealed(
             cmd.uuid
         )));
     }
-    let inserted = sqlx::query(
+    let inserted = query::<DB>(
         "INSERT INTO commands (uuid, request_type, payload, carries_secret, created_at) \
          VALUES ($1, $2, $3, TRUE, $4) ON CONFLICT (uuid) DO NOTHING",
     )
@@ -109,7 +109,7 @@ pub(super) async fn insert_sealed(
             cmd.uuid
         )));
     }
-    sqlx::query(
+    query::<DB>(
         "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&sealed.owner)
@@ -119,7 +119,7 @@ pub(super) async fn insert_sealed(
     .bind(sealed.updated_at)
     .execute(&mut *conn)
     .await?;
-    queue_for(conn, &ids, &cmd.uuid, at).await
+    queue_for::<DB>(conn, &ids, &cmd.uuid, at).await
 }
 
 fn distinct(enrollment_ids: &[String]) -> Vec<&str> {
@@ -132,15 +132,20 @@ fn distinct(enrollment_ids: &[String]) -> Vec<&str> {
     ids
 }
 
-async fn queue_for(conn: &mut Conn, ids: &[&str], uuid: &str, at: Millis) -> Result<()> {
+async fn queue_for<DB: Backend>(
+    conn: &mut DB::Connection,
+    ids: &[&str],
+    uuid: &str,
+    at: Millis,
+) -> Result<()> {
     for &id in ids {
-        enrollments::ensure_exists(conn, id).await?;
-        if is_finished(conn, id, uuid).await? {
+        enrollments::ensure_exists::<DB>(conn, id).await?;
+        if is_finished::<DB>(conn, id, uuid).await? {
             return Err(StoreError::Conflict(format!(
                 "command {uuid} already finished for enrollment {id}"
             )));
         }
-        sqlx::query(
+        query::<DB>(
             "INSERT INTO command_queue (enrollment_id, command_uuid, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4)",
         )
@@ -162,8 +167,11 @@ async fn queue_for(conn: &mut Conn, ids: &[&str], uuid: &str, at: Millis) -> Res
 
 /// Delete the sealed payload of command `uuid` if no enrollment has it queued any more. A no-op for a command
 /// without one.
-pub(super) async fn drop_sealed_payload_if_done(conn: &mut Conn, uuid: &str) -> Result<()> {
-    sqlx::query(
+pub(super) async fn drop_sealed_payload_if_done<DB: Backend>(
+    conn: &mut DB::Connection,
+    uuid: &str,
+) -> Result<()> {
+    query::<DB>(
         "DELETE FROM sealed_secrets WHERE owner = $1 AND field = $2 \
          AND NOT EXISTS (SELECT 1 FROM command_queue WHERE command_uuid = $3)",
     )
@@ -177,8 +185,10 @@ pub(super) async fn drop_sealed_payload_if_done(conn: &mut Conn, uuid: &str) -> 
 
 /// Delete every sealed command payload whose command is no longer queued anywhere (after a CheckOut emptied
 /// a device's queue).
-pub(super) async fn drop_orphaned_sealed_payloads(conn: &mut Conn) -> Result<()> {
-    sqlx::query(
+pub(super) async fn drop_orphaned_sealed_payloads<DB: Backend>(
+    conn: &mut DB::Connection,
+) -> Result<()> {
+    query::<DB>(
         "DELETE FROM sealed_secrets WHERE field = $1 AND NOT EXISTS \
          (SELECT 1 FROM command_queue q WHERE $2 || q.command_uuid = sealed_secrets.owner)",
     )
@@ -191,8 +201,12 @@ pub(super) async fn drop_orphaned_sealed_payloads(conn: &mut Conn) -> Result<()>
 
 /// Insert the command body once; a uuid seen before must carry the same request type and payload. The insert
 /// comes first so two concurrent enqueues of one command wait for each other instead of both inserting.
-async fn store_command(conn: &mut Conn, cmd: &NewCommand, at: Millis) -> Result<()> {
-    let inserted = sqlx::query(
+async fn store_command<DB: Backend>(
+    conn: &mut DB::Connection,
+    cmd: &NewCommand,
+    at: Millis,
+) -> Result<()> {
+    let inserted = query::<DB>(
         "INSERT INTO commands (uuid, request_type, payload, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (uuid) DO NOTHING",
     )
@@ -205,7 +219,7 @@ async fn store_command(conn: &mut Conn, cmd: &NewCommand, at: Millis) -> Result<
     if inserted.rows_affected() == 1 {
         return Ok(());
     }
-    let (request_type, payload, carries_secret): (String, Vec<u8>, bool) = sqlx::query_as(
+    let (request_type, payload, carries_secret): (String, Vec<u8>, bool) = query_as::<DB, _>(
         "SELECT request_type, payload, carries_secret FROM commands WHERE uuid = $1",
     )
     .bind(&cmd.uuid)
@@ -221,8 +235,12 @@ async fn store_command(conn: &mut Conn, cmd: &NewCommand, at: Millis) -> Result<
     }
 }
 
-async fn is_finished(conn: &mut Conn, enrollment_id: &str, uuid: &str) -> Result<bool> {
-    let n: i64 = sqlx::query_scalar(
+async fn is_finished<DB: Backend>(
+    conn: &mut DB::Connection,
+    enrollment_id: &str,
+    uuid: &str,
+) -> Result<bool> {
+    let n: i64 = query_scalar::<DB, _>(
         "SELECT COUNT(*) FROM command_results WHERE enrollment_id = $1 AND command_uuid = $2",
     )
     .bind(enrollment_id)
@@ -232,13 +250,13 @@ async fn is_finished(conn: &mut Conn, enrollment_id: &str, uuid: &str) -> Result
     Ok(n > 0)
 }
 
-pub(super) async fn next(
-    pool: &Pool<Db>,
+pub(super) async fn next<DB: Backend>(
+    pool: &Pool<DB>,
     enrollment_id: &str,
     skip_notnow: bool,
 ) -> Result<Option<QueuedCommand>> {
     let row: Option<QueuedCommandRow> = if skip_notnow {
-        sqlx::query_as(concat!(
+        query_as::<DB, _>(concat!(
             active!(),
             " AND q.status <> 'notnow' ORDER BY q.seq LIMIT 1"
         ))
@@ -246,7 +264,7 @@ pub(super) async fn next(
         .fetch_optional(pool)
         .await?
     } else {
-        sqlx::query_as(concat!(active!(), " ORDER BY q.seq LIMIT 1"))
+        query_as::<DB, _>(concat!(active!(), " ORDER BY q.seq LIMIT 1"))
             .bind(enrollment_id)
             .fetch_optional(pool)
             .await?
@@ -254,18 +272,18 @@ pub(super) async fn next(
     row.map(QueuedCommand::try_from).transpose()
 }
 
-pub(super) async fn record_result(
-    pool: &Pool<Db>,
+pub(super) async fn record_result<DB: Backend>(
+    pool: &Pool<DB>,
     enrollment_id: &str,
     uuid: &str,
     status: CommandStatus,
     result: &[u8],
     at: Millis,
 ) -> Result<ReportOutcome> {
-    let mut tx = begin_write(pool).await?;
+    let mut tx = DB::begin_write(pool).await?;
     // The write comes first so concurrent reports of one command serialise on its queue row.
     let recorded = if status.is_finished() {
-        let moved: Option<(i64, i64)> = sqlx::query_as(
+        let moved: Option<(i64, i64)> = query_as::<DB, _>(
             "DELETE FROM command_queue WHERE enrollment_id = $1 AND command_uuid = $2 RETURNING seq, created_at",
         )
         .bind(enrollment_id)
@@ -273,7 +291,7 @@ pub(super) async fn record_result(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((seq, created_at)) = moved {
-            sqlx::query(
+            query::<DB>(
                 "INSERT INTO command_results (enrollment_id, command_uuid, seq, status, result, created_at, \
                  updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -288,12 +306,12 @@ pub(super) async fn record_result(
             .await?;
         }
         if moved.is_some() {
-            drop_sealed_payload_if_done(&mut tx, uuid).await?;
-            agents::command_finished(&mut tx, enrollment_id, uuid, status, at).await?;
+            drop_sealed_payload_if_done::<DB>(&mut tx, uuid).await?;
+            agents::command_finished::<DB>(&mut tx, enrollment_id, uuid, status, at).await?;
         }
         moved.is_some()
     } else {
-        let done = sqlx::query(
+        let done = query::<DB>(
             "UPDATE command_queue SET status = $1, updated_at = $2 WHERE enrollment_id = $3 AND command_uuid = $4",
         )
         .bind(status.as_str())
@@ -306,7 +324,7 @@ pub(super) async fn record_result(
     };
     let outcome = if recorded {
         ReportOutcome::Recorded
-    } else if is_finished(&mut tx, enrollment_id, uuid).await? {
+    } else if is_finished::<DB>(&mut tx, enrollment_id, uuid).await? {
         ReportOutcome::Duplicate
     } else {
         ReportOutcome::UnknownCommand
@@ -315,12 +333,12 @@ pub(super) async fn record_result(
     Ok(outcome)
 }
 
-pub(super) async fn get(
-    pool: &Pool<Db>,
+pub(super) async fn get<DB: Backend>(
+    pool: &Pool<DB>,
     enrollment_id: &str,
     uuid: &str,
 ) -> Result<Option<QueuedCommand>> {
-    let row: Option<QueuedCommandRow> = sqlx::query_as(concat!(
+    let row: Option<QueuedCommandRow> = query_as::<DB, _>(concat!(
         active!(),
         " AND c.uuid = $2 UNION ALL ",
         finished!(),
@@ -333,12 +351,12 @@ pub(super) async fn get(
     row.map(QueuedCommand::try_from).transpose()
 }
 
-pub(super) async fn history(
-    pool: &Pool<Db>,
+pub(super) async fn history<DB: Backend>(
+    pool: &Pool<DB>,
     enrollment_id: &str,
     limit: u32,
 ) -> Result<Vec<QueuedCommand>> {
-    let rows: Vec<QueuedCommandRow> = sqlx::query_as(concat!(
+    let rows: Vec<QueuedCommandRow> = query_as::<DB, _>(concat!(
         active!(),
         " UNION ALL ",
         finished!(),
@@ -351,10 +369,59 @@ pub(super) async fn history(
     convert_all(rows)
 }
 
-pub(super) async fn active_len(pool: &Pool<Db>, enrollment_id: &str) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM command_queue WHERE enrollment_id = $1")
-        .bind(enrollment_id)
-        .fetch_one(pool)
-        .await?;
+pub(super) async fn active_len<DB: Backend>(pool: &Pool<DB>, enrollment_id: &str) -> Result<u64> {
+    let n: i64 =
+        query_scalar::<DB, _>("SELECT COUNT(*) FROM command_queue WHERE enrollment_id = $1")
+            .bind(enrollment_id)
+            .fetch_one(pool)
+            .await?;
     count(n)
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Commands for SqlStore<DB> {
+    async fn enqueue(&self, enrollment_ids: &[String], cmd: &NewCommand, at: Millis) -> Result<()> {
+        enqueue(&self.pool, enrollment_ids, cmd, at).await
+    }
+
+    async fn enqueue_sealed(
+        &self,
+        enrollment_ids: &[String],
+        cmd: &NewCommand,
+        sealed: &SealedSecret,
+        at: Millis,
+    ) -> Result<()> {
+        enqueue_sealed(&self.pool, enrollment_ids, cmd, sealed, at).await
+    }
+
+    async fn next_command(
+        &self,
+        enrollment_id: &str,
+        skip_notnow: bool,
+    ) -> Result<Option<QueuedCommand>> {
+        next(&self.pool, enrollment_id, skip_notnow).await
+    }
+
+    async fn record_command_result(
+        &self,
+        enrollment_id: &str,
+        uuid: &str,
+        status: CommandStatus,
+        result: &[u8],
+        at: Millis,
+    ) -> Result<ReportOutcome> {
+        record_result(&self.pool, enrollment_id, uuid, status, result, at).await
+    }
+
+    async fn command(&self, enrollment_id: &str, uuid: &str) -> Result<Option<QueuedCommand>> {
+        get(&self.pool, enrollment_id, uuid).await
+    }
+
+    async fn command_history(&self, enrollment_id: &str, limit: u32) -> Result<Vec<QueuedCommand>> {
+        history(&self.pool, enrollment_id, limit).await
+    }
+
+    async fn active_queue_len(&self, enrollment_id: &str) -> Result<u64> {
+        active_len(&self.pool, enrollment_id).await
+    }
 }

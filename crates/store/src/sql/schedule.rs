@@ -1,18 +1,18 @@
-//! The automatic inventory schedule, shared by both backends (compiled per backend, see `sqlite.rs`).
-//! Guarantees: only enabled device-channel enrollments that finished enrolling (a TokenUpdate was received)
-//! are ever due; a device whose every inventory command is still queued is never due; due devices come oldest
-//! request first (never asked first), then by id, at most one page; request types are bound parameters.
+//! The automatic inventory schedule. Guarantees: only enabled device-channel enrollments that finished
+//! enrolling (a TokenUpdate was received) are ever due; a device whose every inventory command is still
+//! queued is never due; due devices come oldest request first (never asked first), then by id, at most one
+//! page; request types are bound parameters.
 
 use std::collections::HashMap;
 
-use sqlx::{Pool, QueryBuilder};
+use sqlx::Pool;
 
-use super::{Db, enrollments};
+use super::{Backend, QueryBuilder, enrollments, query, query_scalar};
 use crate::rows::page_limit;
 use crate::{InventoryDue, Millis, Result};
 
-pub(super) async fn due(
-    pool: &Pool<Db>,
+pub(super) async fn due<DB: Backend>(
+    pool: &Pool<DB>,
     requested_before: Millis,
     request_types: &[String],
     limit: u32,
@@ -21,7 +21,7 @@ pub(super) async fn due(
         return Ok(Vec::new());
     }
     let wanted = i64::try_from(request_types.len()).unwrap_or(i64::MAX);
-    let mut q = QueryBuilder::<Db>::new(
+    let mut q = QueryBuilder::<DB>::new(
         "SELECT e.id, s.requested_at FROM enrollments e \
          LEFT JOIN inventory_schedule s ON s.device_id = e.id \
          WHERE e.channel = 'device' AND e.pending_for IS NULL AND e.enabled = TRUE AND e.token_update_count > 0 \
@@ -45,7 +45,7 @@ pub(super) async fn due(
         return Ok(Vec::new());
     }
 
-    let mut q = QueryBuilder::<Db>::new(
+    let mut q = QueryBuilder::<DB>::new(
         "SELECT q.enrollment_id, c.request_type FROM command_queue q \
          JOIN commands c ON c.uuid = q.command_uuid WHERE q.enrollment_id IN (",
     );
@@ -77,10 +77,14 @@ pub(super) async fn due(
         .collect())
 }
 
-pub(super) async fn mark_requested(pool: &Pool<Db>, device_id: &str, at: Millis) -> Result<()> {
+pub(super) async fn mark_requested<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+    at: Millis,
+) -> Result<()> {
     let mut conn = pool.acquire().await?;
-    enrollments::ensure_exists(&mut conn, device_id).await?;
-    sqlx::query(
+    enrollments::ensure_exists::<DB>(&mut conn, device_id).await?;
+    query::<DB>(
         "INSERT INTO inventory_schedule (device_id, requested_at) VALUES ($1, $2) \
          ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at",
     )
@@ -91,20 +95,23 @@ pub(super) async fn mark_requested(pool: &Pool<Db>, device_id: &str, at: Millis)
     Ok(())
 }
 
-pub(super) async fn requested_at(pool: &Pool<Db>, device_id: &str) -> Result<Option<Millis>> {
+pub(super) async fn requested_at<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+) -> Result<Option<Millis>> {
     let at: Option<Millis> =
-        sqlx::query_scalar("SELECT requested_at FROM inventory_schedule WHERE device_id = $1")
+        query_scalar::<DB, _>("SELECT requested_at FROM inventory_schedule WHERE device_id = $1")
             .bind(device_id)
             .fetch_optional(pool)
             .await?;
     Ok(at)
 }
 
-pub(super) async fn active_request_types(
-    pool: &Pool<Db>,
+pub(super) async fn active_request_types<DB: Backend>(
+    pool: &Pool<DB>,
     enrollment_id: &str,
 ) -> Result<Vec<String>> {
-    let types: Vec<String> = sqlx::query_scalar(
+    let types: Vec<String> = query_scalar::<DB, _>(
         "SELECT c.request_type FROM command_queue q JOIN commands c ON c.uuid = q.command_uuid \
          WHERE q.enrollment_id = $1 ORDER BY q.seq",
     )
@@ -116,15 +123,15 @@ pub(super) async fn active_request_types(
 
 /// Record `now` as the device's UserList refresh unless one was recorded at or after `not_since`; true when
 /// recorded. One statement (an upsert whose update is conditional), so two processes cannot both win.
-pub(super) async fn claim_user_list_refresh(
-    pool: &Pool<Db>,
+pub(super) async fn claim_user_list_refresh<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     now: Millis,
     not_since: Millis,
 ) -> Result<bool> {
     let mut conn = pool.acquire().await?;
-    enrollments::ensure_exists(&mut conn, device_id).await?;
-    let done = sqlx::query(
+    enrollments::ensure_exists::<DB>(&mut conn, device_id).await?;
+    let done = query::<DB>(
         "INSERT INTO user_list_refresh (device_id, requested_at) VALUES ($1, $2) \
          ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at \
          WHERE user_list_refresh.requested_at < $3",

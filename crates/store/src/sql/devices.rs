@@ -1,11 +1,10 @@
 //! The admin device view: one device with its group, token metadata, inventory and user counts, and the
-//! filtered, paged device list. Shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees:
-//! never selects the sealed token; the status filter is the same rule as [`crate::BootstrapStatus::compute`];
-//! filters are bound parameters; pages are ordered by device id.
+//! filtered, paged device list. Guarantees: never selects the sealed token; the status filter is the same
+//! rule as [`crate::BootstrapStatus::compute`]; filters are bound parameters; pages are ordered by device id.
 
-use sqlx::{Pool, QueryBuilder};
+use sqlx::Pool;
 
-use super::{Db, inventory};
+use super::{Backend, QueryBuilder, inventory};
 use crate::rows::{EnrollmentRow, count, page_limit};
 use crate::{
     BootstrapStatus, DeviceFilter, DeviceInventory, DeviceRecord, Enrollment, Result, TokenInfo,
@@ -147,8 +146,11 @@ impl TryFrom<ViewRow> for DeviceRecord {
 }
 
 /// One device-channel enrollment as the admin views show it (one query); None if unknown or a user channel.
-pub(super) async fn record(pool: &Pool<Db>, device_id: &str) -> Result<Option<DeviceRecord>> {
-    let mut q = QueryBuilder::<Db>::new(VIEW_SELECT);
+pub(super) async fn record<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+) -> Result<Option<DeviceRecord>> {
+    let mut q = QueryBuilder::<DB>::new(VIEW_SELECT);
     q.push(" FROM enrollments e")
         .push(VIEW_JOINS)
         .push(" WHERE e.channel = 'device' AND e.pending_for IS NULL AND e.id = ")
@@ -165,8 +167,11 @@ pub(super) async fn record(pool: &Pool<Db>, device_id: &str) -> Result<Option<De
 /// statistics (a freshly loaded fleet, before autovacuum's ANALYZE) otherwise joined every device to its
 /// inventory and token and then sorted: 106 ms for the first page of 10,000 devices in the ignored
 /// `device_list_at_scale` test, 21 ms now (it sorts the ids alone); with statistics both shapes take 1-3 ms.
-pub(super) async fn list(pool: &Pool<Db>, f: &DeviceFilter) -> Result<Vec<DeviceRecord>> {
-    let mut q = QueryBuilder::<Db>::new(VIEW_SELECT);
+pub(super) async fn list<DB: Backend>(
+    pool: &Pool<DB>,
+    f: &DeviceFilter,
+) -> Result<Vec<DeviceRecord>> {
+    let mut q = QueryBuilder::<DB>::new(VIEW_SELECT);
     q.push(" FROM (SELECT e.* FROM enrollments e");
     let joins_needed = f.status.is_some()
         || f.apple_silicon.is_some()

@@ -1,18 +1,22 @@
-//! Identity renewals (issue 11), shared by both backends (compiled per backend, see `sqlite.rs`). Guarantees:
-//! at most one renewal record per Mac (a new one replaces it); a Mac is due only while it is an enabled,
-//! finished, unblocked device enrollment (never a pending identity or a user channel) whose bound certificate
-//! expires by the given time and which has no renewal outstanding (none recorded, or its challenge expired);
-//! due Macs come soonest expiry first, then by id, at most one page.
+//! Identity renewals (issue 11). Guarantees: at most one renewal record per Mac (a new one replaces it); a
+//! Mac is due only while it is an enabled, finished, unblocked device enrollment (never a pending identity or
+//! a user channel) whose bound certificate expires by the given time and which has no renewal outstanding
+//! (none recorded, or its challenge expired); due Macs come soonest expiry first, then by id, at most one
+//! page.
 
 use sqlx::Pool;
 
-use super::{Db, begin_write, events};
+use super::{Backend, SqlStore, events, query, query_as, query_scalar};
 use crate::rows::{EnrollmentRow, convert_all, enrollment_columns, page_limit};
-use crate::{Enrollment, IdentityRenewal, Millis, NewEvent, Result, StoreError};
+use crate::{Enrollment, IdentityRenewal, Millis, NewEvent, Renewals, Result, StoreError};
 
-pub(super) async fn put(pool: &Pool<Db>, r: &IdentityRenewal, event: &NewEvent) -> Result<()> {
-    let mut tx = begin_write(pool).await?;
-    let device: Option<String> = sqlx::query_scalar(
+pub(super) async fn put<DB: Backend>(
+    pool: &Pool<DB>,
+    r: &IdentityRenewal,
+    event: &NewEvent,
+) -> Result<()> {
+    let mut tx = DB::begin_write(pool).await?;
+    let device: Option<String> = query_scalar::<DB, _>(
         "SELECT id FROM enrollments WHERE id = $1 AND channel = 'device' AND pending_for IS NULL",
     )
     .bind(&r.device_id)
@@ -21,7 +25,7 @@ pub(super) async fn put(pool: &Pool<Db>, r: &IdentityRenewal, event: &NewEvent) 
     if device.is_none() {
         return Err(StoreError::NotFound(format!("device {}", r.device_id)));
     }
-    sqlx::query(
+    query::<DB>(
         "INSERT INTO identity_renewals \
          (device_id, command_uuid, queued_at, challenge_expires_at, renews_not_after) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -36,7 +40,7 @@ pub(super) async fn put(pool: &Pool<Db>, r: &IdentityRenewal, event: &NewEvent) 
     .bind(r.renews_not_after)
     .execute(&mut *tx)
     .await?;
-    events::insert(&mut tx, event).await?;
+    events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -50,8 +54,11 @@ struct RenewalRow {
     renews_not_after: Option<i64>,
 }
 
-pub(super) async fn get(pool: &Pool<Db>, device_id: &str) -> Result<Option<IdentityRenewal>> {
-    let row: Option<RenewalRow> = sqlx::query_as(
+pub(super) async fn get<DB: Backend>(
+    pool: &Pool<DB>,
+    device_id: &str,
+) -> Result<Option<IdentityRenewal>> {
+    let row: Option<RenewalRow> = query_as::<DB, _>(
         "SELECT device_id, command_uuid, queued_at, challenge_expires_at, renews_not_after \
          FROM identity_renewals WHERE device_id = $1",
     )
@@ -67,21 +74,21 @@ pub(super) async fn get(pool: &Pool<Db>, device_id: &str) -> Result<Option<Ident
     }))
 }
 
-pub(super) async fn clear(pool: &Pool<Db>, device_id: &str) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM identity_renewals WHERE device_id = $1")
+pub(super) async fn clear<DB: Backend>(pool: &Pool<DB>, device_id: &str) -> Result<bool> {
+    let done = query::<DB>("DELETE FROM identity_renewals WHERE device_id = $1")
         .bind(device_id)
         .execute(pool)
         .await?;
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn due(
-    pool: &Pool<Db>,
+pub(super) async fn due<DB: Backend>(
+    pool: &Pool<DB>,
     expiring_by: Millis,
     at: Millis,
     limit: u32,
 ) -> Result<Vec<Enrollment>> {
-    let rows: Vec<EnrollmentRow> = sqlx::query_as(concat!(
+    let rows: Vec<EnrollmentRow> = query_as::<DB, _>(concat!(
         "SELECT ",
         enrollment_columns!(),
         " FROM enrollments WHERE channel = 'device' AND pending_for IS NULL AND enabled = TRUE \
@@ -99,13 +106,13 @@ pub(super) async fn due(
     convert_all(rows)
 }
 
-pub(super) async fn backfill_not_after(
-    pool: &Pool<Db>,
+pub(super) async fn backfill_not_after<DB: Backend>(
+    pool: &Pool<DB>,
     device_id: &str,
     fingerprint: &str,
     not_after: Millis,
 ) -> Result<bool> {
-    let done = sqlx::query(
+    let done = query::<DB>(
         "UPDATE enrollments SET cert_not_after = $3 \
          WHERE id = $1 AND cert_fingerprint = $2 AND cert_not_after IS NULL",
     )
@@ -115,4 +122,37 @@ pub(super) async fn backfill_not_after(
     .execute(pool)
     .await?;
     Ok(done.rows_affected() > 0)
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Renewals for SqlStore<DB> {
+    async fn put_identity_renewal(&self, r: &IdentityRenewal, event: &NewEvent) -> Result<()> {
+        put(&self.pool, r, event).await
+    }
+
+    async fn identity_renewal(&self, device_id: &str) -> Result<Option<IdentityRenewal>> {
+        get(&self.pool, device_id).await
+    }
+
+    async fn clear_identity_renewal(&self, device_id: &str) -> Result<bool> {
+        clear(&self.pool, device_id).await
+    }
+
+    async fn identity_renewals_due(
+        &self,
+        expiring_by: Millis,
+        at: Millis,
+        limit: u32,
+    ) -> Result<Vec<Enrollment>> {
+        due(&self.pool, expiring_by, at, limit).await
+    }
+
+    async fn backfill_cert_not_after(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+        not_after: Millis,
+    ) -> Result<bool> {
+        backfill_not_after(&self.pool, device_id, fingerprint, not_after).await
+    }
 }

@@ -1,0 +1,360 @@
+//! The SQL both backends run, written once: each module here holds the queries of one concern as generic
+//! functions over [`Backend`] and implements that concern's role trait for [`SqlStore`] right beside them.
+//! Guarantees: a query module sees no backend-specific sqlx types; everything that differs between SQLite and
+//! PostgreSQL (how a write transaction starts, how a value is bound, how a statement runs) is one
+//! [`Backend`] impl per backend, in `sqlite.rs` and `postgres.rs`. The SQL texts themselves are the same on
+//! both (`$n` placeholders, `ON CONFLICT`, `RETURNING`).
+
+mod agents;
+mod apikeys;
+mod commands;
+mod devices;
+mod edge;
+mod enroll;
+mod enrollments;
+mod events;
+mod groups;
+mod inventory;
+mod push;
+mod renewals;
+mod scep;
+mod schedule;
+mod secrets;
+mod tokens;
+
+use std::fmt::{self, Display, Write as _};
+use std::future::Future;
+use std::marker::PhantomData;
+
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteRow};
+use sqlx::{Arguments as _, Database, Encode, FromRow, Pool, SqlSafeStr, SqlStr, Type};
+
+use crate::{Result, Store};
+
+/// A write transaction on `DB`.
+pub(crate) type Tx<DB> = sqlx::Transaction<'static, DB>;
+
+/// A store in one database of backend `DB`: [`crate::SqliteStore`] or [`crate::PgStore`].
+pub struct SqlStore<DB: Database> {
+    pub(crate) pool: Pool<DB>,
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        SqlStore {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<DB: Backend> fmt::Debug for SqlStore<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(DB::STORE).field("pool", &self.pool).finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Store for SqlStore<DB> {
+    fn backend(&self) -> &'static str {
+        DB::BACKEND
+    }
+}
+
+/// What a query module needs from a backend: its name, how a write transaction starts, and how a statement
+/// with bound values runs. Implemented for [`Sqlite`] (`sqlite.rs`) and [`Postgres`] (`postgres.rs`).
+pub trait Backend: Database {
+    /// `"sqlite"` or `"postgres"`.
+    const BACKEND: &'static str;
+    /// The public name of this backend's store type (for Debug).
+    const STORE: &'static str;
+
+    /// Start a write transaction.
+    fn begin_write(pool: &Pool<Self>) -> impl Future<Output = Result<Tx<Self>>> + Send;
+
+    /// Append `value` to `args`.
+    fn bind<'t, T: Param<'t>>(
+        args: &mut Self::Arguments,
+        value: T,
+    ) -> std::result::Result<(), BoxDynError>;
+
+    /// Run a statement; the number of rows it affected.
+    fn execute<'c>(
+        conn: &'c mut Self::Connection,
+        sql: SqlStr,
+        args: Self::Arguments,
+    ) -> impl Future<Output = sqlx::Result<u64>> + Send + 'c;
+
+    /// Run a query; every row.
+    fn fetch_all<'c, R: Row>(
+        conn: &'c mut Self::Connection,
+        sql: SqlStr,
+        args: Self::Arguments,
+    ) -> impl Future<Output = sqlx::Result<Vec<R>>> + Send + 'c;
+
+    /// Run a query; its first row, if any.
+    fn fetch_optional<'c, R: Row>(
+        conn: &'c mut Self::Connection,
+        sql: SqlStr,
+        args: Self::Arguments,
+    ) -> impl Future<Output = sqlx::Result<Option<R>>> + Send + 'c;
+}
+
+/// A value either backend can bind (every column type this store writes).
+pub trait Param<'q>:
+    Encode<'q, Sqlite> + Type<Sqlite> + Encode<'q, Postgres> + Type<Postgres>
+{
+}
+impl<'q, T> Param<'q> for T where
+    T: Encode<'q, Sqlite> + Type<Sqlite> + Encode<'q, Postgres> + Type<Postgres>
+{
+}
+
+/// A row type either backend can decode.
+pub trait Row:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+impl<T> Row for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+
+/// Where a statement runs: a connection (usually a transaction's) or the pool (one pooled connection).
+pub(crate) enum On<'c, DB: Database> {
+    Conn(&'c mut DB::Connection),
+    Pool(&'c Pool<DB>),
+}
+
+/// Anything a statement can run on: `&mut *tx`, `&mut *conn`, `conn`, or `pool`.
+pub(crate) trait Exec<'c, DB: Database>: Send {
+    fn on(self) -> On<'c, DB>;
+}
+
+impl<'c, DB: Database> Exec<'c, DB> for &'c mut DB::Connection {
+    fn on(self) -> On<'c, DB> {
+        On::Conn(self)
+    }
+}
+
+impl<'c, DB: Database> Exec<'c, DB> for &'c Pool<DB> {
+    fn on(self) -> On<'c, DB> {
+        On::Pool(self)
+    }
+}
+
+/// The outcome of a statement.
+pub(crate) struct Done(u64);
+
+impl Done {
+    pub(crate) fn rows_affected(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A statement with its bound values (the backend-neutral `sqlx::query`).
+pub(crate) struct Query<DB: Database> {
+    sql: SqlStr,
+    args: std::result::Result<DB::Arguments, BoxDynError>,
+}
+
+/// A query whose rows decode as `R` (the backend-neutral `sqlx::query_as`).
+pub(crate) struct QueryAs<DB: Database, R> {
+    inner: Query<DB>,
+    row: PhantomData<fn() -> R>,
+}
+
+/// A query whose rows are one column of type `O` (the backend-neutral `sqlx::query_scalar`).
+pub(crate) struct QueryScalar<DB: Database, O> {
+    inner: Query<DB>,
+    value: PhantomData<fn() -> O>,
+}
+
+pub(crate) fn query<DB: Backend>(sql: impl SqlSafeStr) -> Query<DB> {
+    Query {
+        sql: sql.into_sql_str(),
+        args: Ok(DB::Arguments::default()),
+    }
+}
+
+pub(crate) fn query_as<DB: Backend, R: Row>(sql: impl SqlSafeStr) -> QueryAs<DB, R> {
+    QueryAs {
+        inner: query(sql),
+        row: PhantomData,
+    }
+}
+
+pub(crate) fn query_scalar<DB: Backend, O>(sql: impl SqlSafeStr) -> QueryScalar<DB, O>
+where
+    (O,): Row,
+{
+    QueryScalar {
+        inner: query(sql),
+        value: PhantomData,
+    }
+}
+
+impl<DB: Backend> Query<DB> {
+    /// Bind the next `$n`. An encoding failure surfaces when the statement runs.
+    pub(crate) fn bind<'t, T: Param<'t>>(mut self, value: T) -> Self {
+        if let Ok(args) = &mut self.args
+            && let Err(e) = DB::bind(args, value)
+        {
+            self.args = Err(e);
+        }
+        self
+    }
+
+    pub(crate) async fn execute<'c>(self, on: impl Exec<'c, DB>) -> sqlx::Result<Done> {
+        let args = self.args.map_err(sqlx::Error::Encode)?;
+        let n = match on.on() {
+            On::Conn(conn) => DB::execute(conn, self.sql, args).await?,
+            On::Pool(pool) => {
+                let mut conn = pool.acquire().await?;
+                DB::execute(&mut *conn, self.sql, args).await?
+            }
+        };
+        Ok(Done(n))
+    }
+
+    async fn all<'c, R: Row>(self, on: impl Exec<'c, DB>) -> sqlx::Result<Vec<R>> {
+        let args = self.args.map_err(sqlx::Error::Encode)?;
+        match on.on() {
+            On::Conn(conn) => DB::fetch_all(conn, self.sql, args).await,
+            On::Pool(pool) => {
+                let mut conn = pool.acquire().await?;
+                DB::fetch_all(&mut *conn, self.sql, args).await
+            }
+        }
+    }
+
+    async fn optional<'c, R: Row>(self, on: impl Exec<'c, DB>) -> sqlx::Result<Option<R>> {
+        let args = self.args.map_err(sqlx::Error::Encode)?;
+        match on.on() {
+            On::Conn(conn) => DB::fetch_optional(conn, self.sql, args).await,
+            On::Pool(pool) => {
+                let mut conn = pool.acquire().await?;
+                DB::fetch_optional(&mut *conn, self.sql, args).await
+            }
+        }
+    }
+}
+
+impl<DB: Backend, R: Row> QueryAs<DB, R> {
+    pub(crate) fn bind<'t, T: Param<'t>>(mut self, value: T) -> Self {
+        self.inner = self.inner.bind(value);
+        self
+    }
+
+    pub(crate) async fn fetch_all<'c>(self, on: impl Exec<'c, DB>) -> sqlx::Result<Vec<R>> {
+        self.inner.all(on).await
+    }
+
+    pub(crate) async fn fetch_optional<'c>(self, on: impl Exec<'c, DB>) -> sqlx::Result<Option<R>> {
+        self.inner.optional(on).await
+    }
+
+    pub(crate) async fn fetch_one<'c>(self, on: impl Exec<'c, DB>) -> sqlx::Result<R> {
+        self.inner
+            .optional(on)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+}
+
+impl<DB: Backend, O> QueryScalar<DB, O>
+where
+    (O,): Row,
+{
+    pub(crate) fn bind<'t, T: Param<'t>>(mut self, value: T) -> Self {
+        self.inner = self.inner.bind(value);
+        self
+    }
+
+    pub(crate) async fn fetch_all<'c>(self, on: impl Exec<'c, DB>) -> sqlx::Result<Vec<O>> {
+        let rows: Vec<(O,)> = self.inner.all(on).await?;
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    pub(crate) async fn fetch_optional<'c>(self, on: impl Exec<'c, DB>) -> sqlx::Result<Option<O>> {
+        let row: Option<(O,)> = self.inner.optional(on).await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    pub(crate) async fn fetch_one<'c>(self, on: impl Exec<'c, DB>) -> sqlx::Result<O> {
+        self.fetch_optional(on)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+}
+
+/// SQL assembled piece by piece with bound values (the backend-neutral `sqlx::QueryBuilder`).
+pub(crate) struct QueryBuilder<DB: Database> {
+    sql: String,
+    args: std::result::Result<DB::Arguments, BoxDynError>,
+}
+
+impl<DB: Backend> QueryBuilder<DB> {
+    pub(crate) fn new(init: impl Into<String>) -> Self {
+        QueryBuilder {
+            sql: init.into(),
+            args: Ok(DB::Arguments::default()),
+        }
+    }
+
+    pub(crate) fn push(&mut self, sql: impl Display) -> &mut Self {
+        let _ = write!(self.sql, "{sql}");
+        self
+    }
+
+    /// Bind a value and write its placeholder.
+    pub(crate) fn push_bind<'t, T: Param<'t>>(&mut self, value: T) -> &mut Self {
+        if let Ok(args) = &mut self.args {
+            match DB::bind(args, value) {
+                Ok(()) => {
+                    let _ = args.format_placeholder(&mut self.sql);
+                }
+                Err(e) => self.args = Err(e),
+            }
+        }
+        self
+    }
+
+    /// Push values separated by `separator`.
+    pub(crate) fn separated(&mut self, separator: &'static str) -> Separated<'_, DB> {
+        Separated {
+            builder: self,
+            separator,
+            first: true,
+        }
+    }
+
+    pub(crate) fn build_query_as<R: Row>(&mut self) -> QueryAs<DB, R> {
+        QueryAs {
+            inner: Query {
+                sql: sqlx::AssertSqlSafe(std::mem::take(&mut self.sql)).into_sql_str(),
+                args: std::mem::replace(&mut self.args, Ok(DB::Arguments::default())),
+            },
+            row: PhantomData,
+        }
+    }
+}
+
+/// A list being pushed into a [`QueryBuilder`], separator before every item but the first.
+pub(crate) struct Separated<'b, DB: Database> {
+    builder: &'b mut QueryBuilder<DB>,
+    separator: &'static str,
+    first: bool,
+}
+
+impl<DB: Backend> Separated<'_, DB> {
+    pub(crate) fn push_bind<'t, T: Param<'t>>(&mut self, value: T) -> &mut Self {
+        if !self.first {
+            self.builder.push(self.separator);
+        }
+        self.first = false;
+        self.builder.push_bind(value);
+        self
+    }
+}
