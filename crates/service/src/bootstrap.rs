@@ -9,15 +9,12 @@
 use openssl::sha::sha256;
 use pki::CertInfo;
 use protocol::checkin::{GetBootstrapToken, SetBootstrapToken};
-use store::{BootstrapTokenRecord, Enrollment, Outcome, SealedSecret};
+use store::{BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Outcome, SealedSecret};
 use vault::{SealContext, Secret};
 use zeroize::Zeroize;
 
 use crate::checkin::CheckinReply;
 use crate::{MdmService, ServiceError, events};
-
-/// The field name sealed tokens are bound to.
-pub const BOOTSTRAP_TOKEN_FIELD: &str = "bootstrap_token";
 
 impl MdmService {
     /// Whether the device's group allows escrow; `Err(reason)` when it does not. No group = escrow on.

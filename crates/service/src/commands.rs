@@ -14,13 +14,11 @@
 
 use pki::CertInfo;
 use protocol::command::{Command, Status};
-use store::{
-    COMMAND_PAYLOAD_FIELD, CommandStatus, NewCommand, Outcome, ReportOutcome, SealedSecret,
-    command_payload_owner,
-};
-use vault::{SealContext, Secret};
+use store::{CommandStatus, NewCommand, Outcome, ReportOutcome, SealedSecret};
+use vault::Secret;
 
 use crate::checkin::{DeviceCredential, IdentityCheck};
+use crate::secrets::SecretRef;
 use crate::{MdmService, ServiceError, events};
 
 /// What to answer a connect request with (always a 200).
@@ -142,19 +140,15 @@ impl MdmService {
 
     /// The real payload of a command that carries a secret.
     async fn open_command_payload(&self, uuid: &str) -> Result<Secret<Vec<u8>>, String> {
-        let owner = command_payload_owner(uuid);
+        let r = SecretRef::command_payload(uuid);
         let sealed = self
-            .store
-            .sealed_secret(&owner, COMMAND_PAYLOAD_FIELD)
+            .secrets
+            .get(&r)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "its sealed payload is missing".to_string())?;
-        let ctx = SealContext {
-            owner: &owner,
-            field: COMMAND_PAYLOAD_FIELD,
-        };
-        self.vault
-            .open(ctx, &sealed.blob)
+        self.secrets
+            .open_blob(&r, &sealed.blob)
             .map_err(|e| format!("its sealed payload could not be opened: {e}"))
     }
 
@@ -342,25 +336,17 @@ impl MdmService {
             };
             return Ok((new, None));
         }
-        let owner = command_payload_owner(&command.uuid);
         let plain = Secret::new(command.to_xml()?);
-        let ctx = SealContext {
-            owner: &owner,
-            field: COMMAND_PAYLOAD_FIELD,
-        };
-        let sealed = self.vault.seal(ctx, plain.expose())?;
+        let sealed = self.secrets.seal(
+            &SecretRef::command_payload(&command.uuid),
+            plain.expose(),
+            now,
+        )?;
         let new = NewCommand {
             uuid: command.uuid.clone(),
             request_type: command.request_type.clone(),
             payload: command.redacted().to_xml()?,
             carries_secret: true,
-        };
-        let sealed = SealedSecret {
-            owner,
-            field: COMMAND_PAYLOAD_FIELD.to_string(),
-            key_id: sealed.key_id,
-            blob: sealed.blob,
-            updated_at: now,
         };
         Ok((new, Some(sealed)))
     }
