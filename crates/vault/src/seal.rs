@@ -21,7 +21,7 @@
 use crate::aead::{self, NONCE_LEN, TAG_LEN};
 use crate::error::VaultError;
 use crate::keyring::{KEY_LEN, Keyring, MAX_KEY_ID_LEN, is_valid_key_id, random_key};
-use crate::provider::{KeyFile, KeyProvider};
+use crate::provider::{KeyFile, KeyProvider, WrappedKey};
 use crate::secret::Secret;
 use std::fmt;
 use std::path::Path;
@@ -210,7 +210,7 @@ impl Vault {
             plaintext,
             "cannot encrypt (plaintext too long?)",
         )?;
-        let wrap = self.keys.wrap(&key_id, &wrap_aad(ctx, &key_id), &dek)?;
+        let wrap = self.wrap(&key_id, ctx, &dek)?;
         let blob = Blob::encode(
             &key_id,
             &wrap.nonce,
@@ -237,9 +237,7 @@ impl Vault {
         if blob.key_id == active_id {
             return Ok(None);
         }
-        let wrap = self
-            .keys
-            .wrap(&active_id, &wrap_aad(ctx, &active_id), &dek)?;
+        let wrap = self.wrap(&active_id, ctx, &dek)?;
         let blob = Blob::encode(
             &active_id,
             &wrap.nonce,
@@ -267,6 +265,23 @@ impl Vault {
             )));
         }
         Ok(key_id)
+    }
+
+    /// Wrap `dek` for `ctx` under `key_id`, refusing a wrap that would not fit the blob format.
+    fn wrap(
+        &self,
+        key_id: &str,
+        ctx: SealContext<'_>,
+        dek: &[u8; KEY_LEN],
+    ) -> Result<WrappedKey, VaultError> {
+        let wrap = self.keys.wrap(key_id, &wrap_aad(ctx, key_id), dek)?;
+        if wrap.wrapped.len() != WRAPPED_DEK_LEN {
+            return Err(VaultError::Crypto(format!(
+                "the key provider wrapped a data key into {} bytes, not {WRAPPED_DEK_LEN}",
+                wrap.wrapped.len()
+            )));
+        }
+        Ok(wrap)
     }
 
     /// Re-read the keys now (no-op for in-memory keys).
