@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentwire::{HpkeKeyPair, SigningKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use protocol::agent_profile::{
@@ -21,7 +22,6 @@ use protocol::agent_profile::{
 };
 use serde::{Deserialize, Serialize};
 use vault::Secret;
-use vault::agent_crypto::{HpkeKeyPair, SigningKey};
 
 use crate::actions::{self, ActionError, ActionOutcome, Credentials};
 use crate::inventory;

@@ -40,9 +40,9 @@ impl Prompter for TerminalPrompter {
     }
 }
 
-/// Reads one password (see [`vault::prompt::read_password`]); the prompt shows even when stdin is piped.
+/// Reads one password (see [`::prompt::read_password`]); the prompt shows even when stdin is piped.
 pub fn read_password(message: &str) -> std::io::Result<Option<Secret<String>>> {
-    vault::prompt::read_password(message, true)
+    ::prompt::read_password(message, true)
 }
 
 /// Native dialogs through `osascript` (macOS).

@@ -78,7 +78,7 @@ async fn upload(a: UploadArgs) -> anyhow::Result<()> {
             let der = Secret::new(read(p12, "--pkcs12")?);
             let password = match std::env::var("ESCROWD_PKCS12_PASSWORD") {
                 Ok(p) => Secret::new(p),
-                Err(_) => vault::prompt::read_password("PKCS#12 password:", false)?.context(
+                Err(_) => prompt::read_password("PKCS#12 password:", false)?.context(
                     "no PKCS#12 password: set ESCROWD_PKCS12_PASSWORD or type it at the prompt",
                 )?,
             };

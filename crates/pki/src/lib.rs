@@ -4,7 +4,7 @@
 //! signature verifies over the exact request body bytes, and whose certificate chains to a configured device CA
 //! (`identity`). Certificates forwarded by a trusted proxy are parsed with size caps (`forwarded`). The built-in
 //! development CA never prints its key (`ca`). `sign` is the client half (how a Mac signs), for tests and the
-//! simulator. Hostile input yields an [`IdentityError`], never a panic.
+//! simulator. `push_cert` reads and checks the APNs push certificate (X.509, PKCS#12). Hostile input yields an [`IdentityError`], never a panic.
 
 pub mod ca;
 mod chain;
@@ -13,6 +13,7 @@ pub mod error;
 pub mod forwarded;
 pub mod identity;
 pub mod profile_sign;
+pub mod push_cert;
 pub mod scep;
 pub mod sign;
 

@@ -206,7 +206,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     // The WAL and SHM exist now; an older database may have made them readable by others.
     dir.secure_files()?;
 
-    let device_ca = Arc::new(crate::device_ca::load_or_create(&dir, store.as_ref(), &vault).await?);
+    let secrets =
+        service::secrets::Secrets::new(store.clone(), vault.clone(), opts.clock.0.clone());
+    let device_ca = Arc::new(crate::device_ca::load_or_create(&dir, &secrets).await?);
     let mut cas = vec![device_ca.certificate().clone()];
     for path in &opts.device_cas {
         let pem = std::fs::read(path)
@@ -218,8 +220,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     }
     let verifier = Arc::new(DeviceIdentityVerifier::new(cas)?);
 
-    let profile_signer =
-        Arc::new(crate::profile_signer::load_or_create(&dir, store.as_ref(), &vault).await?);
+    let profile_signer = Arc::new(crate::profile_signer::load_or_create(&dir, &secrets).await?);
     let tls_config = if opts.http {
         None
     } else {

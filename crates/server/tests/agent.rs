@@ -5,6 +5,7 @@
 
 mod common;
 
+use agentwire::{HpkeKeyPair, SigningKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{api, enrolled, event_count, raw, uuid_of};
@@ -12,7 +13,6 @@ use protocol::agent_profile::{self, action_seal_info};
 use serde_json::{Value as Json, json};
 use store::ApiScope;
 use testkit::TestServer;
-use vault::agent_crypto::{HpkeKeyPair, SigningKey};
 
 const ADMIN_PW: &str = "Adm1n-Pa55-XYZ";
 const USER_PW: &str = "Us3r-Pa55-QRS";

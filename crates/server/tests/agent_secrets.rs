@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentwire::{HpkeKeyPair, SigningKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{api, enrolled, raw, uuid_of};
@@ -18,7 +19,6 @@ use serde_json::{Value as Json, json};
 use service::{Clock, ManualClock, SharedClock};
 use store::{ApiScope, COMMAND_PAYLOAD_FIELD, command_payload_owner};
 use testkit::{TestDevice, TestServer, messages};
-use vault::agent_crypto::{HpkeKeyPair, SigningKey};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

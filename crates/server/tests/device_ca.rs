@@ -2,8 +2,13 @@
 //! `device-ca.key` once (then the file is gone), and the same CA comes back after a restart.
 
 use server::datadir::DataDir;
-use server::device_ca::{CA_CERT_FIELD, CA_KEY_FIELD, CA_OWNER};
+use service::secrets::{SecretField, SecretRef};
 use testkit::TestServer;
+
+/// Where escrowd keeps one of its own sealed secrets: (owner, field).
+fn server_secret(field: SecretField) -> (String, &'static str) {
+    SecretRef::server(field).to_strings()
+}
 
 #[tokio::test]
 async fn a_fresh_server_seals_its_ca_key_and_writes_no_key_file() {
@@ -12,15 +17,17 @@ async fn a_fresh_server_seals_its_ca_key_and_writes_no_key_file() {
     assert!(!dir.device_ca_key().exists());
     assert!(dir.device_ca_cert().exists());
     let store = ts.store();
+    let (owner, key_field) = server_secret(SecretField::DeviceCaKey);
+    let (_, cert_field) = server_secret(SecretField::DeviceCaCert);
     let sealed = store
-        .sealed_secret(CA_OWNER, CA_KEY_FIELD)
+        .sealed_secret(&owner, key_field)
         .await
         .unwrap()
         .unwrap();
     assert!(!String::from_utf8_lossy(&sealed.blob).contains("PRIVATE KEY"));
     assert!(
         store
-            .sealed_secret(CA_OWNER, CA_CERT_FIELD)
+            .sealed_secret(&owner, cert_field)
             .await
             .unwrap()
             .is_some()
@@ -78,9 +85,10 @@ async fn key_rotation_rewraps_the_sealed_ca_and_the_server_still_loads_it() {
         report.rewrapped, 4,
         "CA and profile-signer keys and certificates: {report:?}"
     );
+    let (owner, key_field) = server_secret(SecretField::DeviceCaKey);
     let sealed = ts
         .store()
-        .sealed_secret(CA_OWNER, CA_KEY_FIELD)
+        .sealed_secret(&owner, key_field)
         .await
         .unwrap()
         .unwrap();

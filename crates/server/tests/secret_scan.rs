@@ -11,6 +11,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use agentwire::{HpkeKeyPair, SigningKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{api, uuid_of};
@@ -19,7 +20,6 @@ use serde_json::{Value as Json, json};
 use store::ApiScope;
 use testkit::enroll::http_get;
 use testkit::{TestDevice, TestServer, messages};
-use vault::agent_crypto::{HpkeKeyPair, SigningKey};
 
 const V: &str = "SCAN-MAC-0001";
 const TOKEN_V: &[u8] = b"TOKSECRET-victim-4f9a1c2e7b5d8a3f6e0c9b2d";

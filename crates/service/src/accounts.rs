@@ -3,8 +3,8 @@
 //! * A group may name a managed local admin. When an ADE Mac of that group completes enrollment with
 //!   `AwaitingConfiguration` true, escrowd queues `AccountConfiguration` (`AutoSetupAdminAccounts` with a
 //!   `SALTED-SHA512-PBKDF2` hash, `ManagedLocalUserShortName`, the primary-account options). The admin's
-//!   password is generated per Mac and sealed with the vault (owner = the device id, field
-//!   [`MANAGED_ADMIN_PASSWORD_FIELD`]); it is never logged, put in an event or returned by the API.
+//!   password is generated per Mac and sealed with the vault
+//!   ([`SecretRef::managed_admin_password`](crate::secrets::SecretRef::managed_admin_password)); it is never logged, put in an event or returned by the API.
 //! * Every Mac that completes enrollment with `AwaitingConfiguration` true then gets `DeviceConfigured`,
 //!   whatever its group and whatever becomes of the AccountConfiguration, or Setup Assistant waits forever.
 //! * macOS's rules (`macos-tokens-and-admin-needs.md` §1.2 rule 3, scenario S4): an admin created from a hash
@@ -18,16 +18,15 @@
 
 use protocol::accounts::{AccountConfiguration, AutoSetupAdmin, PasswordHash};
 use protocol::command::{Command, MdmOptions};
-use store::{Enrollment, GroupAccountSettings, Outcome, PrimaryAccount, SealedSecret};
-use vault::{SealContext, Secret};
+use store::{Enrollment, GroupAccountSettings, Outcome, PrimaryAccount};
+use vault::Secret;
 
 use crate::apikeys::Actor;
 use crate::commands::new_command_uuid;
 use crate::error::admin;
+use crate::secrets::SecretRef;
 use crate::{MdmService, ServiceError, events};
 
-/// Sealed-secret field of a Mac's managed-admin password (owner: the device id).
-pub const MANAGED_ADMIN_PASSWORD_FIELD: &str = "managed_admin_password";
 /// PBKDF2-HMAC-SHA512 iterations of the `passwordHash` (macOS's own hashes use tens of thousands).
 pub const PASSWORD_HASH_ITERATIONS: u32 = 40_000;
 /// Length of a generated managed-admin password.
@@ -255,11 +254,10 @@ impl MdmService {
         s: &GroupAccountSettings,
     ) -> Result<Command, ServiceError> {
         let password = generate_password()?;
-        let ctx = SealContext {
-            owner: &device.id,
-            field: MANAGED_ADMIN_PASSWORD_FIELD,
-        };
-        let sealed = self.vault.seal(ctx, password.expose().as_bytes())?;
+        let r = SecretRef::managed_admin_password(&device.id);
+        let sealed = self
+            .secrets
+            .seal(&r, password.expose().as_bytes(), self.now())?;
         let hash = {
             let password = password.clone();
             tokio::task::spawn_blocking(move || {
@@ -268,15 +266,7 @@ impl MdmService {
             .await
             .map_err(|e| ServiceError::Internal(format!("password hash task: {e}")))??
         };
-        self.store
-            .put_sealed_secret(&SealedSecret {
-                owner: device.id.clone(),
-                field: MANAGED_ADMIN_PASSWORD_FIELD.into(),
-                key_id: sealed.key_id,
-                blob: sealed.blob,
-                updated_at: self.now(),
-            })
-            .await?;
+        self.store.put_sealed_secret(&sealed).await?;
         let config = AccountConfiguration {
             admin: Some(AutoSetupAdmin {
                 short_name: s.admin_short_name.clone(),
@@ -302,21 +292,12 @@ impl MdmService {
         &self,
         device_id: &str,
     ) -> Result<Option<Secret<String>>, ServiceError> {
-        let Some(sealed) = self
-            .store
-            .sealed_secret(device_id, MANAGED_ADMIN_PASSWORD_FIELD)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let ctx = SealContext {
-            owner: device_id,
-            field: MANAGED_ADMIN_PASSWORD_FIELD,
-        };
-        let plain = self.vault.open(ctx, &sealed.blob)?;
-        let text = String::from_utf8(plain.expose().clone())
-            .map_err(|_| ServiceError::Internal("a managed-admin password is not UTF-8".into()))?;
-        Ok(Some(Secret::new(text)))
+        self.secrets
+            .open_text(
+                &SecretRef::managed_admin_password(device_id),
+                "a managed-admin password",
+            )
+            .await
     }
 
     /// A group's managed-admin settings and their warnings.

@@ -32,7 +32,6 @@ use store::{
     Millis, Outcome,
 };
 use vault::Secret;
-use vault::agent_crypto;
 
 use crate::apikeys::Actor;
 use crate::{MdmService, ServiceError, events};
@@ -260,14 +259,14 @@ impl MdmService {
         let signing_key = B64
             .decode(&req.signing_key)
             .ok()
-            .filter(|k| agent_crypto::check_signing_public_key(k).is_ok())
+            .filter(|k| agentwire::check_signing_public_key(k).is_ok())
             .ok_or_else(|| {
                 ServiceError::Malformed("signing_key must be a base64 Ed25519 public key".into())
             })?;
         let hpke_key = B64
             .decode(&req.hpke_key)
             .ok()
-            .filter(|k| agent_crypto::check_hpke_public_key(k).is_ok())
+            .filter(|k| agentwire::check_hpke_public_key(k).is_ok())
             .ok_or_else(|| {
                 ServiceError::Malformed("hpke_key must be a base64 X25519 public key".into())
             })?;
@@ -452,7 +451,7 @@ impl MdmService {
             req.nonce,
             &hex::encode(sha256(req.body)),
         );
-        if !agent_crypto::verify_signature(&reg.signing_key, &message, &sig) {
+        if !agentwire::verify_signature(&reg.signing_key, &message, &sig) {
             return Err(fail("bad signature"));
         }
         let fresh = self
@@ -860,7 +859,7 @@ impl MdmService {
                 serde_json::to_vec(&json).map_err(|e| ServiceError::Internal(e.to_string()))?,
             );
             drop(json);
-            Some(agent_crypto::hpke_seal(
+            Some(agentwire::hpke_seal(
                 &agent.hpke_key,
                 &action_seal_info(&id),
                 id.as_bytes(),

@@ -8,10 +8,11 @@
 //! ever see the redacted plist.
 
 use protocol::command::Command;
-use store::{COMMAND_PAYLOAD_FIELD, NewCommand, Outcome, SealedSecret, command_payload_owner};
-use vault::{SealContext, Secret};
+use store::{NewCommand, Outcome, SealedSecret};
+use vault::Secret;
 
 use crate::inventory::INVENTORY_QUEUE_FAILED;
+use crate::secrets::SecretRef;
 use crate::{MdmService, ServiceError, events};
 
 impl MdmService {
@@ -96,25 +97,17 @@ impl MdmService {
             };
             return Ok((new, None));
         }
-        let owner = command_payload_owner(&command.uuid);
         let plain = Secret::new(command.to_xml()?);
-        let ctx = SealContext {
-            owner: &owner,
-            field: COMMAND_PAYLOAD_FIELD,
-        };
-        let sealed = self.vault.seal(ctx, plain.expose())?;
+        let sealed = self.secrets.seal(
+            &SecretRef::command_payload(&command.uuid),
+            plain.expose(),
+            now,
+        )?;
         let new = NewCommand {
             uuid: command.uuid.clone(),
             request_type: command.request_type.clone(),
             payload: command.redacted().to_xml()?,
             carries_secret: true,
-        };
-        let sealed = SealedSecret {
-            owner,
-            field: COMMAND_PAYLOAD_FIELD.to_string(),
-            key_id: sealed.key_id,
-            blob: sealed.blob,
-            updated_at: now,
         };
         Ok((new, Some(sealed)))
     }
@@ -247,7 +240,7 @@ mod tests {
         );
         let opened = crate::checkin::command_channel::CommandChannel::new(
             &*svc.store,
-            &svc.vault,
+            &svc.secrets,
             &*svc.clock,
         )
         .open_command_payload("AC-1")

@@ -17,10 +17,11 @@ use openssl::sha::sha256;
 use pki::profile_sign::ProfileSigner;
 use protocol::profile::{ALL_ACCESS_RIGHTS, MdmPayload, Profile, ScepPayload};
 use store::{EnrollmentToken, Group, Millis, Outcome, ScepChallenge, TokenRefusal};
-use vault::{SealContext, Secret};
+use vault::Secret;
 
 use crate::apikeys::Actor;
 use crate::error::admin;
+use crate::secrets::SecretRef;
 use crate::{MdmService, ServiceError};
 
 pub const ENROLL_TOKEN_CREATED: &str = "admin.enroll_token.created";
@@ -35,16 +36,9 @@ pub const CHALLENGE_TTL_MS: Millis = 60 * 60 * 1000;
 pub const PROFILE_IDENTIFIER: &str = "io.escrowd.enroll";
 /// Key size the SCEP payload asks for.
 pub const SCEP_KEY_SIZE: u64 = 2048;
-/// Sealed-secret field of a group's static SCEP challenge (owner: [`group_secret_owner`]).
-pub const GROUP_CHALLENGE_FIELD: &str = "scep_challenge";
 const TOKEN_PREFIX: &str = "escrowd_enroll_";
 /// Longest token accepted at `/enroll` (the real ones are 79 characters).
 pub const MAX_TOKEN_CHARS: usize = 128;
-
-/// Owner of a group's sealed secrets in the generic table.
-pub fn group_secret_owner(group_id: &str) -> String {
-    format!("group:{group_id}")
-}
 
 /// Hex SHA-256 of a token or challenge.
 pub fn secret_hash(value: &[u8]) -> String {
@@ -279,32 +273,12 @@ impl MdmService {
 
     /// The group's static SCEP challenge, created and sealed the first time.
     async fn group_challenge(&self, group_id: &str) -> Result<Secret<String>, ServiceError> {
-        let owner = group_secret_owner(group_id);
-        let ctx = SealContext {
-            owner: &owner,
-            field: GROUP_CHALLENGE_FIELD,
-        };
-        if let Some(sealed) = self
-            .store
-            .sealed_secret(&owner, GROUP_CHALLENGE_FIELD)
-            .await?
-        {
-            let plain = self.vault.open(ctx, &sealed.blob)?;
-            let text = String::from_utf8(plain.expose().clone())
-                .map_err(|_| ServiceError::Internal("a group challenge is not UTF-8".into()))?;
-            return Ok(Secret::new(text));
+        let r = SecretRef::group_challenge(group_id);
+        if let Some(challenge) = self.secrets.open_text(&r, "a group challenge").await? {
+            return Ok(challenge);
         }
         let challenge = Secret::new(random_hex(32)?);
-        let sealed = self.vault.seal(ctx, challenge.expose().as_bytes())?;
-        self.store
-            .put_sealed_secret(&store::SealedSecret {
-                owner: owner.clone(),
-                field: GROUP_CHALLENGE_FIELD.into(),
-                key_id: sealed.key_id,
-                blob: sealed.blob,
-                updated_at: self.now(),
-            })
-            .await?;
+        self.secrets.put(&r, challenge.expose().as_bytes()).await?;
         Ok(challenge)
     }
 
@@ -314,21 +288,13 @@ impl MdmService {
         given: &Secret<Vec<u8>>,
     ) -> Result<Option<String>, ServiceError> {
         for g in self.store.list_groups().await? {
-            let owner = group_secret_owner(&g.id);
-            let Some(sealed) = self
-                .store
-                .sealed_secret(&owner, GROUP_CHALLENGE_FIELD)
+            let Some(plain) = self
+                .secrets
+                .open(&SecretRef::group_challenge(&g.id))
                 .await?
             else {
                 continue;
             };
-            let plain = self.vault.open(
-                SealContext {
-                    owner: &owner,
-                    field: GROUP_CHALLENGE_FIELD,
-                },
-                &sealed.blob,
-            )?;
             if plain.ct_eq(given) {
                 return Ok(Some(g.id));
             }

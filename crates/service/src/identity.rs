@@ -7,8 +7,7 @@
 //! admin's label. A blocked Mac's certificates are refused at check-in (`bound_device`, `authenticate`) and at
 //! SCEP renewal until it is unblocked.
 
-use store::{BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Outcome, SealedSecret};
-use vault::SealContext;
+use store::{BootstrapTokenRecord, Enrollment, Outcome};
 
 use crate::apikeys::Actor;
 use crate::checkin::short_fp;
@@ -107,29 +106,10 @@ impl MdmService {
         device.last_seen_at = device.last_seen_at.max(pending.last_seen_at);
         let token = match self.store.bootstrap_token(&pending.id).await? {
             Some(rec) => {
-                let opened = self.vault.open(
-                    SealContext {
-                        owner: &pending.id,
-                        field: BOOTSTRAP_TOKEN_FIELD,
-                    },
-                    &rec.sealed.blob,
-                )?;
-                let sealed = self.vault.seal(
-                    SealContext {
-                        owner: &device.id,
-                        field: BOOTSTRAP_TOKEN_FIELD,
-                    },
-                    opened.expose(),
-                )?;
+                let opened = self.secrets.open_token(&pending.id, &rec.sealed.blob)?;
                 Some(BootstrapTokenRecord {
                     enrollment_id: device.id.clone(),
-                    sealed: SealedSecret {
-                        owner: device.id.clone(),
-                        field: BOOTSTRAP_TOKEN_FIELD.to_string(),
-                        key_id: sealed.key_id,
-                        blob: sealed.blob,
-                        updated_at: now,
-                    },
+                    sealed: self.secrets.seal_token(&device.id, opened.expose(), now)?,
                     size: rec.size,
                     digest: rec.digest,
                     escrowed_at: rec.escrowed_at,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use store::Store;
-use vault::{SealContext, Vault};
+use vault::Vault;
 
 use crate::ServiceError;
 
@@ -50,11 +50,7 @@ pub async fn rewrap_all(
         let Some(last) = page.last() else { break };
         after = Some((last.owner.clone(), last.field.clone()));
         for secret in &page {
-            let ctx = SealContext {
-                owner: &secret.owner,
-                field: &secret.field,
-            };
-            match vault.rewrap(ctx, &secret.blob) {
+            match crate::secrets::rewrap_stored(vault, secret) {
                 Ok(None) => report.already_current += 1,
                 Ok(Some(new)) => {
                     let now = crate::clock::Clock::now_millis(&crate::SystemClock);

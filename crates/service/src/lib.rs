@@ -12,6 +12,7 @@ pub mod apikeys;
 pub mod checkin;
 pub mod clock;
 pub mod commands;
+pub mod device_ca;
 pub mod diagnosis;
 pub mod edge;
 pub mod enroll;
@@ -25,6 +26,7 @@ pub mod push_cert;
 pub mod renewal;
 pub mod reports;
 pub mod scep;
+pub mod secrets;
 
 use std::sync::Arc;
 
@@ -37,6 +39,8 @@ pub use error::{ErrorKind, ServiceError};
 pub struct MdmService {
     store: Arc<dyn store::Store>,
     vault: Arc<vault::Vault>,
+    /// Seals and opens by `SecretRef` (over the same store and vault).
+    secrets: secrets::Secrets,
     clock: Arc<dyn Clock>,
     /// Swappable at run time: uploading a push certificate installs a new provider without a restart.
     pusher: Arc<std::sync::RwLock<Option<Arc<dyn push::Pusher>>>>,
@@ -65,6 +69,11 @@ impl MdmService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         MdmService {
+            secrets: secrets::Secrets::new(
+                Arc::clone(&store),
+                Arc::clone(&vault),
+                Arc::clone(&clock),
+            ),
             store,
             vault,
             clock,
@@ -94,6 +103,10 @@ impl MdmService {
 
     pub fn vault(&self) -> &Arc<vault::Vault> {
         &self.vault
+    }
+
+    pub fn secrets(&self) -> &secrets::Secrets {
+        &self.secrets
     }
 
     fn now(&self) -> store::Millis {

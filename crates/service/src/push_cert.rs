@@ -1,65 +1,28 @@
 //! The APNs push certificate: the MDM push certificate an admin gets from Apple's Push Certificates Portal,
-//! whose subject UID is the push topic every enrolled Mac's `com.apple.mdm` payload names.
+//! whose subject UID is the push topic every enrolled Mac's `com.apple.mdm` payload names. Reading and checking
+//! it as X.509/PKCS#12 is `pki::push_cert`; this module is the workflow around it.
 //!
-//! Guarantees: certificate and private key are sealed together in one secret (owner [`PUSH_OWNER`], field
-//! [`PUSH_FIELD`]), so a reader never sees a new key with an old certificate; an upload is refused (and
-//! nothing changes) unless the key matches the certificate, the certificate is in date and its UID is an MDM
-//! topic (`com.apple.mgmt.…`); the key never reaches events, errors or `Debug`.
+//! Guarantees: certificate and private key are sealed together in one secret
+//! (`SecretRef::server(SecretField::PushIdentity)`), so a reader never sees a new key with an old certificate;
+//! an upload is refused (and nothing changes) unless the key matches the certificate, the certificate is in
+//! date, its UID is an MDM topic (`com.apple.mgmt.…`) and the push provider can be built from it; the key
+//! never reaches events, errors or `Debug`.
 
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::X509;
-use store::{NewEvent, Outcome, SealedSecret};
-use vault::{SealContext, Secret};
+use std::sync::Arc;
 
+use store::{NewEvent, Outcome};
+use vault::Secret;
+
+use crate::push::Pusher;
+use crate::secrets::{SecretField, SecretRef};
 use crate::{MdmService, ServiceError};
 
-/// Owner and field of the sealed push identity (certificate PEM followed by key PEM).
-pub const PUSH_OWNER: &str = "escrowd";
-pub const PUSH_FIELD: &str = "apns_identity";
-/// Every MDM push topic starts with this.
-pub const MDM_TOPIC_PREFIX: &str = "com.apple.mgmt.";
-/// Uploads and status views warn when the certificate expires within this many days.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
+pub use pki::push_cert::{
+    EXPIRY_WARNING_DAYS, MAX_PKCS12_BYTES, MDM_TOPIC_PREFIX, PushCertError, PushCertificateInfo,
+};
 
-/// What an admin needs to know about the push certificate; nothing secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushCertificateInfo {
-    /// The APNs topic (the certificate subject's UID).
-    pub topic: String,
-    pub subject: String,
-    pub serial_hex: String,
-    /// SHA-256 of the certificate DER, lowercase hex.
-    pub fingerprint: String,
-    /// Expiry, milliseconds since the Unix epoch.
-    pub not_after: store::Millis,
-}
-
-impl PushCertificateInfo {
-    /// Whole days until expiry (negative once expired).
-    pub fn days_left(&self, now: store::Millis) -> i64 {
-        (self.not_after - now).div_euclid(86_400_000)
-    }
-
-    /// A warning to show, if the certificate expires soon or has expired.
-    pub fn expiry_warning(&self, now: store::Millis) -> Option<String> {
-        let days = self.days_left(now);
-        if self.not_after <= now {
-            Some(
-                "the push certificate has expired: Macs can no longer be woken; renew it at \
-https://identity.apple.com with the same Apple ID and upload the renewed certificate"
-                    .to_string(),
-            )
-        } else if days < EXPIRY_WARNING_DAYS {
-            Some(format!(
-                "the push certificate expires in {days} day(s): renew it at https://identity.apple.com with \
-the same Apple ID (a new certificate changes the topic and every Mac would have to re-enroll)"
-            ))
-        } else {
-            None
-        }
-    }
-}
+/// The sealed push identity (certificate PEM followed by key PEM).
+const PUSH_IDENTITY: SecretRef = SecretRef::server(SecretField::PushIdentity);
 
 /// The push certificate with its key, for the APNs client. The key is a [`Secret`]; `Debug` shows only the info.
 pub struct PushIdentity {
@@ -77,127 +40,82 @@ impl std::fmt::Debug for PushIdentity {
     }
 }
 
-/// Largest PKCS#12 (.p12) upload accepted; a push identity export is a few KiB.
-pub const MAX_PKCS12_BYTES: usize = 64 * 1024;
-
-/// Load OpenSSL's legacy provider once (beside the default one), so `.p12` files exported by older Keychain
-/// Access versions (RC2/3DES) can be read. Returns whether it is available.
-fn legacy_pkcs12_support() -> bool {
-    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *LOADED.get_or_init(|| {
-        match openssl::provider::Provider::try_load(None, "legacy", true) {
-            Ok(provider) => {
-                // Stays loaded for the life of the process.
-                std::mem::forget(provider);
-                true
-            }
-            Err(_) => false,
-        }
-    })
+/// A push certificate as an admin uploads it.
+pub enum PushCertificateUpload {
+    /// A certificate and its unencrypted private key, both PEM.
+    Pem {
+        cert_pem: Vec<u8>,
+        key_pem: Secret<Vec<u8>>,
+    },
+    /// A PKCS#12 (.p12) file as Keychain Access exports it, and its password.
+    Pkcs12 {
+        der: Vec<u8>,
+        password: Secret<String>,
+    },
 }
 
-/// Read a push identity from a PKCS#12 (.p12) file as Keychain Access exports it: (certificate PEM, PKCS#8
-/// key PEM). Refuses (without echoing anything secret) oversized or unreadable files, a wrong password and
-/// files without both a certificate and a key. Check the result with [`check_push_identity`].
+/// Why an upload was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushUploadError {
+    /// The identity is invalid (see [`ServiceError::kind`]) or could not be stored.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The push provider cannot be built from the identity; the message says why.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+impl From<PushCertError> for ServiceError {
+    fn from(e: PushCertError) -> Self {
+        ServiceError::Invalid(e.0)
+    }
+}
+
+/// Read a push identity from a PKCS#12 (.p12) file (see [`pki::push_cert::identity_from_pkcs12`]).
 pub fn identity_from_pkcs12(
     der: &[u8],
     password: &Secret<String>,
 ) -> Result<(Vec<u8>, Secret<Vec<u8>>), ServiceError> {
-    let invalid = |m: &str| ServiceError::Invalid(m.to_string());
-    if der.is_empty() || der.len() > MAX_PKCS12_BYTES {
-        return Err(ServiceError::Invalid(format!(
-            "a PKCS#12 push identity must be 1 to {MAX_PKCS12_BYTES} bytes"
-        )));
-    }
-    if password.expose().contains('\0') {
-        return Err(invalid(
-            "the PKCS#12 password must not contain a NUL character",
-        ));
-    }
-    let p12 = openssl::pkcs12::Pkcs12::from_der(der)
-        .map_err(|_| invalid("the upload is not a PKCS#12 (.p12) file"))?;
-    let parsed = match p12.parse2(password.expose()) {
-        Ok(p) => p,
-        Err(_) if legacy_pkcs12_support() => p12.parse2(password.expose()).map_err(|_| {
-            invalid("cannot open the PKCS#12 file: wrong password, or an unsupported encryption")
-        })?,
-        Err(_) => {
-            return Err(invalid(
-                "cannot open the PKCS#12 file: wrong password, or a legacy encryption this OpenSSL cannot \
-read (re-export it, or upload PEM files with --cert/--key)",
-            ));
-        }
-    };
-    let (Some(cert), Some(key)) = (parsed.cert, parsed.pkey) else {
-        return Err(invalid(
-            "the PKCS#12 file must hold the push certificate and its private key",
-        ));
-    };
-    let cert_pem = cert
-        .to_pem()
-        .map_err(|_| invalid("the PKCS#12 certificate cannot be re-encoded"))?;
-    let key_pem = Secret::new(
-        key.private_key_to_pem_pkcs8()
-            .map_err(|_| invalid("the PKCS#12 private key cannot be re-encoded"))?,
-    );
-    Ok((cert_pem, key_pem))
+    Ok(pki::push_cert::identity_from_pkcs12(der, password)?)
 }
 
-/// Check a certificate (PEM) and private key (PEM) as a push identity at `now`; describe the certificate.
+/// Check a certificate and key as a push identity at `now` (see [`pki::push_cert::check_push_identity`]).
 pub fn check_push_identity(
     cert_pem: &[u8],
     key_pem: &[u8],
     now: store::Millis,
 ) -> Result<PushCertificateInfo, ServiceError> {
-    let invalid = |m: &str| ServiceError::Invalid(m.to_string());
-    let cert = X509::from_pem(cert_pem)
-        .map_err(|_| invalid("the push certificate is not a PEM certificate"))?;
-    let key: PKey<Private> = pki::ca::unencrypted_private_key_from_pem(key_pem).map_err(|_| {
-        invalid("the push certificate's private key is not an unencrypted PEM private key")
-    })?;
-    let public = cert
-        .public_key()
-        .map_err(|_| invalid("the push certificate has no readable public key"))?;
-    if !public.public_eq(&key) {
-        return Err(invalid(
-            "the private key does not belong to the push certificate (upload the key you made the CSR with)",
-        ));
-    }
-    let topic = cert
-        .subject_name()
-        .entries_by_nid(Nid::USERID)
-        .next()
-        .and_then(|e| e.data().to_string().ok())
-        .ok_or_else(|| {
-            invalid("the certificate's subject has no UID, so it is not an APNs push certificate")
-        })?;
-    if !topic.starts_with(MDM_TOPIC_PREFIX) || topic.len() > 255 {
-        return Err(ServiceError::Invalid(format!(
-            "the certificate's topic {topic:?} is not an MDM push topic ({MDM_TOPIC_PREFIX}…); \
-get an MDM push certificate from https://identity.apple.com"
-        )));
-    }
-    let der = cert
-        .to_der()
-        .map_err(|_| invalid("the push certificate cannot be re-encoded"))?;
-    let described = pki::identity::cert_info(&cert, &der)
-        .map_err(|e| ServiceError::Invalid(format!("the push certificate: {e}")))?;
-    let info = PushCertificateInfo {
-        topic,
-        subject: described.subject,
-        serial_hex: described.serial_hex,
-        fingerprint: described.fingerprint,
-        not_after: described.not_after_unix.saturating_mul(1000),
-    };
-    if info.not_after <= now {
-        return Err(invalid(
-            "the push certificate has expired; renew it at https://identity.apple.com and upload the new one",
-        ));
-    }
-    Ok(info)
+    Ok(pki::push_cert::check_push_identity(cert_pem, key_pem, now)?)
 }
 
 impl MdmService {
+    /// The upload workflow: read the identity, check it (key matches, in date, MDM topic), build the push
+    /// provider from it with `connect` (so nothing unusable is stored), seal and store it with its audit event,
+    /// then put the new provider in use at once. Nothing changes on error.
+    pub async fn upload_push_certificate<E: std::fmt::Display>(
+        &self,
+        upload: PushCertificateUpload,
+        actor: &str,
+        connect: impl FnOnce(&[u8], &Secret<Vec<u8>>) -> Result<Arc<dyn Pusher>, E>,
+    ) -> Result<PushCertificateInfo, PushUploadError> {
+        let (cert_pem, key_pem) = match upload {
+            PushCertificateUpload::Pem { cert_pem, key_pem } => (cert_pem, key_pem),
+            PushCertificateUpload::Pkcs12 { der, password } => {
+                identity_from_pkcs12(&der, &password)?
+            }
+        };
+        check_push_identity(&cert_pem, key_pem.expose(), self.now())?;
+        let pusher = connect(&cert_pem, &key_pem).map_err(|e| {
+            PushUploadError::Unusable(format!("the push certificate cannot be used for APNs: {e}"))
+        })?;
+        let info = self
+            .put_push_certificate(&cert_pem, &key_pem, actor)
+            .await?;
+        self.set_pusher(Some(pusher));
+        tracing::info!(topic = %info.topic, "new push certificate in use");
+        Ok(info)
+    }
+
     /// Replace the push certificate after checking it (see [`check_push_identity`]); records
     /// `push_certificate.uploaded` by `actor`. Nothing changes on error.
     pub async fn put_push_certificate(
@@ -209,27 +127,9 @@ impl MdmService {
         let now = self.now();
         let info = check_push_identity(cert_pem, key_pem.expose(), now)?;
         let previous = self.push_certificate().await.ok().flatten();
-        let mut bundle = Vec::with_capacity(cert_pem.len() + key_pem.expose().len() + 1);
-        bundle.extend_from_slice(cert_pem);
-        bundle.push(b'\n');
-        bundle.extend_from_slice(key_pem.expose());
-        let bundle = Secret::new(bundle);
-        let sealed = self.vault.seal(
-            SealContext {
-                owner: PUSH_OWNER,
-                field: PUSH_FIELD,
-            },
-            bundle.expose(),
-        )?;
-        self.store
-            .put_sealed_secret(&SealedSecret {
-                owner: PUSH_OWNER.into(),
-                field: PUSH_FIELD.into(),
-                key_id: sealed.key_id,
-                blob: sealed.blob,
-                updated_at: now,
-            })
-            .await?;
+        let bundle = pki::push_cert::bundle(cert_pem, key_pem);
+        let sealed = self.secrets.seal(&PUSH_IDENTITY, bundle.expose(), now)?;
+        self.store.put_sealed_secret(&sealed).await?;
         let mut detail = format!(
             "by {actor}: topic {}, serial {}, expires {} (in {} days)",
             info.topic,
@@ -269,29 +169,11 @@ impl MdmService {
 
     /// The push certificate with its key, if one was uploaded.
     pub async fn push_identity(&self) -> Result<Option<PushIdentity>, ServiceError> {
-        let Some(sealed) = self.store.sealed_secret(PUSH_OWNER, PUSH_FIELD).await? else {
+        let Some(bundle) = self.secrets.open(&PUSH_IDENTITY).await? else {
             return Ok(None);
         };
-        let bundle = self.vault.open(
-            SealContext {
-                owner: PUSH_OWNER,
-                field: PUSH_FIELD,
-            },
-            &sealed.blob,
-        )?;
-        let internal =
-            |m: &str| ServiceError::Internal(format!("the stored push certificate: {m}"));
-        let cert =
-            X509::from_pem(bundle.expose()).map_err(|_| internal("unreadable certificate"))?;
-        let key = pki::ca::unencrypted_private_key_from_pem(bundle.expose())
-            .map_err(|_| internal("unreadable key"))?;
-        let cert_pem = cert
-            .to_pem()
-            .map_err(|_| internal("unreadable certificate"))?;
-        let key_pem = Secret::new(
-            key.private_key_to_pem_pkcs8()
-                .map_err(|_| internal("unreadable key"))?,
-        );
+        let (cert_pem, key_pem) = pki::push_cert::unbundle(bundle.expose())
+            .map_err(|e| ServiceError::Internal(format!("the stored push certificate: {e}")))?;
         // Described as of the epoch so an expired stored certificate is still shown (with its warning).
         let info = check_push_identity(&cert_pem, key_pem.expose(), 0)?;
         Ok(Some(PushIdentity {
@@ -314,13 +196,13 @@ impl MdmService {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use openssl::asn1::Asn1Time;
     use openssl::bn::BigNum;
     use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
     use openssl::rsa::Rsa;
-    use openssl::x509::X509Name;
+    use openssl::x509::{X509, X509Name};
 
     use super::*;
     use crate::ErrorKind;
@@ -386,7 +268,7 @@ mod tests {
         // The key is sealed, not stored in the clear, and never shown by Debug.
         let sealed = svc
             .store
-            .sealed_secret(PUSH_OWNER, PUSH_FIELD)
+            .sealed_secret("escrowd", "apns_identity")
             .await
             .unwrap()
             .unwrap();
@@ -510,25 +392,56 @@ mod tests {
         );
     }
 
-    #[test]
-    fn expiry_warnings() {
-        let info = PushCertificateInfo {
-            topic: TOPIC.into(),
-            subject: String::new(),
-            serial_hex: "07".into(),
-            fingerprint: String::new(),
-            not_after: 100 * 86_400_000,
+    struct NoPush;
+
+    #[async_trait::async_trait]
+    impl Pusher for NoPush {
+        async fn push(&self, _targets: &[crate::push::PushTarget]) -> Vec<crate::push::PushResult> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_upload_workflow_stores_nothing_the_push_provider_cannot_use() {
+        let (_dir, svc) = service().await;
+        let (cert, key) = push_cert(Some(TOPIC), -1, 365);
+        let upload = || PushCertificateUpload::Pem {
+            cert_pem: cert.clone(),
+            key_pem: Secret::new(key.clone()),
         };
-        assert!(info.expiry_warning(0).is_none());
-        assert!(
-            info.expiry_warning(80 * 86_400_000)
-                .unwrap()
-                .contains("expires in 20 day")
+        let refused = svc
+            .upload_push_certificate(upload(), "test", |_, _| Err("rustls says no"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "the push certificate cannot be used for APNs: rustls says no"
         );
+        assert!(svc.push_identity().await.unwrap().is_none());
+        assert!(svc.pusher().is_none());
+        let invalid = svc
+            .upload_push_certificate(
+                PushCertificateUpload::Pkcs12 {
+                    der: b"not a p12".to_vec(),
+                    password: Secret::new(String::new()),
+                },
+                "test",
+                |_, _| Ok::<_, String>(Arc::new(NoPush) as Arc<dyn Pusher>),
+            )
+            .await
+            .unwrap_err();
         assert!(
-            info.expiry_warning(100 * 86_400_000)
-                .unwrap()
-                .contains("has expired")
+            matches!(&invalid, PushUploadError::Service(e) if e.kind() == ErrorKind::Invalid),
+            "{invalid}"
         );
+        let info = svc
+            .upload_push_certificate(upload(), "test", |_, _| {
+                Ok::<_, String>(Arc::new(NoPush) as Arc<dyn Pusher>)
+            })
+            .await
+            .unwrap();
+        assert_eq!(info.topic, TOPIC);
+        assert!(svc.pusher().is_some());
+        assert_eq!(svc.push_topic().await.unwrap().as_deref(), Some(TOPIC));
     }
 }

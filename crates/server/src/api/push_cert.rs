@@ -16,7 +16,8 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use service::apikeys::Actor;
-use service::push_cert::PushCertificateInfo;
+use service::push::Pusher;
+use service::push_cert::{PushCertificateInfo, PushCertificateUpload, PushUploadError};
 use store::ApiScope;
 use vault::Secret;
 
@@ -127,23 +128,25 @@ async fn upload(
         Ok(Json(b)) => b,
         Err(e) => return bad_json(e),
     };
-    let pair = match (
+    let upload = match (
         b.certificate_pem,
         b.private_key_pem,
         b.pkcs12_base64,
         b.password,
     ) {
-        (Some(cert), Some(key), None, None) => Ok((
-            cert.into_bytes(),
-            Secret::new(key.expose().as_bytes().to_vec()),
-        )),
+        (Some(cert), Some(key), None, None) => PushCertificateUpload::Pem {
+            cert_pem: cert.into_bytes(),
+            key_pem: Secret::new(key.expose().as_bytes().to_vec()),
+        },
         (None, None, Some(p12), password) => {
             let der = match base64::engine::general_purpose::STANDARD.decode(p12.expose().trim()) {
                 Ok(d) => d,
                 Err(_) => return error(StatusCode::BAD_REQUEST, "pkcs12_base64 is not base64"),
             };
-            let password = password.unwrap_or_else(|| Secret::new(String::new()));
-            service::push_cert::identity_from_pkcs12(&der, &password)
+            PushCertificateUpload::Pkcs12 {
+                der,
+                password: password.unwrap_or_else(|| Secret::new(String::new())),
+            }
         }
         _ => {
             return error(
@@ -152,35 +155,21 @@ async fn upload(
             );
         }
     };
-    let (cert_pem, key_pem) = match pair {
-        Ok(p) => p,
-        Err(e) => return service_error(e),
+    let connect = |cert_pem: &[u8], key_pem: &Secret<Vec<u8>>| {
+        ApnsClient::new((*s.apns).clone(), cert_pem, key_pem)
+            .map(|client| Arc::new(client) as Arc<dyn Pusher>)
+            .map_err(|e| format!("{e:#}"))
     };
-    // Refuse before storing what rustls cannot use (checked again by the service for topic and dates).
-    if let Err(e) =
-        service::push_cert::check_push_identity(&cert_pem, key_pem.expose(), now_millis())
-    {
-        return service_error(e);
-    }
-    let client = match ApnsClient::new((*s.apns).clone(), &cert_pem, &key_pem) {
-        Ok(c) => c,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the push certificate cannot be used for APNs: {e:#}"),
-            );
-        }
-    };
-    let info = match s
+    match s
         .mdm
-        .put_push_certificate(&cert_pem, &key_pem, &actor.label())
+        .upload_push_certificate(upload, &actor.label(), connect)
         .await
     {
-        Ok(info) => info,
-        Err(e) => return service_error(e),
-    };
-    s.mdm.set_pusher(Some(Arc::new(client)));
-    warn_if_expiring(&info);
-    tracing::info!(topic = %info.topic, "new push certificate in use");
-    (StatusCode::OK, Json(view(&info))).into_response()
+        Ok(info) => {
+            warn_if_expiring(&info);
+            (StatusCode::OK, Json(view(&info))).into_response()
+        }
+        Err(PushUploadError::Service(e)) => service_error(e),
+        Err(PushUploadError::Unusable(message)) => error(StatusCode::BAD_REQUEST, message),
+    }
 }

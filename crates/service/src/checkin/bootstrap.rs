@@ -8,17 +8,15 @@
 
 use openssl::sha::sha256;
 use protocol::checkin::{GetBootstrapToken, SetBootstrapToken};
-use store::{BootstrapTokenRecord, Enrollment, Outcome, SealedSecret};
-use vault::{SealContext, Secret, Vault};
+use store::{BootstrapTokenRecord, Enrollment, Outcome};
+use vault::Secret;
 use zeroize::Zeroize;
 
 use super::CheckinReply;
 use super::enrollment::EnrollmentLifecycle;
 use super::identity::BoundDevice;
+use crate::secrets::Secrets;
 use crate::{Clock, ServiceError, events};
-
-/// The field name sealed tokens are bound to.
-pub const BOOTSTRAP_TOKEN_FIELD: &str = "bootstrap_token";
 
 /// Whether the device's group allows escrow; `Err(reason)` when it does not. No group = escrow on.
 pub(crate) async fn escrow_policy(
@@ -52,15 +50,15 @@ pub(crate) enum SetOutcome {
 /// [`EnrollmentLifecycle::note_awaiting_configuration`].
 pub(crate) struct BootstrapEscrow<'a> {
     store: &'a dyn store::Store,
-    vault: &'a Vault,
+    secrets: &'a Secrets,
     clock: &'a dyn Clock,
 }
 
 impl<'a> BootstrapEscrow<'a> {
-    pub(crate) fn new(store: &'a dyn store::Store, vault: &'a Vault, clock: &'a dyn Clock) -> Self {
+    pub(crate) fn new(store: &'a dyn store::Store, secrets: &'a Secrets, clock: &'a dyn Clock) -> Self {
         BootstrapEscrow {
             store,
-            vault,
+            secrets,
             clock,
         }
     }
@@ -146,11 +144,7 @@ impl<'a> BootstrapEscrow<'a> {
         token: &Secret<Vec<u8>>,
     ) -> Result<(), ServiceError> {
         let now = self.now();
-        let ctx = SealContext {
-            owner: &device.id,
-            field: BOOTSTRAP_TOKEN_FIELD,
-        };
-        let sealed = self.vault.seal(ctx, token.expose())?;
+        let sealed = self.secrets.seal_token(&device.id, token.expose(), now)?;
         let digest = token_digest(&device.id, token);
         let previous = self.store.bootstrap_token(&device.id).await?;
         let (kind, detail) = match &previous {
@@ -177,13 +171,7 @@ impl<'a> BootstrapEscrow<'a> {
         };
         let record = BootstrapTokenRecord {
             enrollment_id: device.id.clone(),
-            sealed: SealedSecret {
-                owner: device.id.clone(),
-                field: BOOTSTRAP_TOKEN_FIELD.to_string(),
-                key_id: sealed.key_id,
-                blob: sealed.blob,
-                updated_at: now,
-            },
+            sealed,
             size: i64::try_from(token.len()).unwrap_or(i64::MAX),
             digest,
             escrowed_at: now,
@@ -246,11 +234,7 @@ impl<'a> BootstrapEscrow<'a> {
             self.store.record_event(&event).await?;
             return empty();
         };
-        let ctx = SealContext {
-            owner: &device.id,
-            field: BOOTSTRAP_TOKEN_FIELD,
-        };
-        let token = match self.vault.open(ctx, &record.sealed.blob) {
+        let token = match self.secrets.open_token(&device.id, &record.sealed.blob) {
             Ok(t) => t,
             Err(err) => {
                 let event = events::new_event(

@@ -9,14 +9,13 @@
 //! them, only to answer the Mac. One it cannot open is finished as an Error so it never blocks the queue.
 
 use protocol::command::{CommandReport, Status};
-use store::{
-    COMMAND_PAYLOAD_FIELD, CommandStatus, Enrollment, Outcome, ReportOutcome, command_payload_owner,
-};
-use vault::{SealContext, Secret, Vault};
+use store::{CommandStatus, Enrollment, Outcome, ReportOutcome};
+use vault::Secret;
 
 use super::ConnectReply;
 use super::enrollment::EnrollmentLifecycle;
 use super::identity::BoundDevice;
+use crate::secrets::{SecretRef, Secrets};
 use crate::{Clock, ServiceError, events};
 
 /// What a recorded report asks of the rest of the service (the dispatcher runs it before serving the next
@@ -37,15 +36,15 @@ pub(crate) enum ReportEffect {
 /// channel lookups), Events.
 pub(crate) struct CommandChannel<'a> {
     store: &'a dyn store::Store,
-    vault: &'a Vault,
+    secrets: &'a Secrets,
     clock: &'a dyn Clock,
 }
 
 impl<'a> CommandChannel<'a> {
-    pub(crate) fn new(store: &'a dyn store::Store, vault: &'a Vault, clock: &'a dyn Clock) -> Self {
+    pub(crate) fn new(store: &'a dyn store::Store, secrets: &'a Secrets, clock: &'a dyn Clock) -> Self {
         CommandChannel {
             store,
-            vault,
+            secrets,
             clock,
         }
     }
@@ -150,19 +149,15 @@ impl<'a> CommandChannel<'a> {
 
     /// The real payload of a command that carries a secret.
     pub(crate) async fn open_command_payload(&self, uuid: &str) -> Result<Secret<Vec<u8>>, String> {
-        let owner = command_payload_owner(uuid);
+        let r = SecretRef::command_payload(uuid);
         let sealed = self
-            .store
-            .sealed_secret(&owner, COMMAND_PAYLOAD_FIELD)
+            .secrets
+            .get(&r)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "its sealed payload is missing".to_string())?;
-        let ctx = SealContext {
-            owner: &owner,
-            field: COMMAND_PAYLOAD_FIELD,
-        };
-        self.vault
-            .open(ctx, &sealed.blob)
+        self.secrets
+            .open_blob(&r, &sealed.blob)
             .map_err(|e| format!("its sealed payload could not be opened: {e}"))
     }
 

@@ -40,11 +40,11 @@ impl<'a> Dispatch<'a> {
     }
 
     fn bootstrap(&self) -> BootstrapEscrow<'a> {
-        BootstrapEscrow::new(&*self.svc.store, &self.svc.vault, &*self.svc.clock)
+        BootstrapEscrow::new(&*self.svc.store, &self.svc.secrets, &*self.svc.clock)
     }
 
     fn command_channel(&self) -> CommandChannel<'a> {
-        CommandChannel::new(&*self.svc.store, &self.svc.vault, &*self.svc.clock)
+        CommandChannel::new(&*self.svc.store, &self.svc.secrets, &*self.svc.clock)
     }
 
     /// `PUT /mdm/checkin`: parse, verify, route.

@@ -310,6 +310,7 @@ fn from_keyring_reload_is_a_no_op() {
 
 mod rotation {
     use super::*;
+    use std::path::PathBuf;
 
     fn key_file() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -329,13 +330,14 @@ mod rotation {
     #[test]
     fn running_vault_opens_blobs_sealed_by_another_instance_under_the_new_key() {
         let (_dir, path) = key_file();
-        let running = Vault::open_or_create(&path).unwrap();
+        let keys = Arc::new(KeyFile::open_or_create(&path).unwrap());
+        let running = Vault::new(keys.clone());
         Keyring::rotate_file(&path).unwrap();
         let other = Vault::open_or_create(&path).unwrap();
         let fresh = other.seal(ALICE_TOKEN, b"new").unwrap();
         assert_eq!(fresh.key_id, "k2");
         // `open` does not stat the file; it is the unknown key id that triggers the reload.
-        assert_eq!(running.current().key_ids(), vec!["k1"]);
+        assert_eq!(keys.current().key_ids(), vec!["k1"]);
         opens_to(&running, ALICE_TOKEN, &fresh.blob, b"new");
     }
 
@@ -347,7 +349,7 @@ mod rotation {
         Keyring::rotate_file(&path).unwrap();
         let sealed = running.seal(ALICE_TOKEN, b"b").unwrap();
         assert_eq!(sealed.key_id, "k2");
-        assert_eq!(running.active_key_id(), "k2");
+        assert_eq!(running.active_key_id().unwrap(), "k2");
         let other = Vault::open_or_create(&path).unwrap();
         opens_to(&other, ALICE_TOKEN, &sealed.blob, b"b");
     }

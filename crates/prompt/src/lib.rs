@@ -1,4 +1,4 @@
-//! Reading a password from a person: the terminal with echo off when stdin is one, else one line of stdin
+//! prompt: reading a password from a person: the terminal with echo off when stdin is one, else one line of stdin
 //! (automation, tests). The line goes straight into a [`Secret`]. Shared by the `escrowd` CLI and the Mac
 //! agent so there is one place where a typed password enters the process.
 
@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use rustix::termios::{LocalModes, OptionalActions};
 
-use crate::Secret;
+use vault::Secret;
 
 /// Reads one password; `None` when stdin ends before a line. `message` goes to stderr first (and a newline
 /// after the answer, since the typed Enter is not echoed) when stdin is a terminal, or always with

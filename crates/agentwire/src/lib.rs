@@ -1,4 +1,7 @@
-//! The agent channel's cryptography (issue 6): Ed25519 request signatures and RFC 9180 HPKE sealing of action
+//! agentwire: the agent channel's cryptography (issue 6), the one piece both escrowd (`service`) and the Mac
+//! agent need; kept out of `vault` (keys and envelopes at rest) and out of `protocol` (pure wire types).
+//!
+//! Ed25519 request signatures and RFC 9180 HPKE sealing of action
 //! credentials to an agent's X25519 key.
 //!
 //! Suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, base mode. A sealed blob is
@@ -10,7 +13,7 @@ use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
-use crate::{Secret, VaultError};
+use vault::{Secret, VaultError};
 
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
