@@ -12,6 +12,7 @@ pub mod apikeys;
 pub mod checkin;
 pub mod clock;
 pub mod commands;
+pub mod device_view;
 pub mod diagnosis;
 pub mod edge;
 pub mod enroll;
