@@ -22,7 +22,7 @@ pub type Millis = i64;
 macro_rules! str_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vm])* #[serde(rename = $s)] $variant),+
         }
@@ -39,6 +39,23 @@ macro_rules! str_enum {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        // Written out rather than derived: the derive does not see a `rename` built by a macro.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let object = utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($s),+]))
+                    .build();
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
             }
         }
     };
@@ -66,5 +83,21 @@ mod tests {
         assert_eq!(TokenLabel::NotConfigured.as_str(), "Not configured");
         let o: Outcome = serde_json::from_value("refused".into()).unwrap();
         assert_eq!(o, Outcome::Refused);
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(TokenLabel::schema()).unwrap();
+        assert_eq!(
+            schema,
+            serde_json::json!({"type": "string", "enum": ["NA", "Not configured", "Configured"]})
+        );
+        // A struct refers to the enum by name and carries its schema along.
+        use utoipa::ToSchema;
+        let mut deps = Vec::new();
+        Event::schemas(&mut deps);
+        assert!(deps.iter().any(|(name, _)| name == "Outcome"));
+        let event = serde_json::to_value(Event::schema()).unwrap();
+        assert_eq!(
+            event["properties"]["outcome"]["$ref"],
+            "#/components/schemas/Outcome"
+        );
     }
 }
