@@ -2,11 +2,13 @@
 //! identity, blocking, unblocking and unenrolling it (issue 11). Thin clients of the admin API.
 
 use anyhow::bail;
+use apitypes::{Blocked, Identities, IdentityApproved, PendingIdentity, Unblocked, Unenrolled};
 use clap::Subcommand;
 use comfy_table::Table;
 use serde_json::{Value, json};
 
-use crate::admin::{enc, print};
+use crate::admin::enc;
+use crate::admin::typed::{self, Cell, Typed};
 use crate::client::ServerArgs;
 
 #[derive(Subcommand, Debug)]
@@ -79,44 +81,41 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
         DeviceCommand::ClearToken(a) => return crate::admin::clear_token(a).await,
         DeviceCommand::RenewIdentity(a) => return crate::renewal::renew(a).await,
         DeviceCommand::Identities { server, id } => {
-            let v = server
-                .ok(
-                    "GET",
-                    &format!("/api/v1/devices/{}/identities", enc(&id)),
-                    None,
-                )
-                .await?
-                .json()?;
+            let path = format!("/api/v1/devices/{}/identities", enc(&id));
+            let v: Typed<Identities> = typed::get(&server, &path).await?;
             if server.json {
-                println!("{v}");
+                println!("{}", v.raw);
                 return Ok(());
             }
+            let bound = &v.value.bound;
             let mut t = Table::new();
             t.set_header(["field", "value"]);
-            for (k, p) in [
-                ("bound certificate", "/bound/fingerprint"),
-                ("expires at (ms)", "/bound/certificate_expires_at"),
-                ("blocked at (ms)", "/bound/blocked_at"),
+            for (k, value) in [
+                ("bound certificate", bound.fingerprint.cell()),
+                ("expires at (ms)", bound.certificate_expires_at.cell()),
+                ("blocked at (ms)", bound.blocked_at.cell()),
             ] {
-                t.add_row([k.to_string(), show(v.pointer(p))]);
+                t.add_row([k.to_string(), value]);
             }
             println!("{t}");
-            if v["pending"].as_array().is_some_and(|p| !p.is_empty()) {
+            if !v.value.pending.is_empty() {
                 eprintln!(
                     "pending identities claim this Mac; approve one only if the Mac was re-enrolled: \
                      escrowd device approve-identity {id}"
                 );
             }
-            print(
+            typed::print(
                 &server,
-                &v,
-                "/pending",
+                &v.raw,
+                &v.value.pending,
                 &[
-                    ("pending fingerprint", "/fingerprint"),
-                    ("active", "/active"),
-                    ("first seen", "/first_seen_at"),
-                    ("last seen", "/last_seen_at"),
-                    ("own token", "/has_bootstrap_token"),
+                    ("pending fingerprint", |p: &PendingIdentity| {
+                        p.fingerprint.cell()
+                    }),
+                    ("active", |p| p.active.cell()),
+                    ("first seen", |p| p.first_seen_at.cell()),
+                    ("last seen", |p| p.last_seen_at.cell()),
+                    ("own token", |p| p.has_bootstrap_token.cell()),
                 ],
             );
         }
@@ -129,20 +128,15 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
                 Some(fp) => json!({ "fingerprint": fp }),
                 None => json!({}),
             };
-            let v = server
-                .ok(
-                    "POST",
-                    &format!("/api/v1/devices/{}/approve-identity", enc(&id)),
-                    Some(body),
-                )
-                .await?
-                .json()?;
+            let path = format!("/api/v1/devices/{}/approve-identity", enc(&id));
+            let v: Typed<IdentityApproved> =
+                typed::call(&server, "POST", &path, Some(body)).await?;
             done(
                 &server,
-                &v,
+                &v.raw,
                 &format!(
                     "{id}: identity {} approved; the previous token was discarded",
-                    show(v.get("fingerprint"))
+                    v.value.fingerprint
                 ),
             );
         }
@@ -151,35 +145,24 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
             id,
             clear_token,
         } => {
-            let v = server
-                .ok(
-                    "POST",
-                    &format!("/api/v1/devices/{}/block", enc(&id)),
-                    Some(json!({ "clear_token": clear_token })),
-                )
-                .await?
-                .json()?;
-            let token = if v["token_cleared"] == true {
+            let path = format!("/api/v1/devices/{}/block", enc(&id));
+            let body = json!({ "clear_token": clear_token });
+            let v: Typed<Blocked> = typed::call(&server, "POST", &path, Some(body)).await?;
+            let token = if v.value.token_cleared {
                 "token deleted"
             } else {
                 "token kept sealed"
             };
             done(
                 &server,
-                &v,
+                &v.raw,
                 &format!("{id}: blocked ({token}); undo with `escrowd device unblock {id}`"),
             );
         }
         DeviceCommand::Unblock { server, id } => {
-            let v = server
-                .ok(
-                    "POST",
-                    &format!("/api/v1/devices/{}/unblock", enc(&id)),
-                    None,
-                )
-                .await?
-                .json()?;
-            done(&server, &v, &format!("{id}: unblocked"));
+            let path = format!("/api/v1/devices/{}/unblock", enc(&id));
+            let v: Typed<Unblocked> = typed::call(&server, "POST", &path, None).await?;
+            done(&server, &v.raw, &format!("{id}: unblocked"));
         }
         DeviceCommand::Unenroll { server, id, yes } => {
             if !yes {
@@ -188,30 +171,16 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
                      run again with --yes to confirm"
                 );
             }
-            let v = server
-                .ok(
-                    "POST",
-                    &format!("/api/v1/devices/{}/unenroll", enc(&id)),
-                    None,
-                )
-                .await?
-                .json()?;
+            let path = format!("/api/v1/devices/{}/unenroll", enc(&id));
+            let v: Typed<Unenrolled> = typed::call(&server, "POST", &path, None).await?;
             done(
                 &server,
-                &v,
+                &v.raw,
                 &format!("{id}: unenrolled; its next Authenticate is a new enrollment"),
             );
         }
     }
     Ok(())
-}
-
-fn show(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
 }
 
 fn done(server: &ServerArgs, v: &Value, text: &str) {

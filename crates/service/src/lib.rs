@@ -13,6 +13,7 @@ pub mod checkin;
 pub mod clock;
 pub mod commands;
 pub mod device_ca;
+pub mod device_view;
 pub mod diagnosis;
 pub mod edge;
 pub mod enroll;

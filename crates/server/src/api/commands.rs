@@ -1,12 +1,13 @@
 //! Commands: typed enqueue (EraseDevice refused without a usable token unless forced), raw plists, push.
 //! Push results are reported per device, including "no push certificate is configured".
 
+use apitypes as t;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use protocol::command::ObliterationBehavior;
 use serde::Deserialize;
@@ -17,25 +18,21 @@ use service::push::PushResult;
 use store::ApiScope;
 
 use super::devices::{bad_json, bad_query};
-use super::schema::{
-    array, boolean, described, nullable, object, object_with, one_of, reference, string,
-};
-use super::{Api, Body, error, service_error, split_ids};
+use super::schema::{array, boolean, described, nullable, object, object_with, one_of, string};
+use super::{Api, Body, error, service_error, split_ids, views};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
     api.route("POST", "/api/v1/commands", "Queue a typed command: {devices: [ids], command: {type: SecurityInfo|UserList|DeviceInformation|DeviceConfigured|Settings|EraseDevice, …}, force?: bool, push?: bool (default true)}. Settings takes bootstrap_token_allowed / prompt_user_to_allow_bootstrap_token_for_authentication / activation_lock_allowed_while_supervised and always sends all three (the Mac resets keys left out): keys not given come from each Mac's effective set (its group's escrow switch and prompt setting, Activation Lock false), 400 when the Macs' groups differ on a key not given; EraseDevice takes pin and obliteration_behavior (Default|DoNotObliterate|ObliterateWithWarning|Always) and is refused (409) when a Mac has no usable Bootstrap Token unless force is true. Audited.", op, post(typed))
         .request(Body::Json(typed_schema()))
-        .response(201, Body::Json(reference("Enqueued")))
+        .answer::<t::Enqueued>(201)
         .route("POST", "/api/v1/commands/raw", "Queue a raw command plist (body) for ?devices=a,b; &nopush skips the push. A raw EraseDevice is refused (409) when a Mac has no usable Bootstrap Token unless &force=true. Audited.", op, post(raw))
         .request(Body::Media("application/x-plist", described(string(), "a command plist (XML): {Command: {RequestType, …}, CommandUUID?}")))
-        .response(201, Body::Json(reference("Enqueued")))
+        .answer::<t::Enqueued>(201)
         .route("POST", "/api/v1/push", "Push to devices: {devices: [ids]}. Per-device result or error (e.g. no push certificate configured). Audited.", op, post(push))
         .request(Body::Json(object(&[("devices", array(string()))])))
-        .response(200, Body::Json(object(&[("results", array(reference("PushResult")))])))
-        .component("PushResult", object(&[("enrollment_id", string()), ("push_id", described(nullable(string()), "the apns-id, on success")), ("error", nullable(string()))]))
-        .component("Enqueued", object(&[("command_uuid", string()), ("push", described(nullable(array(reference("PushResult"))), "null when push was off"))]))
+        .answer::<t::PushResults>(200)
 }
 
 /// `{devices, command: {type, …}, force?, push?}`, one `command` shape per type.
@@ -119,21 +116,29 @@ fn obliteration(s: &str) -> Option<ObliterationBehavior> {
     })
 }
 
-pub(super) fn push_json(results: &[PushResult]) -> Vec<Value> {
+pub(super) fn push_json(results: &[PushResult]) -> Vec<t::PushResult> {
     results
         .iter()
-        .map(|r| json!({"enrollment_id": r.enrollment_id, "push_id": r.id, "error": r.error}))
+        .map(|r| t::PushResult {
+            enrollment_id: r.enrollment_id.clone(),
+            push_id: r.id.clone(),
+            error: r.error.clone(),
+        })
         .collect()
 }
 
 /// Push after a successful enqueue. The command is queued either way, so a failed push is reported per
 /// device and never turns the answer into an error.
-async fn push_after_enqueue(s: &AppState, ids: &[String], actor: &Actor) -> Vec<Value> {
+async fn push_after_enqueue(s: &AppState, ids: &[String], actor: &Actor) -> Vec<t::PushResult> {
     match s.mdm.admin_push(ids, actor).await {
         Ok(r) => push_json(&r),
         Err(e) => ids
             .iter()
-            .map(|id| json!({"enrollment_id": id, "push_id": null, "error": format!("the command is queued but the push failed: {e}")}))
+            .map(|id| t::PushResult {
+                enrollment_id: id.clone(),
+                push_id: None,
+                error: Some(format!("the command is queued but the push failed: {e}")),
+            })
             .collect(),
     }
 }
@@ -191,11 +196,13 @@ async fn typed(
     } else {
         None
     };
-    (
+    views::answer(
         StatusCode::CREATED,
-        Json(json!({"command_uuid": uuid, "push": push})),
+        &t::Enqueued {
+            command_uuid: uuid,
+            push,
+        },
     )
-        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -231,11 +238,13 @@ async fn raw(
     } else {
         None
     };
-    (
+    views::answer(
         StatusCode::CREATED,
-        Json(json!({"command_uuid": uuid, "push": push})),
+        &t::Enqueued {
+            command_uuid: uuid,
+            push,
+        },
     )
-        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -254,7 +263,9 @@ async fn push(
         Err(e) => return bad_json(e),
     };
     match s.mdm.admin_push(&b.devices, &actor).await {
-        Ok(r) => Json(json!({"results": push_json(&r)})).into_response(),
+        Ok(r) => views::ok(&t::PushResults {
+            results: push_json(&r),
+        }),
         Err(e) => service_error(e),
     }
 }

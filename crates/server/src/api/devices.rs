@@ -5,14 +5,16 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, put};
 use serde::Deserialize;
-use serde_json::json;
 use service::apikeys::Actor;
 use store::{ApiScope, BootstrapStatus, DeviceFilter, EventFilter, Outcome};
 
-use super::schema::{array, boolean, described, nullable, object, reference, string};
+use apitypes as t;
+
+use super::schema::{described, nullable, object, string};
+use super::views::ok;
 use super::{Api, Body, error, service_error, views};
 use crate::AppState;
 
@@ -21,24 +23,24 @@ const ADMIN: Option<ApiScope> = Some(ApiScope::Admin);
 
 pub(super) fn routes(api: Api) -> Api {
     api.route("GET", "/api/v1/devices", "List devices. Filters: status (not_supported|not_escrowed|escrowed), apple_silicon, os_version (prefix like 14 or 14.5), group, escrowed_before/escrowed_after (unix ms), users_without_secure_token, include_checked_out; paging: after (last id of the previous page), limit (max 1000). Answer: {devices, next}.", READ, get(list))
-        .response(200, Body::Json(object(&[("devices", array(reference("Device"))), ("next", described(nullable(string()), "pass as after for the next page; null on the last page"))])))
+        .answer::<t::DevicePage>(200)
         .route("GET", "/api/v1/devices/{id}", "One device: identity, OS, model, enrollment, Bootstrap Token status (never the token), Apple silicon flags, EACS preflight, FileVault; push: has_token, topic, token_refused {at, reason} when APNs refused the push token (pushes skipped until the next TokenUpdate).", READ, get(detail))
-        .response(200, Body::Json(reference("DeviceDetail")))
+        .answer::<t::DeviceDetail>(200)
         .route("GET", "/api/v1/devices/{id}/users", "The device's users: MDM (UserList) and agent facts merged, each with source and time.", READ, get(users))
-        .response(200, Body::Json(object(&[("users", array(reference("User")))])))
+        .answer::<t::Users>(200)
         .route("GET", "/api/v1/devices/{id}/events", "The device's events, newest first. Filters: kind, outcome (success|failure|refused), since (unix ms); paging: before_id, limit.", READ, get(events))
-        .response(200, Body::Json(reference("EventPage")))
+        .answer::<t::EventPage>(200)
         .route("GET", "/api/v1/events", "Every event of the fleet (devices, admin actions, the server), newest first. Filters: subject (a UDID, server or unknown), kind, outcome (success|failure|refused), since (unix ms); paging: before_id, limit.", READ, get(fleet_events))
-        .response(200, Body::Json(reference("EventPage")))
+        .answer::<t::EventPage>(200)
         .route("GET", "/api/v1/devices/{id}/diagnosis", "Findings for the device, each with evidence and the fix.", READ, get(diagnosis))
-        .response(200, Body::Json(object(&[("device", string()), ("findings", array(reference("Finding")))])))
+        .answer::<t::Diagnosis>(200)
         .route("GET", "/api/v1/devices/{id}/commands", "Command history (queued and finished, with results), newest first; limit.", READ, get(commands))
-        .response(200, Body::Json(object(&[("commands", array(reference("Command")))])))
+        .answer::<t::Commands>(200)
         .route("PUT", "/api/v1/devices/{id}/group", "Set the device's group: {\"group_id\": \"…\" | null}. Audited.", ADMIN, put(set_group))
         .request(Body::Json(object(&[("group_id", described(nullable(string()), "a group id, or null for no group"))])))
-        .response(200, Body::Json(object(&[("device", string()), ("group_id", nullable(string()))])))
+        .answer::<t::GroupSet>(200)
         .route("DELETE", "/api/v1/devices/{id}/bootstrap-token", "Delete the escrowed Bootstrap Token. Audited. Answer: {cleared: bool}.", ADMIN, delete(clear_token))
-        .response(200, Body::Json(object(&[("device", string()), ("cleared", boolean())])))
+        .answer::<t::TokenCleared>(200)
 }
 
 #[derive(Deserialize)]
@@ -116,8 +118,11 @@ async fn list(State(s): State<AppState>, q: Result<Query<ListQuery>, QueryReject
             let next = (devices.len() as u32 == f.limit)
                 .then(|| devices.last().map(|d| d.enrollment.id.clone()))
                 .flatten();
-            let list: Vec<_> = devices.iter().map(views::device).collect();
-            Json(json!({"devices": list, "next": next})).into_response()
+            let devices = devices
+                .iter()
+                .map(service::device_view::device_view)
+                .collect();
+            ok(&t::DevicePage { devices, next })
         }
         Err(e) => service_error(e),
     }
@@ -136,23 +141,25 @@ async fn detail(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Ok(x) => x,
         Err(e) => return service_error(e),
     };
-    let mut view = views::device(&d);
-    view["identity_renewal"] = expiry
-        .renewal
-        .as_ref()
-        .map_or(serde_json::Value::Null, super::renewal::renewal_json);
-    view["push"] = json!({
-        "has_token": d.enrollment.push_token.is_some(),
-        "topic": d.enrollment.topic,
-        "token_refused": mark.map(|m| json!({"at": m.at, "reason": m.reason})),
-    });
-    Json(view).into_response()
+    ok(&t::DeviceDetail {
+        device: service::device_view::device_view(&d),
+        push: t::PushState {
+            has_token: d.enrollment.push_token.is_some(),
+            topic: d.enrollment.topic.clone(),
+            token_refused: mark.map(|m| t::TokenRefused {
+                at: m.at,
+                reason: m.reason,
+            }),
+        },
+        identity_renewal: expiry.renewal.as_ref().map(views::renewal),
+    })
 }
 
 async fn users(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.mdm.admin_device_users(&id).await {
-        Ok(users) => Json(json!({"users": users.iter().map(views::user).collect::<Vec<_>>()}))
-            .into_response(),
+        Ok(users) => ok(&t::Users {
+            users: users.iter().map(views::user).collect(),
+        }),
         Err(e) => service_error(e),
     }
 }
@@ -195,8 +202,10 @@ fn events_page(events: Vec<store::Event>, limit: u32) -> Response {
     let next = (events.len() as u32 == limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();
-    Json(json!({"events": events.iter().map(views::event).collect::<Vec<_>>(), "next_before_id": next}))
-        .into_response()
+    ok(&t::EventPage {
+        events: events.iter().map(views::event).collect(),
+        next_before_id: next,
+    })
 }
 
 async fn events(
@@ -262,10 +271,10 @@ async fn fleet_events(
 
 async fn diagnosis(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.mdm.diagnose(&id).await {
-        Ok(f) => Json(
-            json!({"device": id, "findings": f.iter().map(views::finding).collect::<Vec<_>>()}),
-        )
-        .into_response(),
+        Ok(f) => ok(&t::Diagnosis {
+            device: id,
+            findings: f.iter().map(views::finding).collect(),
+        }),
         Err(e) => service_error(e),
     }
 }
@@ -289,8 +298,9 @@ async fn commands(
         Err(r) => return r,
     };
     match s.mdm.admin_command_history(&id, limit).await {
-        Ok(c) => Json(json!({"commands": c.iter().map(views::command).collect::<Vec<_>>()}))
-            .into_response(),
+        Ok(c) => ok(&t::Commands {
+            commands: c.iter().map(views::command).collect(),
+        }),
         Err(e) => service_error(e),
     }
 }
@@ -316,7 +326,10 @@ async fn set_group(
         .admin_set_group(&id, body.group_id.as_deref(), &actor)
         .await
     {
-        Ok(()) => Json(json!({"device": id, "group_id": body.group_id})).into_response(),
+        Ok(()) => ok(&t::GroupSet {
+            device: id,
+            group_id: body.group_id,
+        }),
         Err(e) => service_error(e),
     }
 }
@@ -327,7 +340,10 @@ async fn clear_token(
     Path(id): Path<String>,
 ) -> Response {
     match s.mdm.admin_clear_token(&id, &actor).await {
-        Ok(cleared) => Json(json!({"device": id, "cleared": cleared})).into_response(),
+        Ok(cleared) => ok(&t::TokenCleared {
+            device: id,
+            cleared,
+        }),
         Err(e) => service_error(e),
     }
 }

@@ -8,15 +8,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use serde_json::json;
 use service::admin::{GroupChange, OnEscrowDisabled};
 use service::apikeys::Actor;
 use store::ApiScope;
 
 use super::devices::bad_json;
-use super::schema::{
-    array, boolean, extend, integer, object, object_with, one_of, reference, string,
-};
+use apitypes as t;
+
+use super::schema::{boolean, object_with, one_of, string};
+use super::views::ok;
 use super::{Api, Body, error, service_error, views};
 use crate::AppState;
 
@@ -24,53 +24,51 @@ pub(super) fn routes(api: Api) -> Api {
     let read = Some(ApiScope::Read);
     let admin = Some(ApiScope::Admin);
     api.route("GET", "/api/v1/groups", "All groups, by name.", read, get(list))
-        .response(200, Body::Json(object(&[("groups", array(reference("Group")))])))
+        .answer::<t::Groups>(200)
         .route("POST", "/api/v1/groups", "Create a group: {name, bootstrap_escrow_enabled (default true), prompt_user_to_allow_bootstrap_token_for_authentication (default false)}. Audited.", admin, axum::routing::post(create))
         .request(Body::Json(object_with(&[("name", string())], &[("bootstrap_escrow_enabled", boolean()), ("prompt_user_to_allow_bootstrap_token_for_authentication", boolean())])))
-        .response(201, Body::Json(reference("Group")))
+        .answer::<t::Group>(201)
         .route("GET", "/api/v1/groups/{id}", "One group.", read, get(one))
-        .response(200, Body::Json(reference("Group")))
+        .answer::<t::Group>(200)
         .route("PATCH", "/api/v1/groups/{id}", "Rename or change settings: {name?, bootstrap_escrow_enabled?, prompt_user_to_allow_bootstrap_token_for_authentication?, on_escrow_disabled: keep (default) | clear}. Audited.", admin, axum::routing::patch(update))
         .request(Body::Json(object_with(&[], &[("name", string()), ("bootstrap_escrow_enabled", boolean()), ("prompt_user_to_allow_bootstrap_token_for_authentication", boolean()), ("on_escrow_disabled", one_of(&["keep", "clear"]))])))
-        .response(200, Body::Json(extend(views::group_schema(), &[("tokens_cleared", integer())])))
+        .answer::<t::GroupUpdated>(200)
         .route("DELETE", "/api/v1/groups/{id}", "Delete a group; members stay enrolled without a group. Audited.", admin, axum::routing::delete(remove))
         .response(204, Body::Empty)
         .route("GET", "/api/v1/groups/{id}/accounts", "The group's managed local admin for zero-touch (ADE) setup, or null, with warnings.", read, get(accounts))
-        .response(200, Body::Json(reference("GroupAccounts")))
+        .answer::<t::GroupAccounts>(200)
         .route("PUT", "/api/v1/groups/{id}/accounts", "Set the group's managed local admin: {admin_short_name, admin_full_name?, admin_hidden?, primary_account: admin (default) | standard | skip, dont_auto_populate_primary_account_info?, lock_primary_account_info?, primary_account_full_name?, primary_account_user_name?}. An ADE Mac of the group that enrolls with AwaitingConfiguration true gets AccountConfiguration (password generated per Mac, sealed, never answered) before DeviceConfigured. `warnings` says when the group would leave no Secure Token holder (S4). Audited.", admin, axum::routing::put(set_accounts))
         .request(Body::Json(object_with(&[("admin_short_name", string())], &[("admin_full_name", string()), ("admin_hidden", boolean()), ("primary_account", one_of(&["admin", "standard", "skip"])), ("dont_auto_populate_primary_account_info", boolean()), ("lock_primary_account_info", boolean()), ("primary_account_full_name", string()), ("primary_account_user_name", string())])))
-        .response(200, Body::Json(reference("GroupAccounts")))
+        .answer::<t::GroupAccounts>(200)
         .route("DELETE", "/api/v1/groups/{id}/accounts", "Remove the group's managed local admin (Macs already set up keep theirs). Audited.", admin, axum::routing::delete(clear_accounts))
-        .response(200, Body::Json(reference("GroupAccounts")))
-        .component("GroupAccounts", object(&[
-            ("settings", super::schema::nullable(object(&[
-                ("admin_short_name", string()), ("admin_full_name", string()), ("admin_hidden", boolean()),
-                ("primary_account", one_of(&["admin", "standard", "skip"])),
-                ("dont_auto_populate_primary_account_info", boolean()), ("lock_primary_account_info", boolean()),
-                ("primary_account_full_name", super::schema::nullable(string())),
-                ("primary_account_user_name", super::schema::nullable(string())), ("updated_at", integer()),
-            ]))),
-            ("warnings", array(string())),
-        ]))
+        .answer::<t::GroupAccounts>(200)
 }
 
-fn accounts_json(a: &service::accounts::GroupAccounts) -> serde_json::Value {
-    let settings = a.settings.as_ref().map(|s| {
-        json!({
-            "admin_short_name": s.admin_short_name, "admin_full_name": s.admin_full_name,
-            "admin_hidden": s.admin_hidden, "primary_account": s.primary_account.as_str(),
-            "dont_auto_populate_primary_account_info": s.dont_auto_populate_primary_account_info,
-            "lock_primary_account_info": s.lock_primary_account_info,
-            "primary_account_full_name": s.primary_account_full_name,
-            "primary_account_user_name": s.primary_account_user_name, "updated_at": s.updated_at,
-        })
+fn accounts_json(a: &service::accounts::GroupAccounts) -> Response {
+    let settings = a.settings.as_ref().map(|s| t::AccountSettings {
+        admin_short_name: s.admin_short_name.clone(),
+        admin_full_name: s.admin_full_name.clone(),
+        admin_hidden: s.admin_hidden,
+        primary_account: match s.primary_account {
+            store::PrimaryAccount::Admin => t::PrimaryAccount::Admin,
+            store::PrimaryAccount::Standard => t::PrimaryAccount::Standard,
+            store::PrimaryAccount::Skip => t::PrimaryAccount::Skip,
+        },
+        dont_auto_populate_primary_account_info: s.dont_auto_populate_primary_account_info,
+        lock_primary_account_info: s.lock_primary_account_info,
+        primary_account_full_name: s.primary_account_full_name.clone(),
+        primary_account_user_name: s.primary_account_user_name.clone(),
+        updated_at: s.updated_at,
     });
-    json!({"settings": settings, "warnings": a.warnings})
+    ok(&t::GroupAccounts {
+        settings,
+        warnings: a.warnings.clone(),
+    })
 }
 
 async fn accounts(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.mdm.admin_group_accounts(&id).await {
-        Ok(a) => Json(accounts_json(&a)).into_response(),
+        Ok(a) => accounts_json(&a),
         Err(e) => service_error(e),
     }
 }
@@ -128,7 +126,7 @@ async fn set_accounts(
         .admin_set_group_accounts(&id, Some(&input), &actor)
         .await
     {
-        Ok(a) => Json(accounts_json(&a)).into_response(),
+        Ok(a) => accounts_json(&a),
         Err(e) => service_error(e),
     }
 }
@@ -139,16 +137,16 @@ async fn clear_accounts(
     Path(id): Path<String>,
 ) -> Response {
     match s.mdm.admin_set_group_accounts(&id, None, &actor).await {
-        Ok(a) => Json(accounts_json(&a)).into_response(),
+        Ok(a) => accounts_json(&a),
         Err(e) => service_error(e),
     }
 }
 
 async fn list(State(s): State<AppState>) -> Response {
     match s.mdm.store().list_groups().await {
-        Ok(g) => {
-            Json(json!({"groups": g.iter().map(views::group).collect::<Vec<_>>()})).into_response()
-        }
+        Ok(g) => ok(&t::Groups {
+            groups: g.iter().map(views::group).collect(),
+        }),
         Err(e) => service_error(e.into()),
     }
 }
@@ -186,14 +184,14 @@ async fn create(
         )
         .await
     {
-        Ok(g) => (StatusCode::CREATED, Json(views::group(&g))).into_response(),
+        Ok(g) => views::answer(StatusCode::CREATED, &views::group(&g)),
         Err(e) => service_error(e),
     }
 }
 
 async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.mdm.admin_group(&id).await {
-        Ok(g) => Json(views::group(&g)).into_response(),
+        Ok(g) => ok(&views::group(&g)),
         Err(e) => service_error(e),
     }
 }
@@ -235,11 +233,10 @@ async fn update(
         on_escrow_disabled,
     };
     match s.mdm.admin_update_group(&id, &change, &actor).await {
-        Ok(u) => {
-            let mut v = views::group(&u.group);
-            v["tokens_cleared"] = json!(u.tokens_cleared);
-            Json(v).into_response()
-        }
+        Ok(u) => ok(&t::GroupUpdated {
+            group: views::group(&u.group),
+            tokens_cleared: u.tokens_cleared,
+        }),
         Err(e) => service_error(e),
     }
 }

@@ -1,18 +1,18 @@
 //! Who may speak for a Mac (issue 11): its bound and pending identities, approving a re-enrolled Mac's new
 //! identity, blocking and unblocking a Mac, unenrolling it. Every change is admin scope and audited.
 
-use axum::Json;
+use apitypes as t;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::json;
 use service::apikeys::Actor;
 use store::ApiScope;
 
-use super::schema::{array, boolean, described, millis, nullable, object, object_with, string};
+use super::schema::{boolean, object_with, string};
+use super::views::ok;
 use super::{Api, Body, error, service_error};
 use crate::AppState;
 
@@ -20,48 +20,20 @@ const READ: Option<ApiScope> = Some(ApiScope::Read);
 const ADMIN: Option<ApiScope> = Some(ApiScope::Admin);
 
 pub(super) fn routes(api: Api) -> Api {
-    let pending = object(&[
-        (
-            "fingerprint",
-            described(string(), "hex SHA-256 of the pending certificate"),
-        ),
-        ("first_seen_at", millis()),
-        ("last_seen_at", millis()),
-        (
-            "active",
-            described(
-                boolean(),
-                "false once refused: the Mac's bound identity checked in after it",
-            ),
-        ),
-        ("has_push_token", boolean()),
-        (
-            "has_bootstrap_token",
-            described(
-                boolean(),
-                "a token the pending identity escrowed itself (never the Mac's)",
-            ),
-        ),
-        ("certificate_expires_at", nullable(millis())),
-    ]);
     api.route("GET", "/api/v1/devices/{id}/identities", "The Mac's bound identity certificate and any pending identities: certificates that claimed this UDID without proof (a re-enrolled Mac, or an impostor). A pending identity gets none of the Mac's secrets.", READ, get(list))
-        .response(200, Body::Json(object(&[
-            ("device", string()),
-            ("bound", object(&[("fingerprint", nullable(string())), ("certificate_expires_at", nullable(millis())), ("blocked_at", nullable(millis()))])),
-            ("pending", array(pending)),
-        ])))
+        .answer::<t::Identities>(200)
         .route("POST", "/api/v1/devices/{id}/approve-identity", "Approve a pending identity as the Mac's: {fingerprint?} (full or a prefix of at least 8 hex digits; optional when exactly one is active). The Mac's old Bootstrap Token is discarded, never released; the token the pending identity escrowed itself is kept. Audited.", ADMIN, post(approve))
         .request(Body::Json(object_with(&[], &[("fingerprint", string())])))
-        .response(200, Body::Json(object(&[("device", string()), ("fingerprint", string())])))
+        .answer::<t::IdentityApproved>(200)
         .route("POST", "/api/v1/devices/{id}/block", "Block a Mac: its certificates are refused at check-in and SCEP renewal until unblocked. {clear_token?: bool} (default false: the token stays sealed). Audited.", ADMIN, post(block))
         .request(Body::Json(object_with(&[], &[("clear_token", boolean())])))
-        .response(200, Body::Json(object(&[("device", string()), ("blocked", boolean()), ("token_cleared", boolean())])))
+        .answer::<t::Blocked>(200)
         .route("POST", "/api/v1/devices/{id}/unblock", "Lift a block. Audited.", ADMIN, post(unblock))
         .request(Body::Empty)
-        .response(200, Body::Json(object(&[("device", string()), ("blocked", boolean())])))
+        .answer::<t::Unblocked>(200)
         .route("POST", "/api/v1/devices/{id}/unenroll", "End the Mac's enrollment server-side (as a CheckOut would): token deleted, queue emptied; its next Authenticate is a new enrollment. Audited.", ADMIN, post(unenroll))
         .request(Body::Empty)
-        .response(200, Body::Json(object(&[("device", string()), ("token_deleted", boolean())])))
+        .answer::<t::Unenrolled>(200)
 }
 
 async fn list(State(s): State<AppState>, Path(id): Path<String>) -> Response {
@@ -74,24 +46,26 @@ async fn list(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Err(e) => return service_error(e),
     };
     let e = &device.enrollment;
-    Json(json!({
-        "device": id,
-        "bound": {
-            "fingerprint": e.cert_fingerprint,
-            "certificate_expires_at": e.cert_not_after,
-            "blocked_at": e.blocked_at,
+    ok(&t::Identities {
+        device: id,
+        bound: t::BoundIdentity {
+            fingerprint: e.cert_fingerprint.clone(),
+            certificate_expires_at: e.cert_not_after,
+            blocked_at: e.blocked_at,
         },
-        "pending": pending.iter().map(|p| json!({
-            "fingerprint": p.fingerprint,
-            "first_seen_at": p.first_seen_at,
-            "last_seen_at": p.last_seen_at,
-            "active": p.active,
-            "has_push_token": p.has_push_token,
-            "has_bootstrap_token": p.has_bootstrap_token,
-            "certificate_expires_at": p.cert_not_after,
-        })).collect::<Vec<_>>(),
-    }))
-    .into_response()
+        pending: pending
+            .iter()
+            .map(|p| t::PendingIdentity {
+                fingerprint: p.fingerprint.clone(),
+                first_seen_at: p.first_seen_at,
+                last_seen_at: p.last_seen_at,
+                active: p.active,
+                has_push_token: p.has_push_token,
+                has_bootstrap_token: p.has_bootstrap_token,
+                certificate_expires_at: p.cert_not_after,
+            })
+            .collect(),
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -128,7 +102,10 @@ async fn approve(
         .admin_approve_identity(&id, body.fingerprint.as_deref(), &actor)
         .await
     {
-        Ok(fp) => Json(json!({"device": id, "fingerprint": fp})).into_response(),
+        Ok(fingerprint) => ok(&t::IdentityApproved {
+            device: id,
+            fingerprint,
+        }),
         Err(e) => service_error(e),
     }
 }
@@ -155,9 +132,11 @@ async fn block(
         .admin_block_device(&id, body.clear_token, &actor)
         .await
     {
-        Ok(cleared) => {
-            Json(json!({"device": id, "blocked": true, "token_cleared": cleared})).into_response()
-        }
+        Ok(token_cleared) => ok(&t::Blocked {
+            device: id,
+            blocked: true,
+            token_cleared,
+        }),
         Err(e) => service_error(e),
     }
 }
@@ -168,7 +147,10 @@ async fn unblock(
     Path(id): Path<String>,
 ) -> Response {
     match s.mdm.admin_unblock_device(&id, &actor).await {
-        Ok(()) => Json(json!({"device": id, "blocked": false})).into_response(),
+        Ok(()) => ok(&t::Unblocked {
+            device: id,
+            blocked: false,
+        }),
         Err(e) => service_error(e),
     }
 }
@@ -179,7 +161,10 @@ async fn unenroll(
     Path(id): Path<String>,
 ) -> Response {
     match s.mdm.admin_unenroll(&id, &actor).await {
-        Ok(deleted) => Json(json!({"device": id, "token_deleted": deleted})).into_response(),
+        Ok(token_deleted) => ok(&t::Unenrolled {
+            device: id,
+            token_deleted,
+        }),
         Err(e) => service_error(e),
     }
 }

@@ -7,31 +7,32 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::Deserialize;
-use serde_json::json;
 use service::apikeys::Actor;
 use store::ApiScope;
 
 use super::devices::bad_json;
-use super::schema::{array, described, extend, object, one_of, reference, string};
+use apitypes as t;
+
+use super::schema::{object, one_of, string};
 use super::{Api, Body, error, service_error, views};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let admin = Some(ApiScope::Admin);
     api.route("GET", "/api/v1/apikeys", "API keys (metadata only, never the key or its hash).", admin, get(list))
-        .response(200, Body::Json(object(&[("keys", array(reference("ApiKey")))])))
+        .answer::<t::ApiKeys>(200)
         .route("POST", "/api/v1/apikeys", "Create a key: {name, scope: read|operate|admin}. The answer holds the key; it is not stored and cannot be shown again. Audited.", admin, axum::routing::post(create))
         .request(Body::Json(object(&[("name", string()), ("scope", one_of(&["read", "operate", "admin"]))])))
-        .response(201, Body::Json(extend(views::api_key_schema(), &[("key", described(string(), "the new key; shown in this answer only"))])))
+        .answer::<t::ApiKeyCreated>(201)
         .route("DELETE", "/api/v1/apikeys/{id}", "Revoke a key. Audited.", admin, delete(revoke))
         .response(204, Body::Empty)
 }
 
 async fn list(State(s): State<AppState>) -> Response {
     match s.mdm.list_api_keys().await {
-        Ok(k) => {
-            Json(json!({"keys": k.iter().map(views::api_key).collect::<Vec<_>>()})).into_response()
-        }
+        Ok(k) => views::ok(&t::ApiKeys {
+            keys: k.iter().map(views::api_key).collect(),
+        }),
         Err(e) => service_error(e),
     }
 }
@@ -60,9 +61,11 @@ async fn create(
     };
     match s.mdm.create_api_key(&b.name, scope, &actor).await {
         Ok((k, key)) => {
-            let mut v = views::api_key(&k);
-            v["key"] = json!(key.expose());
-            (StatusCode::CREATED, Json(v)).into_response()
+            let created = t::ApiKeyCreated {
+                info: views::api_key(&k),
+                key: key.expose().to_string(),
+            };
+            views::answer(StatusCode::CREATED, &created)
         }
         Err(e) => service_error(e),
     }

@@ -28,7 +28,7 @@ mod reports;
 mod schema;
 mod views;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -66,7 +66,10 @@ pub struct RouteDoc {
 pub struct ApiDoc {
     pub routes: Vec<RouteDoc>,
     /// `components/schemas`: shapes shared by several routes, by name.
-    pub components: BTreeMap<&'static str, Value>,
+    pub components: BTreeMap<String, Value>,
+    /// The components derived from `apitypes` answer types (closed and all fields required once every route
+    /// is in; see [`schema::close`]).
+    typed: BTreeSet<String>,
 }
 
 /// A router that documents what it routes.
@@ -132,9 +135,38 @@ impl Api {
 
     /// A shared shape, referred to as `schema::reference(name)`.
     fn component(mut self, name: &'static str, schema: Value) -> Self {
-        let old = self.doc.components.insert(name, schema);
+        let old = self.doc.components.insert(name.to_string(), schema);
         assert!(old.is_none(), "component {name} is defined twice");
         self
+    }
+
+    /// The answer type `T` (and every type it refers to) under `components/schemas`.
+    fn component_of<T: apitypes::utoipa::ToSchema>(mut self) -> Self {
+        self.register::<T>();
+        self
+    }
+
+    /// The success answer of the route just added: `status` with a body of type `T`.
+    fn answer<T: apitypes::utoipa::ToSchema>(mut self, status: u16) -> Self {
+        let schema = self.register::<T>();
+        self.response(status, Body::Json(schema))
+    }
+
+    /// Adds `T`'s schema and those it refers to; `$ref` to `T`.
+    fn register<T: apitypes::utoipa::ToSchema>(&mut self) -> Value {
+        let mut all = vec![(T::name().into_owned(), T::schema())];
+        T::schemas(&mut all);
+        for (name, s) in all {
+            let s = serde_json::to_value(s).expect("a schema serializes");
+            match self.doc.components.get(&name) {
+                Some(old) => assert_eq!(old, &s, "two different schemas are named {name}"),
+                None => {
+                    self.doc.components.insert(name.clone(), s);
+                    self.doc.typed.insert(name);
+                }
+            }
+        }
+        schema::reference(&T::name())
     }
 }
 
@@ -155,7 +187,8 @@ pub fn api() -> (Router<AppState>, ApiDoc) {
     let api = reports::routes(api);
     let api = openapi::routes(api);
     let api = views::components(api);
-    let doc = api.doc.clone();
+    let mut doc = api.doc.clone();
+    schema::close(&mut doc.components, &doc.typed);
     (api.router.layer(DefaultBodyLimit::max(MAX_API_BODY)), doc)
 }
 
@@ -181,7 +214,9 @@ pub fn openapi_document() -> Value {
 
 /// A JSON error answer.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({ "error": message.into() });
+    let body = apitypes::ErrorAnswer {
+        error: message.into(),
+    };
     (status, axum::Json(body)).into_response()
 }
 

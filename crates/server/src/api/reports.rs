@@ -1,59 +1,41 @@
 //! Reports: fleet summary (JSON) and CSV exports streamed page by page.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 use service::reports::Report;
 use store::ApiScope;
 
-use super::schema::{described, integer, object, string};
+use super::schema::{described, string};
 use super::{Api, Body as BodyDoc, error, service_error};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let read = Some(ApiScope::Read);
     api.route("GET", "/api/v1/reports/summary", "Fleet summary: devices by Bootstrap Token status, unverified tokens, Apple silicon Macs where the token cannot authorize, users without a Secure Token.", read, get(summary))
-        .response(200, BodyDoc::Json(summary_schema()))
+        .answer::<apitypes::Summary>(200)
         .route("GET", "/api/v1/reports/{name}", "CSV export, streamed: without-bootstrap-token, cannot-authorize, users-without-secure-token, no-volume-owner.", read, get(csv))
         .response(200, BodyDoc::Media("text/csv", described(string(), "CSV with a header row, streamed")))
 }
 
-fn summary_schema() -> serde_json::Value {
-    object(&[
-        ("devices", integer()),
-        (
-            "bootstrap_token",
-            object(&[
-                ("escrowed", integer()),
-                ("not_escrowed", integer()),
-                ("not_supported", integer()),
-                ("escrowed_unverified", integer()),
-            ]),
-        ),
-        ("apple_silicon", integer()),
-        ("apple_silicon_cannot_authorize", integer()),
-        ("devices_with_users_without_secure_token", integer()),
-        ("users_without_secure_token", integer()),
-        ("devices_without_inventory", integer()),
-    ])
-}
-
 async fn summary(State(s): State<AppState>) -> Response {
     match s.mdm.fleet_summary().await {
-        Ok(r) => Json(json!({
-            "devices": r.devices,
-            "bootstrap_token": {"escrowed": r.escrowed, "not_escrowed": r.not_escrowed, "not_supported": r.not_supported, "escrowed_unverified": r.escrowed_unverified},
-            "apple_silicon": r.apple_silicon,
-            "apple_silicon_cannot_authorize": r.apple_silicon_cannot_authorize,
-            "devices_with_users_without_secure_token": r.devices_with_users_without_secure_token,
-            "users_without_secure_token": r.users_without_secure_token,
-            "devices_without_inventory": r.devices_without_inventory,
-        }))
-        .into_response(),
+        Ok(r) => super::views::ok(&apitypes::Summary {
+            devices: r.devices,
+            bootstrap_token: apitypes::TokenCounts {
+                escrowed: r.escrowed,
+                not_escrowed: r.not_escrowed,
+                not_supported: r.not_supported,
+                escrowed_unverified: r.escrowed_unverified,
+            },
+            apple_silicon: r.apple_silicon,
+            apple_silicon_cannot_authorize: r.apple_silicon_cannot_authorize,
+            devices_with_users_without_secure_token: r.devices_with_users_without_secure_token,
+            users_without_secure_token: r.users_without_secure_token,
+            devices_without_inventory: r.devices_without_inventory,
+        }),
         Err(e) => service_error(e),
     }
 }

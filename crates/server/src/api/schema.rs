@@ -1,8 +1,9 @@
-//! Small builders for the JSON Schemas of the OpenAPI document (OpenAPI 3.1, whose schemas are JSON Schema
-//! 2020-12), so each module writes the schema of its bodies beside its handlers in a few lines. The builders
-//! use a small subset on purpose: `type` (a name, or a list for nullable values), `properties`, `required`,
-//! `additionalProperties: false`, `items`, `enum`, `anyOf`/`oneOf` and `$ref` into `components/schemas`.
-//! The API test validates real answers against these schemas with a validator for exactly that subset.
+//! JSON Schemas of the OpenAPI document (OpenAPI 3.1, whose schemas are JSON Schema 2020-12). Answers typed in
+//! `apitypes` get theirs derived by `utoipa` and then [`close`]d here; the bodies not typed yet are written
+//! with the small builders below, beside their handlers. The openapi test validates real answers against the
+//! document with the `jsonschema` crate.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
@@ -104,9 +105,84 @@ pub(crate) fn described(schema: Value, text: &str) -> Value {
     schema
 }
 
+/// Closes the derived answer schemas named in `typed`, as the hand-written ones always were: an answer carries
+/// every field (null when unknown), so each is required, and no other field is allowed. A flattened struct
+/// (utoipa's `allOf` of a `$ref` and the extra fields) becomes one object with the fields of both, since
+/// `additionalProperties: false` cannot see across `allOf`.
+pub(crate) fn close(components: &mut BTreeMap<String, Value>, typed: &BTreeSet<String>) {
+    let source = components.clone();
+    for name in typed {
+        if let Some(s) = components.get_mut(name) {
+            close_schema(s, &source);
+        }
+    }
+}
+
+fn close_schema(s: &mut Value, components: &BTreeMap<String, Value>) {
+    if let Some(parts) = s.get("allOf").and_then(Value::as_array).cloned() {
+        let mut merged = Map::new();
+        for part in parts {
+            let mut part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => r
+                    .strip_prefix("#/components/schemas/")
+                    .and_then(|name| components.get(name))
+                    .cloned()
+                    .unwrap_or(part),
+                None => part,
+            };
+            close_schema(&mut part, components);
+            if let Some(props) = part.get("properties").and_then(Value::as_object) {
+                merged.extend(props.clone());
+            }
+        }
+        let obj = s.as_object_mut().expect("allOf sits in an object");
+        obj.remove("allOf");
+        obj.insert("type".into(), json!("object"));
+        obj.insert("properties".into(), Value::Object(merged));
+    }
+    let Some(obj) = s.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        for p in props.values_mut() {
+            close_schema(p, components);
+        }
+        let names: Vec<Value> = props.keys().map(|k| json!(k)).collect();
+        obj.insert("required".into(), Value::Array(names));
+        obj.insert("additionalProperties".into(), json!(false));
+    }
+    if let Some(items) = obj.get_mut("items") {
+        close_schema(items, components);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(Value::Array(list)) = obj.get_mut(key) {
+            list.iter_mut().for_each(|v| close_schema(v, components));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closing_requires_every_field_and_merges_a_flattened_struct() {
+        let mut c = BTreeMap::new();
+        c.insert(
+            "A".to_string(),
+            json!({"type": "object", "properties": {"x": {"type": ["string", "null"]}}}),
+        );
+        c.insert(
+            "B".to_string(),
+            json!({"allOf": [{"$ref": "#/components/schemas/A"}, {"type": "object", "properties": {"y": {"type": "integer"}}, "required": ["y"]}]}),
+        );
+        let typed = ["A".to_string(), "B".to_string()].into_iter().collect();
+        close(&mut c, &typed);
+        assert_eq!(c["A"]["required"], json!(["x"]));
+        assert_eq!(c["A"]["additionalProperties"], json!(false));
+        assert_eq!(c["B"]["required"], json!(["x", "y"]));
+        assert!(c["B"].get("allOf").is_none());
+    }
 
     #[test]
     fn nullable_adds_null_to_the_type_or_wraps_a_reference() {

@@ -1,0 +1,177 @@
+//! Users, events, commands and findings: what the device and fleet routes list.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{Millis, str_enum};
+
+str_enum!(
+    /// Who said a fact: MDM (UserList) or the agent.
+    FactSource { Mdm = "mdm", Agent = "agent" }
+);
+
+str_enum!(
+    /// How an event ended.
+    Outcome { Success = "success", Failure = "failure", Refused = "refused" }
+);
+
+str_enum!(
+    /// Where a queued command stands.
+    CommandStatus {
+        Pending = "pending",
+        NotNow = "notnow",
+        Acknowledged = "acknowledged",
+        Error = "error",
+        CommandFormatError = "command_format_error",
+    }
+);
+
+str_enum!(
+    /// How bad a finding is.
+    Severity { Info = "info", Warning = "warning", Critical = "critical" }
+);
+
+/// Another source said otherwise, earlier (or at the same time); the newest word wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Conflict {
+    pub value: bool,
+    pub source: FactSource,
+    pub at: Millis,
+}
+
+/// One fact about a user, with the source that said it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Fact {
+    pub value: bool,
+    pub source: FactSource,
+    pub at: Millis,
+    pub conflict: Option<Conflict>,
+}
+
+/// One local user of a device, every source merged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub user_key: String,
+    pub guid: Option<String>,
+    pub short_name: Option<String>,
+    pub full_name: Option<String>,
+    pub uid: Option<i64>,
+    pub has_secure_token: Option<Fact>,
+    pub mobile_account: Option<Fact>,
+    pub is_logged_in: Option<Fact>,
+    pub is_admin: Option<Fact>,
+    pub filevault_enabled: Option<Fact>,
+    pub volume_owner: Option<Fact>,
+    pub managed_admin: Option<Fact>,
+}
+
+/// `GET /api/v1/devices/{id}/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Users {
+    pub users: Vec<User>,
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    pub subject: String,
+    pub enrollment_id: Option<String>,
+    pub kind: String,
+    pub outcome: Outcome,
+    pub detail: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: Millis,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Pass as before_id for the next page; null on the last page.
+    pub next_before_id: Option<i64>,
+}
+
+/// One queued or finished MDM command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Command {
+    pub enrollment_id: String,
+    pub uuid: String,
+    pub request_type: String,
+    pub status: CommandStatus,
+    /// The device's report plist (XML).
+    pub result: Option<String>,
+    /// The command holds a secret (PIN, password, registration secret): sealed at rest, shown redacted.
+    pub carries_secret: bool,
+    /// The command plist (XML) as stored; secret values read [redacted].
+    pub payload: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// `GET /api/v1/devices/{id}/commands`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Commands {
+    pub commands: Vec<Command>,
+}
+
+/// One diagnosis finding with its evidence and fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Finding {
+    pub code: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    pub fix: String,
+}
+
+/// `GET /api/v1/devices/{id}/diagnosis`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Diagnosis {
+    pub device: String,
+    pub findings: Vec<Finding>,
+}
+
+/// One device's push: the apns-id on success, else what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PushResult {
+    pub enrollment_id: String,
+    /// The apns-id, on success.
+    pub push_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The answer to a command enqueue (typed or raw).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Enqueued {
+    pub command_uuid: String,
+    /// Null when push was off.
+    pub push: Option<Vec<PushResult>>,
+}
+
+/// The answer to `POST /api/v1/push`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PushResults {
+    pub results: Vec<PushResult>,
+}
+
+/// Devices by Bootstrap Token status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenCounts {
+    pub escrowed: u64,
+    pub not_escrowed: u64,
+    pub not_supported: u64,
+    pub escrowed_unverified: u64,
+}
+
+/// `GET /api/v1/reports/summary`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Summary {
+    pub devices: u64,
+    pub bootstrap_token: TokenCounts,
+    pub apple_silicon: u64,
+    pub apple_silicon_cannot_authorize: u64,
+    pub devices_with_users_without_secure_token: u64,
+    pub users_without_secure_token: u64,
+    pub devices_without_inventory: u64,
+}

@@ -1,0 +1,87 @@
+//! Groups and API keys.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{Millis, str_enum};
+
+str_enum!(
+    /// What an API key may do.
+    Scope { Read = "read", Operate = "operate", Admin = "admin" }
+);
+
+/// A device group and its escrow settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub bootstrap_escrow_enabled: bool,
+    pub prompt_user_to_allow_bootstrap_token_for_authentication: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// `GET /api/v1/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Groups {
+    pub groups: Vec<Group>,
+}
+
+/// The answer to `PATCH /api/v1/groups/{id}`: the group, and how many escrowed tokens the change cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupUpdated {
+    #[serde(flatten)]
+    pub group: Group,
+    pub tokens_cleared: u64,
+}
+
+/// An API key (never its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// `GET /api/v1/apikeys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeys {
+    pub keys: Vec<ApiKey>,
+}
+
+/// The answer to `POST /api/v1/apikeys`: the key's metadata and the key itself, shown in this answer only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyCreated {
+    #[serde(flatten)]
+    pub info: ApiKey,
+    /// The new key; shown in this answer only.
+    pub key: String,
+}
+
+/// The managed local admin a group gives its ADE Macs (the password is generated per Mac, never answered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountSettings {
+    pub admin_short_name: String,
+    pub admin_full_name: String,
+    pub admin_hidden: bool,
+    pub primary_account: PrimaryAccount,
+    pub dont_auto_populate_primary_account_info: bool,
+    pub lock_primary_account_info: bool,
+    pub primary_account_full_name: Option<String>,
+    pub primary_account_user_name: Option<String>,
+    pub updated_at: Millis,
+}
+
+str_enum!(
+    /// What the Mac's first (primary) account becomes during Setup Assistant.
+    PrimaryAccount { Admin = "admin", Standard = "standard", Skip = "skip" }
+);
+
+/// `GET|PUT|DELETE /api/v1/groups/{id}/accounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupAccounts {
+    pub settings: Option<AccountSettings>,
+    pub warnings: Vec<String>,
+}
