@@ -24,7 +24,7 @@ use vault::{SealContext, Secret};
 use crate::apikeys::Actor;
 use crate::commands::new_command_uuid;
 use crate::error::admin;
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// Sealed-secret field of a Mac's managed-admin password (owner: the device id).
 pub const MANAGED_ADMIN_PASSWORD_FIELD: &str = "managed_admin_password";
@@ -225,7 +225,7 @@ impl MdmService {
                     let event = self.event(
                         &device.id,
                         Some(&device.id),
-                        events::ACCOUNT_CONFIGURATION_QUEUED,
+                        EventKind::AccountConfigurationQueued,
                         Outcome::Success,
                         detail,
                     );
@@ -235,7 +235,7 @@ impl MdmService {
                     let event = self.event(
                         &device.id,
                         Some(&device.id),
-                        events::ACCOUNT_CONFIGURATION_FAILED,
+                        EventKind::AccountConfigurationFailed,
                         Outcome::Failure,
                         format!("AccountConfiguration not queued: {err}"),
                     );
@@ -347,7 +347,7 @@ impl MdmService {
             let event = self.event(
                 &subject,
                 None,
-                events::GROUP_ACCOUNTS_UPDATED,
+                EventKind::GroupAccountsUpdated,
                 Outcome::Success,
                 format!(
                     "{} removed the managed admin of group {:?}",
@@ -400,7 +400,7 @@ impl MdmService {
         let event = self.event(
             &subject,
             None,
-            events::GROUP_ACCOUNTS_UPDATED,
+            EventKind::GroupAccountsUpdated,
             Outcome::Success,
             format!(
                 "{} set the managed admin of group {:?}: '{}', primary account {}{}",

@@ -35,20 +35,7 @@ use vault::Secret;
 use vault::agent_crypto;
 
 use crate::apikeys::Actor;
-use crate::{MdmService, ServiceError, events};
-
-pub const AGENT_INSTALL_QUEUED: &str = "agent.install_queued";
-pub const AGENT_REGISTERED: &str = "agent.registered";
-pub const AGENT_REGISTRATION_REFUSED: &str = "agent.registration_refused";
-pub const AGENT_AUTH_FAILED: &str = "agent.auth_failed";
-pub const AGENT_ACTION_CREATED: &str = "agent.action_created";
-pub const AGENT_ACTION_FINISHED: &str = "agent.action_finished";
-pub const AGENT_ACTION_CANCELLED: &str = "agent.action_cancelled";
-pub const AGENT_INVENTORY: &str = "agent.inventory";
-/// One per command a `troubleshoot` action ran: the command line, its exit code and its (cleaned) output.
-pub const AGENT_TROUBLESHOOT: &str = "agent.troubleshoot";
-/// How a user's `escrow-agent escrow` (self-service Bootstrap Token escrow) ended.
-pub const AGENT_SELF_SERVICE_ESCROW: &str = "agent.self_service_escrow";
+use crate::{EventKind, MdmService, ServiceError};
 
 /// How long a registration secret stays usable once its InstallProfile is on the Mac, unless the server is
 /// told otherwise (`--agent-secret-ttl`).
@@ -130,7 +117,7 @@ impl MdmService {
     fn agent_event(
         &self,
         device: &str,
-        kind: &str,
+        kind: EventKind,
         outcome: Outcome,
         detail: String,
     ) -> store::NewEvent {
@@ -199,7 +186,7 @@ impl MdmService {
         let mut events = vec![
             self.agent_event(
                 &enrollment.id,
-                AGENT_INSTALL_QUEUED,
+                EventKind::AgentInstallQueued,
                 Outcome::Success,
                 format!(
                     "{}: agent settings profile {command_uuid} queued; its registration secret works for {ttl} \
@@ -210,7 +197,7 @@ impl MdmService {
             self.event(
                 &enrollment.id,
                 Some(&enrollment.id),
-                events::COMMAND_QUEUED,
+                EventKind::CommandQueued,
                 Outcome::Success,
                 format!("InstallProfile {command_uuid} (carries a secret: sealed at rest)"),
             ),
@@ -224,7 +211,7 @@ impl MdmService {
                 .unwrap_or_else(|| "no agent is registered now".into());
             events.push(self.agent_event(
                 &enrollment.id,
-                events::AGENT_REPLACE_AUTHORIZED,
+                EventKind::AgentReplaceAuthorized,
                 Outcome::Success,
                 format!(
                     "{}: agent-install --replace: the registration with install {command_uuid}'s secret may \
@@ -277,7 +264,7 @@ impl MdmService {
                 if agent.device_id != req.device_id {
                     let event = self.agent_event(
                         &agent.device_id,
-                        AGENT_REGISTRATION_REFUSED,
+                        EventKind::AgentRegistrationRefused,
                         Outcome::Refused,
                         format!(
                             "agent {} signed a registration for another device",
@@ -311,7 +298,7 @@ impl MdmService {
             };
             self.agent_event(
                 subject,
-                AGENT_REGISTRATION_REFUSED,
+                EventKind::AgentRegistrationRefused,
                 Outcome::Refused,
                 format!("registration secret refused: {why}"),
             )
@@ -333,13 +320,13 @@ impl MdmService {
         let event = match (&current, &proven, &secret.replace_authorized_by) {
             (None, _, _) => self.agent_event(
                 &req.device_id,
-                AGENT_REGISTERED,
+                EventKind::AgentRegistered,
                 Outcome::Success,
                 format!("agent {} registered", reg.agent_id),
             ),
             (Some(cur), Some(p), _) if p.agent_id == cur.agent_id => self.agent_event(
                 &req.device_id,
-                events::AGENT_REPLACED,
+                EventKind::AgentReplaced,
                 Outcome::Success,
                 format!(
                     "agent {} registered, replacing agent {} (the request was signed by that agent's key)",
@@ -348,7 +335,7 @@ impl MdmService {
             ),
             (Some(cur), _, Some(by)) => self.agent_event(
                 &req.device_id,
-                events::AGENT_REPLACED,
+                EventKind::AgentReplaced,
                 Outcome::Success,
                 format!(
                     "agent {} registered, replacing agent {} (allowed by {by}'s agent-install --replace)",
@@ -358,7 +345,7 @@ impl MdmService {
             (Some(cur), _, None) => {
                 let event = self.agent_event(
                     &req.device_id,
-                    AGENT_REGISTRATION_REFUSED,
+                    EventKind::AgentRegistrationRefused,
                     Outcome::Refused,
                     format!(
                         "this Mac already has agent {}; the registration was not signed by it and the install \
@@ -404,7 +391,7 @@ impl MdmService {
                 // The path without its query: the query is the caller's and may be anything.
                 let path = req.path.split('?').next().unwrap_or_default();
                 let detail = format!("{subject}: {} {path}: {err}", req.method);
-                self.note_refusal(AGENT_AUTH_FAILED, source, &detail);
+                self.note_refusal(EventKind::AgentAuthFailed, source, &detail);
                 Err(err)
             }
         }
@@ -536,7 +523,7 @@ impl MdmService {
         };
         let mut events = vec![self.agent_event(
             &agent.device_id,
-            AGENT_ACTION_FINISHED,
+            EventKind::AgentActionFinished,
             if req.succeeded {
                 Outcome::Success
             } else {
@@ -550,7 +537,7 @@ impl MdmService {
         events.extend(commands.iter().map(|c| {
             self.agent_event(
                 &agent.device_id,
-                AGENT_TROUBLESHOOT,
+                EventKind::AgentTroubleshoot,
                 if c.exit_code == Some(0) {
                     Outcome::Success
                 } else {
@@ -673,7 +660,7 @@ impl MdmService {
         );
         let event = self.agent_event(
             &agent.device_id,
-            AGENT_SELF_SERVICE_ESCROW,
+            EventKind::AgentSelfServiceEscrow,
             if req.succeeded {
                 Outcome::Success
             } else {
@@ -753,7 +740,7 @@ impl MdmService {
             })?;
         let event = self.agent_event(
             &agent.device_id,
-            AGENT_INVENTORY,
+            EventKind::AgentInventory,
             Outcome::Success,
             format!("agent reported {} users", users.len()),
         );
@@ -897,7 +884,7 @@ impl MdmService {
         };
         let event = self.agent_event(
             device_id,
-            AGENT_ACTION_CREATED,
+            EventKind::AgentActionCreated,
             Outcome::Success,
             format!("{}: action {id} {} queued", by.label(), new.kind),
         );
@@ -940,7 +927,7 @@ impl MdmService {
         by.require(store::ApiScope::Operate)?;
         let event = self.agent_event(
             device_id,
-            AGENT_ACTION_CANCELLED,
+            EventKind::AgentActionCancelled,
             Outcome::Success,
             format!("{}: action {id} cancelled", by.label()),
         );

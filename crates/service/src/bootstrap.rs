@@ -14,7 +14,7 @@ use vault::{SealContext, Secret};
 use zeroize::Zeroize;
 
 use crate::checkin::CheckinReply;
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// The field name sealed tokens are bound to.
 pub const BOOTSTRAP_TOKEN_FIELD: &str = "bootstrap_token";
@@ -41,7 +41,7 @@ impl MdmService {
         &self,
         device: &Enrollment,
         what: &str,
-        kind: &str,
+        kind: EventKind,
     ) -> Result<CheckinReply, ServiceError> {
         let reason = format!("{what} is only accepted on the device channel");
         let event = self.event(
@@ -66,7 +66,7 @@ impl MdmService {
                 .refuse_user_channel(
                     &device,
                     "SetBootstrapToken",
-                    events::BOOTSTRAP_ESCROW_REFUSED,
+                    EventKind::BootstrapEscrowRefused,
                 )
                 .await;
         }
@@ -78,7 +78,7 @@ impl MdmService {
             let event = self.event(
                 &device.id,
                 Some(&device.id),
-                events::BOOTSTRAP_CLEARED,
+                EventKind::BootstrapCleared,
                 Outcome::Success,
                 "device sent SetBootstrapToken without a token: escrowed token removed",
             );
@@ -93,7 +93,7 @@ impl MdmService {
             let event = self.event(
                 &device.id,
                 Some(&device.id),
-                events::BOOTSTRAP_ESCROW_REFUSED,
+                EventKind::BootstrapEscrowRefused,
                 Outcome::Refused,
                 reason.clone(),
             );
@@ -125,11 +125,11 @@ impl MdmService {
         let previous = self.store.bootstrap_token(&device.id).await?;
         let (kind, detail) = match &previous {
             None => (
-                events::BOOTSTRAP_ESCROWED,
+                EventKind::BootstrapEscrowed,
                 format!("{} bytes sealed under key {}", token.len(), sealed.key_id),
             ),
             Some(p) if p.digest == digest => (
-                events::BOOTSTRAP_REPLACED,
+                EventKind::BootstrapReplaced,
                 format!(
                     "same token escrowed again ({} bytes, key {})",
                     token.len(),
@@ -137,7 +137,7 @@ impl MdmService {
                 ),
             ),
             Some(_) => (
-                events::BOOTSTRAP_REPLACED,
+                EventKind::BootstrapReplaced,
                 format!(
                     "new token replaces the previous one ({} bytes, key {})",
                     token.len(),
@@ -173,7 +173,7 @@ impl MdmService {
         let device = self.bound_device(cert, &msg.identity).await?;
         if msg.identity.is_user_channel() {
             return self
-                .refuse_user_channel(&device, "GetBootstrapToken", events::BOOTSTRAP_REQUESTED)
+                .refuse_user_channel(&device, "GetBootstrapToken", EventKind::BootstrapRequested)
                 .await;
         }
         self.note_awaiting_configuration(&device, msg.awaiting_configuration)
@@ -187,7 +187,7 @@ impl MdmService {
             let event = self.event(
                 &device.id,
                 Some(&device.id),
-                events::BOOTSTRAP_REQUESTED,
+                EventKind::BootstrapRequested,
                 Outcome::Refused,
                 reason,
             );
@@ -198,7 +198,7 @@ impl MdmService {
             let event = self.event(
                 &device.id,
                 Some(&device.id),
-                events::BOOTSTRAP_REQUESTED,
+                EventKind::BootstrapRequested,
                 Outcome::Failure,
                 "no Bootstrap Token is escrowed for this device: answered with empty data",
             );
@@ -215,7 +215,7 @@ impl MdmService {
                 let event = self.event(
                     &device.id,
                     Some(&device.id),
-                    events::BOOTSTRAP_REQUESTED,
+                    EventKind::BootstrapRequested,
                     Outcome::Failure,
                     format!("escrowed token could not be opened: {err}"),
                 );
@@ -228,7 +228,7 @@ impl MdmService {
         let event = self.event(
             &device.id,
             Some(&device.id),
-            events::BOOTSTRAP_REQUESTED,
+            EventKind::BootstrapRequested,
             Outcome::Success,
             format!("served {} bytes; token verified", token.len()),
         );

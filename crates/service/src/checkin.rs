@@ -13,7 +13,7 @@ use protocol::checkin::Identity;
 use store::Outcome;
 
 use crate::edge::Source;
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// How the device proved who it is, as collected by the HTTP edge.
 #[derive(Debug, Clone, Copy)]
@@ -189,7 +189,7 @@ impl MdmService {
         let event = self.event(
             device_id,
             Some(device_id),
-            events::CHECKIN_UNSUPPORTED,
+            EventKind::CheckinUnsupported,
             Outcome::Refused,
             format!("{what}: {reason}"),
         );
@@ -213,7 +213,7 @@ impl MdmService {
         };
         match self.store.enrollment(device_id).await {
             Ok(Some(_)) => self.note_refusal(
-                events::AUTH_FAILED,
+                EventKind::AuthFailed,
                 source,
                 &format!("{device_id}: {message_type}: {err}"),
             ),

@@ -21,7 +21,7 @@ use store::{
 use vault::{SealContext, Secret};
 
 use crate::checkin::{DeviceCredential, IdentityCheck};
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// What to answer a connect request with (always a 200).
 #[derive(Debug)]
@@ -194,7 +194,7 @@ impl MdmService {
         let event = self.event(
             device_id,
             Some(enrollment_id),
-            events::COMMAND_SEALED_PAYLOAD_UNREADABLE,
+            EventKind::CommandSealedPayloadUnreadable,
             Outcome::Failure,
             format!(
                 "{} {} not sent and finished as Error: {reason}",
@@ -227,7 +227,7 @@ impl MdmService {
                 let event = self.event(
                     device_id,
                     Some(enrollment_id),
-                    events::COMMAND_RESULT,
+                    EventKind::CommandResult,
                     Outcome::Failure,
                     format!(
                         "{request_type} {uuid}: {}: {reason}",
@@ -243,7 +243,7 @@ impl MdmService {
                 let event = self.event(
                     device_id,
                     Some(device_id),
-                    events::ENROLLMENT_CHECKED_OUT,
+                    EventKind::EnrollmentCheckedOut,
                     Outcome::Success,
                     format!(
                         "EraseDevice {uuid} acknowledged: the enrollment ends and the erased Mac's token is \
@@ -316,7 +316,7 @@ impl MdmService {
             let event = self.event(
                 id,
                 Some(id),
-                events::COMMAND_QUEUED,
+                EventKind::CommandQueued,
                 Outcome::Success,
                 format!("{} {}{note}", command.request_type, command.uuid),
             );
@@ -396,7 +396,7 @@ mod tests {
         let ev = store::NewEvent {
             subject: "MAC-1".into(),
             enrollment_id: Some("MAC-1".into()),
-            kind: "t".into(),
+            kind: store::EventKind::EnrollmentAuthenticated,
             outcome: Outcome::Success,
             detail: String::new(),
             at: 1,

@@ -6,7 +6,7 @@
 use store::{BootstrapStatus, DeviceRecord, EventFilter};
 
 use crate::admin::{MergedUser, merge_users};
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -45,7 +45,7 @@ impl MdmService {
             .store
             .events(&EventFilter {
                 subject: Some(id.to_string()),
-                kind: Some(events::BOOTSTRAP_ESCROWED.to_string()),
+                kind: Some(EventKind::BootstrapEscrowed.to_string()),
                 limit: 1,
                 ..Default::default()
             })

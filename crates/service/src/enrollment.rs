@@ -10,7 +10,7 @@ use pki::CertInfo;
 use protocol::checkin::{Authenticate, CheckOut, Identity, TokenUpdate};
 use store::{Channel, Enrollment, NewEvent, Outcome};
 
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// Short, log-safe form of a certificate fingerprint.
 pub(crate) fn short_fp(fp: &str) -> &str {
@@ -22,14 +22,14 @@ impl MdmService {
         &self,
         subject: &str,
         enrollment_id: Option<&str>,
-        kind: &str,
+        kind: EventKind,
         outcome: Outcome,
         detail: impl Into<String>,
     ) -> NewEvent {
         NewEvent {
             subject: subject.to_string(),
             enrollment_id: enrollment_id.map(str::to_string),
-            kind: kind.to_string(),
+            kind,
             outcome,
             detail: detail.into(),
             at: self.now(),
@@ -94,7 +94,7 @@ impl MdmService {
             let event = self.event(
                 claimed,
                 Some(claimed),
-                events::IDENTITY_PENDING_REFUSED,
+                EventKind::IdentityPendingRefused,
                 Outcome::Success,
                 "the Mac's bound identity checked in again: every pending identity claiming it is refused",
             );
@@ -267,7 +267,7 @@ impl MdmService {
             let event = self.event(
                 &device_id,
                 Some(&device_id),
-                events::ENROLLMENT_IDENTITY_RENEWED,
+                EventKind::EnrollmentIdentityRenewed,
                 Outcome::Success,
                 detail,
             );
@@ -276,7 +276,7 @@ impl MdmService {
             let event = self.event(
                 &device_id,
                 Some(&device_id),
-                events::ENROLLMENT_AUTHENTICATED,
+                EventKind::EnrollmentAuthenticated,
                 Outcome::Success,
                 format!(
                     "identity certificate {} authenticated again",
@@ -288,7 +288,7 @@ impl MdmService {
             let event = self.event(
                 &device_id,
                 Some(&device_id),
-                events::ENROLLMENT_AUTHENTICATED,
+                EventKind::EnrollmentAuthenticated,
                 Outcome::Success,
                 format!("identity certificate {} bound", short_fp(&cert.fingerprint)),
             );
@@ -346,7 +346,7 @@ impl MdmService {
         let event = self.event(
             &bound.id,
             Some(&id),
-            events::IDENTITY_PENDING,
+            EventKind::IdentityPending,
             Outcome::Refused,
             detail,
         );
@@ -398,7 +398,7 @@ impl MdmService {
             let event = self.event(
                 &device.id,
                 Some(&id),
-                events::ENROLLMENT_USER_CHANNEL,
+                EventKind::EnrollmentUserChannel,
                 Outcome::Success,
                 detail,
             );
@@ -420,12 +420,12 @@ impl MdmService {
         e.last_seen_at = now;
         let (kind, detail) = if first {
             (
-                events::ENROLLMENT_COMPLETED,
+                EventKind::EnrollmentCompleted,
                 "first TokenUpdate: the device can now be pushed".to_string(),
             )
         } else {
             (
-                events::ENROLLMENT_TOKEN_UPDATE,
+                EventKind::EnrollmentTokenUpdate,
                 "push token updated".to_string(),
             )
         };
@@ -455,7 +455,7 @@ impl MdmService {
             let event = self.event(
                 device.claimed_device_id(),
                 Some(&device.id),
-                events::ENROLLMENT_CHECKED_OUT,
+                EventKind::EnrollmentCheckedOut,
                 Outcome::Success,
                 "a pending identity removed its MDM profile (CheckOut); the Mac's enrollment is untouched",
             );
@@ -465,7 +465,7 @@ impl MdmService {
         let event = self.event(
             &device.id,
             Some(&device.id),
-            events::ENROLLMENT_CHECKED_OUT,
+            EventKind::EnrollmentCheckedOut,
             Outcome::Success,
             "device removed its MDM profile (CheckOut); escrowed Bootstrap Token deleted",
         );
@@ -490,7 +490,7 @@ impl MdmService {
         let event = self.event(
             &e.id,
             Some(&e.id),
-            "enrollment.awaiting_configuration",
+            EventKind::EnrollmentAwaitingConfiguration,
             Outcome::Success,
             format!("AwaitingConfiguration is now {value}"),
         );

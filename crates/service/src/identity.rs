@@ -12,7 +12,7 @@ use vault::SealContext;
 
 use crate::apikeys::Actor;
 use crate::enrollment::short_fp;
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// A pending identity as the admin views show it (never its token).
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +153,7 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            events::IDENTITY_APPROVED,
+            EventKind::IdentityApproved,
             Outcome::Success,
             detail,
         );
@@ -186,7 +186,7 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            events::DEVICE_BLOCKED,
+            EventKind::DeviceBlocked,
             Outcome::Success,
             detail,
         );
@@ -201,7 +201,7 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            events::DEVICE_UNBLOCKED,
+            EventKind::DeviceUnblocked,
             Outcome::Success,
             format!("{}: unblocked", by.label()),
         );
@@ -223,7 +223,7 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            events::DEVICE_UNENROLLED,
+            EventKind::DeviceUnenrolled,
             Outcome::Success,
             format!(
                 "{}: unenrolled; escrowed Bootstrap Token deleted; the next Authenticate is a new enrollment",

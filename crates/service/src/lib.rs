@@ -16,7 +16,6 @@ pub mod diagnosis;
 pub mod edge;
 pub mod enroll;
 pub mod error;
-pub mod events;
 pub mod identity;
 pub mod inventory;
 pub mod keys;
@@ -35,6 +34,8 @@ pub use checkin::CheckinReply;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use commands::ConnectReply;
 pub use error::{ErrorKind, ServiceError};
+/// Event kinds are defined once, in `store` (which owns the event schema); re-exported for handlers and `server`.
+pub use store::EventKind;
 
 /// Everything the MDM endpoints need, shared by every request.
 #[derive(Clone)]

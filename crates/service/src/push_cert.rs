@@ -12,7 +12,7 @@ use openssl::x509::X509;
 use store::{NewEvent, Outcome, SealedSecret};
 use vault::{SealContext, Secret};
 
-use crate::{MdmService, ServiceError};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// Owner and field of the sealed push identity (certificate PEM followed by key PEM).
 pub const PUSH_OWNER: &str = "escrowd";
@@ -247,7 +247,7 @@ impl MdmService {
             .record_event(&NewEvent {
                 subject: "server".into(),
                 enrollment_id: None,
-                kind: "push_certificate.uploaded".into(),
+                kind: EventKind::PushCertificateUploaded,
                 outcome: Outcome::Success,
                 detail,
                 at: now,

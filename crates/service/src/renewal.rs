@@ -23,7 +23,7 @@ use crate::checkin::{DeviceCredential, IdentityCheck};
 use crate::commands::{ConnectReply, new_command_uuid};
 use crate::enroll::{ProfileUrls, random_hex, secret_hash};
 use crate::enrollment::short_fp;
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 const DAY_MS: Millis = 24 * 3600 * 1000;
 /// How long a renewal profile's one-time challenge stays usable: 14 days, far longer than `/enroll`'s hour,
@@ -204,7 +204,7 @@ impl MdmService {
         let event = self.event(
             &device.id,
             Some(&device.id),
-            events::IDENTITY_RENEWAL_QUEUED,
+            EventKind::IdentityRenewalQueued,
             Outcome::Success,
             detail,
         );
@@ -325,7 +325,7 @@ impl MdmService {
         let event = self.event(
             &device.id,
             Some(&device.id),
-            events::IDENTITY_RENEWAL_GRACE,
+            EventKind::IdentityRenewalGrace,
             Outcome::Success,
             detail,
         );

@@ -14,7 +14,7 @@ pub(super) async fn insert(conn: &mut Conn, e: &NewEvent) -> Result<()> {
     )
     .bind(&e.subject)
     .bind(&e.enrollment_id)
-    .bind(&e.kind)
+    .bind(e.kind.as_str())
     .bind(e.outcome.as_str())
     .bind(&e.detail)
     .bind(e.at)
