@@ -5,13 +5,14 @@
 
 use protocol::command::{Command, ObliterationBehavior};
 use store::{
-    BootstrapStatus, DeviceFilter, DeviceRecord, DeviceUser, Event, EventFilter, FactSource, Group,
-    Millis, Outcome, QueuedCommand,
+    DeviceFilter, DeviceRecord, DeviceUser, Event, EventFilter, FactSource, Group, Millis, Outcome,
+    QueuedCommand,
 };
 
 use crate::apikeys::Actor;
 use crate::error::admin;
 use crate::push::PushResult;
+use crate::status::BootstrapStatus;
 use crate::{EventKind, MdmService, ServiceError, commands::new_command_uuid};
 
 /// One fact about a user with where it came from and when.
@@ -267,11 +268,11 @@ impl MdmService {
         if disabled && change.on_escrow_disabled == OnEscrowDisabled::Clear {
             let mut f = DeviceFilter {
                 group_id: Some(id.to_string()),
-                status: Some(BootstrapStatus::Escrowed),
                 include_checked_out: true,
                 limit: 500,
                 ..Default::default()
             };
+            BootstrapStatus::Escrowed.restrict(&mut f);
             loop {
                 let page = self.store.list_devices(&f).await?;
                 for d in &page {

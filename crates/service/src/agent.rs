@@ -19,11 +19,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use openssl::sha::sha256;
+use protocol::action_kind::{ActionKind, Needed};
 use protocol::agent_profile::{
     ActionResultRequest, AgentActionWire, AgentActionsResponse, AgentInventoryRequest,
     AgentSettings, CommandRunWire, EscrowReportRequest, MAX_COMMAND_OUTPUT,
-    MAX_TROUBLESHOOT_COMMANDS, Needed, RegisterRequest, RegisterResponse, action_needs,
-    action_seal_info, agent_profile, clean_output, cut, signing_message,
+    MAX_TROUBLESHOOT_COMMANDS, RegisterRequest, RegisterResponse, action_seal_info, agent_profile,
+    clean_output, cut, signing_message,
 };
 use protocol::command::Command;
 use protocol::wildcards::{self, EnrollmentData};
@@ -50,8 +51,6 @@ pub const MAX_ACTION_OUTPUT: usize = 64 * 1024;
 pub const MAX_POLL_WAIT: Duration =
     Duration::from_secs(protocol::agent_profile::MAX_POLL_WAIT_SECS);
 
-pub use protocol::agent_profile::ACTION_KINDS;
-
 /// What `admin_install_agent` queued.
 #[derive(Debug, Clone)]
 pub struct AgentInstall {
@@ -67,6 +66,7 @@ pub struct AgentInstall {
 /// A new action as the admin asks for it. Passwords only in `Secret`s.
 #[derive(Debug)]
 pub struct NewAgentAction {
+    /// As the admin typed it; parsed as an [`ActionKind`] after the scope check (an unknown kind is Invalid).
     pub kind: String,
     /// The user the action is for (new user for create_user, the target for transfer).
     pub user: Option<String>,
@@ -562,7 +562,7 @@ impl MdmService {
             ActionEnd::Ended => {
                 if status == ActionStatus::Succeeded
                     && let Some(a) = self.store.agent_action(id).await?
-                    && changes_users(&a.kind)
+                    && ActionKind::parse(&a.kind).is_none_or(changes_users)
                 {
                     self.refresh_user_list(&agent.device_id, "a successful agent action")
                         .await;
@@ -602,7 +602,7 @@ impl MdmService {
             .filter(|a| a.device_id == agent.device_id)
             .map(|a| a.kind);
         match kind.as_deref() {
-            Some("troubleshoot") => {}
+            Some(k) if *k == ActionKind::Troubleshoot => {}
             Some(other) => {
                 return Err(ServiceError::Malformed(format!(
                     "commands belong to troubleshoot results, not {other}"
@@ -756,13 +756,12 @@ impl MdmService {
         by: &Actor,
     ) -> Result<AgentAction, ServiceError> {
         by.require(store::ApiScope::Operate)?;
-        if !ACTION_KINDS.contains(&new.kind.as_str()) {
-            return Err(ServiceError::Invalid(format!(
-                "unknown action kind {:?}; use one of {}",
-                new.kind,
-                ACTION_KINDS.join(", ")
-            )));
-        }
+        let kind: ActionKind =
+            new.kind
+                .parse()
+                .map_err(|e: protocol::action_kind::UnknownActionKind| {
+                    ServiceError::Invalid(e.to_string())
+                })?;
         let enrollment = self
             .store
             .enrollment(device_id)
@@ -796,11 +795,11 @@ impl MdmService {
                 })
                 .transpose()
         };
-        let (need_user, need_admin) = action_needs(&new.kind);
+        let (need_user, need_admin) = kind.needs();
         if need_admin == Needed::Optional && new.admin.is_some() != new.admin_password.is_some() {
             return Err(ServiceError::Invalid(format!(
                 "{} takes admin and admin_password together (to run profiles validate) or neither",
-                new.kind
+                kind
             )));
         }
         let need_user = need_user == Needed::Yes;
@@ -816,23 +815,25 @@ impl MdmService {
         };
         if need_user {
             if user.is_none() {
-                return Err(ServiceError::Invalid(format!("{} needs user", new.kind)));
+                return Err(ServiceError::Invalid(format!("{kind} needs user")));
             }
-            let pw = new.user_password.as_ref().ok_or_else(|| {
-                ServiceError::Invalid(format!("{} needs user_password", new.kind))
-            })?;
+            let pw = new
+                .user_password
+                .as_ref()
+                .ok_or_else(|| ServiceError::Invalid(format!("{kind} needs user_password")))?;
             creds.insert("user_password", expand_secret("user_password", pw)?);
         }
         if need_admin {
             if admin.is_none() {
-                return Err(ServiceError::Invalid(format!("{} needs admin", new.kind)));
+                return Err(ServiceError::Invalid(format!("{kind} needs admin")));
             }
-            let pw = new.admin_password.as_ref().ok_or_else(|| {
-                ServiceError::Invalid(format!("{} needs admin_password", new.kind))
-            })?;
+            let pw = new
+                .admin_password
+                .as_ref()
+                .ok_or_else(|| ServiceError::Invalid(format!("{kind} needs admin_password")))?;
             creds.insert("admin_password", expand_secret("admin_password", pw)?);
         }
-        if new.kind == "create_user" && full_name.is_none() {
+        if kind == ActionKind::CreateUser && full_name.is_none() {
             return Err(ServiceError::Invalid("create_user needs full_name".into()));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -864,14 +865,14 @@ impl MdmService {
                 params.insert(k.into(), serde_json::Value::String(v.clone()));
             }
         }
-        if new.kind == "create_user" {
+        if kind == ActionKind::CreateUser {
             params.insert("make_admin".into(), serde_json::Value::Bool(new.make_admin));
         }
         let now = self.now();
         let action = AgentAction {
             id: id.clone(),
             device_id: device_id.to_string(),
-            kind: new.kind.clone(),
+            kind: kind.as_str().to_string(),
             params: serde_json::Value::Object(params).to_string(),
             sealed,
             status: ActionStatus::Queued,
@@ -886,7 +887,7 @@ impl MdmService {
             device_id,
             EventKind::AgentActionCreated,
             Outcome::Success,
-            format!("{}: action {id} {} queued", by.label(), new.kind),
+            format!("{}: action {id} {kind} queued", by.label()),
         );
         self.store
             .create_agent_action(&action, &event)
@@ -966,8 +967,12 @@ impl MdmService {
 
 /// Whether a succeeded action of this kind may have changed the Mac's users or tokens (so UserList is asked
 /// again); the read-only ones did not.
-fn changes_users(kind: &str) -> bool {
-    !matches!(kind, "troubleshoot" | "validate_bootstrap_token")
+/// Whether a successful action of this kind may have changed the Mac's users (worth a UserList re-ask).
+fn changes_users(kind: ActionKind) -> bool {
+    !matches!(
+        kind,
+        ActionKind::Troubleshoot | ActionKind::ValidateBootstrapToken
+    )
 }
 
 fn secret_refused() -> ServiceError {

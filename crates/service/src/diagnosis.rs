@@ -3,9 +3,10 @@
 //! `lessons-from-other-mdms.md`. Guarantees: findings only cite stored facts (never a token); a fact not yet
 //! reported is named as missing instead of guessed.
 
-use store::{BootstrapStatus, DeviceRecord, EventFilter};
+use store::{DeviceRecord, EventFilter};
 
 use crate::admin::{MergedUser, merge_users};
+use crate::status::{BootstrapStatus, DeviceStatus};
 use crate::{EventKind, MdmService, ServiceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -24,6 +24,7 @@ pub mod push_cert;
 pub mod renewal;
 pub mod reports;
 pub mod scep;
+pub mod status;
 
 mod bootstrap;
 mod enrollment;

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use service::admin::{Fact, MergedUser};
 use service::diagnosis::Finding;
+use service::status::DeviceStatus;
 use store::{ApiKey, DeviceRecord, Event, Group, QueuedCommand};
 
 use super::Api;
