@@ -197,6 +197,8 @@ s/\bkind: "push_certificate\.uploaded"\.into\(\)/kind: store::EventKind::PushCer
 s/\bkind: "enrollment\.awaiting_configuration"\.into\(\)/kind: store::EventKind::EnrollmentAwaitingConfiguration/g
 s/^( +)kind: "(t|test)"\.into\(\),$/\1kind: store::EventKind::EnrollmentAuthenticated,/
 s/^( +)kind: "test\.clear"\.into\(\),$/\1kind: store::EventKind::TokenCleared,/
+# 3c. `kind: X.into()` where X was a &str constant: the enum goes in as it is
+s/\bkind: (((store|crate|service)::)?EventKind::[A-Za-z]+)\.(into|to_string)\(\)/kind: \1/g
 # 4. kinds that were string literals at their one call site (not in tests that pin the API text)
 s/(self\.event\(.*|^ *)"enrollment\.awaiting_configuration",$/\1EventKind::EnrollmentAwaitingConfiguration,/
 # 5. the event helpers take the enum (MdmService::event, refuse_user_channel, agent_event, audit)

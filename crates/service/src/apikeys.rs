@@ -129,7 +129,7 @@ pub async fn create_api_key(
     let event = store::NewEvent {
         subject: format!("apikey:{}", record.id),
         enrollment_id: None,
-        kind: EventKind::ApikeyCreated.into(),
+        kind: EventKind::ApikeyCreated,
         outcome: Outcome::Success,
         detail: format!(
             "{} created key {:?} with scope {}",
@@ -157,7 +157,7 @@ pub async fn revoke_api_key(
     let event = store::NewEvent {
         subject: format!("apikey:{id}"),
         enrollment_id: None,
-        kind: EventKind::ApikeyRevoked.into(),
+        kind: EventKind::ApikeyRevoked,
         outcome: Outcome::Success,
         detail: format!("{} revoked key {id}", by.label()),
         at: now,

@@ -150,7 +150,7 @@ TokenUpdate (if it never comes, the Mac must re-enroll)",
                     .cloned()
                     .unwrap_or_else(|| target.enrollment_id.clone()),
                 enrollment_id: Some(target.enrollment_id.clone()),
-                kind: EventKind::PushTokenInvalid.into(),
+                kind: EventKind::PushTokenInvalid,
                 outcome: Outcome::Failure,
                 detail: format!(
                     "APNs answered {reason}: pushes to this enrollment are skipped until its next TokenUpdate"

@@ -321,7 +321,8 @@ mod tests {
             assert_eq!(kind.to_string(), *text);
             assert!(seen.insert(*text), "{text} is used twice");
             assert_eq!(text.parse::<EventKind>(), Ok(*kind));
-            assert!(String::from(*text) == *kind);
+            let stored: String = (*text).to_owned();
+            assert!(stored == *kind);
         }
         assert_eq!(seen.len(), EventKind::ALL.len());
     }
