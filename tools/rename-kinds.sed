@@ -1,6 +1,6 @@
 # rename-kinds.sed: turns the old event-kind constants (service::events::X, inventory::X, ...) into
 # store::EventKind variants (re-exported as service::EventKind / crate::EventKind inside service).
-# Usage: sed -i -E -f tools/rename-kinds.sed $(git ls-files "crates/*.rs") && cargo fmt --all
+# Usage: sed -i -E -f tools/rename-kinds.sed $(git ls-files 'crates/*.rs' | grep -v '^crates/store/') && cargo fmt --all
 # Idempotent: running it on code that already uses EventKind changes nothing.
 
 # 1. whole `use crate::events::{...};` lines (one line) become the enum import
@@ -8,7 +8,71 @@ s/^use (crate|service)::events::[^;]*;$/use \1::EventKind;/
 # 2. `events` in a `use crate::{...}` list (one line, or inside a multi-line block) becomes EventKind
 /^use crate::\{.*\};$/s/\bevents\b/EventKind/
 /^use crate::\{$/,/^\};$/s/\bevents\b/EventKind/
-# 3. qualified and bare constant names
+# 2b. the old definitions go (their `///` lines above are left: delete them by hand, the compiler points at
+#    them); also `git rm crates/service/src/events.rs` and drop `pub mod events;` from service/src/lib.rs.
+/^pub const INVENTORY_REJECTED: &str = "/d
+/^pub const INVENTORY_UPDATED: &str = "/d
+/^pub const INVENTORY_QUEUE_FAILED: &str = "/d
+/^pub const ENROLL_TOKEN_CREATED: &str = "/d
+/^pub const ENROLL_TOKEN_REVOKED: &str = "/d
+/^pub const ENROLL_PROFILE_SERVED: &str = "/d
+/^pub const ENROLL_REFUSED: &str = "/d
+/^pub const GROUP_PROFILE_SERVED: &str = "/d
+/^pub const AGENT_INSTALL_QUEUED: &str = "/d
+/^pub const AGENT_REGISTERED: &str = "/d
+/^pub const AGENT_REGISTRATION_REFUSED: &str = "/d
+/^pub const AGENT_AUTH_FAILED: &str = "/d
+/^pub const AGENT_ACTION_CREATED: &str = "/d
+/^pub const AGENT_ACTION_FINISHED: &str = "/d
+/^pub const AGENT_ACTION_CANCELLED: &str = "/d
+/^pub const AGENT_INVENTORY: &str = "/d
+/^pub const AGENT_TROUBLESHOOT: &str = "/d
+/^pub const AGENT_SELF_SERVICE_ESCROW: &str = "/d
+/^pub const ENROLLMENT_AUTHENTICATED: &str = "/d
+/^pub const ENROLLMENT_IDENTITY_RENEWED: &str = "/d
+/^pub const ENROLLMENT_TOKEN_UPDATE: &str = "/d
+/^pub const ENROLLMENT_COMPLETED: &str = "/d
+/^pub const ENROLLMENT_USER_CHANNEL: &str = "/d
+/^pub const ENROLLMENT_CHECKED_OUT: &str = "/d
+/^pub const AUTH_FAILED: &str = "/d
+/^pub const BOOTSTRAP_ESCROWED: &str = "/d
+/^pub const BOOTSTRAP_REPLACED: &str = "/d
+/^pub const BOOTSTRAP_CLEARED: &str = "/d
+/^pub const BOOTSTRAP_ESCROW_REFUSED: &str = "/d
+/^pub const BOOTSTRAP_REQUESTED: &str = "/d
+/^pub const COMMAND_QUEUED: &str = "/d
+/^pub const COMMAND_RESULT: &str = "/d
+/^pub const CHECKIN_UNSUPPORTED: &str = "/d
+/^pub const SCEP_ISSUED: &str = "/d
+/^pub const SCEP_REFUSED: &str = "/d
+/^pub const IDENTITY_PENDING: &str = "/d
+/^pub const IDENTITY_PENDING_REFUSED: &str = "/d
+/^pub const IDENTITY_APPROVED: &str = "/d
+/^pub const DEVICE_BLOCKED: &str = "/d
+/^pub const DEVICE_UNBLOCKED: &str = "/d
+/^pub const DEVICE_UNENROLLED: &str = "/d
+/^pub const FORWARDED_CERT_UNTRUSTED: &str = "/d
+/^pub const AGENT_REPLACE_AUTHORIZED: &str = "/d
+/^pub const AGENT_REPLACED: &str = "/d
+/^pub const COMMAND_SEALED_PAYLOAD_UNREADABLE: &str = "/d
+/^pub const ACCOUNT_CONFIGURATION_QUEUED: &str = "/d
+/^pub const ACCOUNT_CONFIGURATION_FAILED: &str = "/d
+/^pub const GROUP_ACCOUNTS_UPDATED: &str = "/d
+/^pub const IDENTITY_RENEWAL_QUEUED: &str = "/d
+/^pub const IDENTITY_RENEWAL_GRACE: &str = "/d
+/^pub const APIKEY_CREATED: &str = "/d
+/^pub const APIKEY_REVOKED: &str = "/d
+/^pub const PUSH_TOKEN_INVALID: &str = "/d
+/^pub const GROUP_CREATED: &str = "/d
+/^pub const GROUP_UPDATED: &str = "/d
+/^pub const GROUP_DELETED: &str = "/d
+/^pub const GROUP_MEMBERSHIP: &str = "/d
+/^pub const COMMAND_ENQUEUED: &str = "/d
+/^pub const COMMAND_REFUSED: &str = "/d
+/^pub const PUSH_SENT: &str = "/d
+/^pub const TOKEN_CLEARED: &str = "/d
+# 3. qualified and bare constant names (a module that used its own constants bare needs
+#    `use crate::EventKind;`; the compiler names it)
 s/\b(crate|service)::(inventory::)?INVENTORY_REJECTED\b/\1::EventKind::InventoryRejected/g
 s/\b(inventory::)?INVENTORY_REJECTED\b/EventKind::InventoryRejected/g
 s/\b(crate|service)::(inventory::)?INVENTORY_UPDATED\b/\1::EventKind::InventoryUpdated/g
