@@ -16,6 +16,7 @@ use std::time::Duration;
 use agentwire::{HpkeKeyPair, SigningKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use protocol::action_kind::ActionKind;
 use protocol::agent_profile::{
     self, ActionResultRequest, AgentActionWire, AgentActionsResponse, AgentInventoryRequest,
     AgentSettings, EscrowReportRequest, MAX_POLL_WAIT_SECS, RegisterRequest, RegisterResponse,
@@ -763,7 +764,8 @@ pub fn perform(client: &AgentClient, mac: &Mac, action: &AgentActionWire) -> Act
         Ok(c) => c,
         Err(e) => return fail("credentials", e.to_string()),
     };
-    if action.kind == "troubleshoot" {
+    let kind = ActionKind::parse(&action.kind);
+    if kind == Some(ActionKind::Troubleshoot) {
         let admin = match (&params.admin, creds.admin_password) {
             (Some(user), Some(password)) => Some(Credentials {
                 user: user.clone(),
@@ -791,9 +793,15 @@ pub fn perform(client: &AgentClient, mac: &Mac, action: &AgentActionWire) -> Act
     let user = || need(&params.user, &creds.user_password, "user");
     let admin = || need(&params.admin, &creds.admin_password, "admin");
     let result: Result<Result<ActionOutcome, ActionError>, String> = (|| {
-        Ok(match action.kind.as_str() {
-            "grant_secure_token" => actions::grant_secure_token(mac, &user()?, &admin()?),
-            "create_user" => actions::create_user(
+        let Some(kind) = kind else {
+            return Err(format!(
+                "this agent does not know action kind {:?}",
+                action.kind
+            ));
+        };
+        Ok(match kind {
+            ActionKind::GrantSecureToken => actions::grant_secure_token(mac, &user()?, &admin()?),
+            ActionKind::CreateUser => actions::create_user(
                 mac,
                 &user()?,
                 params
@@ -803,15 +811,18 @@ pub fn perform(client: &AgentClient, mac: &Mac, action: &AgentActionWire) -> Act
                 params.make_admin,
                 &admin()?,
             ),
-            "secure_token_off" => actions::secure_token_off(mac, &user()?, &admin()?),
+            ActionKind::SecureTokenOff => actions::secure_token_off(mac, &user()?, &admin()?),
             // "admin" is the current holder, "user" the one who gets the token.
-            "transfer_secure_token" => actions::transfer_secure_token(mac, &admin()?, &user()?),
-            "validate_bootstrap_token" => actions::validate_bootstrap_token(mac, &admin()?),
-            "remove_bootstrap_token" => actions::remove_bootstrap_token(mac, &admin()?),
-            "reescrow_bootstrap_token" => actions::escrow_bootstrap_token(mac, &admin()?),
+            ActionKind::TransferSecureToken => {
+                actions::transfer_secure_token(mac, &admin()?, &user()?)
+            }
+            ActionKind::ValidateBootstrapToken => actions::validate_bootstrap_token(mac, &admin()?),
+            ActionKind::RemoveBootstrapToken => actions::remove_bootstrap_token(mac, &admin()?),
+            ActionKind::ReescrowBootstrapToken => actions::escrow_bootstrap_token(mac, &admin()?),
             // "user_password" is the new password.
-            "reset_password" => actions::reset_password(mac, &user()?, &admin()?),
-            other => return Err(format!("this agent does not know action kind {other:?}")),
+            ActionKind::ResetPassword => actions::reset_password(mac, &user()?, &admin()?),
+            // Performed above (it needs no user and reports commands, not an outcome).
+            ActionKind::Troubleshoot => return Err("troubleshoot is performed on its own".into()),
         })
     })();
     let secrets: Vec<&Secret<String>> = [&creds.user_password, &creds.admin_password]

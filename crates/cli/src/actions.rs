@@ -7,7 +7,7 @@ use std::io::BufRead;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use protocol::agent_profile::{Needed, action_needs};
+use protocol::action_kind::{ActionKind, Needed};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use vault::Secret;
@@ -110,7 +110,8 @@ fn passwords(
     from_stdin: bool,
     admin_given: bool,
 ) -> anyhow::Result<(Password, Password)> {
-    let (user, admin) = action_needs(kind);
+    // An unknown kind needs nothing here; the server refuses it and names the known ones.
+    let (user, admin) = ActionKind::parse(kind).map_or((Needed::No, Needed::No), ActionKind::needs);
     let need_user = user == Needed::Yes;
     let need_admin = admin == Needed::Yes || (admin == Needed::Optional && admin_given);
     let mut lines: Vec<Secret<String>> = Vec::new();

@@ -482,7 +482,7 @@ async fn seed_devices(ts: &TestServer, prefix: &str, n: usize) -> Vec<String> {
         let event = store::NewEvent {
             subject: id.clone(),
             enrollment_id: Some(id.clone()),
-            kind: "enrollment.authenticated".into(),
+            kind: store::EventKind::EnrollmentAuthenticated,
             outcome: store::Outcome::Success,
             detail: "seeded".into(),
             at: 1,
@@ -942,7 +942,7 @@ async fn device_clear_token_commands_history_and_action_output_as_json() {
     let event = store::NewEvent {
         subject: udid.into(),
         enrollment_id: Some(udid.into()),
-        kind: "agent.action_created".into(),
+        kind: store::EventKind::AgentActionCreated,
         outcome: store::Outcome::Success,
         detail: "seeded".into(),
         at: now,

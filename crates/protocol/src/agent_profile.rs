@@ -187,6 +187,7 @@ pub struct RegisterResponse {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AgentActionWire {
     pub id: String,
+    /// An [`ActionKind`](crate::action_kind::ActionKind)'s text, kept as text: an agent answers a kind it does not know as unsupported.
     pub kind: String,
     pub params: serde_json::Value,
     /// Base64 HPKE blob of the credentials JSON (`enc || ciphertext`), info = [`action_seal_info`], aad = id.
@@ -309,46 +310,6 @@ pub struct AgentUserWire {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentInventoryRequest {
     pub users: Vec<AgentUserWire>,
-}
-
-/// Every agent action kind.
-pub const ACTION_KINDS: [&str; 9] = [
-    "grant_secure_token",
-    "create_user",
-    "secure_token_off",
-    "transfer_secure_token",
-    "validate_bootstrap_token",
-    "remove_bootstrap_token",
-    "reescrow_bootstrap_token",
-    "troubleshoot",
-    "reset_password",
-];
-
-/// Whether an action kind carries a name and its password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needed {
-    No,
-    /// Both or neither (troubleshoot runs `profiles validate` only when given an admin).
-    Optional,
-    Yes,
-}
-
-/// What an action kind needs: (user + user_password, admin + admin_password).
-pub fn action_needs(kind: &str) -> (Needed, Needed) {
-    match kind {
-        // reset_password: `user` is whose password changes and `user_password` its NEW password; `admin` is
-        // the token-holding admin who authorises it.
-        "grant_secure_token"
-        | "create_user"
-        | "secure_token_off"
-        | "transfer_secure_token"
-        | "reset_password" => (Needed::Yes, Needed::Yes),
-        "validate_bootstrap_token" | "remove_bootstrap_token" | "reescrow_bootstrap_token" => {
-            (Needed::No, Needed::Yes)
-        }
-        "troubleshoot" => (Needed::No, Needed::Optional),
-        _ => (Needed::No, Needed::No),
-    }
 }
 
 /// HPKE `info` binding a sealed credential blob to its action.

@@ -6,6 +6,7 @@
 //! never appear in `Debug` output or error messages.
 
 pub mod accounts;
+pub mod action_kind;
 pub mod agent_profile;
 pub mod checkin;
 pub mod command;

@@ -170,7 +170,7 @@ fn note_untrusted_forwarded_header(state: &AppState, addr: Option<PeerAddr>) {
         _ => "forwarded certificate header from a peer that is not a --trusted-proxy ignored",
     };
     state.mdm.note_refusal(
-        service::events::FORWARDED_CERT_UNTRUSTED,
+        service::EventKind::ForwardedCertUntrusted,
         &PeerAddr::source(addr.as_ref()),
         why,
     );

@@ -218,7 +218,7 @@ async fn expired_revoked_unknown_and_malformed_tokens_are_refused_and_consume_no
             &store::NewEvent {
                 subject: "t".into(),
                 enrollment_id: None,
-                kind: "test".into(),
+                kind: store::EventKind::EnrollmentAuthenticated,
                 outcome: store::Outcome::Success,
                 detail: String::new(),
                 at: 0,

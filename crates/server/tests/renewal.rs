@@ -225,7 +225,7 @@ async fn set_not_after(ts: &TestServer, udid: &str, not_after: i64) {
     let event = store::NewEvent {
         subject: udid.into(),
         enrollment_id: Some(udid.into()),
-        kind: "test".into(),
+        kind: store::EventKind::EnrollmentAuthenticated,
         outcome: store::Outcome::Success,
         detail: "test".into(),
         at: 0,
@@ -323,7 +323,7 @@ async fn expired_mac(ts: &TestServer, udid: &str, days_ago: i64) -> TestDevice {
     let event = store::NewEvent {
         subject: udid.into(),
         enrollment_id: Some(udid.into()),
-        kind: "test".into(),
+        kind: store::EventKind::EnrollmentAuthenticated,
         outcome: store::Outcome::Success,
         detail: "test".into(),
         at: 0,
@@ -521,7 +521,7 @@ async fn a_mac_bound_before_expiry_was_recorded_gets_it_at_its_next_command_poll
     let event = store::NewEvent {
         subject: "UDID-PRE-0009".into(),
         enrollment_id: None,
-        kind: "test".into(),
+        kind: store::EventKind::EnrollmentAuthenticated,
         outcome: store::Outcome::Success,
         detail: "test".into(),
         at: 0,

@@ -25,7 +25,7 @@ use crate::apikeys::Actor;
 use crate::commands::new_command_uuid;
 use crate::error::admin;
 use crate::secrets::SecretRef;
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// PBKDF2-HMAC-SHA512 iterations of the `passwordHash` (macOS's own hashes use tens of thousands).
 pub const PASSWORD_HASH_ITERATIONS: u32 = 40_000;
@@ -224,7 +224,7 @@ impl MdmService {
                     let event = self.event(
                         &device.id,
                         Some(&device.id),
-                        events::ACCOUNT_CONFIGURATION_QUEUED,
+                        EventKind::AccountConfigurationQueued,
                         Outcome::Success,
                         detail,
                     );
@@ -234,7 +234,7 @@ impl MdmService {
                     let event = self.event(
                         &device.id,
                         Some(&device.id),
-                        events::ACCOUNT_CONFIGURATION_FAILED,
+                        EventKind::AccountConfigurationFailed,
                         Outcome::Failure,
                         format!("AccountConfiguration not queued: {err}"),
                     );
@@ -328,7 +328,7 @@ impl MdmService {
             let event = self.event(
                 &subject,
                 None,
-                events::GROUP_ACCOUNTS_UPDATED,
+                EventKind::GroupAccountsUpdated,
                 Outcome::Success,
                 format!(
                     "{} removed the managed admin of group {:?}",
@@ -381,7 +381,7 @@ impl MdmService {
         let event = self.event(
             &subject,
             None,
-            events::GROUP_ACCOUNTS_UPDATED,
+            EventKind::GroupAccountsUpdated,
             Outcome::Success,
             format!(
                 "{} set the managed admin of group {:?}: '{}', primary account {}{}",

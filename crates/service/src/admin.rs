@@ -5,23 +5,15 @@
 
 use protocol::command::{Command, ObliterationBehavior};
 use store::{
-    BootstrapStatus, DeviceFilter, DeviceRecord, DeviceUser, Event, EventFilter, FactSource, Group,
-    Millis, Outcome, QueuedCommand,
+    DeviceFilter, DeviceRecord, DeviceUser, Event, EventFilter, FactSource, Group, Millis, Outcome,
+    QueuedCommand,
 };
 
 use crate::apikeys::Actor;
 use crate::error::admin;
 use crate::push::PushResult;
-use crate::{MdmService, ServiceError, commands::new_command_uuid};
-
-pub const GROUP_CREATED: &str = "admin.group.created";
-pub const GROUP_UPDATED: &str = "admin.group.updated";
-pub const GROUP_DELETED: &str = "admin.group.deleted";
-pub const GROUP_MEMBERSHIP: &str = "admin.group.membership";
-pub const COMMAND_ENQUEUED: &str = "admin.command.enqueued";
-pub const COMMAND_REFUSED: &str = "admin.command.refused";
-pub const PUSH_SENT: &str = "admin.push";
-pub const TOKEN_CLEARED: &str = "admin.bootstrap_token.cleared";
+use crate::status::BootstrapStatus;
+use crate::{EventKind, MdmService, ServiceError, commands::new_command_uuid};
 
 /// One fact about a user with where it came from and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,7 +204,7 @@ impl MdmService {
         self.store.create_group(&g).await.map_err(admin)?;
         self.audit(
             &format!("group:{}", g.id),
-            GROUP_CREATED,
+            EventKind::GroupCreated,
             format!(
                 "{} created group {:?} (escrow {})",
                 by.label(),
@@ -259,7 +251,7 @@ impl MdmService {
         };
         self.audit(
             &format!("group:{id}"),
-            GROUP_UPDATED,
+            EventKind::GroupUpdated,
             format!(
                 "{} updated group {:?}: escrow {}, prompt user {}{policy}",
                 by.label(),
@@ -276,11 +268,11 @@ impl MdmService {
         if disabled && change.on_escrow_disabled == OnEscrowDisabled::Clear {
             let mut f = DeviceFilter {
                 group_id: Some(id.to_string()),
-                status: Some(BootstrapStatus::Escrowed),
                 include_checked_out: true,
                 limit: 500,
                 ..Default::default()
             };
+            BootstrapStatus::Escrowed.restrict(&mut f);
             loop {
                 let page = self.store.list_devices(&f).await?;
                 for d in &page {
@@ -306,7 +298,7 @@ impl MdmService {
         let event = self.event(
             &format!("group:{id}"),
             None,
-            GROUP_DELETED,
+            EventKind::GroupDeleted,
             Outcome::Success,
             format!(
                 "{} deleted group {:?}; its members have no group now",
@@ -334,7 +326,7 @@ impl MdmService {
             .map_err(admin)?;
         self.audit(
             device_id,
-            GROUP_MEMBERSHIP,
+            EventKind::GroupMembership,
             format!(
                 "{} set group of {device_id} to {}",
                 by.label(),
@@ -435,7 +427,7 @@ impl MdmService {
             if let Some(reason) = self.erase_blocker(id).await? {
                 self.audit(
                     id,
-                    COMMAND_REFUSED,
+                    EventKind::CommandRefused,
                     format!("{}: EraseDevice refused: {reason}", by.label()),
                 )
                 .await?;
@@ -474,7 +466,7 @@ impl MdmService {
         for id in ids {
             self.audit(
                 id,
-                COMMAND_ENQUEUED,
+                EventKind::CommandEnqueued,
                 format!("{} queued {} {uuid}", by.label(), command.request_type),
             )
             .await?;
@@ -526,7 +518,7 @@ impl MdmService {
             };
             self.audit(
                 &r.enrollment_id,
-                PUSH_SENT,
+                EventKind::PushSent,
                 format!("{} push {outcome}", by.label()),
             )
             .await?;
@@ -555,14 +547,19 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            TOKEN_CLEARED,
+            EventKind::TokenCleared,
             Outcome::Success,
             format!("{}: Bootstrap Token {why}", by.label()),
         );
         Ok(self.store.clear_bootstrap_token(id, &event).await?)
     }
 
-    async fn audit(&self, subject: &str, kind: &str, detail: String) -> Result<(), ServiceError> {
+    async fn audit(
+        &self,
+        subject: &str,
+        kind: EventKind,
+        detail: String,
+    ) -> Result<(), ServiceError> {
         let enrollment = (!subject.contains(':')).then_some(subject);
         let event = self.event(subject, enrollment, kind, Outcome::Success, detail);
         Ok(self.store.record_event(&event).await?)

@@ -19,11 +19,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use openssl::sha::sha256;
+use protocol::action_kind::{ActionKind, Needed};
 use protocol::agent_profile::{
     ActionResultRequest, AgentActionWire, AgentActionsResponse, AgentInventoryRequest,
     AgentSettings, CommandRunWire, EscrowReportRequest, MAX_COMMAND_OUTPUT,
-    MAX_TROUBLESHOOT_COMMANDS, Needed, RegisterRequest, RegisterResponse, action_needs,
-    action_seal_info, agent_profile, clean_output, cut, signing_message,
+    MAX_TROUBLESHOOT_COMMANDS, RegisterRequest, RegisterResponse, action_seal_info, agent_profile,
+    clean_output, cut, signing_message,
 };
 use protocol::command::Command;
 use protocol::wildcards::{self, EnrollmentData};
@@ -34,20 +35,7 @@ use store::{
 use vault::Secret;
 
 use crate::apikeys::Actor;
-use crate::{MdmService, ServiceError, events};
-
-pub const AGENT_INSTALL_QUEUED: &str = "agent.install_queued";
-pub const AGENT_REGISTERED: &str = "agent.registered";
-pub const AGENT_REGISTRATION_REFUSED: &str = "agent.registration_refused";
-pub const AGENT_AUTH_FAILED: &str = "agent.auth_failed";
-pub const AGENT_ACTION_CREATED: &str = "agent.action_created";
-pub const AGENT_ACTION_FINISHED: &str = "agent.action_finished";
-pub const AGENT_ACTION_CANCELLED: &str = "agent.action_cancelled";
-pub const AGENT_INVENTORY: &str = "agent.inventory";
-/// One per command a `troubleshoot` action ran: the command line, its exit code and its (cleaned) output.
-pub const AGENT_TROUBLESHOOT: &str = "agent.troubleshoot";
-/// How a user's `escrow-agent escrow` (self-service Bootstrap Token escrow) ended.
-pub const AGENT_SELF_SERVICE_ESCROW: &str = "agent.self_service_escrow";
+use crate::{EventKind, MdmService, ServiceError};
 
 /// How long a registration secret stays usable once its InstallProfile is on the Mac, unless the server is
 /// told otherwise (`--agent-secret-ttl`).
@@ -61,8 +49,6 @@ pub const MAX_ACTION_OUTPUT: usize = 64 * 1024;
 /// The longest an agent's poll may wait for an action.
 pub const MAX_POLL_WAIT: Duration =
     Duration::from_secs(protocol::agent_profile::MAX_POLL_WAIT_SECS);
-
-pub use protocol::agent_profile::ACTION_KINDS;
 
 /// What `admin_install_agent` queued.
 #[derive(Debug, Clone)]
@@ -79,6 +65,7 @@ pub struct AgentInstall {
 /// A new action as the admin asks for it. Passwords only in `Secret`s.
 #[derive(Debug)]
 pub struct NewAgentAction {
+    /// As the admin typed it; parsed as an [`ActionKind`] after the scope check (an unknown kind is Invalid).
     pub kind: String,
     /// The user the action is for (new user for create_user, the target for transfer).
     pub user: Option<String>,
@@ -129,7 +116,7 @@ impl MdmService {
     fn agent_event(
         &self,
         device: &str,
-        kind: &str,
+        kind: EventKind,
         outcome: Outcome,
         detail: String,
     ) -> store::NewEvent {
@@ -198,7 +185,7 @@ impl MdmService {
         let mut events = vec![
             self.agent_event(
                 &enrollment.id,
-                AGENT_INSTALL_QUEUED,
+                EventKind::AgentInstallQueued,
                 Outcome::Success,
                 format!(
                     "{}: agent settings profile {command_uuid} queued; its registration secret works for {ttl} \
@@ -209,7 +196,7 @@ impl MdmService {
             self.event(
                 &enrollment.id,
                 Some(&enrollment.id),
-                events::COMMAND_QUEUED,
+                EventKind::CommandQueued,
                 Outcome::Success,
                 format!("InstallProfile {command_uuid} (carries a secret: sealed at rest)"),
             ),
@@ -223,7 +210,7 @@ impl MdmService {
                 .unwrap_or_else(|| "no agent is registered now".into());
             events.push(self.agent_event(
                 &enrollment.id,
-                events::AGENT_REPLACE_AUTHORIZED,
+                EventKind::AgentReplaceAuthorized,
                 Outcome::Success,
                 format!(
                     "{}: agent-install --replace: the registration with install {command_uuid}'s secret may \
@@ -276,7 +263,7 @@ impl MdmService {
                 if agent.device_id != req.device_id {
                     let event = self.agent_event(
                         &agent.device_id,
-                        AGENT_REGISTRATION_REFUSED,
+                        EventKind::AgentRegistrationRefused,
                         Outcome::Refused,
                         format!(
                             "agent {} signed a registration for another device",
@@ -310,7 +297,7 @@ impl MdmService {
             };
             self.agent_event(
                 subject,
-                AGENT_REGISTRATION_REFUSED,
+                EventKind::AgentRegistrationRefused,
                 Outcome::Refused,
                 format!("registration secret refused: {why}"),
             )
@@ -332,13 +319,13 @@ impl MdmService {
         let event = match (&current, &proven, &secret.replace_authorized_by) {
             (None, _, _) => self.agent_event(
                 &req.device_id,
-                AGENT_REGISTERED,
+                EventKind::AgentRegistered,
                 Outcome::Success,
                 format!("agent {} registered", reg.agent_id),
             ),
             (Some(cur), Some(p), _) if p.agent_id == cur.agent_id => self.agent_event(
                 &req.device_id,
-                events::AGENT_REPLACED,
+                EventKind::AgentReplaced,
                 Outcome::Success,
                 format!(
                     "agent {} registered, replacing agent {} (the request was signed by that agent's key)",
@@ -347,7 +334,7 @@ impl MdmService {
             ),
             (Some(cur), _, Some(by)) => self.agent_event(
                 &req.device_id,
-                events::AGENT_REPLACED,
+                EventKind::AgentReplaced,
                 Outcome::Success,
                 format!(
                     "agent {} registered, replacing agent {} (allowed by {by}'s agent-install --replace)",
@@ -357,7 +344,7 @@ impl MdmService {
             (Some(cur), _, None) => {
                 let event = self.agent_event(
                     &req.device_id,
-                    AGENT_REGISTRATION_REFUSED,
+                    EventKind::AgentRegistrationRefused,
                     Outcome::Refused,
                     format!(
                         "this Mac already has agent {}; the registration was not signed by it and the install \
@@ -403,7 +390,7 @@ impl MdmService {
                 // The path without its query: the query is the caller's and may be anything.
                 let path = req.path.split('?').next().unwrap_or_default();
                 let detail = format!("{subject}: {} {path}: {err}", req.method);
-                self.note_refusal(AGENT_AUTH_FAILED, source, &detail);
+                self.note_refusal(EventKind::AgentAuthFailed, source, &detail);
                 Err(err)
             }
         }
@@ -535,7 +522,7 @@ impl MdmService {
         };
         let mut events = vec![self.agent_event(
             &agent.device_id,
-            AGENT_ACTION_FINISHED,
+            EventKind::AgentActionFinished,
             if req.succeeded {
                 Outcome::Success
             } else {
@@ -549,7 +536,7 @@ impl MdmService {
         events.extend(commands.iter().map(|c| {
             self.agent_event(
                 &agent.device_id,
-                AGENT_TROUBLESHOOT,
+                EventKind::AgentTroubleshoot,
                 if c.exit_code == Some(0) {
                     Outcome::Success
                 } else {
@@ -574,7 +561,7 @@ impl MdmService {
             ActionEnd::Ended => {
                 if status == ActionStatus::Succeeded
                     && let Some(a) = self.store.agent_action(id).await?
-                    && changes_users(&a.kind)
+                    && ActionKind::parse(&a.kind).is_none_or(changes_users)
                 {
                     self.refresh_user_list(&agent.device_id, "a successful agent action")
                         .await;
@@ -614,7 +601,7 @@ impl MdmService {
             .filter(|a| a.device_id == agent.device_id)
             .map(|a| a.kind);
         match kind.as_deref() {
-            Some("troubleshoot") => {}
+            Some(k) if *k == ActionKind::Troubleshoot => {}
             Some(other) => {
                 return Err(ServiceError::Malformed(format!(
                     "commands belong to troubleshoot results, not {other}"
@@ -672,7 +659,7 @@ impl MdmService {
         );
         let event = self.agent_event(
             &agent.device_id,
-            AGENT_SELF_SERVICE_ESCROW,
+            EventKind::AgentSelfServiceEscrow,
             if req.succeeded {
                 Outcome::Success
             } else {
@@ -752,7 +739,7 @@ impl MdmService {
             })?;
         let event = self.agent_event(
             &agent.device_id,
-            AGENT_INVENTORY,
+            EventKind::AgentInventory,
             Outcome::Success,
             format!("agent reported {} users", users.len()),
         );
@@ -768,13 +755,12 @@ impl MdmService {
         by: &Actor,
     ) -> Result<AgentAction, ServiceError> {
         by.require(store::ApiScope::Operate)?;
-        if !ACTION_KINDS.contains(&new.kind.as_str()) {
-            return Err(ServiceError::Invalid(format!(
-                "unknown action kind {:?}; use one of {}",
-                new.kind,
-                ACTION_KINDS.join(", ")
-            )));
-        }
+        let kind: ActionKind =
+            new.kind
+                .parse()
+                .map_err(|e: protocol::action_kind::UnknownActionKind| {
+                    ServiceError::Invalid(e.to_string())
+                })?;
         let enrollment = self
             .store
             .enrollment(device_id)
@@ -808,11 +794,11 @@ impl MdmService {
                 })
                 .transpose()
         };
-        let (need_user, need_admin) = action_needs(&new.kind);
+        let (need_user, need_admin) = kind.needs();
         if need_admin == Needed::Optional && new.admin.is_some() != new.admin_password.is_some() {
             return Err(ServiceError::Invalid(format!(
                 "{} takes admin and admin_password together (to run profiles validate) or neither",
-                new.kind
+                kind
             )));
         }
         let need_user = need_user == Needed::Yes;
@@ -828,23 +814,25 @@ impl MdmService {
         };
         if need_user {
             if user.is_none() {
-                return Err(ServiceError::Invalid(format!("{} needs user", new.kind)));
+                return Err(ServiceError::Invalid(format!("{kind} needs user")));
             }
-            let pw = new.user_password.as_ref().ok_or_else(|| {
-                ServiceError::Invalid(format!("{} needs user_password", new.kind))
-            })?;
+            let pw = new
+                .user_password
+                .as_ref()
+                .ok_or_else(|| ServiceError::Invalid(format!("{kind} needs user_password")))?;
             creds.insert("user_password", expand_secret("user_password", pw)?);
         }
         if need_admin {
             if admin.is_none() {
-                return Err(ServiceError::Invalid(format!("{} needs admin", new.kind)));
+                return Err(ServiceError::Invalid(format!("{kind} needs admin")));
             }
-            let pw = new.admin_password.as_ref().ok_or_else(|| {
-                ServiceError::Invalid(format!("{} needs admin_password", new.kind))
-            })?;
+            let pw = new
+                .admin_password
+                .as_ref()
+                .ok_or_else(|| ServiceError::Invalid(format!("{kind} needs admin_password")))?;
             creds.insert("admin_password", expand_secret("admin_password", pw)?);
         }
-        if new.kind == "create_user" && full_name.is_none() {
+        if kind == ActionKind::CreateUser && full_name.is_none() {
             return Err(ServiceError::Invalid("create_user needs full_name".into()));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -876,14 +864,14 @@ impl MdmService {
                 params.insert(k.into(), serde_json::Value::String(v.clone()));
             }
         }
-        if new.kind == "create_user" {
+        if kind == ActionKind::CreateUser {
             params.insert("make_admin".into(), serde_json::Value::Bool(new.make_admin));
         }
         let now = self.now();
         let action = AgentAction {
             id: id.clone(),
             device_id: device_id.to_string(),
-            kind: new.kind.clone(),
+            kind: kind.as_str().to_string(),
             params: serde_json::Value::Object(params).to_string(),
             sealed,
             status: ActionStatus::Queued,
@@ -896,9 +884,9 @@ impl MdmService {
         };
         let event = self.agent_event(
             device_id,
-            AGENT_ACTION_CREATED,
+            EventKind::AgentActionCreated,
             Outcome::Success,
-            format!("{}: action {id} {} queued", by.label(), new.kind),
+            format!("{}: action {id} {kind} queued", by.label()),
         );
         self.store
             .create_agent_action(&action, &event)
@@ -939,7 +927,7 @@ impl MdmService {
         by.require(store::ApiScope::Operate)?;
         let event = self.agent_event(
             device_id,
-            AGENT_ACTION_CANCELLED,
+            EventKind::AgentActionCancelled,
             Outcome::Success,
             format!("{}: action {id} cancelled", by.label()),
         );
@@ -978,8 +966,12 @@ impl MdmService {
 
 /// Whether a succeeded action of this kind may have changed the Mac's users or tokens (so UserList is asked
 /// again); the read-only ones did not.
-fn changes_users(kind: &str) -> bool {
-    !matches!(kind, "troubleshoot" | "validate_bootstrap_token")
+/// Whether a successful action of this kind may have changed the Mac's users (worth a UserList re-ask).
+fn changes_users(kind: ActionKind) -> bool {
+    !matches!(
+        kind,
+        ActionKind::Troubleshoot | ActionKind::ValidateBootstrapToken
+    )
 }
 
 fn secret_refused() -> ServiceError {

@@ -9,11 +9,7 @@ use openssl::sha::sha256;
 use store::{ApiKey, ApiScope, Outcome};
 use vault::Secret;
 
-use crate::{MdmService, ServiceError};
-
-/// Event kinds of admin actions.
-pub const APIKEY_CREATED: &str = "admin.apikey.created";
-pub const APIKEY_REVOKED: &str = "admin.apikey.revoked";
+use crate::{EventKind, MdmService, ServiceError};
 
 const PREFIX: &str = "escrowd_";
 
@@ -94,7 +90,7 @@ impl MdmService {
         let event = self.event(
             &format!("apikey:{id}"),
             None,
-            APIKEY_REVOKED,
+            EventKind::ApikeyRevoked,
             Outcome::Success,
             format!("{} revoked key {id}", by.label()),
         );
@@ -133,7 +129,7 @@ pub async fn create_api_key(
     let event = store::NewEvent {
         subject: format!("apikey:{}", record.id),
         enrollment_id: None,
-        kind: APIKEY_CREATED.into(),
+        kind: EventKind::ApikeyCreated,
         outcome: Outcome::Success,
         detail: format!(
             "{} created key {:?} with scope {}",
@@ -161,7 +157,7 @@ pub async fn revoke_api_key(
     let event = store::NewEvent {
         subject: format!("apikey:{id}"),
         enrollment_id: None,
-        kind: APIKEY_REVOKED.into(),
+        kind: EventKind::ApikeyRevoked,
         outcome: Outcome::Success,
         detail: format!("{} revoked key {id}", by.label()),
         at: now,

@@ -11,9 +11,8 @@ use protocol::command::Command;
 use store::{NewCommand, Outcome, SealedSecret};
 use vault::Secret;
 
-use crate::inventory::INVENTORY_QUEUE_FAILED;
 use crate::secrets::SecretRef;
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 impl MdmService {
     /// Queue a typed or raw command for one or more enrollments; returns the command UUID. A command holding a
@@ -71,7 +70,7 @@ impl MdmService {
             let event = self.event(
                 id,
                 Some(id),
-                events::COMMAND_QUEUED,
+                EventKind::CommandQueued,
                 Outcome::Success,
                 format!("{} {}{note}", command.request_type, command.uuid),
             );
@@ -151,7 +150,7 @@ impl MdmService {
                 let event = self.event(
                     device_id,
                     Some(device_id),
-                    INVENTORY_QUEUE_FAILED,
+                    EventKind::InventoryQueueFailed,
                     Outcome::Failure,
                     format!("inventory after {why} not queued: {err}"),
                 );
@@ -183,7 +182,7 @@ mod tests {
         let ev = store::NewEvent {
             subject: "MAC-1".into(),
             enrollment_id: Some("MAC-1".into()),
-            kind: "t".into(),
+            kind: store::EventKind::EnrollmentAuthenticated,
             outcome: Outcome::Success,
             detail: String::new(),
             at: 1,

@@ -7,7 +7,9 @@ use apitypes::{
     BootstrapTokenView, Device, DeviceGroup, DeviceIdentity, EnrollmentType, InventoryAt,
     TokenLabel, TokenStatus,
 };
-use store::{BootstrapStatus, DeviceRecord, SecurityFacts};
+use store::{DeviceRecord, SecurityFacts};
+
+use crate::status::{BootstrapStatus, DeviceStatus};
 
 /// The view of `d` that the device list and detail answer with.
 pub fn device_view(d: &DeviceRecord) -> Device {

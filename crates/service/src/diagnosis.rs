@@ -3,10 +3,11 @@
 //! `lessons-from-other-mdms.md`. Guarantees: findings only cite stored facts (never a token); a fact not yet
 //! reported is named as missing instead of guessed.
 
-use store::{BootstrapStatus, DeviceRecord, EventFilter};
+use store::{DeviceRecord, EventFilter};
 
 use crate::admin::{MergedUser, merge_users};
-use crate::{MdmService, ServiceError, events};
+use crate::status::{BootstrapStatus, DeviceStatus};
+use crate::{EventKind, MdmService, ServiceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -45,7 +46,7 @@ impl MdmService {
             .store
             .events(&EventFilter {
                 subject: Some(id.to_string()),
-                kind: Some(events::BOOTSTRAP_ESCROWED.to_string()),
+                kind: Some(EventKind::BootstrapEscrowed.to_string()),
                 limit: 1,
                 ..Default::default()
             })

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use store::{AuthFailureCount, AuthFailureFilter, MAX_AUTH_FAILURE_DETAIL, Millis, cap_text};
 
-use crate::{MdmService, ServiceError};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// Counts are kept per hour.
 pub const BUCKET_MS: Millis = 3600 * 1000;
@@ -74,11 +74,15 @@ pub struct AuthFailureTally {
 
 impl AuthFailureTally {
     /// Count one refusal. Returns true when it is the first of its key since the last flush (worth a log line).
-    fn add(&self, kind: &str, source: &Source, at: Millis, detail: &str) -> bool {
+    fn add(&self, kind: EventKind, source: &Source, at: Millis, detail: &str) -> bool {
         let bucket = at - at.rem_euclid(BUCKET_MS);
         let detail = cap_text(detail, MAX_AUTH_FAILURE_DETAIL);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let mut key = (kind.to_string(), source.as_str().to_string(), bucket);
+        let mut key = (
+            kind.as_str().to_string(),
+            source.as_str().to_string(),
+            bucket,
+        );
         if !pending.contains_key(&key) && pending.len() >= MAX_PENDING_KEYS {
             key.1 = OVERFLOW_SOURCE.to_string();
         }
@@ -141,14 +145,14 @@ impl AuthFailureTally {
 }
 
 impl MdmService {
-    /// Count one refusal of an unauthenticated request (kinds from [`crate::events`]); never writes the store
+    /// Count one refusal of an unauthenticated request, under its event kind; never writes the store
     /// itself. `detail` must be metadata only; it is capped here.
-    pub fn note_refusal(&self, kind: &str, source: &Source, detail: &str) {
+    pub fn note_refusal(&self, kind: EventKind, source: &Source, detail: &str) {
         let detail = cap_text(detail, MAX_AUTH_FAILURE_DETAIL);
         if self.auth_failures.add(kind, source, self.now(), detail) {
-            tracing::warn!(kind, source = %source.as_str(), reason = %detail, "unauthenticated request refused (further ones from this source are counted, see GET /api/v1/auth-failures)");
+            tracing::warn!(kind = kind.as_str(), source = %source.as_str(), reason = %detail, "unauthenticated request refused (further ones from this source are counted, see GET /api/v1/auth-failures)");
         } else {
-            tracing::debug!(kind, source = %source.as_str(), reason = %detail, "unauthenticated request refused");
+            tracing::debug!(kind = kind.as_str(), source = %source.as_str(), reason = %detail, "unauthenticated request refused");
         }
     }
 
@@ -214,10 +218,10 @@ mod tests {
     fn the_tally_counts_per_key_and_caps_details_and_keys() {
         let tally = AuthFailureTally::default();
         let a = Source::from_ip(ip("192.0.2.1"));
-        assert!(tally.add("scep.refused", &a, 10, "first"));
-        assert!(!tally.add("scep.refused", &a, 20, &"x".repeat(10_000)));
-        assert!(tally.add("scep.refused", &a, BUCKET_MS + 5, "next hour"));
-        assert!(tally.add("auth.failed", &a, 30, "other kind"));
+        assert!(tally.add(EventKind::ScepRefused, &a, 10, "first"));
+        assert!(!tally.add(EventKind::ScepRefused, &a, 20, &"x".repeat(10_000)));
+        assert!(tally.add(EventKind::ScepRefused, &a, BUCKET_MS + 5, "next hour"));
+        assert!(tally.add(EventKind::AuthFailed, &a, 30, "other kind"));
         let mut counts = tally.take();
         counts.sort_by_key(|c| (c.kind.clone(), c.bucket));
         assert_eq!(counts.len(), 3);
@@ -231,7 +235,7 @@ mod tests {
 
         for i in 0..MAX_PENDING_KEYS + 50 {
             let s = Source(format!("s{i}"));
-            tally.add("enroll.refused", &s, 1, "junk");
+            tally.add(EventKind::EnrollRefused, &s, 1, "junk");
         }
         let counts = tally.take();
         assert_eq!(counts.len(), MAX_PENDING_KEYS + 1);
@@ -243,9 +247,9 @@ mod tests {
     fn restored_counts_merge_with_new_ones() {
         let tally = AuthFailureTally::default();
         let a = Source::from_ip(ip("192.0.2.1"));
-        tally.add("scep.refused", &a, 10, "one");
+        tally.add(EventKind::ScepRefused, &a, 10, "one");
         let taken = tally.take();
-        tally.add("scep.refused", &a, 20, "two");
+        tally.add(EventKind::ScepRefused, &a, 20, "two");
         tally.restore(taken);
         let counts = tally.take();
         assert_eq!(counts.len(), 1);

@@ -22,13 +22,7 @@ use vault::Secret;
 use crate::apikeys::Actor;
 use crate::error::admin;
 use crate::secrets::SecretRef;
-use crate::{MdmService, ServiceError};
-
-pub const ENROLL_TOKEN_CREATED: &str = "admin.enroll_token.created";
-pub const ENROLL_TOKEN_REVOKED: &str = "admin.enroll_token.revoked";
-pub const ENROLL_PROFILE_SERVED: &str = "enroll.profile_served";
-pub const ENROLL_REFUSED: &str = "enroll.refused";
-pub const GROUP_PROFILE_SERVED: &str = "admin.group.profile";
+use crate::{EventKind, MdmService, ServiceError};
 
 /// How long a one-time SCEP challenge from `/enroll` stays usable (time to install the downloaded profile).
 pub const CHALLENGE_TTL_MS: Millis = 60 * 60 * 1000;
@@ -140,7 +134,7 @@ impl MdmService {
         let event = self.event(
             &token.id,
             None,
-            ENROLL_TOKEN_CREATED,
+            EventKind::EnrollTokenCreated,
             Outcome::Success,
             detail,
         );
@@ -159,7 +153,13 @@ impl MdmService {
         by.require(store::ApiScope::Admin)?;
         let now = self.now();
         let detail = format!("by {}: token {id} revoked", by.label());
-        let event = self.event(id, None, ENROLL_TOKEN_REVOKED, Outcome::Success, detail);
+        let event = self.event(
+            id,
+            None,
+            EventKind::EnrollTokenRevoked,
+            Outcome::Success,
+            detail,
+        );
         self.store
             .revoke_enrollment_token(id, now, &event)
             .await
@@ -178,7 +178,7 @@ impl MdmService {
         let given = token.expose();
         if given.is_empty() || given.chars().count() > MAX_TOKEN_CHARS {
             self.note_refusal(
-                ENROLL_REFUSED,
+                EventKind::EnrollRefused,
                 source,
                 "the enrollment token is missing or too long",
             );
@@ -205,7 +205,7 @@ impl MdmService {
         let event = self.event(
             "enroll",
             None,
-            ENROLL_PROFILE_SERVED,
+            EventKind::EnrollProfileServed,
             Outcome::Success,
             "one use redeemed; one-time SCEP challenge minted",
         );
@@ -224,7 +224,7 @@ impl MdmService {
                 };
                 // Counted per source and hour, not stored per request: anyone can send a token.
                 self.note_refusal(
-                    ENROLL_REFUSED,
+                    EventKind::EnrollRefused,
                     source,
                     &format!("{reason} (token hash {short}…)"),
                 );
@@ -263,7 +263,7 @@ impl MdmService {
         let event = self.event(
             &group.id,
             None,
-            GROUP_PROFILE_SERVED,
+            EventKind::GroupProfileServed,
             Outcome::Success,
             detail,
         );

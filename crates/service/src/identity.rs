@@ -11,7 +11,7 @@ use store::{BootstrapTokenRecord, Enrollment, Outcome};
 
 use crate::apikeys::Actor;
 use crate::checkin::short_fp;
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// A pending identity as the admin views show it (never its token).
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +133,7 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            events::IDENTITY_APPROVED,
+            EventKind::IdentityApproved,
             Outcome::Success,
             detail,
         );
@@ -166,7 +166,7 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            events::DEVICE_BLOCKED,
+            EventKind::DeviceBlocked,
             Outcome::Success,
             detail,
         );
@@ -181,7 +181,7 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            events::DEVICE_UNBLOCKED,
+            EventKind::DeviceUnblocked,
             Outcome::Success,
             format!("{}: unblocked", by.label()),
         );
@@ -203,7 +203,7 @@ impl MdmService {
         let event = self.event(
             id,
             Some(id),
-            events::DEVICE_UNENROLLED,
+            EventKind::DeviceUnenrolled,
             Outcome::Success,
             format!(
                 "{}: unenrolled; escrowed Bootstrap Token deleted; the next Authenticate is a new enrollment",

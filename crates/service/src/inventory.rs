@@ -10,13 +10,10 @@ use store::{
 };
 
 use crate::commands::new_command_uuid;
-use crate::{MdmService, ServiceError};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// Event kind when an inventory result could not be stored.
-pub const INVENTORY_REJECTED: &str = "inventory.rejected";
-pub const INVENTORY_UPDATED: &str = "inventory.updated";
 /// Event kind when queueing automatic inventory failed for a device.
-pub const INVENTORY_QUEUE_FAILED: &str = "inventory.queue_failed";
 
 /// The shortest time between two UserList re-asks of one Mac after a change to its users (an agent action, a
 /// SetBootstrapToken, a user-channel TokenUpdate).
@@ -228,7 +225,7 @@ impl MdmService {
                 let event = self.event(
                     device_id,
                     Some(device_id),
-                    INVENTORY_QUEUE_FAILED,
+                    EventKind::InventoryQueueFailed,
                     Outcome::Failure,
                     format!("UserList after {why} not queued: {err}"),
                 );
@@ -406,12 +403,12 @@ impl MdmService {
         };
         let (kind, outcome, detail) = match stored {
             Ok(()) => (
-                INVENTORY_UPDATED,
+                EventKind::InventoryUpdated,
                 Outcome::Success,
                 format!("{request_type} stored"),
             ),
             Err(reason) => (
-                INVENTORY_REJECTED,
+                EventKind::InventoryRejected,
                 Outcome::Failure,
                 format!("{request_type} result not stored: {reason}"),
             ),

@@ -18,7 +18,7 @@ pub mod diagnosis;
 pub mod edge;
 pub mod enroll;
 pub mod error;
-pub mod events;
+mod events;
 pub mod identity;
 pub mod inventory;
 pub mod keys;
@@ -28,12 +28,15 @@ pub mod renewal;
 pub mod reports;
 pub mod scep;
 pub mod secrets;
+pub mod status;
 
 use std::sync::Arc;
 
 pub use checkin::{BoundDevice, CheckinReply, ConnectReply};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{ErrorKind, ServiceError};
+/// Event kinds are defined once, in `store` (which owns the event schema); re-exported for handlers and `server`.
+pub use store::EventKind;
 
 /// Everything the MDM endpoints need, shared by every request.
 #[derive(Clone)]

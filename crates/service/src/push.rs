@@ -10,14 +10,12 @@ use std::sync::Arc;
 
 use store::{NewEvent, Outcome};
 
-use crate::{MdmService, ServiceError};
+use crate::{EventKind, MdmService, ServiceError};
 
 /// APNs reasons that mean the device token will never work again for this topic: the enrollment is marked
 /// and skipped until it sends a new TokenUpdate.
 pub const TOKEN_REFUSING_REASONS: [&str; 3] =
     ["BadDeviceToken", "Unregistered", "DeviceTokenNotForTopic"];
-/// Event kind of such a mark.
-pub const PUSH_TOKEN_INVALID: &str = "push.token_invalid";
 
 /// Where and how to wake one enrollment (device or user channel), from its latest TokenUpdate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +150,7 @@ TokenUpdate (if it never comes, the Mac must re-enroll)",
                     .cloned()
                     .unwrap_or_else(|| target.enrollment_id.clone()),
                 enrollment_id: Some(target.enrollment_id.clone()),
-                kind: PUSH_TOKEN_INVALID.into(),
+                kind: EventKind::PushTokenInvalid,
                 outcome: Outcome::Failure,
                 detail: format!(
                     "APNs answered {reason}: pushes to this enrollment are skipped until its next TokenUpdate"

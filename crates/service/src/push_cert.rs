@@ -147,7 +147,7 @@ impl MdmService {
             .record_event(&NewEvent {
                 subject: "server".into(),
                 enrollment_id: None,
-                kind: "push_certificate.uploaded".into(),
+                kind: store::EventKind::PushCertificateUploaded,
                 outcome: Outcome::Success,
                 detail,
                 at: now,

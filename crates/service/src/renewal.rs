@@ -21,7 +21,7 @@ use crate::apikeys::Actor;
 use crate::checkin::{BoundDevice, ConnectReply, short_fp};
 use crate::commands::new_command_uuid;
 use crate::enroll::{ProfileUrls, random_hex, secret_hash};
-use crate::{MdmService, ServiceError, events};
+use crate::{EventKind, MdmService, ServiceError};
 
 const DAY_MS: Millis = 24 * 3600 * 1000;
 /// How long a renewal profile's one-time challenge stays usable: 14 days, far longer than `/enroll`'s hour,
@@ -202,7 +202,7 @@ impl MdmService {
         let event = self.event(
             &device.id,
             Some(&device.id),
-            events::IDENTITY_RENEWAL_QUEUED,
+            EventKind::IdentityRenewalQueued,
             Outcome::Success,
             detail,
         );
@@ -310,7 +310,7 @@ impl MdmService {
         let event = self.event(
             &device.id,
             Some(&device.id),
-            events::IDENTITY_RENEWAL_GRACE,
+            EventKind::IdentityRenewalGrace,
             Outcome::Success,
             detail,
         );

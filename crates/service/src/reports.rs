@@ -3,7 +3,9 @@
 //! page (1000 devices at a time) so a caller can stream them; CSV fields are quoted and formula-looking cells
 //! are defused; no row carries a token.
 
-use store::{BootstrapStatus, DeviceFilter, DeviceRecord};
+use store::{DeviceFilter, DeviceRecord};
+
+use crate::status::{BootstrapStatus, DeviceStatus};
 
 use crate::admin::merge_users;
 
@@ -93,15 +95,16 @@ impl MdmService {
         report: Report,
         after: Option<String>,
     ) -> Result<(String, Option<String>), ServiceError> {
-        let f = DeviceFilter {
-            status: (report == Report::WithoutBootstrapToken)
-                .then_some(BootstrapStatus::NotEscrowed),
+        let mut f = DeviceFilter {
             apple_silicon: (report == Report::CannotAuthorize).then_some(true),
             users_without_secure_token: (report == Report::UsersWithoutSecureToken).then_some(true),
             after_id: after,
             limit: 1000,
             ..Default::default()
         };
+        if report == Report::WithoutBootstrapToken {
+            BootstrapStatus::NotEscrowed.restrict(&mut f);
+        }
         let page = self.store.list_devices(&f).await?;
         let next = (page.len() == 1000)
             .then(|| page.last().map(|d| d.enrollment.id.clone()))

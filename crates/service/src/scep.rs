@@ -16,9 +16,9 @@ use pki::scep::{self, FailInfo, MessageType, ScepError, ScepRequest};
 use store::Outcome;
 use vault::Secret;
 
+use crate::EventKind;
 use crate::checkin::short_fp;
 use crate::edge::Source;
-use crate::events::{SCEP_ISSUED, SCEP_REFUSED};
 use crate::{MdmService, ServiceError};
 
 /// How long a senderNonce is remembered for replay detection.
@@ -80,7 +80,7 @@ impl MdmService {
         let req = match scep::decode_request(message) {
             Ok(req) => req,
             Err(ScepError::Malformed(reason)) => {
-                self.note_refusal(SCEP_REFUSED, source, &reason);
+                self.note_refusal(EventKind::ScepRefused, source, &reason);
                 return Err(ServiceError::Malformed(format!("SCEP: {reason}")));
             }
             Err(e) => return Err(ServiceError::Internal(e.to_string())),
@@ -89,7 +89,7 @@ impl MdmService {
             Ok(reply) => Ok(reply),
             Err(ScepError::Refused { fail_info, reason }) => {
                 let detail = format!("transaction {}: {fail_info}: {reason}", req.transaction_id);
-                self.note_refusal(SCEP_REFUSED, source, &detail);
+                self.note_refusal(EventKind::ScepRefused, source, &detail);
                 scep::cert_rep_failure(&config.ca, &req, fail_info)
                     .map_err(|e| ServiceError::Internal(e.to_string()))
             }
@@ -196,7 +196,7 @@ impl MdmService {
             })
             .await
             .map_err(|e| ScepError::Malformed(format!("store: {e}")))?;
-        let event = self.event(&cn, None, SCEP_ISSUED, Outcome::Success, detail);
+        let event = self.event(&cn, None, EventKind::ScepIssued, Outcome::Success, detail);
         self.store
             .record_event(&event)
             .await

@@ -161,88 +161,16 @@ pub struct DeviceUser {
     pub observed_at: Millis,
 }
 
-/// The Bootstrap Token status of a device (ARCHITECTURE.md), as the list filter and the device view use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootstrapStatus {
-    /// NA (SOTI: "the device does not support bootstrap token"): macOS < 10.15, a user enrollment, or 10.15
-    /// not enrolled via ADE.
-    NotSupported,
-    /// Not configured: supported, nothing stored (also when its group has escrow switched off; see
-    /// [`DeviceRecord::status_reason`]).
-    NotEscrowed,
-    /// Configured: a token is stored.
-    Escrowed,
-}
-
-impl BootstrapStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BootstrapStatus::NotSupported => "not_supported",
-            BootstrapStatus::NotEscrowed => "not_escrowed",
-            BootstrapStatus::Escrowed => "escrowed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "not_supported" => Some(BootstrapStatus::NotSupported),
-            "not_escrowed" => Some(BootstrapStatus::NotEscrowed),
-            "escrowed" => Some(BootstrapStatus::Escrowed),
-            _ => None,
-        }
-    }
-
-    /// How admins see it: NA / Not configured / Configured.
-    pub fn label(self) -> &'static str {
-        match self {
-            BootstrapStatus::NotSupported => "NA",
-            BootstrapStatus::NotEscrowed => "Not configured",
-            BootstrapStatus::Escrowed => "Configured",
-        }
-    }
-
-    /// The one rule, shared with the SQL filter (`shared/devices.rs`, `NOT_SUPPORTED`): unknown facts count as
-    /// supported. NA only when the Mac cannot escrow at all; a group's escrow switch does not change what the
-    /// Mac supports, so it is not an input here (the device view gives it as the status's reason).
-    pub fn compute(has_token: bool, inventory: Option<&DeviceInventory>) -> Self {
-        if has_token {
-            return BootstrapStatus::Escrowed;
-        }
-        if unsupported_reason(inventory).is_some() {
-            BootstrapStatus::NotSupported
-        } else {
-            BootstrapStatus::NotEscrowed
-        }
-    }
-}
-
-/// Why a Mac cannot escrow a Bootstrap Token at all (its status is NA), or None when it can (or it is not
-/// known yet).
-pub fn unsupported_reason(inventory: Option<&DeviceInventory>) -> Option<String> {
-    let device = inventory.and_then(|i| i.device.as_ref());
-    let os = device.and_then(|d| d.os_version_num);
-    let os_text = device
-        .and_then(|d| d.os_version.clone())
-        .unwrap_or_else(|| "unknown".into());
-    let security = inventory.and_then(|i| i.security.as_ref());
-    if os.is_some_and(|n| n < 101_500) {
-        return Some(format!("macOS {os_text} is older than 10.15"));
-    }
-    if security.and_then(|s| s.is_user_enrollment) == Some(true) {
-        return Some("a User Enrollment cannot escrow a Bootstrap Token".into());
-    }
-    if os.is_some_and(|n| n < 110_000) && security.and_then(|s| s.enrolled_via_dep) == Some(false) {
-        return Some(format!(
-            "macOS {os_text} escrows only when enrolled through Automated Device Enrollment"
-        ));
-    }
-    None
-}
-
 /// Which devices to list (device channel only). All filters are ANDed; paging is by device id.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFilter {
-    pub status: Option<BootstrapStatus>,
+    /// Some(true): a Bootstrap Token is stored; Some(false): none is. The Bootstrap Token status is
+    /// `service::status`'s rule; it narrows a filter with this and `can_escrow`.
+    pub has_token: Option<bool>,
+    /// Some(false): the inventory says the Mac cannot escrow a Bootstrap Token at all (macOS older than 10.15,
+    /// a User Enrollment, or 10.15 not enrolled through ADE); Some(true): it can, or nothing says otherwise.
+    /// The SQL twin of `service::status::unsupported_reason`, checked against it by a `service` test.
+    pub can_escrow: Option<bool>,
     pub apple_silicon: Option<bool>,
     /// OS version prefix, e.g. `14` or `14.5` (matches `14.5`, `14.5.1`; not `14.50`).
     pub os_version: Option<String>,
@@ -279,25 +207,6 @@ pub struct DeviceRecord {
     /// Users (MDM source) reported with HasSecureToken = false.
     pub users_without_secure_token: u64,
     pub user_count: u64,
-}
-
-impl DeviceRecord {
-    pub fn status(&self) -> BootstrapStatus {
-        BootstrapStatus::compute(self.token.is_some(), self.inventory.as_ref())
-    }
-
-    /// Why the status is what it is, shown beside it: the group's escrow switch when it is off ("escrow is off
-    /// for group Lab", whether a token was kept or not), else what makes the Mac NA; None otherwise.
-    pub fn status_reason(&self) -> Option<String> {
-        if self.group_escrow_enabled == Some(false) {
-            let name = self.group_name.as_deref().unwrap_or("(unnamed)");
-            return Some(format!("escrow is off for group {name}"));
-        }
-        match self.status() {
-            BootstrapStatus::NotSupported => unsupported_reason(self.inventory.as_ref()),
-            _ => None,
-        }
-    }
 }
 
 /// `"14.5.1"` → 140501; `"10.15"` → 101500. None for anything that is not 1–3 dot-separated numbers.
@@ -344,96 +253,6 @@ mod tests {
         }
         assert!(ApiScope::from_stored("root").is_err());
         assert!(FactSource::from_stored("ldap").is_err());
-    }
-
-    #[test]
-    fn status_is_escrowed_with_a_token_and_not_configured_without_one() {
-        assert_eq!(
-            BootstrapStatus::compute(true, None),
-            BootstrapStatus::Escrowed
-        );
-        assert_eq!(
-            BootstrapStatus::compute(false, None),
-            BootstrapStatus::NotEscrowed
-        );
-    }
-
-    #[test]
-    fn an_escrow_off_group_is_a_reason_not_na() {
-        let mut d = DeviceRecord {
-            enrollment: Enrollment::new_device("D", 1),
-            group_name: Some("Lab".into()),
-            group_escrow_enabled: Some(false),
-            token: None,
-            inventory: None,
-            users_without_secure_token: 0,
-            user_count: 0,
-        };
-        assert_eq!(d.status(), BootstrapStatus::NotEscrowed);
-        assert_eq!(
-            d.status_reason().as_deref(),
-            Some("escrow is off for group Lab")
-        );
-        d.token = Some(TokenInfo {
-            size: 1,
-            escrowed_at: 1,
-            verified: false,
-            last_requested_at: None,
-        });
-        assert_eq!(d.status(), BootstrapStatus::Escrowed, "a kept token");
-        assert_eq!(
-            d.status_reason().as_deref(),
-            Some("escrow is off for group Lab")
-        );
-        d.group_escrow_enabled = Some(true);
-        assert_eq!(d.status_reason(), None);
-        d.token = None;
-        d.inventory = Some(DeviceInventory {
-            device_id: "D".into(),
-            device: Some(DeviceFacts {
-                os_version: Some("10.14.6".into()),
-                os_version_num: Some(101_406),
-                ..Default::default()
-            }),
-            security: None,
-        });
-        assert_eq!(d.status(), BootstrapStatus::NotSupported);
-        assert_eq!(
-            d.status_reason().as_deref(),
-            Some("macOS 10.14.6 is older than 10.15")
-        );
-    }
-
-    #[test]
-    fn status_is_na_on_old_macos_and_on_10_15_without_ade() {
-        let inv = |os: i64, dep: Option<bool>| DeviceInventory {
-            device_id: "d".into(),
-            device: Some(DeviceFacts {
-                os_version_num: Some(os),
-                ..Default::default()
-            }),
-            security: Some(SecurityFacts {
-                enrolled_via_dep: dep,
-                ..Default::default()
-            }),
-        };
-        let na = BootstrapStatus::NotSupported;
-        assert_eq!(
-            BootstrapStatus::compute(false, Some(&inv(101_407, Some(true)))),
-            na
-        );
-        assert_eq!(
-            BootstrapStatus::compute(false, Some(&inv(101_507, Some(false)))),
-            na
-        );
-        assert_eq!(
-            BootstrapStatus::compute(false, Some(&inv(101_507, Some(true)))),
-            BootstrapStatus::NotEscrowed
-        );
-        assert_eq!(
-            BootstrapStatus::compute(false, Some(&inv(140_000, Some(false)))),
-            BootstrapStatus::NotEscrowed
-        );
     }
 }
 

@@ -13,6 +13,7 @@ mod agent_model;
 mod edge_model;
 mod enroll_model;
 mod error;
+mod event_kind;
 mod model;
 mod postgres;
 pub mod roles;
@@ -30,6 +31,7 @@ pub use agent_model::*;
 pub use edge_model::*;
 pub use enroll_model::*;
 pub use error::{Result, StoreError};
+pub use event_kind::{EventKind, UnknownEventKind};
 pub use model::*;
 pub use postgres::PgStore;
 pub use roles::{

@@ -2,7 +2,7 @@
 //! `SealedSecret`'s Debug shows the blob's length, never its bytes; every enum round-trips through the exact
 //! string stored in the database, and an unknown stored string is an error, not a panic.
 
-use crate::{Result, StoreError};
+use crate::{EventKind, Result, StoreError};
 
 /// Unix time in milliseconds.
 pub type Millis = i64;
@@ -129,8 +129,8 @@ pub struct NewEvent {
     /// Device id (UDID) or `"unknown"`.
     pub subject: String,
     pub enrollment_id: Option<String>,
-    /// E.g. `"bootstrap_token.escrowed"`.
-    pub kind: String,
+    /// Stored as [`EventKind::as_str`], e.g. `"bootstrap_token.escrowed"`.
+    pub kind: EventKind,
     pub outcome: Outcome,
     pub detail: String,
     pub at: Millis,
@@ -142,16 +142,26 @@ pub struct Event {
     pub id: i64,
     pub subject: String,
     pub enrollment_id: Option<String>,
+    /// The stored text, kept as text so that a kind this build does not know is still listed; compares equal
+    /// to an [`EventKind`] (`e.kind == EventKind::AuthFailed`), [`Event::known_kind`] parses it.
     pub kind: String,
     pub outcome: Outcome,
     pub detail: String,
     pub at: Millis,
 }
 
+impl Event {
+    /// The kind as an [`EventKind`], or None for a kind this build does not know.
+    pub fn known_kind(&self) -> Option<EventKind> {
+        EventKind::parse(&self.kind)
+    }
+}
+
 /// Which events to list. Events come back newest first (id descending).
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub subject: Option<String>,
+    /// The stored text ([`EventKind::as_str`]); any text is accepted (an unknown one matches nothing).
     pub kind: Option<String>,
     pub outcome: Option<Outcome>,
     pub since: Option<Millis>,

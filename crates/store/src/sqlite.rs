@@ -152,7 +152,10 @@ mod tests {
         {
             let store = crate::connect(&url).await.unwrap();
             store
-                .upsert_enrollment(&e, &crate::conformance::event("UDID-REOPEN", "t.enrolled"))
+                .upsert_enrollment(
+                    &e,
+                    &crate::conformance::event("UDID-REOPEN", "enrollment.authenticated"),
+                )
                 .await
                 .unwrap();
             store.close().await;
@@ -170,7 +173,10 @@ mod tests {
             .unwrap();
         let e = crate::conformance::device("UDID-BAD", None);
         store
-            .upsert_enrollment(&e, &crate::conformance::event("UDID-BAD", "t"))
+            .upsert_enrollment(
+                &e,
+                &crate::conformance::event("UDID-BAD", "enrollment.authenticated"),
+            )
             .await
             .unwrap();
         // Simulate a row written by something else: bypass the CHECK on one connection.
@@ -222,7 +228,10 @@ mod tests {
         e.device_name = Some("n".repeat(1 << 20));
         e.push_token = Some(vec![7; 1 << 20]);
         store
-            .upsert_enrollment(&e, &crate::conformance::event("UDID-BIG", "t"))
+            .upsert_enrollment(
+                &e,
+                &crate::conformance::event("UDID-BIG", "enrollment.authenticated"),
+            )
             .await
             .unwrap();
         assert_eq!(store.enrollment("UDID-BIG").await.unwrap(), Some(e));

@@ -79,7 +79,7 @@ fn action_schema() -> Value {
 fn create_schema() -> Value {
     let text = || nullable(string());
     object_with(
-        &[("kind", one_of(&service::agent::ACTION_KINDS))],
+        &[("kind", one_of(protocol::action_kind::ActionKind::NAMES))],
         &[
             ("user", text()),
             ("admin", text()),

@@ -9,7 +9,8 @@ use axum::response::Response;
 use axum::routing::{delete, get, put};
 use serde::Deserialize;
 use service::apikeys::Actor;
-use store::{ApiScope, BootstrapStatus, DeviceFilter, EventFilter, Outcome};
+use service::status::BootstrapStatus;
+use store::{ApiScope, DeviceFilter, EventFilter, Outcome};
 
 use apitypes as t;
 
@@ -90,8 +91,7 @@ pub(super) fn filter(q: ListQuery) -> Result<DeviceFilter, Response> {
             )
         })?),
     };
-    Ok(DeviceFilter {
-        status,
+    let mut f = DeviceFilter {
         apple_silicon: q.apple_silicon,
         os_version: q.os_version,
         group_id: q.group,
@@ -101,7 +101,12 @@ pub(super) fn filter(q: ListQuery) -> Result<DeviceFilter, Response> {
         include_checked_out: q.include_checked_out,
         after_id: q.after,
         limit: check_limit(q.limit)?,
-    })
+        ..Default::default()
+    };
+    if let Some(status) = status {
+        status.restrict(&mut f);
+    }
+    Ok(f)
 }
 
 async fn list(State(s): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Response {

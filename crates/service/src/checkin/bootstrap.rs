@@ -16,7 +16,7 @@ use super::CheckinReply;
 use super::enrollment::EnrollmentLifecycle;
 use super::identity::BoundDevice;
 use crate::secrets::Secrets;
-use crate::{Clock, ServiceError, events};
+use crate::{Clock, EventKind, ServiceError};
 
 /// Whether the device's group allows escrow; `Err(reason)` when it does not. No group = escrow on.
 pub(crate) async fn escrow_policy(
@@ -55,7 +55,11 @@ pub(crate) struct BootstrapEscrow<'a> {
 }
 
 impl<'a> BootstrapEscrow<'a> {
-    pub(crate) fn new(store: &'a dyn store::Store, secrets: &'a Secrets, clock: &'a dyn Clock) -> Self {
+    pub(crate) fn new(
+        store: &'a dyn store::Store,
+        secrets: &'a Secrets,
+        clock: &'a dyn Clock,
+    ) -> Self {
         BootstrapEscrow {
             store,
             secrets,
@@ -76,10 +80,10 @@ impl<'a> BootstrapEscrow<'a> {
         &self,
         device: &BoundDevice,
         what: &str,
-        kind: &str,
+        kind: EventKind,
     ) -> ServiceError {
         let reason = format!("{what} is only accepted on the device channel");
-        let event = events::new_event(
+        let event = crate::events::new_event(
             self.clock,
             device.id(),
             Some(device.id()),
@@ -101,7 +105,11 @@ impl<'a> BootstrapEscrow<'a> {
     ) -> Result<SetOutcome, ServiceError> {
         if msg.identity.is_user_channel() {
             return Err(self
-                .refuse_user_channel(bound, "SetBootstrapToken", events::BOOTSTRAP_ESCROW_REFUSED)
+                .refuse_user_channel(
+                    bound,
+                    "SetBootstrapToken",
+                    EventKind::BootstrapEscrowRefused,
+                )
                 .await);
         }
         self.awaiting_configuration()
@@ -111,11 +119,11 @@ impl<'a> BootstrapEscrow<'a> {
         // A Mac clearing its own token (`profiles remove -type bootstraptoken` sends an empty
         // SetBootstrapToken) is honoured in any group: escrow off refuses new tokens, not their removal.
         let Some(token) = msg.token_to_store() else {
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 &device.id,
                 Some(&device.id),
-                events::BOOTSTRAP_CLEARED,
+                EventKind::BootstrapCleared,
                 Outcome::Success,
                 "device sent SetBootstrapToken without a token: escrowed token removed",
             );
@@ -123,11 +131,11 @@ impl<'a> BootstrapEscrow<'a> {
             return Ok(SetOutcome::Cleared);
         };
         if let Err(reason) = escrow_policy(self.store, device).await? {
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 &device.id,
                 Some(&device.id),
-                events::BOOTSTRAP_ESCROW_REFUSED,
+                EventKind::BootstrapEscrowRefused,
                 Outcome::Refused,
                 reason.clone(),
             );
@@ -149,11 +157,11 @@ impl<'a> BootstrapEscrow<'a> {
         let previous = self.store.bootstrap_token(&device.id).await?;
         let (kind, detail) = match &previous {
             None => (
-                events::BOOTSTRAP_ESCROWED,
+                EventKind::BootstrapEscrowed,
                 format!("{} bytes sealed under key {}", token.len(), sealed.key_id),
             ),
             Some(p) if p.digest == digest => (
-                events::BOOTSTRAP_REPLACED,
+                EventKind::BootstrapReplaced,
                 format!(
                     "same token escrowed again ({} bytes, key {})",
                     token.len(),
@@ -161,7 +169,7 @@ impl<'a> BootstrapEscrow<'a> {
                 ),
             ),
             Some(_) => (
-                events::BOOTSTRAP_REPLACED,
+                EventKind::BootstrapReplaced,
                 format!(
                     "new token replaces the previous one ({} bytes, key {})",
                     token.len(),
@@ -178,7 +186,7 @@ impl<'a> BootstrapEscrow<'a> {
             verified: false,
             last_requested_at: previous.and_then(|p| p.last_requested_at),
         };
-        let event = events::new_event(
+        let event = crate::events::new_event(
             self.clock,
             &device.id,
             Some(&device.id),
@@ -198,7 +206,7 @@ impl<'a> BootstrapEscrow<'a> {
     ) -> Result<CheckinReply, ServiceError> {
         if msg.identity.is_user_channel() {
             return Err(self
-                .refuse_user_channel(bound, "GetBootstrapToken", events::BOOTSTRAP_REQUESTED)
+                .refuse_user_channel(bound, "GetBootstrapToken", EventKind::BootstrapRequested)
                 .await);
         }
         self.awaiting_configuration()
@@ -211,11 +219,11 @@ impl<'a> BootstrapEscrow<'a> {
             ))
         };
         if let Err(reason) = escrow_policy(self.store, device).await? {
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 &device.id,
                 Some(&device.id),
-                events::BOOTSTRAP_REQUESTED,
+                EventKind::BootstrapRequested,
                 Outcome::Refused,
                 reason,
             );
@@ -223,11 +231,11 @@ impl<'a> BootstrapEscrow<'a> {
             return empty();
         }
         let Some(record) = self.store.bootstrap_token(&device.id).await? else {
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 &device.id,
                 Some(&device.id),
-                events::BOOTSTRAP_REQUESTED,
+                EventKind::BootstrapRequested,
                 Outcome::Failure,
                 "no Bootstrap Token is escrowed for this device: answered with empty data",
             );
@@ -237,11 +245,11 @@ impl<'a> BootstrapEscrow<'a> {
         let token = match self.secrets.open_token(&device.id, &record.sealed.blob) {
             Ok(t) => t,
             Err(err) => {
-                let event = events::new_event(
+                let event = crate::events::new_event(
                     self.clock,
                     &device.id,
                     Some(&device.id),
-                    events::BOOTSTRAP_REQUESTED,
+                    EventKind::BootstrapRequested,
                     Outcome::Failure,
                     format!("escrowed token could not be opened: {err}"),
                 );
@@ -251,11 +259,11 @@ impl<'a> BootstrapEscrow<'a> {
         };
         let body = protocol::checkin::get_bootstrap_token_response(Some(&token))?;
         let now = self.now();
-        let event = events::new_event(
+        let event = crate::events::new_event(
             self.clock,
             &device.id,
             Some(&device.id),
-            events::BOOTSTRAP_REQUESTED,
+            EventKind::BootstrapRequested,
             Outcome::Success,
             format!("served {} bytes; token verified", token.len()),
         );

@@ -16,7 +16,7 @@ use super::ConnectReply;
 use super::enrollment::EnrollmentLifecycle;
 use super::identity::BoundDevice;
 use crate::secrets::{SecretRef, Secrets};
-use crate::{Clock, ServiceError, events};
+use crate::{Clock, EventKind, ServiceError};
 
 /// What a recorded report asks of the rest of the service (the dispatcher runs it before serving the next
 /// command, so whatever it queues can be served in this session).
@@ -41,7 +41,11 @@ pub(crate) struct CommandChannel<'a> {
 }
 
 impl<'a> CommandChannel<'a> {
-    pub(crate) fn new(store: &'a dyn store::Store, secrets: &'a Secrets, clock: &'a dyn Clock) -> Self {
+    pub(crate) fn new(
+        store: &'a dyn store::Store,
+        secrets: &'a Secrets,
+        clock: &'a dyn Clock,
+    ) -> Self {
         CommandChannel {
             store,
             secrets,
@@ -194,11 +198,11 @@ impl<'a> CommandChannel<'a> {
                 self.now(),
             )
             .await?;
-        let event = events::new_event(
+        let event = crate::events::new_event(
             self.clock,
             device_id,
             Some(enrollment_id),
-            events::COMMAND_SEALED_PAYLOAD_UNREADABLE,
+            EventKind::CommandSealedPayloadUnreadable,
             Outcome::Failure,
             format!(
                 "{} {} not sent and finished as Error: {reason}",
@@ -228,11 +232,11 @@ impl<'a> CommandChannel<'a> {
                             .or_else(|| e.localized_description.clone())
                     })
                     .unwrap_or_else(|| "no ErrorChain".to_string());
-                let event = events::new_event(
+                let event = crate::events::new_event(
                     self.clock,
                     device_id,
                     Some(enrollment_id),
-                    events::COMMAND_RESULT,
+                    EventKind::CommandResult,
                     Outcome::Failure,
                     format!(
                         "{request_type} {uuid}: {}: {reason}",
@@ -247,11 +251,11 @@ impl<'a> CommandChannel<'a> {
                 }
             }
             Status::Acknowledged if request_type == "EraseDevice" => {
-                let event = events::new_event(
+                let event = crate::events::new_event(
                     self.clock,
                     device_id,
                     Some(device_id),
-                    events::ENROLLMENT_CHECKED_OUT,
+                    EventKind::EnrollmentCheckedOut,
                     Outcome::Success,
                     format!(
                         "EraseDevice {uuid} acknowledged: the enrollment ends and the erased Mac's token is \

@@ -14,7 +14,7 @@ use super::enrollment::{EnrollmentLifecycle, TokenUpdated};
 use super::identity::{BoundDevice, DeviceIdentity};
 use super::{CheckinReply, ConnectReply, DeviceCredential, plist_xml};
 use crate::edge::Source;
-use crate::{ErrorKind, MdmService, ServiceError, events};
+use crate::{ErrorKind, EventKind, MdmService, ServiceError};
 
 /// Routes one device request. Holds the service for the layers' parts (store, vault, clock, verifier) and for
 /// the follow-ups that queue commands.
@@ -179,7 +179,7 @@ impl<'a> Dispatch<'a> {
         let event = self.svc.event(
             device.id(),
             Some(device.id()),
-            events::CHECKIN_UNSUPPORTED,
+            EventKind::CheckinUnsupported,
             Outcome::Refused,
             format!("{what}: {reason}"),
         );
@@ -289,7 +289,7 @@ impl<'a> Dispatch<'a> {
         };
         match self.svc.store.enrollment(device_id).await {
             Ok(Some(_)) => self.svc.note_refusal(
-                events::AUTH_FAILED,
+                EventKind::AuthFailed,
                 source,
                 &format!("{device_id}: {message_type}: {err}"),
             ),

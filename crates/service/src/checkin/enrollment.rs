@@ -9,7 +9,7 @@ use protocol::checkin::{Identity, TokenUpdate};
 use store::{Channel, Enrollment, Outcome};
 
 use super::identity::BoundDevice;
-use crate::{Clock, ServiceError, events};
+use crate::{Clock, EventKind, ServiceError};
 
 /// What a TokenUpdate changed, for the dispatcher's follow-ups.
 pub(crate) enum TokenUpdated {
@@ -98,11 +98,11 @@ impl<'a> EnrollmentLifecycle<'a> {
                 e.user_short_name.as_deref().unwrap_or("unknown user"),
                 user_id
             );
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 &device.id,
                 Some(&id),
-                events::ENROLLMENT_USER_CHANNEL,
+                EventKind::EnrollmentUserChannel,
                 Outcome::Success,
                 detail,
             );
@@ -124,16 +124,16 @@ impl<'a> EnrollmentLifecycle<'a> {
         e.last_seen_at = now;
         let (kind, detail) = if first {
             (
-                events::ENROLLMENT_COMPLETED,
+                EventKind::EnrollmentCompleted,
                 "first TokenUpdate: the device can now be pushed".to_string(),
             )
         } else {
             (
-                events::ENROLLMENT_TOKEN_UPDATE,
+                EventKind::EnrollmentTokenUpdate,
                 "push token updated".to_string(),
             )
         };
-        let event = events::new_event(
+        let event = crate::events::new_event(
             self.clock,
             &e.id,
             Some(&e.id),
@@ -155,22 +155,22 @@ impl<'a> EnrollmentLifecycle<'a> {
         let now = self.now();
         if device.is_pending() {
             // Ends the pending identity alone (its own token and queue), never the Mac's enrollment.
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 device.claimed_device_id(),
                 Some(&device.id),
-                events::ENROLLMENT_CHECKED_OUT,
+                EventKind::EnrollmentCheckedOut,
                 Outcome::Success,
                 "a pending identity removed its MDM profile (CheckOut); the Mac's enrollment is untouched",
             );
             self.store.checkout(&device.id, now, &event).await?;
             return Ok(());
         }
-        let event = events::new_event(
+        let event = crate::events::new_event(
             self.clock,
             &device.id,
             Some(&device.id),
-            events::ENROLLMENT_CHECKED_OUT,
+            EventKind::EnrollmentCheckedOut,
             Outcome::Success,
             "device removed its MDM profile (CheckOut); escrowed Bootstrap Token deleted",
         );
@@ -193,11 +193,11 @@ impl<'a> EnrollmentLifecycle<'a> {
         let mut e = device.clone();
         e.awaiting_configuration = Some(value);
         e.updated_at = self.now();
-        let event = events::new_event(
+        let event = crate::events::new_event(
             self.clock,
             &e.id,
             Some(&e.id),
-            "enrollment.awaiting_configuration",
+            EventKind::EnrollmentAwaitingConfiguration,
             Outcome::Success,
             format!("AwaitingConfiguration is now {value}"),
         );

@@ -256,7 +256,7 @@ async fn profiles_install_escrows_and_validate_catches_a_token_the_server_lost()
     let event = store::NewEvent {
         subject: "PROF".into(),
         enrollment_id: Some("PROF".into()),
-        kind: "test.clear".into(),
+        kind: store::EventKind::TokenCleared,
         outcome: store::Outcome::Success,
         detail: "admin cleared".into(),
         at: 0,

@@ -9,6 +9,7 @@ mod hostile;
 mod lifecycle;
 
 use common::*;
+use service::status::DeviceStatus;
 use sim::mac::{
     AddUser, Arch, Enrollment, FetchReason, MacError, MacSpec, OsVersion, Served, UserKind,
 };
@@ -152,7 +153,7 @@ async fn s3_turning_escrow_off_keeps_granted_tokens_and_new_accounts_get_none() 
     // SOTI's meanings: the kept token makes it Configured, and the group's switch is the reason beside it,
     // never NA (NA is for Macs that do not support a Bootstrap Token).
     let d = ts.store().device_record("S3").await.unwrap().unwrap();
-    assert_eq!(d.status(), store::BootstrapStatus::Escrowed);
+    assert_eq!(d.status(), service::status::BootstrapStatus::Escrowed);
     assert_eq!(
         d.status_reason().as_deref(),
         Some("escrow is off for group Lab S3")
@@ -166,7 +167,7 @@ async fn s3_turning_escrow_off_keeps_granted_tokens_and_new_accounts_get_none() 
         "the kept token is gone"
     );
     let d = ts.store().device_record("S3").await.unwrap().unwrap();
-    assert_eq!(d.status(), store::BootstrapStatus::NotEscrowed);
+    assert_eq!(d.status(), service::status::BootstrapStatus::NotEscrowed);
     assert_eq!(
         d.status_reason().as_deref(),
         Some("escrow is off for group Lab S3")

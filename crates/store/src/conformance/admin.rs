@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::{device, event, event_count, token};
 use crate::{
-    ApiKey, ApiScope, BootstrapStatus, DeviceFacts, DeviceFilter, DeviceUser, FactSource, Group,
-    SecurityFacts, Store, StoreError,
+    ApiKey, ApiScope, DeviceFacts, DeviceFilter, DeviceUser, FactSource, Group, SecurityFacts,
+    Store, StoreError,
 };
 
 fn key(id: &str, hash: &str, scope: ApiScope) -> ApiKey {
@@ -68,7 +68,10 @@ pub(super) async fn api_keys_are_found_by_hash_listed_and_revoked_with_events(
     assert_eq!(store.api_key_by_hash("hash-2").await.unwrap(), None);
     assert!(matches!(
         store
-            .create_api_key(&key("k2", "hash-1", ApiScope::Read), &event("x", "y"))
+            .create_api_key(
+                &key("k2", "hash-1", ApiScope::Read),
+                &event("x", "enrollment.authenticated")
+            )
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -85,7 +88,9 @@ pub(super) async fn api_keys_are_found_by_hash_listed_and_revoked_with_events(
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].revoked_at, Some(20));
     assert!(matches!(
-        store.revoke_api_key("k1", 30, &event("x", "y")).await,
+        store
+            .revoke_api_key("k1", 30, &event("x", "enrollment.authenticated"))
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(event_count(&store).await, 2);
@@ -93,7 +98,10 @@ pub(super) async fn api_keys_are_found_by_hash_listed_and_revoked_with_events(
 
 pub(super) async fn inventory_parts_are_written_independently(store: Arc<dyn Store>) {
     store
-        .upsert_enrollment(&device("D1", None), &event("D1", "t"))
+        .upsert_enrollment(
+            &device("D1", None),
+            &event("D1", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     assert_eq!(store.device_inventory("D1").await.unwrap(), None);
@@ -119,7 +127,10 @@ pub(super) async fn inventory_parts_are_written_independently(store: Arc<dyn Sto
 
 pub(super) async fn a_user_list_replaces_only_its_sources_rows(store: Arc<dyn Store>) {
     store
-        .upsert_enrollment(&device("D1", None), &event("D1", "t"))
+        .upsert_enrollment(
+            &device("D1", None),
+            &event("D1", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     let agent = DeviceUser {
@@ -179,7 +190,7 @@ pub(super) async fn a_user_list_replaces_only_its_sources_rows(store: Arc<dyn St
 pub(super) async fn user_counts_take_each_users_newest_secure_token_fact(store: Arc<dyn Store>) {
     for id in ["D1", "D2"] {
         store
-            .upsert_enrollment(&device(id, None), &event(id, "t"))
+            .upsert_enrollment(&device(id, None), &event(id, "enrollment.authenticated"))
             .await
             .unwrap();
     }
@@ -278,17 +289,23 @@ pub(super) async fn device_list_filters_match_the_status_rule_and_page_by_id(
     store.create_group(&off).await.unwrap();
     for id in ["A", "B", "C", "D", "E"] {
         store
-            .upsert_enrollment(&device(id, None), &event(id, "t"))
+            .upsert_enrollment(&device(id, None), &event(id, "enrollment.authenticated"))
             .await
             .unwrap();
     }
     store
-        .upsert_enrollment(&super::user("A", "U1"), &event("A", "t"))
+        .upsert_enrollment(
+            &super::user("A", "U1"),
+            &event("A", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     // A: escrowed, Apple silicon 14.5; B: group escrow off (supported); C: macOS 10.14; D: nothing known; E: 14.50 Intel.
     store
-        .put_bootstrap_token(&token("A", "k1", b"tok"), &event("A", "e"))
+        .put_bootstrap_token(
+            &token("A", "k1", b"tok"),
+            &event("A", "bootstrap_token.escrowed"),
+        )
         .await
         .unwrap();
     store
@@ -322,31 +339,30 @@ pub(super) async fn device_list_filters_match_the_status_rule_and_page_by_id(
         ["A", "B", "C", "D", "E"],
         "user channels are not devices"
     );
-    for r in &all {
-        let only = list(DeviceFilter {
-            status: Some(r.status()),
-            ..Default::default()
-        })
-        .await;
-        assert!(
-            ids(&only).contains(&r.enrollment.id.as_str()),
-            "SQL and Rust rules agree on {}",
-            r.enrollment.id
-        );
-    }
-    let status = |s| DeviceFilter {
-        status: Some(s),
+    // The primitive conditions `service::status` narrows a list with (its test checks them against the
+    // Rust rule for every combination of inputs).
+    let token_and_escrow = |has_token, can_escrow| DeviceFilter {
+        has_token,
+        can_escrow,
         ..Default::default()
     };
-    assert_eq!(ids(&list(status(BootstrapStatus::Escrowed)).await), ["A"]);
-    // B's group has escrow off: that is a reason beside Not configured, not NA (NA = cannot escrow at all).
+    assert_eq!(ids(&list(token_and_escrow(Some(true), None)).await), ["A"]);
     assert_eq!(
-        ids(&list(status(BootstrapStatus::NotSupported)).await),
+        ids(&list(token_and_escrow(Some(false), None)).await),
+        ["B", "C", "D", "E"]
+    );
+    // B's group has escrow off: that does not make the Mac unable to escrow (NA = cannot escrow at all).
+    assert_eq!(
+        ids(&list(token_and_escrow(Some(false), Some(false))).await),
         ["C"]
     );
     assert_eq!(
-        ids(&list(status(BootstrapStatus::NotEscrowed)).await),
+        ids(&list(token_and_escrow(Some(false), Some(true))).await),
         ["B", "D", "E"]
+    );
+    assert_eq!(
+        ids(&list(token_and_escrow(None, Some(true))).await),
+        ["A", "B", "D", "E"]
     );
     let silicon = list(DeviceFilter {
         apple_silicon: Some(true),
@@ -420,7 +436,10 @@ pub(super) async fn deleting_a_group_ungroups_its_members_and_writes_the_event(
     };
     store.create_group(&g).await.unwrap();
     store
-        .upsert_enrollment(&device("D1", None), &event("D1", "t"))
+        .upsert_enrollment(
+            &device("D1", None),
+            &event("D1", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     store.set_enrollment_group("D1", Some("g1")).await.unwrap();
@@ -436,7 +455,9 @@ pub(super) async fn deleting_a_group_ungroups_its_members_and_writes_the_event(
     );
     assert_eq!(event_count(&store).await, before + 1);
     assert!(matches!(
-        store.delete_group("g1", &event("x", "y")).await,
+        store
+            .delete_group("g1", &event("x", "enrollment.authenticated"))
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(event_count(&store).await, before + 1);

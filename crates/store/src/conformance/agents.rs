@@ -80,7 +80,7 @@ fn action(id: &str, device_id: &str, created_at: i64, expires_at: i64) -> AgentA
 
 async fn enrolled(store: &Arc<dyn Store>, id: &str) {
     store
-        .upsert_enrollment(&device(id, None), &event(id, "enrolled"))
+        .upsert_enrollment(&device(id, None), &event(id, "enrollment.authenticated"))
         .await
         .unwrap();
 }

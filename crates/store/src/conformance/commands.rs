@@ -20,7 +20,7 @@ fn ids(ids: &[&str]) -> Vec<String> {
 
 async fn enrolled(store: &Arc<dyn Store>, id: &str) {
     store
-        .upsert_enrollment(&device(id, None), &event(id, "t"))
+        .upsert_enrollment(&device(id, None), &event(id, "enrollment.authenticated"))
         .await
         .unwrap();
 }

@@ -61,11 +61,11 @@ pub(super) async fn enrollment_tokens_are_created_listed_and_revoked_with_events
     let t1 = token("t1", "g1", Some(1), None);
     let t2 = token("t2", "g1", None, Some(5_000));
     store
-        .create_enrollment_token(&t1, &event("t1", "enroll_token.created"))
+        .create_enrollment_token(&t1, &event("t1", "admin.enroll_token.created"))
         .await
         .unwrap();
     store
-        .create_enrollment_token(&t2, &event("t2", "enroll_token.created"))
+        .create_enrollment_token(&t2, &event("t2", "admin.enroll_token.created"))
         .await
         .unwrap();
     assert_eq!(event_count(&store).await, 2);
@@ -81,7 +81,10 @@ pub(super) async fn enrollment_tokens_are_created_listed_and_revoked_with_events
 
     // Duplicate id or hash: Conflict; unknown group: NotFound; neither writes an event.
     let dup = store
-        .create_enrollment_token(&token("t1", "g1", None, None), &event("t1", "x"))
+        .create_enrollment_token(
+            &token("t1", "g1", None, None),
+            &event("t1", "enrollment.authenticated"),
+        )
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
@@ -90,19 +93,22 @@ pub(super) async fn enrollment_tokens_are_created_listed_and_revoked_with_events
         ..t1.clone()
     };
     let dup = store
-        .create_enrollment_token(&same_hash, &event("t3", "x"))
+        .create_enrollment_token(&same_hash, &event("t3", "enrollment.authenticated"))
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
     let missing = store
-        .create_enrollment_token(&token("t4", "g-missing", None, None), &event("t4", "x"))
+        .create_enrollment_token(
+            &token("t4", "g-missing", None, None),
+            &event("t4", "enrollment.authenticated"),
+        )
         .await
         .unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
     assert_eq!(event_count(&store).await, 2);
 
     store
-        .revoke_enrollment_token("t1", 300, &event("t1", "enroll_token.revoked"))
+        .revoke_enrollment_token("t1", 300, &event("t1", "admin.enroll_token.revoked"))
         .await
         .unwrap();
     assert_eq!(
@@ -115,12 +121,12 @@ pub(super) async fn enrollment_tokens_are_created_listed_and_revoked_with_events
         Some(300)
     );
     let again = store
-        .revoke_enrollment_token("t1", 400, &event("t1", "enroll_token.revoked"))
+        .revoke_enrollment_token("t1", 400, &event("t1", "admin.enroll_token.revoked"))
         .await
         .unwrap_err();
     assert!(matches!(again, StoreError::NotFound(_)), "{again}");
     let unknown = store
-        .revoke_enrollment_token("zz", 400, &event("zz", "x"))
+        .revoke_enrollment_token("zz", 400, &event("zz", "enrollment.authenticated"))
         .await
         .unwrap_err();
     assert!(matches!(unknown, StoreError::NotFound(_)), "{unknown}");
@@ -132,26 +138,40 @@ pub(super) async fn redeeming_a_token_counts_a_use_and_stores_its_challenge_or_c
 ) {
     store.create_group(&group("g1")).await.unwrap();
     store
-        .create_enrollment_token(&token("once", "g1", Some(1), None), &event("once", "c"))
+        .create_enrollment_token(
+            &token("once", "g1", Some(1), None),
+            &event("once", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     store
-        .create_enrollment_token(&token("old", "g1", None, Some(2_000)), &event("old", "c"))
+        .create_enrollment_token(
+            &token("old", "g1", None, Some(2_000)),
+            &event("old", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     store
-        .create_enrollment_token(&token("gone", "g1", None, None), &event("gone", "c"))
+        .create_enrollment_token(
+            &token("gone", "g1", None, None),
+            &event("gone", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     store
-        .revoke_enrollment_token("gone", 500, &event("gone", "r"))
+        .revoke_enrollment_token("gone", 500, &event("gone", "enrollment.authenticated"))
         .await
         .unwrap();
     let before = event_count(&store).await;
 
     let c1 = challenge("ch1", Some("once"), Some("g1"), 10_000);
     let t = store
-        .redeem_enrollment_token("hash-once", 1_000, &c1, &event("once", "enroll.redeemed"))
+        .redeem_enrollment_token(
+            "hash-once",
+            1_000,
+            &c1,
+            &event("once", "enroll.profile_served"),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -167,7 +187,7 @@ pub(super) async fn redeeming_a_token_counts_a_use_and_stores_its_challenge_or_c
     ] {
         let c = challenge(&format!("ch-{hash}"), None, Some("g1"), 10_000);
         let got = store
-            .redeem_enrollment_token(hash, at, &c, &event("x", "enroll.redeemed"))
+            .redeem_enrollment_token(hash, at, &c, &event("x", "enroll.profile_served"))
             .await
             .unwrap();
         assert_eq!(got, Err(why), "{hash}");
@@ -193,7 +213,12 @@ pub(super) async fn redeeming_a_token_counts_a_use_and_stores_its_challenge_or_c
     let c2 = challenge("ch2", Some("old"), Some("g1"), 10_000);
     assert!(
         store
-            .redeem_enrollment_token("hash-old", 1_999, &c2, &event("old", "e"))
+            .redeem_enrollment_token(
+                "hash-old",
+                1_999,
+                &c2,
+                &event("old", "bootstrap_token.escrowed")
+            )
             .await
             .unwrap()
             .is_ok()
@@ -222,7 +247,10 @@ pub(super) async fn redeeming_a_token_counts_a_use_and_stores_its_challenge_or_c
 pub(super) async fn concurrent_redeems_never_exceed_max_uses(store: Arc<dyn Store>) {
     store.create_group(&group("g1")).await.unwrap();
     store
-        .create_enrollment_token(&token("three", "g1", Some(3), None), &event("t", "c"))
+        .create_enrollment_token(
+            &token("three", "g1", Some(3), None),
+            &event("t", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     let tasks = (0..10).map(|i| {
@@ -230,7 +258,12 @@ pub(super) async fn concurrent_redeems_never_exceed_max_uses(store: Arc<dyn Stor
         tokio::spawn(async move {
             let c = challenge(&format!("ch{i}"), Some("three"), Some("g1"), 10_000);
             store
-                .redeem_enrollment_token("hash-three", 1_000, &c, &event("t", "r"))
+                .redeem_enrollment_token(
+                    "hash-three",
+                    1_000,
+                    &c,
+                    &event("t", "enrollment.authenticated"),
+                )
                 .await
                 .unwrap()
                 .is_ok()
@@ -252,13 +285,16 @@ pub(super) async fn concurrent_redeems_never_exceed_max_uses(store: Arc<dyn Stor
 pub(super) async fn a_challenge_is_consumed_once_and_not_after_it_expires(store: Arc<dyn Store>) {
     store.create_group(&group("g1")).await.unwrap();
     store
-        .create_enrollment_token(&token("t", "g1", None, None), &event("t", "c"))
+        .create_enrollment_token(
+            &token("t", "g1", None, None),
+            &event("t", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     for (hash, expires) in [("a", 5_000), ("b", 2_000)] {
         let c = challenge(hash, Some("t"), Some("g1"), expires);
         store
-            .redeem_enrollment_token("hash-t", 1_000, &c, &event("t", "r"))
+            .redeem_enrollment_token("hash-t", 1_000, &c, &event("t", "enrollment.authenticated"))
             .await
             .unwrap()
             .unwrap();
@@ -364,7 +400,7 @@ pub(super) async fn an_issued_certificate_binds_to_its_first_device_only(store: 
 
     // Deleting the group leaves the record without a group.
     store
-        .delete_group("g1", &event("g1", "deleted"))
+        .delete_group("g1", &event("g1", "admin.group.deleted"))
         .await
         .unwrap();
     assert_eq!(

@@ -68,11 +68,17 @@ pub(super) async fn fingerprint_bound_to_another_enrollment_is_a_conflict_and_wr
     store: Arc<dyn Store>,
 ) {
     store
-        .upsert_enrollment(&device("UDID-A", Some("fp-x")), &event("UDID-A", "t"))
+        .upsert_enrollment(
+            &device("UDID-A", Some("fp-x")),
+            &event("UDID-A", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     let err = store
-        .upsert_enrollment(&device("UDID-B", Some("fp-x")), &event("UDID-B", "t"))
+        .upsert_enrollment(
+            &device("UDID-B", Some("fp-x")),
+            &event("UDID-B", "enrollment.authenticated"),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
@@ -95,11 +101,17 @@ pub(super) async fn fingerprint_bound_to_another_enrollment_is_a_conflict_and_wr
 
 pub(super) async fn rebinding_a_new_fingerprint_frees_the_old_one(store: Arc<dyn Store>) {
     store
-        .upsert_enrollment(&device("UDID-A", Some("fp-old")), &event("UDID-A", "t"))
+        .upsert_enrollment(
+            &device("UDID-A", Some("fp-old")),
+            &event("UDID-A", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     store
-        .upsert_enrollment(&device("UDID-A", Some("fp-new")), &event("UDID-A", "t"))
+        .upsert_enrollment(
+            &device("UDID-A", Some("fp-new")),
+            &event("UDID-A", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -117,7 +129,10 @@ pub(super) async fn rebinding_a_new_fingerprint_frees_the_old_one(store: Arc<dyn
     );
     // The freed fingerprint can now be bound elsewhere.
     store
-        .upsert_enrollment(&device("UDID-B", Some("fp-old")), &event("UDID-B", "t"))
+        .upsert_enrollment(
+            &device("UDID-B", Some("fp-old")),
+            &event("UDID-B", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -135,11 +150,11 @@ pub(super) async fn user_channel_rows_live_beside_their_device(store: Arc<dyn St
     let d = device("UDID-A", Some("fp-a"));
     let u = user("UDID-A", "USER-1");
     store
-        .upsert_enrollment(&d, &event("UDID-A", "t"))
+        .upsert_enrollment(&d, &event("UDID-A", "enrollment.authenticated"))
         .await
         .unwrap();
     store
-        .upsert_enrollment(&u, &event("UDID-A", "t"))
+        .upsert_enrollment(&u, &event("UDID-A", "enrollment.authenticated"))
         .await
         .unwrap();
     let got = store.enrollment("UDID-A:USER-1").await.unwrap().unwrap();
@@ -159,7 +174,7 @@ pub(super) async fn touch_last_seen_changes_only_last_seen_and_unknown_id_is_not
 ) {
     let e = full_device();
     store
-        .upsert_enrollment(&e, &event("UDID-A", "t"))
+        .upsert_enrollment(&e, &event("UDID-A", "enrollment.authenticated"))
         .await
         .unwrap();
     store.touch_last_seen("UDID-A", 99_999).await.unwrap();
@@ -183,7 +198,7 @@ pub(super) async fn upsert_with_an_unknown_group_is_not_found_and_writes_nothing
         ..device("UDID-A", None)
     };
     let err = store
-        .upsert_enrollment(&e, &event("UDID-A", "t"))
+        .upsert_enrollment(&e, &event("UDID-A", "enrollment.authenticated"))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
@@ -207,14 +222,14 @@ pub(super) async fn checkout_disables_device_and_user_channels_deletes_token_emp
     store
         .put_bootstrap_token(
             &token("UDID-A", "k1", b"sealed-a"),
-            &event("UDID-A", "bt.escrowed"),
+            &event("UDID-A", "bootstrap_token.escrowed"),
         )
         .await
         .unwrap();
     store
         .put_bootstrap_token(
             &token("UDID-B", "k1", b"sealed-b"),
-            &event("UDID-B", "bt.escrowed"),
+            &event("UDID-B", "bootstrap_token.escrowed"),
         )
         .await
         .unwrap();
@@ -293,7 +308,7 @@ pub(super) async fn checkout_disables_device_and_user_channels_deletes_token_emp
     assert_eq!(event_count(&store).await, before + 1);
     assert_eq!(events[0].kind, "enrollment.checked_out");
     assert!(
-        events.iter().any(|e| e.kind == "bt.escrowed"),
+        events.iter().any(|e| e.kind == "bootstrap_token.escrowed"),
         "earlier events are kept"
     );
 
@@ -309,7 +324,10 @@ pub(super) async fn checkout_of_an_unknown_device_changes_nothing_but_records_th
     store: Arc<dyn Store>,
 ) {
     store
-        .upsert_enrollment(&device("UDID-B", None), &event("UDID-B", "t"))
+        .upsert_enrollment(
+            &device("UDID-B", None),
+            &event("UDID-B", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     assert!(

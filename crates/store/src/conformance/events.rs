@@ -8,7 +8,7 @@ fn ev(subject: &str, kind: &str, outcome: Outcome, at: i64) -> NewEvent {
     NewEvent {
         subject: subject.into(),
         enrollment_id: (subject != "unknown").then(|| subject.to_string()),
-        kind: kind.into(),
+        kind: crate::EventKind::parse(kind).unwrap_or_else(|| panic!("{kind:?} is no EventKind")),
         outcome,
         detail: format!("{kind} at {at}"),
         at,
@@ -17,11 +17,11 @@ fn ev(subject: &str, kind: &str, outcome: Outcome, at: i64) -> NewEvent {
 
 pub(super) async fn events_filter_by_subject_kind_outcome_and_since(store: Arc<dyn Store>) {
     let all = [
-        ev("UDID-A", "bt.escrowed", Outcome::Success, 10),
-        ev("UDID-B", "bt.escrowed", Outcome::Success, 20),
-        ev("UDID-A", "bt.requested", Outcome::Refused, 30),
+        ev("UDID-A", "bootstrap_token.escrowed", Outcome::Success, 10),
+        ev("UDID-B", "bootstrap_token.escrowed", Outcome::Success, 20),
+        ev("UDID-A", "bootstrap_token.requested", Outcome::Refused, 30),
         ev("unknown", "auth.failed", Outcome::Failure, 40),
-        ev("UDID-A", "bt.escrowed", Outcome::Failure, 50),
+        ev("UDID-A", "bootstrap_token.escrowed", Outcome::Failure, 50),
     ];
     for e in &all {
         store.record_event(e).await.unwrap();
@@ -48,7 +48,7 @@ pub(super) async fn events_filter_by_subject_kind_outcome_and_since(store: Arc<d
             "UDID-A",
             Some("UDID-A"),
             Outcome::Success,
-            "bt.escrowed at 10"
+            "bootstrap_token.escrowed at 10"
         )
     );
     assert_eq!(got[1].enrollment_id, None);
@@ -65,7 +65,7 @@ pub(super) async fn events_filter_by_subject_kind_outcome_and_since(store: Arc<d
         [50, 30, 10]
     );
     let escrowed = EventFilter {
-        kind: Some("bt.escrowed".into()),
+        kind: Some("bootstrap_token.escrowed".into()),
         ..Default::default()
     };
     assert_eq!(
@@ -88,13 +88,13 @@ pub(super) async fn events_filter_by_subject_kind_outcome_and_since(store: Arc<d
     );
     let combined = EventFilter {
         subject: Some("UDID-A".into()),
-        kind: Some("bt.escrowed".into()),
+        kind: Some("bootstrap_token.escrowed".into()),
         outcome: Some(Outcome::Success),
         ..Default::default()
     };
     assert_eq!(
         kinds(store.events(&combined).await.unwrap()),
-        [("UDID-A".into(), "bt.escrowed".into(), 10)]
+        [("UDID-A".into(), "bootstrap_token.escrowed".into(), 10)]
     );
     let since = EventFilter {
         since: Some(30),
@@ -120,7 +120,12 @@ pub(super) async fn events_filter_by_subject_kind_outcome_and_since(store: Arc<d
 pub(super) async fn events_page_newest_first_with_before_id(store: Arc<dyn Store>) {
     for i in 0..7 {
         store
-            .record_event(&ev("UDID-A", "t", Outcome::Success, i))
+            .record_event(&ev(
+                "UDID-A",
+                "enrollment.authenticated",
+                Outcome::Success,
+                i,
+            ))
             .await
             .unwrap();
     }
@@ -146,7 +151,12 @@ pub(super) async fn events_page_newest_first_with_before_id(store: Arc<dyn Store
 pub(super) async fn event_limit_zero_means_one_hundred(store: Arc<dyn Store>) {
     for i in 0..120 {
         store
-            .record_event(&ev("UDID-A", "t", Outcome::Success, i))
+            .record_event(&ev(
+                "UDID-A",
+                "enrollment.authenticated",
+                Outcome::Success,
+                i,
+            ))
             .await
             .unwrap();
     }

@@ -88,7 +88,10 @@ pub(super) async fn set_enrollment_group_assigns_and_clears_and_missing_either_i
 ) {
     store.create_group(&group("g-1", "Lab")).await.unwrap();
     store
-        .upsert_enrollment(&device("UDID-A", None), &event("UDID-A", "t"))
+        .upsert_enrollment(
+            &device("UDID-A", None),
+            &event("UDID-A", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     store
@@ -159,7 +162,7 @@ pub(super) async fn account_settings_are_set_replaced_removed_and_go_with_their_
     let missing = store
         .put_group_account_settings(
             &settings("g-none", PrimaryAccount::Admin),
-            &event("group:g-none", "group.accounts"),
+            &event("group:g-none", "admin.group.accounts"),
         )
         .await;
     assert!(
@@ -176,7 +179,7 @@ pub(super) async fn account_settings_are_set_replaced_removed_and_go_with_their_
     assert_eq!(store.group_account_settings("g-a").await.unwrap(), None);
     let first = settings("g-a", PrimaryAccount::Skip);
     store
-        .put_group_account_settings(&first, &event("group:g-a", "group.accounts"))
+        .put_group_account_settings(&first, &event("group:g-a", "admin.group.accounts"))
         .await
         .unwrap();
     assert_eq!(
@@ -189,7 +192,7 @@ pub(super) async fn account_settings_are_set_replaced_removed_and_go_with_their_
         ..settings("g-a", PrimaryAccount::Standard)
     };
     store
-        .put_group_account_settings(&second, &event("group:g-a", "group.accounts"))
+        .put_group_account_settings(&second, &event("group:g-a", "admin.group.accounts"))
         .await
         .unwrap();
     assert_eq!(
@@ -200,13 +203,13 @@ pub(super) async fn account_settings_are_set_replaced_removed_and_go_with_their_
 
     assert!(
         store
-            .delete_group_account_settings("g-a", &event("group:g-a", "group.accounts"))
+            .delete_group_account_settings("g-a", &event("group:g-a", "admin.group.accounts"))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .delete_group_account_settings("g-a", &event("group:g-a", "group.accounts"))
+            .delete_group_account_settings("g-a", &event("group:g-a", "admin.group.accounts"))
             .await
             .unwrap()
     );
@@ -216,12 +219,12 @@ pub(super) async fn account_settings_are_set_replaced_removed_and_go_with_their_
     store
         .put_group_account_settings(
             &settings("g-a", PrimaryAccount::Admin),
-            &event("group:g-a", "group.accounts"),
+            &event("group:g-a", "admin.group.accounts"),
         )
         .await
         .unwrap();
     store
-        .delete_group("g-a", &event("group:g-a", "group.deleted"))
+        .delete_group("g-a", &event("group:g-a", "admin.group.deleted"))
         .await
         .unwrap();
     assert_eq!(store.group_account_settings("g-a").await.unwrap(), None);

@@ -55,7 +55,7 @@ pub(crate) fn event(subject: &str, kind: &str) -> NewEvent {
     NewEvent {
         subject: subject.into(),
         enrollment_id: Some(subject.into()),
-        kind: kind.into(),
+        kind: crate::EventKind::parse(kind).unwrap_or_else(|| panic!("{kind:?} is no EventKind")),
         outcome: Outcome::Success,
         detail: format!("{kind} for {subject}"),
         at: 2_000,

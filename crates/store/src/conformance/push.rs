@@ -18,7 +18,7 @@ fn pushable(id: &str, token: &[u8]) -> crate::Enrollment {
 pub(super) async fn a_push_mark_is_set_read_and_cleared_with_its_event(store: Arc<dyn Store>) {
     let e = pushable("D1", &[1, 2, 3]);
     store
-        .upsert_enrollment(&e, &event("D1", "enrolled"))
+        .upsert_enrollment(&e, &event("D1", "enrollment.authenticated"))
         .await
         .unwrap();
     assert_eq!(store.push_invalid("D1").await.unwrap(), None);
@@ -64,7 +64,7 @@ pub(super) async fn a_push_mark_is_set_read_and_cleared_with_its_event(store: Ar
     let reread = store.enrollment("D1").await.unwrap().unwrap();
     assert_eq!(reread, e);
     store
-        .upsert_enrollment(&e, &event("D1", "again"))
+        .upsert_enrollment(&e, &event("D1", "enrollment.authenticated"))
         .await
         .unwrap();
     assert!(store.push_invalid("D1").await.unwrap().is_some());
@@ -77,7 +77,10 @@ pub(super) async fn a_push_mark_for_a_replaced_token_or_unknown_enrollment_chang
     store: Arc<dyn Store>,
 ) {
     store
-        .upsert_enrollment(&pushable("D1", &[9, 9]), &event("D1", "enrolled"))
+        .upsert_enrollment(
+            &pushable("D1", &[9, 9]),
+            &event("D1", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     let before = event_count(&store).await;

@@ -39,7 +39,10 @@ pub(super) async fn a_renewal_is_recorded_replaced_and_cleared_with_its_event(
     store: Arc<dyn Store>,
 ) {
     store
-        .upsert_enrollment(&mac("M1", Some(40 * DAY)), &event("M1", "x"))
+        .upsert_enrollment(
+            &mac("M1", Some(40 * DAY)),
+            &event("M1", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     let before = event_count(&store).await;
@@ -97,12 +100,17 @@ pub(super) async fn renewals_due_are_expiring_macs_without_an_outstanding_renewa
     ];
     for e in &rows {
         store
-            .upsert_enrollment(e, &event(&e.id, "x"))
+            .upsert_enrollment(e, &event(&e.id, "enrollment.authenticated"))
             .await
             .unwrap();
     }
     store
-        .set_device_blocked("SOON-B", Some(5), false, &event("SOON-B", "b"))
+        .set_device_blocked(
+            "SOON-B",
+            Some(5),
+            false,
+            &event("SOON-B", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     // A pending identity claiming SOON-A with an expiring certificate is never due itself.
@@ -126,7 +134,10 @@ pub(super) async fn renewals_due_are_expiring_macs_without_an_outstanding_renewa
 
     // Outstanding while the challenge is unexpired; due again after.
     store
-        .put_identity_renewal(&renewal("SOONEST", 0, 14 * DAY), &event("SOONEST", "q"))
+        .put_identity_renewal(
+            &renewal("SOONEST", 0, 14 * DAY),
+            &event("SOONEST", "enrollment.authenticated"),
+        )
         .await
         .unwrap();
     assert_eq!(due_ids(&store, by, DAY, 0).await, ["EXPIRED", "SOON-A"]);
@@ -145,7 +156,7 @@ pub(super) async fn a_missing_not_after_is_backfilled_only_for_the_bound_certifi
     store: Arc<dyn Store>,
 ) {
     store
-        .upsert_enrollment(&mac("OLD", None), &event("OLD", "x"))
+        .upsert_enrollment(&mac("OLD", None), &event("OLD", "enrollment.authenticated"))
         .await
         .unwrap();
     assert!(

@@ -7,11 +7,14 @@ use crate::Store;
 
 async fn escrowed(store: &Arc<dyn Store>, id: &str, key_id: &str, blob: &[u8]) {
     store
-        .upsert_enrollment(&device(id, None), &event(id, "t"))
+        .upsert_enrollment(&device(id, None), &event(id, "enrollment.authenticated"))
         .await
         .unwrap();
     store
-        .put_bootstrap_token(&token(id, key_id, blob), &event(id, "bt.escrowed"))
+        .put_bootstrap_token(
+            &token(id, key_id, blob),
+            &event(id, "bootstrap_token.escrowed"),
+        )
         .await
         .unwrap();
 }
@@ -128,7 +131,7 @@ pub(super) async fn key_counts_follow_puts_rewraps_and_clears(store: Arc<dyn Sto
         store.replace_sealed_secret("UDID-1", "bootstrap_token", b"UDID-1", "k2", b"new", 9_000);
     assert!(swapped.await.unwrap());
     store
-        .clear_bootstrap_token("UDID-2", &event("UDID-2", "bt.cleared"))
+        .clear_bootstrap_token("UDID-2", &event("UDID-2", "bootstrap_token.cleared"))
         .await
         .unwrap();
     assert_eq!(

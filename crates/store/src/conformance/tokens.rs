@@ -27,7 +27,7 @@ pub(super) async fn bootstrap_token_put_then_get_round_trips(store: Arc<dyn Stor
     enrolled(&store, "UDID-A").await;
     let rec = token("UDID-A", "k1", &[0, 1, 2, 3, 255]);
     store
-        .put_bootstrap_token(&rec, &event("UDID-A", "bt.escrowed"))
+        .put_bootstrap_token(&rec, &event("UDID-A", "bootstrap_token.escrowed"))
         .await
         .unwrap();
     assert_eq!(store.bootstrap_token("UDID-A").await.unwrap(), Some(rec));
@@ -40,14 +40,14 @@ pub(super) async fn bootstrap_token_replace_overwrites_secret_and_metadata(store
     first.verified = true;
     first.last_requested_at = Some(3_500);
     store
-        .put_bootstrap_token(&first, &event("UDID-A", "bt.escrowed"))
+        .put_bootstrap_token(&first, &event("UDID-A", "bootstrap_token.escrowed"))
         .await
         .unwrap();
     let mut second = token("UDID-A", "k2", b"second-sealed-longer");
     second.escrowed_at = 7_000;
     second.sealed.updated_at = 7_000;
     store
-        .put_bootstrap_token(&second, &event("UDID-A", "bt.replaced"))
+        .put_bootstrap_token(&second, &event("UDID-A", "bootstrap_token.replaced"))
         .await
         .unwrap();
     assert_eq!(store.bootstrap_token("UDID-A").await.unwrap(), Some(second));
@@ -65,13 +65,13 @@ pub(super) async fn bootstrap_token_clear_deletes_secret_and_metadata_and_writes
     store
         .put_bootstrap_token(
             &token("UDID-A", "k1", b"sealed"),
-            &event("UDID-A", "bt.escrowed"),
+            &event("UDID-A", "bootstrap_token.escrowed"),
         )
         .await
         .unwrap();
     assert!(
         store
-            .clear_bootstrap_token("UDID-A", &event("UDID-A", "bt.cleared"))
+            .clear_bootstrap_token("UDID-A", &event("UDID-A", "bootstrap_token.cleared"))
             .await
             .unwrap()
     );
@@ -85,11 +85,11 @@ pub(super) async fn bootstrap_token_clear_deletes_secret_and_metadata_and_writes
     );
     assert!(
         !store
-            .clear_bootstrap_token("UDID-A", &event("UDID-A", "bt.cleared"))
+            .clear_bootstrap_token("UDID-A", &event("UDID-A", "bootstrap_token.cleared"))
             .await
             .unwrap()
     );
-    assert_eq!(kind_count(&store, "bt.cleared").await, 2);
+    assert_eq!(kind_count(&store, "bootstrap_token.cleared").await, 2);
 }
 
 pub(super) async fn bootstrap_token_served_sets_verified_and_last_requested_with_its_event(
@@ -98,18 +98,22 @@ pub(super) async fn bootstrap_token_served_sets_verified_and_last_requested_with
     enrolled(&store, "UDID-A").await;
     let rec = token("UDID-A", "k1", b"sealed");
     store
-        .put_bootstrap_token(&rec, &event("UDID-A", "bt.escrowed"))
+        .put_bootstrap_token(&rec, &event("UDID-A", "bootstrap_token.escrowed"))
         .await
         .unwrap();
     store
-        .mark_bootstrap_token_served("UDID-A", 8_000, &event("UDID-A", "bt.served"))
+        .mark_bootstrap_token_served(
+            "UDID-A",
+            8_000,
+            &event("UDID-A", "bootstrap_token.requested"),
+        )
         .await
         .unwrap();
     let got = store.bootstrap_token("UDID-A").await.unwrap().unwrap();
     assert!(got.verified);
     assert_eq!(got.last_requested_at, Some(8_000));
     assert_eq!(got.sealed, rec.sealed, "serving does not touch the secret");
-    assert_eq!(kind_count(&store, "bt.served").await, 1);
+    assert_eq!(kind_count(&store, "bootstrap_token.requested").await, 1);
 }
 
 pub(super) async fn serving_a_missing_token_is_not_found_and_writes_no_event(
@@ -117,11 +121,15 @@ pub(super) async fn serving_a_missing_token_is_not_found_and_writes_no_event(
 ) {
     enrolled(&store, "UDID-A").await;
     let err = store
-        .mark_bootstrap_token_served("UDID-A", 8_000, &event("UDID-A", "bt.served"))
+        .mark_bootstrap_token_served(
+            "UDID-A",
+            8_000,
+            &event("UDID-A", "bootstrap_token.requested"),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-    assert_eq!(kind_count(&store, "bt.served").await, 0);
+    assert_eq!(kind_count(&store, "bootstrap_token.requested").await, 0);
 }
 
 pub(super) async fn set_verified_toggles_and_without_a_token_does_nothing(store: Arc<dyn Store>) {
@@ -138,7 +146,7 @@ pub(super) async fn set_verified_toggles_and_without_a_token_does_nothing(store:
     store
         .put_bootstrap_token(
             &token("UDID-A", "k1", b"sealed"),
-            &event("UDID-A", "bt.escrowed"),
+            &event("UDID-A", "bootstrap_token.escrowed"),
         )
         .await
         .unwrap();
@@ -170,7 +178,7 @@ pub(super) async fn bootstrap_token_and_its_event_are_written_together_or_not_at
     let err = store
         .put_bootstrap_token(
             &token("UDID-ghost", "k1", b"s"),
-            &event("UDID-ghost", "bt.escrowed"),
+            &event("UDID-ghost", "bootstrap_token.escrowed"),
         )
         .await;
     assert!(matches!(err, Err(StoreError::NotFound(_))), "{err:?}");
@@ -179,18 +187,18 @@ pub(super) async fn bootstrap_token_and_its_event_are_written_together_or_not_at
     let mut moved = token("UDID-A", "k1", b"s");
     moved.sealed.owner = "UDID-B".into();
     let err = store
-        .put_bootstrap_token(&moved, &event("UDID-A", "bt.escrowed"))
+        .put_bootstrap_token(&moved, &event("UDID-A", "bootstrap_token.escrowed"))
         .await;
     assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
     let mut wrong_field = token("UDID-A", "k1", b"s");
     wrong_field.sealed.field = "other".into();
     assert!(
         store
-            .put_bootstrap_token(&wrong_field, &event("UDID-A", "bt.escrowed"))
+            .put_bootstrap_token(&wrong_field, &event("UDID-A", "bootstrap_token.escrowed"))
             .await
             .is_err()
     );
-    assert_eq!(kind_count(&store, "bt.escrowed").await, 0);
+    assert_eq!(kind_count(&store, "bootstrap_token.escrowed").await, 0);
     assert!(
         store
             .sealed_secrets_page(None, 100)
@@ -203,11 +211,11 @@ pub(super) async fn bootstrap_token_and_its_event_are_written_together_or_not_at
     store
         .put_bootstrap_token(
             &token("UDID-A", "k1", b"s"),
-            &event("UDID-A", "bt.escrowed"),
+            &event("UDID-A", "bootstrap_token.escrowed"),
         )
         .await
         .unwrap();
     assert_eq!(event_count(&store).await, before + 1);
-    assert_eq!(kind_count(&store, "bt.escrowed").await, 1);
+    assert_eq!(kind_count(&store, "bootstrap_token.escrowed").await, 1);
     assert_eq!(store.sealed_secrets_page(None, 100).await.unwrap().len(), 1);
 }

@@ -1,17 +1,16 @@
 //! The admin device view: one device with its group, token metadata, inventory and user counts, and the
-//! filtered, paged device list. Guarantees: never selects the sealed token; the status filter is the same
-//! rule as [`crate::BootstrapStatus::compute`]; filters are bound parameters; pages are ordered by device id.
+//! filtered, paged device list. Guarantees: never selects the sealed token; `can_escrow` is the SQL twin of
+//! `service::status::unsupported_reason`; filters are bound parameters; pages are ordered by device id.
 
 use sqlx::Pool;
 
 use super::{Backend, QueryBuilder, inventory};
 use crate::rows::{EnrollmentRow, count, page_limit};
-use crate::{
-    BootstrapStatus, DeviceFilter, DeviceInventory, DeviceRecord, Enrollment, Result, TokenInfo,
-};
+use crate::{DeviceFilter, DeviceInventory, DeviceRecord, Enrollment, Result, TokenInfo};
 
-/// SQL twin of `BootstrapStatus::compute`'s "unsupported" rule over `i` (inventory); unknown facts count as
-/// supported. A group with escrow off does not make a Mac unsupported (it is Not configured, with a reason).
+/// SQL twin of `service::status::unsupported_reason` over `i` (inventory): the Mac cannot escrow a Bootstrap
+/// Token at all; unknown facts count as supported. A group with escrow off does not make a Mac unsupported.
+/// `service::status`'s test runs this against the Rust rule for every combination of its inputs.
 const NOT_SUPPORTED: &str = "(COALESCE(i.os_version_num, 999999) < 101500 \
      OR COALESCE(i.is_user_enrollment, FALSE) = TRUE \
      OR (COALESCE(i.os_version_num, 999999) < 110000 AND COALESCE(i.enrolled_via_dep, TRUE) = FALSE))";
@@ -173,7 +172,8 @@ pub(super) async fn list<DB: Backend>(
 ) -> Result<Vec<DeviceRecord>> {
     let mut q = QueryBuilder::<DB>::new(VIEW_SELECT);
     q.push(" FROM (SELECT e.* FROM enrollments e");
-    let joins_needed = f.status.is_some()
+    let joins_needed = f.has_token.is_some()
+        || f.can_escrow.is_some()
         || f.apple_silicon.is_some()
         || f.os_version.is_some()
         || f.escrowed_before.is_some()
@@ -185,19 +185,16 @@ pub(super) async fn list<DB: Backend>(
     if !f.include_checked_out {
         q.push(" AND e.enabled = TRUE");
     }
-    match f.status {
-        Some(BootstrapStatus::Escrowed) => {
-            q.push(" AND t.enrollment_id IS NOT NULL");
-        }
-        Some(BootstrapStatus::NotSupported) => {
-            q.push(" AND t.enrollment_id IS NULL AND ")
-                .push(NOT_SUPPORTED);
-        }
-        Some(BootstrapStatus::NotEscrowed) => {
-            q.push(" AND t.enrollment_id IS NULL AND NOT ")
-                .push(NOT_SUPPORTED);
-        }
-        None => {}
+    if let Some(has_token) = f.has_token {
+        q.push(if has_token {
+            " AND t.enrollment_id IS NOT NULL"
+        } else {
+            " AND t.enrollment_id IS NULL"
+        });
+    }
+    if let Some(can_escrow) = f.can_escrow {
+        q.push(if can_escrow { " AND NOT " } else { " AND " })
+            .push(NOT_SUPPORTED);
     }
     if let Some(apple_silicon) = f.apple_silicon {
         q.push(" AND COALESCE(i.is_apple_silicon, FALSE) = ")

@@ -11,7 +11,7 @@ use protocol::checkin::Authenticate;
 use store::{Enrollment, Outcome};
 
 use super::{DeviceIdentity, short_fp};
-use crate::{ServiceError, events};
+use crate::{EventKind, ServiceError};
 
 impl DeviceIdentity<'_> {
     /// Authenticate: who may speak for a UDID (see ARCHITECTURE.md, "Invariants").
@@ -144,21 +144,21 @@ impl DeviceIdentity<'_> {
                  accepted",
                 short_fp(&cert.fingerprint)
             );
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 &device_id,
                 Some(&device_id),
-                events::ENROLLMENT_IDENTITY_RENEWED,
+                EventKind::EnrollmentIdentityRenewed,
                 Outcome::Success,
                 detail,
             );
             self.store.upsert_enrollment(&e, &event).await?;
         } else if same_cert {
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 &device_id,
                 Some(&device_id),
-                events::ENROLLMENT_AUTHENTICATED,
+                EventKind::EnrollmentAuthenticated,
                 Outcome::Success,
                 format!(
                     "identity certificate {} authenticated again",
@@ -167,11 +167,11 @@ impl DeviceIdentity<'_> {
             );
             self.store.upsert_enrollment(&e, &event).await?;
         } else {
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 &device_id,
                 Some(&device_id),
-                events::ENROLLMENT_AUTHENTICATED,
+                EventKind::EnrollmentAuthenticated,
                 Outcome::Success,
                 format!("identity certificate {} bound", short_fp(&cert.fingerprint)),
             );
@@ -226,11 +226,11 @@ impl DeviceIdentity<'_> {
                 .unwrap_or("none"),
             bound.id
         );
-        let event = events::new_event(
+        let event = crate::events::new_event(
             self.clock,
             &bound.id,
             Some(&id),
-            events::IDENTITY_PENDING,
+            EventKind::IdentityPending,
             Outcome::Refused,
             detail,
         );

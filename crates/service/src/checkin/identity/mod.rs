@@ -23,7 +23,7 @@ use protocol::command::CommandReport;
 use store::{Enrollment, Outcome};
 
 use super::DeviceCredential;
-use crate::{Clock, ServiceError, events};
+use crate::{Clock, EventKind, ServiceError};
 
 /// Short, log-safe form of a certificate fingerprint.
 pub(crate) fn short_fp(fp: &str) -> &str {
@@ -197,11 +197,11 @@ impl<'a> DeviceIdentity<'a> {
             )));
         }
         if enrollment.has_pending {
-            let event = events::new_event(
+            let event = crate::events::new_event(
                 self.clock,
                 claimed,
                 Some(claimed),
-                events::IDENTITY_PENDING_REFUSED,
+                EventKind::IdentityPendingRefused,
                 Outcome::Success,
                 "the Mac's bound identity checked in again: every pending identity claiming it is refused",
             );
