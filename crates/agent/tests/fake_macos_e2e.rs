@@ -172,10 +172,9 @@ async fn assert_no_password_in_server(ts: &TestServer, answers: &[&Json]) {
         .iter()
         .map(|a| a.to_string())
         .chain(events.iter().map(|e| format!("{} {}", e.kind, e.detail)));
+    let secrets: Vec<&[u8]> = ALL_PASSWORDS.iter().map(|p| p.as_bytes()).collect();
     for text in texts {
-        for pw in ALL_PASSWORDS {
-            assert!(!text.contains(pw), "{pw:?} in {text}");
-        }
+        testkit::assert_no_secret(&text, &secrets);
     }
 }
 

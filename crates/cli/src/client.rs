@@ -1,42 +1,29 @@
-//! A small HTTP(S) client for the admin API: one request per connection, rustls (ring) for `https://` with
-//! the system-independent roots given by `--ca-cert` (the server's data-dir `tls.pem` for its self-signed
-//! certificate). Verification is never switched off.
+//! A small HTTP(S) client for the admin API over `reqwest`: HTTP/1.1, no proxies, no redirects, rustls (ring,
+//! the server's own provider) for `https://` with the system-independent roots given by `--ca-cert` (the
+//! server's data-dir `tls.pem` for its self-signed certificate). Verification is never switched off.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Buf, Bytes, Incoming};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use bytes::Bytes;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use zeroize::Zeroizing;
 
-/// A request body holding passwords: handed to hyper as is (no copy of ours) and wiped when hyper drops it.
-/// What hyper and rustls copy into their own buffers on the way out is beyond our reach.
+/// A request body holding passwords: handed to the HTTP stack without a copy of ours (a `Bytes` that owns
+/// the zeroizing buffer) and wiped when the last reference to it drops. What the HTTP stack and rustls copy
+/// into their own buffers on the way out is beyond our reach.
 pub struct SecretBody {
     bytes: Zeroizing<Vec<u8>>,
-    sent: usize,
 }
 
 impl SecretBody {
     pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
-        SecretBody { bytes, sent: 0 }
-    }
-}
-
-impl Buf for SecretBody {
-    fn remaining(&self) -> usize {
-        self.bytes.len() - self.sent
+        SecretBody { bytes }
     }
 
-    fn chunk(&self) -> &[u8] {
-        &self.bytes[self.sent..]
-    }
-
-    fn advance(&mut self, cnt: usize) {
-        assert!(cnt <= self.remaining(), "advance past the end of the body");
-        self.sent += cnt;
+    /// The body as `Bytes` owning the zeroizing buffer (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(self.bytes)
     }
 }
 
@@ -90,96 +77,94 @@ impl ServerArgs {
         path: &str,
         mut sink: impl FnMut(&[u8]) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let resp = self.request("GET", path, Bytes::new()).await?;
+        let mut resp = self.request("GET", path, Bytes::new()).await?;
         let status = resp.status().as_u16();
-        let mut body = resp.into_body();
         if !(200..300).contains(&status) {
-            let body = body.collect().await?.to_bytes().to_vec();
-            return Err(refusal(&Answer { status, body }));
+            return Err(refusal(&collect(resp).await?));
         }
-        while let Some(frame) = body.frame().await {
-            let frame = frame.context("the server's answer broke off before its end")?;
-            if let Some(data) = frame.data_ref() {
-                sink(data)?;
-            }
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .context("the server's answer broke off before its end")?
+        {
+            sink(&chunk)?;
         }
         Ok(())
     }
 
-    /// One request with a body of any buffer type (plain bytes or a [`SecretBody`]).
-    async fn request<D>(
+    /// One request with a body (plain bytes or a [`SecretBody`]'s).
+    async fn request(
         &self,
         method: &str,
         path: &str,
-        body: D,
-    ) -> anyhow::Result<http::Response<Incoming>>
-    where
-        D: Buf + Send + 'static,
-    {
+        body: Bytes,
+    ) -> anyhow::Result<reqwest::Response> {
         let Some(key) = &self.api_key else {
             bail!(
                 "no API key: pass --api-key or set ESCROWD_API_KEY (make one with `escrowd apikey create --scope read`)"
             );
         };
-        let (tls, rest) = if let Some(r) = self.server.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = self.server.strip_prefix("http://") {
-            (false, r)
+        let tls = if self.server.starts_with("https://") {
+            true
+        } else if self.server.starts_with("http://") {
+            false
         } else {
             bail!(
                 "--server must start with https:// or http://, got {:?}",
                 self.server
             );
         };
-        let authority = rest.trim_end_matches('/');
-        let host = authority
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(authority)
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let addr = if authority.contains(':') {
-            authority.to_string()
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        // reqwest has no crypto provider of its own: it always gets this config (for plain http it trusts
+        // nothing and is never used).
+        let roots = if tls {
+            self.roots()?
         } else {
-            format!("{authority}:{}", if tls { 443 } else { 80 })
+            rustls::RootCertStore::empty()
         };
-        let tcp = tokio::net::TcpStream::connect(&addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach {}: is `escrowd serve` running there?",
-                    self.server
-                )
-            })?;
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", authority)
+        let config = rustls::ClientConfig::builder_with_provider(server::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .tls_backend_preconfigured(config);
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .with_context(|| format!("{method:?} is not an HTTP method"))?;
+        client
+            .build()
+            .context("cannot set up the HTTP client")?
+            .request(method, url)
             .header("authorization", format!("Bearer {key}"))
             .header("content-type", "application/json")
-            .body(Full::new(body))?;
-        let resp = if tls {
-            let config = rustls::ClientConfig::builder_with_provider(server::tls::provider())
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(self.roots()?)
-                .with_no_client_auth();
-            let name = ServerName::try_from(host.clone())
-                .with_context(|| format!("{host:?} is not a valid server name"))?;
-            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
-                .await
-                .with_context(|| {
-                    format!(
-                        "TLS to {} failed: for the server's self-signed certificate pass --ca-cert DATA_DIR/tls.pem",
-                        self.server
-                    )
-                })?;
-            send(TokioIo::new(stream), req).await?
-        } else {
-            send(TokioIo::new(tcp), req).await?
-        };
-        Ok(resp)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreached(e))
+    }
+
+    /// Why the server could not be reached, and what to do about it.
+    fn unreached(&self, e: reqwest::Error) -> anyhow::Error {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.downcast_ref::<rustls::Error>().is_some() {
+                return anyhow::Error::new(e).context(format!(
+                    "TLS to {} failed: for the server's self-signed certificate pass --ca-cert DATA_DIR/tls.pem",
+                    self.server
+                ));
+            }
+            source = s.source();
+        }
+        if e.is_connect() {
+            return anyhow::Error::new(e).context(format!(
+                "cannot reach {}: is `escrowd serve` running there?",
+                self.server
+            ));
+        }
+        anyhow::Error::new(e).context(format!("request to {} failed", self.server))
     }
 
     fn roots(&self) -> anyhow::Result<rustls::RootCertStore> {
@@ -221,7 +206,8 @@ impl ServerArgs {
         path: &str,
         body: Zeroizing<Vec<u8>>,
     ) -> anyhow::Result<Answer> {
-        let a = collect(self.request(method, path, SecretBody::new(body)).await?).await?;
+        let body = SecretBody::new(body).into_bytes();
+        let a = collect(self.request(method, path, body).await?).await?;
         if !(200..300).contains(&a.status) {
             return Err(refusal(&a));
         }
@@ -230,9 +216,9 @@ impl ServerArgs {
 }
 
 /// The whole answer body.
-async fn collect(resp: http::Response<Incoming>) -> anyhow::Result<Answer> {
+async fn collect(resp: reqwest::Response) -> anyhow::Result<Answer> {
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes().to_vec();
+    let body = resp.bytes().await?.to_vec();
     Ok(Answer { status, body })
 }
 
@@ -251,28 +237,20 @@ fn refusal(a: &Answer) -> anyhow::Error {
     anyhow::anyhow!("server answered {}: {msg}{hint}", a.status)
 }
 
-async fn send<I, D>(io: I, req: http::Request<Full<D>>) -> anyhow::Result<http::Response<Incoming>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    D: Buf + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(conn);
-    Ok(sender.send_request(req).await?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_secret_body_hands_out_its_bytes_in_order_and_once() {
-        let mut body = SecretBody::new(Zeroizing::new(b"{\"pw\":\"x\"}".to_vec()));
-        assert_eq!(body.remaining(), 10);
-        assert_eq!(body.chunk(), b"{\"pw\":\"x\"}");
-        body.advance(6);
-        assert_eq!(body.chunk(), b"\"x\"}");
-        body.advance(4);
-        assert_eq!((body.remaining(), body.chunk()), (0, &b""[..]));
+    fn a_secret_body_hands_out_its_bytes_without_a_copy() {
+        let buf = Zeroizing::new(b"{\"pw\":\"x\"}".to_vec());
+        let at = buf.as_ptr();
+        let bytes = SecretBody::new(buf).into_bytes();
+        assert_eq!(&bytes[..], b"{\"pw\":\"x\"}");
+        assert_eq!(
+            bytes.as_ptr(),
+            at,
+            "the zeroizing buffer itself, not a copy"
+        );
     }
 }

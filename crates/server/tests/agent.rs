@@ -476,7 +476,7 @@ async fn action_credentials_are_sealed_to_the_agent_and_never_shown() {
         .await;
     // No user is logged in: the %username% wildcard cannot expand, nothing is stored.
     assert_eq!(status, 400, "{created}");
-    assert!(!created.to_string().contains(ADMIN_PW));
+    testkit::assert_no_secret(created.to_string(), &[ADMIN_PW.as_bytes()]);
     let (status, created) = op
         .send(
             "POST",
@@ -579,7 +579,7 @@ async fn action_credentials_are_sealed_to_the_agent_and_never_shown() {
         created.to_string(),
         polled.to_string(),
     ] {
-        assert!(!text.contains(ADMIN_PW) && !text.contains(USER_PW));
+        testkit::assert_no_secret(&text, &[ADMIN_PW.as_bytes(), USER_PW.as_bytes()]);
     }
     let events = ts
         .store()
@@ -591,11 +591,7 @@ async fn action_credentials_are_sealed_to_the_agent_and_never_shown() {
         .unwrap();
     assert!(events.len() >= event_count(&ts).await.min(1));
     for e in events {
-        assert!(
-            !e.detail.contains(ADMIN_PW) && !e.detail.contains(USER_PW),
-            "{}",
-            e.detail
-        );
+        testkit::assert_no_secret(&e.detail, &[ADMIN_PW.as_bytes(), USER_PW.as_bytes()]);
     }
 }
 
@@ -808,7 +804,7 @@ async fn troubleshoot_results_become_one_cleaned_capped_event_per_command() {
     ] {
         let (status, body) = op.send("POST", &actions, half).await;
         assert_eq!(status, 400, "{body}");
-        assert!(!body.to_string().contains(ADMIN_PW));
+        testkit::assert_no_secret(body.to_string(), &[ADMIN_PW.as_bytes()]);
     }
     let (status, plain) = op
         .send("POST", &actions, json!({"kind": "troubleshoot"}))
@@ -906,7 +902,7 @@ async fn troubleshoot_results_become_one_cleaned_capped_event_per_command() {
                 .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c)),
             "control characters survived: {d:?}"
         );
-        assert!(!d.contains(ADMIN_PW));
+        testkit::assert_no_secret(d, &[ADMIN_PW.as_bytes()]);
     }
     // The action keeps the whole transcript (cleaned) and a one-line reason.
     let (_, shown) = op.get(&format!("{actions}/{id}")).await;
@@ -917,7 +913,7 @@ async fn troubleshoot_results_become_one_cleaned_capped_event_per_command() {
     assert!(output.contains("$ `diskutil apfs listcryptousers /` no exit code"));
     assert!(!output.contains('\u{1b}') && !output.contains('\r'));
     assert!(!shown["reason"].as_str().unwrap().contains(['\n', '\u{1b}']));
-    assert!(!shown.to_string().contains(ADMIN_PW));
+    testkit::assert_no_secret(shown.to_string(), &[ADMIN_PW.as_bytes()]);
 }
 
 #[tokio::test]

@@ -357,27 +357,16 @@ async fn re_registering_needs_the_current_agents_signature_or_an_admins_replace(
     );
 }
 
-/// Every byte of the SQLite database and its WAL / shared-memory files.
-fn database_bytes(ts: &TestServer) -> Vec<u8> {
-    let dir = ts.opts.data_dir.clone();
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("escrowd.db"))
-        {
-            all.extend(std::fs::read(&path).unwrap());
-        }
-    }
-    assert!(all.len() > 4096, "no database files in {}", dir.display());
+/// What the database holds at rest (the SQLite files, or the PostgreSQL schema's rows).
+async fn database_bytes(ts: &TestServer) -> Vec<u8> {
+    let all = ts.database_dump().await.unwrap();
+    assert!(all.len() > 4096, "no database content");
     all
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+/// Whether `secret` is in `haystack` raw, base64 or hex.
+fn contains(haystack: &[u8], secret: &str) -> bool {
+    testkit::secrets::leak(haystack, secret.as_bytes()).is_some()
 }
 
 async fn sealed_payload_exists(ts: &TestServer, uuid: &str) -> bool {
@@ -427,7 +416,7 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
     for uuid in [&erase, &profile, "RAW-FW-1"] {
         assert!(sealed_payload_exists(&ts, uuid).await, "{uuid}");
     }
-    let db = database_bytes(&ts);
+    let db = database_bytes(&ts).await;
     assert!(
         !contains(&db, PIN),
         "the PIN is in the database in plaintext"
@@ -469,7 +458,7 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
         .registration_secret
         .expose()
         .clone();
-    assert!(!contains(&database_bytes(&ts), &secret));
+    assert!(!contains(&database_bytes(&ts).await, &secret));
     let next = answer(&mac, &profile, "Acknowledged").await;
     assert!(!sealed_payload_exists(&ts, &profile).await);
     // Outside the NotNow session the EraseDevice comes again, with the same PIN; an Error (the Mac did not
@@ -494,9 +483,10 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
     let (s, history) = admin.get(&format!("/api/v1/devices/{udid}/commands")).await;
     assert_eq!(s, 200);
     let text = history.to_string();
-    for secret in [PIN, RAW_PASSWORD, secret.as_str()] {
-        assert!(!text.contains(secret), "history shows a secret: {text}");
-    }
+    testkit::assert_no_secret(
+        &text,
+        &[PIN.as_bytes(), RAW_PASSWORD.as_bytes(), secret.as_bytes()],
+    );
     let commands = history["commands"].as_array().unwrap();
     for uuid in [&erase, &profile, "RAW-FW-1"] {
         let c = commands
@@ -509,11 +499,11 @@ async fn secrets_inside_commands_are_sealed_at_rest_delivered_intact_and_gone_on
     let (_, events) = admin
         .get(&format!("/api/v1/devices/{udid}/events?limit=1000"))
         .await;
-    let text = events.to_string();
-    for secret in [PIN, RAW_PASSWORD, secret.as_str()] {
-        assert!(!text.contains(secret), "events show a secret");
-    }
-    let db = database_bytes(&ts);
+    testkit::assert_no_secret(
+        events.to_string(),
+        &[PIN.as_bytes(), RAW_PASSWORD.as_bytes(), secret.as_bytes()],
+    );
+    let db = database_bytes(&ts).await;
     for secret in [PIN, RAW_PASSWORD, secret.as_str()] {
         assert!(!contains(&db, secret), "a secret reached the database");
     }

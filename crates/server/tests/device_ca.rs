@@ -106,7 +106,13 @@ fn mode(path: &std::path::Path) -> u32 {
 #[tokio::test]
 async fn a_start_makes_the_data_directory_and_its_database_files_private() {
     use std::os::unix::fs::PermissionsExt;
-    let mut ts = TestServer::start_with(|o| o.http = false).await.unwrap();
+    // About SQLite's files in the data directory: stays on SQLite whatever the backend.
+    let mut ts = TestServer::start_with(|o| {
+        o.http = false;
+        o.database = None;
+    })
+    .await
+    .unwrap();
     let root = ts.opts.data_dir.clone();
     assert_eq!(mode(&root), 0o700);
     for name in [

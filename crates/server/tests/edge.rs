@@ -31,6 +31,8 @@ async fn eight_hundred_junk_requests_with_huge_queries_cost_well_under_a_megabyt
 {
     let ts = TestServer::start_with(|o| {
         o.scep_challenge = Some(vault::Secret::new(b"edge-challenge".to_vec()));
+        // The cost is measured in SQLite's files: this test stays on SQLite whatever the backend.
+        o.database = None;
     })
     .await
     .unwrap();

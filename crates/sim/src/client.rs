@@ -11,13 +11,9 @@
 //! the simulator behind the same TLS-terminating proxy as real Macs).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use pki::ca::CertificateAuthority;
@@ -72,6 +68,26 @@ pub struct Delivery {
     pub served: Option<Served>,
 }
 
+/// The HTTP client of a virtual Mac: `reqwest`, plain HTTP/1.1 (see the module docs), no proxies, no
+/// redirects. reqwest is built with rustls but no crypto provider of its own, so it is handed a ring config
+/// (the workspace's one provider) with no trusted roots: it never makes a TLS connection.
+pub fn http_client() -> Result<reqwest::Client, ClientError> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ClientError::Http(e.to_string()))?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| ClientError::Http(e.to_string()))
+}
+
 /// A virtual Mac with its model, identity and HTTP client.
 pub struct VirtualMac {
     pub mac: Mac,
@@ -79,7 +95,7 @@ pub struct VirtualMac {
     key: PKey<Private>,
     pub sign: SignOptions,
     base_url: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: reqwest::Client,
     pub stats: Stats,
     /// What the person at Setup Assistant does once the server sends DeviceConfigured (§1.7). `None`: the
     /// test drives Setup Assistant itself; `Some(plan)`: DeviceConfigured finishes Setup Assistant per plan
@@ -171,7 +187,7 @@ impl VirtualMac {
                 signed_attributes: false,
             },
             base_url: base_url.trim_end_matches('/').to_string(),
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: http_client()?,
             stats: Stats::default(),
             setup_plan: None,
             installed: None,
@@ -186,24 +202,22 @@ impl VirtualMac {
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
         let signature = mdm_signature(&body, &self.cert, &self.key, self.sign)?;
-        let req = http::Request::put(format!("{}{}", self.base_url, path))
+        let req = self
+            .http
+            .put(format!("{}{}", self.base_url, path))
             .header("content-type", content_type)
             .header("Mdm-Signature", signature)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+            .body(body);
         let started = Instant::now();
-        let resp = self
-            .http
-            .request(req)
+        let resp = req
+            .send()
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let status = resp.status().as_u16();
         let body = resp
-            .into_body()
-            .collect()
+            .bytes()
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes()
             .to_vec();
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats.requests += 1;

@@ -1,10 +1,5 @@
 //! A device that signs its requests like a Mac with `SignMessage` set.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use pki::ca::CertificateAuthority;
@@ -34,7 +29,7 @@ pub struct TestDevice {
     pub key: PKey<Private>,
     pub sign: SignOptions,
     pub base_url: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: reqwest::Client,
 }
 
 pub fn new_key(kind: KeyKind) -> anyhow::Result<PKey<Private>> {
@@ -82,7 +77,7 @@ impl TestDevice {
             key,
             sign: SignOptions::default(),
             base_url,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: crate::http::client(),
         }
     }
 
@@ -108,18 +103,14 @@ impl TestDevice {
         body: Vec<u8>,
         signature: Option<&str>,
     ) -> anyhow::Result<Reply> {
-        let mut req = http::Request::put(format!("{}{}", self.base_url, path))
+        let mut req = self
+            .client
+            .put(format!("{}{}", self.base_url, path))
             .header("content-type", content_type);
         if let Some(sig) = signature {
             req = req.header("Mdm-Signature", sig);
         }
-        let resp = self
-            .client
-            .request(req.body(Full::new(Bytes::from(body)))?)
-            .await?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes().to_vec();
-        Ok(Reply { status, body })
+        crate::http::send(req.body(body)).await
     }
 
     /// A signed check-in.

@@ -2,9 +2,6 @@
 //! MDM payloads, get an identity over SCEP with the profile's challenge. Also a test push certificate, since
 //! `/enroll` needs one.
 
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
@@ -68,13 +65,7 @@ impl TestServer {
 
 /// `GET {base_url}{path_and_query}` over plain HTTP.
 pub async fn http_get(base_url: &str, path_and_query: &str) -> anyhow::Result<Reply> {
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let req = http::Request::get(format!("{base_url}{path_and_query}"))
-        .body(Full::new(bytes::Bytes::new()))?;
-    let resp = client.request(req).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes().to_vec();
-    Ok(Reply { status, body })
+    crate::http::send(crate::http::client().get(format!("{base_url}{path_and_query}"))).await
 }
 
 /// Verify a signed profile against `signer` and read it.

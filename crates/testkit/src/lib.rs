@@ -4,10 +4,13 @@
 //! Mac with macOS's token rules lives in the simulator; this is the minimum to drive the server.
 
 pub mod apns;
+pub mod backend;
 pub mod device;
 pub mod enroll;
+pub mod http;
 pub mod messages;
 pub mod scep;
+pub mod secrets;
 
 use std::sync::Arc;
 
@@ -16,12 +19,17 @@ use server::{RunningServer, ServeOptions};
 use tempfile::TempDir;
 
 pub use device::{Reply, TestDevice};
+pub use secrets::assert_no_secret;
 
-/// A running escrowd on 127.0.0.1 with a fresh data directory (plain HTTP unless `tls` was asked for).
+/// A running escrowd on 127.0.0.1 with a fresh data directory (plain HTTP unless `tls` was asked for), on
+/// SQLite in that directory or, with `ESCROWD_TEST_BACKEND=postgres`, in a fresh PostgreSQL schema
+/// ([`backend`]).
 pub struct TestServer {
     pub dir: TempDir,
     pub opts: ServeOptions,
     server: Option<RunningServer>,
+    /// Declared last: dropped after the server.
+    pg: Option<backend::PgSchema>,
 }
 
 impl TestServer {
@@ -29,19 +37,50 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Start with options adjusted by `f` (data dir and listen address are preset).
+    /// Start with options adjusted by `f` (data dir, listen address and the backend's database are preset;
+    /// a test about SQLite's files sets `opts.database = None` to stay on SQLite).
     pub async fn start_with(f: impl FnOnce(&mut ServeOptions)) -> anyhow::Result<TestServer> {
         let dir = tempfile::tempdir()?;
         let mut opts = ServeOptions::new(dir.path().join("data"));
         opts.listen = "127.0.0.1:0".parse()?;
         opts.http = true;
+        let pg = if backend::postgres_selected() {
+            Some(backend::PgSchema::create().await?)
+        } else {
+            None
+        };
+        opts.database = pg.as_ref().map(|pg| pg.url.clone());
         f(&mut opts);
         let server = server::start(opts.clone()).await?;
         Ok(TestServer {
             dir,
             opts,
             server: Some(server),
+            pg,
         })
+    }
+
+    /// What the database holds at rest, for scans: the SQLite files (`escrowd.db`, its WAL and SHM) or, on
+    /// PostgreSQL, every row of the server's schema as text.
+    pub async fn database_dump(&self) -> anyhow::Result<Vec<u8>> {
+        if let (Some(pg), Some(_)) = (&self.pg, &self.opts.database) {
+            return pg.dump().await;
+        }
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(&self.opts.data_dir)? {
+            let path = entry?.path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("escrowd.db"))
+            {
+                bytes.extend(std::fs::read(&path)?);
+            }
+        }
+        anyhow::ensure!(
+            !bytes.is_empty(),
+            "no SQLite database in the data directory"
+        );
+        Ok(bytes)
     }
 
     pub fn running(&self) -> &RunningServer {

@@ -1,8 +1,5 @@
 //! Enrolling a test device over SCEP, as a Mac does after installing an enrollment profile.
 
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use openssl::x509::X509;
 use pki::scep::MessageType;
 use pki::scep::client::{CertRep, csr_der, pki_request, read_cert_rep, self_signed_signer};
@@ -15,16 +12,13 @@ pub async fn scep_http(
     query: &str,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<Reply> {
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let client = crate::http::client();
     let uri = format!("{base_url}/scep?{query}");
     let req = match body {
-        Some(body) => http::Request::post(uri).body(Full::new(bytes::Bytes::from(body)))?,
-        None => http::Request::get(uri).body(Full::new(bytes::Bytes::new()))?,
+        Some(body) => client.post(uri).body(body),
+        None => client.get(uri),
     };
-    let resp = client.request(req).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes().to_vec();
-    Ok(Reply { status, body })
+    crate::http::send(req).await
 }
 
 /// The CA certificate from `GetCACert`.

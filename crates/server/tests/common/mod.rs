@@ -1,10 +1,6 @@
 //! Helpers shared by the admin API tests: an HTTP client with a key, test Macs, command answers.
 #![allow(dead_code)]
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use plist::{Dictionary, Value};
 use serde_json::Value as Json;
 use service::apikeys::Actor;
@@ -18,22 +14,11 @@ pub struct Api {
 
 impl Api {
     pub async fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Json) {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(format!("{}{}", self.base, path));
+        let mut headers = vec![("content-type", "application/json".to_string())];
         if let Some(a) = &self.auth {
-            req = req.header("authorization", a);
+            headers.push(("authorization", a.clone()));
         }
-        let req = req
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .unwrap();
-        let resp = client.request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
-        (status, json)
+        raw(&self.base, method, path, &headers, body.unwrap_or_default()).await
     }
     pub async fn get(&self, path: &str) -> (u16, Json) {
         self.call("GET", path, None).await
@@ -129,18 +114,14 @@ pub async fn raw(
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> (u16, Json) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"));
+    let method = testkit::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = testkit::http::client().request(method, format!("{base}{path}"));
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Json::Null))
+    let reply = testkit::http::send(req.body(body)).await.unwrap();
+    (
+        reply.status,
+        serde_json::from_slice(&reply.body).unwrap_or(Json::Null),
+    )
 }

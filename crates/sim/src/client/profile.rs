@@ -10,10 +10,6 @@
 //! changes them), then gets a new identity over SCEP (PKCSReq with the new profile's challenge) and sends
 //! Authenticate and TokenUpdate with it.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use openssl::pkey::PKey;
 use openssl::pkey::Private;
 use openssl::x509::X509;
@@ -30,28 +26,31 @@ use crate::mac::Mac;
 const MAX_BODY: usize = 1 << 20;
 
 async fn fetch(
-    method: http::Method,
+    method: reqwest::Method,
     url: &str,
     body: Vec<u8>,
     what: &'static str,
 ) -> Result<Vec<u8>, ClientError> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| ClientError::Http(e.to_string()))?;
-    let resp = client
-        .request(req)
+    let mut req = super::http_client()?.request(method, url);
+    if !body.is_empty() {
+        req = req.body(body);
+    }
+    let mut resp = req
+        .send()
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
     let status = resp.status().as_u16();
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?
-        .to_bytes()
-        .to_vec();
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ClientError::Http("length limit exceeded".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
     if status != 200 {
         return Err(ClientError::Status { what, status });
     }
@@ -106,7 +105,7 @@ async fn scep_identity(
 ) -> Result<(X509, PKey<Private>), ClientError> {
     let scep = &scep_settings.url;
     let ca_der = fetch(
-        http::Method::GET,
+        reqwest::Method::GET,
         &format!("{scep}?operation=GetCACert"),
         Vec::new(),
         "SCEP GetCACert",
@@ -128,7 +127,7 @@ async fn scep_identity(
     let csr = csr_der(&key, udid, challenge)?;
     let req = pki_request(MessageType::PkcsReq, &csr, &self_signed, &key, &ca)?;
     let reply = fetch(
-        http::Method::POST,
+        reqwest::Method::POST,
         &format!("{scep}?operation=PKIOperation"),
         req.message,
         "SCEP PKIOperation",
@@ -204,7 +203,7 @@ impl VirtualMac {
         let base = base_url.trim_end_matches('/');
         let query: String = url_encode(token);
         let signed = fetch(
-            http::Method::GET,
+            reqwest::Method::GET,
             &format!("{base}/enroll?token={query}"),
             Vec::new(),
             "enroll",
