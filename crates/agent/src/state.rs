@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use vault::Secret;
-use vault::agent_crypto::{HpkeKeyPair, SigningKey};
+use agentwire::{HpkeKeyPair, SigningKey};
 
 use crate::client::ClientError;
 
