@@ -5,11 +5,11 @@
 use std::io::Write;
 use std::path::Path;
 
+use agentwire::{HpkeKeyPair, SigningKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use vault::Secret;
-use agentwire::{HpkeKeyPair, SigningKey};
 
 use crate::client::ClientError;
 

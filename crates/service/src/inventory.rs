@@ -12,9 +12,6 @@ use store::{
 use crate::commands::new_command_uuid;
 use crate::{EventKind, MdmService, ServiceError};
 
-/// Event kind when an inventory result could not be stored.
-/// Event kind when queueing automatic inventory failed for a device.
-
 /// The shortest time between two UserList re-asks of one Mac after a change to its users (an agent action, a
 /// SetBootstrapToken, a user-channel TokenUpdate).
 pub const USER_LIST_REFRESH_INTERVAL_MS: Millis = 5 * 60 * 1000;

@@ -73,11 +73,7 @@ impl MdmService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         MdmService {
-            secrets: secrets::Secrets::new(
-                Arc::clone(&store),
-                Arc::clone(&vault),
-                Arc::clone(&clock),
-            ),
+            secrets: secrets::Secrets::new(store.clone(), Arc::clone(&vault), Arc::clone(&clock)),
             store,
             vault,
             clock,

@@ -8,9 +8,7 @@
 
 use std::sync::Arc;
 
-use store::{
-    BOOTSTRAP_TOKEN_FIELD, COMMAND_PAYLOAD_FIELD, Millis, SealedSecret, Store, StoreError,
-};
+use store::{BOOTSTRAP_TOKEN_FIELD, COMMAND_PAYLOAD_FIELD, Millis, SealedSecret, StoreError};
 use vault::{SealContext, Sealed, Secret, Vault, VaultError};
 
 use crate::{Clock, ServiceError};
@@ -130,15 +128,22 @@ impl SecretRef {
 }
 
 /// Seals and opens secrets by [`SecretRef`], and reads and writes them in the store. Cheap to clone.
+///
+/// Store roles: Secrets (the generic sealed-secret rows) only.
 #[derive(Clone)]
 pub struct Secrets {
-    store: Arc<dyn Store>,
+    store: Arc<dyn store::Secrets>,
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
 }
 
 impl Secrets {
-    pub fn new(store: Arc<dyn Store>, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Secrets {
+    /// `store` may be the whole store (`Arc<dyn Store>` upcasts); only its secrets role is kept.
+    pub fn new(
+        store: Arc<dyn store::Secrets>,
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+    ) -> Secrets {
         Secrets {
             store,
             vault,
@@ -150,7 +155,8 @@ impl Secrets {
         &self.vault
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The store's secrets role this component reads and writes.
+    pub fn store(&self) -> &Arc<dyn store::Secrets> {
         &self.store
     }
 
@@ -319,7 +325,7 @@ mod tests {
         assert_eq!(SecretOwner::Server.to_owner_string(), "escrowd");
     }
 
-    async fn secrets() -> (tempfile::TempDir, Arc<dyn Store>, Secrets) {
+    async fn secrets() -> (tempfile::TempDir, Arc<dyn store::Store>, Secrets) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("db.sqlite").display());
         let store = store::connect(&url).await.unwrap();

@@ -13,14 +13,14 @@ use vault::Secret;
 use zeroize::Zeroize;
 
 use super::CheckinReply;
-use super::enrollment::EnrollmentLifecycle;
+use super::enrollment::{EnrollmentLifecycle, LifecycleRoles};
 use super::identity::BoundDevice;
 use crate::secrets::Secrets;
 use crate::{Clock, EventKind, ServiceError};
 
 /// Whether the device's group allows escrow; `Err(reason)` when it does not. No group = escrow on.
-pub(crate) async fn escrow_policy(
-    store: &dyn store::Store,
+pub(crate) async fn escrow_policy<S: ?Sized + store::Groups>(
+    store: &S,
     device: &Enrollment,
 ) -> Result<Result<(), String>, ServiceError> {
     let Some(group_id) = device.group_id.as_deref() else {
@@ -48,18 +48,18 @@ pub(crate) enum SetOutcome {
 /// Store roles: Tokens (`bootstrap_token`, `put_bootstrap_token`, `clear_bootstrap_token`,
 /// `mark_bootstrap_token_served`), Groups (`group`, for the escrow policy), Events; Enrollments only through
 /// [`EnrollmentLifecycle::note_awaiting_configuration`].
-pub(crate) struct BootstrapEscrow<'a> {
-    store: &'a dyn store::Store,
+pub(crate) struct BootstrapEscrow<'a, S: ?Sized = dyn store::Store> {
+    store: &'a S,
     secrets: &'a Secrets,
     clock: &'a dyn Clock,
 }
 
-impl<'a> BootstrapEscrow<'a> {
-    pub(crate) fn new(
-        store: &'a dyn store::Store,
-        secrets: &'a Secrets,
-        clock: &'a dyn Clock,
-    ) -> Self {
+/// The store roles [`BootstrapEscrow`] takes.
+pub(crate) trait EscrowRoles: store::Tokens + store::Groups + LifecycleRoles {}
+impl<T: ?Sized + store::Tokens + store::Groups + LifecycleRoles> EscrowRoles for T {}
+
+impl<'a, S: ?Sized + EscrowRoles> BootstrapEscrow<'a, S> {
+    pub(crate) fn new(store: &'a S, secrets: &'a Secrets, clock: &'a dyn Clock) -> Self {
         BootstrapEscrow {
             store,
             secrets,
@@ -71,7 +71,7 @@ impl<'a> BootstrapEscrow<'a> {
         self.clock.now_millis()
     }
 
-    fn awaiting_configuration(&self) -> EnrollmentLifecycle<'a> {
+    fn awaiting_configuration(&self) -> EnrollmentLifecycle<'a, S> {
         EnrollmentLifecycle::new(self.store, self.clock)
     }
 

@@ -13,7 +13,7 @@ use store::{CommandStatus, Enrollment, Outcome, ReportOutcome};
 use vault::Secret;
 
 use super::ConnectReply;
-use super::enrollment::EnrollmentLifecycle;
+use super::enrollment::{EnrollmentLifecycle, LifecycleRoles};
 use super::identity::BoundDevice;
 use crate::secrets::{SecretRef, Secrets};
 use crate::{Clock, EventKind, ServiceError};
@@ -34,18 +34,18 @@ pub(crate) enum ReportEffect {
 /// Store roles: Commands (`command`, `record_command_result`, `next_command`), Secrets (`sealed_secret`, for
 /// sealed command payloads), Enrollments (`backfill_cert_not_after`, `touch_last_seen`, `checkout`, user
 /// channel lookups), Events.
-pub(crate) struct CommandChannel<'a> {
-    store: &'a dyn store::Store,
+pub(crate) struct CommandChannel<'a, S: ?Sized = dyn store::Store> {
+    store: &'a S,
     secrets: &'a Secrets,
     clock: &'a dyn Clock,
 }
 
-impl<'a> CommandChannel<'a> {
-    pub(crate) fn new(
-        store: &'a dyn store::Store,
-        secrets: &'a Secrets,
-        clock: &'a dyn Clock,
-    ) -> Self {
+/// The store roles [`CommandChannel`] takes.
+pub(crate) trait ChannelRoles: store::Commands + store::Renewals + LifecycleRoles {}
+impl<T: ?Sized + store::Commands + store::Renewals + LifecycleRoles> ChannelRoles for T {}
+
+impl<'a, S: ?Sized + ChannelRoles> CommandChannel<'a, S> {
+    pub(crate) fn new(store: &'a S, secrets: &'a Secrets, clock: &'a dyn Clock) -> Self {
         CommandChannel {
             store,
             secrets,

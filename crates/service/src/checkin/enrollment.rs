@@ -23,13 +23,17 @@ pub(crate) enum TokenUpdated {
 /// TokenUpdate/CheckOut bookkeeping of a bound device (and its user channels).
 ///
 /// Store roles: Enrollments (`enrollment`, `upsert_enrollment`, `checkout`, `clear_push_invalid`), Events.
-pub(crate) struct EnrollmentLifecycle<'a> {
-    store: &'a dyn store::Store,
+pub(crate) struct EnrollmentLifecycle<'a, S: ?Sized = dyn store::Store> {
+    store: &'a S,
     clock: &'a dyn Clock,
 }
 
-impl<'a> EnrollmentLifecycle<'a> {
-    pub(crate) fn new(store: &'a dyn store::Store, clock: &'a dyn Clock) -> Self {
+/// The store roles [`EnrollmentLifecycle`] takes.
+pub(crate) trait LifecycleRoles: store::Enrollments + store::Push + store::Events {}
+impl<T: ?Sized + store::Enrollments + store::Push + store::Events> LifecycleRoles for T {}
+
+impl<'a, S: ?Sized + LifecycleRoles> EnrollmentLifecycle<'a, S> {
+    pub(crate) fn new(store: &'a S, clock: &'a dyn Clock) -> Self {
         EnrollmentLifecycle { store, clock }
     }
 

@@ -10,10 +10,10 @@ use pki::CertInfo;
 use protocol::checkin::Authenticate;
 use store::{Enrollment, Outcome};
 
-use super::{DeviceIdentity, short_fp};
+use super::{DeviceIdentity, IdentityRoles, short_fp};
 use crate::{EventKind, ServiceError};
 
-impl DeviceIdentity<'_> {
+impl<S: ?Sized + IdentityRoles> DeviceIdentity<'_, S> {
     /// Authenticate: who may speak for a UDID (see ARCHITECTURE.md, "Invariants").
     ///
     /// - the same certificate again: a repeat, everything kept;

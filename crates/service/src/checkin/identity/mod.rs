@@ -68,16 +68,26 @@ impl BoundDevice {
 /// Store roles: Enrollments (lookups, binding, pending identities), Tokens (`set_bootstrap_token_verified`),
 /// Events. SCEP issuance records (`bind_issued_certificate`) and identity renewals (`clear_identity_renewal`)
 /// are read and cleared here too.
-pub(crate) struct DeviceIdentity<'a> {
+pub(crate) struct DeviceIdentity<'a, S: ?Sized = dyn store::Store> {
     verifier: Option<&'a DeviceIdentityVerifier>,
-    store: &'a dyn store::Store,
+    store: &'a S,
     clock: &'a dyn Clock,
 }
 
-impl<'a> DeviceIdentity<'a> {
+/// The store roles [`DeviceIdentity`] takes.
+pub(crate) trait IdentityRoles:
+    store::Enrollments + store::Tokens + store::Scep + store::Renewals + store::Events
+{
+}
+impl<T: ?Sized + store::Enrollments + store::Tokens + store::Scep + store::Renewals + store::Events>
+    IdentityRoles for T
+{
+}
+
+impl<'a, S: ?Sized + IdentityRoles> DeviceIdentity<'a, S> {
     pub(crate) fn new(
         verifier: Option<&'a DeviceIdentityVerifier>,
-        store: &'a dyn store::Store,
+        store: &'a S,
         clock: &'a dyn Clock,
     ) -> Self {
         DeviceIdentity {
