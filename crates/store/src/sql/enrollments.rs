@@ -256,6 +256,13 @@ pub(super) async fn refuse_pending<DB: Backend>(
     event: &NewEvent,
 ) -> Result<u64> {
     let mut tx = DB::begin_write(pool).await?;
+    // The Mac's row first: it is the lock `put_pending` also takes, so on PostgreSQL (READ COMMITTED) a claim
+    // committing meanwhile is either seen by the UPDATE below (it held the lock first) or sets `has_pending`
+    // again after this commits -- never a live pending identity with `has_pending` cleared.
+    query::<DB>("UPDATE enrollments SET has_pending = FALSE WHERE id = $1")
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
     let done = query::<DB>(
         "UPDATE enrollments SET enabled = FALSE, updated_at = $2 WHERE pending_for = $1 AND enabled = TRUE",
     )
@@ -263,10 +270,6 @@ pub(super) async fn refuse_pending<DB: Backend>(
     .bind(at)
     .execute(&mut *tx)
     .await?;
-    query::<DB>("UPDATE enrollments SET has_pending = FALSE WHERE id = $1")
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await?;
     if done.rows_affected() > 0 {
         events::insert::<DB>(&mut tx, event).await?;
     }
