@@ -52,12 +52,39 @@ pub struct ApiKeys {
 }
 
 /// The answer to `POST /api/v1/apikeys`: the key's metadata and the key itself, shown in this answer only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Its `Debug` never prints the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeyCreated {
     #[serde(flatten)]
     pub info: ApiKey,
     /// The new key; shown in this answer only.
     pub key: String,
+}
+
+impl std::fmt::Debug for ApiKeyCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyCreated")
+            .field("info", &self.info)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn a_created_key_is_never_in_debug_output() {
+        let created: ApiKeyCreated = serde_json::from_value(serde_json::json!({
+            "id": "k1", "name": "ci", "scope": "read", "created_at": 1, "revoked_at": null,
+            "key": "escrowd_SECRETKEYVALUE"
+        }))
+        .unwrap();
+        let shown = format!("{created:?}");
+        assert!(!shown.contains("SECRETKEYVALUE"), "{shown}");
+        assert!(shown.contains("k1"));
+    }
 }
 
 /// The managed local admin a group gives its ADE Macs (the password is generated per Mac, never answered).
