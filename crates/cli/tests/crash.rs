@@ -51,34 +51,72 @@ fn random_below(n: u64) -> u64 {
     u64::from_le_bytes(b.try_into().expect("8 bytes")) % n.max(1)
 }
 
-/// One Mac's escrow loop: fresh token, SetBootstrapToken, record, repeat until `stop`.
-async fn storm(
-    mut vm: VirtualMac,
-    stop: Arc<AtomicBool>,
-    acked_total: Arc<AtomicU64>,
-) -> (VirtualMac, Vec<Sent>) {
-    let mut sent = Vec::new();
+/// A virtual Mac and every token it sent, in order. The storm holds the lock across one request and its
+/// record, so a check sees a consistent history.
+struct Escrower {
+    vm: VirtualMac,
+    sent: Vec<Sent>,
+}
+
+type Shared = Arc<tokio::sync::Mutex<Escrower>>;
+
+/// One Mac's escrow loop: fresh token, SetBootstrapToken, record, repeat until `stop`; idle while `paused`.
+async fn storm(mac: Shared, paused: Arc<AtomicBool>, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) {
     let mut n = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        if paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let mut m = mac.lock().await;
         n += 1;
         let token = random_bytes(32);
         let sim_token = SimToken::new(token.clone(), format!("crash-{n}"));
-        let body = reports::set_bootstrap_token(&vm.mac, Some(&sim_token)).expect("body");
-        let outcome = match vm.checkin("SetBootstrapToken", body).await {
+        let body = reports::set_bootstrap_token(&m.vm.mac, Some(&sim_token)).expect("body");
+        let outcome = match m.vm.checkin("SetBootstrapToken", body).await {
             Ok((200, _)) => Outcome::Acked,
             Ok((status, _)) => Outcome::Refused(status),
             Err(ClientError::Http(_)) => Outcome::Lost,
-            Err(e) => panic!("{}: {e}", vm.mac.udid),
+            Err(e) => panic!("{}: {e}", m.vm.mac.udid),
         };
+        m.sent.push(Sent { token, outcome });
+        drop(m);
         if outcome == Outcome::Acked {
-            acked_total.fetch_add(1, Ordering::Relaxed);
+            acked.fetch_add(1, Ordering::Relaxed);
         } else {
-            // The server is down or restarting: do not spin.
+            // The server is down: do not spin.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        sent.push(Sent { token, outcome });
     }
-    (vm, sent)
+}
+
+/// GetBootstrapToken for every Mac, each checked against its history; the failures, and how many Macs
+/// serve a token whose 200 was lost.
+async fn check_all(macs: &[Shared]) -> (Vec<String>, usize) {
+    let (mut failures, mut served_unacked) = (Vec::new(), 0);
+    for mac in macs {
+        let mut m = mac.lock().await;
+        let body = reports::get_bootstrap_token(&m.vm.mac).expect("body");
+        let (status, reply) =
+            m.vm.checkin("GetBootstrapToken", body)
+                .await
+                .expect("GetBootstrapToken after a restart");
+        assert_eq!(
+            status, 200,
+            "{}: GetBootstrapToken answered {status}",
+            m.vm.mac.udid
+        );
+        let served = reports::bootstrap_token_of(&reply).expect("a GetBootstrapToken reply");
+        if let Some(p) = m.sent.iter().rposition(|s| s.token == served)
+            && m.sent[p].outcome == Outcome::Lost
+        {
+            served_unacked += 1;
+        }
+        if let Err(e) = check_served(&m.vm.mac.udid, &m.sent, &served) {
+            failures.push(e);
+        }
+    }
+    (failures, served_unacked)
 }
 
 /// Whether what GetBootstrapToken served is allowed by what the Mac sent; `Err` says why not.
@@ -107,11 +145,7 @@ fn check_served(udid: &str, sent: &[Sent], served: &[u8]) -> Result<(), String> 
 
 async fn crash_storm(root: &Path, database: Option<String>, backend: &str) {
     // No inventory schedule: the storm is the only writer that matters here.
-    let mut server = Server::new(
-        root,
-        database.clone(),
-        &["--inventory-interval", "0"],
-    );
+    let mut server = Server::new(root, database.clone(), &["--inventory-interval", "0"]);
     server.start().await;
     let base = server.base_url();
 
@@ -131,73 +165,87 @@ async fn crash_storm(root: &Path, database: Option<String>, backend: &str) {
         macs.push(vm);
     }
 
+    let macs: Vec<Shared> = macs
+        .into_iter()
+        .map(|vm| {
+            Arc::new(tokio::sync::Mutex::new(Escrower {
+                vm,
+                sent: Vec::new(),
+            }))
+        })
+        .collect();
     let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
+    let (paused, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let acked = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = macs
-        .into_iter()
-        .map(|vm| tokio::spawn(storm(vm, stop.clone(), acked.clone())))
+        .iter()
+        .map(|m| {
+            tokio::spawn(storm(
+                m.clone(),
+                paused.clone(),
+                stop.clone(),
+                acked.clone(),
+            ))
+        })
         .collect();
 
-    let (mut acked_before_kill, mut killed) = (Vec::new(), Vec::new());
-    for _ in 0..KILLS {
-        // Let the storm run a random 300–1500 ms after the server came up, then kill it mid-flight.
+    // Each round: the storm runs a random 300-1500 ms, the server is SIGKILLed mid-flight and restarted on the
+    // same data, and every Mac's token is checked against what was acknowledged before the kill.
+    let (mut acked_before_kill, mut killed, mut served_unacked) = (Vec::new(), Vec::new(), 0);
+    let mut failures = Vec::new();
+    for round in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(300 + random_below(1200))).await;
         acked_before_kill.push(acked.load(Ordering::Relaxed));
         killed.push(server.pid());
         server.kill();
+        paused.store(true, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(random_below(100))).await;
         server.start().await;
+        let (f, unacked) = check_all(&macs).await;
+        served_unacked += unacked;
+        failures.extend(
+            f.into_iter()
+                .map(|e| format!("after kill {}: {e}", round + 1)),
+        );
+        paused.store(false, Ordering::Relaxed);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut results = Vec::with_capacity(MACS);
     for t in tasks {
-        results.push(t.await.expect("storm task"));
+        t.await.expect("storm task");
     }
+    let (f, _) = check_all(&macs).await;
+    failures.extend(f.into_iter().map(|e| format!("at the end: {e}")));
 
     let (mut total, mut total_acked, mut total_lost, mut refused) = (0, 0, 0, Vec::new());
-    let mut failures = Vec::new();
-    let mut served_unacked = 0;
-    for (vm, sent) in results.iter_mut() {
-        total += sent.len();
-        total_acked += sent.iter().filter(|s| s.outcome == Outcome::Acked).count();
-        total_lost += sent.iter().filter(|s| s.outcome == Outcome::Lost).count();
-        refused.extend(sent.iter().filter_map(|s| match s.outcome {
+    for mac in &macs {
+        let m = mac.lock().await;
+        total += m.sent.len();
+        total_acked += m
+            .sent
+            .iter()
+            .filter(|s| s.outcome == Outcome::Acked)
+            .count();
+        total_lost += m.sent.iter().filter(|s| s.outcome == Outcome::Lost).count();
+        refused.extend(m.sent.iter().filter_map(|s| match s.outcome {
             Outcome::Refused(status) => Some(status),
             _ => None,
         }));
-        let body = reports::get_bootstrap_token(&vm.mac).expect("body");
-        let (status, reply) = vm
-            .checkin("GetBootstrapToken", body)
-            .await
-            .expect("GetBootstrapToken after the storm");
-        assert_eq!(
-            status, 200,
-            "{}: GetBootstrapToken answered {status}",
-            vm.mac.udid
-        );
-        let served = reports::bootstrap_token_of(&reply).expect("a GetBootstrapToken reply");
-        if let Some(p) = sent.iter().rposition(|s| s.token == served)
-            && sent[p].outcome == Outcome::Lost
-        {
-            served_unacked += 1;
-        }
-        if let Err(e) = check_served(&vm.mac.udid, sent, &served) {
-            failures.push(e);
-        }
     }
     eprintln!(
         "crash[{backend}]: {MACS} Macs, {KILLS} SIGKILLs, {total} SetBootstrapToken sent, {total_acked} acked, \
-         {total_lost} lost in flight, {} refused {:?}, {served_unacked} Macs serve a token whose 200 was lost; \
-         acked before each kill: {acked_before_kill:?} (pids {killed:?}); storm {:.1} s",
+         {total_lost} lost (in flight at a kill, or sent while the server was down), {} refused {:?}; checks \
+         after the kills found {served_unacked} Mac tokens whose 200 was lost; acked before each kill: \
+         {acked_before_kill:?} (pids {killed:?}); {:.1} s",
         refused.len(),
         refused.iter().take(5).collect::<Vec<_>>(),
         started.elapsed().as_secs_f64()
     );
     assert!(
         failures.is_empty(),
-        "{} of {MACS} Macs lost an acknowledged token:\n{}",
+        "{} checks found a lost acknowledged token:\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -206,12 +254,14 @@ async fn crash_storm(root: &Path, database: Option<String>, backend: &str) {
         acked_before_kill.windows(2).all(|w| w[1] > w[0]) && acked_before_kill[0] > 0,
         "no escrow got through between some kills: {acked_before_kill:?}"
     );
-    assert!(
-        results
-            .iter()
-            .all(|(_, s)| s.iter().any(|x| x.outcome == Outcome::Acked)),
-        "every Mac must have had at least one token acknowledged"
-    );
+    for mac in &macs {
+        let m = mac.lock().await;
+        assert!(
+            m.sent.iter().any(|x| x.outcome == Outcome::Acked),
+            "{}: no token acknowledged in the whole storm",
+            m.vm.mac.udid
+        );
+    }
     server.kill();
 }
 

@@ -242,7 +242,8 @@ impl Api {
     }
 
     async fn json(&self, path: &str) -> serde_json::Value {
-        self.get(path).await.json().await.expect("JSON answer")
+        let body = self.get(path).await.bytes().await.expect("answer body");
+        serde_json::from_slice(&body).expect("JSON answer")
     }
 
     /// Every device the list gives for `query`, page by page (1000), counted, never kept.
@@ -303,7 +304,8 @@ async fn exercise(api: &Api, n: usize) {
             .http
             .post(format!("{}/api/v1/push", api.base))
             .bearer_auth(&api.key)
-            .json(&serde_json::json!({ "devices": ids }))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "devices": ids }).to_string())
             .send()
             .await
             .expect("push");
