@@ -129,13 +129,18 @@ fn read_id_file(path: &Path) -> anyhow::Result<Vec<String>> {
     parse_ids(&text, &source)
 }
 
-/// Every device the API lists for `query` (filters without paging), page by page, counted on `progress`.
-pub async fn all_devices(
+/// Every device the API lists for `query` (filters without paging), page by page ([`API_MAX`] at a time),
+/// counted on `progress`: `each` gets every page as it arrives and the pages are not kept, so listing a fleet
+/// of any size holds one page at a time.
+pub async fn each_device_page<F>(
     server: &ServerArgs,
     query: &[String],
     progress: &ProgressBar,
-) -> anyhow::Result<Vec<Value>> {
-    let mut all = Vec::new();
+    mut each: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(Vec<Value>) -> anyhow::Result<()>,
+{
     let mut after: Option<String> = None;
     loop {
         let mut q = query.to_vec();
@@ -143,16 +148,20 @@ pub async fn all_devices(
         if let Some(a) = &after {
             q.push(format!("after={}", enc(a)));
         }
-        let v = server
+        let mut v: Value = server
             .ok("GET", &format!("/api/v1/devices?{}", q.join("&")), None)
             .await?
             .json()?;
-        let page = v["devices"].as_array().cloned().unwrap_or_default();
+        let next = v["next"].as_str().map(str::to_string);
+        let page = match v["devices"].take() {
+            Value::Array(page) => page,
+            _ => Vec::new(),
+        };
         progress.inc(page.len() as u64);
-        all.extend(page);
-        match v["next"].as_str() {
-            Some(next) => after = Some(next.to_string()),
-            None => return Ok(all),
+        each(page)?;
+        match next {
+            Some(next) => after = Some(next),
+            None => return Ok(()),
         }
     }
 }
@@ -229,18 +238,27 @@ impl Targets {
         }
         if let Some(group) = &self.group {
             let listing = spinner(server.json, "{spinner} listing group devices: {pos}");
-            let members = all_devices(server, &[format!("group={}", enc(group))], &listing).await;
+            // Only the ids are kept, not the listed devices.
+            let mut members = 0usize;
+            let listed = each_device_page(
+                server,
+                &[format!("group={}", enc(group))],
+                &listing,
+                |page| {
+                    members += page.len();
+                    ids.extend(
+                        page.iter()
+                            .filter_map(|d| d["id"].as_str().map(str::to_string)),
+                    );
+                    Ok(())
+                },
+            )
+            .await;
             listing.finish_and_clear();
-            let members =
-                members.with_context(|| format!("listing the devices of group {group}"))?;
-            if members.is_empty() {
+            listed.with_context(|| format!("listing the devices of group {group}"))?;
+            if members == 0 {
                 bail!("group {group} has no devices");
             }
-            ids.extend(
-                members
-                    .iter()
-                    .filter_map(|d| d["id"].as_str().map(str::to_string)),
-            );
         }
         let mut seen = std::collections::HashSet::new();
         ids.retain(|id| seen.insert(id.clone()));

@@ -6,7 +6,7 @@ use apitypes::{
 };
 use clap::Args;
 use comfy_table::Table;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::typed::{self, Cell, Typed};
 use super::{DeviceArgs, enc, when_or_dash};
@@ -103,35 +103,13 @@ pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
     if a.users_without_secure_token {
         q.push("users_without_secure_token=true".into());
     }
-    let page: Typed<DevicePage> = if a.all {
-        let progress = bulk::spinner(a.server.json, "{spinner} listing devices: {pos}");
-        let all = bulk::all_devices(&a.server, &q, &progress).await;
-        progress.finish_and_clear();
-        typed::read(json!({"devices": all?, "next": null}))?
-    } else {
-        q.push(format!("limit={}", a.limit));
-        typed::get(&a.server, &format!("/api/v1/devices?{}", q.join("&"))).await?
-    };
-    typed::print(
-        &a.server,
-        &page.raw,
-        &page.value.devices,
-        &[
-            ("id", |d: &Device| d.id.cell()),
-            ("serial", |d| d.serial_number.cell()),
-            ("os", |d| d.os_version.cell()),
-            ("bootstrap token", |d| d.bootstrap_token.label.cell()),
-            ("why", |d| d.bootstrap_token.reason.cell()),
-            ("escrowed at", |d| d.bootstrap_token.escrowed_at.cell()),
-            ("verified", |d| d.bootstrap_token.verified.cell()),
-            ("apple silicon", |d| d.apple_silicon.cell()),
-            ("no ST users", |d| d.users_without_secure_token.cell()),
-            // Tables show the identity expiry as a date; --json keeps the API's Unix ms.
-            ("identity expires", |d| {
-                when_or_dash(d.identity.certificate_expires_at)
-            }),
-        ],
-    );
+    if a.all {
+        return all_devices(&a.server, &q).await;
+    }
+    q.push(format!("limit={}", a.limit));
+    let page: Typed<DevicePage> =
+        typed::get(&a.server, &format!("/api/v1/devices?{}", q.join("&"))).await?;
+    typed::print(&a.server, &page.raw, &page.value.devices, DEVICE_COLUMNS);
     if !a.server.json
         && let Some(next) = &page.value.next
     {
@@ -139,6 +117,55 @@ pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `escrowd devices --all`: printed page by page as the pages arrive, so memory stays at one page whatever
+/// the fleet's size. `--json` writes the same document one page would (`{"devices":[…],"next":null}`) as a
+/// stream; a table is printed per page of [`bulk::API_MAX`] devices.
+async fn all_devices(server: &ServerArgs, query: &[String]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let progress = bulk::spinner(server.json, "{spinner} listing devices: {pos}");
+    let mut first = true;
+    let mut any = false;
+    let listed = bulk::each_device_page(server, query, &progress, |page| {
+        // Every page is read as the shared type first, as a single page would be.
+        let devices: Vec<Device> = typed::read(Value::Array(page.clone()))?.value;
+        let mut out = std::io::stdout().lock();
+        if server.json {
+            for d in &page {
+                write!(out, "{}{d}", if first { "{\"devices\":[" } else { "," })?;
+                first = false;
+            }
+        } else if !devices.is_empty() || !any {
+            progress.suspend(|| writeln!(out, "{}", typed::rows(&devices, DEVICE_COLUMNS)))?;
+        }
+        any = true;
+        Ok(())
+    })
+    .await;
+    progress.finish_and_clear();
+    listed?;
+    if server.json {
+        let open = if first { "{\"devices\":[" } else { "" };
+        println!("{open}],\"next\":null}}");
+    }
+    Ok(())
+}
+
+const DEVICE_COLUMNS: &[typed::Column<'static, Device>] = &[
+    ("id", |d: &Device| d.id.cell()),
+    ("serial", |d| d.serial_number.cell()),
+    ("os", |d| d.os_version.cell()),
+    ("bootstrap token", |d| d.bootstrap_token.label.cell()),
+    ("why", |d| d.bootstrap_token.reason.cell()),
+    ("escrowed at", |d| d.bootstrap_token.escrowed_at.cell()),
+    ("verified", |d| d.bootstrap_token.verified.cell()),
+    ("apple silicon", |d| d.apple_silicon.cell()),
+    ("no ST users", |d| d.users_without_secure_token.cell()),
+    // Tables show the identity expiry as a date; --json keeps the API's Unix ms.
+    ("identity expires", |d| {
+        when_or_dash(d.identity.certificate_expires_at)
+    }),
+];
 
 pub(crate) async fn clear_token(a: DeviceArgs) -> anyhow::Result<()> {
     let path = format!("/api/v1/devices/{}/bootstrap-token", enc(&a.id));
