@@ -393,5 +393,4 @@ fn join(handle: Option<thread::JoinHandle<(String, bool)>>) -> (String, bool) {
 }
 
 #[cfg(test)]
-#[path = "tools_tests.rs"]
 mod tests;

@@ -3,10 +3,6 @@
 mod common;
 
 use common::{Api, api, enrolled, key, uuid_of};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use store::ApiScope;
 use testkit::TestServer;
@@ -302,15 +298,11 @@ async fn fleet_summary_and_csv_reports_list_macs_without_tokens_and_users_withou
         let auth = read.auth.clone().unwrap();
         let path = path.to_string();
         async move {
-            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-            let req = http::Request::get(format!("{base}{path}"))
-                .header("authorization", auth)
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let resp = client.request(req).await.unwrap();
-            let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            (status, String::from_utf8(body.to_vec()).unwrap())
+            let req = testkit::http::client()
+                .get(format!("{base}{path}"))
+                .header("authorization", auth);
+            let reply = testkit::http::send(req).await.unwrap();
+            (reply.status, String::from_utf8(reply.body).unwrap())
         }
     };
     let (s, csv) = raw("/api/v1/reports/without-bootstrap-token.csv").await;

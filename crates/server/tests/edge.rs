@@ -6,10 +6,6 @@ mod common;
 use std::path::Path;
 
 use common::api;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use protocol::agent_profile::{HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use store::ApiScope;
 use testkit::{TestServer, messages};
@@ -49,23 +45,15 @@ async fn eight_hundred_junk_requests_with_huge_queries_cost_well_under_a_megabyt
 
     let pad = format!("pad={}", "A".repeat(60 * 1024 - 1024));
     let junk_body = vec![0x5a_u8; 16 * 1024];
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let send = |req: http::request::Builder, body: Vec<u8>| {
-        let client = client.clone();
-        async move {
-            let resp = client
-                .request(req.body(Full::new(Bytes::from(body))).unwrap())
-                .await
-                .unwrap();
-            let status = resp.status().as_u16();
-            let _ = resp.into_body().collect().await;
-            status
-        }
+    let client = testkit::http::client();
+    let send = |req: testkit::http::RequestBuilder, body: Vec<u8>| async move {
+        testkit::http::send(req.body(body)).await.unwrap().status
     };
     for i in 0..200 {
         // A check-in claiming a known Mac, with a signature that is not one.
         let s = send(
-            http::Request::put(format!("{base}/mdm/checkin?{pad}"))
+            client
+                .put(format!("{base}/mdm/checkin?{pad}"))
                 .header("content-type", testkit::device::CHECKIN)
                 .header("mdm-signature", "bm90IGEgc2lnbmF0dXJl"),
             messages::authenticate("UDID-EDGE-KNOWN"),
@@ -74,7 +62,8 @@ async fn eight_hundred_junk_requests_with_huge_queries_cost_well_under_a_megabyt
         assert_eq!(s, 400);
         // An agent nobody registered, with a junk body.
         let s = send(
-            http::Request::post(format!("{base}/agent/v1/inventory?{pad}"))
+            client
+                .post(format!("{base}/agent/v1/inventory?{pad}"))
                 .header(HEADER_AGENT, format!("ghost-{i}"))
                 .header(HEADER_TIMESTAMP, "1")
                 .header(HEADER_NONCE, format!("nonce-nonce-nonce-{i}"))
@@ -85,7 +74,7 @@ async fn eight_hundred_junk_requests_with_huge_queries_cost_well_under_a_megabyt
         assert_eq!(s, 401);
         // A SCEP message that is not one.
         let s = send(
-            http::Request::post(format!("{base}/scep?operation=PKIOperation&{pad}")),
+            client.post(format!("{base}/scep?operation=PKIOperation&{pad}")),
             junk_body.clone(),
         )
         .await;
@@ -96,7 +85,7 @@ async fn eight_hundred_junk_requests_with_huge_queries_cost_well_under_a_megabyt
         } else {
             format!("token={pad}")
         };
-        let s = send(http::Request::get(format!("{base}/enroll?{q}")), Vec::new()).await;
+        let s = send(client.get(format!("{base}/enroll?{q}")), Vec::new()).await;
         assert!(s == 403 || s == 400, "{s}");
     }
 
@@ -138,15 +127,12 @@ async fn the_auth_failures_api_filters_and_refuses_bad_queries() {
     let ts = TestServer::start().await.unwrap();
     let known = ts.new_device("UDID-EDGE-FILTER").unwrap();
     known.enroll().await.unwrap();
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = http::Request::put(format!("{}/mdm/checkin", ts.base_url()))
+    let req = testkit::http::client()
+        .put(format!("{}/mdm/checkin", ts.base_url()))
         .header("content-type", testkit::device::CHECKIN)
         .header("mdm-signature", "AAAA")
-        .body(Full::new(Bytes::from(messages::authenticate(
-            "UDID-EDGE-FILTER",
-        ))))
-        .unwrap();
-    assert_eq!(client.request(req).await.unwrap().status(), 400);
+        .body(messages::authenticate("UDID-EDGE-FILTER"));
+    assert_eq!(testkit::http::send(req).await.unwrap().status, 400);
 
     let reader = api(&ts, ApiScope::Read).await;
     let (s, b) = reader

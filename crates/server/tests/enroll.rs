@@ -372,32 +372,22 @@ async fn a_groups_static_profile_enrolls_macs_into_that_group() {
     let admin = api(&ts, ApiScope::Admin).await;
     let mut signed = Vec::new();
     for _ in 0..2 {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Full<hyper::body::Bytes>>();
-        let req = http::Request::get(format!(
-            "{}/api/v1/groups/{}/profile",
-            ts.base_url(),
-            staff.id
-        ))
-        .header("authorization", admin.auth.clone().unwrap())
-        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
-        .unwrap();
-        let resp = client.request(req).await.unwrap();
+        let resp = testkit::http::client()
+            .get(format!(
+                "{}/api/v1/groups/{}/profile",
+                ts.base_url(),
+                staff.id
+            ))
+            .header("authorization", admin.auth.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(
             resp.headers()["content-type"],
             "application/x-apple-aspen-config"
         );
-        use http_body_util::BodyExt;
-        signed.push(
-            resp.into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        );
+        signed.push(resp.bytes().await.unwrap().to_vec());
     }
     let signer = ts.profile_signer_cert();
     let first = read_signed_profile(&signed[0], &signer).unwrap();

@@ -1,15 +1,18 @@
 //! End-to-end: the other ways a device proves its identity — a TLS client certificate on HTTPS, and a
 //! certificate forwarded by a trusted proxy (only when configured).
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{
-    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, pem::PemObject,
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject};
 use testkit::{TestServer, messages};
+
+/// The TLS listener's certificate as the only trusted root.
+fn server_roots(ts: &TestServer) -> rustls::RootCertStore {
+    let tls_pem = std::fs::read(ts.opts.data_dir.join("tls.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&tls_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    roots
+}
 
 /// PUT over HTTPS with the device's certificate as the TLS client certificate and no Mdm-Signature.
 async fn put_mtls(
@@ -19,11 +22,6 @@ async fn put_mtls(
     content_type: &str,
     body: Vec<u8>,
 ) -> (u16, Vec<u8>) {
-    let tls_pem = std::fs::read(ts.opts.data_dir.join("tls.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&tls_pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
     let chain = vec![CertificateDer::from(device.cert.to_der().unwrap())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         device.key.private_key_to_pkcs8().unwrap(),
@@ -31,37 +29,15 @@ async fn put_mtls(
     let config = rustls::ClientConfig::builder_with_provider(server::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
+        .with_root_certificates(server_roots(ts))
         .with_client_auth_cert(chain, key)
         .unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(ts.running().local_addr)
-        .await
-        .unwrap();
-    let tls = connector
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::put(path)
-        .header("host", "127.0.0.1")
+    let req = testkit::http::tls_client(config)
+        .put(format!("{}{path}", ts.base_url()))
         .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    (
-        status,
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
+        .body(body);
+    let reply = testkit::http::send(req).await.unwrap();
+    (reply.status, reply.body)
 }
 
 #[tokio::test]
@@ -150,22 +126,16 @@ async fn a_forwarded_certificate_is_accepted_only_when_a_trusted_header_is_confi
     .unwrap();
     let mac = ts.new_device("UDID-PROXY").unwrap();
     let pem = String::from_utf8(mac.cert.to_pem().unwrap()).unwrap();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
+    let client = testkit::http::client();
     let send = |body: Vec<u8>, value: Option<String>, url: String| {
-        let client = client.clone();
-        async move {
-            let mut req = http::Request::put(format!("{url}/mdm/checkin"))
-                .header("content-type", testkit::device::CHECKIN);
-            if let Some(v) = value {
-                req = req.header(header, v);
-            }
-            let resp = client
-                .request(req.body(Full::new(Bytes::from(body))).unwrap())
-                .await
-                .unwrap();
-            resp.status().as_u16()
+        let mut req = client
+            .put(format!("{url}/mdm/checkin"))
+            .header("content-type", testkit::device::CHECKIN)
+            .body(body);
+        if let Some(v) = value {
+            req = req.header(header, v);
         }
+        async move { testkit::http::send(req).await.unwrap().status }
     };
     let escaped = url_escape(&pem);
     assert_eq!(
@@ -225,14 +195,12 @@ async fn a_forwarded_certificate_is_accepted_only_when_a_trusted_header_is_confi
 /// PUT over plain HTTP with the forwarded-certificate header set to the device's certificate (no signature).
 async fn put_forwarded(base: &str, header: &str, mac: &testkit::TestDevice, body: Vec<u8>) -> u16 {
     let pem = url_escape(&String::from_utf8(mac.cert.to_pem().unwrap()).unwrap());
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let req = http::Request::put(format!("{base}/mdm/checkin"))
+    let req = testkit::http::client()
+        .put(format!("{base}/mdm/checkin"))
         .header("content-type", testkit::device::CHECKIN)
         .header(header, pem)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    client.request(req).await.unwrap().status().as_u16()
+        .body(body);
+    testkit::http::send(req).await.unwrap().status
 }
 
 #[tokio::test]
@@ -311,36 +279,18 @@ async fn put_tls_with_header(
     mac: &testkit::TestDevice,
     body: Vec<u8>,
 ) -> u16 {
-    let tls_pem = std::fs::read(ts.opts.data_dir.join("tls.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&tls_pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
     let config = rustls::ClientConfig::builder_with_provider(server::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
+        .with_root_certificates(server_roots(ts))
         .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(ts.running().local_addr)
-        .await
-        .unwrap();
-    let tls = connector
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let pem = url_escape(&String::from_utf8(mac.cert.to_pem().unwrap()).unwrap());
-    let req = http::Request::put("/mdm/checkin")
-        .header("host", "127.0.0.1")
+    let req = testkit::http::tls_client(config)
+        .put(format!("{}/mdm/checkin", ts.base_url()))
         .header("content-type", testkit::device::CHECKIN)
         .header(header, pem)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    sender.send_request(req).await.unwrap().status().as_u16()
+        .body(body);
+    testkit::http::send(req).await.unwrap().status
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use crate::apikeys::Actor;
 use crate::commands::new_command_uuid;
 use crate::error::admin;
 use crate::secrets::SecretRef;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 /// PBKDF2-HMAC-SHA512 iterations of the `passwordHash` (macOS's own hashes use tens of thousands).
 pub const PASSWORD_HASH_ITERATIONS: u32 = 40_000;
@@ -176,19 +176,51 @@ impl MdmService {
         &self,
         device: &Enrollment,
     ) -> Result<MdmOptions, ServiceError> {
-        let group = match device.group_id.as_deref() {
-            Some(g) => self.store.group(g).await?,
-            None => None,
-        };
-        Ok(MdmOptions {
-            bootstrap_token_allowed: group.as_ref().is_none_or(|g| g.bootstrap_escrow_enabled),
-            prompt_user_to_allow_bootstrap_token_for_authentication: group
-                .as_ref()
-                .is_some_and(|g| g.prompt_user_to_allow_bootstrap_token_for_authentication),
-            activation_lock_allowed_while_supervised: false,
-        })
+        self.scoped().effective_mdm_options(device).await
     }
 
+    /// The managed-admin password escrowd generated for this Mac, unsealed (for the LAPS feature to come and
+    /// for tests; no API or CLI answers it).
+    pub async fn managed_admin_password(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<Secret<String>>, ServiceError> {
+        self.scoped().managed_admin_password(device_id).await
+    }
+
+    /// A group's managed-admin settings and their warnings.
+    pub async fn admin_group_accounts(
+        &self,
+        group_id: &str,
+    ) -> Result<GroupAccounts, ServiceError> {
+        self.scoped().admin_group_accounts(group_id).await
+    }
+
+    /// Set (Some) or remove (None) a group's managed admin. Validated before anything changes; audited. The
+    /// answer carries the warnings (S4) so the API and CLI can show them.
+    pub async fn admin_set_group_accounts(
+        &self,
+        group_id: &str,
+        input: Option<&GroupAccountsInput>,
+        by: &Actor,
+    ) -> Result<GroupAccounts, ServiceError> {
+        self.scoped()
+            .admin_set_group_accounts(group_id, input, by)
+            .await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait AccountRoles:
+    store::Groups + store::Secrets + store::Events + store::Commands
+{
+}
+impl<T: ?Sized + store::Groups + store::Secrets + store::Events + store::Commands> AccountRoles
+    for T
+{
+}
+
+impl<S: ?Sized + AccountRoles> Scoped<'_, S> {
     /// Setup Assistant is waiting (`AwaitingConfiguration` true at enrollment): queue AccountConfiguration
     /// when the Mac's group names a managed admin, then DeviceConfigured in any case. A failure to build the
     /// AccountConfiguration is an event and does not hold back DeviceConfigured. Returns how many commands
@@ -288,7 +320,7 @@ impl MdmService {
 
     /// The managed-admin password escrowd generated for this Mac, unsealed (for the LAPS feature to come and
     /// for tests; no API or CLI answers it).
-    pub async fn managed_admin_password(
+    pub(crate) async fn managed_admin_password(
         &self,
         device_id: &str,
     ) -> Result<Option<Secret<String>>, ServiceError> {
@@ -301,7 +333,7 @@ impl MdmService {
     }
 
     /// A group's managed-admin settings and their warnings.
-    pub async fn admin_group_accounts(
+    pub(crate) async fn admin_group_accounts(
         &self,
         group_id: &str,
     ) -> Result<GroupAccounts, ServiceError> {
@@ -316,7 +348,7 @@ impl MdmService {
 
     /// Set (Some) or remove (None) a group's managed admin. Validated before anything changes; audited. The
     /// answer carries the warnings (S4) so the API and CLI can show them.
-    pub async fn admin_set_group_accounts(
+    pub(crate) async fn admin_set_group_accounts(
         &self,
         group_id: &str,
         input: Option<&GroupAccountsInput>,
@@ -403,6 +435,26 @@ impl MdmService {
         Ok(GroupAccounts {
             settings: Some(settings),
             warnings,
+        })
+    }
+}
+
+impl<S: ?Sized + store::Groups> Scoped<'_, S> {
+    /// The MDMOptions escrowd stands for on this Mac (see the module docs for where each key comes from).
+    pub(crate) async fn effective_mdm_options(
+        &self,
+        device: &Enrollment,
+    ) -> Result<MdmOptions, ServiceError> {
+        let group = match device.group_id.as_deref() {
+            Some(g) => self.store.group(g).await?,
+            None => None,
+        };
+        Ok(MdmOptions {
+            bootstrap_token_allowed: group.as_ref().is_none_or(|g| g.bootstrap_escrow_enabled),
+            prompt_user_to_allow_bootstrap_token_for_authentication: group
+                .as_ref()
+                .is_some_and(|g| g.prompt_user_to_allow_bootstrap_token_for_authentication),
+            activation_lock_allowed_while_supervised: false,
         })
     }
 }

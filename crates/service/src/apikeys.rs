@@ -63,23 +63,12 @@ impl MdmService {
         scope: ApiScope,
         by: &Actor,
     ) -> Result<(ApiKey, Secret<String>), ServiceError> {
-        create_api_key(self.store.as_ref(), self.now(), name, scope, by).await
+        create_api_key(&*self.store, self.now(), name, scope, by).await
     }
 
     /// The actor behind a presented key; Unauthorized for an unknown, malformed or revoked key.
     pub async fn authenticate_api_key(&self, presented: &str) -> Result<Actor, ServiceError> {
-        let unauthorized = || ServiceError::Unauthorized("unknown or revoked API key".into());
-        if !presented.starts_with(PREFIX) || presented.len() != PREFIX.len() + 64 {
-            return Err(unauthorized());
-        }
-        match self.store.api_key_by_hash(&key_hash(presented)).await? {
-            Some(k) if k.revoked_at.is_none() => Ok(Actor {
-                key_id: k.id,
-                name: k.name,
-                scope: k.scope,
-            }),
-            _ => Err(unauthorized()),
-        }
+        authenticate_api_key(&*self.store, presented).await
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>, ServiceError> {
@@ -87,25 +76,34 @@ impl MdmService {
     }
 
     pub async fn revoke_api_key(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
-        let event = self.event(
-            &format!("apikey:{id}"),
-            None,
-            EventKind::ApikeyRevoked,
-            Outcome::Success,
-            format!("{} revoked key {id}", by.label()),
-        );
-        self.store
-            .revoke_api_key(id, self.now(), &event)
-            .await
-            .map_err(crate::error::admin)?;
-        Ok(())
+        revoke_api_key(&*self.store, self.now(), id, by).await
+    }
+}
+
+/// The actor behind a presented key; Unauthorized for an unknown, malformed or revoked key. API keys take
+/// only the `Admin` role.
+async fn authenticate_api_key<S: ?Sized + store::Admin>(
+    store: &S,
+    presented: &str,
+) -> Result<Actor, ServiceError> {
+    let unauthorized = || ServiceError::Unauthorized("unknown or revoked API key".into());
+    if !presented.starts_with(PREFIX) || presented.len() != PREFIX.len() + 64 {
+        return Err(unauthorized());
+    }
+    match store.api_key_by_hash(&key_hash(presented)).await? {
+        Some(k) if k.revoked_at.is_none() => Ok(Actor {
+            key_id: k.id,
+            name: k.name,
+            scope: k.scope,
+        }),
+        _ => Err(unauthorized()),
     }
 }
 
 /// Make a new key directly in a store (the offline `escrowd apikey create`). Returns its metadata and the key
 /// itself, to be shown exactly once; the store keeps only the hash, and the creation is audited.
-pub async fn create_api_key(
-    store: &dyn store::Store,
+pub async fn create_api_key<S: ?Sized + store::Admin>(
+    store: &S,
     now: store::Millis,
     name: &str,
     scope: ApiScope,
@@ -148,8 +146,8 @@ pub async fn create_api_key(
 
 /// Revoke a key directly in a store (the offline `escrowd apikey revoke`), audited like the API's revoke.
 /// NotFound if the key is unknown or already revoked.
-pub async fn revoke_api_key(
-    store: &dyn store::Store,
+pub async fn revoke_api_key<S: ?Sized + store::Admin>(
+    store: &S,
     now: store::Millis,
     id: &str,
     by: &Actor,

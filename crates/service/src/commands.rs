@@ -12,12 +12,48 @@ use store::{NewCommand, Outcome, SealedSecret};
 use vault::Secret;
 
 use crate::secrets::SecretRef;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 impl MdmService {
     /// Queue a typed or raw command for one or more enrollments; returns the command UUID. A command holding a
     /// secret-looking key ([`Command::has_secret_keys`]) is sealed.
     pub async fn enqueue(
+        &self,
+        enrollment_ids: &[String],
+        command: &Command,
+    ) -> Result<String, ServiceError> {
+        self.scoped().enqueue(enrollment_ids, command).await
+    }
+
+    /// Queue a command given as a store [`NewCommand`] (its payload a full command plist); when
+    /// `carries_secret` is set, or the plist holds a secret-looking key, it is sealed and the store keeps only
+    /// a redacted copy. Returns the command UUID.
+    pub async fn enqueue_new(
+        &self,
+        enrollment_ids: &[String],
+        new: NewCommand,
+    ) -> Result<String, ServiceError> {
+        self.scoped().enqueue_new(enrollment_ids, new).await
+    }
+
+    /// Queue a raw command plist as an admin wrote it.
+    pub async fn enqueue_raw(
+        &self,
+        enrollment_ids: &[String],
+        plist: &[u8],
+    ) -> Result<String, ServiceError> {
+        self.scoped().enqueue_raw(enrollment_ids, plist).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait CommandRoles: store::Commands + store::Events {}
+impl<T: ?Sized + store::Commands + store::Events> CommandRoles for T {}
+
+impl<S: ?Sized + CommandRoles> Scoped<'_, S> {
+    /// Queue a typed or raw command for one or more enrollments; returns the command UUID. A command holding a
+    /// secret-looking key ([`Command::has_secret_keys`]) is sealed.
+    pub(crate) async fn enqueue(
         &self,
         enrollment_ids: &[String],
         command: &Command,
@@ -29,7 +65,7 @@ impl MdmService {
     /// Queue a command given as a store [`NewCommand`] (its payload a full command plist); when
     /// `carries_secret` is set, or the plist holds a secret-looking key, it is sealed and the store keeps only
     /// a redacted copy. Returns the command UUID.
-    pub async fn enqueue_new(
+    pub(crate) async fn enqueue_new(
         &self,
         enrollment_ids: &[String],
         new: NewCommand,
@@ -79,6 +115,48 @@ impl MdmService {
         Ok(command.uuid.clone())
     }
 
+    /// Queue a raw command plist as an admin wrote it.
+    pub(crate) async fn enqueue_raw(
+        &self,
+        enrollment_ids: &[String],
+        plist: &[u8],
+    ) -> Result<String, ServiceError> {
+        let command = Command::from_raw_plist(plist)?;
+        self.enqueue(enrollment_ids, &command).await
+    }
+
+    /// Push when something was queued (in the background: a slow push provider must not hold up the
+    /// device's check-in); record a failure as an event.
+    pub(crate) async fn after_queueing(
+        &self,
+        device_id: &str,
+        why: &str,
+        result: Result<usize, ServiceError>,
+    ) {
+        match result {
+            Ok(0) => {}
+            Ok(_) => {
+                self.background
+                    .push_in_background(vec![device_id.to_string()]);
+            }
+            Err(err) => {
+                tracing::warn!(udid = %device_id, error = %err, "could not queue inventory after {why}");
+                let event = self.event(
+                    device_id,
+                    Some(device_id),
+                    EventKind::InventoryQueueFailed,
+                    Outcome::Failure,
+                    format!("inventory after {why} not queued: {err}"),
+                );
+                if let Err(e) = self.store.record_event(&event).await {
+                    tracing::error!(error = %e, "could not record inventory failure event");
+                }
+            }
+        }
+    }
+}
+
+impl<S: ?Sized> Scoped<'_, S> {
     /// The store's view of `command`: as is, or (carrying a secret) its redacted plist plus the real one
     /// sealed to (`command:<uuid>`, `command_payload`).
     pub(crate) fn prepare_command(
@@ -109,56 +187,6 @@ impl MdmService {
             carries_secret: true,
         };
         Ok((new, Some(sealed)))
-    }
-
-    /// Queue a raw command plist as an admin wrote it.
-    pub async fn enqueue_raw(
-        &self,
-        enrollment_ids: &[String],
-        plist: &[u8],
-    ) -> Result<String, ServiceError> {
-        let command = Command::from_raw_plist(plist)?;
-        self.enqueue(enrollment_ids, &command).await
-    }
-
-    /// Push when something was queued (in the background: a slow push provider must not hold up the
-    /// device's check-in); record a failure as an event.
-    pub(crate) async fn after_queueing(
-        &self,
-        device_id: &str,
-        why: &str,
-        result: Result<usize, ServiceError>,
-    ) {
-        match result {
-            Ok(0) => {}
-            Ok(_) => {
-                let service = self.clone();
-                let ids = vec![device_id.to_string()];
-                tokio::spawn(async move {
-                    match service.push(&ids).await {
-                        Ok(results) => {
-                            for r in results.iter().filter(|r| r.error.is_some()) {
-                                tracing::debug!(enrollment = %r.enrollment_id, error = ?r.error, "inventory push not sent");
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "inventory push failed"),
-                    }
-                });
-            }
-            Err(err) => {
-                tracing::warn!(udid = %device_id, error = %err, "could not queue inventory after {why}");
-                let event = self.event(
-                    device_id,
-                    Some(device_id),
-                    EventKind::InventoryQueueFailed,
-                    Outcome::Failure,
-                    format!("inventory after {why} not queued: {err}"),
-                );
-                if let Err(e) = self.store.record_event(&event).await {
-                    tracing::error!(error = %e, "could not record inventory failure event");
-                }
-            }
-        }
     }
 }
 

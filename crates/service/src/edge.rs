@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use store::{AuthFailureCount, AuthFailureFilter, MAX_AUTH_FAILURE_DETAIL, Millis, cap_text};
 
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 /// Counts are kept per hour.
 pub const BUCKET_MS: Millis = 3600 * 1000;
@@ -148,6 +148,32 @@ impl MdmService {
     /// Count one refusal of an unauthenticated request, under its event kind; never writes the store
     /// itself. `detail` must be metadata only; it is capped here.
     pub fn note_refusal(&self, kind: EventKind, source: &Source, detail: &str) {
+        self.scoped().note_refusal(kind, source, detail)
+    }
+
+    /// Write the tally to the store (one row per key), then prune old and excess rows. Returns how many keys
+    /// were written. On a store error the counts are kept for the next flush.
+    pub async fn flush_auth_failures(&self) -> Result<usize, ServiceError> {
+        self.scoped().flush_auth_failures().await
+    }
+
+    /// Counted refusals for the admin, newest bucket first (what is still in memory is flushed first).
+    pub async fn admin_auth_failures(
+        &self,
+        filter: &AuthFailureFilter,
+    ) -> Result<Vec<AuthFailureCount>, ServiceError> {
+        self.scoped().admin_auth_failures(filter).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait EdgeRoles: store::Edge {}
+impl<T: ?Sized + store::Edge> EdgeRoles for T {}
+
+impl<S: ?Sized> Scoped<'_, S> {
+    /// Count one refusal of an unauthenticated request, under its event kind; never writes the store
+    /// itself. `detail` must be metadata only; it is capped here.
+    pub(crate) fn note_refusal(&self, kind: EventKind, source: &Source, detail: &str) {
         let detail = cap_text(detail, MAX_AUTH_FAILURE_DETAIL);
         if self.auth_failures.add(kind, source, self.now(), detail) {
             tracing::warn!(kind = kind.as_str(), source = %source.as_str(), reason = %detail, "unauthenticated request refused (further ones from this source are counted, see GET /api/v1/auth-failures)");
@@ -155,10 +181,12 @@ impl MdmService {
             tracing::debug!(kind = kind.as_str(), source = %source.as_str(), reason = %detail, "unauthenticated request refused");
         }
     }
+}
 
+impl<S: ?Sized + EdgeRoles> Scoped<'_, S> {
     /// Write the tally to the store (one row per key), then prune old and excess rows. Returns how many keys
     /// were written. On a store error the counts are kept for the next flush.
-    pub async fn flush_auth_failures(&self) -> Result<usize, ServiceError> {
+    pub(crate) async fn flush_auth_failures(&self) -> Result<usize, ServiceError> {
         let counts = self.auth_failures.take();
         let now = self.now();
         match self
@@ -175,7 +203,7 @@ impl MdmService {
     }
 
     /// Counted refusals for the admin, newest bucket first (what is still in memory is flushed first).
-    pub async fn admin_auth_failures(
+    pub(crate) async fn admin_auth_failures(
         &self,
         filter: &AuthFailureFilter,
     ) -> Result<Vec<AuthFailureCount>, ServiceError> {

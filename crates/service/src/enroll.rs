@@ -22,7 +22,7 @@ use vault::Secret;
 use crate::apikeys::Actor;
 use crate::error::admin;
 use crate::secrets::SecretRef;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 /// How long a one-time SCEP challenge from `/enroll` stays usable (time to install the downloaded profile).
 pub const CHALLENGE_TTL_MS: Millis = 60 * 60 * 1000;
@@ -76,6 +76,52 @@ impl MdmService {
         self.profile_signer.as_ref()
     }
 
+    /// Create a token; the token value is returned once and never stored.
+    pub async fn create_enrollment_token(
+        &self,
+        req: &NewEnrollmentToken,
+        by: &Actor,
+    ) -> Result<(EnrollmentToken, Secret<String>), ServiceError> {
+        self.scoped().create_enrollment_token(req, by).await
+    }
+
+    pub async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>, ServiceError> {
+        self.scoped().list_enrollment_tokens().await
+    }
+
+    pub async fn revoke_enrollment_token(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
+        self.scoped().revoke_enrollment_token(id, by).await
+    }
+
+    /// `/enroll`: redeem one use of `token` and serve a signed enrollment profile with a fresh one-time
+    /// challenge. Refused (nothing consumed) for an unknown, revoked, expired or used-up token, and Conflict
+    /// (nothing consumed) when no push certificate is uploaded yet.
+    pub async fn enroll_profile(
+        &self,
+        token: &Secret<String>,
+        urls: &ProfileUrls,
+        source: &crate::edge::Source,
+    ) -> Result<Vec<u8>, ServiceError> {
+        self.scoped().enroll_profile(token, urls, source).await
+    }
+
+    /// The group's static-challenge profile, signed (admin). The group's challenge is generated on first
+    /// use and sealed.
+    pub async fn group_profile(
+        &self,
+        group: &str,
+        urls: &ProfileUrls,
+        by: &Actor,
+    ) -> Result<Vec<u8>, ServiceError> {
+        self.scoped().group_profile(group, urls, by).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait EnrollRoles: store::Groups + store::Scep + store::Events {}
+impl<T: ?Sized + store::Groups + store::Scep + store::Events> EnrollRoles for T {}
+
+impl<S: ?Sized + EnrollRoles> Scoped<'_, S> {
     async fn group_by_id_or_name(&self, group: &str) -> Result<Group, ServiceError> {
         if let Some(g) = self.store.group(group).await? {
             return Ok(g);
@@ -87,7 +133,7 @@ impl MdmService {
     }
 
     /// Create a token; the token value is returned once and never stored.
-    pub async fn create_enrollment_token(
+    pub(crate) async fn create_enrollment_token(
         &self,
         req: &NewEnrollmentToken,
         by: &Actor,
@@ -145,11 +191,17 @@ impl MdmService {
         Ok((token, value))
     }
 
-    pub async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>, ServiceError> {
+    pub(crate) async fn list_enrollment_tokens(
+        &self,
+    ) -> Result<Vec<EnrollmentToken>, ServiceError> {
         Ok(self.store.list_enrollment_tokens().await?)
     }
 
-    pub async fn revoke_enrollment_token(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
+    pub(crate) async fn revoke_enrollment_token(
+        &self,
+        id: &str,
+        by: &Actor,
+    ) -> Result<(), ServiceError> {
         by.require(store::ApiScope::Admin)?;
         let now = self.now();
         let detail = format!("by {}: token {id} revoked", by.label());
@@ -169,7 +221,7 @@ impl MdmService {
     /// `/enroll`: redeem one use of `token` and serve a signed enrollment profile with a fresh one-time
     /// challenge. Refused (nothing consumed) for an unknown, revoked, expired or used-up token, and Conflict
     /// (nothing consumed) when no push certificate is uploaded yet.
-    pub async fn enroll_profile(
+    pub(crate) async fn enroll_profile(
         &self,
         token: &Secret<String>,
         urls: &ProfileUrls,
@@ -243,7 +295,7 @@ impl MdmService {
 
     /// The group's static-challenge profile, signed (admin). The group's challenge is generated on first
     /// use and sealed.
-    pub async fn group_profile(
+    pub(crate) async fn group_profile(
         &self,
         group: &str,
         urls: &ProfileUrls,
@@ -310,7 +362,9 @@ impl MdmService {
             )
         })
     }
+}
 
+impl<S: ?Sized> Scoped<'_, S> {
     pub(crate) fn require_signer(&self) -> Result<&Arc<ProfileSigner>, ServiceError> {
         self.profile_signer.as_ref().ok_or_else(|| {
             ServiceError::Internal("no profile-signing certificate is configured".into())

@@ -5,7 +5,7 @@
 
 use store::{NewEvent, Outcome};
 
-use crate::{Clock, EventKind, MdmService};
+use crate::{Clock, EventKind, MdmService, Scoped};
 
 /// An event about `subject` (and the enrollment it concerns), stamped now.
 pub(crate) fn new_event(
@@ -37,5 +37,19 @@ impl MdmService {
         detail: impl Into<String>,
     ) -> NewEvent {
         new_event(&*self.clock, subject, enrollment_id, kind, outcome, detail)
+    }
+}
+
+impl<S: ?Sized> Scoped<'_, S> {
+    /// [`new_event`] with the service's clock.
+    pub(crate) fn event(
+        &self,
+        subject: &str,
+        enrollment_id: Option<&str>,
+        kind: EventKind,
+        outcome: Outcome,
+        detail: impl Into<String>,
+    ) -> NewEvent {
+        new_event(self.clock, subject, enrollment_id, kind, outcome, detail)
     }
 }

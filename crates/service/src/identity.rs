@@ -11,7 +11,7 @@ use store::{BootstrapTokenRecord, Enrollment, Outcome};
 
 use crate::apikeys::Actor;
 use crate::checkin::short_fp;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 /// A pending identity as the admin views show it (never its token).
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,59 @@ pub struct PendingIdentity {
 impl MdmService {
     /// The pending identities claiming device `id` (404 for an unknown device).
     pub async fn admin_pending_identities(
+        &self,
+        id: &str,
+    ) -> Result<Vec<PendingIdentity>, ServiceError> {
+        self.scoped().admin_pending_identities(id).await
+    }
+
+    /// Make a pending identity the Mac's identity. `fingerprint` (or a unique prefix of at least 8 hex digits)
+    /// picks one; it may be omitted when exactly one active pending identity exists. The Mac's old token is
+    /// discarded, never released; the pending identity's own token (if it escrowed one) becomes the Mac's.
+    pub async fn admin_approve_identity(
+        &self,
+        id: &str,
+        fingerprint: Option<&str>,
+        by: &Actor,
+    ) -> Result<String, ServiceError> {
+        self.scoped()
+            .admin_approve_identity(id, fingerprint, by)
+            .await
+    }
+
+    /// Block a Mac: its certificates are refused at check-in and SCEP renewal until unblocked. With
+    /// `clear_token` its escrowed token is deleted; otherwise it stays sealed. Returns whether a token was
+    /// deleted.
+    pub async fn admin_block_device(
+        &self,
+        id: &str,
+        clear_token: bool,
+        by: &Actor,
+    ) -> Result<bool, ServiceError> {
+        self.scoped().admin_block_device(id, clear_token, by).await
+    }
+
+    pub async fn admin_unblock_device(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
+        self.scoped().admin_unblock_device(id, by).await
+    }
+
+    /// End a Mac's enrollment server-side (as a CheckOut would): its token is deleted, its queue emptied,
+    /// its certificate no longer accepted; the next Authenticate for the UDID is a new enrollment.
+    pub async fn admin_unenroll(&self, id: &str, by: &Actor) -> Result<bool, ServiceError> {
+        self.scoped().admin_unenroll(id, by).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait IdentityAdminRoles:
+    store::Enrollments + store::Tokens + store::Admin
+{
+}
+impl<T: ?Sized + store::Enrollments + store::Tokens + store::Admin> IdentityAdminRoles for T {}
+
+impl<S: ?Sized + IdentityAdminRoles> Scoped<'_, S> {
+    /// The pending identities claiming device `id` (404 for an unknown device).
+    pub(crate) async fn admin_pending_identities(
         &self,
         id: &str,
     ) -> Result<Vec<PendingIdentity>, ServiceError> {
@@ -54,7 +107,7 @@ impl MdmService {
     /// Make a pending identity the Mac's identity. `fingerprint` (or a unique prefix of at least 8 hex digits)
     /// picks one; it may be omitted when exactly one active pending identity exists. The Mac's old token is
     /// discarded, never released; the pending identity's own token (if it escrowed one) becomes the Mac's.
-    pub async fn admin_approve_identity(
+    pub(crate) async fn admin_approve_identity(
         &self,
         id: &str,
         fingerprint: Option<&str>,
@@ -147,7 +200,7 @@ impl MdmService {
     /// Block a Mac: its certificates are refused at check-in and SCEP renewal until unblocked. With
     /// `clear_token` its escrowed token is deleted; otherwise it stays sealed. Returns whether a token was
     /// deleted.
-    pub async fn admin_block_device(
+    pub(crate) async fn admin_block_device(
         &self,
         id: &str,
         clear_token: bool,
@@ -176,7 +229,11 @@ impl MdmService {
             .await?)
     }
 
-    pub async fn admin_unblock_device(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
+    pub(crate) async fn admin_unblock_device(
+        &self,
+        id: &str,
+        by: &Actor,
+    ) -> Result<(), ServiceError> {
         self.admin_device(id).await?;
         let event = self.event(
             id,
@@ -193,7 +250,7 @@ impl MdmService {
 
     /// End a Mac's enrollment server-side (as a CheckOut would): its token is deleted, its queue emptied,
     /// its certificate no longer accepted; the next Authenticate for the UDID is a new enrollment.
-    pub async fn admin_unenroll(&self, id: &str, by: &Actor) -> Result<bool, ServiceError> {
+    pub(crate) async fn admin_unenroll(&self, id: &str, by: &Actor) -> Result<bool, ServiceError> {
         let record = self.admin_device(id).await?;
         if !record.enrollment.enabled {
             return Err(ServiceError::Conflict(format!(

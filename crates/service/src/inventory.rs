@@ -10,7 +10,7 @@ use store::{
 };
 
 use crate::commands::new_command_uuid;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 /// The shortest time between two UserList re-asks of one Mac after a change to its users (an agent action, a
 /// SetBootstrapToken, a user-channel TokenUpdate).
@@ -64,6 +64,91 @@ pub struct InventoryTick {
 }
 
 impl MdmService {
+    /// The TokenUpdate that completed enrollment. A Mac waiting in Setup Assistant (`AwaitingConfiguration`
+    /// true) first gets its setup commands (AccountConfiguration when its group names a managed admin, then
+    /// DeviceConfigured: see `accounts`). Then SecurityInfo, UserList and DeviceInformation, and for a macOS
+    /// 10.15 Mac whose group escrows, Settings/MDMOptions with the full effective set
+    /// (`BootstrapTokenAllowed` true); then push. A failure is recorded as an event and logged; it never fails
+    /// the device's TokenUpdate.
+    pub(crate) async fn queue_enrollment_inventory(&self, device: &Enrollment) {
+        self.scoped().queue_enrollment_inventory(device).await
+    }
+
+    /// A Bootstrap Token was escrowed (a token holder logged in) or served at a login (a user just got a
+    /// Secure Token from it): ask SecurityInfo and UserList again, each unless one is still queued, and push.
+    pub(crate) async fn requery_security_info(&self, device_id: &str) {
+        self.scoped().requery_security_info(device_id).await
+    }
+
+    /// The Mac's users may have changed (a successful agent action, a SetBootstrapToken, a user-channel
+    /// TokenUpdate): queue UserList, unless one is still queued or one was asked in the last
+    /// [`USER_LIST_REFRESH_INTERVAL_MS`]. No push of its own: it rides on the Mac's next check-in (after a
+    /// SetBootstrapToken, on the SecurityInfo push queued after it). The agent re-reports on its own after
+    /// every cycle. A failure is recorded as an event; it never fails the caller's request.
+    pub(crate) async fn refresh_user_list(&self, device_id: &str, why: &str) {
+        self.scoped().refresh_user_list(device_id, why).await
+    }
+
+    /// One tick of the inventory schedule: re-queue inventory for at most `limit` devices last asked more than
+    /// `max_age` ms before `now`, oldest first, skipping commands still queued for a device, then push them
+    /// (one batch). Testable without a timer; `server` calls it periodically.
+    pub async fn queue_due_inventory(
+        &self,
+        now: Millis,
+        max_age: Millis,
+        limit: u32,
+    ) -> Result<InventoryTick, ServiceError> {
+        self.scoped().queue_due_inventory(now, max_age, limit).await
+    }
+
+    /// [`Self::queue_due_inventory`] at the service clock's now.
+    pub async fn queue_due_inventory_now(
+        &self,
+        max_age: Millis,
+        limit: u32,
+    ) -> Result<InventoryTick, ServiceError> {
+        self.scoped().queue_due_inventory_now(max_age, limit).await
+    }
+
+    /// Store what an acknowledged inventory command reported. Other request types are ignored.
+    pub(crate) async fn store_inventory(
+        &self,
+        enrollment_id: &str,
+        device_id: &str,
+        request_type: &str,
+        report: &CommandReport,
+    ) -> Result<(), ServiceError> {
+        self.scoped()
+            .store_inventory(enrollment_id, device_id, request_type, report)
+            .await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait InventoryRoles:
+    store::Inventory
+    + store::Events
+    + store::Commands
+    + store::Enrollments
+    + store::Push
+    + store::Groups
+    + store::Secrets
+{
+}
+impl<
+    T: ?Sized
+        + store::Inventory
+        + store::Events
+        + store::Commands
+        + store::Enrollments
+        + store::Push
+        + store::Groups
+        + store::Secrets,
+> InventoryRoles for T
+{
+}
+
+impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
     /// Queue the inventory commands of `request_types` (in that order) that are not already queued for the
     /// device, and note when it was asked. Returns how many were queued.
     async fn queue_inventory_commands(
@@ -126,45 +211,6 @@ impl MdmService {
         self.after_queueing(&device.id, "enrollment", result).await;
     }
 
-    /// A group's escrow was switched back on: its macOS 10.15 Macs get Settings/MDMOptions again (10.15 reads
-    /// `BootstrapTokenAllowed` instead of the profile's capability), with the full effective set so nothing
-    /// else resets. Queued and pushed per Mac; a Mac that fails is an `inventory.queue_failed` event.
-    pub(crate) async fn resend_catalina_mdm_options(
-        &self,
-        group_id: &str,
-        by: &crate::apikeys::Actor,
-    ) -> Result<(), ServiceError> {
-        let mut f = store::DeviceFilter {
-            group_id: Some(group_id.to_string()),
-            limit: 500,
-            ..Default::default()
-        };
-        loop {
-            let page = self.store.list_devices(&f).await?;
-            for d in &page {
-                let device = &d.enrollment;
-                if !is_catalina(device.os_version.as_deref()) {
-                    continue;
-                }
-                let result = async {
-                    let options = self.effective_mdm_options(device).await?;
-                    let command = Command::settings_mdm_options(new_command_uuid(), &options);
-                    self.enqueue_audited(std::slice::from_ref(&device.id), &command, by)
-                        .await?;
-                    Ok::<usize, ServiceError>(1)
-                }
-                .await;
-                self.after_queueing(&device.id, "escrow switched back on", result)
-                    .await;
-            }
-            match page.last() {
-                Some(last) => f.after_id = Some(last.enrollment.id.clone()),
-                None => break,
-            }
-        }
-        Ok(())
-    }
-
     /// A Bootstrap Token was escrowed (a token holder logged in) or served at a login (a user just got a
     /// Secure Token from it): ask SecurityInfo and UserList again, each unless one is still queued, and push.
     pub(crate) async fn requery_security_info(&self, device_id: &str) {
@@ -186,51 +232,6 @@ impl MdmService {
         .await;
         self.after_queueing(device_id, "bootstrap token escrow", result)
             .await;
-    }
-
-    /// The Mac's users may have changed (a successful agent action, a SetBootstrapToken, a user-channel
-    /// TokenUpdate): queue UserList, unless one is still queued or one was asked in the last
-    /// [`USER_LIST_REFRESH_INTERVAL_MS`]. No push of its own: it rides on the Mac's next check-in (after a
-    /// SetBootstrapToken, on the SecurityInfo push queued after it). The agent re-reports on its own after
-    /// every cycle. A failure is recorded as an event; it never fails the caller's request.
-    pub(crate) async fn refresh_user_list(&self, device_id: &str, why: &str) {
-        let result = async {
-            let pending = self.store.active_request_types(device_id).await?;
-            if pending.iter().any(|p| p == "UserList") {
-                return Ok(false);
-            }
-            let now = self.now();
-            let since = now.saturating_sub(USER_LIST_REFRESH_INTERVAL_MS);
-            if !self
-                .store
-                .claim_user_list_refresh(device_id, now, since)
-                .await?
-            {
-                return Ok(false);
-            }
-            let command = Command::user_list(new_command_uuid());
-            self.enqueue(&[device_id.to_string()], &command).await?;
-            Ok::<bool, ServiceError>(true)
-        }
-        .await;
-        match result {
-            Ok(queued) => {
-                tracing::debug!(udid = %device_id, queued, "UserList refresh after {why}");
-            }
-            Err(err) => {
-                tracing::warn!(udid = %device_id, error = %err, "could not queue UserList after {why}");
-                let event = self.event(
-                    device_id,
-                    Some(device_id),
-                    EventKind::InventoryQueueFailed,
-                    Outcome::Failure,
-                    format!("UserList after {why} not queued: {err}"),
-                );
-                if let Err(e) = self.store.record_event(&event).await {
-                    tracing::error!(error = %e, "could not record inventory failure event");
-                }
-            }
-        }
     }
 
     /// Agent rows stored without a GUID (an older agent) take the key of MDM's row with the same short name,
@@ -270,7 +271,7 @@ impl MdmService {
     /// One tick of the inventory schedule: re-queue inventory for at most `limit` devices last asked more than
     /// `max_age` ms before `now`, oldest first, skipping commands still queued for a device, then push them
     /// (one batch). Testable without a timer; `server` calls it periodically.
-    pub async fn queue_due_inventory(
+    pub(crate) async fn queue_due_inventory(
         &self,
         now: Millis,
         max_age: Millis,
@@ -317,7 +318,7 @@ impl MdmService {
     }
 
     /// [`Self::queue_due_inventory`] at the service clock's now.
-    pub async fn queue_due_inventory_now(
+    pub(crate) async fn queue_due_inventory_now(
         &self,
         max_age: Millis,
         limit: u32,
@@ -447,4 +448,92 @@ fn mdm_users(device_id: &str, list: &UserList, at: store::Millis) -> Vec<DeviceU
             })
         })
         .collect()
+}
+
+impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, S> {
+    /// The Mac's users may have changed (a successful agent action, a SetBootstrapToken, a user-channel
+    /// TokenUpdate): queue UserList, unless one is still queued or one was asked in the last
+    /// [`USER_LIST_REFRESH_INTERVAL_MS`]. No push of its own: it rides on the Mac's next check-in (after a
+    /// SetBootstrapToken, on the SecurityInfo push queued after it). The agent re-reports on its own after
+    /// every cycle. A failure is recorded as an event; it never fails the caller's request.
+    pub(crate) async fn refresh_user_list(&self, device_id: &str, why: &str) {
+        let result = async {
+            let pending = self.store.active_request_types(device_id).await?;
+            if pending.iter().any(|p| p == "UserList") {
+                return Ok(false);
+            }
+            let now = self.now();
+            let since = now.saturating_sub(USER_LIST_REFRESH_INTERVAL_MS);
+            if !self
+                .store
+                .claim_user_list_refresh(device_id, now, since)
+                .await?
+            {
+                return Ok(false);
+            }
+            let command = Command::user_list(new_command_uuid());
+            self.enqueue(&[device_id.to_string()], &command).await?;
+            Ok::<bool, ServiceError>(true)
+        }
+        .await;
+        match result {
+            Ok(queued) => {
+                tracing::debug!(udid = %device_id, queued, "UserList refresh after {why}");
+            }
+            Err(err) => {
+                tracing::warn!(udid = %device_id, error = %err, "could not queue UserList after {why}");
+                let event = self.event(
+                    device_id,
+                    Some(device_id),
+                    EventKind::InventoryQueueFailed,
+                    Outcome::Failure,
+                    format!("UserList after {why} not queued: {err}"),
+                );
+                if let Err(e) = self.store.record_event(&event).await {
+                    tracing::error!(error = %e, "could not record inventory failure event");
+                }
+            }
+        }
+    }
+}
+
+impl<S: ?Sized + store::Admin + store::Commands + store::Events + store::Groups> Scoped<'_, S> {
+    /// A group's escrow was switched back on: its macOS 10.15 Macs get Settings/MDMOptions again (10.15 reads
+    /// `BootstrapTokenAllowed` instead of the profile's capability), with the full effective set so nothing
+    /// else resets. Queued and pushed per Mac; a Mac that fails is an `inventory.queue_failed` event.
+    pub(crate) async fn resend_catalina_mdm_options(
+        &self,
+        group_id: &str,
+        by: &crate::apikeys::Actor,
+    ) -> Result<(), ServiceError> {
+        let mut f = store::DeviceFilter {
+            group_id: Some(group_id.to_string()),
+            limit: 500,
+            ..Default::default()
+        };
+        loop {
+            let page = self.store.list_devices(&f).await?;
+            for d in &page {
+                let device = &d.enrollment;
+                if !is_catalina(device.os_version.as_deref()) {
+                    continue;
+                }
+                let result = async {
+                    let options = self.effective_mdm_options(device).await?;
+                    let command = Command::settings_mdm_options(new_command_uuid(), &options);
+                    self.enqueue_audited(std::slice::from_ref(&device.id), &command, by)
+                        .await?;
+                    Ok::<usize, ServiceError>(1)
+                }
+                .await;
+                self.after_queueing(&device.id, "escrow switched back on", result)
+                    .await;
+            }
+            match page.last() {
+                Some(last) => f.after_id = Some(last.enrollment.id.clone()),
+                None => break,
+            }
+        }
+        Ok(())
+    }
 }

@@ -112,4 +112,47 @@ impl MdmService {
     fn now(&self) -> store::Millis {
         self.clock.now_millis()
     }
+
+    /// This service with its store seen as the whole [`store::Store`]; each component's methods narrow it.
+    fn scoped(&self) -> Scoped<'_> {
+        Scoped {
+            store: &*self.store,
+            secrets: &self.secrets,
+            clock: &*self.clock,
+            pusher: &self.pusher,
+            scep: &self.scep,
+            profile_signer: &self.profile_signer,
+            agent_nudges: &self.agent_nudges,
+            auth_failures: &self.auth_failures,
+            agent_secret_ttl: self.agent_secret_ttl,
+            renewal: &self.renewal,
+            background: self,
+        }
+    }
+}
+
+/// The service as one component sees it: its store narrowed to the roles `S`, plus the parts that are not the
+/// store. Each component is an `impl<S: ?Sized + ItsRoles> Scoped<'_, S>` block in its own module, and the
+/// `MdmService` methods hand it `&dyn Store` (which has every role): a component that calls a store method
+/// outside its roles, or a method of another component whose roles it does not include, does not build.
+/// The check-in handlers (`checkin::*`) are the same idea with their own structs.
+pub(crate) struct Scoped<'a, S: ?Sized = dyn store::Store> {
+    store: &'a S,
+    secrets: &'a secrets::Secrets,
+    clock: &'a dyn Clock,
+    pusher: &'a std::sync::RwLock<Option<Arc<dyn push::Pusher>>>,
+    scep: &'a Option<Arc<scep::ScepConfig>>,
+    profile_signer: &'a Option<Arc<pki::profile_sign::ProfileSigner>>,
+    agent_nudges: &'a agent::AgentNudges,
+    auth_failures: &'a edge::AuthFailureTally,
+    agent_secret_ttl: store::Millis,
+    renewal: &'a Option<Arc<renewal::RenewalSettings>>,
+    /// Pushes in the background (with the whole service, which outlives the request).
+    background: &'a dyn push::BackgroundPush,
+}
+
+impl<S: ?Sized> Scoped<'_, S> {
+    fn now(&self) -> store::Millis {
+        self.clock.now_millis()
+    }
 }

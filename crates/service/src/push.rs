@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use store::{NewEvent, Outcome};
 
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 /// APNs reasons that mean the device token will never work again for this topic: the enrollment is marked
 /// and skipped until it sends a new TokenUpdate.
@@ -77,21 +77,79 @@ impl MdmService {
     /// Install, replace or remove the push provider of this service and every clone of it (a new push
     /// certificate takes effect without a restart).
     pub fn set_pusher(&self, pusher: Option<Arc<dyn Pusher>>) {
-        *self.pusher.write().unwrap_or_else(|p| p.into_inner()) = pusher;
+        self.scoped().set_pusher(pusher);
     }
 
     /// The current push provider, if any.
     pub fn pusher(&self) -> Option<Arc<dyn Pusher>> {
-        self.pusher
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.scoped().pusher()
     }
 
     /// Push to the given enrollment ids. Unknown ids, checked-out enrollments, enrollments without a push
     /// token and enrollments whose token APNs refused (until their next TokenUpdate) get a per-id error; the
     /// rest go to the pusher in one batch. Tokens APNs now refuses are marked (with an event).
     pub async fn push(&self, enrollment_ids: &[String]) -> Result<Vec<PushResult>, ServiceError> {
+        self.scoped().push(enrollment_ids).await
+    }
+
+    /// Whether APNs refused the enrollment's current push token (and why), until its next TokenUpdate.
+    pub async fn push_mark(
+        &self,
+        enrollment_id: &str,
+    ) -> Result<Option<store::PushInvalid>, ServiceError> {
+        self.scoped().push_mark(enrollment_id).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait PushRoles: store::Enrollments + store::Push {}
+impl<T: ?Sized + store::Enrollments + store::Push> PushRoles for T {}
+
+impl<S: ?Sized> Scoped<'_, S> {
+    /// The current push provider, if a push certificate is installed.
+    pub(crate) fn pusher(&self) -> Option<Arc<dyn Pusher>> {
+        self.pusher
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Install (or remove) the push provider; later pushes use it.
+    pub(crate) fn set_pusher(&self, pusher: Option<Arc<dyn Pusher>>) {
+        *self.pusher.write().unwrap_or_else(|p| p.into_inner()) = pusher;
+    }
+}
+
+/// Pushes after the request that asked for them has been answered: a slow push provider must not hold up a
+/// device's check-in. Failures are logged, never returned.
+pub(crate) trait BackgroundPush: Send + Sync {
+    fn push_in_background(&self, enrollment_ids: Vec<String>);
+}
+
+impl BackgroundPush for MdmService {
+    fn push_in_background(&self, ids: Vec<String>) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            match service.push(&ids).await {
+                Ok(results) => {
+                    for r in results.iter().filter(|r| r.error.is_some()) {
+                        tracing::debug!(enrollment = %r.enrollment_id, error = ?r.error, "inventory push not sent");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "inventory push failed"),
+            }
+        });
+    }
+}
+
+impl<S: ?Sized + PushRoles> Scoped<'_, S> {
+    /// Push to the given enrollment ids. Unknown ids, checked-out enrollments, enrollments without a push
+    /// token and enrollments whose token APNs refused (until their next TokenUpdate) get a per-id error; the
+    /// rest go to the pusher in one batch. Tokens APNs now refuses are marked (with an event).
+    pub(crate) async fn push(
+        &self,
+        enrollment_ids: &[String],
+    ) -> Result<Vec<PushResult>, ServiceError> {
         let mut results = Vec::with_capacity(enrollment_ids.len());
         let mut targets = Vec::with_capacity(enrollment_ids.len());
         let mut devices = std::collections::HashMap::new();
@@ -170,7 +228,7 @@ TokenUpdate (if it never comes, the Mac must re-enroll)",
     }
 
     /// Whether APNs refused the enrollment's current push token (and why), until its next TokenUpdate.
-    pub async fn push_mark(
+    pub(crate) async fn push_mark(
         &self,
         enrollment_id: &str,
     ) -> Result<Option<store::PushInvalid>, ServiceError> {

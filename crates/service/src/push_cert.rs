@@ -15,7 +15,7 @@ use vault::Secret;
 
 use crate::push::Pusher;
 use crate::secrets::{SecretField, SecretRef};
-use crate::{MdmService, ServiceError};
+use crate::{MdmService, Scoped, ServiceError};
 
 pub use pki::push_cert::{
     EXPIRY_WARNING_DAYS, MAX_PKCS12_BYTES, MDM_TOPIC_PREFIX, PushCertError, PushCertificateInfo,
@@ -98,6 +98,66 @@ impl MdmService {
         actor: &str,
         connect: impl FnOnce(&[u8], &Secret<Vec<u8>>) -> Result<Arc<dyn Pusher>, E>,
     ) -> Result<PushCertificateInfo, PushUploadError> {
+        self.scoped()
+            .upload_push_certificate(upload, actor, connect)
+            .await
+    }
+
+    /// Replace the push certificate after checking it (see [`check_push_identity`]); records
+    /// `push_certificate.uploaded` by `actor`. Nothing changes on error.
+    pub async fn put_push_certificate(
+        &self,
+        cert_pem: &[u8],
+        key_pem: &Secret<Vec<u8>>,
+        actor: &str,
+    ) -> Result<PushCertificateInfo, ServiceError> {
+        self.scoped()
+            .put_push_certificate(cert_pem, key_pem, actor)
+            .await
+    }
+
+    /// [`MdmService::put_push_certificate`] from a PKCS#12 file (see [`identity_from_pkcs12`]).
+    pub async fn put_push_certificate_pkcs12(
+        &self,
+        der: &[u8],
+        password: &Secret<String>,
+        actor: &str,
+    ) -> Result<PushCertificateInfo, ServiceError> {
+        self.scoped()
+            .put_push_certificate_pkcs12(der, password, actor)
+            .await
+    }
+
+    /// The push certificate with its key, if one was uploaded.
+    pub async fn push_identity(&self) -> Result<Option<PushIdentity>, ServiceError> {
+        self.scoped().push_identity().await
+    }
+
+    /// What the uploaded push certificate says (topic, expiry), if there is one.
+    pub async fn push_certificate(&self) -> Result<Option<PushCertificateInfo>, ServiceError> {
+        self.scoped().push_certificate().await
+    }
+
+    /// The APNs topic enrollment profiles must name, if a push certificate was uploaded.
+    pub async fn push_topic(&self) -> Result<Option<String>, ServiceError> {
+        self.scoped().push_topic().await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait PushCertRoles: store::Secrets + store::Events {}
+impl<T: ?Sized + store::Secrets + store::Events> PushCertRoles for T {}
+
+impl<S: ?Sized + PushCertRoles> Scoped<'_, S> {
+    /// The upload workflow: read the identity, check it (key matches, in date, MDM topic), build the push
+    /// provider from it with `connect` (so nothing unusable is stored), seal and store it with its audit event,
+    /// then put the new provider in use at once. Nothing changes on error.
+    pub(crate) async fn upload_push_certificate<E: std::fmt::Display>(
+        &self,
+        upload: PushCertificateUpload,
+        actor: &str,
+        connect: impl FnOnce(&[u8], &Secret<Vec<u8>>) -> Result<Arc<dyn Pusher>, E>,
+    ) -> Result<PushCertificateInfo, PushUploadError> {
         let (cert_pem, key_pem) = match upload {
             PushCertificateUpload::Pem { cert_pem, key_pem } => (cert_pem, key_pem),
             PushCertificateUpload::Pkcs12 { der, password } => {
@@ -118,7 +178,7 @@ impl MdmService {
 
     /// Replace the push certificate after checking it (see [`check_push_identity`]); records
     /// `push_certificate.uploaded` by `actor`. Nothing changes on error.
-    pub async fn put_push_certificate(
+    pub(crate) async fn put_push_certificate(
         &self,
         cert_pem: &[u8],
         key_pem: &Secret<Vec<u8>>,
@@ -157,7 +217,7 @@ impl MdmService {
     }
 
     /// [`MdmService::put_push_certificate`] from a PKCS#12 file (see [`identity_from_pkcs12`]).
-    pub async fn put_push_certificate_pkcs12(
+    pub(crate) async fn put_push_certificate_pkcs12(
         &self,
         der: &[u8],
         password: &Secret<String>,
@@ -166,9 +226,23 @@ impl MdmService {
         let (cert_pem, key_pem) = identity_from_pkcs12(der, password)?;
         self.put_push_certificate(&cert_pem, &key_pem, actor).await
     }
+}
+
+impl<S: ?Sized> Scoped<'_, S> {
+    /// The APNs topic enrollment profiles must name, if a push certificate was uploaded.
+    pub(crate) async fn push_topic(&self) -> Result<Option<String>, ServiceError> {
+        Ok(self.push_certificate().await?.map(|p| p.topic))
+    }
+
+    /// What the uploaded push certificate says (topic, expiry), if there is one.
+    pub(crate) async fn push_certificate(
+        &self,
+    ) -> Result<Option<PushCertificateInfo>, ServiceError> {
+        Ok(self.push_identity().await?.map(|p| p.info))
+    }
 
     /// The push certificate with its key, if one was uploaded.
-    pub async fn push_identity(&self) -> Result<Option<PushIdentity>, ServiceError> {
+    pub(crate) async fn push_identity(&self) -> Result<Option<PushIdentity>, ServiceError> {
         let Some(bundle) = self.secrets.open(&PUSH_IDENTITY).await? else {
             return Ok(None);
         };
@@ -181,16 +255,6 @@ impl MdmService {
             cert_pem,
             key_pem,
         }))
-    }
-
-    /// What the uploaded push certificate says (topic, expiry), if there is one.
-    pub async fn push_certificate(&self) -> Result<Option<PushCertificateInfo>, ServiceError> {
-        Ok(self.push_identity().await?.map(|p| p.info))
-    }
-
-    /// The APNs topic enrollment profiles must name, if a push certificate was uploaded.
-    pub async fn push_topic(&self) -> Result<Option<String>, ServiceError> {
-        Ok(self.push_certificate().await?.map(|p| p.topic))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::apikeys::Actor;
 use crate::checkin::{BoundDevice, ConnectReply, short_fp};
 use crate::commands::new_command_uuid;
 use crate::enroll::{ProfileUrls, random_hex, secret_hash};
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 const DAY_MS: Millis = 24 * 3600 * 1000;
 /// How long a renewal profile's one-time challenge stays usable: 14 days, far longer than `/enroll`'s hour,
@@ -81,9 +81,88 @@ impl MdmService {
     }
 
     pub fn renewal_settings(&self) -> Option<&RenewalSettings> {
-        self.renewal.as_deref()
+        self.scoped().renewal_settings()
     }
 
+    /// A Mac's identity expiry and outstanding renewal (404 for an unknown device).
+    pub async fn identity_expiry(&self, id: &str) -> Result<IdentityExpiry, ServiceError> {
+        self.scoped().identity_expiry(id).await
+    }
+
+    /// `POST /api/v1/devices/{id}/renew-identity`: queue a renewal profile for the Mac now (admin, audited).
+    /// 404 for an unknown device; 409 for a checked-out or blocked Mac or without a push certificate.
+    pub async fn admin_renew_identity(
+        &self,
+        id: &str,
+        by: &Actor,
+    ) -> Result<IdentityRenewal, ServiceError> {
+        self.scoped().admin_renew_identity(id, by).await
+    }
+
+    /// One pass of the renewal schedule at `now`: queue renewal profiles for at most `limit` Macs whose bound
+    /// certificate expires within the renewal window and that have no renewal outstanding, soonest first, then
+    /// push them. Nothing when automatic renewal is off.
+    pub async fn renew_expiring_identities(&self, limit: u32) -> Result<RenewalTick, ServiceError> {
+        self.scoped().renew_expiring_identities(limit).await
+    }
+
+    /// The command channel of a Mac whose bound certificate is past its notAfter by at most the grace period
+    /// (the identity layer checked that: `checkin::identity::DeviceIdentity::grace_device`): answered with
+    /// nothing but its renewal profile (queued now if none is outstanding), recording only that command's
+    /// result.
+    pub(crate) async fn grace_connect(
+        &self,
+        bound: &BoundDevice,
+        report: &CommandReport,
+        body: &[u8],
+    ) -> Result<ConnectReply, ServiceError> {
+        self.scoped().grace_connect(bound, report, body).await
+    }
+
+    /// The Mac answered its renewal profile with an error (it refused the update): the renewal is no longer
+    /// outstanding, so the schedule (or an admin) may queue another; the error itself is the command's result.
+    pub(crate) async fn renewal_refused(
+        &self,
+        device_id: &str,
+        uuid: &str,
+    ) -> Result<(), ServiceError> {
+        self.scoped().renewal_refused(device_id, uuid).await
+    }
+}
+
+impl<'a, S: ?Sized> Scoped<'a, S> {
+    pub(crate) fn renewal_settings(&self) -> Option<&'a RenewalSettings> {
+        self.renewal.as_deref()
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait RenewalRoles:
+    store::Renewals
+    + store::Groups
+    + store::Scep
+    + store::Events
+    + store::Enrollments
+    + store::Commands
+    + store::Push
+    + store::Admin
+{
+}
+impl<
+    T: ?Sized
+        + store::Renewals
+        + store::Groups
+        + store::Scep
+        + store::Events
+        + store::Enrollments
+        + store::Commands
+        + store::Push
+        + store::Admin,
+> RenewalRoles for T
+{
+}
+
+impl<S: ?Sized + RenewalRoles> Scoped<'_, S> {
     fn require_renewal(&self) -> Result<&RenewalSettings, ServiceError> {
         self.renewal.as_deref().ok_or_else(|| {
             ServiceError::Internal("identity renewal is not configured on this server".into())
@@ -91,7 +170,7 @@ impl MdmService {
     }
 
     /// A Mac's identity expiry and outstanding renewal (404 for an unknown device).
-    pub async fn identity_expiry(&self, id: &str) -> Result<IdentityExpiry, ServiceError> {
+    pub(crate) async fn identity_expiry(&self, id: &str) -> Result<IdentityExpiry, ServiceError> {
         let device = self.admin_device(id).await?.enrollment;
         let renewal = self.outstanding_renewal(&device.id).await?;
         Ok(IdentityExpiry {
@@ -100,22 +179,9 @@ impl MdmService {
         })
     }
 
-    /// The device's renewal record while its challenge is unexpired.
-    pub(crate) async fn outstanding_renewal(
-        &self,
-        device_id: &str,
-    ) -> Result<Option<IdentityRenewal>, ServiceError> {
-        let now = self.now();
-        Ok(self
-            .store
-            .identity_renewal(device_id)
-            .await?
-            .filter(|r| r.challenge_expires_at > now))
-    }
-
     /// `POST /api/v1/devices/{id}/renew-identity`: queue a renewal profile for the Mac now (admin, audited).
     /// 404 for an unknown device; 409 for a checked-out or blocked Mac or without a push certificate.
-    pub async fn admin_renew_identity(
+    pub(crate) async fn admin_renew_identity(
         &self,
         id: &str,
         by: &Actor,
@@ -214,7 +280,10 @@ impl MdmService {
     /// One pass of the renewal schedule at `now`: queue renewal profiles for at most `limit` Macs whose bound
     /// certificate expires within the renewal window and that have no renewal outstanding, soonest first, then
     /// push them. Nothing when automatic renewal is off.
-    pub async fn renew_expiring_identities(&self, limit: u32) -> Result<RenewalTick, ServiceError> {
+    pub(crate) async fn renew_expiring_identities(
+        &self,
+        limit: u32,
+    ) -> Result<RenewalTick, ServiceError> {
         let mut tick = RenewalTick::default();
         let Some(settings) = self.renewal.as_deref() else {
             return Ok(tick);
@@ -367,5 +436,20 @@ fn ungrouped(now: Millis) -> Group {
         prompt_user_to_allow_bootstrap_token_for_authentication: false,
         created_at: now,
         updated_at: now,
+    }
+}
+
+impl<S: ?Sized + store::Renewals> Scoped<'_, S> {
+    /// The device's renewal record while its challenge is unexpired.
+    pub(crate) async fn outstanding_renewal(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<IdentityRenewal>, ServiceError> {
+        let now = self.now();
+        Ok(self
+            .store
+            .identity_renewal(device_id)
+            .await?
+            .filter(|r| r.challenge_expires_at > now))
     }
 }

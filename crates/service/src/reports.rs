@@ -9,7 +9,7 @@ use crate::status::{BootstrapStatus, DeviceStatus};
 
 use crate::admin::merge_users;
 
-use crate::{MdmService, ServiceError};
+use crate::{MdmService, Scoped, ServiceError};
 
 /// Which CSV report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,26 @@ fn cannot_authorize(d: &DeviceRecord) -> bool {
 impl MdmService {
     /// One page of a report: CSV lines (without the header) and the id to continue after, None at the end.
     pub async fn report_page(
+        &self,
+        report: Report,
+        after: Option<String>,
+    ) -> Result<(String, Option<String>), ServiceError> {
+        self.scoped().report_page(report, after).await
+    }
+
+    /// Counts over the whole fleet (enabled devices), read page by page.
+    pub async fn fleet_summary(&self) -> Result<FleetSummary, ServiceError> {
+        self.scoped().fleet_summary().await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait ReportRoles: store::Admin + store::Inventory {}
+impl<T: ?Sized + store::Admin + store::Inventory> ReportRoles for T {}
+
+impl<S: ?Sized + ReportRoles> Scoped<'_, S> {
+    /// One page of a report: CSV lines (without the header) and the id to continue after, None at the end.
+    pub(crate) async fn report_page(
         &self,
         report: Report,
         after: Option<String>,
@@ -187,7 +207,7 @@ impl MdmService {
     }
 
     /// Counts over the whole fleet (enabled devices), read page by page.
-    pub async fn fleet_summary(&self) -> Result<FleetSummary, ServiceError> {
+    pub(crate) async fn fleet_summary(&self) -> Result<FleetSummary, ServiceError> {
         let mut s = FleetSummary::default();
         let mut f = DeviceFilter {
             limit: 1000,

@@ -19,7 +19,7 @@ use vault::Secret;
 use crate::EventKind;
 use crate::checkin::short_fp;
 use crate::edge::Source;
-use crate::{MdmService, ServiceError};
+use crate::{MdmService, Scoped, ServiceError};
 
 /// How long a senderNonce is remembered for replay detection.
 pub const NONCE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -48,15 +48,9 @@ impl MdmService {
         self
     }
 
-    fn scep_config(&self) -> Result<&ScepConfig, ServiceError> {
-        self.scep
-            .as_deref()
-            .ok_or_else(|| ServiceError::Refused("SCEP is not configured on this server".into()))
-    }
-
     /// GetCACert: the CA certificate (DER).
     pub fn scep_ca_cert(&self) -> Result<Vec<u8>, ServiceError> {
-        let config = self.scep_config()?;
+        let config = self.scoped().scep_config()?;
         config
             .ca
             .certificate()
@@ -72,6 +66,33 @@ impl MdmService {
     /// PKIOperation: a CertRep (DER) for any readable request, SUCCESS or FAILURE; `BadRequest` for a message
     /// that cannot be read or whose signature does not verify.
     pub async fn scep_pki_operation(
+        &self,
+        message: &[u8],
+        source: &Source,
+    ) -> Result<Vec<u8>, ServiceError> {
+        self.scoped().scep_pki_operation(message, source).await
+    }
+}
+
+impl<'a, S: ?Sized> Scoped<'a, S> {
+    fn scep_config(&self) -> Result<&'a ScepConfig, ServiceError> {
+        self.scep
+            .as_deref()
+            .ok_or_else(|| ServiceError::Refused("SCEP is not configured on this server".into()))
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait ScepRoles:
+    store::Scep + store::Enrollments + store::Events + store::Groups
+{
+}
+impl<T: ?Sized + store::Scep + store::Enrollments + store::Events + store::Groups> ScepRoles for T {}
+
+impl<S: ?Sized + ScepRoles> Scoped<'_, S> {
+    /// PKIOperation: a CertRep (DER) for any readable request, SUCCESS or FAILURE; `BadRequest` for a message
+    /// that cannot be read or whose signature does not verify.
+    pub(crate) async fn scep_pki_operation(
         &self,
         message: &[u8],
         source: &Source,

@@ -18,13 +18,19 @@ pub fn client() -> reqwest::Client {
     .expect("ring supports the default protocol versions")
     .with_root_certificates(rustls::RootCertStore::empty())
     .with_no_client_auth();
+    tls_client(tls)
+}
+
+/// The same client over HTTPS with the caller's TLS configuration (its trusted roots, and a client
+/// certificate when a test presents one to the TLS listener).
+pub fn tls_client(tls: rustls::ClientConfig) -> reqwest::Client {
     reqwest::Client::builder()
         .http1_only()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .tls_backend_preconfigured(tls)
         .build()
-        .expect("a plain HTTP client builds")
+        .expect("an HTTP client builds")
 }
 
 /// Send `req` and read the whole answer.

@@ -171,5 +171,4 @@ fn parse_header(line: &str) -> Option<(String, usize)> {
 }
 
 #[cfg(test)]
-#[path = "diskutil_tests.rs"]
 mod tests;

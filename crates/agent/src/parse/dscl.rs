@@ -156,5 +156,4 @@ pub fn parse_group_membership(text: &str) -> Result<Vec<String>, ParseError> {
 }
 
 #[cfg(test)]
-#[path = "dscl_tests.rs"]
 mod tests;

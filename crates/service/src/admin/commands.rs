@@ -7,7 +7,7 @@ use store::QueuedCommand;
 use crate::apikeys::Actor;
 use crate::error::admin;
 use crate::push::PushResult;
-use crate::{EventKind, MdmService, ServiceError, commands::new_command_uuid};
+use crate::{EventKind, MdmService, Scoped, ServiceError, commands::new_command_uuid};
 
 /// Typed commands an admin may queue.
 #[derive(Debug, Clone)]
@@ -29,6 +29,65 @@ impl MdmService {
     /// Queue a typed command. EraseDevice is refused (409-style Conflict with the reason) when a Mac has no
     /// usable Bootstrap Token, unless `force`.
     pub async fn admin_enqueue(
+        &self,
+        ids: &[String],
+        cmd: &TypedCommand,
+        force: bool,
+        by: &Actor,
+    ) -> Result<String, ServiceError> {
+        self.scoped().admin_enqueue(ids, cmd, force, by).await
+    }
+
+    /// Queue a raw command plist. A raw EraseDevice gets the same refusal as the typed one (a Mac without a
+    /// usable Bootstrap Token), unless `force`.
+    pub async fn admin_enqueue_raw(
+        &self,
+        ids: &[String],
+        plist: &[u8],
+        force: bool,
+        by: &Actor,
+    ) -> Result<String, ServiceError> {
+        self.scoped().admin_enqueue_raw(ids, plist, force, by).await
+    }
+
+    pub async fn admin_push(
+        &self,
+        ids: &[String],
+        by: &Actor,
+    ) -> Result<Vec<PushResult>, ServiceError> {
+        self.scoped().admin_push(ids, by).await
+    }
+
+    pub async fn admin_command_history(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<QueuedCommand>, ServiceError> {
+        self.scoped().admin_command_history(id, limit).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait AdminCommandRoles:
+    store::Commands + store::Enrollments + store::Admin + store::Events + store::Push + store::Groups
+{
+}
+impl<
+    T: ?Sized
+        + store::Commands
+        + store::Enrollments
+        + store::Admin
+        + store::Events
+        + store::Push
+        + store::Groups,
+> AdminCommandRoles for T
+{
+}
+
+impl<S: ?Sized + AdminCommandRoles> Scoped<'_, S> {
+    /// Queue a typed command. EraseDevice is refused (409-style Conflict with the reason) when a Mac has no
+    /// usable Bootstrap Token, unless `force`.
+    pub(crate) async fn admin_enqueue(
         &self,
         ids: &[String],
         cmd: &TypedCommand,
@@ -87,7 +146,7 @@ impl MdmService {
 
     /// Queue a raw command plist. A raw EraseDevice gets the same refusal as the typed one (a Mac without a
     /// usable Bootstrap Token), unless `force`.
-    pub async fn admin_enqueue_raw(
+    pub(crate) async fn admin_enqueue_raw(
         &self,
         ids: &[String],
         plist: &[u8],
@@ -143,27 +202,6 @@ impl MdmService {
         Ok(())
     }
 
-    pub(crate) async fn enqueue_audited(
-        &self,
-        ids: &[String],
-        command: &Command,
-        by: &Actor,
-    ) -> Result<String, ServiceError> {
-        let uuid = match self.enqueue(ids, command).await {
-            Err(ServiceError::Store(e)) => return Err(admin(e)),
-            other => other?,
-        };
-        for id in ids {
-            self.audit(
-                id,
-                EventKind::CommandEnqueued,
-                format!("{} queued {} {uuid}", by.label(), command.request_type),
-            )
-            .await?;
-        }
-        Ok(uuid)
-    }
-
     /// Why erasing this Mac would leave it stuck, or None when it has a usable token.
     async fn erase_blocker(&self, id: &str) -> Result<Option<String>, ServiceError> {
         let Some(d) = self.store.device_record(id).await? else {
@@ -190,7 +228,7 @@ impl MdmService {
         Ok(None)
     }
 
-    pub async fn admin_push(
+    pub(crate) async fn admin_push(
         &self,
         ids: &[String],
         by: &Actor,
@@ -216,7 +254,7 @@ impl MdmService {
         Ok(results)
     }
 
-    pub async fn admin_command_history(
+    pub(crate) async fn admin_command_history(
         &self,
         id: &str,
         limit: u32,
@@ -225,5 +263,28 @@ impl MdmService {
             return Err(ServiceError::NotFound(format!("enrollment {id}")));
         }
         Ok(self.store.command_history(id, limit).await?)
+    }
+}
+
+impl<S: ?Sized + store::Commands + store::Events> Scoped<'_, S> {
+    pub(crate) async fn enqueue_audited(
+        &self,
+        ids: &[String],
+        command: &Command,
+        by: &Actor,
+    ) -> Result<String, ServiceError> {
+        let uuid = match self.enqueue(ids, command).await {
+            Err(ServiceError::Store(e)) => return Err(admin(e)),
+            other => other?,
+        };
+        for id in ids {
+            self.audit(
+                id,
+                EventKind::CommandEnqueued,
+                format!("{} queued {} {uuid}", by.label(), command.request_type),
+            )
+            .await?;
+        }
+        Ok(uuid)
     }
 }

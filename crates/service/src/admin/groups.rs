@@ -7,7 +7,7 @@ use super::on_off;
 use crate::apikeys::Actor;
 use crate::error::admin;
 use crate::status::BootstrapStatus;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 /// What happens to escrowed tokens when a group's escrow is switched off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +53,58 @@ impl MdmService {
         prompt: bool,
         by: &Actor,
     ) -> Result<Group, ServiceError> {
+        self.scoped()
+            .admin_create_group(name, escrow, prompt, by)
+            .await
+    }
+
+    pub async fn admin_group(&self, id: &str) -> Result<Group, ServiceError> {
+        self.scoped().admin_group(id).await
+    }
+
+    /// Rename and/or change escrow settings. Switching escrow off with `Clear` deletes the members' tokens.
+    pub async fn admin_update_group(
+        &self,
+        id: &str,
+        change: &GroupChange,
+        by: &Actor,
+    ) -> Result<GroupUpdate, ServiceError> {
+        self.scoped().admin_update_group(id, change, by).await
+    }
+
+    pub async fn admin_delete_group(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
+        self.scoped().admin_delete_group(id, by).await
+    }
+
+    /// Put a device in a group (or none).
+    pub async fn admin_set_group(
+        &self,
+        device_id: &str,
+        group_id: Option<&str>,
+        by: &Actor,
+    ) -> Result<(), ServiceError> {
+        self.scoped().admin_set_group(device_id, group_id, by).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait GroupAdminRoles:
+    store::Groups + store::Admin + store::Events + store::Tokens + store::Commands
+{
+}
+impl<T: ?Sized + store::Groups + store::Admin + store::Events + store::Tokens + store::Commands>
+    GroupAdminRoles for T
+{
+}
+
+impl<S: ?Sized + GroupAdminRoles> Scoped<'_, S> {
+    pub(crate) async fn admin_create_group(
+        &self,
+        name: &str,
+        escrow: bool,
+        prompt: bool,
+        by: &Actor,
+    ) -> Result<Group, ServiceError> {
         let now = self.now();
         let g = Group {
             id: uuid::Uuid::new_v4().to_string(),
@@ -77,15 +129,8 @@ impl MdmService {
         Ok(g)
     }
 
-    pub async fn admin_group(&self, id: &str) -> Result<Group, ServiceError> {
-        self.store
-            .group(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("group {id}")))
-    }
-
     /// Rename and/or change escrow settings. Switching escrow off with `Clear` deletes the members' tokens.
-    pub async fn admin_update_group(
+    pub(crate) async fn admin_update_group(
         &self,
         id: &str,
         change: &GroupChange,
@@ -154,7 +199,11 @@ impl MdmService {
         })
     }
 
-    pub async fn admin_delete_group(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
+    pub(crate) async fn admin_delete_group(
+        &self,
+        id: &str,
+        by: &Actor,
+    ) -> Result<(), ServiceError> {
         let g = self.admin_group(id).await?;
         let event = self.event(
             &format!("group:{id}"),
@@ -171,7 +220,7 @@ impl MdmService {
     }
 
     /// Put a device in a group (or none).
-    pub async fn admin_set_group(
+    pub(crate) async fn admin_set_group(
         &self,
         device_id: &str,
         group_id: Option<&str>,
@@ -195,5 +244,14 @@ impl MdmService {
             ),
         )
         .await
+    }
+}
+
+impl<S: ?Sized + store::Groups> Scoped<'_, S> {
+    pub(crate) async fn admin_group(&self, id: &str) -> Result<Group, ServiceError> {
+        self.store
+            .group(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("group {id}")))
     }
 }

@@ -17,10 +17,57 @@ pub use users::{Conflict, Fact, MergedUser, merge_users};
 use store::{DeviceFilter, DeviceRecord, Event, EventFilter, Outcome};
 
 use crate::apikeys::Actor;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 impl MdmService {
     pub async fn admin_devices(&self, f: &DeviceFilter) -> Result<Vec<DeviceRecord>, ServiceError> {
+        self.scoped().admin_devices(f).await
+    }
+
+    pub async fn admin_device(&self, id: &str) -> Result<DeviceRecord, ServiceError> {
+        self.scoped().admin_device(id).await
+    }
+
+    /// The device's users, one row per user, each fact with its source and time.
+    pub async fn admin_device_users(&self, id: &str) -> Result<Vec<MergedUser>, ServiceError> {
+        self.scoped().admin_device_users(id).await
+    }
+
+    /// The device's events, newest first (the filter's subject is set to the device).
+    pub async fn admin_device_events(
+        &self,
+        id: &str,
+        f: EventFilter,
+    ) -> Result<Vec<Event>, ServiceError> {
+        self.scoped().admin_device_events(id, f).await
+    }
+
+    /// Events across the fleet, newest first, as the filter says.
+    pub async fn admin_events(&self, f: EventFilter) -> Result<Vec<Event>, ServiceError> {
+        self.scoped().admin_events(f).await
+    }
+
+    /// Delete the device's escrowed token (audited). Returns whether one was deleted.
+    pub async fn admin_clear_token(&self, id: &str, by: &Actor) -> Result<bool, ServiceError> {
+        self.scoped().admin_clear_token(id, by).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait AdminRoles:
+    store::Admin + store::Events + store::Groups + store::Tokens + store::Inventory
+{
+}
+impl<T: ?Sized + store::Admin + store::Events + store::Groups + store::Tokens + store::Inventory>
+    AdminRoles for T
+{
+}
+
+impl<S: ?Sized + AdminRoles> Scoped<'_, S> {
+    pub(crate) async fn admin_devices(
+        &self,
+        f: &DeviceFilter,
+    ) -> Result<Vec<DeviceRecord>, ServiceError> {
         if let Some(os) = &f.os_version
             && store::os_version_num(os).is_none()
         {
@@ -36,21 +83,17 @@ impl MdmService {
         Ok(self.store.list_devices(f).await?)
     }
 
-    pub async fn admin_device(&self, id: &str) -> Result<DeviceRecord, ServiceError> {
-        self.store
-            .device_record(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("device {id}")))
-    }
-
     /// The device's users, one row per user, each fact with its source and time.
-    pub async fn admin_device_users(&self, id: &str) -> Result<Vec<MergedUser>, ServiceError> {
+    pub(crate) async fn admin_device_users(
+        &self,
+        id: &str,
+    ) -> Result<Vec<MergedUser>, ServiceError> {
         self.admin_device(id).await?;
         Ok(merge_users(self.store.device_users(id).await?))
     }
 
     /// The device's events, newest first (the filter's subject is set to the device).
-    pub async fn admin_device_events(
+    pub(crate) async fn admin_device_events(
         &self,
         id: &str,
         mut f: EventFilter,
@@ -61,27 +104,35 @@ impl MdmService {
     }
 
     /// Events across the fleet, newest first, as the filter says.
-    pub async fn admin_events(&self, f: EventFilter) -> Result<Vec<Event>, ServiceError> {
+    pub(crate) async fn admin_events(&self, f: EventFilter) -> Result<Vec<Event>, ServiceError> {
         Ok(self.store.events(&f).await?)
     }
 
     /// Delete the device's escrowed token (audited). Returns whether one was deleted.
-    pub async fn admin_clear_token(&self, id: &str, by: &Actor) -> Result<bool, ServiceError> {
+    pub(crate) async fn admin_clear_token(
+        &self,
+        id: &str,
+        by: &Actor,
+    ) -> Result<bool, ServiceError> {
         self.admin_device(id).await?;
         self.clear_token(id, by, "cleared by an admin").await
     }
+}
 
-    async fn clear_token(&self, id: &str, by: &Actor, why: &str) -> Result<bool, ServiceError> {
-        let event = self.event(
-            id,
-            Some(id),
-            EventKind::TokenCleared,
-            Outcome::Success,
-            format!("{}: Bootstrap Token {why}", by.label()),
-        );
-        Ok(self.store.clear_bootstrap_token(id, &event).await?)
+impl<S: ?Sized + store::Admin> Scoped<'_, S> {
+    pub(crate) async fn admin_device(&self, id: &str) -> Result<DeviceRecord, ServiceError> {
+        self.store
+            .device_record(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("device {id}")))
     }
+}
 
+fn on_off(v: bool) -> &'static str {
+    if v { "on" } else { "off" }
+}
+
+impl<S: ?Sized + store::Events> Scoped<'_, S> {
     async fn audit(
         &self,
         subject: &str,
@@ -94,6 +145,15 @@ impl MdmService {
     }
 }
 
-fn on_off(v: bool) -> &'static str {
-    if v { "on" } else { "off" }
+impl<S: ?Sized + store::Tokens> Scoped<'_, S> {
+    async fn clear_token(&self, id: &str, by: &Actor, why: &str) -> Result<bool, ServiceError> {
+        let event = self.event(
+            id,
+            Some(id),
+            EventKind::TokenCleared,
+            Outcome::Success,
+            format!("{}: Bootstrap Token {why}", by.label()),
+        );
+        Ok(self.store.clear_bootstrap_token(id, &event).await?)
+    }
 }

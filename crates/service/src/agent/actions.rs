@@ -9,13 +9,51 @@ use protocol::wildcards::{self, EnrollmentData};
 use store::{ActionEnd, ActionStatus, AgentAction, Outcome};
 use vault::Secret;
 
+use super::AgentRoles;
 use super::{ACTION_TTL_MS, NewAgentAction, check_name};
 use crate::apikeys::Actor;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 impl MdmService {
     /// Create an action: expand wildcards, seal the credentials to the device agent's HPKE key at once.
     pub async fn admin_create_action(
+        &self,
+        device_id: &str,
+        new: NewAgentAction,
+        by: &Actor,
+    ) -> Result<AgentAction, ServiceError> {
+        self.scoped().admin_create_action(device_id, new, by).await
+    }
+
+    pub async fn admin_actions(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AgentAction>, ServiceError> {
+        self.scoped().admin_actions(device_id, limit).await
+    }
+
+    pub async fn admin_action(
+        &self,
+        device_id: &str,
+        id: &str,
+    ) -> Result<AgentAction, ServiceError> {
+        self.scoped().admin_action(device_id, id).await
+    }
+
+    pub async fn admin_cancel_action(
+        &self,
+        device_id: &str,
+        id: &str,
+        by: &Actor,
+    ) -> Result<AgentAction, ServiceError> {
+        self.scoped().admin_cancel_action(device_id, id, by).await
+    }
+}
+
+impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+    /// Create an action: expand wildcards, seal the credentials to the device agent's HPKE key at once.
+    pub(crate) async fn admin_create_action(
         &self,
         device_id: &str,
         new: NewAgentAction,
@@ -163,7 +201,7 @@ impl MdmService {
         Ok(action)
     }
 
-    pub async fn admin_actions(
+    pub(crate) async fn admin_actions(
         &self,
         device_id: &str,
         limit: u32,
@@ -172,7 +210,7 @@ impl MdmService {
         Ok(self.store.agent_actions(device_id, limit).await?)
     }
 
-    pub async fn admin_action(
+    pub(crate) async fn admin_action(
         &self,
         device_id: &str,
         id: &str,
@@ -185,7 +223,7 @@ impl MdmService {
             .ok_or_else(|| ServiceError::NotFound(format!("action {id} on device {device_id}")))
     }
 
-    pub async fn admin_cancel_action(
+    pub(crate) async fn admin_cancel_action(
         &self,
         device_id: &str,
         id: &str,

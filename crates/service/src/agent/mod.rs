@@ -24,7 +24,7 @@ use std::time::Duration;
 use store::{Millis, Outcome};
 use vault::Secret;
 
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, Scoped, ServiceError};
 
 /// How long a registration secret stays usable once its InstallProfile is on the Mac, unless the server is
 /// told otherwise (`--agent-secret-ttl`).
@@ -90,7 +90,23 @@ fn check_name(what: &str, v: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-impl MdmService {
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait AgentRoles:
+    store::Agents + store::Enrollments + store::Events + store::Inventory + store::Commands
+{
+}
+impl<
+    T: ?Sized
+        + store::Agents
+        + store::Enrollments
+        + store::Events
+        + store::Inventory
+        + store::Commands,
+> AgentRoles for T
+{
+}
+
+impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
     fn agent_event(
         &self,
         device: &str,

@@ -10,9 +10,10 @@ use protocol::command::Command;
 use store::{AgentRegistration, AgentSecret, Millis, Outcome};
 use vault::Secret;
 
+use super::AgentRoles;
 use super::{AgentInstall, SignedRequest, check_name};
 use crate::apikeys::Actor;
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 impl MdmService {
     /// Create a one-time registration secret for `device_id`, revoke its earlier unused ones, and queue an
@@ -20,6 +21,44 @@ impl MdmService {
     /// sealed at rest. `replace` (admin scope) lets the registration with this secret replace the Mac's current
     /// agent; it is recorded with an `agent.replace_authorized` event.
     pub async fn admin_install_agent(
+        &self,
+        device_id: &str,
+        server_url: &str,
+        replace: bool,
+        by: &Actor,
+    ) -> Result<AgentInstall, ServiceError> {
+        self.scoped()
+            .admin_install_agent(device_id, server_url, replace, by)
+            .await
+    }
+
+    /// `POST /agent/v1/register`: claim the one-time secret for the device and store the agent's keys. When the
+    /// Mac already has a registered agent, `proof` (the request signed by that agent's key) or an install
+    /// queued with `--replace` is needed; otherwise the registration is refused (409) and nothing changes.
+    pub async fn agent_register(
+        &self,
+        body: &[u8],
+        proof: Option<&SignedRequest<'_>>,
+        source: &crate::edge::Source,
+    ) -> Result<RegisterResponse, ServiceError> {
+        self.scoped().agent_register(body, proof, source).await
+    }
+
+    /// The device's registered agent, if any.
+    pub async fn admin_agent(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<AgentRegistration>, ServiceError> {
+        self.scoped().admin_agent(device_id).await
+    }
+}
+
+impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+    /// Create a one-time registration secret for `device_id`, revoke its earlier unused ones, and queue an
+    /// `InstallProfile` carrying the `com.escrowd.agent` payload (ServerURL, RegistrationSecret, DeviceID),
+    /// sealed at rest. `replace` (admin scope) lets the registration with this secret replace the Mac's current
+    /// agent; it is recorded with an `agent.replace_authorized` event.
+    pub(crate) async fn admin_install_agent(
         &self,
         device_id: &str,
         server_url: &str,
@@ -125,7 +164,7 @@ impl MdmService {
     /// `POST /agent/v1/register`: claim the one-time secret for the device and store the agent's keys. When the
     /// Mac already has a registered agent, `proof` (the request signed by that agent's key) or an install
     /// queued with `--replace` is needed; otherwise the registration is refused (409) and nothing changes.
-    pub async fn agent_register(
+    pub(crate) async fn agent_register(
         &self,
         body: &[u8],
         proof: Option<&SignedRequest<'_>>,
@@ -269,7 +308,7 @@ impl MdmService {
     }
 
     /// The device's registered agent, if any.
-    pub async fn admin_agent(
+    pub(crate) async fn admin_agent(
         &self,
         device_id: &str,
     ) -> Result<Option<AgentRegistration>, ServiceError> {

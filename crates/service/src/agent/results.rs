@@ -10,12 +10,44 @@ use protocol::agent_profile::{
 };
 use store::{ActionEnd, ActionStatus, AgentRegistration, DeviceUser, FactSource, Outcome};
 
+use super::AgentRoles;
 use super::{MAX_ACTION_OUTPUT, check_name};
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 impl MdmService {
     /// `POST /agent/v1/actions/{id}/result`.
     pub async fn agent_action_result(
+        &self,
+        agent: &AgentRegistration,
+        id: &str,
+        body: &[u8],
+    ) -> Result<ActionStatus, ServiceError> {
+        self.scoped().agent_action_result(agent, id, body).await
+    }
+
+    /// `POST /agent/v1/reports/escrow`: how a user's self-service escrow on the agent's Mac ended, stored as
+    /// an `agent.self_service_escrow` event.
+    pub async fn agent_escrow_report(
+        &self,
+        agent: &AgentRegistration,
+        body: &[u8],
+    ) -> Result<(), ServiceError> {
+        self.scoped().agent_escrow_report(agent, body).await
+    }
+
+    /// `POST /agent/v1/inventory`: the agent's view of the local users replaces its rows in the Users table.
+    pub async fn agent_inventory(
+        &self,
+        agent: &AgentRegistration,
+        body: &[u8],
+    ) -> Result<usize, ServiceError> {
+        self.scoped().agent_inventory(agent, body).await
+    }
+}
+
+impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+    /// `POST /agent/v1/actions/{id}/result`.
+    pub(crate) async fn agent_action_result(
         &self,
         agent: &AgentRegistration,
         id: &str,
@@ -145,7 +177,7 @@ impl MdmService {
 
     /// `POST /agent/v1/reports/escrow`: how a user's self-service escrow on the agent's Mac ended, stored as
     /// an `agent.self_service_escrow` event.
-    pub async fn agent_escrow_report(
+    pub(crate) async fn agent_escrow_report(
         &self,
         agent: &AgentRegistration,
         body: &[u8],
@@ -190,7 +222,7 @@ impl MdmService {
     }
 
     /// `POST /agent/v1/inventory`: the agent's view of the local users replaces its rows in the Users table.
-    pub async fn agent_inventory(
+    pub(crate) async fn agent_inventory(
         &self,
         agent: &AgentRegistration,
         body: &[u8],

@@ -8,13 +8,26 @@ use openssl::sha::sha256;
 use protocol::agent_profile::signing_message;
 use store::AgentRegistration;
 
+use super::AgentRoles;
 use super::{MAX_CLOCK_SKEW_MS, SignedRequest};
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 impl MdmService {
     /// Verify a signed agent request; on failure count `agent.auth_failed` for `source` (per hour, never a
     /// row per request: `crate::edge`) and refuse.
     pub async fn agent_verify(
+        &self,
+        req: &SignedRequest<'_>,
+        source: &crate::edge::Source,
+    ) -> Result<AgentRegistration, ServiceError> {
+        self.scoped().agent_verify(req, source).await
+    }
+}
+
+impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+    /// Verify a signed agent request; on failure count `agent.auth_failed` for `source` (per hour, never a
+    /// row per request: `crate::edge`) and refuse.
+    pub(crate) async fn agent_verify(
         &self,
         req: &SignedRequest<'_>,
         source: &crate::edge::Source,

@@ -16,7 +16,7 @@ pub use tokens::findings;
 use store::EventFilter;
 
 use crate::admin::{MergedUser, merge_users};
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -49,6 +49,24 @@ pub struct Finding {
 impl MdmService {
     /// Diagnose one device. NotFound for an unknown id.
     pub async fn diagnose(&self, id: &str) -> Result<Vec<Finding>, ServiceError> {
+        self.scoped().diagnose(id).await
+    }
+}
+
+/// The store roles of this component (`Scoped` methods below).
+pub(crate) trait DiagnosisRoles:
+    store::Enrollments + store::Inventory + store::Events + store::Admin + store::Renewals
+{
+}
+impl<
+    T: ?Sized + store::Enrollments + store::Inventory + store::Events + store::Admin + store::Renewals,
+> DiagnosisRoles for T
+{
+}
+
+impl<S: ?Sized + DiagnosisRoles> Scoped<'_, S> {
+    /// Diagnose one device. NotFound for an unknown id.
+    pub(crate) async fn diagnose(&self, id: &str) -> Result<Vec<Finding>, ServiceError> {
         let d = self.admin_device(id).await?;
         let users = merge_users(self.store.device_users(id).await?);
         let escrow_attempts = self

@@ -8,6 +8,7 @@
 
 mod events;
 mod types;
+mod users;
 
 #[cfg(test)]
 mod tests;
