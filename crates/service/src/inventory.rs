@@ -63,6 +63,9 @@ pub struct InventoryTick {
     pub failed: usize,
 }
 
+/// The schedule-claim kind of the inventory schedule (`store::Cluster::claim_schedule_round`).
+const INVENTORY_ROUND: &str = "inventory";
+
 impl MdmService {
     /// Queue the inventory commands of `request_types` (in that order) that are not already queued for the
     /// device, and note when it was asked. Returns how many were queued.
@@ -267,7 +270,8 @@ impl MdmService {
         Ok(())
     }
 
-    /// One tick of the inventory schedule: re-queue inventory for at most `limit` devices last asked more than
+    /// One tick of the inventory schedule (several instances may run it at once: each device is claimed for
+    /// the round first, so only one of them queues and pushes for it): re-queue inventory for at most `limit` devices last asked more than
     /// `max_age` ms before `now`, oldest first, skipping commands still queued for a device, then push them
     /// (one batch). Testable without a timer; `server` calls it periodically.
     pub async fn queue_due_inventory(
@@ -289,6 +293,13 @@ impl MdmService {
             .inventory_due(now.saturating_sub(max_age), &types, limit)
             .await?;
         for d in due {
+            // Another instance's schedule may be working on the same due list: one of them takes each device.
+            if !self
+                .claim_schedule_round(INVENTORY_ROUND, &d.device_id, now)
+                .await?
+            {
+                continue;
+            }
             match self
                 .queue_inventory_commands(&d.device_id, &INVENTORY_REQUEST_TYPES, &d.pending, now)
                 .await

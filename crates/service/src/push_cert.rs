@@ -153,6 +153,8 @@ impl MdmService {
                 at: now,
             })
             .await?;
+        // Every other instance on the database rebuilds its push provider from the store.
+        self.signal_instances(store::Signal::PushCertificate).await;
         Ok(info)
     }
 

@@ -250,11 +250,23 @@ async fn is_finished<DB: Backend>(
     Ok(n > 0)
 }
 
+/// How long a command handed to a Mac stays claimed (PostgreSQL only): no other /mdm/connect hands it out
+/// again until the Mac reports on it (Acknowledged, Error, NotNow…) or this much time passes (a Mac that lost
+/// the answer gets it again at a check-in after that).
+pub(crate) const DELIVERY_CLAIM_MS: i64 = 60_000;
+
+/// The first active entry of `enrollment_id` (without NotNow ones when `skip_notnow`). On PostgreSQL it is
+/// claimed in the same statement (`FOR UPDATE SKIP LOCKED`, the claim timed by the database's clock so
+/// instances' clocks do not matter), so concurrent polls on any instances never hand out one entry twice; an
+/// entry claimed by an earlier poll is skipped until its claim lapses. SQLite serves one instance and reads.
 pub(super) async fn next<DB: Backend>(
     pool: &Pool<DB>,
     enrollment_id: &str,
     skip_notnow: bool,
 ) -> Result<Option<QueuedCommand>> {
+    if DB::BACKEND == "postgres" {
+        return claim_next::<DB>(pool, enrollment_id, skip_notnow).await;
+    }
     let row: Option<QueuedCommandRow> = if skip_notnow {
         query_as::<DB, _>(concat!(
             active!(),
@@ -269,6 +281,45 @@ pub(super) async fn next<DB: Backend>(
             .fetch_optional(pool)
             .await?
     };
+    row.map(QueuedCommand::try_from).transpose()
+}
+
+/// PostgreSQL's claiming [`next`]: one UPDATE claims the oldest unclaimed entry (rows another transaction is
+/// claiming are skipped, and a row claimed meanwhile fails the re-checked WHERE), then the claimed entry is
+/// read in the same transaction.
+async fn claim_next<DB: Backend>(
+    pool: &Pool<DB>,
+    enrollment_id: &str,
+    skip_notnow: bool,
+) -> Result<Option<QueuedCommand>> {
+    const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+    let notnow = if skip_notnow {
+        " AND status <> 'notnow'"
+    } else {
+        ""
+    };
+    let claim = format!(
+        "UPDATE command_queue SET claimed_until = {NOW} + $2 WHERE seq = (SELECT seq FROM command_queue \
+         WHERE enrollment_id = $1 AND (claimed_until IS NULL OR claimed_until <= {NOW}){notnow} \
+         ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING seq"
+    );
+    let mut tx = DB::begin_write(pool).await?;
+    let seq: Option<i64> = query_scalar::<DB, _>(sqlx::AssertSqlSafe(claim))
+        .bind(enrollment_id)
+        .bind(DELIVERY_CLAIM_MS)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let row: Option<QueuedCommandRow> = match seq {
+        Some(seq) => {
+            query_as::<DB, _>(concat!(active!(), " AND q.seq = $2"))
+                .bind(enrollment_id)
+                .bind(seq)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        None => None,
+    };
+    tx.commit().await?;
     row.map(QueuedCommand::try_from).transpose()
 }
 
@@ -312,7 +363,9 @@ pub(super) async fn record_result<DB: Backend>(
         moved.is_some()
     } else {
         let done = query::<DB>(
-            "UPDATE command_queue SET status = $1, updated_at = $2 WHERE enrollment_id = $3 AND command_uuid = $4",
+            // A report ends the delivery claim: after a NotNow the entry may be offered again (next session).
+            "UPDATE command_queue SET status = $1, updated_at = $2, claimed_until = NULL \
+             WHERE enrollment_id = $3 AND command_uuid = $4",
         )
         .bind(status.as_str())
         .bind(at)
