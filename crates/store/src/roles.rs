@@ -330,6 +330,16 @@ pub trait Commands: Send + Sync {
         enrollment_id: &str,
         skip_notnow: bool,
     ) -> Result<Option<QueuedCommand>>;
+    /// The command to hand to the Mac now (`/mdm/connect`): as [`Commands::next_command`], but on PostgreSQL the
+    /// entry is claimed in the same statement for a minute and entries claimed by earlier calls are skipped,
+    /// so concurrent polls on any number of instances never get one entry twice. A report on the entry
+    /// (NotNow releases the claim; a finished one removes the entry) or the claim's lapse makes it servable
+    /// again. On SQLite (one instance) exactly [`Commands::next_command`].
+    async fn claim_next_command(
+        &self,
+        enrollment_id: &str,
+        skip_notnow: bool,
+    ) -> Result<Option<QueuedCommand>>;
     /// Record a device report for (enrollment, uuid). NotNow (or Pending): status set, stays active.
     /// Acknowledged / Error / CommandFormatError: moved to history with `result` (one transaction). A report
     /// for a command already in history: Duplicate (nothing changes). Never queued here: UnknownCommand.

@@ -255,18 +255,12 @@ async fn is_finished<DB: Backend>(
 /// the answer gets it again at a check-in after that).
 pub(crate) const DELIVERY_CLAIM_MS: i64 = 60_000;
 
-/// The first active entry of `enrollment_id` (without NotNow ones when `skip_notnow`). On PostgreSQL it is
-/// claimed in the same statement (`FOR UPDATE SKIP LOCKED`, the claim timed by the database's clock so
-/// instances' clocks do not matter), so concurrent polls on any instances never hand out one entry twice; an
-/// entry claimed by an earlier poll is skipped until its claim lapses. SQLite serves one instance and reads.
+/// The first active entry of `enrollment_id` (without NotNow ones when `skip_notnow`), claimed or not.
 pub(super) async fn next<DB: Backend>(
     pool: &Pool<DB>,
     enrollment_id: &str,
     skip_notnow: bool,
 ) -> Result<Option<QueuedCommand>> {
-    if DB::BACKEND == "postgres" {
-        return claim_next::<DB>(pool, enrollment_id, skip_notnow).await;
-    }
     let row: Option<QueuedCommandRow> = if skip_notnow {
         query_as::<DB, _>(concat!(
             active!(),
@@ -284,14 +278,19 @@ pub(super) async fn next<DB: Backend>(
     row.map(QueuedCommand::try_from).transpose()
 }
 
-/// PostgreSQL's claiming [`next`]: one UPDATE claims the oldest unclaimed entry (rows another transaction is
-/// claiming are skipped, and a row claimed meanwhile fails the re-checked WHERE), then the claimed entry is
-/// read in the same transaction.
-async fn claim_next<DB: Backend>(
+/// The entry to hand to the Mac now. On PostgreSQL one UPDATE claims the oldest unclaimed entry (`FOR UPDATE
+/// SKIP LOCKED`: rows another transaction is claiming are skipped, and a row claimed meanwhile fails the
+/// re-checked WHERE), timed by the database's clock so the instances' clocks do not matter, and the claimed
+/// entry is read in the same transaction: concurrent polls on any instances never get one entry twice. SQLite
+/// serves one instance: [`next`].
+pub(super) async fn claim_next<DB: Backend>(
     pool: &Pool<DB>,
     enrollment_id: &str,
     skip_notnow: bool,
 ) -> Result<Option<QueuedCommand>> {
+    if DB::BACKEND != "postgres" {
+        return next::<DB>(pool, enrollment_id, skip_notnow).await;
+    }
     const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
     let notnow = if skip_notnow {
         " AND status <> 'notnow'"
@@ -453,6 +452,14 @@ impl<DB: Backend> Commands for SqlStore<DB> {
         skip_notnow: bool,
     ) -> Result<Option<QueuedCommand>> {
         next(&self.pool, enrollment_id, skip_notnow).await
+    }
+
+    async fn claim_next_command(
+        &self,
+        enrollment_id: &str,
+        skip_notnow: bool,
+    ) -> Result<Option<QueuedCommand>> {
+        claim_next(&self.pool, enrollment_id, skip_notnow).await
     }
 
     async fn record_command_result(
