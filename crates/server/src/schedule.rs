@@ -170,8 +170,12 @@ pub async fn spawn_instance_signals(
             };
             if mdm.on_instance_signal(&notice) {
                 match crate::apns::install(&mdm, &apns).await {
-                    Ok(_) => tracing::info!("push provider rebuilt from the stored push certificate"),
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "the stored push certificate cannot be used; pushes fail until a new one is uploaded"),
+                    Ok(_) => {
+                        tracing::info!("push provider rebuilt from the stored push certificate")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "the stored push certificate cannot be used; pushes fail until a new one is uploaded")
+                    }
                 }
             }
         }

@@ -31,7 +31,9 @@ async fn two_instances(
     f: impl Fn(&mut ServeOptions) + Clone,
 ) -> Option<(TestServer, TestServer)> {
     let Some(a) = TestServer::start_on_postgres(f.clone()).await.unwrap() else {
-        eprintln!("SKIPPED: {name} (set ESCROWD_TEST_DATABASE_URL to run several instances on PostgreSQL)");
+        eprintln!(
+            "SKIPPED: {name} (set ESCROWD_TEST_DATABASE_URL to run several instances on PostgreSQL)"
+        );
         return None;
     };
     let b = a.start_instance(f).await.unwrap();
@@ -86,7 +88,11 @@ async fn a_queued_command_is_delivered_once_however_often_the_mac_polls_both_ins
     }
     assert_eq!(answers, 60);
     for uuid in &queued {
-        assert_eq!(delivered.get(uuid), Some(&1), "{uuid} handed out once: {delivered:?}");
+        assert_eq!(
+            delivered.get(uuid),
+            Some(&1),
+            "{uuid} handed out once: {delivered:?}"
+        );
     }
     assert_eq!(delivered.len(), queued.len(), "{delivered:?}");
 
@@ -204,14 +210,22 @@ async fn both_inventory_schedules_in_one_round_push_and_queue_each_device_once()
     all.sort();
     let mut want: Vec<String> = (0..12).map(|n| format!("SCALE-INV-{n}")).collect();
     want.sort();
-    assert_eq!(all, want, "each device queued by exactly one instance: A {ta:?}, B {tb:?}");
+    assert_eq!(
+        all, want,
+        "each device queued by exactly one instance: A {ta:?}, B {tb:?}"
+    );
 
     let mut per_token: HashMap<String, usize> = HashMap::new();
     for p in standin.pushes() {
         *per_token.entry(p.token_hex).or_default() += 1;
     }
     for (mac, hex) in &macs {
-        assert_eq!(per_token.get(hex), Some(&1), "{}: one push in the round", mac.udid);
+        assert_eq!(
+            per_token.get(hex),
+            Some(&1),
+            "{}: one push in the round",
+            mac.udid
+        );
         let mut types = a.store().active_request_types(&mac.udid).await.unwrap();
         types.sort();
         assert_eq!(
@@ -356,13 +370,22 @@ async fn an_action_queued_on_one_instance_wakes_the_agent_waiting_on_the_other()
             .expect("the poll waiting on the other instance was not woken")
             .unwrap();
         assert_eq!(s, 200, "{polled}");
-        assert_eq!(polled["actions"][0]["id"], created["id"], "round {round}: {polled}");
+        assert_eq!(
+            polled["actions"][0]["id"], created["id"],
+            "round {round}: {polled}"
+        );
         let id = created["id"].as_str().unwrap();
         let path = format!("/agent/v1/actions/{id}/result");
         let body = json!({"succeeded": true}).to_string().into_bytes();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let h = agent::client::signed_headers(
-            &agent.key, &agent.id, "POST", &path, now_secs(), &nonce, &body,
+            &agent.key,
+            &agent.id,
+            "POST",
+            &path,
+            now_secs(),
+            &nonce,
+            &body,
         );
         let (s, _) = raw(&b.base_url(), "POST", &path, &h, body).await;
         assert_eq!(s, 200);

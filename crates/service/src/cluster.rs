@@ -61,12 +61,7 @@ impl MdmService {
     ) -> Result<bool, ServiceError> {
         Ok(self
             .store
-            .claim_schedule_round(
-                kind,
-                device_id,
-                now,
-                now.saturating_add(SCHEDULE_CLAIM_MS),
-            )
+            .claim_schedule_round(kind, device_id, now, now.saturating_add(SCHEDULE_CLAIM_MS))
             .await?)
     }
 }

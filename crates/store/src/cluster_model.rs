@@ -81,7 +81,13 @@ mod tests {
             );
         }
         assert_eq!(Signal::Resync.encode("x"), None);
-        for bad in ["", "inst", "inst agent", "inst agent ", "inst reload_everything"] {
+        for bad in [
+            "",
+            "inst",
+            "inst agent",
+            "inst agent ",
+            "inst reload_everything",
+        ] {
             assert_eq!(Signal::decode(bad), None, "{bad:?}");
         }
     }

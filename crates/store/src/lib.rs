@@ -37,8 +37,8 @@ pub use event_kind::{EventKind, UnknownEventKind};
 pub use model::*;
 pub use postgres::PgStore;
 pub use roles::{
-    Admin, Agents, Cluster, Commands, Edge, Enrollments, Events, Groups, Inventory, Push, Renewals, Scep,
-    Secrets, Tokens,
+    Admin, Agents, Cluster, Commands, Edge, Enrollments, Events, Groups, Inventory, Push, Renewals,
+    Scep, Secrets, Tokens,
 };
 pub use sqlite::SqliteStore;
 
@@ -77,9 +77,9 @@ pub trait Store:
 pub mod prelude {
     pub use crate::Store as _;
     pub use crate::roles::{
-        Admin as _, Agents as _, Cluster as _, Commands as _, Edge as _, Enrollments as _, Events as _,
-        Groups as _, Inventory as _, Push as _, Renewals as _, Scep as _, Secrets as _,
-        Tokens as _,
+        Admin as _, Agents as _, Cluster as _, Commands as _, Edge as _, Enrollments as _,
+        Events as _, Groups as _, Inventory as _, Push as _, Renewals as _, Scep as _,
+        Secrets as _, Tokens as _,
     };
 }
 

@@ -27,16 +27,41 @@ pub(super) async fn a_schedule_claim_holds_until_it_lapses_and_kinds_are_separat
     store: Arc<dyn Store>,
 ) {
     enrolled(&store, "D-1").await;
-    assert!(store.claim_schedule_round("inventory", "D-1", 1_000, 2_000).await.unwrap());
-    assert!(!store.claim_schedule_round("inventory", "D-1", 1_999, 3_000).await.unwrap());
     assert!(
-        store.claim_schedule_round("identity_renewal", "D-1", 1_500, 2_500).await.unwrap(),
+        store
+            .claim_schedule_round("inventory", "D-1", 1_000, 2_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_schedule_round("inventory", "D-1", 1_999, 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_schedule_round("identity_renewal", "D-1", 1_500, 2_500)
+            .await
+            .unwrap(),
         "another schedule's claim is separate"
     );
-    assert!(store.claim_schedule_round("inventory", "D-1", 2_000, 3_000).await.unwrap());
-    assert!(!store.claim_schedule_round("inventory", "D-1", 2_500, 9_000).await.unwrap());
+    assert!(
+        store
+            .claim_schedule_round("inventory", "D-1", 2_000, 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_schedule_round("inventory", "D-1", 2_500, 9_000)
+            .await
+            .unwrap()
+    );
     assert!(matches!(
-        store.claim_schedule_round("inventory", "NOBODY", 1_000, 2_000).await,
+        store
+            .claim_schedule_round("inventory", "NOBODY", 1_000, 2_000)
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -65,7 +90,11 @@ pub(super) async fn a_served_command_is_claimed_on_postgres_until_a_report(store
     for uuid in ["C-1", "C-2"] {
         store.enqueue(&ids, &cmd(uuid), 3_000).await.unwrap();
     }
-    let first = store.claim_next_command("D-1", false).await.unwrap().unwrap();
+    let first = store
+        .claim_next_command("D-1", false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.uuid, "C-1");
     let again = store.claim_next_command("D-1", false).await.unwrap();
     if store.backend() == "sqlite" {
@@ -75,24 +104,59 @@ pub(super) async fn a_served_command_is_claimed_on_postgres_until_a_report(store
     }
     assert_eq!(again.unwrap().uuid, "C-2", "C-1 is claimed");
     assert_eq!(
-        store.next_command("D-1", false).await.unwrap().unwrap().uuid,
+        store
+            .next_command("D-1", false)
+            .await
+            .unwrap()
+            .unwrap()
+            .uuid,
         "C-1",
         "a claim hides nothing from next_command"
     );
-    assert!(store.claim_next_command("D-1", false).await.unwrap().is_none());
-    assert_eq!(store.active_queue_len("D-1").await.unwrap(), 2, "claims remove nothing");
+    assert!(
+        store
+            .claim_next_command("D-1", false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.active_queue_len("D-1").await.unwrap(),
+        2,
+        "claims remove nothing"
+    );
     // A NotNow releases the claim (offered again in the next session); an Acknowledged finishes the entry.
     store
         .record_command_result("D-1", "C-1", CommandStatus::NotNow, b"", 4_000)
         .await
         .unwrap();
-    assert!(store.claim_next_command("D-1", true).await.unwrap().is_none());
-    assert_eq!(store.claim_next_command("D-1", false).await.unwrap().unwrap().uuid, "C-1");
+    assert!(
+        store
+            .claim_next_command("D-1", true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .claim_next_command("D-1", false)
+            .await
+            .unwrap()
+            .unwrap()
+            .uuid,
+        "C-1"
+    );
     store
         .record_command_result("D-1", "C-2", CommandStatus::Acknowledged, b"", 4_000)
         .await
         .unwrap();
-    assert!(store.claim_next_command("D-1", false).await.unwrap().is_none());
+    assert!(
+        store
+            .claim_next_command("D-1", false)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub(super) async fn concurrent_polls_never_get_one_command_twice_on_postgres(
@@ -104,7 +168,10 @@ pub(super) async fn concurrent_polls_never_get_one_command_twice_on_postgres(
     enrolled(&store, "D-1").await;
     let ids = vec!["D-1".to_string()];
     for i in 0..4 {
-        store.enqueue(&ids, &cmd(&format!("C-{i}")), 3_000).await.unwrap();
+        store
+            .enqueue(&ids, &cmd(&format!("C-{i}")), 3_000)
+            .await
+            .unwrap();
     }
     let polls = (0..16).map(|_| {
         let store = store.clone();
@@ -136,8 +203,17 @@ pub(super) async fn signals_reach_listeners_on_postgres_and_go_nowhere_on_sqlite
         .unwrap();
     let heard = |n: Notice| (n.origin, n.signal);
     let wait = Duration::from_secs(20);
-    let first = tokio::time::timeout(wait, listener.recv()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(wait, listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(heard(first), ("inst-a".to_string(), signal));
-    let second = tokio::time::timeout(wait, listener.recv()).await.unwrap().unwrap();
-    assert_eq!(heard(second), ("inst-b".to_string(), Signal::PushCertificate));
+    let second = tokio::time::timeout(wait, listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        heard(second),
+        ("inst-b".to_string(), Signal::PushCertificate)
+    );
 }
