@@ -113,6 +113,8 @@ pub struct RunningServer {
     auth_failures: JoinHandle<()>,
     /// The identity renewal schedule; None when `identity_renewal_days` is zero.
     renewal: Option<JoinHandle<()>>,
+    /// Hears the other instances on the same PostgreSQL database; None on SQLite.
+    signals: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -125,7 +127,10 @@ impl RunningServer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.join.await;
-        for task in [self.inventory, self.renewal].into_iter().flatten() {
+        for task in [self.inventory, self.renewal, self.signals]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
         let _ = self.auth_failures.await;
@@ -295,6 +300,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         opts.identity_renewal_batch,
         rx.clone(),
     );
+    let signals =
+        crate::schedule::spawn_instance_signals(state.mdm.clone(), opts.apns.clone(), rx.clone())
+            .await
+            .context("listening for the other instances' signals")?;
     let join = tokio::spawn(listener::serve(
         listener,
         app,
@@ -318,6 +327,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         inventory,
         auth_failures,
         renewal,
+        signals,
     })
 }
 

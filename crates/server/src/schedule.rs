@@ -127,3 +127,57 @@ pub fn spawn_renewal_schedule(
         }
     })))
 }
+
+/// Pause before listening again after the database could not be reached.
+const SIGNAL_RETRY: Duration = Duration::from_secs(1);
+
+/// Listen for the signals of the other instances on the same PostgreSQL database (`service::cluster`): wake
+/// agent polls, and rebuild the push provider from the store with `apns` when the push certificate changed
+/// (or signals may have been missed). None on SQLite (one instance). Stops when `shutdown` turns true.
+pub async fn spawn_instance_signals(
+    mdm: MdmService,
+    apns: crate::apns::ApnsSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let Some(mut listener) = mdm.listen_to_instances().await? else {
+        return Ok(None);
+    };
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            let heard = tokio::select! {
+                heard = listener.recv() => heard,
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let notice = match heard {
+                Ok(notice) => notice,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the other instances' signals; listening again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(SIGNAL_RETRY) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    // Whatever was sent meanwhile is gone: re-read what is kept in memory.
+                    store::Notice {
+                        origin: String::new(),
+                        signal: store::Signal::Resync,
+                    }
+                }
+            };
+            if mdm.on_instance_signal(&notice) {
+                match crate::apns::install(&mdm, &apns).await {
+                    Ok(_) => {
+                        tracing::info!("push provider rebuilt from the stored push certificate")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "the stored push certificate cannot be used; pushes fail until a new one is uploaded")
+                    }
+                }
+            }
+        }
+    })))
+}

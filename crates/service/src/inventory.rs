@@ -63,6 +63,9 @@ pub struct InventoryTick {
     pub failed: usize,
 }
 
+/// The schedule-claim kind of the inventory schedule (`store::Cluster::claim_schedule_round`).
+const INVENTORY_ROUND: &str = "inventory";
+
 impl MdmService {
     /// The TokenUpdate that completed enrollment. A Mac waiting in Setup Assistant (`AwaitingConfiguration`
     /// true) first gets its setup commands (AccountConfiguration when its group names a managed admin, then
@@ -268,7 +271,8 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
         Ok(())
     }
 
-    /// One tick of the inventory schedule: re-queue inventory for at most `limit` devices last asked more than
+    /// One tick of the inventory schedule (several instances may run it at once: each device is claimed for
+    /// the round first, so only one of them queues and pushes for it): re-queue inventory for at most `limit` devices last asked more than
     /// `max_age` ms before `now`, oldest first, skipping commands still queued for a device, then push them
     /// (one batch). Testable without a timer; `server` calls it periodically.
     pub(crate) async fn queue_due_inventory(
@@ -290,6 +294,13 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
             .inventory_due(now.saturating_sub(max_age), &types, limit)
             .await?;
         for d in due {
+            // Another instance's schedule may be working on the same due list: one of them takes each device.
+            if !self
+                .claim_schedule_round(INVENTORY_ROUND, &d.device_id, now)
+                .await?
+            {
+                continue;
+            }
             match self
                 .queue_inventory_commands(&d.device_id, &INVENTORY_REQUEST_TYPES, &d.pending, now)
                 .await

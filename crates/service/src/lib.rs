@@ -11,6 +11,7 @@ pub mod agent;
 pub mod apikeys;
 pub mod checkin;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod device_ca;
 pub mod device_view;
@@ -60,6 +61,8 @@ pub struct MdmService {
     renewal: Option<Arc<renewal::RenewalSettings>>,
     /// Verifies device credentials (`checkin::identity`); None = every device request is refused.
     device_verifier: Option<Arc<pki::DeviceIdentityVerifier>>,
+    /// This instance's name in signals to other instances on the same database (`cluster`), random per start.
+    instance: Arc<str>,
 }
 
 impl MdmService {
@@ -85,6 +88,7 @@ impl MdmService {
             agent_secret_ttl: agent::DEFAULT_REGISTRATION_SECRET_TTL_MS,
             renewal: None,
             device_verifier: None,
+            instance: uuid::Uuid::new_v4().simple().to_string().into(),
         }
     }
 

@@ -213,6 +213,8 @@ impl<S: ?Sized + PushCertRoles> Scoped<'_, S> {
                 at: now,
             })
             .await?;
+        // Every other instance on the database rebuilds its push provider from the store.
+        self.signal_instances(store::Signal::PushCertificate).await;
         Ok(info)
     }
 

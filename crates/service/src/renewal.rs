@@ -297,6 +297,13 @@ impl<S: ?Sized + RenewalRoles> Scoped<'_, S> {
             .identity_renewals_due(now.saturating_add(settings.renew_before_ms), now, limit)
             .await?;
         for device in due {
+            // Another instance's pass may have the same list: one of them queues each device's renewal.
+            if !self
+                .claim_schedule_round("identity_renewal", &device.id, now)
+                .await?
+            {
+                continue;
+            }
             match self
                 .queue_identity_renewal(&device, "automatic (the identity expires soon)")
                 .await

@@ -10,6 +10,7 @@
 
 mod admin_model;
 mod agent_model;
+mod cluster_model;
 mod edge_model;
 mod enroll_model;
 mod error;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 pub use admin_model::*;
 pub use agent_model::*;
+pub use cluster_model::{Notice, Signal, SignalListener};
 pub use edge_model::*;
 pub use enroll_model::*;
 pub use error::{Result, StoreError};
@@ -35,8 +37,8 @@ pub use event_kind::{EventKind, UnknownEventKind};
 pub use model::*;
 pub use postgres::PgStore;
 pub use roles::{
-    Admin, Agents, Commands, Edge, Enrollments, Events, Groups, Inventory, Push, Renewals, Scep,
-    Secrets, Tokens,
+    Admin, Agents, Cluster, Commands, Edge, Enrollments, Events, Groups, Inventory, Push, Renewals,
+    Scep, Secrets, Tokens,
 };
 pub use sqlite::SqliteStore;
 
@@ -58,6 +60,7 @@ pub trait Store:
     + Admin
     + Inventory
     + Agents
+    + Cluster
     + Send
     + Sync
     + 'static
@@ -74,9 +77,9 @@ pub trait Store:
 pub mod prelude {
     pub use crate::Store as _;
     pub use crate::roles::{
-        Admin as _, Agents as _, Commands as _, Edge as _, Enrollments as _, Events as _,
-        Groups as _, Inventory as _, Push as _, Renewals as _, Scep as _, Secrets as _,
-        Tokens as _,
+        Admin as _, Agents as _, Cluster as _, Commands as _, Edge as _, Enrollments as _,
+        Events as _, Groups as _, Inventory as _, Push as _, Renewals as _, Scep as _,
+        Secrets as _, Tokens as _,
     };
 }
 

@@ -6,11 +6,13 @@
 use std::str::FromStr;
 
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions, Postgres};
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgListener, PgPoolOptions, Postgres,
+};
 use sqlx::{Arguments as _, Pool, SqlStr};
 
 use crate::sql::{Backend, Param, Row, SqlStore, Tx};
-use crate::{Result, StoreError};
+use crate::{Notice, Result, Signal, SignalListener, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -68,5 +70,59 @@ impl Backend for Postgres {
         args: PgArguments,
     ) -> sqlx::Result<Option<R>> {
         sqlx::query_as_with(sql, args).fetch_optional(conn).await
+    }
+}
+
+/// The `NOTIFY` channel of the store's schema: instances share signals only when they share the schema (test
+/// servers on one database each have their own). An md5 keeps it under PostgreSQL's 63-byte identifier limit.
+const CHANNEL_SQL: &str = "'escrowd_' || md5(current_schema())";
+
+/// Send `payload` to every instance listening on this store's schema (sent at once: not in a transaction).
+pub(crate) async fn notify(pool: &Pool<Postgres>, payload: &str) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_notify({CHANNEL_SQL}, $1)"
+    )))
+    .bind(payload)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Listen on this store's channel, on a connection of its own (not one of the pool's ten).
+pub(crate) async fn listen(pool: &Pool<Postgres>) -> Result<SignalListener> {
+    let channel: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {CHANNEL_SQL}")))
+        .fetch_one(pool)
+        .await?;
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with((*pool.connect_options()).clone())
+        .await?;
+    let mut inner = PgListener::connect_with(&own).await?;
+    inner.listen(&channel).await?;
+    Ok(SignalListener { inner })
+}
+
+impl SignalListener {
+    /// The next signal. [`Signal::Resync`] when the connection was lost (signals sent meanwhile are gone;
+    /// the next call reconnects and listens again). Payloads this version does not know are skipped. An error
+    /// means the database cannot be reached now; calling again retries.
+    pub async fn recv(&mut self) -> Result<Notice> {
+        loop {
+            match self.inner.try_recv().await? {
+                Some(n) => {
+                    if let Some(notice) = Signal::decode(n.payload()) {
+                        return Ok(notice);
+                    }
+                }
+                None => {
+                    return Ok(Notice {
+                        origin: String::new(),
+                        signal: Signal::Resync,
+                    });
+                }
+            }
+        }
     }
 }

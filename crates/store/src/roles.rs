@@ -14,7 +14,7 @@ use crate::{
     DeviceInventory, DeviceRecord, DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter,
     FactSource, Group, GroupAccountSettings, IdentityRenewal, InventoryDue, IssuedCertificate,
     Millis, NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome, Result, ScepChallenge,
-    SealedSecret, SecurityFacts, TokenRefusal,
+    SealedSecret, SecurityFacts, Signal, SignalListener, TokenRefusal,
 };
 #[allow(unused_imports)] // doc links
 use crate::{
@@ -334,6 +334,16 @@ pub trait Commands: Send + Sync {
         enrollment_id: &str,
         skip_notnow: bool,
     ) -> Result<Option<QueuedCommand>>;
+    /// The command to hand to the Mac now (`/mdm/connect`): as [`Commands::next_command`], but on PostgreSQL the
+    /// entry is claimed in the same statement for a minute and entries claimed by earlier calls are skipped,
+    /// so concurrent polls on any number of instances never get one entry twice. A report on the entry
+    /// (NotNow releases the claim; a finished one removes the entry) or the claim's lapse makes it servable
+    /// again. On SQLite (one instance) exactly [`Commands::next_command`].
+    async fn claim_next_command(
+        &self,
+        enrollment_id: &str,
+        skip_notnow: bool,
+    ) -> Result<Option<QueuedCommand>>;
     /// Record a device report for (enrollment, uuid). NotNow (or Pending): status set, stays active.
     /// Acknowledged / Error / CommandFormatError: moved to history with `result` (one transaction). A report
     /// for a command already in history: Duplicate (nothing changes). Never queued here: UnknownCommand.
@@ -502,4 +512,27 @@ pub trait Agents: Send + Sync {
         at: Millis,
         events: &[NewEvent],
     ) -> Result<ActionEnd>;
+}
+
+/// Several escrowd instances on one database (issue 14). Guarantees: a schedule claim is one atomic statement,
+/// so of two instances claiming the same device for the same round exactly one wins; a signal reaches every
+/// instance listening on the same database and schema (the sender's too) after the sender's earlier writes
+/// are visible. SQLite serves one instance: claims still work, signals go nowhere and nobody listens.
+#[async_trait::async_trait]
+pub trait Cluster: Send + Sync {
+    /// Claim `device_id` for one round of schedule `kind` (`inventory`, `identity_renewal`): when it has no
+    /// claim of that kind lasting past `now`, record one until `until` and return true; otherwise change
+    /// nothing and return false. NotFound for an unknown enrollment.
+    async fn claim_schedule_round(
+        &self,
+        kind: &str,
+        device_id: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool>;
+    /// Send `signal`, tagged with the sending instance's `origin` (no spaces), to every listening instance.
+    /// A no-op on SQLite.
+    async fn notify_instances(&self, origin: &str, signal: &Signal) -> Result<()>;
+    /// Listen for other instances' signals (PostgreSQL `LISTEN`, on a connection of its own); None on SQLite.
+    async fn listen_instances(&self) -> Result<Option<SignalListener>>;
 }

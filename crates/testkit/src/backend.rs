@@ -32,7 +32,14 @@ pub fn postgres_selected() -> bool {
     }
 }
 
-/// A PostgreSQL schema owned by one test server; dropped with it.
+/// Whether a PostgreSQL server for tests is configured ([`PG_URL_VAR`]), whatever [`BACKEND_VAR`] says: tests
+/// that only make sense on PostgreSQL (several instances on one database) run when it is.
+pub fn postgres_available() -> bool {
+    std::env::var(PG_URL_VAR).is_ok_and(|u| !u.is_empty())
+}
+
+/// A PostgreSQL schema owned by one test server; dropped with it (a second instance joining that server's
+/// schema, [`crate::TestServer::start_instance`], shares it and does not own it).
 pub struct PgSchema {
     base: String,
     schema: String,

@@ -81,6 +81,14 @@ impl TestDevice {
         }
     }
 
+    /// The same Mac (identity, signing) talking to another server: a second instance on the same database.
+    pub fn talking_to(&self, base_url: String) -> TestDevice {
+        TestDevice {
+            sign: self.sign,
+            ..Self::with_identity(&self.udid, self.cert.clone(), self.key.clone(), base_url)
+        }
+    }
+
     /// Replace the identity with a new certificate straight from the CA. Not how a Mac renews (escrowd re-sends
     /// the enrollment profile: see `MdmService::admin_renew_identity`): for an enrolled UDID this is an unproven,
     /// *pending* identity.

@@ -40,15 +40,59 @@ impl TestServer {
     /// Start with options adjusted by `f` (data dir, listen address and the backend's database are preset;
     /// a test about SQLite's files sets `opts.database = None` to stay on SQLite).
     pub async fn start_with(f: impl FnOnce(&mut ServeOptions)) -> anyhow::Result<TestServer> {
-        let dir = tempfile::tempdir()?;
-        let mut opts = ServeOptions::new(dir.path().join("data"));
-        opts.listen = "127.0.0.1:0".parse()?;
-        opts.http = true;
         let pg = if backend::postgres_selected() {
             Some(backend::PgSchema::create().await?)
         } else {
             None
         };
+        Self::start_in(pg, f).await
+    }
+
+    /// Start on a fresh PostgreSQL schema whatever `ESCROWD_TEST_BACKEND` says (options adjusted by `f`);
+    /// None when no PostgreSQL server is configured ([`backend::postgres_available`]).
+    pub async fn start_on_postgres(
+        f: impl FnOnce(&mut ServeOptions),
+    ) -> anyhow::Result<Option<TestServer>> {
+        if !backend::postgres_available() {
+            return Ok(None);
+        }
+        let pg = backend::PgSchema::create().await?;
+        Ok(Some(Self::start_in(Some(pg), f).await?))
+    }
+
+    /// A second escrowd instance beside this one, as on another machine behind the same balancer: the same
+    /// PostgreSQL schema and the same options (the data directory too, so the same vault key file), its own
+    /// listener and background tasks, options then adjusted by `f`. Refused on SQLite (one instance per
+    /// database). Stop it before this server: this one owns the schema and the data directory.
+    pub async fn start_instance(
+        &self,
+        f: impl FnOnce(&mut ServeOptions),
+    ) -> anyhow::Result<TestServer> {
+        anyhow::ensure!(
+            self.pg.is_some() && self.opts.database.is_some(),
+            "a second instance needs this server on PostgreSQL"
+        );
+        let dir = tempfile::tempdir()?;
+        let mut opts = self.opts.clone();
+        opts.listen = "127.0.0.1:0".parse()?;
+        f(&mut opts);
+        let server = server::start(opts.clone()).await?;
+        Ok(TestServer {
+            dir,
+            opts,
+            server: Some(server),
+            pg: None,
+        })
+    }
+
+    async fn start_in(
+        pg: Option<backend::PgSchema>,
+        f: impl FnOnce(&mut ServeOptions),
+    ) -> anyhow::Result<TestServer> {
+        let dir = tempfile::tempdir()?;
+        let mut opts = ServeOptions::new(dir.path().join("data"));
+        opts.listen = "127.0.0.1:0".parse()?;
+        opts.http = true;
         opts.database = pg.as_ref().map(|pg| pg.url.clone());
         f(&mut opts);
         let server = server::start(opts.clone()).await?;

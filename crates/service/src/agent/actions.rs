@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use protocol::action_kind::{ActionKind, Needed};
 use protocol::agent_profile::action_seal_info;
 use protocol::wildcards::{self, EnrollmentData};
-use store::{ActionEnd, ActionStatus, AgentAction, Outcome};
+use store::{ActionEnd, ActionStatus, AgentAction, Outcome, Signal};
 use vault::Secret;
 
 use super::AgentRoles;
@@ -198,6 +198,10 @@ impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
             .await
             .map_err(crate::error::admin)?;
         self.agent_nudges.wake(device_id);
+        self.signal_instances(Signal::AgentActions {
+            device_id: device_id.to_string(),
+        })
+        .await;
         Ok(action)
     }
 

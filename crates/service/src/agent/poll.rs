@@ -69,8 +69,8 @@ impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
     }
 }
 
-/// Wakes agents whose poll is waiting for work. In-process only: with several escrowd processes behind a
-/// balancer, an agent waiting on another process hears of the action at its next poll instead.
+/// Wakes agents whose poll is waiting for work, in this process. Other instances on the same PostgreSQL
+/// database hear of an action through a signal (`crate::cluster`) and wake their own waiting polls.
 #[derive(Default)]
 pub(crate) struct AgentNudges {
     waiting: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
@@ -117,9 +117,17 @@ impl AgentNudges {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    pub(super) fn wake(&self, device_id: &str) {
+    pub(crate) fn wake(&self, device_id: &str) {
         let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = waiting.get(device_id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Wake every waiting poll (each re-reads its device's actions and waits again if there are none).
+    pub(crate) fn wake_all(&self) {
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        for n in waiting.values() {
             n.notify_waiters();
         }
     }

@@ -134,7 +134,12 @@ impl<'a, S: ?Sized + ChannelRoles> CommandChannel<'a, S> {
     ) -> Result<ConnectReply, ServiceError> {
         // A sealed payload that cannot be opened finishes its entry as an Error, so it never blocks the queue.
         for _ in 0..16 {
-            let Some(cmd) = self.store.next_command(&enrollment.id, skip_notnow).await? else {
+            // Claimed (PostgreSQL): another instance answering a concurrent poll of this Mac gets another entry.
+            let Some(cmd) = self
+                .store
+                .claim_next_command(&enrollment.id, skip_notnow)
+                .await?
+            else {
                 return Ok(ConnectReply::Idle);
             };
             if !cmd.carries_secret {

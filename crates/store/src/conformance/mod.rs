@@ -4,6 +4,7 @@
 
 mod admin;
 mod agents;
+mod cluster;
 mod commands;
 mod edge;
 mod enroll;
@@ -247,6 +248,11 @@ conformance! {
     renewals::a_renewal_is_recorded_replaced_and_cleared_with_its_event,
     renewals::renewals_due_are_expiring_macs_without_an_outstanding_renewal,
     renewals::a_missing_not_after_is_backfilled_only_for_the_bound_certificate,
+    cluster::a_schedule_claim_holds_until_it_lapses_and_kinds_are_separate,
+    cluster::concurrent_schedule_claims_let_one_win,
+    cluster::a_served_command_is_claimed_on_postgres_until_a_report,
+    cluster::concurrent_polls_never_get_one_command_twice_on_postgres,
+    cluster::signals_reach_listeners_on_postgres_and_go_nowhere_on_sqlite,
 }
 
 /// Not a conformance case: the device list at fleet scale. Run with

@@ -250,6 +250,12 @@ async fn is_finished<DB: Backend>(
     Ok(n > 0)
 }
 
+/// How long a command handed to a Mac stays claimed (PostgreSQL only): no other /mdm/connect hands it out
+/// again until the Mac reports on it (Acknowledged, Error, NotNow…) or this much time passes (a Mac that lost
+/// the answer gets it again at a check-in after that).
+pub(crate) const DELIVERY_CLAIM_MS: i64 = 60_000;
+
+/// The first active entry of `enrollment_id` (without NotNow ones when `skip_notnow`), claimed or not.
 pub(super) async fn next<DB: Backend>(
     pool: &Pool<DB>,
     enrollment_id: &str,
@@ -269,6 +275,50 @@ pub(super) async fn next<DB: Backend>(
             .fetch_optional(pool)
             .await?
     };
+    row.map(QueuedCommand::try_from).transpose()
+}
+
+/// The entry to hand to the Mac now. On PostgreSQL one UPDATE claims the oldest unclaimed entry (`FOR UPDATE
+/// SKIP LOCKED`: rows another transaction is claiming are skipped, and a row claimed meanwhile fails the
+/// re-checked WHERE), timed by the database's clock so the instances' clocks do not matter, and the claimed
+/// entry is read in the same transaction: concurrent polls on any instances never get one entry twice. SQLite
+/// serves one instance: [`next`].
+pub(super) async fn claim_next<DB: Backend>(
+    pool: &Pool<DB>,
+    enrollment_id: &str,
+    skip_notnow: bool,
+) -> Result<Option<QueuedCommand>> {
+    if DB::BACKEND != "postgres" {
+        return next::<DB>(pool, enrollment_id, skip_notnow).await;
+    }
+    const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+    let notnow = if skip_notnow {
+        " AND status <> 'notnow'"
+    } else {
+        ""
+    };
+    let claim = format!(
+        "UPDATE command_queue SET claimed_until = {NOW} + $2 WHERE seq = (SELECT seq FROM command_queue \
+         WHERE enrollment_id = $1 AND (claimed_until IS NULL OR claimed_until <= {NOW}){notnow} \
+         ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING seq"
+    );
+    let mut tx = DB::begin_write(pool).await?;
+    let seq: Option<i64> = query_scalar::<DB, _>(sqlx::AssertSqlSafe(claim))
+        .bind(enrollment_id)
+        .bind(DELIVERY_CLAIM_MS)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let row: Option<QueuedCommandRow> = match seq {
+        Some(seq) => {
+            query_as::<DB, _>(concat!(active!(), " AND q.seq = $2"))
+                .bind(enrollment_id)
+                .bind(seq)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        None => None,
+    };
+    tx.commit().await?;
     row.map(QueuedCommand::try_from).transpose()
 }
 
@@ -312,7 +362,9 @@ pub(super) async fn record_result<DB: Backend>(
         moved.is_some()
     } else {
         let done = query::<DB>(
-            "UPDATE command_queue SET status = $1, updated_at = $2 WHERE enrollment_id = $3 AND command_uuid = $4",
+            // A report ends the delivery claim: after a NotNow the entry may be offered again (next session).
+            "UPDATE command_queue SET status = $1, updated_at = $2, claimed_until = NULL \
+             WHERE enrollment_id = $3 AND command_uuid = $4",
         )
         .bind(status.as_str())
         .bind(at)
@@ -400,6 +452,14 @@ impl<DB: Backend> Commands for SqlStore<DB> {
         skip_notnow: bool,
     ) -> Result<Option<QueuedCommand>> {
         next(&self.pool, enrollment_id, skip_notnow).await
+    }
+
+    async fn claim_next_command(
+        &self,
+        enrollment_id: &str,
+        skip_notnow: bool,
+    ) -> Result<Option<QueuedCommand>> {
+        claim_next(&self.pool, enrollment_id, skip_notnow).await
     }
 
     async fn record_command_result(

@@ -7,6 +7,7 @@
 
 mod agents;
 mod apikeys;
+mod cluster;
 mod commands;
 mod devices;
 mod edge;

@@ -1,0 +1,67 @@
+//! Several instances on one database (issue 14): schedule-round claims (one atomic upsert, the same SQL on both
+//! backends) and signals between instances (PostgreSQL `NOTIFY`/`LISTEN`, in `postgres.rs`; nothing on SQLite,
+//! which serves one instance).
+
+use std::any::Any;
+
+use sqlx::{Pool, Postgres};
+
+use super::{Backend, SqlStore, enrollments, query};
+use crate::{Cluster, Millis, Result, Signal, SignalListener};
+
+pub(super) async fn claim_round<DB: Backend>(
+    pool: &Pool<DB>,
+    kind: &str,
+    device_id: &str,
+    now: Millis,
+    until: Millis,
+) -> Result<bool> {
+    let mut conn = pool.acquire().await?;
+    enrollments::ensure_exists::<DB>(&mut conn, device_id).await?;
+    // The update is conditional: of two concurrent claims the second waits for the first row and then finds
+    // its claim still running (PostgreSQL re-checks the WHERE on the committed row; SQLite has one writer).
+    let done = query::<DB>(
+        "INSERT INTO schedule_claims (kind, device_id, claimed_until) VALUES ($1, $2, $3) \
+         ON CONFLICT (kind, device_id) DO UPDATE SET claimed_until = excluded.claimed_until \
+         WHERE schedule_claims.claimed_until <= $4",
+    )
+    .bind(kind)
+    .bind(device_id)
+    .bind(until)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The pool as a PostgreSQL pool, when this store is one (signals exist only there).
+fn postgres<DB: Backend>(pool: &Pool<DB>) -> Option<&Pool<Postgres>> {
+    (pool as &dyn Any).downcast_ref::<Pool<Postgres>>()
+}
+
+#[async_trait::async_trait]
+impl<DB: Backend> Cluster for SqlStore<DB> {
+    async fn claim_schedule_round(
+        &self,
+        kind: &str,
+        device_id: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool> {
+        claim_round(&self.pool, kind, device_id, now, until).await
+    }
+
+    async fn notify_instances(&self, origin: &str, signal: &Signal) -> Result<()> {
+        match (postgres(&self.pool), signal.encode(origin)) {
+            (Some(pool), Some(payload)) => crate::postgres::notify(pool, &payload).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn listen_instances(&self) -> Result<Option<SignalListener>> {
+        match postgres(&self.pool) {
+            Some(pool) => Ok(Some(crate::postgres::listen(pool).await?)),
+            None => Ok(None),
+        }
+    }
+}
