@@ -1,9 +1,9 @@
 //! `escrowd`: the Apple MDM server that keeps macOS Bootstrap Tokens safe.
 
 mod actions;
-mod bench;
 mod admin;
 mod apikey;
+mod bench;
 mod bulk;
 mod client;
 mod enroll;

@@ -35,7 +35,14 @@ async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
         .arg(&ca_key)
         .arg("--key-pool")
         .arg(&pool)
-        .args(["--key-pool-size", "2", "--devices", "3", "--concurrency", "3"])
+        .args([
+            "--key-pool-size",
+            "2",
+            "--devices",
+            "3",
+            "--concurrency",
+            "3",
+        ])
         .args(["--duration", "1", "--presign", "30", "--server-pid", &pid])
         .args(["--workload", "idle,get,set,enroll,commands,idle=2+get"])
         .env("ESCROWD_API_KEY", key.expose());
@@ -85,7 +92,10 @@ async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
     assert!(report["machine"]["nproc"].as_u64().unwrap() >= 1);
     assert!(report["machine"]["kernel"].is_string());
     assert!(report["setup"]["signatures"].as_u64().unwrap() > 0);
-    assert_eq!(report["ratios"].as_array().unwrap().len(), 6 * (targets - 1));
+    assert_eq!(
+        report["ratios"].as_array().unwrap().len(),
+        6 * (targets - 1)
+    );
     // The pool was cached for the next run, privately.
     use std::os::unix::fs::PermissionsExt;
     let files: Vec<_> = std::fs::read_dir(&pool).unwrap().collect();
@@ -120,7 +130,14 @@ async fn bad_input_is_refused_before_any_work_and_help_teaches() {
     }
     let help = escrowd().args(["bench", "--help"]).output().await.unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--server", "--workload", "--peer-nanomdm", "--server-pid", "--key-pool", "Examples"] {
+    for flag in [
+        "--server",
+        "--workload",
+        "--peer-nanomdm",
+        "--server-pid",
+        "--key-pool",
+        "Examples",
+    ] {
         assert!(help.contains(flag), "{flag} missing in {help}");
     }
 }

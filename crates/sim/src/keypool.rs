@@ -95,7 +95,10 @@ fn load(path: &Path, kind: KeyKind) -> Result<PKey<Private>, ClientError> {
         )));
     }
     // Tighten a copied-in file rather than keep a private key readable by others.
-    let mode = fs::metadata(path).map_err(|e| bad(e.to_string()))?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(|e| bad(e.to_string()))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))
             .map_err(|e| bad(e.to_string()))?;
@@ -128,28 +131,38 @@ impl KeyPool {
     /// are missing. `size` 0 is an error.
     pub fn open(dir: &Path, size: usize, kind: KeyKind) -> Result<KeyPool, ClientError> {
         if size == 0 {
-            return Err(ClientError::Key("the key pool size must be at least 1".into()));
+            return Err(ClientError::Key(
+                "the key pool size must be at least 1".into(),
+            ));
         }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|e| {
-                ClientError::Key(format!("creating the key pool directory {}: {e}", dir.display()))
+                ClientError::Key(format!(
+                    "creating the key pool directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         let paths: Vec<PathBuf> = (0..size)
             .map(|i| dir.join(format!("{}-{i:04}.pem", kind_name(kind))))
             .collect();
         let mut keys: Vec<Option<PKey<Private>>> = Vec::with_capacity(size);
         for p in &paths {
-            keys.push(if p.exists() { Some(load(p, kind)?) } else { None });
+            keys.push(if p.exists() {
+                Some(load(p, kind)?)
+            } else {
+                None
+            });
         }
         let missing: Vec<usize> = (0..size).filter(|&i| keys[i].is_none()).collect();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let made: Vec<Result<(usize, PKey<Private>), ClientError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
-                    let mine: Vec<usize> = missing.iter().copied().skip(w).step_by(workers).collect();
+                    let mine: Vec<usize> =
+                        missing.iter().copied().skip(w).step_by(workers).collect();
                     let paths = &paths;
                     s.spawn(move || {
                         mine.into_iter()
@@ -238,7 +251,11 @@ mod tests {
         let first = KeyPool::open(&pool_dir, 3, KeyKind::EcP256).unwrap();
         assert_eq!((first.len(), first.generated()), (3, 3));
         let second = KeyPool::open(&pool_dir, 3, KeyKind::EcP256).unwrap();
-        assert_eq!(second.generated(), 0, "the second run reuses the cached keys");
+        assert_eq!(
+            second.generated(),
+            0,
+            "the second run reuses the cached keys"
+        );
         for i in 0..3 {
             assert_eq!(
                 first.key(i).private_key_to_pkcs8().unwrap(),
@@ -274,7 +291,11 @@ mod tests {
     fn refuses_a_file_of_the_wrong_kind_and_size_zero() {
         let dir = tempfile::tempdir().unwrap();
         KeyPool::open(dir.path(), 1, KeyKind::EcP256).unwrap();
-        fs::rename(dir.path().join("p256-0000.pem"), dir.path().join("rsa2048-0000.pem")).unwrap();
+        fs::rename(
+            dir.path().join("p256-0000.pem"),
+            dir.path().join("rsa2048-0000.pem"),
+        )
+        .unwrap();
         let err = KeyPool::open(dir.path(), 1, KeyKind::Rsa2048).unwrap_err();
         assert!(err.to_string().contains("rsa2048-0000.pem"), "{err}");
         assert!(KeyPool::open(dir.path(), 0, KeyKind::EcP256).is_err());

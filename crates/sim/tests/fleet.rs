@@ -169,8 +169,8 @@ async fn two_fleet_runs_share_a_cached_rsa_key_pool() {
     let mut generated = Vec::new();
     let mut udids = std::collections::BTreeSet::new();
     for run in 0..2 {
-        let pool = sim::keypool::KeyPool::open(cache.path(), 2, sim::client::KeyKind::Rsa2048)
-            .unwrap();
+        let pool =
+            sim::keypool::KeyPool::open(cache.path(), 2, sim::client::KeyKind::Rsa2048).unwrap();
         generated.push(pool.generated());
         let config = FleetConfig {
             server: ts.base_url(),

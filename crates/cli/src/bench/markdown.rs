@@ -49,7 +49,10 @@ pub fn render(r: &BenchReport, command: &str, date: &str) -> String {
     );
     if !r.ratios.is_empty() {
         let _ = writeln!(s, "## escrowd vs NanoMDM, same run\n");
-        let _ = writeln!(s, "| workload | escrowd req/s | NanoMDM req/s | escrowd ÷ NanoMDM |");
+        let _ = writeln!(
+            s,
+            "| workload | escrowd req/s | NanoMDM req/s | escrowd ÷ NanoMDM |"
+        );
         let _ = writeln!(s, "|---|---:|---:|---:|");
         for x in &r.ratios {
             let _ = writeln!(
@@ -94,9 +97,12 @@ pub fn render(r: &BenchReport, command: &str, date: &str) -> String {
         .results
         .iter()
         .filter_map(|w| {
-            w.ended_early
-                .as_ref()
-                .map(|why| format!("- {} {}: ended after {:.1} s: {why}.", w.target, w.workload, w.elapsed_s))
+            w.ended_early.as_ref().map(|why| {
+                format!(
+                    "- {} {}: ended after {:.1} s: {why}.",
+                    w.target, w.workload, w.elapsed_s
+                )
+            })
         })
         .collect();
     if !early.is_empty() {
@@ -168,7 +174,10 @@ mod tests {
                 signatures: 1234,
                 setup_seconds: 3.0,
             },
-            results: vec![result("escrowd", 3000.0, None), result("nanomdm", 1500.0, Some("used up"))],
+            results: vec![
+                result("escrowd", 3000.0, None),
+                result("nanomdm", 1500.0, Some("used up")),
+            ],
             ratios: vec![Ratio {
                 workload: "get".into(),
                 escrowd_rps: 3000.0,

@@ -30,11 +30,20 @@ use workload::{Endpoints, Kind, Workload};
 pub struct BenchArgs {
     /// Server base URL (plain HTTP; `escrowd serve --http`). Repeat for several instances: requests go
     /// round-robin over them.
-    #[arg(long = "server", value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long = "server",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     servers: Vec<String>,
     /// Workloads to run, in order, comma-separated or repeated: idle, get, set, enroll, commands, mixed, or a
     /// mix like idle=8+get=2.
-    #[arg(long = "workload", value_name = "W", value_delimiter = ',', default_value = "idle,get,set")]
+    #[arg(
+        long = "workload",
+        value_name = "W",
+        value_delimiter = ',',
+        default_value = "idle,get,set"
+    )]
     workloads: Vec<String>,
     /// Virtual devices enrolled before the windows.
     #[arg(long, default_value_t = 200)]
@@ -281,7 +290,11 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
             "no cache directory for the key pool ($XDG_CACHE_HOME and $HOME unset): give --key-pool DIR",
         )?,
     };
-    let pool = open_key_pool(Some(pool_dir.as_path()), args.key_pool_size, sim::client::KeyKind::Rsa2048)?;
+    let pool = open_key_pool(
+        Some(pool_dir.as_path()),
+        args.key_pool_size,
+        sim::client::KeyKind::Rsa2048,
+    )?;
     let keys_generated = pool.generated();
     let http = sim::client::http_client()?;
     let peer = match &args.peer_nanomdm {
@@ -292,8 +305,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     if let Some(p) = &peer {
         targets.push(nanomdm_target(p));
     }
-    let prepared =
-        setup::Prepared::new(Arc::new(ca), Arc::new(pool), args, &workloads).await?;
+    let prepared = setup::Prepared::new(Arc::new(ca), Arc::new(pool), args, &workloads).await?;
     for t in &targets {
         prepared.enroll(&http, t, args.concurrency).await?;
     }
@@ -366,7 +378,11 @@ fn progress(
     done: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<()> {
     let total = duration.as_millis() as u64;
-    let bar = crate::bulk::bar(total, hidden, "{prefix:28} {bar:40} {elapsed}/{duration} {msg}");
+    let bar = crate::bulk::bar(
+        total,
+        hidden,
+        "{prefix:28} {bar:40} {elapsed}/{duration} {msg}",
+    );
     bar.set_prefix(format!("{target} {workload}"));
     let started = Instant::now();
     tokio::spawn(async move {
@@ -436,7 +452,13 @@ mod tests {
         assert!(err(&["--duration", "0"]).contains("--duration"));
         assert!(err(&["--concurrency", "0"]).contains("--concurrency"));
         assert!(err(&["--workload", "commands"]).contains("--api-key"));
-        let ok = validate(&args(&["--workload", "get,idle=3+set", "--workload", "enroll"])).unwrap();
+        let ok = validate(&args(&[
+            "--workload",
+            "get,idle=3+set",
+            "--workload",
+            "enroll",
+        ]))
+        .unwrap();
         assert_eq!(
             ok.iter().map(Workload::name).collect::<Vec<_>>(),
             ["get", "idle=3+set=1", "enroll"]
@@ -445,7 +467,14 @@ mod tests {
 
     #[test]
     fn the_recorded_command_hides_the_api_key_and_dates_are_utc() {
-        let argv = ["/x/escrowd", "bench", "--api-key", "s3cret", "--api-key=s3cret", "--json"];
+        let argv = [
+            "/x/escrowd",
+            "bench",
+            "--api-key",
+            "s3cret",
+            "--api-key=s3cret",
+            "--json",
+        ];
         let line = command_line(argv.iter().map(|s| s.to_string()));
         assert_eq!(line, "escrowd bench --api-key … --api-key=… --json");
         assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
@@ -457,7 +486,13 @@ mod tests {
     fn several_servers_make_round_robin_endpoints() {
         let a = args(&["--server", "http://a:1/", "--server", "http://b:2"]);
         let t = escrowd_target(&a);
-        assert_eq!(t.endpoints.checkin, ["http://a:1/mdm/checkin", "http://b:2/mdm/checkin"]);
-        assert_eq!(t.endpoints.connect, ["http://a:1/mdm/connect", "http://b:2/mdm/connect"]);
+        assert_eq!(
+            t.endpoints.checkin,
+            ["http://a:1/mdm/checkin", "http://b:2/mdm/checkin"]
+        );
+        assert_eq!(
+            t.endpoints.connect,
+            ["http://a:1/mdm/connect", "http://b:2/mdm/connect"]
+        );
     }
 }

@@ -63,7 +63,10 @@ impl NanoMdm {
                     peer.log_tail()
                 );
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Ok(peer);
             }
             if started.elapsed() > Duration::from_secs(15) {

@@ -217,8 +217,11 @@ pub fn machine() -> Machine {
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_string()))
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+            })
         })
         .unwrap_or_else(|| "unknown".into());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -309,7 +312,12 @@ pub fn print_table(r: &BenchReport) {
     }
     if !r.ratios.is_empty() {
         let mut t = Table::new();
-        t.set_header(vec!["workload", "escrowd req/s", "NanoMDM req/s", "escrowd ÷ NanoMDM"]);
+        t.set_header(vec![
+            "workload",
+            "escrowd req/s",
+            "NanoMDM req/s",
+            "escrowd ÷ NanoMDM",
+        ]);
         for x in &r.ratios {
             t.add_row(vec![
                 x.workload.clone(),

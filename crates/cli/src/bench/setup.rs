@@ -92,10 +92,7 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
     })
 }
 
-async fn par_map_async<T, R>(
-    items: Vec<T>,
-    f: impl Fn(T) -> R + Send + Sync + 'static,
-) -> Vec<R>
+async fn par_map_async<T, R>(items: Vec<T>, f: impl Fn(T) -> R + Send + Sync + 'static) -> Vec<R>
 where
     T: Send + 'static,
     R: Send + 'static,
@@ -191,31 +188,41 @@ impl Prepared {
         }
         let per_device = |what: Body, count: usize| {
             let (devices, signatures) = (devices.clone(), signatures.clone());
-            par_map_async((0..count).collect(), move |i: usize| -> anyhow::Result<Signed> {
-                let d = &devices[i % devices.len()];
-                let (channel, body) = match what {
-                    Body::Auth => (Channel::Checkin, sim::reports::authenticate(&d.mac)?),
-                    Body::Update => (Channel::Checkin, sim::reports::token_update(&d.mac)?),
-                    Body::Idle => (
-                        Channel::Connect,
-                        sim::reports::report(&d.mac, Status::Idle, None, Default::default(), None)?,
-                    ),
-                    Body::Get => (Channel::Checkin, sim::reports::get_bootstrap_token(&d.mac)?),
-                    Body::Set => {
-                        let mut token = vec![0u8; 64];
-                        openssl::rand::rand_bytes(&mut token)?;
-                        let token = SimToken::new(token, format!("{i}"));
-                        (
-                            Channel::Checkin,
-                            sim::reports::set_bootstrap_token(&d.mac, Some(&token))?,
-                        )
-                    }
-                };
-                signatures.fetch_add(1, Ordering::Relaxed);
-                sign(channel, body, d)
-            })
+            par_map_async(
+                (0..count).collect(),
+                move |i: usize| -> anyhow::Result<Signed> {
+                    let d = &devices[i % devices.len()];
+                    let (channel, body) = match what {
+                        Body::Auth => (Channel::Checkin, sim::reports::authenticate(&d.mac)?),
+                        Body::Update => (Channel::Checkin, sim::reports::token_update(&d.mac)?),
+                        Body::Idle => (
+                            Channel::Connect,
+                            sim::reports::report(
+                                &d.mac,
+                                Status::Idle,
+                                None,
+                                Default::default(),
+                                None,
+                            )?,
+                        ),
+                        Body::Get => (Channel::Checkin, sim::reports::get_bootstrap_token(&d.mac)?),
+                        Body::Set => {
+                            let mut token = vec![0u8; 64];
+                            openssl::rand::rand_bytes(&mut token)?;
+                            let token = SimToken::new(token, format!("{i}"));
+                            (
+                                Channel::Checkin,
+                                sim::reports::set_bootstrap_token(&d.mac, Some(&token))?,
+                            )
+                        }
+                    };
+                    signatures.fetch_add(1, Ordering::Relaxed);
+                    sign(channel, body, d)
+                },
+            )
         };
-        let collect = |v: Vec<anyhow::Result<Signed>>| v.into_iter().collect::<anyhow::Result<Vec<_>>>();
+        let collect =
+            |v: Vec<anyhow::Result<Signed>>| v.into_iter().collect::<anyhow::Result<Vec<_>>>();
         let auth = collect(per_device(Body::Auth, n).await)?;
         let update = collect(per_device(Body::Update, n).await)?;
         let enroll = auth.into_iter().zip(update).collect();
@@ -254,31 +261,37 @@ impl Prepared {
         };
         let commands = if workloads.contains(&Workload::Commands) {
             let per = args.presign.div_ceil(n).clamp(1, MAX_COMMANDS_PER_DEVICE);
-            let uuids: Arc<Vec<String>> =
-                Arc::new((0..per).map(|k| format!("BENCH-{run}-CMD-{k:03}")).collect());
+            let uuids: Arc<Vec<String>> = Arc::new(
+                (0..per)
+                    .map(|k| format!("BENCH-{run}-CMD-{k:03}"))
+                    .collect(),
+            );
             let (devices, signatures) = (devices.clone(), signatures.clone());
             let idle = idle.clone();
-            par_map_async((0..n).collect(), move |i: usize| -> anyhow::Result<CommandScript> {
-                let d = &devices[i];
-                let acks = uuids
-                    .iter()
-                    .map(|u| -> anyhow::Result<(String, Signed)> {
-                        let body = sim::reports::report(
-                            &d.mac,
-                            Status::Acknowledged,
-                            Some(u),
-                            Default::default(),
-                            None,
-                        )?;
-                        signatures.fetch_add(1, Ordering::Relaxed);
-                        Ok((u.clone(), sign(Channel::Connect, body, d)?))
+            par_map_async(
+                (0..n).collect(),
+                move |i: usize| -> anyhow::Result<CommandScript> {
+                    let d = &devices[i];
+                    let acks = uuids
+                        .iter()
+                        .map(|u| -> anyhow::Result<(String, Signed)> {
+                            let body = sim::reports::report(
+                                &d.mac,
+                                Status::Acknowledged,
+                                Some(u),
+                                Default::default(),
+                                None,
+                            )?;
+                            signatures.fetch_add(1, Ordering::Relaxed);
+                            Ok((u.clone(), sign(Channel::Connect, body, d)?))
+                        })
+                        .collect::<anyhow::Result<_>>()?;
+                    Ok(CommandScript {
+                        idle: idle[i].clone(),
+                        acks,
                     })
-                    .collect::<anyhow::Result<_>>()?;
-                Ok(CommandScript {
-                    idle: idle[i].clone(),
-                    acks,
-                })
-            })
+                },
+            )
             .await
             .into_iter()
             .collect::<anyhow::Result<_>>()?
@@ -321,28 +334,46 @@ impl Prepared {
             })
             .collect();
         for_each(http, t, pairs, concurrency)
-        .await
-        .with_context(|| format!("enrolling the devices on {}", t.name))
+            .await
+            .with_context(|| format!("enrolling the devices on {}", t.name))
     }
 
     /// Answer whatever the server queued for the devices (e.g. follow-ups after a TokenUpdate or an
     /// escrow) so Idle polls measure an empty queue.
-    async fn drain(&self, http: &reqwest::Client, t: &Target, concurrency: usize) -> anyhow::Result<()> {
+    async fn drain(
+        &self,
+        http: &reqwest::Client,
+        t: &Target,
+        concurrency: usize,
+    ) -> anyhow::Result<()> {
         let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut tasks = JoinSet::new();
         for (i, idle) in self.idle.iter().enumerate() {
-            let (gate, http, idle, devices) = (gate.clone(), http.clone(), idle.clone(), self.devices.clone());
+            let (gate, http, idle, devices) = (
+                gate.clone(),
+                http.clone(),
+                idle.clone(),
+                self.devices.clone(),
+            );
             let url = t.endpoints.connect[i % t.endpoints.connect.len()].clone();
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await;
                 let mut next = idle;
                 for _ in 0..MAX_DRAIN {
-                    let body = workload::send(&http, &url, &next).await.map_err(anyhow::Error::msg)?;
+                    let body = workload::send(&http, &url, &next)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
                     let Some(uuid) = workload::command_uuid(&body) else {
                         return Ok(());
                     };
                     let d = &devices[i];
-                    let ack = sim::reports::report(&d.mac, Status::Acknowledged, Some(&uuid), Default::default(), None)?;
+                    let ack = sim::reports::report(
+                        &d.mac,
+                        Status::Acknowledged,
+                        Some(&uuid),
+                        Default::default(),
+                        None,
+                    )?;
                     next = sign(Channel::Connect, ack, d)?;
                 }
                 bail!("the server kept sending commands after {MAX_DRAIN} acknowledgements")

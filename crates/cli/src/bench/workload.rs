@@ -98,7 +98,9 @@ pub fn parse_workload(s: &str) -> Result<Workload, String> {
             "get" => Kind::Get,
             "set" => Kind::Set,
             "enroll" | "commands" if s.contains('+') => {
-                return Err(format!("{name} cannot be mixed; run it as its own workload"));
+                return Err(format!(
+                    "{name} cannot be mixed; run it as its own workload"
+                ));
             }
             _ => return Err(format!("unknown workload {name:?}; use {WORKLOAD_HELP}")),
         };
@@ -210,11 +212,7 @@ impl Tally {
 }
 
 /// Send one pre-signed request; `Ok(body)` when the status was 200.
-pub async fn send(
-    http: &reqwest::Client,
-    url: &str,
-    s: &Signed,
-) -> Result<Bytes, String> {
+pub async fn send(http: &reqwest::Client, url: &str, s: &Signed) -> Result<Bytes, String> {
     let content_type = match s.channel {
         Channel::Checkin => sim::client::CHECKIN_CONTENT_TYPE,
         Channel::Connect => sim::client::CONNECT_CONTENT_TYPE,
@@ -351,7 +349,9 @@ impl Window {
                         Kind::Set => {
                             let i = self.set_next.fetch_add(1, Ordering::Relaxed);
                             let Some(s) = set.get(i) else {
-                                self.end_early("pre-signed SetBootstrapToken bodies used up (raise --presign)");
+                                self.end_early(
+                                    "pre-signed SetBootstrapToken bodies used up (raise --presign)",
+                                );
                                 break;
                             };
                             self.request(&mut t, s, &Expect::Ok).await;
@@ -457,19 +457,37 @@ mod tests {
 
     #[test]
     fn parses_single_workloads_mixes_and_refuses_the_rest() {
-        assert_eq!(parse_workload("get"), Ok(Workload::Mix(vec![(Kind::Get, 1)])));
+        assert_eq!(
+            parse_workload("get"),
+            Ok(Workload::Mix(vec![(Kind::Get, 1)]))
+        );
         assert_eq!(parse_workload(" Enroll "), Ok(Workload::Enroll));
         assert_eq!(parse_workload("commands"), Ok(Workload::Commands));
         let mix = parse_workload("idle=8+get=2").unwrap();
         assert_eq!(mix, Workload::Mix(vec![(Kind::Idle, 8), (Kind::Get, 2)]));
         assert_eq!(mix.name(), "idle=8+get=2");
         assert!(mix.uses(Kind::Get) && !mix.uses(Kind::Set));
-        assert_eq!(parse_workload("mixed").unwrap().name(), "idle=6+get=3+set=1");
-        for bad in ["", "sett", "idle=0", "idle=x", "get+get", "idle+enroll", "idle=1001"] {
+        assert_eq!(
+            parse_workload("mixed").unwrap().name(),
+            "idle=6+get=3+set=1"
+        );
+        for bad in [
+            "",
+            "sett",
+            "idle=0",
+            "idle=x",
+            "get+get",
+            "idle+enroll",
+            "idle=1001",
+        ] {
             let err = parse_workload(bad).unwrap_err();
             assert!(!err.is_empty(), "{bad}");
         }
-        assert!(parse_workload("sett").unwrap_err().contains("unknown workload"));
+        assert!(
+            parse_workload("sett")
+                .unwrap_err()
+                .contains("unknown workload")
+        );
     }
 
     #[test]
@@ -491,12 +509,21 @@ mod tests {
             check(&Expect::Command("u-2".into()), cmd),
             Err("unexpected command".into())
         );
-        assert_eq!(check(&Expect::NoCommand, cmd), Err("unexpected command".into()));
+        assert_eq!(
+            check(&Expect::NoCommand, cmd),
+            Err("unexpected command".into())
+        );
         assert!(check(&Expect::NoCommand, b"").is_ok());
         let token = br#"<?xml version="1.0"?><plist version="1.0"><dict><key>BootstrapToken</key><data>AAEC</data></dict></plist>"#;
         assert!(check(&Expect::Token, token).is_ok());
         let empty = br#"<?xml version="1.0"?><plist version="1.0"><dict></dict></plist>"#;
-        assert_eq!(check(&Expect::Token, empty), Err("no token in reply".into()));
-        assert_eq!(check(&Expect::Token, b"<html>"), Err("unreadable reply".into()));
+        assert_eq!(
+            check(&Expect::Token, empty),
+            Err("no token in reply".into())
+        );
+        assert_eq!(
+            check(&Expect::Token, b"<html>"),
+            Err("unreadable reply".into())
+        );
     }
 }
