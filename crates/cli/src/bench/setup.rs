@@ -397,7 +397,7 @@ impl Prepared {
         };
         let base = &t.bases[0];
         for (uuid, _) in &first.acks {
-            for chunk in self.devices.chunks(100) {
+            for chunk in self.devices.chunks(20) {
                 let ids: Vec<&str> = chunk.iter().map(|d| d.mac.udid.as_str()).collect();
                 let resp = http
                     .put(format!("{base}/v1/enqueue/{}?nopush=1", ids.join(",")))
