@@ -3,6 +3,7 @@
 mod actions;
 mod admin;
 mod apikey;
+mod bench;
 mod bulk;
 mod client;
 mod enroll;
@@ -52,6 +53,9 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     /// Run a fleet of virtual Macs against a server: demo, end-to-end check and load generator.
     #[command(long_about = sim_cmd::LONG_ABOUT)]
     Sim(sim_cmd::SimArgs),
+    /// Measure a server (and NanoMDM side by side) under signed check-in load.
+    #[command(long_about = bench::LONG_ABOUT)]
+    Bench(bench::BenchArgs),
     /// Make and list admin API keys (offline, directly in the database).
     #[command(subcommand)]
     Apikey(apikey::ApikeyCommand),
@@ -273,6 +277,7 @@ async fn main() {
         Command::Serve(args) => serve(args).await,
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Sim(args) => sim_cmd::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Apikey(cmd) => apikey::run(cmd).await,
         Command::Devices(a) => admin::devices(a).await,
         Command::Device(mut a) => match a.action.take() {

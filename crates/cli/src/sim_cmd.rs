@@ -41,6 +41,16 @@ pub struct SimArgs {
     /// runs). Keys are generated before the timed phase either way.
     #[arg(long, value_enum, default_value_t = KeyType::Rsa)]
     key_type: KeyType,
+    /// Where the shared device keys are cached (PEM, mode 0600) and reused across runs; each Mac still gets
+    /// its own UDID and certificate. Default: $XDG_CACHE_HOME/escrowd/keypool (or ~/.cache/escrowd/keypool).
+    #[arg(long, value_name = "DIR", env = "ESCROWD_KEY_POOL")]
+    key_pool: Option<PathBuf>,
+    /// How many keys the pool holds (Macs share them round-robin).
+    #[arg(long, value_name = "N", default_value_t = sim::keypool::DEFAULT_POOL_SIZE)]
+    key_pool_size: usize,
+    /// Generate a fresh key for every Mac instead of using the key pool (slow for RSA).
+    #[arg(long, conflicts_with = "key_pool")]
+    fresh_keys: bool,
     /// Enroll every Mac the real way with this enrollment token (`escrowd enroll-token create --group G
     /// --uses N`): /enroll → signed profile → SCEP → Authenticate. Without it, Macs get identities straight
     /// from the device CA. The token must allow --count uses; the group decides whether Macs escrow.
@@ -130,6 +140,19 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             args.server
         );
     }
+    let key_kind = match args.key_type {
+        KeyType::Rsa => sim::client::KeyKind::Rsa2048,
+        KeyType::Ec => sim::client::KeyKind::EcP256,
+    };
+    let key_pool = if args.fresh_keys || enroll_link.is_some() {
+        None
+    } else {
+        Some(Arc::new(crate::bench::open_key_pool(
+            args.key_pool.as_deref(),
+            args.key_pool_size,
+            key_kind,
+        )?))
+    };
     let bar = crate::bulk::bar(
         args.count as u64,
         args.json,
@@ -143,10 +166,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         mix,
         udid_prefix: run_prefix(),
         enroll_link,
-        key_kind: match args.key_type {
-            KeyType::Rsa => sim::client::KeyKind::Rsa2048,
-            KeyType::Ec => sim::client::KeyKind::EcP256,
-        },
+        key_kind,
+        key_pool,
     };
     let progress = bar.clone();
     let run = fleet::run(

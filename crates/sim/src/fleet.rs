@@ -17,6 +17,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
 use crate::client::{ClientError, KeyKind, VirtualMac, issue_identity_with};
+use crate::keypool::KeyPool;
 use crate::mac::{AddUser, Arch, Enrollment, Mac, MacSpec, OsVersion, Served, UserKind};
 
 mod summary;
@@ -187,6 +188,9 @@ pub struct FleetConfig {
     /// Prefix of every UDID (a fresh one per run keeps runs apart).
     pub udid_prefix: String,
     pub key_kind: KeyKind,
+    /// Share these cached keys instead of generating one per Mac (each Mac still gets its own
+    /// certificate); `key_kind` is then the pool's kind.
+    pub key_pool: Option<Arc<KeyPool>>,
     /// Enroll through an enrollment link (profile + SCEP) instead of identities from the device CA.
     pub enroll_link: Option<EnrollLink>,
 }
@@ -273,16 +277,21 @@ async fn issue_identities(
     let mut tasks = JoinSet::new();
     for i in 0..config.count {
         let udid = format!("{}-{i:06}", config.udid_prefix);
-        let (gate, ca, kind, on_progress) = (
+        let (gate, ca, kind, pool, on_progress) = (
             gate.clone(),
             ca.clone(),
             config.key_kind,
+            config.key_pool.clone(),
             on_progress.clone(),
         );
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let issued = tokio::task::spawn_blocking(move || {
-                issue_identity_with(&ca, &udid, kind).map_err(|e| reason_of(&e))
+                match &pool {
+                    Some(pool) => pool.issue_identity(&ca, &udid, i),
+                    None => issue_identity_with(&ca, &udid, kind),
+                }
+                .map_err(|e| reason_of(&e))
             })
             .await
             .unwrap_or_else(|_| Err("identity task failed".into()));

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod fleet;
+pub mod keypool;
 pub mod mac;
 pub mod reports;
 pub mod tools;

@@ -146,6 +146,7 @@ async fn a_fleet_enrolls_by_link_and_lands_in_the_tokens_group() {
             signer: ts.profile_signer_cert(),
         }),
         key_kind: sim::client::KeyKind::Rsa2048,
+        key_pool: None,
     };
     let run = sim::fleet::run(config, ts.device_ca().unwrap(), std::sync::Arc::new(|_| {})).await;
     let failures: Vec<_> = run
@@ -202,6 +203,7 @@ async fn a_fleet_in_an_escrow_off_group_is_not_reported_as_failed() {
             signer: ts.profile_signer_cert(),
         }),
         key_kind: sim::client::KeyKind::EcP256,
+        key_pool: None,
     };
     let run = sim::fleet::run(config, ts.device_ca().unwrap(), std::sync::Arc::new(|_| {})).await;
     let failures: Vec<_> = run

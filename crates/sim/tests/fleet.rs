@@ -19,6 +19,7 @@ async fn a_mixed_fleet_enrolls_and_plays_every_scenario_without_failures() {
         udid_prefix: "FLEET".into(),
         enroll_link: None,
         key_kind: sim::client::KeyKind::EcP256,
+        key_pool: None,
     };
     let outcomes = fleet::run(
         config,
@@ -146,6 +147,7 @@ async fn an_unreachable_server_is_a_counted_failure_not_a_crash() {
         udid_prefix: "DOWN".into(),
         enroll_link: None,
         key_kind: sim::client::KeyKind::Rsa2048,
+        key_pool: None,
     };
     let outcomes = fleet::run(config, ca, Arc::new(|_| {})).await.outcomes;
     let summary = fleet::summarize(&outcomes, std::time::Duration::from_secs(1));
@@ -154,4 +156,45 @@ async fn an_unreachable_server_is_a_counted_failure_not_a_crash() {
         summary.failures_by_reason.get("server unreachable"),
         Some(&2)
     );
+}
+
+/// `escrowd sim` on the shared key pool: two runs reuse the same cached RSA keys, every Mac of both runs
+/// enrolls under its own UDID and certificate, and the cached key files are private (0600).
+#[tokio::test]
+async fn two_fleet_runs_share_a_cached_rsa_key_pool() {
+    use std::os::unix::fs::PermissionsExt;
+    let ts = testkit::TestServer::start().await.unwrap();
+    let ca = ts.device_ca().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut generated = Vec::new();
+    let mut udids = std::collections::BTreeSet::new();
+    for run in 0..2 {
+        let pool =
+            sim::keypool::KeyPool::open(cache.path(), 2, sim::client::KeyKind::Rsa2048).unwrap();
+        generated.push(pool.generated());
+        let config = FleetConfig {
+            server: ts.base_url(),
+            count: 5,
+            concurrency: 5,
+            mix: fleet::parse_mix("s4").unwrap(),
+            udid_prefix: format!("POOL{run}"),
+            enroll_link: None,
+            key_kind: sim::client::KeyKind::Rsa2048,
+            key_pool: Some(Arc::new(pool)),
+        };
+        let outcomes = fleet::run(config, ca.clone(), Arc::new(|_| {}))
+            .await
+            .outcomes;
+        let failures: Vec<_> = outcomes.iter().filter_map(|o| o.failure.clone()).collect();
+        assert!(failures.is_empty(), "{failures:?}");
+        let summary = fleet::summarize(&outcomes, std::time::Duration::from_secs(1));
+        assert_eq!((summary.enrolled, summary.escrowed), (5, 5));
+        udids.extend(outcomes.into_iter().map(|o| o.udid));
+    }
+    assert_eq!(generated, vec![2, 0], "the second run generates no key");
+    assert_eq!(udids.len(), 10);
+    for entry in std::fs::read_dir(cache.path()).unwrap() {
+        let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }

@@ -1,0 +1,143 @@
+//! `escrowd bench` end to end: a few devices, about a second per workload, against a real escrowd (and
+//! NanoMDM too when ESCROWD_BENCH_NANOMDM names its binary).
+
+use service::apikeys::Actor;
+use store::ApiScope;
+use testkit::TestServer;
+
+fn escrowd() -> tokio::process::Command {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_escrowd"))
+}
+
+// The benchmark runs as a child process; the server needs worker threads of its own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
+    let ts = TestServer::start().await.unwrap();
+    let (_, key) = ts
+        .running()
+        .state
+        .mdm
+        .create_api_key("bench", ApiScope::Operate, &Actor::offline("test"))
+        .await
+        .unwrap();
+    let ca = ts.device_ca().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_cert, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+    std::fs::write(&ca_cert, ca.cert_pem().unwrap()).unwrap();
+    std::fs::write(&ca_key, ca.key_pem().unwrap().expose()).unwrap();
+    let pool = dir.path().join("pool");
+    let pid = std::process::id().to_string();
+    let mut cmd = escrowd();
+    cmd.args(["bench", "--server", &ts.base_url(), "--json"])
+        .arg("--device-ca-cert")
+        .arg(&ca_cert)
+        .arg("--device-ca-key")
+        .arg(&ca_key)
+        .arg("--key-pool")
+        .arg(&pool)
+        .args([
+            "--key-pool-size",
+            "2",
+            "--devices",
+            "3",
+            "--concurrency",
+            "3",
+        ])
+        .args(["--duration", "1", "--presign", "30", "--server-pid", &pid])
+        .args(["--workload", "idle,get,set,enroll,commands,idle=2+get"])
+        .env("ESCROWD_API_KEY", key.expose());
+    let peer = std::env::var_os("ESCROWD_BENCH_NANOMDM");
+    if let Some(p) = &peer {
+        cmd.arg("--peer-nanomdm").arg(p);
+    }
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = report["results"].as_array().unwrap();
+    let targets = if peer.is_some() { 2 } else { 1 };
+    assert_eq!(results.len(), 6 * targets, "{report:#}");
+    for r in results {
+        assert_eq!(r["errors"], serde_json::json!({}), "{r:#}");
+        assert!(r["ok"].as_u64().unwrap() > 0, "{r:#}");
+        assert_eq!(r["ok"], r["requests"]);
+        assert!(r["throughput_rps"].as_f64().unwrap() > 0.0);
+        for p in ["p50", "p95", "p99", "max", "mean"] {
+            assert!(r["latency_ms"][p].as_f64().unwrap() > 0.0, "{p} in {r:#}");
+        }
+        assert!(r["generator"]["cpu_percent"].is_number(), "{r:#}");
+        // The server runs in this test process, whose pid was given.
+        if r["target"] == "escrowd" {
+            assert!(r["server"]["rss_mb"].as_f64().unwrap() > 0.0, "{r:#}");
+        }
+    }
+    let by = |w: &str| {
+        results
+            .iter()
+            .find(|r| r["workload"] == w && r["target"] == "escrowd")
+            .unwrap_or_else(|| panic!("no {w} in {report:#}"))
+    };
+    // 30 pre-signed bodies: a 1 s window may use them up; it must then say so rather than replay them.
+    let set = by("set");
+    assert!(set["ok"].as_u64().unwrap() <= 30);
+    if set["ok"].as_u64().unwrap() == 30 {
+        assert!(set["ended_early"].as_str().unwrap().contains("used up"));
+    }
+    // Enrollments: two requests each, at most 15 pre-signed.
+    assert!(by("enroll")["ok"].as_u64().unwrap() <= 30);
+    // Commands: 10 per device queued; each round trip is the Idle poll plus one acknowledgement each.
+    assert!(by("commands")["ok"].as_u64().unwrap() <= 33);
+    by("idle=2+get=1");
+    assert_eq!(report["setup"]["key_pool_size"], 2);
+    assert!(report["machine"]["nproc"].as_u64().unwrap() >= 1);
+    assert!(report["machine"]["kernel"].is_string());
+    assert!(report["setup"]["signatures"].as_u64().unwrap() > 0);
+    assert_eq!(
+        report["ratios"].as_array().unwrap().len(),
+        6 * (targets - 1)
+    );
+    // The pool was cached for the next run, privately.
+    use std::os::unix::fs::PermissionsExt;
+    let files: Vec<_> = std::fs::read_dir(&pool).unwrap().collect();
+    assert_eq!(files.len(), 2);
+    for f in files {
+        let mode = f.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // No secret in the output.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(key.expose().as_str()) && !stderr.contains(key.expose().as_str()));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_any_work_and_help_teaches() {
+    for (args, want) in [
+        (&["--devices", "0"][..], "--devices must be at least 1"),
+        (&["--workload", "idle,storm"][..], "unknown workload"),
+        (&["--server", "ftp://example"][..], "http://"),
+        (&["--workload", "set,idle+set"][..], "once per bench run"),
+    ] {
+        let out = escrowd()
+            .arg("bench")
+            .args(args)
+            .args(["--data-dir", "/nonexistent"])
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let help = escrowd().args(["bench", "--help"]).output().await.unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--server",
+        "--workload",
+        "--peer-nanomdm",
+        "--server-pid",
+        "--key-pool",
+        "Examples",
+    ] {
+        assert!(help.contains(flag), "{flag} missing in {help}");
+    }
+}

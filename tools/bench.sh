@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# tools/bench.sh: measure escrowd (and NanoMDM side by side) and regenerate BENCHMARKS.md.
+#
+# Builds the release binary, starts `escrowd serve --http` on a fresh data directory on disk (SQLite), makes an
+# operate API key for the commands workload, runs `escrowd bench` with the standard workloads against it (and
+# against NanoMDM when a binary is found), writes BENCHMARKS.md at the repository root and the JSON report
+# next to it (target/bench-report.json), then stops the server and deletes the data directory.
+#
+# Environment (all optional):
+#   NANOMDM             path of a NanoMDM binary (default: `nanomdm` on PATH; none: escrowd alone)
+#   BENCH_WORKLOADS     default idle,get,set,enroll,commands
+#   BENCH_DEVICES       default 200        BENCH_CONCURRENCY  default 32
+#   BENCH_DURATION      seconds per window, default 10
+#   BENCH_PRESIGN       fresh bodies per consuming workload, default 20000
+#   BENCH_SKIP_BUILD=1  use the existing release binary
+#   CARGO_TARGET_DIR    where cargo builds (default: target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+  cargo build --release -p escrowd --locked
+fi
+bin=$target/release/escrowd
+nanomdm=${NANOMDM:-$(command -v nanomdm || true)}
+
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/escrowd-bench.XXXXXX")
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ESCROWD_LOG=${ESCROWD_LOG:-warn} "$bin" serve --http --listen "127.0.0.1:$port" --data-dir "$work/data" \
+  >"$work/serve.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 300); do
+  if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then cat "$work/serve.log" >&2; exit 1; fi
+  sleep 0.1
+done
+api_key=$("$bin" apikey create --data-dir "$work/data" --scope operate --name bench --json | jq -r .key)
+
+args=(bench --server "http://127.0.0.1:$port" --server-pid "$server_pid" --data-dir "$work/data"
+  --workload "${BENCH_WORKLOADS:-idle,get,set,enroll,commands}"
+  --devices "${BENCH_DEVICES:-200}" --concurrency "${BENCH_CONCURRENCY:-32}"
+  --duration "${BENCH_DURATION:-10}" --presign "${BENCH_PRESIGN:-20000}"
+  --markdown "$root/BENCHMARKS.md")
+if [ -n "$nanomdm" ]; then args+=(--peer-nanomdm "$nanomdm"); fi
+mkdir -p "$target"
+status=0
+ESCROWD_API_KEY=$api_key "$bin" "${args[@]}" --json >"$target/bench-report.json" || status=$?
+echo "wrote BENCHMARKS.md and $target/bench-report.json (bench exit status $status)" >&2
+exit "$status"
