@@ -132,7 +132,13 @@ pub(super) async fn queue_depth_counts_unfinished_entries_of_every_enrollment_by
     assert_eq!(notnow.unwrap(), ReportOutcome::Recorded);
     assert_eq!(store.queue_depth().await.unwrap(), depth(3, 1));
     let done = store
-        .record_command_result("UDID-B", "C-3", CommandStatus::Acknowledged, b"<ok/>", 6_000)
+        .record_command_result(
+            "UDID-B",
+            "C-3",
+            CommandStatus::Acknowledged,
+            b"<ok/>",
+            6_000,
+        )
         .await;
     assert_eq!(done.unwrap(), ReportOutcome::Recorded);
     assert_eq!(
