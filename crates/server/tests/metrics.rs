@@ -458,10 +458,13 @@ fn parse(text: &str) -> Result<Exposition, String> {
     Ok(out)
 }
 
+/// A series' labels, sorted by name.
+type Labels = Vec<(String, String)>;
+
 fn check_histograms(e: &Exposition) -> Result<(), String> {
     for (family, _) in e.types.iter().filter(|(_, t)| *t == "histogram") {
         // Buckets per series (labels without `le`), in file order of `le`.
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for ((name, labels), value) in &e.samples {
             if *name != format!("{family}_bucket") {
                 continue;
@@ -488,9 +491,9 @@ fn check_histograms(e: &Exposition) -> Result<(), String> {
                 .samples
                 .get(&(format!("{family}_count"), labels.clone()))
                 .ok_or(format!("{family}{labels:?} has no _count"))?;
-            if e.samples
-                .get(&(format!("{family}_sum"), labels.clone()))
-                .is_none()
+            if !e
+                .samples
+                .contains_key(&(format!("{family}_sum"), labels.clone()))
             {
                 return Err(format!("{family}{labels:?} has no _sum"));
             }
