@@ -195,6 +195,10 @@ struct ServeArgs {
     #[arg(long, env = "ESCROWD_IDENTITY_RENEWAL_BATCH", default_value_t = service::renewal::DEFAULT_RENEWAL_BATCH,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     identity_renewal_batch: u32,
+    /// Neither record metrics nor serve `GET /metrics` (Prometheus text for a read-scope API key: requests,
+    /// check-ins by message and outcome, pushes, command queue depth, database pool).
+    #[arg(long, env = "ESCROWD_NO_METRICS")]
+    no_metrics: bool,
 }
 
 /// Like `parse_duration`, but zero is refused.
@@ -335,6 +339,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             identity_renewal_days: args.identity_renewal_days,
             identity_grace_days: args.identity_grace_days,
             identity_renewal_batch: args.identity_renewal_batch,
+            metrics: !args.no_metrics,
             apns: server::apns::ApnsSettings {
                 url: args.apns_url,
                 concurrency: args.push_concurrency as usize,

@@ -2,7 +2,9 @@
 //! parsing, certificate binding, sealing/opening and the durable SQLite write. Bodies are signed once up front,
 //! so the figures are the server's cost, not the client's signing.
 //!
-//! Run: `cargo bench -p server --bench checkin`
+//! Run: `cargo bench -p server --bench checkin`; with `ESCROWD_BENCH_METRICS=off` the server runs without metrics
+//! (no recorder, no request layer), to measure what they cost. The recorder is per process, so the two are
+//! separate runs.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use testkit::{TestServer, messages};
@@ -13,7 +15,10 @@ fn signed_checkin(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let (ts, mac) = rt.block_on(async {
-        let ts = TestServer::start().await.expect("server");
+        let metrics = std::env::var("ESCROWD_BENCH_METRICS").map_or(true, |v| v != "off");
+        let ts = TestServer::start_with(|o| o.metrics = metrics)
+            .await
+            .expect("server");
         let mac = ts.new_device("UDID-BENCH").expect("device");
         mac.enroll().await.expect("enroll");
         (ts, mac)

@@ -160,8 +160,18 @@ async fn poll(State(s): State<AppState>, Signed { agent, uri, .. }: Signed) -> R
     };
     let wait = std::time::Duration::from_secs(query.wait.unwrap_or(0));
     match s.mdm.agent_poll(&agent, wait).await {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => service_error(e),
+        Ok(r) => {
+            crate::metrics::agent_poll(if r.actions.is_empty() {
+                "empty"
+            } else {
+                "actions"
+            });
+            Json(r).into_response()
+        }
+        Err(e) => {
+            crate::metrics::agent_poll("error");
+            service_error(e)
+        }
     }
 }
 

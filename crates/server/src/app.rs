@@ -61,6 +61,9 @@ pub struct ServeOptions {
     pub identity_grace_days: u32,
     /// At most this many renewals per schedule pass (`--identity-renewal-batch`).
     pub identity_renewal_batch: u32,
+    /// Record metrics and serve `GET /metrics` (`--no-metrics` turns it off). The recorder is per process:
+    /// once any server of the process turned it on, `service` and `store` record for every server in it.
+    pub metrics: bool,
 }
 
 /// Default `--inventory-interval`: a day.
@@ -94,6 +97,7 @@ impl ServeOptions {
             identity_renewal_days: service::renewal::DEFAULT_RENEWAL_DAYS,
             identity_grace_days: service::renewal::DEFAULT_GRACE_DAYS,
             identity_renewal_batch: service::renewal::DEFAULT_RENEWAL_BATCH,
+            metrics: true,
         }
     }
 }
@@ -272,6 +276,11 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         large_bodies: Arc::new(tokio::sync::Semaphore::new(
             opts.limits.max_large_body_parses.max(1),
         )),
+        metrics: if opts.metrics {
+            crate::metrics::Metrics::install()
+        } else {
+            None
+        },
     };
     // A stored push certificate wakes Macs from the start; a broken one is reported, not fatal (an admin
     // can upload a new one while serving).

@@ -12,6 +12,7 @@ pub mod device_ca;
 pub mod enroll;
 pub mod listener;
 pub mod mdm;
+pub mod metrics;
 pub mod profile_signer;
 pub mod proxy;
 pub mod scep;
@@ -43,6 +44,9 @@ pub struct AppState {
     pub public_url: String,
     /// Permits for reading a large request body (`--max-large-body-parses`).
     pub large_bodies: Arc<tokio::sync::Semaphore>,
+    /// The process's metrics recorder; None with `ServeOptions::metrics` off (`GET /metrics` answers 404 and
+    /// requests are not timed).
+    pub metrics: Option<metrics::Metrics>,
 }
 
 /// Body size cap on device endpoints; bigger bodies get 413 before they are read whole.
@@ -54,7 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/mdm/connect", put(mdm::connect))
         .route("/mdm", put(mdm::dispatch))
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY));
-    Router::new()
+    let app = Router::new()
         .merge(mdm)
         .merge(
             Router::new()
@@ -69,8 +73,15 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.large_bodies.clone(),
             limit_large_bodies,
-        ))
-        .layer(axum::Extension(state))
+        ));
+    // Layered per route, so the matched route template is known to it; outside the large-body limiter so
+    // its 503s are counted too.
+    let app = if state.metrics.is_some() {
+        app.layer(axum::middleware::from_fn(metrics::track_requests))
+    } else {
+        app
+    };
+    app.layer(axum::Extension(state))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 // The default span records the whole URI; its query can hold secrets (`/enroll?token=…`),

@@ -30,6 +30,7 @@ pub mod reports;
 pub mod scep;
 pub mod secrets;
 pub mod status;
+pub mod telemetry;
 
 use std::sync::Arc;
 

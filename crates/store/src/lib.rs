@@ -70,6 +70,20 @@ pub trait Store:
 
     /// Close every connection (on SQLite this also checkpoints the WAL). Calls after this fail.
     async fn close(&self) {}
+
+    /// The connection pool right now (no I/O; for `GET /metrics`).
+    fn pool_stats(&self) -> PoolStats;
+}
+
+/// A snapshot of the database connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections, idle or in use.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pool will open.
+    pub max: u32,
 }
 
 /// Brings every role trait (and [`Store`]) into scope, unnamed, so their methods can be called on a store:

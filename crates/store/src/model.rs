@@ -265,6 +265,15 @@ impl std::fmt::Debug for NewCommand {
     }
 }
 
+/// The active command queue's size across every enrollment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Entries not yet answered.
+    pub pending: u64,
+    /// Entries a Mac answered NotNow (they will be sent again).
+    pub not_now: u64,
+}
+
 /// A command as queued for one enrollment, active or finished.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedCommand {

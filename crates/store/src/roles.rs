@@ -13,8 +13,8 @@ use crate::{
     AuthFailureFilter, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter,
     DeviceInventory, DeviceRecord, DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter,
     FactSource, Group, GroupAccountSettings, IdentityRenewal, InventoryDue, IssuedCertificate,
-    Millis, NewCommand, NewEvent, PushInvalid, QueuedCommand, ReportOutcome, Result, ScepChallenge,
-    SealedSecret, SecurityFacts, Signal, SignalListener, TokenRefusal,
+    Millis, NewCommand, NewEvent, PushInvalid, QueueDepth, QueuedCommand, ReportOutcome, Result,
+    ScepChallenge, SealedSecret, SecurityFacts, Signal, SignalListener, TokenRefusal,
 };
 #[allow(unused_imports)] // doc links
 use crate::{
@@ -361,6 +361,9 @@ pub trait Commands: Send + Sync {
     /// at most 1000.
     async fn command_history(&self, enrollment_id: &str, limit: u32) -> Result<Vec<QueuedCommand>>;
     async fn active_queue_len(&self, enrollment_id: &str) -> Result<u64>;
+    /// Entries in the active queue across every enrollment, by status (one count over the queue, which holds
+    /// only unfinished commands; for `GET /metrics`).
+    async fn queue_depth(&self) -> Result<QueueDepth>;
 }
 
 /// The audit trail. Guarantees: events are only ever appended; listing is newest first, filtered with bound

@@ -20,6 +20,7 @@ mod enroll;
 mod groups;
 mod identity;
 mod keys;
+mod monitoring;
 mod nanomdm;
 mod openapi;
 mod push_cert;
@@ -185,6 +186,7 @@ pub fn api() -> (Router<AppState>, ApiDoc) {
     let api = nanomdm::routes(api);
     let api = push_cert::routes(api);
     let api = reports::routes(api);
+    let api = monitoring::routes(api);
     let api = openapi::routes(api);
     let api = views::components(api);
     let mut doc = api.doc.clone();

@@ -99,7 +99,8 @@ impl std::fmt::Debug for ApnsClient {
 
 /// One attempt's outcome.
 enum Attempt {
-    Done(PushResult),
+    /// Final, with its `crate::metrics::PUSH_TOTAL` outcome.
+    Done(PushResult, &'static str),
     /// Worth another attempt: (message, APNs reason if any).
     Retry(String, Option<String>),
 }
@@ -233,15 +234,23 @@ impl ApnsClient {
     async fn attempt(&self, target: &PushTarget) -> Attempt {
         let request = match self.request(target) {
             Ok(r) => r,
-            Err(e) => return Attempt::Done(PushResult::failed(target.enrollment_id.clone(), e)),
+            Err(e) => {
+                return Attempt::Done(
+                    PushResult::failed(target.enrollment_id.clone(), e),
+                    "failed",
+                );
+            }
         };
         let _permit = match self.limit.acquire().await {
             Ok(p) => p,
             Err(_) => {
-                return Attempt::Done(PushResult::failed(
-                    target.enrollment_id.clone(),
-                    "the push provider is shutting down",
-                ));
+                return Attempt::Done(
+                    PushResult::failed(
+                        target.enrollment_id.clone(),
+                        "the push provider is shutting down",
+                    ),
+                    "failed",
+                );
             }
         };
         let exchange = async {
@@ -285,7 +294,7 @@ impl ApnsClient {
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| v.len() <= 64)
                 .map(str::to_string);
-            return Attempt::Done(PushResult::sent(target.enrollment_id.clone(), id));
+            return Attempt::Done(PushResult::sent(target.enrollment_id.clone(), id), "sent");
         }
         let reason = apns_reason(&body);
         let message = format!(
@@ -296,22 +305,30 @@ impl ApnsClient {
         if matches!(status.as_u16(), 429 | 500 | 503) {
             return Attempt::Retry(message, reason);
         }
-        Attempt::Done(PushResult {
-            enrollment_id: target.enrollment_id.clone(),
-            id: None,
-            error: Some(message),
-            apns_reason: reason,
-        })
+        Attempt::Done(
+            PushResult {
+                enrollment_id: target.enrollment_id.clone(),
+                id: None,
+                error: Some(message),
+                apns_reason: reason,
+            },
+            "rejected",
+        )
     }
 
-    /// One push with retries.
+    /// One push with retries, counted by its final outcome (`crate::metrics::PUSH_TOTAL`): `sent`,
+    /// `rejected` (APNs refused it for good), `gave_up` (retries used up) or `failed` (never reached APNs).
     async fn push_one(&self, target: &PushTarget) -> PushResult {
         let mut backoff = self.settings.initial_backoff;
         let mut attempt = 1;
         loop {
             match self.attempt(target).await {
-                Attempt::Done(result) => return result,
+                Attempt::Done(result, outcome) => {
+                    crate::metrics::push(outcome);
+                    return result;
+                }
                 Attempt::Retry(message, reason) if attempt >= self.settings.max_attempts => {
+                    crate::metrics::push("gave_up");
                     return PushResult {
                         enrollment_id: target.enrollment_id.clone(),
                         id: None,
@@ -320,6 +337,7 @@ impl ApnsClient {
                     };
                 }
                 Attempt::Retry(message, _) => {
+                    crate::metrics::push_retry();
                     tracing::debug!(enrollment = %target.enrollment_id, attempt, %message, "push failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.settings.max_backoff);

@@ -14,7 +14,7 @@ use super::enrollment::{EnrollmentLifecycle, TokenUpdated};
 use super::identity::{BoundDevice, DeviceIdentity};
 use super::{CheckinReply, ConnectReply, DeviceCredential, plist_xml};
 use crate::edge::Source;
-use crate::{ErrorKind, EventKind, MdmService, ServiceError};
+use crate::{ErrorKind, EventKind, MdmService, ServiceError, telemetry};
 
 /// Routes one device request. Holds the service for the layers' parts (store, vault, clock, verifier) and for
 /// the follow-ups that queue commands.
@@ -47,14 +47,33 @@ impl<'a> Dispatch<'a> {
         CommandChannel::new(&*self.svc.store, &self.svc.secrets, &*self.svc.clock)
     }
 
-    /// `PUT /mdm/checkin`: parse, verify, route.
+    /// `PUT /mdm/checkin`: parse, verify, route; counted by message type and outcome (`crate::telemetry`).
     pub(super) async fn checkin(
         &self,
         credential: DeviceCredential<'_>,
         body: &[u8],
         source: &Source,
     ) -> Result<CheckinReply, ServiceError> {
-        let message = protocol::checkin::parse_checkin(body)?;
+        let started = std::time::Instant::now();
+        let (label, result) = match protocol::checkin::parse_checkin(body) {
+            Ok(message) => (
+                message.message_type(),
+                self.checkin_message(credential, body, message, source)
+                    .await,
+            ),
+            Err(e) => (telemetry::UNPARSED, Err(e.into())),
+        };
+        telemetry::record_device_message(label, &result, started.elapsed());
+        result
+    }
+
+    async fn checkin_message(
+        &self,
+        credential: DeviceCredential<'_>,
+        body: &[u8],
+        message: CheckinMessage,
+        source: &Source,
+    ) -> Result<CheckinReply, ServiceError> {
         let identity = self.identity();
         let cert = match identity.verify(credential, body) {
             Ok(cert) => cert,
@@ -194,14 +213,32 @@ impl<'a> Dispatch<'a> {
         body: &[u8],
         source: &Source,
     ) -> Result<ConnectReply, ServiceError> {
-        let report = protocol::command::parse_report(body)?;
+        let started = std::time::Instant::now();
+        let (label, result) = match protocol::command::parse_report(body) {
+            Ok(report) => (
+                report.status.as_str(),
+                self.connect_report(credential, body, &report, source).await,
+            ),
+            Err(e) => (telemetry::UNPARSED, Err(e.into())),
+        };
+        telemetry::record_device_message(label, &result, started.elapsed());
+        result
+    }
+
+    async fn connect_report(
+        &self,
+        credential: DeviceCredential<'_>,
+        body: &[u8],
+        report: &CommandReport,
+        source: &Source,
+    ) -> Result<ConnectReply, ServiceError> {
         let identity = self.identity();
         let cert = match identity.verify(credential, body) {
             Ok(cert) => cert,
             Err(err) => {
                 // A still-bound identity shortly past notAfter may fetch its renewal profile, nothing else.
                 // Any failure on that path ends in the original refusal.
-                match self.grace(&identity, credential, body, &report).await {
+                match self.grace(&identity, credential, body, report).await {
                     Ok(Some(reply)) => return Ok(reply),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "renewal grace could not be granted"),
@@ -211,7 +248,7 @@ impl<'a> Dispatch<'a> {
                 return Err(err);
             }
         };
-        match self.report(&identity, &cert, &report, body).await {
+        match self.report(&identity, &cert, report, body).await {
             Err(err) if err.kind() == ErrorKind::Unauthenticated => {
                 self.note_auth_failure(&report.identity, "command report", &err, source)
                     .await;

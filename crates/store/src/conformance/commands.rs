@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{device, event};
-use crate::{CommandStatus, NewCommand, ReportOutcome, Store, StoreError};
+use crate::{CommandStatus, NewCommand, QueueDepth, ReportOutcome, Store, StoreError};
 
 fn cmd(uuid: &str) -> NewCommand {
     NewCommand {
@@ -103,6 +103,53 @@ pub(super) async fn notnow_is_skipped_in_the_same_session_and_eligible_again_aft
     assert_eq!(
         next_uuid(&store, "UDID-A", false).await.as_deref(),
         Some("C-1")
+    );
+}
+
+pub(super) async fn queue_depth_counts_unfinished_entries_of_every_enrollment_by_status(
+    store: Arc<dyn Store>,
+) {
+    assert_eq!(store.queue_depth().await.unwrap(), QueueDepth::default());
+    enrolled(&store, "UDID-A").await;
+    enrolled(&store, "UDID-B").await;
+    store
+        .enqueue(&ids(&["UDID-A", "UDID-B"]), &cmd("C-1"), 5_000)
+        .await
+        .unwrap();
+    store
+        .enqueue(&ids(&["UDID-A"]), &cmd("C-2"), 5_000)
+        .await
+        .unwrap();
+    store
+        .enqueue(&ids(&["UDID-B"]), &cmd("C-3"), 5_000)
+        .await
+        .unwrap();
+    let depth = |pending, not_now| QueueDepth { pending, not_now };
+    assert_eq!(store.queue_depth().await.unwrap(), depth(4, 0));
+    let notnow = store
+        .record_command_result("UDID-A", "C-1", CommandStatus::NotNow, b"<notnow/>", 6_000)
+        .await;
+    assert_eq!(notnow.unwrap(), ReportOutcome::Recorded);
+    assert_eq!(store.queue_depth().await.unwrap(), depth(3, 1));
+    let done = store
+        .record_command_result(
+            "UDID-B",
+            "C-3",
+            CommandStatus::Acknowledged,
+            b"<ok/>",
+            6_000,
+        )
+        .await;
+    assert_eq!(done.unwrap(), ReportOutcome::Recorded);
+    assert_eq!(
+        store.queue_depth().await.unwrap(),
+        depth(2, 1),
+        "a finished command leaves the count"
+    );
+    let pool = store.pool_stats();
+    assert!(
+        pool.idle <= pool.size && pool.size <= pool.max && pool.max >= 1,
+        "{pool:?}"
     );
 }
 

@@ -195,6 +195,7 @@ conformance! {
     groups::account_settings_are_set_replaced_removed_and_go_with_their_group,
     commands::queue_serves_commands_in_enqueue_order,
     commands::notnow_is_skipped_in_the_same_session_and_eligible_again_after_idle,
+    commands::queue_depth_counts_unfinished_entries_of_every_enrollment_by_status,
     commands::acknowledged_command_moves_to_history_with_its_result,
     commands::error_and_format_error_reports_also_finish_the_command,
     commands::a_second_report_for_a_finished_command_is_duplicate_and_changes_nothing,

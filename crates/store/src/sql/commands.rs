@@ -10,7 +10,7 @@ use sqlx::Pool;
 use super::{Backend, SqlStore, agents, enrollments, query, query_as, query_scalar};
 use crate::rows::{QueuedCommandRow, convert_all, count, page_limit};
 use crate::{
-    COMMAND_PAYLOAD_FIELD, CommandStatus, Commands, Millis, NewCommand, QueuedCommand,
+    COMMAND_PAYLOAD_FIELD, CommandStatus, Commands, Millis, NewCommand, QueueDepth, QueuedCommand,
     ReportOutcome, Result, SealedSecret, StoreError, command_payload_owner,
 };
 
@@ -421,6 +421,26 @@ pub(super) async fn history<DB: Backend>(
     convert_all(rows)
 }
 
+pub(super) async fn depth<DB: Backend>(pool: &Pool<DB>) -> Result<QueueDepth> {
+    let rows: Vec<(String, i64)> =
+        query_as::<DB, _>("SELECT status, COUNT(*) FROM command_queue GROUP BY status")
+            .fetch_all(pool)
+            .await?;
+    let mut depth = QueueDepth::default();
+    for (status, n) in rows {
+        match status.as_str() {
+            "pending" => depth.pending = count(n)?,
+            "notnow" => depth.not_now = count(n)?,
+            other => {
+                return Err(StoreError::Database(format!(
+                    "command_queue status {other:?} is not pending or notnow"
+                )));
+            }
+        }
+    }
+    Ok(depth)
+}
+
 pub(super) async fn active_len<DB: Backend>(pool: &Pool<DB>, enrollment_id: &str) -> Result<u64> {
     let n: i64 =
         query_scalar::<DB, _>("SELECT COUNT(*) FROM command_queue WHERE enrollment_id = $1")
@@ -483,5 +503,9 @@ impl<DB: Backend> Commands for SqlStore<DB> {
 
     async fn active_queue_len(&self, enrollment_id: &str) -> Result<u64> {
         active_len(&self.pool, enrollment_id).await
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth> {
+        depth(&self.pool).await
     }
 }

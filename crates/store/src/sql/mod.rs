@@ -61,6 +61,14 @@ impl<DB: Backend> Store for SqlStore<DB> {
     fn backend(&self) -> &'static str {
         DB::BACKEND
     }
+
+    fn pool_stats(&self) -> crate::PoolStats {
+        crate::PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
 }
 
 /// What a query module needs from a backend: its name, how a write transaction starts, and how a statement

@@ -1,0 +1,25 @@
+//! `GET /metrics` for Prometheus, behind a read-scope key like the rest of the admin API (a separate admin
+//! listener would drop the key; issue 15). The handler and the recorder are in `crate::metrics`.
+
+use axum::routing::get;
+use store::ApiScope;
+
+use super::schema::{described, string};
+use super::{Api, Body};
+
+pub(super) fn routes(api: Api) -> Api {
+    api.route(
+        "GET",
+        "/metrics",
+        "Prometheus metrics (text exposition format 0.0.4): requests, check-ins, pushes, queue depth, database pool.",
+        Some(ApiScope::Read),
+        get(crate::metrics::scrape),
+    )
+    .response(
+        200,
+        Body::Media(
+            "text/plain",
+            described(string(), "Prometheus text exposition, version 0.0.4"),
+        ),
+    )
+}
