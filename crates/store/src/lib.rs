@@ -38,6 +38,7 @@ pub use roles::{
     Admin, Agents, Commands, Edge, Enrollments, Events, Groups, Inventory, Push, Renewals, Scep,
     Secrets, Tokens,
 };
+pub use sql::{BatchStats, DEFER_BOUND};
 pub use sqlite::SqliteStore;
 
 /// Everything escrowd persists: the sum of the [`roles`], implemented by [`SqliteStore`] and [`PgStore`].
@@ -67,6 +68,11 @@ pub trait Store:
 
     /// Close every connection (on SQLite this also checkpoints the WAL). Calls after this fail.
     async fn close(&self) {}
+
+    /// The group-commit writer's counters (SQLite), for metrics; `None` where writes are not batched.
+    fn write_batches(&self) -> Option<&BatchStats> {
+        None
+    }
 }
 
 /// Brings every role trait (and [`Store`]) into scope, unnamed, so their methods can be called on a store:

@@ -5,7 +5,7 @@
 //! same transaction; that sealed payload is deleted in the transaction that finishes the command's last
 //! queued entry (a NotNow keeps it).
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, agents, enrollments, query, query_as, query_scalar};
 use crate::rows::{QueuedCommandRow, convert_all, count, page_limit};
@@ -33,7 +33,7 @@ macro_rules! finished {
 }
 
 pub(super) async fn enqueue<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_ids: &[String],
     cmd: &NewCommand,
     at: Millis,
@@ -48,7 +48,7 @@ pub(super) async fn enqueue<DB: Backend>(
     if ids.is_empty() {
         return Ok(());
     }
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     store_command::<DB>(&mut tx, cmd, at).await?;
     queue_for::<DB>(&mut tx, &ids, &cmd.uuid, at).await?;
     tx.commit().await?;
@@ -56,13 +56,13 @@ pub(super) async fn enqueue<DB: Backend>(
 }
 
 pub(super) async fn enqueue_sealed<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_ids: &[String],
     cmd: &NewCommand,
     sealed: &SealedSecret,
     at: Millis,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     insert_sealed::<DB>(&mut tx, enrollment_ids, cmd, sealed, at).await?;
     tx.commit().await?;
     Ok(())
@@ -251,7 +251,7 @@ async fn is_finished<DB: Backend>(
 }
 
 pub(super) async fn next<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     skip_notnow: bool,
 ) -> Result<Option<QueuedCommand>> {
@@ -273,14 +273,14 @@ pub(super) async fn next<DB: Backend>(
 }
 
 pub(super) async fn record_result<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     uuid: &str,
     status: CommandStatus,
     result: &[u8],
     at: Millis,
 ) -> Result<ReportOutcome> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     // The write comes first so concurrent reports of one command serialise on its queue row.
     let recorded = if status.is_finished() {
         let moved: Option<(i64, i64)> = query_as::<DB, _>(
@@ -334,7 +334,7 @@ pub(super) async fn record_result<DB: Backend>(
 }
 
 pub(super) async fn get<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     uuid: &str,
 ) -> Result<Option<QueuedCommand>> {
@@ -352,7 +352,7 @@ pub(super) async fn get<DB: Backend>(
 }
 
 pub(super) async fn history<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     limit: u32,
 ) -> Result<Vec<QueuedCommand>> {
@@ -369,7 +369,7 @@ pub(super) async fn history<DB: Backend>(
     convert_all(rows)
 }
 
-pub(super) async fn active_len<DB: Backend>(pool: &Pool<DB>, enrollment_id: &str) -> Result<u64> {
+pub(super) async fn active_len<DB: Backend>(pool: &Db<DB>, enrollment_id: &str) -> Result<u64> {
     let n: i64 =
         query_scalar::<DB, _>("SELECT COUNT(*) FROM command_queue WHERE enrollment_id = $1")
             .bind(enrollment_id)

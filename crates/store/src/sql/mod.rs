@@ -21,6 +21,10 @@ mod scep;
 mod schedule;
 mod secrets;
 mod tokens;
+mod writer;
+
+pub use writer::{BatchStats, DEFER_BOUND};
+pub(crate) use writer::Db;
 
 use std::fmt::{self, Display, Write as _};
 use std::future::Future;
@@ -38,7 +42,7 @@ pub(crate) type Tx<DB> = sqlx::Transaction<'static, DB>;
 
 /// A store in one database of backend `DB`: [`crate::SqliteStore`] or [`crate::PgStore`].
 pub struct SqlStore<DB: Database> {
-    pub(crate) pool: Pool<DB>,
+    pub(crate) pool: Db<DB>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -51,7 +55,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
 
 impl<DB: Backend> fmt::Debug for SqlStore<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(DB::STORE).field("pool", &self.pool).finish()
+        f.debug_struct(DB::STORE).field("pool", &*self.pool).finish()
     }
 }
 
@@ -59,6 +63,14 @@ impl<DB: Backend> fmt::Debug for SqlStore<DB> {
 impl<DB: Backend> Store for SqlStore<DB> {
     fn backend(&self) -> &'static str {
         DB::BACKEND
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn write_batches(&self) -> Option<&BatchStats> {
+        self.pool.stats()
     }
 }
 
