@@ -132,10 +132,15 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument, if any, picks workloads by name.
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let clients = env_num("BENCH_CLIENTS", 32) as usize;
     let secs = env_num("BENCH_SECS", 5);
-    let rate = std::env::var("BENCH_RATE").ok().and_then(|v| v.parse().ok());
+    let rate = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let only = std::env::var("BENCH_ONLY").ok();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

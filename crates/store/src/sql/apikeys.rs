@@ -66,10 +66,7 @@ pub(super) async fn create<DB: Backend>(
     Ok(())
 }
 
-pub(super) async fn by_hash<DB: Backend>(
-    pool: &Db<DB>,
-    key_hash: &str,
-) -> Result<Option<ApiKey>> {
+pub(super) async fn by_hash<DB: Backend>(pool: &Db<DB>, key_hash: &str) -> Result<Option<ApiKey>> {
     let row: Option<ApiKeyRow> = query_as::<DB, _>(concat!(select_keys!(), " WHERE key_hash = $1"))
         .bind(key_hash)
         .fetch_optional(pool)

@@ -87,10 +87,7 @@ pub(super) async fn create_token<DB: Backend>(
     Ok(())
 }
 
-pub(super) async fn token<DB: Backend>(
-    pool: &Db<DB>,
-    id: &str,
-) -> Result<Option<EnrollmentToken>> {
+pub(super) async fn token<DB: Backend>(pool: &Db<DB>, id: &str) -> Result<Option<EnrollmentToken>> {
     let row: Option<TokenRow> = query_as::<DB, _>(concat!(select_tokens!(), " WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -261,10 +258,7 @@ pub(super) async fn consume_challenge<DB: Backend>(
     }))
 }
 
-pub(super) async fn record_issued<DB: Backend>(
-    pool: &Db<DB>,
-    c: &IssuedCertificate,
-) -> Result<()> {
+pub(super) async fn record_issued<DB: Backend>(pool: &Db<DB>, c: &IssuedCertificate) -> Result<()> {
     query::<DB>(
         "INSERT INTO issued_certificates (fingerprint, device_id, group_id, token_id, issued_at, proof) \
          VALUES ($1, $2, $3, $4, $5, $6)",

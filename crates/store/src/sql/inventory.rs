@@ -256,10 +256,7 @@ pub(super) async fn replace_users<DB: Backend>(
     Ok(())
 }
 
-pub(super) async fn users<DB: Backend>(
-    pool: &Db<DB>,
-    device_id: &str,
-) -> Result<Vec<DeviceUser>> {
+pub(super) async fn users<DB: Backend>(pool: &Db<DB>, device_id: &str) -> Result<Vec<DeviceUser>> {
     let rows: Vec<UserRow> = query_as::<DB, _>(
         "SELECT device_id, source, user_key, short_name, full_name, uid, guid, has_secure_token, \
          mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, managed_admin, observed_at \

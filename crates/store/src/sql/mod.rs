@@ -23,8 +23,8 @@ mod secrets;
 mod tokens;
 mod writer;
 
-pub use writer::{BatchStats, DEFER_BOUND};
 pub(crate) use writer::Db;
+pub use writer::{BatchStats, DEFER_BOUND};
 
 use std::fmt::{self, Display, Write as _};
 use std::future::Future;
@@ -55,7 +55,9 @@ impl<DB: Database> Clone for SqlStore<DB> {
 
 impl<DB: Backend> fmt::Debug for SqlStore<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(DB::STORE).field("pool", &*self.pool).finish()
+        f.debug_struct(DB::STORE)
+            .field("pool", &*self.pool)
+            .finish()
     }
 }
 

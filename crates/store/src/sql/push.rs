@@ -34,10 +34,7 @@ pub(super) async fn mark_invalid<DB: Backend>(
     Ok(true)
 }
 
-pub(super) async fn clear_invalid<DB: Backend>(
-    pool: &Db<DB>,
-    enrollment_id: &str,
-) -> Result<bool> {
+pub(super) async fn clear_invalid<DB: Backend>(pool: &Db<DB>, enrollment_id: &str) -> Result<bool> {
     let done = query::<DB>(
         "UPDATE enrollments SET push_invalid_at = NULL, push_invalid_reason = NULL \
          WHERE id = $1 AND push_invalid_at IS NOT NULL",
