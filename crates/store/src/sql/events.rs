@@ -24,8 +24,9 @@ pub(super) async fn insert<DB: Backend>(conn: &mut DB::Connection, e: &NewEvent)
 }
 
 pub(super) async fn record<DB: Backend>(pool: &Db<DB>, e: &NewEvent) -> Result<()> {
-    let mut conn = pool.acquire().await?;
-    insert::<DB>(&mut conn, e).await
+    let mut tx = pool.begin_write().await?;
+    insert::<DB>(&mut tx, e).await?;
+    tx.commit().await
 }
 
 pub(super) async fn list<DB: Backend>(pool: &Db<DB>, f: &EventFilter) -> Result<Vec<Event>> {

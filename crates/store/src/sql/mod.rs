@@ -139,6 +139,9 @@ impl<T> Row for T where
 pub(crate) enum On<'c, DB: Database> {
     Conn(&'c mut DB::Connection),
     Pool(&'c Pool<DB>),
+    /// A store's handle: reads on the pool, a write statement as its own write transaction (on SQLite a job
+    /// of the group-commit writer).
+    Db(&'c Db<DB>),
 }
 
 /// Anything a statement can run on: `&mut *tx`, `&mut *conn`, `conn`, or `pool`.
@@ -156,6 +159,11 @@ impl<'c, DB: Database> Exec<'c, DB> for &'c Pool<DB> {
     fn on(self) -> On<'c, DB> {
         On::Pool(self)
     }
+}
+
+/// A store error where a statement's sqlx error is expected (the writer's own failures carry their message).
+fn store_to_sqlx(e: crate::StoreError) -> sqlx::Error {
+    sqlx::Error::Protocol(e.to_string())
 }
 
 /// The outcome of a statement.
@@ -228,6 +236,16 @@ impl<DB: Backend> Query<DB> {
                 let mut conn = pool.acquire().await?;
                 DB::execute(&mut *conn, self.sql, args).await?
             }
+            On::Db(db) if !db.batched() => {
+                let mut conn = db.pool.acquire().await?;
+                DB::execute(&mut *conn, self.sql, args).await?
+            }
+            On::Db(db) => {
+                let mut tx = db.begin_write().await.map_err(store_to_sqlx)?;
+                let n = DB::execute(&mut *tx, self.sql, args).await?;
+                tx.commit().await.map_err(store_to_sqlx)?;
+                n
+            }
         };
         Ok(Done(n))
     }
@@ -236,7 +254,7 @@ impl<DB: Backend> Query<DB> {
         let args = self.args.map_err(sqlx::Error::Encode)?;
         match on.on() {
             On::Conn(conn) => DB::fetch_all(conn, self.sql, args).await,
-            On::Pool(pool) => {
+            On::Pool(pool) | On::Db(Db { pool, .. }) => {
                 let mut conn = pool.acquire().await?;
                 DB::fetch_all(&mut *conn, self.sql, args).await
             }
@@ -247,7 +265,7 @@ impl<DB: Backend> Query<DB> {
         let args = self.args.map_err(sqlx::Error::Encode)?;
         match on.on() {
             On::Conn(conn) => DB::fetch_optional(conn, self.sql, args).await,
-            On::Pool(pool) => {
+            On::Pool(pool) | On::Db(Db { pool, .. }) => {
                 let mut conn = pool.acquire().await?;
                 DB::fetch_optional(&mut *conn, self.sql, args).await
             }

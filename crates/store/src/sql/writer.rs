@@ -96,7 +96,7 @@ struct Shared<DB: Database> {
 /// The database handle of a [`super::SqlStore`]: the pool (reads, and writes on PostgreSQL) plus, on SQLite,
 /// the group-commit writer. Derefs to the pool.
 pub(crate) struct Db<DB: Database> {
-    pool: Pool<DB>,
+    pub(super) pool: Pool<DB>,
     writer: Option<Arc<Shared<DB>>>,
 }
 
@@ -118,7 +118,7 @@ impl<DB: Database> Deref for Db<DB> {
 
 impl<'c, DB: Database> Exec<'c, DB> for &'c Db<DB> {
     fn on(self) -> On<'c, DB> {
-        On::Pool(&self.pool)
+        On::Db(self)
     }
 }
 
@@ -148,6 +148,11 @@ impl<DB: Backend> Db<DB> {
             pool,
             writer: Some(shared),
         }
+    }
+
+    /// Whether writes go through the group-commit writer.
+    pub(crate) fn batched(&self) -> bool {
+        self.writer.is_some()
     }
 
     pub(crate) fn stats(&self) -> Option<&BatchStats> {
