@@ -138,11 +138,18 @@ impl RunningServer {
             let _ = task.await;
         }
         let _ = self.auth_failures.await;
+        // Writes the store's lagging marks (last-seen) and commits its open batch.
+        self.state.mdm.store().close().await;
     }
 
-    /// Run until the listener task ends (it ends only after `stop` or a fatal error).
+    /// Run until the listener task ends (it ends only after `stop` or a fatal error); after a requested
+    /// shutdown, also flush the counted auth failures and close the store (writing its lagging marks).
     pub async fn wait(self) {
         let _ = self.join.await;
+        if *self.shutdown.borrow() {
+            let _ = self.auth_failures.await;
+        }
+        self.state.mdm.store().close().await;
     }
 
     /// A handle that can ask the server to stop from elsewhere (a signal handler).

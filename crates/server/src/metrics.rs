@@ -19,7 +19,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::AppState;
 
@@ -39,9 +39,14 @@ pub const QUEUE_DEPTH: &str = "escrowd_command_queue_depth";
 pub const DB_POOL_SIZE: &str = "escrowd_db_pool_connections";
 pub const DB_POOL_IDLE: &str = "escrowd_db_pool_idle_connections";
 pub const DB_POOL_MAX: &str = "escrowd_db_pool_max_connections";
-/// Recorded by the store's group commit (histograms of rows per commit and commit time).
-pub const STORE_BATCH_SIZE: &str = "escrowd_store_batch_size";
-pub const STORE_COMMIT_DURATION: &str = "escrowd_store_commit_seconds";
+/// Counters read at scrape from the store's group-commit writer (SQLite; absent on PostgreSQL): batches
+/// committed, writes in them (writes / batches = mean batch size), seconds spent in `COMMIT`, and batches by
+/// size class (`max_writes`: 1, 3, 7, 15, 31, 63, +Inf).
+pub const STORE_BATCHES: &str = "escrowd_store_batches_total";
+pub const STORE_BATCHED_WRITES: &str = "escrowd_store_batched_writes_total";
+pub const STORE_COMMIT_SECONDS: &str = "escrowd_store_commit_seconds_total";
+pub const STORE_BATCHES_BY_SIZE: &str = "escrowd_store_batches_by_size_total";
+const BATCH_SIZE_CLASSES: [&str; 7] = ["1", "3", "7", "15", "31", "63", "+Inf"];
 
 /// The `route` label of a request no route matched (a 404 from the fallback).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -53,8 +58,6 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-/// Rows per group commit.
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 /// How often histogram samples are folded into buckets when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -108,10 +111,7 @@ impl Metrics {
 fn builder() -> PrometheusBuilder {
     PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)
-        .and_then(|b| {
-            b.set_buckets_for_metric(Matcher::Full(STORE_BATCH_SIZE.into()), BATCH_BUCKETS)
-        })
-        .expect("the bucket lists are constant and non-empty")
+        .expect("the bucket list is constant and non-empty")
 }
 
 /// HELP lines for everything recorded here and in `service`/`store`.
@@ -145,11 +145,19 @@ fn describe() {
     metrics::describe_gauge!(DB_POOL_SIZE, "Open database connections");
     metrics::describe_gauge!(DB_POOL_IDLE, "Idle database connections");
     metrics::describe_gauge!(DB_POOL_MAX, "Most database connections the pool opens");
-    metrics::describe_histogram!(STORE_BATCH_SIZE, "Writes per database commit");
-    metrics::describe_histogram!(
-        STORE_COMMIT_DURATION,
+    metrics::describe_counter!(STORE_BATCHES, "Group-commit batches committed (SQLite)");
+    metrics::describe_counter!(
+        STORE_BATCHED_WRITES,
+        "Write transactions committed in group-commit batches (SQLite)"
+    );
+    metrics::describe_gauge!(
+        STORE_COMMIT_SECONDS,
         Unit::Seconds,
-        "Time to commit a batch of writes"
+        "Time spent committing group-commit batches (SQLite)"
+    );
+    metrics::describe_counter!(
+        STORE_BATCHES_BY_SIZE,
+        "Group-commit batches by size class (max_writes = most writes in the batch)"
     );
 }
 
@@ -177,6 +185,16 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
     metrics::gauge!(DB_POOL_SIZE).set(pool.size);
     metrics::gauge!(DB_POOL_IDLE).set(pool.idle);
     metrics::gauge!(DB_POOL_MAX).set(pool.max);
+    if let Some(stats) = store.write_batches() {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!(STORE_BATCHES).absolute(get(&stats.batches));
+        metrics::counter!(STORE_BATCHED_WRITES).absolute(get(&stats.jobs));
+        // A gauge because the facade's counters are integers; it only ever grows.
+        metrics::gauge!(STORE_COMMIT_SECONDS).set(get(&stats.commit_nanos) as f64 / 1e9);
+        for (class, n) in BATCH_SIZE_CLASSES.iter().zip(&stats.size_buckets) {
+            metrics::counter!(STORE_BATCHES_BY_SIZE, "max_writes" => *class).absolute(get(n));
+        }
+    }
     match store.queue_depth().await {
         Ok(depth) => {
             metrics::gauge!(QUEUE_DEPTH, "status" => "pending").set(depth.pending as f64);

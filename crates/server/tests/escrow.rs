@@ -51,6 +51,37 @@ async fn escrow_then_get_round_trips_the_exact_bytes() {
 }
 
 #[tokio::test]
+async fn every_served_get_is_audited_before_its_200_even_when_concurrent() {
+    let ts = TestServer::start().await.unwrap();
+    let mac = enrolled(&ts, "UDID-AUDIT").await;
+    assert_eq!(
+        mac.set_bootstrap_token(Some(TOKEN)).await.unwrap().status,
+        200
+    );
+    // Gets in flight together share group-commit batches; each 200 must come after its own event is
+    // committed (read back over other connections than the writer's).
+    let body = messages::get_bootstrap_token("UDID-AUDIT", None);
+    let sig = mac.signature(&body).unwrap();
+    let replies = futures_util::future::join_all(
+        (0..8).map(|_| mac.put_raw("/mdm/checkin", CHECKIN, body.clone(), Some(&sig))),
+    )
+    .await;
+    for reply in replies {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(messages::bootstrap_token_of(&reply.body).unwrap(), TOKEN);
+    }
+    let served = event_kinds(&ts, "UDID-AUDIT")
+        .await
+        .into_iter()
+        .filter(|(kind, outcome, _)| {
+            kind == "bootstrap_token.requested" && *outcome == store::Outcome::Success
+        })
+        .count();
+    assert_eq!(served, 8, "one durable event per released token");
+}
+
+#[tokio::test]
 async fn get_before_escrow_answers_empty_data_not_an_error() {
     let ts = TestServer::start().await.unwrap();
     let mac = enrolled(&ts, "UDID-EMPTY").await;

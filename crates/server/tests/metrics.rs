@@ -213,6 +213,19 @@ async fn check_ins_are_counted_by_message_and_outcome_and_nothing_identifying_is
         f64::from(pool.max)
     );
     assert!(after.value("escrowd_db_pool_connections", &[]) >= 1.0);
+    // The group commit's counters are this store's own (read at scrape), so they match it exactly.
+    if let Some(stats) = ts.store().write_batches() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let batches = stats.batches.load(Relaxed) as f64;
+        assert!(batches >= 1.0, "the Set above committed at least one batch");
+        assert_eq!(after.value("escrowd_store_batches_total", &[]), batches);
+        assert!(after.value("escrowd_store_batched_writes_total", &[]) >= batches);
+        let by_size: f64 = ["1", "3", "7", "15", "31", "63", "+Inf"]
+            .iter()
+            .map(|le| after.value("escrowd_store_batches_by_size_total", &[("max_writes", le)]))
+            .sum();
+        assert_eq!(by_size, batches);
+    }
 
     let fingerprint = pki::identity::fingerprint_sha256(&mac.cert.to_der().unwrap());
     assert_no_secret(

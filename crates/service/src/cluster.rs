@@ -10,7 +10,7 @@
 
 use store::{Millis, Notice, Signal};
 
-use crate::{MdmService, ServiceError};
+use crate::{MdmService, Scoped, ServiceError};
 
 /// How long one schedule round holds a device it claimed (`store::Cluster::claim_schedule_round`): longer
 /// than the round's work on that device, shorter than the schedule's tick, so a round that failed for a device
@@ -18,13 +18,6 @@ use crate::{MdmService, ServiceError};
 pub const SCHEDULE_CLAIM_MS: Millis = 60_000;
 
 impl MdmService {
-    /// Tell the other instances on this database `signal` (nothing on SQLite). A failure is logged only.
-    pub(crate) async fn signal_instances(&self, signal: Signal) {
-        if let Err(e) = self.store.notify_instances(&self.instance, &signal).await {
-            tracing::warn!(error = %e, ?signal, "could not signal the other escrowd instances");
-        }
-    }
-
     /// Start listening for other instances' signals; None on SQLite (one instance, nothing to hear). The
     /// server runs the loop (it alone knows how to rebuild the push provider).
     pub async fn listen_to_instances(&self) -> Result<Option<store::SignalListener>, ServiceError> {
@@ -48,6 +41,16 @@ impl MdmService {
                 self.agent_nudges.wake_all();
                 true
             }
+        }
+    }
+}
+
+/// The cluster role for the components that signal other instances or claim schedule rounds.
+impl<S: ?Sized + store::Cluster> Scoped<'_, S> {
+    /// Tell the other instances on this database `signal` (nothing on SQLite). A failure is logged only.
+    pub(crate) async fn signal_instances(&self, signal: Signal) {
+        if let Err(e) = self.store.notify_instances(self.instance, &signal).await {
+            tracing::warn!(error = %e, ?signal, "could not signal the other escrowd instances");
         }
     }
 

@@ -136,10 +136,12 @@ pub(crate) trait InventoryRoles:
     + store::Push
     + store::Groups
     + store::Secrets
+    + store::Cluster
 {
 }
 impl<
     T: ?Sized
+        + store::Cluster
         + store::Inventory
         + store::Events
         + store::Commands

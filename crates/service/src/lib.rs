@@ -132,6 +132,7 @@ impl MdmService {
             agent_secret_ttl: self.agent_secret_ttl,
             renewal: &self.renewal,
             background: self,
+            instance: &self.instance,
         }
     }
 }
@@ -154,6 +155,8 @@ pub(crate) struct Scoped<'a, S: ?Sized = dyn store::Store> {
     renewal: &'a Option<Arc<renewal::RenewalSettings>>,
     /// Pushes in the background (with the whole service, which outlives the request).
     background: &'a dyn push::BackgroundPush,
+    /// This instance's name in signals to the others (`cluster`).
+    instance: &'a str,
 }
 
 impl<S: ?Sized> Scoped<'_, S> {

@@ -145,8 +145,8 @@ impl MdmService {
 }
 
 /// The store roles of this component (`Scoped` methods below).
-pub(crate) trait PushCertRoles: store::Secrets + store::Events {}
-impl<T: ?Sized + store::Secrets + store::Events> PushCertRoles for T {}
+pub(crate) trait PushCertRoles: store::Secrets + store::Events + store::Cluster {}
+impl<T: ?Sized + store::Secrets + store::Events + store::Cluster> PushCertRoles for T {}
 
 impl<S: ?Sized + PushCertRoles> Scoped<'_, S> {
     /// The upload workflow: read the identity, check it (key matches, in date, MDM topic), build the push

@@ -146,10 +146,12 @@ pub(crate) trait RenewalRoles:
     + store::Commands
     + store::Push
     + store::Admin
+    + store::Cluster
 {
 }
 impl<
     T: ?Sized
+        + store::Cluster
         + store::Renewals
         + store::Groups
         + store::Scep

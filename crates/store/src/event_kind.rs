@@ -364,7 +364,7 @@ mod tests {
             "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) \
              VALUES ('D', NULL, 'future.kind', 'success', 'd', 3000)",
         )
-        .execute(&store.pool)
+        .execute(&*store.pool)
         .await
         .unwrap();
         let all = store.events(&EventFilter::default()).await.unwrap();

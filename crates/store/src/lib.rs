@@ -40,6 +40,7 @@ pub use roles::{
     Admin, Agents, Cluster, Commands, Edge, Enrollments, Events, Groups, Inventory, Push, Renewals,
     Scep, Secrets, Tokens,
 };
+pub use sql::{BatchStats, DEFER_BOUND};
 pub use sqlite::SqliteStore;
 
 /// Everything escrowd persists: the sum of the [`roles`], implemented by [`SqliteStore`] and [`PgStore`].
@@ -70,6 +71,11 @@ pub trait Store:
 
     /// Close every connection (on SQLite this also checkpoints the WAL). Calls after this fail.
     async fn close(&self) {}
+
+    /// The group-commit writer's counters (SQLite), for metrics; `None` where writes are not batched.
+    fn write_batches(&self) -> Option<&BatchStats> {
+        None
+    }
 
     /// The connection pool right now (no I/O; for `GET /metrics`).
     fn pool_stats(&self) -> PoolStats;

@@ -30,7 +30,9 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool: crate::sql::Db::per_transaction(pool),
+        })
     }
 }
 

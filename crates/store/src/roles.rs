@@ -35,6 +35,11 @@ pub trait Enrollments: Send + Sync {
     async fn enrollment_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Enrollment>>;
     /// NotFound if the enrollment does not exist.
     async fn touch_last_seen(&self, id: &str, at: Millis) -> Result<()>;
+    /// Like [`Self::touch_last_seen`] for the hot path (Idle polls), but allowed to lag: on SQLite the write
+    /// joins the group-commit writer's next batch, at most [`crate::DEFER_BOUND`] later, and is flushed by
+    /// `close()`; several notes for one id before a flush cost one write. Never moves `last_seen_at`
+    /// backwards; an unknown id changes nothing (no error: the write may run after the call returned).
+    async fn note_last_seen(&self, id: &str, at: Millis) -> Result<()>;
     /// CheckOut: disable the device enrollment and its user channels, delete the Bootstrap Token (secret +
     /// metadata), delete their active queue entries, write `event`; one transaction. Returns whether a
     /// Bootstrap Token was deleted. An unknown device changes nothing but still records `event`.

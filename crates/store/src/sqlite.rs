@@ -54,7 +54,9 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool: crate::sql::Db::group_commit(pool),
+        })
     }
 }
 

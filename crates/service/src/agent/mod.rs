@@ -92,11 +92,17 @@ fn check_name(what: &str, v: &str) -> Result<(), ServiceError> {
 
 /// The store roles of this component (`Scoped` methods below).
 pub(crate) trait AgentRoles:
-    store::Agents + store::Enrollments + store::Events + store::Inventory + store::Commands
+    store::Agents
+    + store::Enrollments
+    + store::Events
+    + store::Inventory
+    + store::Commands
+    + store::Cluster
 {
 }
 impl<
     T: ?Sized
+        + store::Cluster
         + store::Agents
         + store::Enrollments
         + store::Events

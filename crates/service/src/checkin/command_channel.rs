@@ -32,7 +32,7 @@ pub(crate) enum ReportEffect {
 /// Report recording and command serving for a bound device.
 ///
 /// Store roles: Commands (`command`, `record_command_result`, `next_command`), Secrets (`sealed_secret`, for
-/// sealed command payloads), Enrollments (`backfill_cert_not_after`, `touch_last_seen`, `checkout`, user
+/// sealed command payloads), Enrollments (`backfill_cert_not_after`, `note_last_seen`, `checkout`, user
 /// channel lookups), Events.
 pub(crate) struct CommandChannel<'a, S: ?Sized = dyn store::Store> {
     store: &'a S,
@@ -78,7 +78,7 @@ impl<'a, S: ?Sized + ChannelRoles> CommandChannel<'a, S> {
             .channel_enrollment(device, &report.identity)
             .await?;
         self.store
-            .touch_last_seen(&enrollment.id, self.now())
+            .note_last_seen(&enrollment.id, self.now())
             .await?;
         Ok(enrollment)
     }

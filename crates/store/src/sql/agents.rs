@@ -9,7 +9,7 @@
 //! Over 500 lines on purpose: one concern (secrets, registrations, nonces, actions share the registration
 //! rules) whose role impl sits beside its queries.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, commands, events, query, query_as, query_scalar};
 use crate::{
@@ -115,7 +115,7 @@ const ACTION_SELECT: &str = "SELECT id, device_id, kind, params, sealed, status,
      created_at, updated_at, expires_at FROM agent_actions";
 
 pub(super) async fn create_secret<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     s: &AgentSecret,
     cmd: &NewCommand,
     sealed: &SealedSecret,
@@ -126,7 +126,7 @@ pub(super) async fn create_secret<DB: Backend>(
             "a registration secret names the InstallProfile command that carries it".into(),
         ));
     }
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let revoked = query::<DB>(
         "UPDATE agent_secrets SET revoked_at = $1 \
          WHERE device_id = $2 AND used_at IS NULL AND revoked_at IS NULL",
@@ -168,7 +168,7 @@ pub(super) async fn create_secret<DB: Backend>(
 }
 
 pub(super) async fn secret<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     secret_hash: &str,
 ) -> Result<Option<AgentSecret>> {
     let row: Option<SecretRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
@@ -181,7 +181,7 @@ pub(super) async fn secret<DB: Backend>(
 }
 
 pub(super) async fn secrets<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
 ) -> Result<Vec<AgentSecret>> {
     let rows: Vec<SecretRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
@@ -219,13 +219,13 @@ pub(super) async fn command_finished<DB: Backend>(
 }
 
 pub(super) async fn register<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     secret_hash: &str,
     reg: &AgentRegistration,
     replaces: Option<&str>,
     event: &NewEvent,
 ) -> Result<bool> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let claimed = query::<DB>(
         "UPDATE agent_secrets SET used_at = $1 \
          WHERE secret_hash = $2 AND device_id = $3 AND used_at IS NULL AND revoked_at IS NULL \
@@ -270,7 +270,7 @@ pub(super) async fn register<DB: Backend>(
 }
 
 pub(super) async fn get<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     agent_id: &str,
 ) -> Result<Option<AgentRegistration>> {
     let row: Option<RegistrationRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
@@ -283,7 +283,7 @@ pub(super) async fn get<DB: Backend>(
 }
 
 pub(super) async fn for_device<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
 ) -> Result<Option<AgentRegistration>> {
     let row: Option<RegistrationRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
@@ -295,7 +295,7 @@ pub(super) async fn for_device<DB: Backend>(
     Ok(row.map(AgentRegistration::from))
 }
 
-pub(super) async fn touch<DB: Backend>(pool: &Pool<DB>, agent_id: &str, at: Millis) -> Result<()> {
+pub(super) async fn touch<DB: Backend>(pool: &Db<DB>, agent_id: &str, at: Millis) -> Result<()> {
     let done = query::<DB>("UPDATE agent_registrations SET last_seen_at = $1 WHERE agent_id = $2")
         .bind(at)
         .bind(agent_id)
@@ -308,7 +308,7 @@ pub(super) async fn touch<DB: Backend>(pool: &Pool<DB>, agent_id: &str, at: Mill
 }
 
 pub(super) async fn claim_nonce<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     agent_id: &str,
     nonce: &str,
     at: Millis,
@@ -331,11 +331,11 @@ pub(super) async fn claim_nonce<DB: Backend>(
 }
 
 pub(super) async fn create_action<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     a: &AgentAction,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     query::<DB>(
         "INSERT INTO agent_actions (id, device_id, kind, params, sealed, status, reason, output, created_by, \
          created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -364,7 +364,7 @@ pub(super) async fn create_action<DB: Backend>(
     Ok(())
 }
 
-pub(super) async fn action<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Option<AgentAction>> {
+pub(super) async fn action<DB: Backend>(pool: &Db<DB>, id: &str) -> Result<Option<AgentAction>> {
     let row: Option<ActionRow> = query_as::<DB, _>(sqlx::AssertSqlSafe(format!(
         "{ACTION_SELECT} WHERE id = $1"
     )))
@@ -375,7 +375,7 @@ pub(super) async fn action<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Opt
 }
 
 pub(super) async fn list<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     limit: u32,
 ) -> Result<Vec<AgentAction>> {
@@ -389,7 +389,7 @@ pub(super) async fn list<DB: Backend>(
     rows.into_iter().map(AgentAction::try_from).collect()
 }
 
-pub(super) async fn expire<DB: Backend>(pool: &Pool<DB>, at: Millis) -> Result<u64> {
+pub(super) async fn expire<DB: Backend>(pool: &Db<DB>, at: Millis) -> Result<u64> {
     let done = query::<DB>(
         "UPDATE agent_actions SET status = 'expired', sealed = NULL, updated_at = $1, \
          reason = 'the agent did not finish it before it expired' \
@@ -402,12 +402,12 @@ pub(super) async fn expire<DB: Backend>(pool: &Pool<DB>, at: Millis) -> Result<u
 }
 
 pub(super) async fn deliver<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     at: Millis,
 ) -> Result<Vec<AgentAction>> {
     expire(pool, at).await?;
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     query::<DB>(
         "UPDATE agent_actions SET status = 'delivered', updated_at = $1 \
          WHERE device_id = $2 AND status = 'queued'",
@@ -428,7 +428,7 @@ pub(super) async fn deliver<DB: Backend>(
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn finish<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     id: &str,
     status: ActionStatus,
@@ -443,7 +443,7 @@ pub(super) async fn finish<DB: Backend>(
             status.as_str()
         )));
     }
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>(
         "UPDATE agent_actions SET status = $1, reason = $2, output = $3, sealed = NULL, updated_at = $4 \
          WHERE id = $5 AND device_id = $6 AND status IN ('queued', 'delivered')",

@@ -1,7 +1,7 @@
 //! Admin API keys. Guarantees: only the key's hash is stored; creating and revoking a key write their audit
 //! event in the same transaction.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, events, query, query_as};
 use crate::{
@@ -40,11 +40,11 @@ macro_rules! select_keys {
 }
 
 pub(super) async fn create<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     key: &ApiKey,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     query::<DB>(
         "INSERT INTO api_keys (id, name, scope, key_hash, created_at, revoked_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -66,10 +66,7 @@ pub(super) async fn create<DB: Backend>(
     Ok(())
 }
 
-pub(super) async fn by_hash<DB: Backend>(
-    pool: &Pool<DB>,
-    key_hash: &str,
-) -> Result<Option<ApiKey>> {
+pub(super) async fn by_hash<DB: Backend>(pool: &Db<DB>, key_hash: &str) -> Result<Option<ApiKey>> {
     let row: Option<ApiKeyRow> = query_as::<DB, _>(concat!(select_keys!(), " WHERE key_hash = $1"))
         .bind(key_hash)
         .fetch_optional(pool)
@@ -77,7 +74,7 @@ pub(super) async fn by_hash<DB: Backend>(
     row.map(ApiKey::try_from).transpose()
 }
 
-pub(super) async fn list<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<ApiKey>> {
+pub(super) async fn list<DB: Backend>(pool: &Db<DB>) -> Result<Vec<ApiKey>> {
     let rows: Vec<ApiKeyRow> =
         query_as::<DB, _>(concat!(select_keys!(), " ORDER BY created_at, id"))
             .fetch_all(pool)
@@ -86,12 +83,12 @@ pub(super) async fn list<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<ApiKey>> {
 }
 
 pub(super) async fn revoke<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done =
         query::<DB>("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(at)

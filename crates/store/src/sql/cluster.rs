@@ -6,18 +6,18 @@ use std::any::Any;
 
 use sqlx::{Pool, Postgres};
 
-use super::{Backend, SqlStore, enrollments, query};
+use super::{Backend, Db, SqlStore, enrollments, query};
 use crate::{Cluster, Millis, Result, Signal, SignalListener};
 
 pub(super) async fn claim_round<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     kind: &str,
     device_id: &str,
     now: Millis,
     until: Millis,
 ) -> Result<bool> {
-    let mut conn = pool.acquire().await?;
-    enrollments::ensure_exists::<DB>(&mut conn, device_id).await?;
+    let mut tx = pool.begin_write().await?;
+    enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
     // The update is conditional: of two concurrent claims the second waits for the first row and then finds
     // its claim still running (PostgreSQL re-checks the WHERE on the committed row; SQLite has one writer).
     let done = query::<DB>(
@@ -29,8 +29,9 @@ pub(super) async fn claim_round<DB: Backend>(
     .bind(device_id)
     .bind(until)
     .bind(now)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -5,7 +5,7 @@
 //! same transaction; that sealed payload is deleted in the transaction that finishes the command's last
 //! queued entry (a NotNow keeps it).
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, agents, enrollments, query, query_as, query_scalar};
 use crate::rows::{QueuedCommandRow, convert_all, count, page_limit};
@@ -33,7 +33,7 @@ macro_rules! finished {
 }
 
 pub(super) async fn enqueue<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_ids: &[String],
     cmd: &NewCommand,
     at: Millis,
@@ -48,7 +48,7 @@ pub(super) async fn enqueue<DB: Backend>(
     if ids.is_empty() {
         return Ok(());
     }
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     store_command::<DB>(&mut tx, cmd, at).await?;
     queue_for::<DB>(&mut tx, &ids, &cmd.uuid, at).await?;
     tx.commit().await?;
@@ -56,13 +56,13 @@ pub(super) async fn enqueue<DB: Backend>(
 }
 
 pub(super) async fn enqueue_sealed<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_ids: &[String],
     cmd: &NewCommand,
     sealed: &SealedSecret,
     at: Millis,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     insert_sealed::<DB>(&mut tx, enrollment_ids, cmd, sealed, at).await?;
     tx.commit().await?;
     Ok(())
@@ -257,7 +257,7 @@ pub(crate) const DELIVERY_CLAIM_MS: i64 = 60_000;
 
 /// The first active entry of `enrollment_id` (without NotNow ones when `skip_notnow`), claimed or not.
 pub(super) async fn next<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     skip_notnow: bool,
 ) -> Result<Option<QueuedCommand>> {
@@ -284,7 +284,7 @@ pub(super) async fn next<DB: Backend>(
 /// entry is read in the same transaction: concurrent polls on any instances never get one entry twice. SQLite
 /// serves one instance: [`next`].
 pub(super) async fn claim_next<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     skip_notnow: bool,
 ) -> Result<Option<QueuedCommand>> {
@@ -302,7 +302,7 @@ pub(super) async fn claim_next<DB: Backend>(
          WHERE enrollment_id = $1 AND (claimed_until IS NULL OR claimed_until <= {NOW}){notnow} \
          ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING seq"
     );
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let seq: Option<i64> = query_scalar::<DB, _>(sqlx::AssertSqlSafe(claim))
         .bind(enrollment_id)
         .bind(DELIVERY_CLAIM_MS)
@@ -323,14 +323,14 @@ pub(super) async fn claim_next<DB: Backend>(
 }
 
 pub(super) async fn record_result<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     uuid: &str,
     status: CommandStatus,
     result: &[u8],
     at: Millis,
 ) -> Result<ReportOutcome> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     // The write comes first so concurrent reports of one command serialise on its queue row.
     let recorded = if status.is_finished() {
         let moved: Option<(i64, i64)> = query_as::<DB, _>(
@@ -386,7 +386,7 @@ pub(super) async fn record_result<DB: Backend>(
 }
 
 pub(super) async fn get<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     uuid: &str,
 ) -> Result<Option<QueuedCommand>> {
@@ -404,7 +404,7 @@ pub(super) async fn get<DB: Backend>(
 }
 
 pub(super) async fn history<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     limit: u32,
 ) -> Result<Vec<QueuedCommand>> {
@@ -421,7 +421,7 @@ pub(super) async fn history<DB: Backend>(
     convert_all(rows)
 }
 
-pub(super) async fn depth<DB: Backend>(pool: &Pool<DB>) -> Result<QueueDepth> {
+pub(super) async fn depth<DB: Backend>(pool: &Db<DB>) -> Result<QueueDepth> {
     let rows: Vec<(String, i64)> =
         query_as::<DB, _>("SELECT status, COUNT(*) FROM command_queue GROUP BY status")
             .fetch_all(pool)
@@ -441,7 +441,7 @@ pub(super) async fn depth<DB: Backend>(pool: &Pool<DB>) -> Result<QueueDepth> {
     Ok(depth)
 }
 
-pub(super) async fn active_len<DB: Backend>(pool: &Pool<DB>, enrollment_id: &str) -> Result<u64> {
+pub(super) async fn active_len<DB: Backend>(pool: &Db<DB>, enrollment_id: &str) -> Result<u64> {
     let n: i64 =
         query_scalar::<DB, _>("SELECT COUNT(*) FROM command_queue WHERE enrollment_id = $1")
             .bind(enrollment_id)

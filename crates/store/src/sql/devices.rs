@@ -2,7 +2,7 @@
 //! filtered, paged device list. Guarantees: never selects the sealed token; `can_escrow` is the SQL twin of
 //! `service::status::unsupported_reason`; filters are bound parameters; pages are ordered by device id.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, QueryBuilder, inventory};
 use crate::rows::{EnrollmentRow, count, page_limit};
@@ -146,7 +146,7 @@ impl TryFrom<ViewRow> for DeviceRecord {
 
 /// One device-channel enrollment as the admin views show it (one query); None if unknown or a user channel.
 pub(super) async fn record<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
 ) -> Result<Option<DeviceRecord>> {
     let mut q = QueryBuilder::<DB>::new(VIEW_SELECT);
@@ -167,7 +167,7 @@ pub(super) async fn record<DB: Backend>(
 /// inventory and token and then sorted: 106 ms for the first page of 10,000 devices in the ignored
 /// `device_list_at_scale` test, 21 ms now (it sorts the ids alone); with statistics both shapes take 1-3 ms.
 pub(super) async fn list<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     f: &DeviceFilter,
 ) -> Result<Vec<DeviceRecord>> {
     let mut q = QueryBuilder::<DB>::new(VIEW_SELECT);

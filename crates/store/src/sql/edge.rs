@@ -3,7 +3,7 @@
 //! and detail latest; detail capped), then rows of buckets before `forget_before` are deleted and only the
 //! `keep_at_most` most recently seen rows are kept.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, QueryBuilder, SqlStore, query};
 use crate::rows::page_limit;
@@ -12,12 +12,12 @@ use crate::{
 };
 
 pub(super) async fn add<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     counts: &[AuthFailureCount],
     forget_before: Millis,
     keep_at_most: u32,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     for c in counts {
         query::<DB>(
             "INSERT INTO auth_failures (kind, source, bucket, count, first_at, last_at, detail) \
@@ -59,7 +59,7 @@ pub(super) async fn add<DB: Backend>(
 }
 
 pub(super) async fn list<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     f: &AuthFailureFilter,
 ) -> Result<Vec<AuthFailureCount>> {
     let mut q = QueryBuilder::<DB>::new(

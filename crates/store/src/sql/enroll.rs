@@ -3,9 +3,9 @@
 //! conditional UPDATE decides, so concurrent redeemers never exceed `max_uses`); a challenge is consumed at
 //! most once (one conditional UPDATE decides); a certificate binds to one device, first Authenticate wins.
 
-use sqlx::Pool;
+use super::Db;
 
-use super::{Backend, SqlStore, Tx, events, query, query_as, query_scalar};
+use super::{Backend, SqlStore, events, query, query_as, query_scalar};
 use crate::{
     EnrollmentToken, IssuedCertificate, IssuedProof, Millis, NewEvent, Result, Scep, ScepChallenge,
     StoreError, TokenRefusal,
@@ -48,11 +48,11 @@ macro_rules! select_tokens {
 }
 
 pub(super) async fn create_token<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     t: &EnrollmentToken,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let group: Option<String> = query_scalar::<DB, _>("SELECT id FROM device_groups WHERE id = $1")
         .bind(&t.group_id)
         .fetch_optional(&mut *tx)
@@ -87,10 +87,7 @@ pub(super) async fn create_token<DB: Backend>(
     Ok(())
 }
 
-pub(super) async fn token<DB: Backend>(
-    pool: &Pool<DB>,
-    id: &str,
-) -> Result<Option<EnrollmentToken>> {
+pub(super) async fn token<DB: Backend>(pool: &Db<DB>, id: &str) -> Result<Option<EnrollmentToken>> {
     let row: Option<TokenRow> = query_as::<DB, _>(concat!(select_tokens!(), " WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -98,7 +95,7 @@ pub(super) async fn token<DB: Backend>(
     Ok(row.map(Into::into))
 }
 
-pub(super) async fn list_tokens<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<EnrollmentToken>> {
+pub(super) async fn list_tokens<DB: Backend>(pool: &Db<DB>) -> Result<Vec<EnrollmentToken>> {
     let rows: Vec<TokenRow> =
         query_as::<DB, _>(concat!(select_tokens!(), " ORDER BY created_at, id"))
             .fetch_all(pool)
@@ -107,12 +104,12 @@ pub(super) async fn list_tokens<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<Enro
 }
 
 pub(super) async fn revoke_token<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>(
         "UPDATE enrollment_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
     )
@@ -131,13 +128,13 @@ pub(super) async fn revoke_token<DB: Backend>(
 }
 
 pub(super) async fn redeem_token<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     token_hash: &str,
     at: Millis,
     challenge: &ScepChallenge,
     event: &NewEvent,
 ) -> Result<std::result::Result<EnrollmentToken, TokenRefusal>> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>(
         "UPDATE enrollment_tokens SET uses = uses + 1 \
          WHERE token_hash = $1 AND revoked_at IS NULL \
@@ -184,14 +181,14 @@ pub(super) async fn redeem_token<DB: Backend>(
 }
 
 /// Stores a challenge minted outside `/enroll` (identity renewal: `device_id` set).
-pub(super) async fn put_challenge<DB: Backend>(pool: &Pool<DB>, c: &ScepChallenge) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+pub(super) async fn put_challenge<DB: Backend>(pool: &Db<DB>, c: &ScepChallenge) -> Result<()> {
+    let mut tx = pool.begin_write().await?;
     insert_challenge::<DB>(&mut tx, c).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn insert_challenge<DB: Backend>(tx: &mut Tx<DB>, c: &ScepChallenge) -> Result<()> {
+async fn insert_challenge<DB: Backend>(tx: &mut DB::Connection, c: &ScepChallenge) -> Result<()> {
     query::<DB>(
         "INSERT INTO scep_challenges \
          (challenge_hash, token_id, group_id, created_at, expires_at, used_at, device_id) \
@@ -204,7 +201,7 @@ async fn insert_challenge<DB: Backend>(tx: &mut Tx<DB>, c: &ScepChallenge) -> Re
     .bind(c.expires_at)
     .bind(c.used_at)
     .bind(&c.device_id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -221,11 +218,11 @@ struct ChallengeRow {
 }
 
 pub(super) async fn consume_challenge<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     challenge_hash: &str,
     at: Millis,
 ) -> Result<Option<ScepChallenge>> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>(
         "UPDATE scep_challenges SET used_at = $1 \
          WHERE challenge_hash = $2 AND used_at IS NULL AND expires_at > $1",
@@ -261,10 +258,7 @@ pub(super) async fn consume_challenge<DB: Backend>(
     }))
 }
 
-pub(super) async fn record_issued<DB: Backend>(
-    pool: &Pool<DB>,
-    c: &IssuedCertificate,
-) -> Result<()> {
+pub(super) async fn record_issued<DB: Backend>(pool: &Db<DB>, c: &IssuedCertificate) -> Result<()> {
     query::<DB>(
         "INSERT INTO issued_certificates (fingerprint, device_id, group_id, token_id, issued_at, proof) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -298,7 +292,7 @@ struct IssuedRow {
 }
 
 pub(super) async fn issued<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     fingerprint: &str,
 ) -> Result<Option<IssuedCertificate>> {
     let r: Option<IssuedRow> = query_as::<DB, _>(
@@ -326,7 +320,7 @@ pub(super) async fn issued<DB: Backend>(
 }
 
 pub(super) async fn bind_issued<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     fingerprint: &str,
     device_id: &str,
 ) -> Result<Option<IssuedCertificate>> {

@@ -2,7 +2,7 @@
 //! enrollment (checked in the transaction and by a unique index); CheckOut disables, deletes the token and
 //! empties the queue in one transaction with its event, and never deletes events.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, events, groups, query, query_as, query_scalar, tokens};
 use crate::rows::{EnrollmentRow, count, enrollment_columns};
@@ -37,11 +37,11 @@ macro_rules! device_and_users {
 }
 
 pub(super) async fn upsert<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     e: &Enrollment,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     upsert_in::<DB>(&mut tx, e).await?;
     events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
@@ -103,7 +103,7 @@ async fn upsert_in<DB: Backend>(tx: &mut DB::Connection, e: &Enrollment) -> Resu
     Ok(())
 }
 
-pub(super) async fn get<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Option<Enrollment>> {
+pub(super) async fn get<DB: Backend>(pool: &Db<DB>, id: &str) -> Result<Option<Enrollment>> {
     let row: Option<EnrollmentRow> = query_as::<DB, _>(concat!(
         "SELECT ",
         enrollment_columns!(),
@@ -116,7 +116,7 @@ pub(super) async fn get<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Option
 }
 
 pub(super) async fn by_fingerprint<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     fingerprint: &str,
 ) -> Result<Option<Enrollment>> {
     let row: Option<EnrollmentRow> = query_as::<DB, _>(concat!(
@@ -143,7 +143,7 @@ pub(super) async fn ensure_exists<DB: Backend>(conn: &mut DB::Connection, id: &s
 }
 
 pub(super) async fn touch_last_seen<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     id: &str,
     at: Millis,
 ) -> Result<()> {
@@ -158,13 +158,33 @@ pub(super) async fn touch_last_seen<DB: Backend>(
     Ok(())
 }
 
+pub(super) async fn note_last_seen<DB: Backend>(pool: &Db<DB>, id: &str, at: Millis) -> Result<()> {
+    let owned = id.to_string();
+    pool.defer(
+        format!("last_seen:{id}"),
+        Box::new(move |conn| {
+            Box::pin(async move {
+                query::<DB>(
+                    "UPDATE enrollments SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
+                )
+                .bind(at)
+                .bind(&owned)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        }),
+    )
+    .await
+}
+
 pub(super) async fn checkout<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<bool> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     query::<DB>(
         "UPDATE enrollments SET enabled = FALSE, updated_at = $2 WHERE id = $1 OR device_id = $1",
     )
@@ -200,7 +220,7 @@ pub(super) async fn checkout<DB: Backend>(
     Ok(metadata.rows_affected() + secrets.rows_affected() > 0)
 }
 
-pub(super) async fn count_all<DB: Backend>(pool: &Pool<DB>) -> Result<u64> {
+pub(super) async fn count_all<DB: Backend>(pool: &Db<DB>) -> Result<u64> {
     let n: i64 = query_scalar::<DB, _>("SELECT COUNT(*) FROM enrollments")
         .fetch_one(pool)
         .await?;
@@ -209,7 +229,7 @@ pub(super) async fn count_all<DB: Backend>(pool: &Pool<DB>) -> Result<u64> {
 
 /// Records (or refreshes) pending identity `pending` and marks the Mac it claims as claimed, in one transaction.
 pub(super) async fn put_pending<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     pending: &Enrollment,
     event: &NewEvent,
 ) -> Result<()> {
@@ -219,7 +239,7 @@ pub(super) async fn put_pending<DB: Backend>(
             pending.id
         )));
     };
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     ensure_exists::<DB>(&mut tx, device_id).await?;
     upsert_in::<DB>(&mut tx, pending).await?;
     query::<DB>("UPDATE enrollments SET has_pending = TRUE WHERE id = $1")
@@ -233,7 +253,7 @@ pub(super) async fn put_pending<DB: Backend>(
 
 /// The pending identities claiming `device_id` (refused ones too), oldest first.
 pub(super) async fn pending<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
 ) -> Result<Vec<Enrollment>> {
     let rows: Vec<EnrollmentRow> = query_as::<DB, _>(concat!(
@@ -250,12 +270,12 @@ pub(super) async fn pending<DB: Backend>(
 /// The bound certificate checked in again: every enabled pending identity of `device_id` is refused from now
 /// on. Returns how many were; the event is written only when there were some.
 pub(super) async fn refuse_pending<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<u64> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     // The Mac's row first: it is the lock `put_pending` also takes, so on PostgreSQL (READ COMMITTED) a claim
     // committing meanwhile is either seen by the UPDATE below (it held the lock first) or sets `has_pending`
     // again after this commits -- never a live pending identity with `has_pending` cleared.
@@ -314,11 +334,11 @@ async fn delete_enrollment_in<DB: Backend>(conn: &mut DB::Connection, id: &str) 
 /// A new enrollment of a UDID whose previous one ended (or never was): writes `e` and forgets any pending
 /// identities of that UDID, in one transaction.
 pub(super) async fn enroll_fresh<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     e: &Enrollment,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     // The new row may be the certificate of a former pending identity: free its fingerprint first.
     drop_pending_in::<DB>(&mut tx, &e.id).await?;
     upsert_in::<DB>(&mut tx, e).await?;
@@ -331,13 +351,13 @@ pub(super) async fn enroll_fresh<DB: Backend>(
 /// pending row (its queue, its secrets) is deleted, `device` (already carrying the pending certificate and push
 /// token) is written, and `token` — the pending identity's own token resealed for the device — is stored.
 pub(super) async fn promote_pending<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device: &Enrollment,
     pending_id: &str,
     token: Option<&BootstrapTokenRecord>,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let found: Option<String> =
         query_scalar::<DB, _>("SELECT pending_for FROM enrollments WHERE id = $1")
             .bind(pending_id)
@@ -377,13 +397,13 @@ pub(super) async fn promote_pending<DB: Backend>(
 /// Sets or lifts an admin's block on device `device_id`; with `clear_token` the escrowed token is deleted too.
 /// Returns whether a token was deleted.
 pub(super) async fn set_blocked<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     blocked_at: Option<Millis>,
     clear_token: bool,
     event: &NewEvent,
 ) -> Result<bool> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>(
         "UPDATE enrollments SET blocked_at = $2 WHERE id = $1 AND channel = 'device' AND pending_for IS NULL",
     )
@@ -416,6 +436,10 @@ impl<DB: Backend> Enrollments for SqlStore<DB> {
 
     async fn touch_last_seen(&self, id: &str, at: Millis) -> Result<()> {
         touch_last_seen(&self.pool, id, at).await
+    }
+
+    async fn note_last_seen(&self, id: &str, at: Millis) -> Result<()> {
+        note_last_seen(&self.pool, id, at).await
     }
 
     async fn checkout(&self, device_id: &str, at: Millis, event: &NewEvent) -> Result<bool> {

@@ -1,7 +1,7 @@
 //! Audit events. Guarantees: events are only ever appended; listing is newest first, filtered with bound
 //! parameters, at most 1000 per page.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, QueryBuilder, SqlStore, query};
 use crate::rows::{EventRow, convert_all, page_limit};
@@ -23,12 +23,13 @@ pub(super) async fn insert<DB: Backend>(conn: &mut DB::Connection, e: &NewEvent)
     Ok(())
 }
 
-pub(super) async fn record<DB: Backend>(pool: &Pool<DB>, e: &NewEvent) -> Result<()> {
-    let mut conn = pool.acquire().await?;
-    insert::<DB>(&mut conn, e).await
+pub(super) async fn record<DB: Backend>(pool: &Db<DB>, e: &NewEvent) -> Result<()> {
+    let mut tx = pool.begin_write().await?;
+    insert::<DB>(&mut tx, e).await?;
+    tx.commit().await
 }
 
-pub(super) async fn list<DB: Backend>(pool: &Pool<DB>, f: &EventFilter) -> Result<Vec<Event>> {
+pub(super) async fn list<DB: Backend>(pool: &Db<DB>, f: &EventFilter) -> Result<Vec<Event>> {
     let mut q = QueryBuilder::<DB>::new(
         "SELECT id, subject, enrollment_id, kind, outcome, detail, at FROM events WHERE 1 = 1",
     );

@@ -1,7 +1,7 @@
 //! Groups of enrollments. Guarantees: group ids and names are unique (Conflict otherwise); an enrollment only
 //! ever points at an existing group.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, enrollments, query, query_as, query_scalar};
 use crate::rows::GroupRow;
@@ -23,7 +23,7 @@ fn unique_as_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> Store
     }
 }
 
-pub(super) async fn create<DB: Backend>(pool: &Pool<DB>, g: &Group) -> Result<()> {
+pub(super) async fn create<DB: Backend>(pool: &Db<DB>, g: &Group) -> Result<()> {
     query::<DB>(
         "INSERT INTO device_groups (id, name, bootstrap_escrow_enabled, \
          prompt_user_to_allow_bootstrap_token_for_authentication, created_at, updated_at) \
@@ -48,7 +48,7 @@ pub(super) async fn create<DB: Backend>(pool: &Pool<DB>, g: &Group) -> Result<()
     Ok(())
 }
 
-pub(super) async fn update<DB: Backend>(pool: &Pool<DB>, g: &Group) -> Result<()> {
+pub(super) async fn update<DB: Backend>(pool: &Db<DB>, g: &Group) -> Result<()> {
     let done = query::<DB>(
         "UPDATE device_groups SET name = $1, bootstrap_escrow_enabled = $2, \
          prompt_user_to_allow_bootstrap_token_for_authentication = $3, updated_at = $4 WHERE id = $5",
@@ -67,7 +67,7 @@ pub(super) async fn update<DB: Backend>(pool: &Pool<DB>, g: &Group) -> Result<()
     Ok(())
 }
 
-pub(super) async fn get<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Option<Group>> {
+pub(super) async fn get<DB: Backend>(pool: &Db<DB>, id: &str) -> Result<Option<Group>> {
     let row: Option<GroupRow> = query_as::<DB, _>(concat!(select_groups!(), " WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -75,7 +75,7 @@ pub(super) async fn get<DB: Backend>(pool: &Pool<DB>, id: &str) -> Result<Option
     Ok(row.map(Group::from))
 }
 
-pub(super) async fn by_name<DB: Backend>(pool: &Pool<DB>, name: &str) -> Result<Option<Group>> {
+pub(super) async fn by_name<DB: Backend>(pool: &Db<DB>, name: &str) -> Result<Option<Group>> {
     let row: Option<GroupRow> = query_as::<DB, _>(concat!(select_groups!(), " WHERE name = $1"))
         .bind(name)
         .fetch_optional(pool)
@@ -83,7 +83,7 @@ pub(super) async fn by_name<DB: Backend>(pool: &Pool<DB>, name: &str) -> Result<
     Ok(row.map(Group::from))
 }
 
-pub(super) async fn list<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<Group>> {
+pub(super) async fn list<DB: Backend>(pool: &Db<DB>) -> Result<Vec<Group>> {
     let rows: Vec<GroupRow> = query_as::<DB, _>(concat!(select_groups!(), " ORDER BY name, id"))
         .fetch_all(pool)
         .await?;
@@ -103,11 +103,11 @@ pub(super) async fn ensure_exists<DB: Backend>(conn: &mut DB::Connection, id: &s
 }
 
 pub(super) async fn set_enrollment_group<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     group_id: Option<&str>,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     enrollments::ensure_exists::<DB>(&mut tx, enrollment_id).await?;
     if let Some(group_id) = group_id {
         ensure_exists::<DB>(&mut tx, group_id).await?;
@@ -123,11 +123,11 @@ pub(super) async fn set_enrollment_group<DB: Backend>(
 
 /// Delete a group (its members keep their enrollment, without a group) and write `event`, one transaction.
 pub(super) async fn delete<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     id: &str,
     event: &crate::NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     query::<DB>("UPDATE enrollments SET group_id = NULL WHERE group_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -151,7 +151,7 @@ pub(super) async fn delete<DB: Backend>(
 
 /// A group's managed-admin settings, if any.
 pub(super) async fn account_settings<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     group_id: &str,
 ) -> Result<Option<crate::GroupAccountSettings>> {
     let row: Option<crate::rows::GroupAccountSettingsRow> = query_as::<DB, _>(
@@ -168,11 +168,11 @@ pub(super) async fn account_settings<DB: Backend>(
 /// Set (insert or replace) a group's managed-admin settings and write `event`, one transaction; NotFound
 /// unless the group exists.
 pub(super) async fn put_account_settings<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     s: &crate::GroupAccountSettings,
     event: &crate::NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     ensure_exists::<DB>(&mut tx, &s.group_id).await?;
     query::<DB>(
         "INSERT INTO group_account_settings (group_id, admin_short_name, admin_full_name, admin_hidden, \
@@ -206,11 +206,11 @@ pub(super) async fn put_account_settings<DB: Backend>(
 
 /// Remove a group's managed-admin settings; writes `event` only when there were some. Whether a row went.
 pub(super) async fn delete_account_settings<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     group_id: &str,
     event: &crate::NewEvent,
 ) -> Result<bool> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>("DELETE FROM group_account_settings WHERE group_id = $1")
         .bind(group_id)
         .execute(&mut *tx)

@@ -4,7 +4,7 @@
 //! leaves the other source's rows alone; inventory only exists for an existing enrollment (NotFound
 //! otherwise).
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, enrollments, query, query_as};
 use crate::{
@@ -13,11 +13,11 @@ use crate::{
 };
 
 pub(super) async fn put_device<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     f: &DeviceFacts,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
     query::<DB>(
         "INSERT INTO device_inventory (device_id, os_version, os_version_num, build_version, model, model_name, \
@@ -50,11 +50,11 @@ pub(super) async fn put_device<DB: Backend>(
 }
 
 pub(super) async fn put_security<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     f: &SecurityFacts,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
     query::<DB>(
         "INSERT INTO device_inventory (device_id, filevault_enabled, bt_allowed_for_authentication, \
@@ -142,7 +142,7 @@ impl From<InventoryRow> for DeviceInventory {
 }
 
 pub(super) async fn get<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
 ) -> Result<Option<DeviceInventory>> {
     let row: Option<InventoryRow> = query_as::<DB, _>(
@@ -201,7 +201,7 @@ impl TryFrom<UserRow> for DeviceUser {
 }
 
 pub(super) async fn replace_users<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     source: FactSource,
     users: &[DeviceUser],
@@ -215,7 +215,7 @@ pub(super) async fn replace_users<DB: Backend>(
             u.user_key
         )));
     }
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
     query::<DB>("DELETE FROM device_users WHERE device_id = $1 AND source = $2")
         .bind(device_id)
@@ -256,10 +256,7 @@ pub(super) async fn replace_users<DB: Backend>(
     Ok(())
 }
 
-pub(super) async fn users<DB: Backend>(
-    pool: &Pool<DB>,
-    device_id: &str,
-) -> Result<Vec<DeviceUser>> {
+pub(super) async fn users<DB: Backend>(pool: &Db<DB>, device_id: &str) -> Result<Vec<DeviceUser>> {
     let rows: Vec<UserRow> = query_as::<DB, _>(
         "SELECT device_id, source, user_key, short_name, full_name, uid, guid, has_secure_token, \
          mobile_account, is_logged_in, is_admin, filevault_enabled, volume_owner, managed_admin, observed_at \

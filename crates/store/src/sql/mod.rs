@@ -22,6 +22,10 @@ mod scep;
 mod schedule;
 mod secrets;
 mod tokens;
+mod writer;
+
+pub(crate) use writer::Db;
+pub use writer::{BatchStats, DEFER_BOUND};
 
 use std::fmt::{self, Display, Write as _};
 use std::future::Future;
@@ -39,7 +43,7 @@ pub(crate) type Tx<DB> = sqlx::Transaction<'static, DB>;
 
 /// A store in one database of backend `DB`: [`crate::SqliteStore`] or [`crate::PgStore`].
 pub struct SqlStore<DB: Database> {
-    pub(crate) pool: Pool<DB>,
+    pub(crate) pool: Db<DB>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -52,7 +56,9 @@ impl<DB: Database> Clone for SqlStore<DB> {
 
 impl<DB: Backend> fmt::Debug for SqlStore<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(DB::STORE).field("pool", &self.pool).finish()
+        f.debug_struct(DB::STORE)
+            .field("pool", &*self.pool)
+            .finish()
     }
 }
 
@@ -60,6 +66,14 @@ impl<DB: Backend> fmt::Debug for SqlStore<DB> {
 impl<DB: Backend> Store for SqlStore<DB> {
     fn backend(&self) -> &'static str {
         DB::BACKEND
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn write_batches(&self) -> Option<&BatchStats> {
+        self.pool.stats()
     }
 
     fn pool_stats(&self) -> crate::PoolStats {
@@ -134,6 +148,9 @@ impl<T> Row for T where
 pub(crate) enum On<'c, DB: Database> {
     Conn(&'c mut DB::Connection),
     Pool(&'c Pool<DB>),
+    /// A store's handle: reads on the pool, a write statement as its own write transaction (on SQLite a job
+    /// of the group-commit writer).
+    Db(&'c Db<DB>),
 }
 
 /// Anything a statement can run on: `&mut *tx`, `&mut *conn`, `conn`, or `pool`.
@@ -151,6 +168,11 @@ impl<'c, DB: Database> Exec<'c, DB> for &'c Pool<DB> {
     fn on(self) -> On<'c, DB> {
         On::Pool(self)
     }
+}
+
+/// A store error where a statement's sqlx error is expected (the writer's own failures carry their message).
+fn store_to_sqlx(e: crate::StoreError) -> sqlx::Error {
+    sqlx::Error::Protocol(e.to_string())
 }
 
 /// The outcome of a statement.
@@ -223,6 +245,16 @@ impl<DB: Backend> Query<DB> {
                 let mut conn = pool.acquire().await?;
                 DB::execute(&mut *conn, self.sql, args).await?
             }
+            On::Db(db) if !db.batched() => {
+                let mut conn = db.pool.acquire().await?;
+                DB::execute(&mut *conn, self.sql, args).await?
+            }
+            On::Db(db) => {
+                let mut tx = db.begin_write().await.map_err(store_to_sqlx)?;
+                let n = DB::execute(&mut *tx, self.sql, args).await?;
+                tx.commit().await.map_err(store_to_sqlx)?;
+                n
+            }
         };
         Ok(Done(n))
     }
@@ -231,7 +263,7 @@ impl<DB: Backend> Query<DB> {
         let args = self.args.map_err(sqlx::Error::Encode)?;
         match on.on() {
             On::Conn(conn) => DB::fetch_all(conn, self.sql, args).await,
-            On::Pool(pool) => {
+            On::Pool(pool) | On::Db(Db { pool, .. }) => {
                 let mut conn = pool.acquire().await?;
                 DB::fetch_all(&mut *conn, self.sql, args).await
             }
@@ -242,7 +274,7 @@ impl<DB: Backend> Query<DB> {
         let args = self.args.map_err(sqlx::Error::Encode)?;
         match on.on() {
             On::Conn(conn) => DB::fetch_optional(conn, self.sql, args).await,
-            On::Pool(pool) => {
+            On::Pool(pool) | On::Db(Db { pool, .. }) => {
                 let mut conn = pool.acquire().await?;
                 DB::fetch_optional(&mut *conn, self.sql, args).await
             }

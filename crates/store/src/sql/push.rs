@@ -2,20 +2,20 @@
 //! APNs refused (a TokenUpdate that arrived meanwhile wins), and is written in one transaction with its
 //! event.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, events, query, query_as};
 use crate::{Millis, NewEvent, Push, PushInvalid, Result};
 
 pub(super) async fn mark_invalid<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     token: &[u8],
     reason: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<bool> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>(
         "UPDATE enrollments SET push_invalid_at = $1, push_invalid_reason = $2 \
          WHERE id = $3 AND push_token = $4",
@@ -34,10 +34,7 @@ pub(super) async fn mark_invalid<DB: Backend>(
     Ok(true)
 }
 
-pub(super) async fn clear_invalid<DB: Backend>(
-    pool: &Pool<DB>,
-    enrollment_id: &str,
-) -> Result<bool> {
+pub(super) async fn clear_invalid<DB: Backend>(pool: &Db<DB>, enrollment_id: &str) -> Result<bool> {
     let done = query::<DB>(
         "UPDATE enrollments SET push_invalid_at = NULL, push_invalid_reason = NULL \
          WHERE id = $1 AND push_invalid_at IS NOT NULL",
@@ -49,7 +46,7 @@ pub(super) async fn clear_invalid<DB: Backend>(
 }
 
 pub(super) async fn invalid<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
 ) -> Result<Option<PushInvalid>> {
     let row: Option<(Option<i64>, Option<String>)> = query_as::<DB, _>(

@@ -4,18 +4,18 @@
 //! (none recorded, or its challenge expired); due Macs come soonest expiry first, then by id, at most one
 //! page.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, events, query, query_as, query_scalar};
 use crate::rows::{EnrollmentRow, convert_all, enrollment_columns, page_limit};
 use crate::{Enrollment, IdentityRenewal, Millis, NewEvent, Renewals, Result, StoreError};
 
 pub(super) async fn put<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     r: &IdentityRenewal,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let device: Option<String> = query_scalar::<DB, _>(
         "SELECT id FROM enrollments WHERE id = $1 AND channel = 'device' AND pending_for IS NULL",
     )
@@ -55,7 +55,7 @@ struct RenewalRow {
 }
 
 pub(super) async fn get<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
 ) -> Result<Option<IdentityRenewal>> {
     let row: Option<RenewalRow> = query_as::<DB, _>(
@@ -74,7 +74,7 @@ pub(super) async fn get<DB: Backend>(
     }))
 }
 
-pub(super) async fn clear<DB: Backend>(pool: &Pool<DB>, device_id: &str) -> Result<bool> {
+pub(super) async fn clear<DB: Backend>(pool: &Db<DB>, device_id: &str) -> Result<bool> {
     let done = query::<DB>("DELETE FROM identity_renewals WHERE device_id = $1")
         .bind(device_id)
         .execute(pool)
@@ -83,7 +83,7 @@ pub(super) async fn clear<DB: Backend>(pool: &Pool<DB>, device_id: &str) -> Resu
 }
 
 pub(super) async fn due<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     expiring_by: Millis,
     at: Millis,
     limit: u32,
@@ -107,7 +107,7 @@ pub(super) async fn due<DB: Backend>(
 }
 
 pub(super) async fn backfill_not_after<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     fingerprint: &str,
     not_after: Millis,

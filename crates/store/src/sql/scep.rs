@@ -2,13 +2,13 @@
 //! concurrent claimers (one INSERT decides); at most about `keep_at_most` nonces are remembered (the oldest
 //! are forgotten first), so the table stays bounded whatever arrives.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, query};
 use crate::{Millis, Result};
 
 pub(super) async fn claim_nonce<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     nonce: &str,
     transaction_id: &str,
     at: Millis,

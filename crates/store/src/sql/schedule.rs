@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, QueryBuilder, enrollments, query, query_scalar};
 use crate::rows::page_limit;
 use crate::{InventoryDue, Millis, Result};
 
 pub(super) async fn due<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     requested_before: Millis,
     request_types: &[String],
     limit: u32,
@@ -78,7 +78,7 @@ pub(super) async fn due<DB: Backend>(
 }
 
 pub(super) async fn mark_requested<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     at: Millis,
 ) -> Result<()> {
@@ -96,7 +96,7 @@ pub(super) async fn mark_requested<DB: Backend>(
 }
 
 pub(super) async fn requested_at<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
 ) -> Result<Option<Millis>> {
     let at: Option<Millis> =
@@ -108,7 +108,7 @@ pub(super) async fn requested_at<DB: Backend>(
 }
 
 pub(super) async fn active_request_types<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
 ) -> Result<Vec<String>> {
     let types: Vec<String> = query_scalar::<DB, _>(
@@ -124,7 +124,7 @@ pub(super) async fn active_request_types<DB: Backend>(
 /// Record `now` as the device's UserList refresh unless one was recorded at or after `not_since`; true when
 /// recorded. One statement (an upsert whose update is conditional), so two processes cannot both win.
 pub(super) async fn claim_user_list_refresh<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     device_id: &str,
     now: Millis,
     not_since: Millis,

@@ -2,14 +2,14 @@
 //! field) order; a rewrap only lands if the blob is still the one the rewrapper read (compare-and-swap in one
 //! statement).
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, query, query_as};
 use crate::rows::{SealedSecretRow, count, page_limit};
 use crate::{Millis, Result, SealedSecret, Secrets};
 
 pub(super) async fn page<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     after: Option<(&str, &str)>,
     limit: u32,
 ) -> Result<Vec<SealedSecret>> {
@@ -39,7 +39,7 @@ pub(super) async fn page<DB: Backend>(
 }
 
 pub(super) async fn replace<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     owner: &str,
     field: &str,
     expected_blob: &[u8],
@@ -62,7 +62,7 @@ pub(super) async fn replace<DB: Backend>(
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn key_counts<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<(String, u64)>> {
+pub(super) async fn key_counts<DB: Backend>(pool: &Db<DB>) -> Result<Vec<(String, u64)>> {
     let rows: Vec<(String, i64)> = query_as::<DB, _>(
         "SELECT key_id, COUNT(*) FROM sealed_secrets GROUP BY key_id ORDER BY key_id",
     )
@@ -73,7 +73,7 @@ pub(super) async fn key_counts<DB: Backend>(pool: &Pool<DB>) -> Result<Vec<(Stri
         .collect()
 }
 
-pub(super) async fn put<DB: Backend>(pool: &Pool<DB>, s: &SealedSecret) -> Result<()> {
+pub(super) async fn put<DB: Backend>(pool: &Db<DB>, s: &SealedSecret) -> Result<()> {
     if s.field == crate::BOOTSTRAP_TOKEN_FIELD {
         return Err(crate::StoreError::Conflict(
             "Bootstrap Tokens are written with put_bootstrap_token (secret and metadata together)"
@@ -101,7 +101,7 @@ pub(super) async fn put<DB: Backend>(pool: &Pool<DB>, s: &SealedSecret) -> Resul
 }
 
 pub(super) async fn get<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     owner: &str,
     field: &str,
 ) -> Result<Option<SealedSecret>> {

@@ -2,7 +2,7 @@
 //! field = `bootstrap_token`) are written and deleted together in one transaction with the caller's event; a
 //! token is only stored for an existing enrollment, under its own owner and field.
 
-use sqlx::Pool;
+use super::Db;
 
 use super::{Backend, SqlStore, enrollments, events, query, query_as};
 use crate::rows::BootstrapTokenRow;
@@ -11,7 +11,7 @@ use crate::{
 };
 
 pub(super) async fn put<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     rec: &BootstrapTokenRecord,
     event: &NewEvent,
 ) -> Result<()> {
@@ -21,7 +21,7 @@ pub(super) async fn put<DB: Backend>(
             rec.enrollment_id, rec.enrollment_id
         )));
     }
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     put_in::<DB>(&mut tx, rec).await?;
     events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
@@ -65,7 +65,7 @@ pub(super) async fn put_in<DB: Backend>(
 }
 
 pub(super) async fn get<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
 ) -> Result<Option<BootstrapTokenRecord>> {
     let row: Option<BootstrapTokenRow> = query_as::<DB, _>(
@@ -82,11 +82,11 @@ pub(super) async fn get<DB: Backend>(
 }
 
 pub(super) async fn clear<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     event: &NewEvent,
 ) -> Result<bool> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let cleared = delete_in::<DB>(&mut tx, enrollment_id).await?;
     events::insert::<DB>(&mut tx, event).await?;
     tx.commit().await?;
@@ -112,12 +112,12 @@ pub(super) async fn delete_in<DB: Backend>(
 }
 
 pub(super) async fn mark_served<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = DB::begin_write(pool).await?;
+    let mut tx = pool.begin_write().await?;
     let done =
         query::<DB>("UPDATE bootstrap_tokens SET last_requested_at = $1, verified = TRUE WHERE enrollment_id = $2")
             .bind(at)
@@ -136,7 +136,7 @@ pub(super) async fn mark_served<DB: Backend>(
 }
 
 pub(super) async fn set_verified<DB: Backend>(
-    pool: &Pool<DB>,
+    pool: &Db<DB>,
     enrollment_id: &str,
     verified: bool,
 ) -> Result<()> {

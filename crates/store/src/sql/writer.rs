@@ -1,0 +1,610 @@
+//! Group commit: one writer per SQLite database that batches concurrent write transactions into one
+//! transaction and one fsync.
+//!
+//! Guarantees:
+//! - Every write transaction ([`Db::begin_write`]) runs on the writer's one dedicated connection, inside a
+//!   `BEGIN IMMEDIATE … COMMIT` shared with the writes that were waiting at the same time (at most
+//!   [`MAX_BATCH`]), each in its own `SAVEPOINT`: a job that fails or is abandoned is rolled back alone
+//!   (`ROLLBACK TO`) and the others still commit.
+//! - A job's `commit()` returns Ok only after the `COMMIT` of its batch returned (with `synchronous=FULL`: on
+//!   disk). If that `COMMIT` fails, or the batch's transaction was lost, every job in it gets the error.
+//! - Batches form by themselves: the connection sits behind a FIFO mutex, a job releases it as soon as its
+//!   savepoint is done and then waits, and the committing task queues on the same mutex, so every job that
+//!   was already waiting runs before the `COMMIT`. Nothing waits on a timer; a lone write commits at once.
+//! - The transaction is never left open: any job ending (committed or dropped) wakes the committer, so the
+//!   database write lock is released between batches for other processes (`escrowd keys rotate`).
+//! - Deferred marks ([`Db::defer`]: writes allowed to lag, such as a token's `last_requested_at`) join the next
+//!   batch or are flushed by the committer within [`DEFER_BOUND`], and on [`Db::close`].
+//!
+//! PostgreSQL keeps one transaction per write on the pool ([`Db::begin_write`] without a writer): it
+//! batches commits itself (WAL group flush) and serves concurrent writers on separate connections, so funnelling
+//! them through one connection would only serialise them.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Database, Pool};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
+
+use super::{Backend, Exec, On, Tx};
+use crate::{Result, StoreError};
+
+/// The most jobs one batch holds before it commits regardless of who is waiting.
+pub(crate) const MAX_BATCH: usize = 256;
+/// The longest a deferred mark waits before the committer writes it.
+pub const DEFER_BOUND: Duration = Duration::from_millis(50);
+
+/// Counters of the group-commit writer (for `/metrics`): batches committed, jobs in them, and time spent in
+/// `COMMIT`. Batch size histogram buckets: 1, 2–3, 4–7, 8–15, 16–31, 32–63, 64+ jobs.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    pub batches: AtomicU64,
+    pub jobs: AtomicU64,
+    pub commit_nanos: AtomicU64,
+    pub size_buckets: [AtomicU64; 7],
+}
+
+impl BatchStats {
+    fn record(&self, jobs: usize, commit: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(jobs as u64, Ordering::Relaxed);
+        self.commit_nanos
+            .fetch_add(commit.as_nanos() as u64, Ordering::Relaxed);
+        let bucket = (usize::BITS - jobs.max(1).leading_zeros() - 1).min(6) as usize;
+        self.size_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A write that may lag behind (flushed within [`DEFER_BOUND`] and on close): run in the next batch, on the
+/// writer's connection, in its own savepoint; a failure is logged and dropped.
+pub(crate) type Deferred<DB> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut <DB as Database>::Connection,
+        ) -> futures_core_boxed::BoxFuture<'c, Result<()>>
+        + Send,
+>;
+
+/// A boxed future (kept local: the store has no `futures` dependency).
+pub(crate) mod futures_core_boxed {
+    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+}
+
+struct State<DB: Database> {
+    conn: Option<PoolConnection<DB>>,
+    /// `BEGIN IMMEDIATE` ran and no `COMMIT`/`ROLLBACK` yet.
+    open: bool,
+    /// A job's savepoint is still open: its lease was dropped without commit (or its RELEASE failed).
+    abandoned: bool,
+    /// Jobs whose savepoint was released, waiting for the batch's `COMMIT`.
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+    /// Deferred marks by key: a newer mark for a key replaces the older one.
+    deferred: HashMap<String, Deferred<DB>>,
+    closed: bool,
+}
+
+struct Shared<DB: Database> {
+    pool: Pool<DB>,
+    state: Arc<Mutex<State<DB>>>,
+    kick: Notify,
+    stats: BatchStats,
+}
+
+/// The database handle of a [`super::SqlStore`]: the pool (reads, and writes on PostgreSQL) plus, on SQLite,
+/// the group-commit writer. Derefs to the pool.
+pub(crate) struct Db<DB: Database> {
+    pub(super) pool: Pool<DB>,
+    writer: Option<Arc<Shared<DB>>>,
+}
+
+impl<DB: Database> Clone for Db<DB> {
+    fn clone(&self) -> Self {
+        Db {
+            pool: self.pool.clone(),
+            writer: self.writer.clone(),
+        }
+    }
+}
+
+impl<DB: Database> Deref for Db<DB> {
+    type Target = Pool<DB>;
+    fn deref(&self) -> &Pool<DB> {
+        &self.pool
+    }
+}
+
+impl<'c, DB: Database> Exec<'c, DB> for &'c Db<DB> {
+    fn on(self) -> On<'c, DB> {
+        On::Db(self)
+    }
+}
+
+impl<DB: Backend> Db<DB> {
+    /// Writes run one transaction each on the pool (PostgreSQL).
+    pub(crate) fn per_transaction(pool: Pool<DB>) -> Self {
+        Db { pool, writer: None }
+    }
+
+    /// Writes go through one group-commit writer (SQLite). Spawns the committer on the current runtime.
+    pub(crate) fn group_commit(pool: Pool<DB>) -> Self {
+        let shared = Arc::new(Shared {
+            pool: pool.clone(),
+            state: Arc::new(Mutex::new(State {
+                conn: None,
+                open: false,
+                abandoned: false,
+                waiters: Vec::new(),
+                deferred: HashMap::new(),
+                closed: false,
+            })),
+            kick: Notify::new(),
+            stats: BatchStats::default(),
+        });
+        tokio::spawn(committer(Arc::downgrade(&shared)));
+        Db {
+            pool,
+            writer: Some(shared),
+        }
+    }
+
+    /// Whether writes go through the group-commit writer.
+    pub(crate) fn batched(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    pub(crate) fn stats(&self) -> Option<&BatchStats> {
+        self.writer.as_ref().map(|w| &w.stats)
+    }
+
+    /// Start a write transaction: a savepoint in the writer's current batch (SQLite) or a pool transaction.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx<DB>> {
+        let Some(shared) = &self.writer else {
+            return Ok(WriteTx::Plain(DB::begin_write(&self.pool).await?));
+        };
+        let mut guard = shared.state.clone().lock_owned().await;
+        if guard.closed {
+            return Err(StoreError::Database("the store is closed".into()));
+        }
+        recover(&mut guard, shared).await;
+        if let Err(e) = open_savepoint(&mut guard, &shared.pool).await {
+            drop(guard);
+            shared.kick.notify_one();
+            return Err(e);
+        }
+        guard.abandoned = true;
+        Ok(WriteTx::Batched(Lease {
+            guard: Some(guard),
+            shared: shared.clone(),
+        }))
+    }
+
+    /// Queue a write that may lag (see the module docs), replacing a queued one with the same `key`. Without
+    /// a writer (PostgreSQL) it runs now in its own transaction.
+    pub(crate) async fn defer(&self, key: String, job: Deferred<DB>) -> Result<()> {
+        let Some(shared) = &self.writer else {
+            let mut tx = DB::begin_write(&self.pool).await?;
+            job(&mut *tx).await?;
+            tx.commit().await?;
+            return Ok(());
+        };
+        let mut guard = shared.state.lock().await;
+        if guard.closed {
+            return Err(StoreError::Database("the store is closed".into()));
+        }
+        guard.deferred.insert(key, job);
+        Ok(())
+    }
+
+    /// Write every deferred mark and commit the open batch, then refuse further writes and close the pool.
+    pub(crate) async fn close(&self) {
+        if let Some(shared) = &self.writer {
+            let mut guard = shared.state.lock().await;
+            if !guard.closed {
+                recover(&mut guard, shared).await;
+                flush_deferred(&mut guard, shared).await;
+                commit_batch(&mut guard, shared).await;
+                guard.closed = true;
+                guard.conn = None;
+            }
+        }
+        self.pool.close().await;
+    }
+}
+
+/// One control statement on the writer's connection (straight to the backend: `Query::execute` on a store
+/// handle comes back here, and an async fn must not contain itself).
+async fn exec<DB: Backend>(conn: &mut DB::Connection, sql: &'static str) -> Result<()> {
+    DB::execute(
+        conn,
+        sqlx::SqlSafeStr::into_sql_str(sql),
+        Default::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Make sure the batch's transaction is open and start a job's savepoint in it.
+async fn open_savepoint<DB: Backend>(state: &mut State<DB>, pool: &Pool<DB>) -> Result<()> {
+    if state.conn.is_none() {
+        state.conn = Some(pool.acquire().await?);
+    }
+    let conn = state.conn.as_mut().expect("connection just set");
+    if !state.open {
+        exec::<DB>(conn, "BEGIN IMMEDIATE").await?;
+        state.open = true;
+    }
+    exec::<DB>(conn, "SAVEPOINT job").await
+}
+
+/// Roll back an abandoned job's savepoint. If that fails the batch's transaction is gone (SQLite rolls back
+/// the whole transaction on some errors): every job waiting in it is answered with an error.
+async fn recover<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
+    if !state.abandoned {
+        return;
+    }
+    state.abandoned = false;
+    let Some(conn) = state.conn.as_mut() else {
+        return;
+    };
+    let undone = match exec::<DB>(conn, "ROLLBACK TO job").await {
+        Ok(()) => exec::<DB>(conn, "RELEASE job").await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = undone {
+        tracing::error!(error = %e, "group commit: a batch's transaction was lost; failing its jobs");
+        let _ = exec::<DB>(conn, "ROLLBACK").await;
+        state.open = false;
+        let n = state.waiters.len();
+        for w in state.waiters.drain(..) {
+            let _ = w.send(Err(StoreError::Database(format!(
+                "the write batch was rolled back: {e}"
+            ))));
+        }
+        shared.stats.record(n, Duration::ZERO);
+    }
+}
+
+/// Run the deferred marks, each in its own savepoint of the current batch.
+async fn flush_deferred<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
+    let jobs = std::mem::take(&mut state.deferred);
+    for job in jobs.into_values() {
+        if let Err(e) = open_savepoint(state, &shared.pool).await {
+            tracing::warn!(error = %e, "group commit: deferred writes could not start");
+            return;
+        }
+        state.abandoned = true;
+        let conn = state.conn.as_mut().expect("savepoint open");
+        match job(conn).await {
+            Ok(()) => match exec::<DB>(conn, "RELEASE job").await {
+                Ok(()) => state.abandoned = false,
+                Err(e) => tracing::warn!(error = %e, "group commit: a deferred write failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "group commit: a deferred write failed"),
+        }
+        recover(state, shared).await;
+    }
+}
+
+/// `COMMIT` the open batch (if any) and answer its jobs.
+async fn commit_batch<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
+    if !state.open {
+        return;
+    }
+    let Some(conn) = state.conn.as_mut() else {
+        return;
+    };
+    let started = Instant::now();
+    let done = exec::<DB>(conn, "COMMIT").await;
+    if done.is_err() {
+        let _ = exec::<DB>(conn, "ROLLBACK").await;
+    }
+    state.open = false;
+    let n = state.waiters.len();
+    shared.stats.record(n, started.elapsed());
+    for w in state.waiters.drain(..) {
+        let _ = w.send(match &done {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StoreError::Database(format!("the write batch failed: {e}"))),
+        });
+    }
+}
+
+/// The committing task: woken whenever a job ends, it queues behind the jobs already waiting for the
+/// connection (the mutex is FIFO), then commits what they wrote. Wakes by itself while deferred marks wait.
+async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let kicked = tokio::time::timeout(DEFER_BOUND, s.kick.notified())
+            .await
+            .is_ok();
+        let mut guard = s.state.lock().await;
+        if guard.closed {
+            return;
+        }
+        if !kicked && guard.deferred.is_empty() {
+            continue;
+        }
+        recover(&mut guard, &s).await;
+        flush_deferred(&mut guard, &s).await;
+        commit_batch(&mut guard, &s).await;
+    }
+}
+
+/// A write transaction: `&mut *tx` is its connection; `commit()` makes it durable.
+pub(crate) enum WriteTx<DB: Database> {
+    /// Its own transaction on a pool connection (PostgreSQL).
+    Plain(Tx<DB>),
+    /// A savepoint in the group-commit writer's batch (SQLite).
+    Batched(Lease<DB>),
+}
+
+/// A job's hold on the writer's connection, inside its savepoint.
+pub(crate) struct Lease<DB: Database> {
+    guard: Option<OwnedMutexGuard<State<DB>>>,
+    shared: Arc<Shared<DB>>,
+}
+
+impl<DB: Backend> WriteTx<DB> {
+    /// Undo the transaction's writes now.
+    pub(crate) async fn rollback(self) -> Result<()> {
+        match self {
+            WriteTx::Plain(tx) => Ok(tx.rollback().await?),
+            WriteTx::Batched(mut lease) => {
+                let mut guard = lease.guard.take().expect("lease holds the connection");
+                recover(&mut guard, &lease.shared).await;
+                drop(guard);
+                lease.shared.kick.notify_one();
+                Ok(())
+            }
+        }
+    }
+
+    /// Make the transaction's writes durable; Ok only once they are committed.
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self {
+            WriteTx::Plain(tx) => Ok(tx.commit().await?),
+            WriteTx::Batched(mut lease) => {
+                let mut guard = lease.guard.take().expect("lease holds the connection");
+                let conn = guard.conn.as_mut().expect("savepoint open");
+                // On failure the guard drops with `abandoned` still set: the next holder rolls it back.
+                let released = exec::<DB>(conn, "RELEASE job").await;
+                if let Err(e) = released {
+                    drop(guard);
+                    lease.shared.kick.notify_one();
+                    return Err(e);
+                }
+                guard.abandoned = false;
+                let (tx, rx) = oneshot::channel();
+                guard.waiters.push(tx);
+                if guard.waiters.len() >= MAX_BATCH {
+                    flush_deferred(&mut guard, &lease.shared).await;
+                    commit_batch(&mut guard, &lease.shared).await;
+                }
+                drop(guard);
+                lease.shared.kick.notify_one();
+                rx.await.unwrap_or_else(|_| {
+                    Err(StoreError::Database("the write batch was abandoned".into()))
+                })
+            }
+        }
+    }
+}
+
+impl<DB: Database> Drop for Lease<DB> {
+    fn drop(&mut self) {
+        if self.guard.take().is_some() {
+            // Dropped without commit: `abandoned` is set, so the next holder of the connection rolls the
+            // savepoint back; wake the committer so the transaction does not stay open.
+            self.shared.kick.notify_one();
+        }
+    }
+}
+
+impl<DB: Database> Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        match self {
+            WriteTx::Plain(tx) => tx,
+            WriteTx::Batched(lease) => lease
+                .guard
+                .as_ref()
+                .and_then(|g| g.conn.as_deref())
+                .expect("lease holds the connection"),
+        }
+    }
+}
+
+impl<DB: Database> DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        match self {
+            WriteTx::Plain(tx) => tx,
+            WriteTx::Batched(lease) => lease
+                .guard
+                .as_mut()
+                .and_then(|g| g.conn.as_deref_mut())
+                .expect("lease holds the connection"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use sqlx::Sqlite;
+
+    use super::super::query;
+    use crate::SqliteStore;
+    use crate::conformance::{device, event};
+    use crate::prelude::*;
+
+    async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("gc.sqlite"))
+            .await
+            .unwrap()
+    }
+
+    async fn keys(store: &SqliteStore) -> Vec<String> {
+        sqlx::query_scalar("SELECT k FROM t ORDER BY k")
+            .fetch_all(&*store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_rolls_back_alone_and_only_it_sees_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .execute(&*store.pool)
+            .await
+            .unwrap();
+        // Job A holds the writer while B (fails half-way) and C queue behind it: one batch.
+        let mut a = store.pool.begin_write().await.unwrap();
+        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
+            .execute(&mut *a)
+            .await
+            .unwrap();
+        let db = store.pool.clone();
+        let b = tokio::spawn(async move {
+            let mut tx = db.begin_write().await?;
+            query::<Sqlite>("INSERT INTO t (k) VALUES ('b')")
+                .execute(&mut *tx)
+                .await?;
+            // Unique violation: B's error, B's rows undone.
+            query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        });
+        let db = store.pool.clone();
+        let c = tokio::spawn(async move {
+            let mut tx = db.begin_write().await?;
+            query::<Sqlite>("INSERT INTO t (k) VALUES ('c')")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a.commit().await.unwrap();
+        assert!(
+            b.await.unwrap().is_err(),
+            "B's own failure is reported to B"
+        );
+        c.await.unwrap().unwrap();
+        assert_eq!(keys(&store).await, ["a", "c"]);
+        let stats = store.pool.stats().unwrap();
+        assert_eq!(stats.jobs.load(Ordering::Relaxed), 2, "A and C committed");
+        assert_eq!(
+            stats.size_buckets[1].load(Ordering::Relaxed),
+            1,
+            "A and C shared one batch"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_job_is_rolled_back_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .execute(&*store.pool)
+            .await
+            .unwrap();
+        {
+            let mut tx = store.pool.begin_write().await.unwrap();
+            query::<Sqlite>("INSERT INTO t (k) VALUES ('dropped')")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let mut tx = store.pool.begin_write().await.unwrap();
+        query::<Sqlite>("INSERT INTO t (k) VALUES ('kept')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(keys(&store).await, ["kept"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_all_get_durable_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.sqlite");
+        let store = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("UDID-GC-{i}");
+                store
+                    .upsert_enrollment(&device(&id, None), &event(&id, "enrollment.authenticated"))
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let stats = store.pool.stats().unwrap();
+        assert_eq!(stats.jobs.load(Ordering::Relaxed), 64);
+        // Every acknowledged write is in the file, read by a fresh connection after the writer is gone.
+        drop(store);
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(reopened.count_enrollments().await.unwrap(), 64);
+        assert_eq!(
+            reopened.events(&Default::default()).await.unwrap().len(),
+            64
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lagging_last_seen_is_flushed_within_the_bound_and_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.sqlite");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let mut e = device("UDID-LAG", None);
+        e.last_seen_at = 1_000;
+        store
+            .upsert_enrollment(&e, &event("UDID-LAG", "enrollment.authenticated"))
+            .await
+            .unwrap();
+        // Within the bound, with no other write to carry it (polled: the bound is checked, not the speed).
+        store.note_last_seen("UDID-LAG", 1_500).await.unwrap();
+        store.note_last_seen("UDID-LAG", 2_000).await.unwrap();
+        let mut seen = 0;
+        for _ in 0..100 {
+            tokio::time::sleep(super::DEFER_BOUND / 5).await;
+            seen = store
+                .enrollment("UDID-LAG")
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at;
+            if seen != 1_000 {
+                break;
+            }
+        }
+        assert_eq!(
+            seen, 2_000,
+            "flushed, never moved backwards by a later, older note"
+        );
+        // On close: noted, closed at once, read back from the file.
+        store.note_last_seen("UDID-LAG", 3_000).await.unwrap();
+        store.note_last_seen("UDID-GHOST", 3_000).await.unwrap();
+        store.close().await;
+        assert!(store.note_last_seen("UDID-LAG", 4_000).await.is_err());
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            reopened
+                .enrollment("UDID-LAG")
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at,
+            3_000
+        );
+    }
+}
