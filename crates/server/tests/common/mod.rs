@@ -65,11 +65,27 @@ pub fn uuid_of(reply: &[u8]) -> String {
         .to_string()
 }
 
-/// The Mac fetches its next command and answers it with `extra` as the result.
+/// The command each test Mac holds: the one handed out in the answer to its last report (by UDID).
+static IN_HAND: std::sync::Mutex<Vec<(String, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+
+/// The Mac answers the command it holds with `extra` as the result: the one the server handed out in the
+/// answer to its previous report, or else the next one an Idle fetches. Like a real Mac, it never drops a
+/// command it was handed (on PostgreSQL a handed-out command stays claimed, so an Idle would not see it again).
 pub async fn answer_next(mac: &TestDevice, extra: Dictionary) {
-    let reply = mac.idle().await.unwrap();
-    assert_eq!(reply.status, 200);
-    let uuid = uuid_of(&reply.body);
+    let held = {
+        let mut in_hand = IN_HAND.lock().unwrap();
+        let at = in_hand.iter().position(|(udid, _)| *udid == mac.udid);
+        at.map(|i| in_hand.swap_remove(i).1)
+    };
+    let command = match held {
+        Some(body) => body,
+        None => {
+            let reply = mac.idle().await.unwrap();
+            assert_eq!(reply.status, 200);
+            reply.body
+        }
+    };
+    let uuid = uuid_of(&command);
     let r = mac
         .connect(messages::report(
             &mac.udid,
@@ -80,6 +96,9 @@ pub async fn answer_next(mac: &TestDevice, extra: Dictionary) {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+    if !r.body.is_empty() {
+        IN_HAND.lock().unwrap().push((mac.udid.clone(), r.body));
+    }
 }
 
 pub fn dict(pairs: &[(&str, Value)]) -> Dictionary {
