@@ -396,26 +396,26 @@ impl Prepared {
             return Ok(());
         };
         let base = &t.bases[0];
+        // One call per command for every device: NanoMDM refuses a command UUID it already stored, so the same
+        // UUID cannot be queued in several calls.
+        let ids: Vec<&str> = self.devices.iter().map(|d| d.mac.udid.as_str()).collect();
         for (uuid, _) in &first.acks {
-            for chunk in self.devices.chunks(20) {
-                let ids: Vec<&str> = chunk.iter().map(|d| d.mac.udid.as_str()).collect();
-                let resp = http
-                    .put(format!("{base}/v1/enqueue/{}?nopush=1", ids.join(",")))
-                    .basic_auth("nanomdm", Some(key))
-                    .header(reqwest::header::CONTENT_TYPE, "application/x-plist")
-                    .body(command_body(uuid))
-                    .send()
-                    .await
-                    .with_context(|| format!("queueing commands on {}", t.name))?;
-                let status = resp.status();
-                if !status.is_success() || status.as_u16() == 207 {
-                    let text = resp.text().await.unwrap_or_default();
-                    bail!(
-                        "{} refused to queue a command: HTTP {status} {}",
-                        t.name,
-                        text.chars().take(300).collect::<String>()
-                    );
-                }
+            let resp = http
+                .put(format!("{base}/v1/enqueue/{}?nopush=1", ids.join(",")))
+                .basic_auth("nanomdm", Some(key))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-plist")
+                .body(command_body(uuid))
+                .send()
+                .await
+                .with_context(|| format!("queueing commands on {}", t.name))?;
+            let status = resp.status();
+            if !status.is_success() || status.as_u16() == 207 {
+                let text = resp.text().await.unwrap_or_default();
+                bail!(
+                    "{} refused to queue a command: HTTP {status} {}",
+                    t.name,
+                    text.chars().take(300).collect::<String>()
+                );
             }
         }
         Ok(())
