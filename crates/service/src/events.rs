@@ -36,7 +36,8 @@ impl MdmService {
         outcome: Outcome,
         detail: impl Into<String>,
     ) -> NewEvent {
-        new_event(&*self.clock, subject, enrollment_id, kind, outcome, detail)
+        self.scoped()
+            .event(subject, enrollment_id, kind, outcome, detail)
     }
 }
 
