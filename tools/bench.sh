@@ -32,8 +32,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ESCROWD_LOG=${ESCROWD_LOG:-warn} "$bin" serve --http --listen "127.0.0.1:$port" --data-dir "$work/data" \
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+admin_port=$(free_port)
+ESCROWD_LOG=${ESCROWD_LOG:-warn} "$bin" serve --http --listen "127.0.0.1:$port" \
+  --admin-listen "127.0.0.1:$admin_port" --data-dir "$work/data" \
   >"$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 300); do
@@ -43,7 +46,7 @@ for _ in $(seq 1 300); do
 done
 api_key=$("$bin" apikey create --data-dir "$work/data" --scope operate --name bench --json | jq -r .key)
 
-args=(bench --server "http://127.0.0.1:$port" --server-pid "$server_pid" --data-dir "$work/data"
+args=(bench --server "http://127.0.0.1:$port" --admin-server "http://127.0.0.1:$admin_port" --server-pid "$server_pid" --data-dir "$work/data"
   --workload "${BENCH_WORKLOADS:-idle,get,set,enroll,commands}"
   --devices "${BENCH_DEVICES:-200}" --concurrency "${BENCH_CONCURRENCY:-32}"
   --duration "${BENCH_DURATION:-10}" --presign "${BENCH_PRESIGN:-20000}"

@@ -5,13 +5,23 @@
 //! unknown), and the server's OpenAPI document marks them all required and closes every answer object. Types
 //! here hold metadata only: none has a field for a Bootstrap Token or an API key's hash.
 
+mod actions;
 mod devices;
+mod edge;
+mod enroll;
 mod fleet;
 mod groups;
+mod nanomdm;
+mod push_cert;
 
+pub use actions::*;
 pub use devices::*;
+pub use edge::*;
+pub use enroll::*;
 pub use fleet::*;
 pub use groups::*;
+pub use nanomdm::*;
+pub use push_cert::*;
 
 pub use utoipa;
 

@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use vault::Secret;
 use zeroize::Zeroizing;
 
-use crate::admin::{enc, print};
+use apitypes::{Action, Actions, AgentInstall, AgentInstalled};
+
+use crate::admin::typed::{self, Cell, Column, Typed};
+use crate::admin::{enc, when};
 use crate::client::ServerArgs;
 
 #[derive(Subcommand, Debug)]
@@ -92,7 +95,8 @@ pub struct AgentInstallArgs {
     server: ServerArgs,
     /// Device id (UDID).
     id: String,
-    /// The URL the agent will call (default: --server).
+    /// The URL the agent will call: the Macs' address (default: the server's --public-url, else its --listen
+    /// address; never --server, which is the admin listener).
     #[arg(long)]
     agent_server_url: Option<String>,
     /// Let the registration with this install's secret replace the Mac's currently registered agent without
@@ -188,13 +192,18 @@ fn create_body(body: &CreateBody<'_>) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     Ok(buf)
 }
 
-const COLS: [(&str, &str); 5] = [
-    ("id", "/id"),
-    ("kind", "/kind"),
-    ("status", "/status"),
-    ("reason", "/reason"),
-    ("updated", "/updated_at"),
+const COLS: &[Column<'static, Action>] = &[
+    ("id", |a: &Action| a.id.cell()),
+    ("kind", |a| a.kind.cell()),
+    ("status", |a| a.status.to_string()),
+    ("reason", |a| a.reason.cell()),
+    ("updated", |a| when(a.updated_at)),
 ];
+
+/// One action: as sent with `--json`, else a one-row table.
+fn print_one(server: &ServerArgs, a: &Typed<Action>) {
+    typed::print(server, &a.raw, std::slice::from_ref(&a.value), COLS);
+}
 
 pub async fn run(cmd: ActionCommand) -> anyhow::Result<()> {
     match cmd {
@@ -219,7 +228,7 @@ pub async fn run(cmd: ActionCommand) -> anyhow::Result<()> {
                 user_password,
                 admin_password,
             })?;
-            let v = server
+            let raw = server
                 .ok_secret(
                     "POST",
                     &format!("/api/v1/devices/{}/actions", enc(&id)),
@@ -227,40 +236,31 @@ pub async fn run(cmd: ActionCommand) -> anyhow::Result<()> {
                 )
                 .await?
                 .json()?;
-            print(&server, &json!({"a": [v.clone()]}), "/a", &COLS);
+            print_one(&server, &typed::read::<Action>(raw)?);
         }
         ActionCommand::List { server, id } => {
-            let v = server
-                .ok(
-                    "GET",
-                    &format!("/api/v1/devices/{}/actions", enc(&id)),
-                    None,
-                )
-                .await?
-                .json()?;
-            print(&server, &v, "/actions", &COLS);
+            let list: Typed<Actions> =
+                typed::get(&server, &format!("/api/v1/devices/{}/actions", enc(&id))).await?;
+            typed::print(&server, &list.raw, &list.value.actions, COLS);
         }
         ActionCommand::Show { server, id, action } => {
-            let v = server
-                .ok(
-                    "GET",
-                    &format!("/api/v1/devices/{}/actions/{}", enc(&id), enc(&action)),
-                    None,
-                )
-                .await?
-                .json()?;
+            let a: Typed<Action> = typed::get(
+                &server,
+                &format!("/api/v1/devices/{}/actions/{}", enc(&id), enc(&action)),
+            )
+            .await?;
             // An action's output is JSON text for most kinds: give it as JSON, not as a string inside JSON.
-            let output = v.get("output").and_then(Value::as_str).map(|o| {
+            let output = a.value.output.as_deref().map(|o| {
                 serde_json::from_str::<Value>(o).unwrap_or_else(|_| Value::String(o.into()))
             });
             if server.json {
-                let mut v = v;
+                let mut v = a.raw;
                 if let Some(o) = output {
                     v["output"] = o;
                 }
                 println!("{v}");
             } else {
-                print(&server, &json!({"a": [v.clone()]}), "/a", &COLS);
+                print_one(&server, &a);
                 match output {
                     Some(Value::String(out)) => println!("output:\n{out}"),
                     Some(o) => println!(
@@ -272,47 +272,43 @@ pub async fn run(cmd: ActionCommand) -> anyhow::Result<()> {
             }
         }
         ActionCommand::Cancel { server, id, action } => {
-            let v = server
-                .ok(
-                    "POST",
-                    &format!(
-                        "/api/v1/devices/{}/actions/{}/cancel",
-                        enc(&id),
-                        enc(&action)
-                    ),
-                    Some(json!({})),
-                )
-                .await?
-                .json()?;
-            print(&server, &json!({"a": [v]}), "/a", &COLS);
+            let a: Typed<Action> = typed::call(
+                &server,
+                "POST",
+                &format!(
+                    "/api/v1/devices/{}/actions/{}/cancel",
+                    enc(&id),
+                    enc(&action)
+                ),
+                Some(json!({})),
+            )
+            .await?;
+            print_one(&server, &a);
         }
     }
     Ok(())
 }
 
 pub async fn install(a: AgentInstallArgs) -> anyhow::Result<()> {
-    let url = a
-        .agent_server_url
-        .clone()
-        .unwrap_or_else(|| a.server.server.clone());
-    let v = a
-        .server
-        .ok(
-            "POST",
-            &format!("/api/v1/devices/{}/agent", enc(&a.id)),
-            Some(json!({"server_url": url, "replace": a.replace})),
-        )
-        .await?
-        .json()?;
-    print(
+    let v: Typed<AgentInstalled> = typed::call(
         &a.server,
-        &json!({"a": [v]}),
-        "/a",
+        "POST",
+        &format!("/api/v1/devices/{}/agent", enc(&a.id)),
+        Some(serde_json::to_value(AgentInstall {
+            server_url: a.agent_server_url.clone(),
+            replace: a.replace,
+        })?),
+    )
+    .await?;
+    typed::print(
+        &a.server,
+        &v.raw,
+        std::slice::from_ref(&v.value),
         &[
-            ("command", "/command_uuid"),
-            ("secret ttl ms (from install)", "/secret_ttl_ms"),
-            ("revoked secrets", "/revoked_secrets"),
-            ("replace", "/replace"),
+            ("command", |i: &AgentInstalled| i.command_uuid.cell()),
+            ("secret ttl ms (from install)", |i| i.secret_ttl_ms.cell()),
+            ("revoked secrets", |i| i.revoked_secrets.cell()),
+            ("replace", |i| i.replace.cell()),
         ],
     );
     Ok(())

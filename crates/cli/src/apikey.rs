@@ -58,15 +58,15 @@ pub struct DbArgs {
     database: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
-fn parse_scope(s: &str) -> Result<ApiScope, String> {
+pub(crate) fn parse_scope(s: &str) -> Result<ApiScope, String> {
     ApiScope::parse(s).ok_or_else(|| format!("{s:?} is not a scope: use read, operate or admin"))
 }
 
 impl DbArgs {
-    async fn store(&self) -> anyhow::Result<Arc<dyn store::Store>> {
+    pub(crate) async fn store(&self) -> anyhow::Result<Arc<dyn store::Store>> {
         let dir = server::datadir::DataDir::new(&self.data_dir);
         let url = match &self.database {
             Some(url) => url.clone(),
@@ -87,7 +87,7 @@ impl DbArgs {
     }
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -145,16 +145,14 @@ pub async fn run(cmd: ApikeyCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::Value::Array(list));
             } else {
                 let mut t = Table::new();
-                t.set_header(["id", "name", "scope", "created (ms)", "revoked"]);
+                t.set_header(["id", "name", "scope", "created", "revoked"]);
                 for k in &keys {
                     t.add_row([
                         k.id.clone(),
                         k.name.clone(),
                         k.scope.as_str().to_string(),
-                        k.created_at.to_string(),
-                        k.revoked_at
-                            .map(|r| r.to_string())
-                            .unwrap_or_else(|| "-".into()),
+                        crate::when::when(k.created_at),
+                        crate::when::when_or_dash(k.revoked_at),
                     ]);
                 }
                 println!("{t}");

@@ -10,7 +10,10 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use apitypes::DevicePage;
+
 use crate::admin::enc;
+use crate::admin::typed::{self, Typed};
 use crate::client::ServerArgs;
 
 /// Longest device id accepted from a file or the command line (enrollment ids are UDIDs, well under this).
@@ -130,8 +133,8 @@ fn read_id_file(path: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// Every device the API lists for `query` (filters without paging), page by page ([`API_MAX`] at a time),
-/// counted on `progress`: `each` gets every page as it arrives and the pages are not kept, so listing a fleet
-/// of any size holds one page at a time.
+/// counted on `progress`: `each` gets every page as it arrives (read as [`DevicePage`], with the answer as
+/// sent) and the pages are not kept, so listing a fleet of any size holds one page at a time.
 pub async fn each_device_page<F>(
     server: &ServerArgs,
     query: &[String],
@@ -139,7 +142,7 @@ pub async fn each_device_page<F>(
     mut each: F,
 ) -> anyhow::Result<()>
 where
-    F: FnMut(Vec<Value>) -> anyhow::Result<()>,
+    F: FnMut(Typed<DevicePage>) -> anyhow::Result<()>,
 {
     let mut after: Option<String> = None;
     loop {
@@ -148,16 +151,10 @@ where
         if let Some(a) = &after {
             q.push(format!("after={}", enc(a)));
         }
-        let mut v: Value = server
-            .ok("GET", &format!("/api/v1/devices?{}", q.join("&")), None)
-            .await?
-            .json()?;
-        let next = v["next"].as_str().map(str::to_string);
-        let page = match v["devices"].take() {
-            Value::Array(page) => page,
-            _ => Vec::new(),
-        };
-        progress.inc(page.len() as u64);
+        let page: Typed<DevicePage> =
+            typed::get(server, &format!("/api/v1/devices?{}", q.join("&"))).await?;
+        let next = page.value.next.clone();
+        progress.inc(page.value.devices.len() as u64);
         each(page)?;
         match next {
             Some(next) => after = Some(next),
@@ -245,11 +242,8 @@ impl Targets {
                 &[format!("group={}", enc(group))],
                 &listing,
                 |page| {
-                    members += page.len();
-                    ids.extend(
-                        page.iter()
-                            .filter_map(|d| d["id"].as_str().map(str::to_string)),
-                    );
+                    members += page.value.devices.len();
+                    ids.extend(page.value.devices.into_iter().map(|d| d.id));
                     Ok(())
                 },
             )

@@ -30,8 +30,9 @@ impl SecretBody {
 /// Where the server is and how to prove who we are.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Base URL of the escrowd server.
-    #[arg(long, env = "ESCROWD_SERVER", default_value = "https://127.0.0.1:8443")]
+    /// Base URL of the escrowd server's admin listener (`escrowd serve --admin-listen`, not the Macs'
+    /// --listen address).
+    #[arg(long, env = "ESCROWD_SERVER", default_value = "https://127.0.0.1:8444")]
     pub server: String,
     /// API key (make one with `escrowd apikey create`). Prefer the environment variable over the flag.
     #[arg(long, env = "ESCROWD_API_KEY", hide_env_values = true)]
@@ -224,11 +225,9 @@ async fn collect(resp: reqwest::Response) -> anyhow::Result<Answer> {
 
 /// A non-2xx answer as an error: the server's message and what to do for 401/403.
 fn refusal(a: &Answer) -> anyhow::Error {
-    let msg = a
-        .json()
-        .ok()
-        .and_then(|j| j["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&a.body).into_owned());
+    let msg = serde_json::from_slice::<apitypes::ErrorAnswer>(&a.body)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&a.body).into_owned());
     let hint = match a.status {
         401 => " (check --api-key / ESCROWD_API_KEY)",
         403 => " (this key's scope is too small: make one with a larger --scope)",

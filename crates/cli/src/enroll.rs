@@ -3,12 +3,14 @@
 use std::io::Write;
 
 use anyhow::{Context, bail};
+use apitypes::{EnrollmentToken, EnrollmentTokenCreated, EnrollmentTokens, NewEnrollmentToken};
 use clap::{Args, Subcommand};
-use comfy_table::Table;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::admin::typed::{self, Cell, Typed};
 use crate::client::ServerArgs;
+use crate::when::when_or_dash;
 
 #[derive(Subcommand, Debug)]
 pub enum EnrollTokenCommand {
@@ -82,107 +84,59 @@ fn parse_duration_secs(value: &str) -> Result<i64, String> {
     }
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn when(v: &Value) -> String {
-    v.as_i64().and_then(chrono_like).unwrap_or_else(|| text(v))
-}
-
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM UTC`, without a date crate.
-fn chrono_like(ms: i64) -> Option<String> {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    Some(format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    ))
-}
-
 pub async fn enroll_token(cmd: EnrollTokenCommand) -> anyhow::Result<()> {
     match cmd {
         EnrollTokenCommand::Create(a) => {
-            let max_uses = if a.unlimited {
-                Value::Null
-            } else {
-                json!(a.uses.unwrap_or(1))
-            };
-            let mut body =
-                json!({"group": a.group, "max_uses": max_uses, "expires_in_seconds": a.expires});
-            if let Some(name) = &a.name {
-                body["name"] = json!(name);
-            }
-            let v = a
-                .server
-                .ok("POST", "/api/v1/enrollment-tokens", Some(body))
-                .await?
-                .json()?;
+            let body = serde_json::to_value(NewEnrollmentToken {
+                group: a.group,
+                name: a.name,
+                max_uses: (!a.unlimited).then(|| a.uses.unwrap_or(1)),
+                expires_in_seconds: a.expires,
+            })?;
+            let created: Typed<EnrollmentTokenCreated> =
+                typed::call(&a.server, "POST", "/api/v1/enrollment-tokens", Some(body)).await?;
             if a.server.json {
-                println!("{v}");
+                println!("{}", created.raw);
             } else {
-                let uses = if v["max_uses"].is_null() {
-                    "unlimited".to_string()
-                } else {
-                    text(&v["max_uses"])
-                };
-                println!("token:      {}", text(&v["token"]));
-                println!("enroll URL: {}", text(&v["enroll_url"]));
-                println!("id:         {}", text(&v["id"]));
+                let v = &created.value;
+                let uses = v
+                    .info
+                    .max_uses
+                    .map_or_else(|| "unlimited".to_string(), |m| m.to_string());
+                println!("token:      {}", v.token);
+                println!("enroll URL: {}", v.enroll_url);
+                println!("id:         {}", v.info.id);
                 println!("uses:       {uses}");
-                println!("expires:    {}", when(&v["expires_at"]));
+                println!("expires:    {}", when_or_dash(v.info.expires_at));
                 println!();
                 println!(
                     "Shown once. Send the enroll URL to the Mac's user (open it in Safari, then install the"
                 );
                 println!(
                     "profile in System Settings). Revoke with: escrowd enroll-token revoke {}",
-                    text(&v["id"])
+                    v.info.id
                 );
             }
         }
         EnrollTokenCommand::List { server } => {
-            let v = server
-                .ok("GET", "/api/v1/enrollment-tokens", None)
-                .await?
-                .json()?;
-            if server.json {
-                println!("{v}");
-                return Ok(());
-            }
-            let mut t = Table::new();
-            t.set_header(["id", "name", "group", "uses", "expires", "revoked"]);
-            for r in v["tokens"].as_array().into_iter().flatten() {
-                let uses = match r["max_uses"].as_i64() {
-                    Some(max) => format!("{}/{max}", text(&r["uses"])),
-                    None => format!("{}/unlimited", text(&r["uses"])),
-                };
-                t.add_row([
-                    text(&r["id"]),
-                    text(&r["name"]),
-                    text(&r["group_id"]),
-                    uses,
-                    when(&r["expires_at"]),
-                    when(&r["revoked_at"]),
-                ]);
-            }
-            println!("{t}");
+            let list: Typed<EnrollmentTokens> =
+                typed::get(&server, "/api/v1/enrollment-tokens").await?;
+            typed::print(
+                &server,
+                &list.raw,
+                &list.value.tokens,
+                &[
+                    ("id", |t: &EnrollmentToken| t.id.cell()),
+                    ("name", |t| t.name.cell()),
+                    ("group", |t| t.group_id.cell()),
+                    ("uses", |t| match t.max_uses {
+                        Some(max) => format!("{}/{max}", t.uses),
+                        None => format!("{}/unlimited", t.uses),
+                    }),
+                    ("expires", |t| when_or_dash(t.expires_at)),
+                    ("revoked", |t| when_or_dash(t.revoked_at)),
+                ],
+            );
         }
         EnrollTokenCommand::Revoke { server, id } => {
             let path = format!(
@@ -228,14 +182,5 @@ mod tests {
         for bad in ["", "7", "d", "0d", "7w", "-1d", "99999999999d"] {
             assert!(parse_duration_secs(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn dates_render() {
-        assert_eq!(chrono_like(0).unwrap(), "1970-01-01 00:00 UTC");
-        assert_eq!(
-            chrono_like(1_700_000_000_000).unwrap(),
-            "2023-11-14 22:13 UTC"
-        );
     }
 }

@@ -7,8 +7,8 @@ use clap::Subcommand;
 use comfy_table::Table;
 use serde_json::{Value, json};
 
-use crate::admin::enc;
 use crate::admin::typed::{self, Cell, Typed};
+use crate::admin::{enc, when, when_or_dash};
 use crate::client::ServerArgs;
 
 #[derive(Subcommand, Debug)]
@@ -92,8 +92,8 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
             t.set_header(["field", "value"]);
             for (k, value) in [
                 ("bound certificate", bound.fingerprint.cell()),
-                ("expires at (ms)", bound.certificate_expires_at.cell()),
-                ("blocked at (ms)", bound.blocked_at.cell()),
+                ("expires at", when_or_dash(bound.certificate_expires_at)),
+                ("blocked at", when_or_dash(bound.blocked_at)),
             ] {
                 t.add_row([k.to_string(), value]);
             }
@@ -113,8 +113,8 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
                         p.fingerprint.cell()
                     }),
                     ("active", |p| p.active.cell()),
-                    ("first seen", |p| p.first_seen_at.cell()),
-                    ("last seen", |p| p.last_seen_at.cell()),
+                    ("first seen", |p| when(p.first_seen_at)),
+                    ("last seen", |p| when(p.last_seen_at)),
                     ("own token", |p| p.has_bootstrap_token.cell()),
                 ],
             );

@@ -6,12 +6,14 @@ mod apikey;
 mod bench;
 mod bulk;
 mod client;
+mod console_admin;
 mod enroll;
 mod identity;
 mod keys;
 mod push_cert;
 mod renewal;
 mod sim_cmd;
+mod when;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +29,7 @@ use tracing_subscriber::EnvFilter;
     long_about = "escrowd escrows the macOS Bootstrap Token that Macs hand to their MDM server, serves it back only \
 to the Mac it belongs to, and keeps it sealed at rest.\n\nStart with `escrowd serve`: it creates a data directory \
 with a SQLite database, a key file, a development device CA and a self-signed TLS certificate, and listens on \
-https://127.0.0.1:8443."
+https://127.0.0.1:8443 for Macs and on https://127.0.0.1:8444 for admins (API, /metrics, console)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,12 +40,19 @@ struct Cli {
 enum Command {
     /// Run the MDM server (check-in and command endpoints).
     #[command(
-        long_about = "Run the MDM server.\n\nEndpoints: PUT /mdm/checkin (check-in protocol), PUT /mdm/connect \
-(command protocol), PUT /mdm (dispatches on Content-Type) and GET/POST /scep (SCEP enrollment, issuing from the \
-device CA with --scep-challenge). Devices prove who they are with Mdm-Signature \
+        long_about = "Run the MDM server.\n\nTwo listeners. --listen (default 127.0.0.1:8443) is the Macs' address, \
+the one to expose to the internet: PUT /mdm/checkin (check-in protocol), PUT /mdm/connect (command protocol), \
+PUT /mdm (dispatches on Content-Type), GET/POST /scep (SCEP enrollment, issuing from the device CA with \
+--scep-challenge), GET /enroll (enrollment links) and /agent/v1/... (the escrowd agent). --admin-listen \
+(default 127.0.0.1:8444) is the admins' address, to keep on a private network: the admin API /api/v1/... \
+(and the NanoMDM-compatible /v1/enqueue, /v1/push), GET /metrics and the web console. An admin route \
+answers 404 on the Macs' address and a device route 404 on the admins'; both serve GET /healthz and share \
+the TLS certificate, --http and the connection limits (each listener has its own --max-connections). \
+--admin-listen same serves everything on --listen (only where one address is all you have, e.g. one reverse \
+proxy splitting by path; never the default).\n\nDevices prove who they are with Mdm-Signature \
 (SignMessage in the enrollment profile) or a TLS client certificate; certificates must chain to the development \
 device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\n  escrowd serve\n  escrowd serve \
---data-dir /var/lib/escrowd --listen 0.0.0.0:443\n  escrowd serve --http --listen 127.0.0.1:8080 \
+--data-dir /var/lib/escrowd --listen 0.0.0.0:443 --admin-listen 10.0.0.5:8444\n  escrowd serve --http --listen 127.0.0.1:8080 \
 --trusted-cert-header X-Client-Cert --trusted-proxy 127.0.0.1   # behind nginx\n  ESCROWD_SCEP_CHALLENGE=s3cret escrowd serve   # devices enroll at /scep\n  escrowd serve --database postgres://escrowd@db/escrowd\n  escrowd serve --push-concurrency 32   # pace bulk APNs pushes\n  escrowd serve --apns-url https://127.0.0.1:2197 --apns-ca stand-in-ca.pem   # a test APNs stand-in"
     )]
     Serve(ServeArgs),
@@ -59,6 +68,9 @@ device CA in the data directory or to a CA given with --device-ca.\n\nExamples:\
     /// Make and list admin API keys (offline, directly in the database).
     #[command(subcommand)]
     Apikey(apikey::ApikeyCommand),
+    /// Make and manage web console admins: create, list, disable, passwd (offline, in the database).
+    #[command(subcommand)]
+    Admin(console_admin::AdminCommand),
     /// List devices with their Bootstrap Token status (filters, paging).
     Devices(admin::DevicesArgs),
     /// One device in detail, with its diagnosis; or an action on it (identities, approve-identity, block,
@@ -100,9 +112,20 @@ struct ServeArgs {
     /// Data directory: database (unless --database), key file, device CA, TLS certificate. Created if missing.
     #[arg(long, env = "ESCROWD_DATA_DIR", default_value = "escrowd-data")]
     data_dir: PathBuf,
-    /// Address to listen on.
+    /// The Macs' address: MDM, SCEP, enrollment (/enroll) and agent routes only. Macs reach it, often
+    /// from the internet.
     #[arg(long, env = "ESCROWD_LISTEN", default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
+    /// The admins' address: admin API (with the NanoMDM-compatible /v1/...), /metrics and the web console;
+    /// keep it private. `same` serves them on --listen too (an explicit opt-in, e.g. behind one reverse
+    /// proxy).
+    #[arg(
+        long,
+        env = "ESCROWD_ADMIN_LISTEN",
+        value_name = "ADDR|same",
+        default_value = "127.0.0.1:8444"
+    )]
+    admin_listen: server::AdminListen,
     /// Also trust device identity certificates issued by this CA (PEM file; repeatable), e.g. an external SCEP CA.
     #[arg(long = "device-ca", value_name = "PEM")]
     device_ca: Vec<PathBuf>,
@@ -154,7 +177,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000))]
     push_concurrency: u32,
     /// Base URL Macs reach this server at, written into enrollment profiles (ServerURL, CheckInURL, SCEP URL)
-    /// and /enroll links, e.g. https://mdm.example.com. Default: this listener's own address.
+    /// and /enroll links, e.g. https://mdm.example.com. Default: the --listen address (the Macs' one).
     #[arg(long, env = "ESCROWD_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
     public_url: Option<String>,
     /// Close a connection that has not sent a whole request header this long after its first byte (or after
@@ -283,6 +306,7 @@ async fn main() {
         Command::Sim(args) => sim_cmd::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Apikey(cmd) => apikey::run(cmd).await,
+        Command::Admin(cmd) => console_admin::run(cmd).await,
         Command::Devices(a) => admin::devices(a).await,
         Command::Device(mut a) => match a.action.take() {
             Some(action) => identity::run(action).await,
@@ -317,6 +341,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server::ServeOptions {
             data_dir: args.data_dir,
             listen: args.listen,
+            admin_listen: args.admin_listen,
             device_cas: args.device_ca,
             database: args.database,
             http: args.http,
@@ -354,8 +379,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
     let running = server::start(opts).await?;
     eprintln!(
-        "escrowd listening on {} (Ctrl-C to stop)",
+        "escrowd listening on {} for Macs (MDM, SCEP, enrollment, agent)",
         running.base_url()
+    );
+    eprintln!(
+        "escrowd listening on {} for admins (API, /metrics, console){} (Ctrl-C to stop)",
+        running.admin_url(),
+        if running.admin_addr == running.local_addr {
+            ", the same address (--admin-listen same)"
+        } else {
+            ""
+        }
     );
     let stop = running.shutdown_handle();
     tokio::spawn(async move {

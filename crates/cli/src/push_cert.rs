@@ -5,13 +5,16 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use apitypes::PushCertificate;
 use base64::Engine;
 use clap::{Args, Subcommand};
 use comfy_table::Table;
-use serde_json::{Value, json};
+use serde_json::json;
 use vault::Secret;
 
+use crate::admin::typed::{self, Typed};
 use crate::client::ServerArgs;
+use crate::when::when;
 
 #[derive(Subcommand, Debug)]
 pub enum PushCertCommand {
@@ -50,11 +53,8 @@ pub async fn run(cmd: PushCertCommand) -> anyhow::Result<()> {
     match cmd {
         PushCertCommand::Upload(a) => upload(a).await,
         PushCertCommand::Show(a) => {
-            let v = a
-                .server
-                .ok("GET", "/api/v1/push-certificate", None)
-                .await?
-                .json()?;
+            let v: Typed<PushCertificate> =
+                typed::get(&a.server, "/api/v1/push-certificate").await?;
             print_info(&a.server, &v);
             Ok(())
         }
@@ -91,11 +91,8 @@ async fn upload(a: UploadArgs) -> anyhow::Result<()> {
             "give --cert FILE --key FILE, or --pkcs12 FILE (see `escrowd push-cert upload --help`)"
         ),
     };
-    let v = a
-        .server
-        .ok("PUT", "/api/v1/push-certificate", Some(body))
-        .await?
-        .json()?;
+    let v: Typed<PushCertificate> =
+        typed::call(&a.server, "PUT", "/api/v1/push-certificate", Some(body)).await?;
     print_info(&a.server, &v);
     if !a.server.json {
         eprintln!("push certificate uploaded; pushes use it from now on");
@@ -103,30 +100,26 @@ async fn upload(a: UploadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_info(server: &ServerArgs, v: &Value) {
+fn print_info(server: &ServerArgs, v: &Typed<PushCertificate>) {
+    let c = &v.value;
     if server.json {
-        println!("{v}");
+        println!("{}", v.raw);
     } else {
         let mut t = Table::new();
         t.set_header(["field", "value"]);
-        for key in [
-            "topic",
-            "subject",
-            "serial",
-            "fingerprint",
-            "not_after",
-            "days_left",
+        for (key, text) in [
+            ("topic", c.topic.clone()),
+            ("subject", c.subject.clone()),
+            ("serial", c.serial.clone()),
+            ("fingerprint", c.fingerprint.clone()),
+            ("not_after", when(c.not_after)),
+            ("days_left", c.days_left.to_string()),
         ] {
-            let text = match &v[key] {
-                Value::String(s) => s.clone(),
-                Value::Null => "-".into(),
-                other => other.to_string(),
-            };
             t.add_row([key.to_string(), text]);
         }
         println!("{t}");
     }
-    if let Some(w) = v["warning"].as_str() {
+    if let Some(w) = &c.warning {
         eprintln!("warning: {w}");
     }
 }

@@ -29,6 +29,7 @@ async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
     let pid = std::process::id().to_string();
     let mut cmd = escrowd();
     cmd.args(["bench", "--server", &ts.base_url(), "--json"])
+        .args(["--admin-server", &ts.admin_url()])
         .arg("--device-ca-cert")
         .arg(&ca_cert)
         .arg("--device-ca-key")
@@ -132,6 +133,7 @@ async fn bad_input_is_refused_before_any_work_and_help_teaches() {
     let help = String::from_utf8_lossy(&help.stdout);
     for flag in [
         "--server",
+        "--admin-server",
         "--workload",
         "--peer-nanomdm",
         "--server-pid",

@@ -16,6 +16,7 @@ fn serve_help_documents_every_flag() {
     for flag in [
         "--data-dir",
         "--listen",
+        "--admin-listen",
         "--device-ca",
         "--database",
         "--http",
@@ -36,7 +37,14 @@ fn serve_help_documents_every_flag() {
 fn a_forwarded_certificate_header_without_trusted_proxies_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let out = escrowd()
-        .args(["serve", "--http", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--http",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--trusted-cert-header", "X-Client-Cert", "--data-dir"])
         .arg(dir.path().join("data"))
         .output()
@@ -182,7 +190,15 @@ async fn trace_level_server_logs_never_contain_a_token() {
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = escrowd()
-        .args(["serve", "--http", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--http",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
         .arg(&data)
         .env("ESCROWD_LOG", "trace")
         .stderr(log)
@@ -300,7 +316,7 @@ async fn apikey_create_prints_a_key_once_that_drives_the_admin_cli() {
         "the key is shown once: {listed}"
     );
 
-    let server = ts.base_url();
+    let server = ts.admin_url();
     let out = run(vec![
         "devices".into(),
         "--server".into(),
@@ -437,7 +453,7 @@ async fn admin_cli_over_https_needs_the_servers_certificate_and_works_with_it() 
         .await
         .unwrap();
     let key = key.expose().clone();
-    let server = ts.base_url();
+    let server = ts.admin_url();
     assert!(server.starts_with("https://"));
     let pem = ts.opts.data_dir.join("tls.pem").display().to_string();
     let run = |args: Vec<String>| {
@@ -502,7 +518,7 @@ async fn admin_cli(
 ) -> (bool, String, String) {
     let mut cmd = escrowd();
     cmd.args(args)
-        .args(["--server", &ts.base_url(), "--api-key", key])
+        .args(["--server", &ts.admin_url(), "--api-key", key])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -766,7 +782,7 @@ async fn action_create_sends_passwords_from_the_environment_or_stdin_and_never_e
         )
         .await
         .unwrap();
-    let server = ts.base_url();
+    let server = ts.admin_url();
     let key = key.expose().clone();
     let base = move |extra: &[&str]| {
         let mut c = escrowd();
@@ -1477,4 +1493,102 @@ async fn device_renew_identity_queues_the_renewal_and_device_shows_identity_expi
 
     let (ok, _, err) = admin_cli(&ts, &key, &["device", "renew-identity", "NOBODY"], None).await;
     assert!(!ok && err.contains("NOBODY"), "{err}");
+}
+
+/// Issue 15: every group argument takes the group's name as well as its id (as `profile --group` does), and
+/// tables print times as a date and how long ago, while `--json` keeps the API's Unix milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_take_a_name_and_tables_show_times_in_peoples_terms() {
+    let ts = TestServer::start().await.unwrap();
+    ts.install_push_certificate().await.unwrap();
+    let mac = ts.new_device("UDID-CLI-GRP").unwrap();
+    mac.enroll().await.unwrap();
+    let by = service::apikeys::Actor::offline("test");
+    let mdm = &ts.running().state.mdm;
+    let g = mdm
+        .admin_create_group("Lab", true, false, &by)
+        .await
+        .unwrap();
+    let (_, key) = mdm
+        .create_api_key("grp", store::ApiScope::Admin, &by)
+        .await
+        .unwrap();
+    let key = key.expose().clone();
+    let group_of = || async {
+        ts.store()
+            .enrollment("UDID-CLI-GRP")
+            .await
+            .unwrap()
+            .unwrap()
+            .group_id
+    };
+
+    let (ok, out, err) = admin_cli(
+        &ts,
+        &key,
+        &["groups", "assign", "UDID-CLI-GRP", "Lab"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Lab"), "{out}");
+    assert_eq!(group_of().await.as_deref(), Some(g.id.as_str()));
+    // An unknown name is refused with a hint and changes nothing.
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &["groups", "assign", "UDID-CLI-GRP", "Nope"],
+        None,
+    )
+    .await;
+    assert!(
+        !ok && err.contains("Nope") && err.contains("groups list"),
+        "{err}"
+    );
+    assert_eq!(group_of().await.as_deref(), Some(g.id.as_str()));
+    // The id still works.
+    let (ok, _, err) = admin_cli(
+        &ts,
+        &key,
+        &["groups", "assign", "UDID-CLI-GRP", &g.id],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = admin_cli(&ts, &key, &["groups", "escrow", "Lab", "false"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("escrow off"), "{out}");
+    let group = ts.store().group(&g.id).await.unwrap().unwrap();
+    assert!(!group.bootstrap_escrow_enabled);
+    let (ok, out, err) = admin_cli(&ts, &key, &["devices", "--group", "Lab", "--json"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("UDID-CLI-GRP"), "{out}");
+
+    // Tables: a date and how long ago, never the epoch milliseconds; --json keeps the numbers.
+    let (ok, out, err) = admin_cli(&ts, &key, &["events", "UDID-CLI-GRP", "--json"], None).await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let times: Vec<String> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at"].as_i64().unwrap().to_string())
+        .collect();
+    assert!(!times.is_empty(), "{v}");
+    let (ok, out, err) = admin_cli(&ts, &key, &["events", "UDID-CLI-GRP"], None).await;
+    assert!(ok, "{err}");
+    // Fresh events: a date and "just now" (the wording further off is unit-tested in `when.rs`).
+    assert!(out.contains(" UTC (just now)"), "{out}");
+    assert!(times.iter().all(|t| !out.contains(t.as_str())), "{out}");
+
+    let (ok, out, err) = admin_cli(&ts, &key, &["push-cert", "show", "--json"], None).await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let not_after = v["not_after"].as_i64().unwrap();
+    assert!(not_after > 1_700_000_000_000, "{v}");
+    let (ok, out, err) = admin_cli(&ts, &key, &["push-cert", "show"], None).await;
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.contains("not_after")).unwrap();
+    assert!(line.contains(" UTC (in "), "{out}");
+    assert!(!out.contains(&not_after.to_string()), "{out}");
 }

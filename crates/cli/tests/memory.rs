@@ -406,7 +406,7 @@ async fn server_memory_stays_flat_from_10k_to_100k_macs_with_full_queues() {
         server.start().await;
         let (idle, _) = memory_kb(server.pid());
         let api = Api {
-            base: server.base_url(),
+            base: server.admin_url(),
             key: key.clone(),
             http: sim::client::http_client().expect("HTTP client"),
         };

@@ -52,7 +52,7 @@ async fn push_cert_upload_and_show() {
         .await
         .unwrap();
     let key = key.expose().clone();
-    let server = ts.base_url();
+    let server = ts.admin_url();
     let dir = tempfile::tempdir().unwrap();
     let (cert, pkey) = ca.issue(TOPIC, -1, 10).unwrap();
     let cert_path = dir.path().join("push.pem");

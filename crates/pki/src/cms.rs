@@ -34,7 +34,7 @@ pub(crate) struct VerifiedSignature {
 }
 
 /// Base64-decodes the header after dropping ASCII whitespace (headers may be folded or wrapped).
-fn decode_header(header: &[u8]) -> Result<Vec<u8>, IdentityError> {
+pub(crate) fn decode_header(header: &[u8]) -> Result<Vec<u8>, IdentityError> {
     if header.len() > MAX_SIGNATURE_HEADER_BYTES {
         return Err(IdentityError::SignatureFormat(format!(
             "header is {} bytes, over the {MAX_SIGNATURE_HEADER_BYTES}-byte limit",
@@ -75,10 +75,14 @@ pub(crate) fn verify_detached(
     header: &[u8],
     body: &[u8],
 ) -> Result<VerifiedSignature, IdentityError> {
-    let der = decode_header(header)?;
+    verify_decoded(&decode_header(header)?, body)
+}
+
+/// [`verify_detached`] over an already decoded header.
+pub(crate) fn verify_decoded(der: &[u8], body: &[u8]) -> Result<VerifiedSignature, IdentityError> {
     // d2i_PKCS7 accepts BER (indefinite lengths), which is what real Macs send.
     let pkcs7 =
-        Pkcs7::from_der(&der).map_err(|e| IdentityError::SignatureFormat(openssl_reason(&e)))?;
+        Pkcs7::from_der(der).map_err(|e| IdentityError::SignatureFormat(openssl_reason(&e)))?;
     let signed = pkcs7
         .signed()
         .ok_or_else(|| IdentityError::SignatureFormat("content type is not signedData".into()))?;

@@ -15,8 +15,8 @@ use openssl::stack::{Stack, StackRef};
 use openssl::x509::{X509, X509NameRef, X509Ref};
 
 use crate::chain::{TrustAnchors, VerdictCache};
-use crate::cms;
 use crate::error::{IdentityError, openssl_reason};
+use crate::{cms, cms_fast};
 
 /// How many chain verdicts the verifier remembers.
 pub const CHAIN_CACHE_CAPACITY: usize = 50_000;
@@ -48,6 +48,7 @@ pub struct DeviceIdentityVerifier {
     anchors: TrustAnchors,
     cache: VerdictCache,
     chain_checks: AtomicU64,
+    fast_verifies: AtomicU64,
 }
 
 impl fmt::Debug for DeviceIdentityVerifier {
@@ -56,6 +57,7 @@ impl fmt::Debug for DeviceIdentityVerifier {
             .field("trusted_cas", &self.anchors.len())
             .field("cached_verdicts", &self.cache.len())
             .field("chain_checks", &self.chain_checks_performed())
+            .field("fast_verifies", &self.fast_verifies_performed())
             .finish()
     }
 }
@@ -67,6 +69,7 @@ impl DeviceIdentityVerifier {
             anchors: TrustAnchors::new(trusted_cas)?,
             cache: VerdictCache::new(CHAIN_CACHE_CAPACITY),
             chain_checks: AtomicU64::new(0),
+            fast_verifies: AtomicU64::new(0),
         })
     }
 
@@ -89,12 +92,31 @@ impl DeviceIdentityVerifier {
         header: &[u8],
         body: &[u8],
     ) -> Result<CertInfo, IdentityError> {
-        let verified = cms::verify_detached(header, body)?;
+        let decoded = cms::decode_header(header)?;
+        if let Some(info) = self.verify_cached_signer(&decoded, body) {
+            return Ok(info);
+        }
+        let verified = cms::verify_decoded(&decoded, body)?;
         let der = verified
             .signer
             .to_der()
             .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
         self.verify_chain(&der, Some(&verified.signer), &verified.embedded)
+    }
+
+    /// The fast path: a signature in the shape Macs send (`cms_fast`) whose signer's chain verdict is cached,
+    /// verified with `ring`. None for anything else (another shape, no cached verdict, a signature that does not
+    /// verify): the caller then takes the full OpenSSL path, which decides and words the error.
+    fn verify_cached_signer(&self, decoded: &[u8], body: &[u8]) -> Option<CertInfo> {
+        let signature = cms_fast::parse(decoded)?;
+        let digest = openssl::sha::sha256(signature.signer_der);
+        let mut hit = self.cache.get(&digest, now_unix())?;
+        if !signature.verify(body) {
+            return None;
+        }
+        self.fast_verifies.fetch_add(1, Ordering::Relaxed);
+        hit.der = signature.signer_der.to_vec();
+        Some(hit)
     }
 
     /// Chain-checks a DER certificate from the TLS handshake or a trusted proxy header (cached).
@@ -153,6 +175,11 @@ impl DeviceIdentityVerifier {
     /// Number of chain verifications actually performed (not cache hits).
     pub fn chain_checks_performed(&self) -> u64 {
         self.chain_checks.load(Ordering::Relaxed)
+    }
+
+    /// Number of `Mdm-Signature`s verified on the fast path (`ring`, cached signer), not by OpenSSL.
+    pub fn fast_verifies_performed(&self) -> u64 {
+        self.fast_verifies.load(Ordering::Relaxed)
     }
 
     /// Cache lookup first (no parsing on a hit); otherwise parse, chain-check and remember.

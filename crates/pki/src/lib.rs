@@ -9,6 +9,7 @@
 pub mod ca;
 mod chain;
 mod cms;
+mod cms_fast;
 pub mod error;
 pub mod forwarded;
 pub mod identity;

@@ -12,13 +12,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::datadir::DataDir;
-use crate::{AppState, listener, router, tls};
+use crate::{AppState, listener, tls};
 
 /// Everything `escrowd serve` can be told.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub data_dir: PathBuf,
+    /// The Macs' address (`--listen`): MDM, SCEP, enrollment and agent routes only.
     pub listen: SocketAddr,
+    /// The admins' address (`--admin-listen`): admin API, `/metrics` and the console.
+    pub admin_listen: AdminListen,
     /// Extra CA certificates (PEM files) whose device identity certificates are trusted.
     pub device_cas: Vec<PathBuf>,
     /// `sqlite:…` or `postgres://…`; None = SQLite in the data directory.
@@ -44,7 +47,7 @@ pub struct ServeOptions {
     /// APNs endpoint, pacing and retries (`--apns-url`, `--push-concurrency`, `--apns-ca`).
     pub apns: crate::apns::ApnsSettings,
     /// Base URL devices reach this server at, written into enrollment profiles
-    /// (`https://mdm.example.com`); None = this listener's own address.
+    /// (`https://mdm.example.com`); None = the Macs' listener's own address (`listen`).
     pub public_url: Option<String>,
     /// Slow and greedy clients: header and idle timeouts, connection and large-body caps.
     pub limits: crate::listener::Limits,
@@ -66,6 +69,48 @@ pub struct ServeOptions {
     pub metrics: bool,
 }
 
+/// Where the admin routes (admin API with the NanoMDM-compatible `/v1/...`, `/metrics`, console) are served.
+///
+/// Macs reach the MDM address from the internet; admins reach the console and API on a private address, so
+/// by default the two are separate listeners and an admin route answers 404 on the Macs' one (and a device
+/// route 404 on the admins'). `same` serves everything on `--listen`: an explicit opt-in for a deployment
+/// that has one address only (one reverse proxy splitting by path itself), never the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    /// A listener of its own on this address (same TLS material, `--http` choice and limits).
+    At(SocketAddr),
+    /// The admin routes on the Macs' listener too (`--admin-listen same`).
+    Same,
+}
+
+/// Default `--admin-listen`.
+pub const DEFAULT_ADMIN_LISTEN: AdminListen = AdminListen::At(SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    8444,
+));
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.eq_ignore_ascii_case("same") {
+            return Ok(AdminListen::Same);
+        }
+        value.parse().map(AdminListen::At).map_err(|_| {
+            format!("'{value}' is neither an address with a port (e.g. 127.0.0.1:8444) nor 'same'")
+        })
+    }
+}
+
+impl std::fmt::Display for AdminListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminListen::At(addr) => write!(f, "{addr}"),
+            AdminListen::Same => f.write_str("same"),
+        }
+    }
+}
+
 /// Default `--inventory-interval`: a day.
 pub const DEFAULT_INVENTORY_INTERVAL: std::time::Duration =
     std::time::Duration::from_secs(24 * 3600);
@@ -79,6 +124,7 @@ impl ServeOptions {
         ServeOptions {
             data_dir: data_dir.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            admin_listen: DEFAULT_ADMIN_LISTEN,
             device_cas: Vec::new(),
             database: None,
             http: false,
@@ -104,7 +150,10 @@ impl ServeOptions {
 
 /// A server running in this process.
 pub struct RunningServer {
+    /// The Macs' listener.
     pub local_addr: SocketAddr,
+    /// The admin listener; `local_addr` with `--admin-listen same`.
+    pub admin_addr: SocketAddr,
     pub tls: bool,
     pub state: AppState,
     /// The device CA (its key sealed in the store), for tests that issue identities directly.
@@ -122,12 +171,19 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The Macs' listener (MDM, SCEP, enrollment, agent).
     pub fn base_url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.local_addr)
     }
 
-    /// Stop accepting, let open requests finish, and wait.
+    /// The admin listener (admin API, `/metrics`, console).
+    pub fn admin_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.admin_addr)
+    }
+
+    /// Stop accepting on both listeners, let open requests finish, and wait.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.join.await;
@@ -244,8 +300,24 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         dir.secure_files()?;
         Some(Arc::new(tls::server_config(&cert, key.expose())?))
     };
-    let listener = listener::bind(opts.listen).await?;
+    let listener = listener::bind(opts.listen, "--listen").await?;
     let local_addr = listener.local_addr()?;
+    let admin_listener = match opts.admin_listen {
+        AdminListen::At(addr) => {
+            if addr == opts.listen && addr.port() != 0 {
+                anyhow::bail!(
+                    "--admin-listen {addr} is the --listen address: give the admin listener its own address \
+                     (e.g. 127.0.0.1:8444), or --admin-listen same to serve the admin routes on --listen too"
+                );
+            }
+            Some(listener::bind(addr, "--admin-listen").await?)
+        }
+        AdminListen::Same => None,
+    };
+    let admin_addr = match &admin_listener {
+        Some(l) => l.local_addr()?,
+        None => local_addr,
+    };
     let public_url = match &opts.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
@@ -301,7 +373,6 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         }
     }
     let (tx, rx) = watch::channel(false);
-    let app = router(state.clone());
     let tls_on = tls_config.is_some();
     let inventory = crate::schedule::spawn_inventory_schedule(
         state.mdm.clone(),
@@ -320,21 +391,52 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         crate::schedule::spawn_instance_signals(state.mdm.clone(), opts.apns.clone(), rx.clone())
             .await
             .context("listening for the other instances' signals")?;
-    let join = tokio::spawn(listener::serve(
-        listener,
-        app,
-        tls_config,
-        rx,
-        opts.limits.clone(),
-    ));
+    // Each listener has its own connection cap, so a flood on the Macs' address cannot lock admins out.
+    let join = match admin_listener {
+        Some(admin_listener) => {
+            let devices = listener::serve(
+                listener,
+                crate::device_router(state.clone()),
+                tls_config.clone(),
+                rx.clone(),
+                opts.limits.clone(),
+            );
+            let admins = listener::serve(
+                admin_listener,
+                crate::admin_router(state.clone()),
+                tls_config,
+                rx,
+                opts.limits.clone(),
+            );
+            tokio::spawn(async move {
+                tokio::join!(devices, admins);
+            })
+        }
+        None => {
+            tracing::warn!(
+                address = %local_addr,
+                "--admin-listen same: the admin API, /metrics and the console are served on the Macs' address"
+            );
+            tokio::spawn(listener::serve(
+                listener,
+                crate::combined_router(state.clone()),
+                tls_config,
+                rx,
+                opts.limits.clone(),
+            ))
+        }
+    };
     tracing::info!(
         address = %local_addr,
+        admin_address = %admin_addr,
         tls = tls_on,
         database = store.backend(),
-        "escrowd is listening"
+        "escrowd is listening: Macs (MDM, SCEP, enrollment, agent) on address, admins (API, /metrics, console) \
+         on admin_address"
     );
     Ok(RunningServer {
         local_addr,
+        admin_addr,
         tls: tls_on,
         state,
         device_ca,
@@ -369,6 +471,24 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact_url;
+
+    #[test]
+    fn admin_listen_is_an_address_or_same() {
+        use super::AdminListen;
+        assert_eq!(
+            "127.0.0.1:8444".parse::<AdminListen>(),
+            Ok(AdminListen::At("127.0.0.1:8444".parse().unwrap()))
+        );
+        assert_eq!(
+            "[::1]:0".parse::<AdminListen>().unwrap().to_string(),
+            "[::1]:0"
+        );
+        assert_eq!("same".parse::<AdminListen>(), Ok(AdminListen::Same));
+        assert_eq!(AdminListen::Same.to_string(), "same");
+        for bad in ["", "8444", "localhost:8444", "127.0.0.1", "both"] {
+            assert!(bad.parse::<AdminListen>().is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn database_password_is_redacted_in_messages() {

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 pub mod apns;
 pub mod app;
+pub mod console;
 pub mod datadir;
 pub mod device_ca;
 pub mod enroll;
@@ -26,7 +27,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use service::MdmService;
 
-pub use app::{RunningServer, ServeOptions, start};
+pub use app::{AdminListen, RunningServer, ServeOptions, start};
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -52,22 +53,50 @@ pub struct AppState {
 /// Body size cap on device endpoints; bigger bodies get 413 before they are read whole.
 pub const MAX_DEVICE_BODY: usize = protocol::guard::DEFAULT_MAX_BODY;
 
-pub fn router(state: AppState) -> Router {
+/// The routes Macs use: MDM check-in and commands, SCEP, enrollment and the agent. Served on `--listen`, the
+/// address Macs reach (often from the internet).
+fn device_routes() -> Router<AppState> {
     let mdm = Router::new()
         .route("/mdm/checkin", put(mdm::checkin))
         .route("/mdm/connect", put(mdm::connect))
         .route("/mdm", put(mdm::dispatch))
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY));
-    let app = Router::new()
+    Router::new()
         .merge(mdm)
         .merge(
             Router::new()
                 .route("/scep", get(scep::scep).post(scep::scep))
                 .layer(DefaultBodyLimit::max(scep::MAX_SCEP_BODY)),
         )
-        .merge(api::router())
         .merge(agent::router())
         .route("/enroll", get(enroll::enroll))
+}
+
+/// The routes admins use: the admin API (with the NanoMDM-compatible `/v1/...`), `/metrics` and the web
+/// console. Served on `--admin-listen`, a private address.
+fn admin_routes() -> Router<AppState> {
+    Router::new().merge(api::router()).merge(console::router())
+}
+
+/// The Macs' listener: device routes and `/healthz`; an admin route answers 404 here.
+pub fn device_router(state: AppState) -> Router {
+    finish(device_routes(), state)
+}
+
+/// The admin listener: admin API, `/metrics`, console and `/healthz`; a device route answers 404 here.
+pub fn admin_router(state: AppState) -> Router {
+    finish(admin_routes(), state)
+}
+
+/// Every route on one listener: only for `--admin-listen same` (an explicit opt-in, e.g. behind one reverse
+/// proxy that splits by path itself).
+pub fn combined_router(state: AppState) -> Router {
+    finish(device_routes().merge(admin_routes()), state)
+}
+
+/// The layers both listeners share: `/healthz`, the large-body limiter, request metrics and tracing.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let app = routes
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(

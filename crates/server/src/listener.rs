@@ -407,9 +407,10 @@ fn with_peer(
     })
 }
 
-/// Bind a listener, with a message that says what to do when the port is taken.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Bind a listener, with a message that says what to do when the port is taken: `flag` is the option that
+/// chooses this address (`--listen` or `--admin-listen`).
+pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {addr}: {e} (is another escrowd running? choose another port with --listen)")
+        anyhow::anyhow!("cannot listen on {addr} ({flag}): {e} (is another escrowd running? choose another port with {flag})")
     })
 }

@@ -14,7 +14,7 @@ async fn every_documented_route_exists_and_refuses_missing_wrong_and_too_small_k
     let ts = TestServer::start().await.unwrap();
     let docs = server::api::route_docs();
     let (_, doc) = Api {
-        base: ts.base_url(),
+        base: ts.admin_url(),
         auth: None,
     }
     .get("/api/v1/openapi.json")
@@ -38,7 +38,7 @@ async fn every_documented_route_exists_and_refuses_missing_wrong_and_too_small_k
             Some("Basic bm9wZTpub3Bl".to_string()),
         ] {
             let (status, body) = Api {
-                base: ts.base_url(),
+                base: ts.admin_url(),
                 auth,
             }
             .call(d.method, &path, None)

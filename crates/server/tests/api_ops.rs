@@ -50,7 +50,7 @@ async fn a_raw_or_nanomdm_erase_is_refused_without_a_usable_token_unless_forced(
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("nanomdm:{key}"));
     let nano = Api {
-        base: ts.base_url(),
+        base: ts.admin_url(),
         auth: Some(format!("Basic {basic}")),
     };
     let mac = enrolled(&ts, "UDID-RAW-ERASE").await;
@@ -161,7 +161,7 @@ async fn nanomdm_enqueue_and_push_answer_in_nanomdms_shape_with_basic_auth() {
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("nanomdm:{key}"));
     let nano = Api {
-        base: ts.base_url(),
+        base: ts.admin_url(),
         auth: Some(format!("Basic {basic}")),
     };
     let mac = enrolled(&ts, "UDID-NANO").await;
@@ -232,7 +232,7 @@ async fn api_keys_are_shown_once_listed_without_hashes_and_revoked_keys_stop_wor
         .await;
     assert_eq!(s, 201);
     let new = Api {
-        base: ts.base_url(),
+        base: ts.admin_url(),
         auth: Some(format!("Bearer {}", k["key"].as_str().unwrap())),
     };
     assert_eq!(new.get("/api/v1/devices").await.0, 200);
@@ -294,7 +294,7 @@ async fn fleet_summary_and_csv_reports_list_macs_without_tokens_and_users_withou
     assert_eq!(sum["users_without_secure_token"], 1);
 
     let raw = |path: &str| {
-        let base = ts.base_url();
+        let base = ts.admin_url();
         let auth = read.auth.clone().unwrap();
         let path = path.to_string();
         async move {

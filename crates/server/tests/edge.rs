@@ -161,7 +161,7 @@ async fn the_auth_failures_api_filters_and_refuses_bad_queries() {
     }
     // Without a key: 401.
     let anonymous = common::Api {
-        base: ts.base_url(),
+        base: ts.admin_url(),
         auth: None,
     };
     assert_eq!(anonymous.get("/api/v1/auth-failures").await.0, 401);

@@ -375,7 +375,7 @@ async fn a_groups_static_profile_enrolls_macs_into_that_group() {
         let resp = testkit::http::client()
             .get(format!(
                 "{}/api/v1/groups/{}/profile",
-                ts.base_url(),
+                ts.admin_url(),
                 staff.id
             ))
             .header("authorization", admin.auth.clone().unwrap())

@@ -26,7 +26,7 @@ struct Scrape {
 }
 
 async fn scrape(ts: &TestServer, authorization: Option<&str>) -> Scrape {
-    let mut req = testkit::http::client().get(format!("{}/metrics", ts.base_url()));
+    let mut req = testkit::http::client().get(format!("{}/metrics", ts.admin_url()));
     if let Some(a) = authorization {
         req = req.header("authorization", a);
     }

@@ -113,7 +113,7 @@ async fn no_secret_used_in_a_full_run_is_in_any_log_event_answer_or_file() {
     ts.install_push_certificate().await.unwrap();
     let admin_key = common::key(&ts, ApiScope::Admin).await;
     let admin = common::Api {
-        base: ts.base_url(),
+        base: ts.admin_url(),
         auth: Some(format!("Bearer {admin_key}")),
     };
     let mut answers: Vec<Json> = Vec::new();

@@ -9,22 +9,48 @@ use openssl::sha::sha256;
 use store::{ApiKey, ApiScope, Outcome};
 use vault::Secret;
 
-use crate::{EventKind, MdmService, ServiceError};
+use crate::{EventKind, MdmService, Scoped, ServiceError};
 
 const PREFIX: &str = "escrowd_";
 
-/// Who is calling the admin API: an authenticated, unrevoked key. Audited events name it.
+/// Who is calling the admin API: an authenticated, unrevoked key, or an admin signed in to the console.
+/// Audited events name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
+    /// The API key's id; `console` for a console admin, `offline` for the CLI on the database.
     pub key_id: String,
     pub name: String,
     pub scope: ApiScope,
+    /// How the actor authenticated.
+    pub via: ActorVia,
+}
+
+/// How an [`Actor`] authenticated, which decides how events name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorVia {
+    /// An admin API key (or the offline CLI, which names itself as one).
+    ApiKey,
+    /// A password sign-in to the web console.
+    Console,
 }
 
 impl Actor {
-    /// How events name the actor: `apikey <name> (<id>)`.
+    /// How events name the actor: `apikey <name> (<id>)`, or `console <name>` for a console admin.
     pub fn label(&self) -> String {
-        format!("apikey {} ({})", self.name, self.key_id)
+        match self.via {
+            ActorVia::ApiKey => format!("apikey {} ({})", self.name, self.key_id),
+            ActorVia::Console => format!("console {}", self.name),
+        }
+    }
+
+    /// A console admin signed in with a password, with their role as the scope.
+    pub fn console(name: &str, role: ApiScope) -> Actor {
+        Actor {
+            key_id: "console".into(),
+            name: name.into(),
+            scope: role,
+            via: ActorVia::Console,
+        }
     }
 
     /// An actor for offline tools (the CLI acting on the database directly).
@@ -33,6 +59,7 @@ impl Actor {
             key_id: "offline".into(),
             name: what.into(),
             scope: ApiScope::Admin,
+            via: ActorVia::ApiKey,
         }
     }
 
@@ -63,20 +90,45 @@ impl MdmService {
         scope: ApiScope,
         by: &Actor,
     ) -> Result<(ApiKey, Secret<String>), ServiceError> {
-        create_api_key(&*self.store, self.now(), name, scope, by).await
+        self.scoped().create_api_key(name, scope, by).await
     }
 
     /// The actor behind a presented key; Unauthorized for an unknown, malformed or revoked key.
     pub async fn authenticate_api_key(&self, presented: &str) -> Result<Actor, ServiceError> {
-        authenticate_api_key(&*self.store, presented).await
+        self.scoped().authenticate_api_key(presented).await
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>, ServiceError> {
-        Ok(self.store.list_api_keys().await?)
+        self.scoped().list_api_keys().await
     }
 
     pub async fn revoke_api_key(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
-        revoke_api_key(&*self.store, self.now(), id, by).await
+        self.scoped().revoke_api_key(id, by).await
+    }
+}
+
+/// API keys take only the `Admin` role. The same work is done offline (`escrowd apikey`) through the free
+/// functions below, on a store alone; these methods are those functions with the service's clock.
+impl<S: ?Sized + store::Admin> Scoped<'_, S> {
+    async fn create_api_key(
+        &self,
+        name: &str,
+        scope: ApiScope,
+        by: &Actor,
+    ) -> Result<(ApiKey, Secret<String>), ServiceError> {
+        create_api_key(self.store, self.now(), name, scope, by).await
+    }
+
+    async fn authenticate_api_key(&self, presented: &str) -> Result<Actor, ServiceError> {
+        authenticate_api_key(self.store, presented).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, ServiceError> {
+        Ok(self.store.list_api_keys().await?)
+    }
+
+    async fn revoke_api_key(&self, id: &str, by: &Actor) -> Result<(), ServiceError> {
+        revoke_api_key(self.store, self.now(), id, by).await
     }
 }
 
@@ -95,6 +147,7 @@ async fn authenticate_api_key<S: ?Sized + store::Admin>(
             key_id: k.id,
             name: k.name,
             scope: k.scope,
+            via: ActorVia::ApiKey,
         }),
         _ => Err(unauthorized()),
     }
@@ -167,7 +220,7 @@ pub async fn revoke_api_key<S: ?Sized + store::Admin>(
     Ok(())
 }
 
-fn random<const N: usize>() -> Result<[u8; N], ServiceError> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], ServiceError> {
     let mut raw = [0u8; N];
     openssl::rand::rand_bytes(&mut raw)
         .map_err(|e| ServiceError::Internal(format!("random generator failed: {e}")))?;

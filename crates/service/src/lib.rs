@@ -13,6 +13,7 @@ pub mod checkin;
 pub mod clock;
 pub mod cluster;
 pub mod commands;
+pub mod console_admins;
 pub mod device_ca;
 pub mod device_view;
 pub mod diagnosis;
@@ -112,10 +113,6 @@ impl MdmService {
 
     pub fn secrets(&self) -> &secrets::Secrets {
         &self.secrets
-    }
-
-    fn now(&self) -> store::Millis {
-        self.clock.now_millis()
     }
 
     /// This service with its store seen as the whole [`store::Store`]; each component's methods narrow it.

@@ -325,7 +325,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(info.topic, TOPIC);
-        assert!(info.expiry_warning(svc.now()).is_none());
+        assert!(info.expiry_warning(svc.scoped().now()).is_none());
         assert_eq!(svc.push_topic().await.unwrap().as_deref(), Some(TOPIC));
         let identity = svc.push_identity().await.unwrap().unwrap();
         assert_eq!(identity.info, info);

@@ -179,12 +179,46 @@ pub struct DeviceFilter {
     pub escrowed_after: Option<Millis>,
     /// Some(true): at least one user reported without a Secure Token.
     pub users_without_secure_token: Option<bool>,
+    /// Some(v): a Bootstrap Token is stored and its `verified` flag is `v` (Some(false): escrowed but never
+    /// verified by a successful Get).
+    pub verified: Option<bool>,
+    /// Some(true): an Apple silicon Mac whose SecurityInfo says its Bootstrap Token is not allowed for
+    /// authentication (it cannot authorize updates); Some(false): every other Mac. The SQL twin of
+    /// `service::reports`' `cannot_authorize`.
+    pub cannot_authorize: Option<bool>,
+    /// Only Macs whose bound identity certificate expires before this time (Unix ms).
+    pub identity_expires_before: Option<Millis>,
+    /// Case-insensitive substring of the UDID, serial number, device name, or a user's short or full name
+    /// (the enrollment's user or any user the Mac reported).
+    pub search: Option<String>,
     /// Also list checked-out devices.
     pub include_checked_out: bool,
+    /// Newest ids first; `after_id` then means "ids before this one".
+    pub descending: bool,
     /// Paging: only ids after this one (bytewise order).
     pub after_id: Option<String>,
     /// 0 means 100; at most 1000.
     pub limit: u32,
+}
+
+/// Counts over the enrolled fleet (enabled device-channel enrollments), in one query: the fleet summary's
+/// numbers, by the same rules as the device list's filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    pub devices: u64,
+    /// A token is stored (Configured).
+    pub escrowed: u64,
+    /// No token and the Mac cannot escrow one (NA).
+    pub not_supported: u64,
+    pub escrowed_unverified: u64,
+    pub apple_silicon: u64,
+    /// Apple silicon, and the token is not allowed for authentication ([`DeviceFilter::cannot_authorize`]).
+    pub cannot_authorize: u64,
+    pub devices_with_users_without_secure_token: u64,
+    pub users_without_secure_token: u64,
+    pub devices_without_inventory: u64,
+    /// The bound identity certificate expires before the time asked about.
+    pub identities_expiring: u64,
 }
 
 /// The Bootstrap Token metadata an admin may see (never the token).

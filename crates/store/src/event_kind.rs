@@ -119,6 +119,17 @@ event_kinds! {
     /// Event kinds of admin actions.
     ApikeyCreated => "admin.apikey.created",
     ApikeyRevoked => "admin.apikey.revoked",
+    // ---- service::console_admins (issue 15)
+    ConsoleAdminCreated => "console.admin.created",
+    ConsoleAdminDisabled => "console.admin.disabled",
+    ConsoleAdminPasswordSet => "console.admin.password_set",
+    /// A console sign-in (a new session).
+    ConsoleSignIn => "console.signin",
+    /// A refused console sign-in: unknown name, wrong password or disabled admin (never the password).
+    ConsoleSignInFailed => "console.signin_failed",
+    /// Too many failed sign-ins for an admin name or from an address: further attempts refused for a while.
+    ConsoleLockout => "console.lockout",
+    ConsoleSignOut => "console.signout",
     // ---- formerly service::push
     /// Event kind of such a mark.
     PushTokenInvalid => "push.token_invalid",
@@ -289,6 +300,16 @@ mod tests {
         (EventKind::IdentityRenewalGrace, "identity.renewal_grace"),
         (EventKind::ApikeyCreated, "admin.apikey.created"),
         (EventKind::ApikeyRevoked, "admin.apikey.revoked"),
+        (EventKind::ConsoleAdminCreated, "console.admin.created"),
+        (EventKind::ConsoleAdminDisabled, "console.admin.disabled"),
+        (
+            EventKind::ConsoleAdminPasswordSet,
+            "console.admin.password_set",
+        ),
+        (EventKind::ConsoleSignIn, "console.signin"),
+        (EventKind::ConsoleSignInFailed, "console.signin_failed"),
+        (EventKind::ConsoleLockout, "console.lockout"),
+        (EventKind::ConsoleSignOut, "console.signout"),
         (EventKind::PushTokenInvalid, "push.token_invalid"),
         (EventKind::GroupCreated, "admin.group.created"),
         (EventKind::GroupUpdated, "admin.group.updated"),

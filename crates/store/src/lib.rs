@@ -11,6 +11,7 @@
 mod admin_model;
 mod agent_model;
 mod cluster_model;
+mod console_model;
 mod edge_model;
 mod enroll_model;
 mod error;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 pub use admin_model::*;
 pub use agent_model::*;
 pub use cluster_model::{Notice, Signal, SignalListener};
+pub use console_model::*;
 pub use edge_model::*;
 pub use enroll_model::*;
 pub use error::{Result, StoreError};
@@ -37,8 +39,8 @@ pub use event_kind::{EventKind, UnknownEventKind};
 pub use model::*;
 pub use postgres::PgStore;
 pub use roles::{
-    Admin, Agents, Cluster, Commands, Edge, Enrollments, Events, Groups, Inventory, Push, Renewals,
-    Scep, Secrets, Tokens,
+    Admin, AdminAccounts, Agents, Cluster, Commands, Edge, Enrollments, Events, Groups, Inventory,
+    Push, Renewals, Scep, Secrets, Tokens,
 };
 pub use sql::{BatchStats, DEFER_BOUND};
 pub use sqlite::SqliteStore;
@@ -59,6 +61,7 @@ pub trait Store:
     + Commands
     + Events
     + Admin
+    + AdminAccounts
     + Inventory
     + Agents
     + Cluster
@@ -97,9 +100,9 @@ pub struct PoolStats {
 pub mod prelude {
     pub use crate::Store as _;
     pub use crate::roles::{
-        Admin as _, Agents as _, Cluster as _, Commands as _, Edge as _, Enrollments as _,
-        Events as _, Groups as _, Inventory as _, Push as _, Renewals as _, Scep as _,
-        Secrets as _, Tokens as _,
+        Admin as _, AdminAccounts as _, Agents as _, Cluster as _, Commands as _, Edge as _,
+        Enrollments as _, Events as _, Groups as _, Inventory as _, Push as _, Renewals as _,
+        Scep as _, Secrets as _, Tokens as _,
     };
 }
 

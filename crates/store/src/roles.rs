@@ -10,11 +10,12 @@
 
 use crate::{
     ActionEnd, ActionStatus, AgentAction, AgentRegistration, AgentSecret, ApiKey, AuthFailureCount,
-    AuthFailureFilter, BootstrapTokenRecord, CommandStatus, DeviceFacts, DeviceFilter,
-    DeviceInventory, DeviceRecord, DeviceUser, Enrollment, EnrollmentToken, Event, EventFilter,
-    FactSource, Group, GroupAccountSettings, IdentityRenewal, InventoryDue, IssuedCertificate,
-    Millis, NewCommand, NewEvent, PushInvalid, QueueDepth, QueuedCommand, ReportOutcome, Result,
-    ScepChallenge, SealedSecret, SecurityFacts, Signal, SignalListener, TokenRefusal,
+    AuthFailureFilter, BootstrapTokenRecord, CommandStatus, ConsoleAdminAccount, ConsoleSession,
+    DeviceFacts, DeviceFilter, DeviceInventory, DeviceRecord, DeviceUser, Enrollment,
+    EnrollmentToken, Event, EventFilter, FactSource, FleetCounts, Group, GroupAccountSettings,
+    IdentityRenewal, InventoryDue, IssuedCertificate, Millis, NewCommand, NewEvent, PushInvalid,
+    QueueDepth, QueuedCommand, ReportOutcome, Result, ScepChallenge, SealedSecret, SecurityFacts,
+    Signal, SignalListener, TokenRefusal,
 };
 #[allow(unused_imports)] // doc links
 use crate::{
@@ -397,6 +398,52 @@ pub trait Admin: Send + Sync {
     async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
     /// Devices matching the filter, ordered by id, one page.
     async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>>;
+    /// The enrolled fleet's counts in one query; identities expiring before `identity_expires_before`.
+    async fn fleet_counts(&self, identity_expires_before: Millis) -> Result<FleetCounts>;
+}
+
+/// Console admin accounts, their sessions and failed sign-ins (issue 15). Guarantees: only an Argon2id PHC
+/// string of a password and only the SHA-256 of a session token are stored; every change that takes a
+/// [`NewEvent`] writes it in the same transaction; changing an admin's password or disabling them ends all
+/// of their sessions in that transaction; names are unique.
+#[async_trait::async_trait]
+pub trait AdminAccounts: Send + Sync {
+    /// Store a new admin + event. Conflict if the name exists.
+    async fn create_console_admin(&self, a: &ConsoleAdminAccount, event: &NewEvent) -> Result<()>;
+    async fn console_admin(&self, name: &str) -> Result<Option<ConsoleAdminAccount>>;
+    /// Every admin, by name.
+    async fn list_console_admins(&self) -> Result<Vec<ConsoleAdminAccount>>;
+    /// Replace the password hash, end the admin's sessions, write `event`. NotFound for an unknown name.
+    async fn set_console_admin_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        at: Millis,
+        event: &NewEvent,
+    ) -> Result<()>;
+    /// Disable the admin, end their sessions, write `event`. NotFound if unknown or already disabled.
+    async fn disable_console_admin(&self, name: &str, at: Millis, event: &NewEvent) -> Result<()>;
+    /// Store a new session + event (the sign-in), and forget sessions whose absolute expiry has passed
+    /// `s.created_at`. Conflict on a duplicate token hash; NotFound for an unknown admin.
+    async fn create_console_session(&self, s: &ConsoleSession, event: &NewEvent) -> Result<()>;
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSession>>;
+    /// Move `last_seen_at` forward to `at` (never back). An unknown session changes nothing.
+    async fn touch_console_session(&self, token_hash: &str, at: Millis) -> Result<()>;
+    /// Delete a session; writes `event` only if it existed. Returns whether it existed.
+    async fn delete_console_session(&self, token_hash: &str, event: &NewEvent) -> Result<bool>;
+    /// Count one failed sign-in against each of `keys` at `at` and write `event`; forget failures older
+    /// than `forget_before`.
+    async fn record_signin_failure(
+        &self,
+        keys: &[String],
+        at: Millis,
+        forget_before: Millis,
+        event: &NewEvent,
+    ) -> Result<()>;
+    /// When failed sign-ins against `key` happened at or after `since`, newest first, at most `limit`.
+    async fn signin_failures(&self, key: &str, since: Millis, limit: u32) -> Result<Vec<Millis>>;
+    /// Forget the failed sign-ins against `key` (a successful sign-in).
+    async fn clear_signin_failures(&self, key: &str) -> Result<()>;
 }
 
 /// Device inventory (facts, users) and the automatic inventory schedule. Guarantees: a DeviceInformation write

@@ -23,6 +23,13 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+impl Reply {
+    /// The body as text (lossy): for HTML and plain-text answers.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
 pub struct TestDevice {
     pub udid: String,
     pub cert: X509,

@@ -5,6 +5,8 @@
 
 pub mod apns;
 pub mod backend;
+pub mod browser;
+pub mod console;
 pub mod device;
 pub mod enroll;
 pub mod http;
@@ -18,10 +20,12 @@ use pki::ca::CertificateAuthority;
 use server::{RunningServer, ServeOptions};
 use tempfile::TempDir;
 
+pub use console::ConsoleClient;
 pub use device::{Reply, TestDevice};
 pub use secrets::assert_no_secret;
 
-/// A running escrowd on 127.0.0.1 with a fresh data directory (plain HTTP unless `tls` was asked for), on
+/// A running escrowd on 127.0.0.1 with a fresh data directory (plain HTTP unless `tls` was asked for), its
+/// Macs' listener at [`TestServer::base_url`] and its admin listener at [`TestServer::admin_url`], on
 /// SQLite in that directory or, with `ESCROWD_TEST_BACKEND=postgres`, in a fresh PostgreSQL schema
 /// ([`backend`]).
 pub struct TestServer {
@@ -37,7 +41,7 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Start with options adjusted by `f` (data dir, listen address and the backend's database are preset;
+    /// Start with options adjusted by `f` (data dir, both listen addresses and the backend's database are preset;
     /// a test about SQLite's files sets `opts.database = None` to stay on SQLite).
     pub async fn start_with(f: impl FnOnce(&mut ServeOptions)) -> anyhow::Result<TestServer> {
         let pg = if backend::postgres_selected() {
@@ -75,6 +79,9 @@ impl TestServer {
         let dir = tempfile::tempdir()?;
         let mut opts = self.opts.clone();
         opts.listen = "127.0.0.1:0".parse()?;
+        if opts.admin_listen != server::AdminListen::Same {
+            opts.admin_listen = server::AdminListen::At("127.0.0.1:0".parse()?);
+        }
         f(&mut opts);
         let server = server::start(opts.clone()).await?;
         Ok(TestServer {
@@ -92,6 +99,7 @@ impl TestServer {
         let dir = tempfile::tempdir()?;
         let mut opts = ServeOptions::new(dir.path().join("data"));
         opts.listen = "127.0.0.1:0".parse()?;
+        opts.admin_listen = server::AdminListen::At("127.0.0.1:0".parse()?);
         opts.http = true;
         opts.database = pg.as_ref().map(|pg| pg.url.clone());
         f(&mut opts);
@@ -131,12 +139,33 @@ impl TestServer {
         self.server.as_ref().expect("server is running")
     }
 
+    /// The Macs' listener: MDM, SCEP, enrollment, agent.
     pub fn base_url(&self) -> String {
         self.running().base_url()
     }
 
+    /// The admin listener: admin API (and the NanoMDM-compatible `/v1/...`), `/metrics`, console.
+    pub fn admin_url(&self) -> String {
+        self.running().admin_url()
+    }
+
     pub fn store(&self) -> Arc<dyn store::Store> {
         self.running().state.mdm.store().clone()
+    }
+
+    /// Every event (up to 1,000) as text, one `kind subject detail` line each: for "was it recorded" checks
+    /// and for `assert_no_secret` over the whole audit trail.
+    pub async fn events_text(&self) -> String {
+        self.store()
+            .events(&store::EventFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("events")
+            .iter()
+            .map(|e| format!("{} {} {}\n", e.kind, e.subject, e.detail))
+            .collect()
     }
 
     /// Counted refusals of unauthenticated requests of `kind` (what is in memory is flushed first), newest
@@ -159,14 +188,18 @@ impl TestServer {
         self.auth_failures(kind).await.iter().map(|c| c.count).sum()
     }
 
-    /// Stop and start again on the same data directory and port.
+    /// Stop and start again on the same data directory and ports.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let addr = self.running().local_addr;
+        let admin_addr = self.running().admin_addr;
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
         let mut opts = self.opts.clone();
         opts.listen = addr;
+        if opts.admin_listen != server::AdminListen::Same {
+            opts.admin_listen = server::AdminListen::At(admin_addr);
+        }
         self.server = Some(server::start(opts).await?);
         Ok(())
     }

@@ -59,7 +59,7 @@ pub async fn installed_device(
         .await
         .unwrap();
     let admin = Admin {
-        http: Http::new(&ts.base_url(), None).unwrap(),
+        http: Http::new(&ts.admin_url(), None).unwrap(),
         auth: format!("Bearer {}", key.expose()),
     };
     let (s, b) = admin.call(

@@ -6,16 +6,16 @@ use apitypes::{
 };
 use clap::Args;
 use comfy_table::Table;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::typed::{self, Cell, Typed};
-use super::{DeviceArgs, enc, when_or_dash};
+use super::{DeviceArgs, enc, when, when_or_dash};
 use crate::bulk;
 use crate::client::ServerArgs;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  escrowd devices --status not_escrowed\n  escrowd devices --apple-silicon true --os-version 14 --json\n  escrowd devices --all --json > fleet.json      # every device, paged for you\n  ESCROWD_API_KEY=… escrowd devices --server https://mdm.example.com --ca-cert /var/lib/escrowd/tls.pem"
+    after_help = "Examples:\n  escrowd devices --status not_escrowed\n  escrowd devices --apple-silicon true --os-version 14 --json\n  escrowd devices --all --json > fleet.json      # every device, paged for you\n  ESCROWD_API_KEY=… escrowd devices --server https://mdm-admin.internal:8444 --ca-cert /var/lib/escrowd/tls.pem"
 )]
 pub struct DevicesArgs {
     #[command(flatten)]
@@ -28,7 +28,7 @@ pub struct DevicesArgs {
     /// OS version prefix: 14 or 14.5.
     #[arg(long)]
     os_version: Option<String>,
-    /// Group id.
+    /// Group id or name.
     #[arg(long)]
     group: Option<String>,
     /// Only devices with a user lacking a Secure Token.
@@ -87,10 +87,14 @@ pub struct CommandsArgs {
 
 pub async fn devices(a: DevicesArgs) -> anyhow::Result<()> {
     let mut q = Vec::new();
+    let group = match &a.group {
+        Some(g) => Some(super::groups::group_id(&a.server, g).await?),
+        None => None,
+    };
     for (k, v) in [
         ("status", &a.status),
         ("os_version", &a.os_version),
-        ("group", &a.group),
+        ("group", &group),
         ("after", &a.after),
     ] {
         if let Some(v) = v {
@@ -127,16 +131,19 @@ async fn all_devices(server: &ServerArgs, query: &[String]) -> anyhow::Result<()
     let mut first = true;
     let mut any = false;
     let listed = bulk::each_device_page(server, query, &progress, |page| {
-        // Every page is read as the shared type first, as a single page would be.
-        let devices: Vec<Device> = typed::read(Value::Array(page.clone()))?.value;
+        let devices = &page.value.devices;
         let mut out = std::io::stdout().lock();
         if server.json {
-            for d in &page {
+            let sent = page.raw["devices"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            for d in sent {
                 write!(out, "{}{d}", if first { "{\"devices\":[" } else { "," })?;
                 first = false;
             }
         } else if !devices.is_empty() || !any {
-            progress.suspend(|| writeln!(out, "{}", typed::rows(&devices, DEVICE_COLUMNS)))?;
+            progress.suspend(|| writeln!(out, "{}", typed::rows(devices, DEVICE_COLUMNS)))?;
         }
         any = true;
         Ok(())
@@ -157,11 +164,13 @@ const DEVICE_COLUMNS: &[typed::Column<'static, Device>] = &[
     ("os", |d| d.os_version.cell()),
     ("bootstrap token", |d| d.bootstrap_token.label.cell()),
     ("why", |d| d.bootstrap_token.reason.cell()),
-    ("escrowed at", |d| d.bootstrap_token.escrowed_at.cell()),
+    ("escrowed at", |d| {
+        when_or_dash(d.bootstrap_token.escrowed_at)
+    }),
     ("verified", |d| d.bootstrap_token.verified.cell()),
     ("apple silicon", |d| d.apple_silicon.cell()),
     ("no ST users", |d| d.users_without_secure_token.cell()),
-    // Tables show the identity expiry as a date; --json keeps the API's Unix ms.
+    // Tables show times in people's terms; --json keeps the API's Unix ms.
     ("identity expires", |d| {
         when_or_dash(d.identity.certificate_expires_at)
     }),
@@ -192,8 +201,8 @@ pub async fn commands(a: CommandsArgs) -> anyhow::Result<()> {
             ("uuid", |c: &Command| c.uuid.cell()),
             ("request type", |c| c.request_type.cell()),
             ("status", |c| c.status.cell()),
-            ("queued at", |c| c.created_at.cell()),
-            ("updated at", |c| c.updated_at.cell()),
+            ("queued at", |c| when(c.created_at)),
+            ("updated at", |c| when(c.updated_at)),
         ],
     );
     Ok(())
@@ -232,9 +241,9 @@ pub async fn device(a: DeviceArgs) -> anyhow::Result<()> {
         ),
         ("bootstrap token", token.label.cell()),
         ("why", token.reason.cell()),
-        ("escrowed at", token.escrowed_at.cell()),
+        ("escrowed at", when_or_dash(token.escrowed_at)),
         ("verified", token.verified.cell()),
-        ("last requested", token.last_requested_at.cell()),
+        ("last requested", when_or_dash(token.last_requested_at)),
         ("apple silicon", d.apple_silicon.cell()),
         (
             "allowed for authentication",
@@ -295,7 +304,9 @@ fn fact_cell(f: &Option<Fact>) -> String {
     if let Some(c) = &f.conflict {
         out.push_str(&format!(
             " (conflict: {} said {} at {})",
-            c.source, c.value, c.at
+            c.source,
+            c.value,
+            when(c.at)
         ));
     }
     out
@@ -326,7 +337,7 @@ pub async fn users(a: DeviceArgs) -> anyhow::Result<()> {
                     .has_secure_token
                     .as_ref()
                     .map(|f| f.at)
-                    .cell()),
+                    .map_or_else(|| "-".into(), when)),
                 ("admin", |u| fact_cell(&u.is_admin)),
                 ("logged in", |u| fact_cell(&u.is_logged_in)),
                 ("mobile", |u| fact_cell(&u.mobile_account)),

@@ -7,9 +7,10 @@ use apitypes::{
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::enc;
 use super::typed::{self, Cell, Column, Typed};
+use super::{enc, when};
 use crate::client::ServerArgs;
+use anyhow::anyhow;
 
 #[derive(Subcommand, Debug)]
 pub enum GroupsCommand {
@@ -27,6 +28,7 @@ pub enum GroupsCommand {
     Escrow {
         #[command(flatten)]
         server: ServerArgs,
+        /// Group id or name.
         id: String,
         #[arg(action = clap::ArgAction::Set)]
         enabled: bool,
@@ -38,12 +40,14 @@ pub enum GroupsCommand {
         #[command(flatten)]
         server: ServerArgs,
         device: String,
+        /// Group id or name.
         group: Option<String>,
     },
     /// Delete a group.
     Delete {
         #[command(flatten)]
         server: ServerArgs,
+        /// Group id or name.
         id: String,
     },
     /// Show or set the group's managed local admin for zero-touch (ADE) setup.
@@ -54,14 +58,15 @@ created from a SALTED-SHA512-PBKDF2 hash of a password escrowd generates per Mac
 the ManagedLocalUserShortName; then DeviceConfigured. macOS gives an admin created from a hash no Secure Token until \
 its first graphical login, so --primary standard or skip leaves the Mac without a token holder and nothing escrows \
 (scenario S4): escrowd warns.",
-        after_help = "Examples:\n  escrowd groups accounts GROUP_ID                                   # show\n  \
-escrowd groups accounts GROUP_ID --admin mgmt --full-name 'IT Admin' --hidden\n  \
-escrowd groups accounts GROUP_ID --admin mgmt --primary skip           # warns: no token holder (S4)\n  \
-escrowd groups accounts GROUP_ID --remove"
+        after_help = "Examples:\n  escrowd groups accounts GROUP                                   # show\n  \
+escrowd groups accounts GROUP --admin mgmt --full-name 'IT Admin' --hidden\n  \
+escrowd groups accounts GROUP --admin mgmt --primary skip           # warns: no token holder (S4)\n  \
+escrowd groups accounts GROUP --remove"
     )]
     Accounts {
         #[command(flatten)]
         server: ServerArgs,
+        /// Group id or name.
         id: String,
         /// Short name of the managed admin (AutoSetupAdminAccounts, ManagedLocalUserShortName).
         #[arg(long, value_name = "SHORT_NAME", conflicts_with = "remove")]
@@ -147,7 +152,7 @@ pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
         &page.value.events,
         &[
             ("id", |e: &Event| e.id.cell()),
-            ("at", |e| e.at.cell()),
+            ("at", |e| when(e.at)),
             ("subject", |e| e.subject.cell()),
             ("kind", |e| e.kind.cell()),
             ("outcome", |e| e.outcome.cell()),
@@ -155,6 +160,24 @@ pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
         ],
     );
     Ok(())
+}
+
+/// A group's id from its id or its name, resolved the way `profile --group` and `enroll-token create --group`
+/// are on the server: an id that matches wins, else the name.
+pub(crate) async fn group_id(server: &ServerArgs, id_or_name: &str) -> anyhow::Result<String> {
+    let list: Typed<Groups> = typed::get(server, "/api/v1/groups").await?;
+    find_group(&list.value.groups, id_or_name)
+        .map(|g| g.id.clone())
+        .ok_or_else(|| {
+            anyhow!("no group has the id or name {id_or_name:?} (see `escrowd groups list`)")
+        })
+}
+
+fn find_group<'a>(groups: &'a [Group], id_or_name: &str) -> Option<&'a Group> {
+    groups
+        .iter()
+        .find(|g| g.id == id_or_name)
+        .or_else(|| groups.iter().find(|g| g.name == id_or_name))
 }
 
 /// The columns of a group table.
@@ -196,7 +219,7 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
             clear_tokens,
         } => {
             let body = json!({"bootstrap_escrow_enabled": enabled, "on_escrow_disabled": if clear_tokens { "clear" } else { "keep" }});
-            let path = format!("/api/v1/groups/{}", enc(&id));
+            let path = format!("/api/v1/groups/{}", enc(&group_id(&server, &id).await?));
             let u: Typed<GroupUpdated> = typed::call(&server, "PATCH", &path, Some(body)).await?;
             if server.json {
                 println!("{}", u.raw)
@@ -215,9 +238,11 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
             group,
         } => {
             let path = format!("/api/v1/devices/{}/group", enc(&device));
-            let body = SetGroup {
-                group_id: group.clone(),
+            let group_id = match &group {
+                Some(g) => Some(group_id(&server, g).await?),
+                None => None,
             };
+            let body = SetGroup { group_id };
             let _: Typed<GroupSet> =
                 typed::call(&server, "PUT", &path, Some(serde_json::to_value(body)?)).await?;
             println!("{device} → {}", group.as_deref().unwrap_or("no group"));
@@ -235,7 +260,10 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
             lock_primary,
             remove,
         } => {
-            let path = format!("/api/v1/groups/{}/accounts", enc(&id));
+            let path = format!(
+                "/api/v1/groups/{}/accounts",
+                enc(&group_id(&server, &id).await?)
+            );
             let v: Typed<GroupAccounts> = if remove {
                 typed::call(&server, "DELETE", &path, None).await?
             } else if let Some(admin) = admin {
@@ -276,7 +304,11 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
         }
         GroupsCommand::Delete { server, id } => {
             server
-                .ok("DELETE", &format!("/api/v1/groups/{}", enc(&id)), None)
+                .ok(
+                    "DELETE",
+                    &format!("/api/v1/groups/{}", enc(&group_id(&server, &id).await?)),
+                    None,
+                )
                 .await?;
             println!("deleted group {id}");
         }

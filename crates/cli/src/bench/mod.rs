@@ -36,6 +36,15 @@ pub struct BenchArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     servers: Vec<String>,
+    /// The server's admin listener (plain HTTP; `escrowd serve --admin-listen`), where the commands workload
+    /// queues its commands through the NanoMDM-compatible API. The default is `escrowd serve --http`'s.
+    #[arg(
+        long = "admin-server",
+        value_name = "URL",
+        env = "ESCROWD_ADMIN_SERVER",
+        default_value = "http://127.0.0.1:8444"
+    )]
+    admin_server: String,
     /// Workloads to run, in order, comma-separated or repeated: idle, get, set, enroll, commands, mixed, or a
     /// mix like idle=8+get=2.
     #[arg(
@@ -96,7 +105,7 @@ or --device-ca-cert/--device-ca-key), signs every request body before the timed 
 --workload for --duration seconds at --concurrency: idle (signed Idle polls on /mdm/connect), get \
 (GetBootstrapToken; a token is set first, untimed), set (SetBootstrapToken, a fresh token each), enroll \
 (Authenticate + TokenUpdate of new devices), commands (ProfileList queued through the NanoMDM-compatible \
-API /v1/enqueue, then fetched and acknowledged), or mixes such as idle=8+get=2. Reports successful requests \
+API /v1/enqueue on --admin-server, the admin listener, then fetched and acknowledged), or mixes such as idle=8+get=2. Reports successful requests \
 per second, p50/p95/p99/max latency, errors by kind, server CPU and memory (--server-pid) and the \
 generator's own CPU. With --peer-nanomdm it also starts NanoMDM with the same device CA and reports both \
 and their ratio.\n\nExamples:\n  escrowd serve --http --listen 127.0.0.1:8080 --data-dir ./data & \n  \
@@ -104,7 +113,8 @@ escrowd bench --data-dir ./data --server-pid $! --workload get --devices 500 --d
 --data-dir ./data --workload idle,get,set,enroll --peer-nanomdm /usr/local/bin/nanomdm --json\n  escrowd bench \
 --server http://10.0.0.1:8080 --server http://10.0.0.2:8080 --device-ca-cert ca.pem --device-ca-key ca.key \
 --workload idle=8+get=2 --concurrency 64\n  ESCROWD_API_KEY=$(escrowd apikey create --data-dir ./data --scope \
-operate --name bench --json | jq -r .key) escrowd bench --data-dir ./data --workload commands\n\ntools/bench.sh \
+operate --name bench --json | jq -r .key) escrowd bench --data-dir ./data --workload commands \
+--admin-server http://127.0.0.1:8444\n\ntools/bench.sh \
 runs the standard set against a fresh server (and NanoMDM) and rewrites BENCHMARKS.md.";
 
 /// Bad input, found before any work.
@@ -128,8 +138,9 @@ pub fn validate(args: &BenchArgs) -> anyhow::Result<Vec<Workload>> {
         bail!("give at least one --server URL");
     }
     for s in &args.servers {
-        check_url(s)?;
+        check_url("--server", s)?;
     }
+    check_url("--admin-server", &args.admin_server)?;
     let workloads: Vec<Workload> = args
         .workloads
         .iter()
@@ -157,11 +168,11 @@ pub fn validate(args: &BenchArgs) -> anyhow::Result<Vec<Workload>> {
     Ok(workloads)
 }
 
-fn check_url(s: &str) -> anyhow::Result<()> {
-    let url = reqwest::Url::parse(s).with_context(|| format!("--server {s:?} is not a URL"))?;
+fn check_url(flag: &str, s: &str) -> anyhow::Result<()> {
+    let url = reqwest::Url::parse(s).with_context(|| format!("{flag} {s:?} is not a URL"))?;
     if url.scheme() != "http" || url.host_str().is_none() {
         bail!(
-            "--server must be an http:// URL with a host (got {s:?}); run the server with `escrowd serve --http` \
+            "{flag} must be an http:// URL with a host (got {s:?}); run the server with `escrowd serve --http` \
              or point the benchmark at the plain-HTTP side of your proxy"
         );
     }
@@ -172,8 +183,8 @@ fn check_url(s: &str) -> anyhow::Result<()> {
 pub(crate) struct Target {
     pub name: &'static str,
     pub endpoints: Endpoints,
-    /// Base URLs, for the API.
-    pub bases: Vec<String>,
+    /// Base URL of the API (escrowd's admin listener; NanoMDM's one listener).
+    pub api_base: String,
     pub pids: Vec<u32>,
     pub api_key: Option<String>,
 }
@@ -190,7 +201,7 @@ fn escrowd_target(args: &BenchArgs) -> Target {
             checkin: bases.iter().map(|b| format!("{b}/mdm/checkin")).collect(),
             connect: bases.iter().map(|b| format!("{b}/mdm/connect")).collect(),
         },
-        bases,
+        api_base: args.admin_server.trim_end_matches('/').to_string(),
         pids: args.server_pids.clone(),
         api_key: args.api_key.clone(),
     }
@@ -204,7 +215,7 @@ fn nanomdm_target(p: &peer::NanoMdm) -> Target {
             checkin: vec![mdm.clone()],
             connect: vec![mdm],
         },
-        bases: vec![p.base_url.clone()],
+        api_base: p.base_url.clone(),
         pids: vec![p.pid()],
         api_key: Some(p.api_key.clone()),
     }
@@ -449,6 +460,9 @@ mod tests {
         assert!(err(&["--workload", "idle,sett"]).contains("unknown workload"));
         assert!(err(&["--server", "https://x:1"]).contains("http://"));
         assert!(err(&["--server", "not a url"]).contains("not a URL"));
+        assert!(
+            err(&["--admin-server", "https://x:1"]).contains("--admin-server must be an http://")
+        );
         assert!(err(&["--duration", "0"]).contains("--duration"));
         assert!(err(&["--concurrency", "0"]).contains("--concurrency"));
         assert!(err(&["--workload", "commands"]).contains("--api-key"));

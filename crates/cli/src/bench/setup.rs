@@ -395,7 +395,7 @@ impl Prepared {
         let Some(first) = self.commands.first() else {
             return Ok(());
         };
-        let base = &t.bases[0];
+        let base = &t.api_base;
         // One call per command for every device: NanoMDM refuses a command UUID it already stored, so the same
         // UUID cannot be queued in several calls.
         let ids: Vec<&str> = self.devices.iter().map(|d| d.mac.udid.as_str()).collect();

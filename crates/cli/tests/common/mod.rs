@@ -14,12 +14,14 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// One `escrowd serve --http` process on a fixed data directory and port.
+/// One `escrowd serve --http` process on a fixed data directory and ports (the Macs' and the admin listener).
 pub struct Server {
     pub data_dir: PathBuf,
     /// `--database` (PostgreSQL); None: SQLite in the data directory.
     pub database: Option<String>,
     pub port: u16,
+    /// `--admin-listen` port.
+    pub admin_port: u16,
     /// More `serve` arguments.
     pub args: Vec<String>,
     /// stdout and stderr of every incarnation, appended.
@@ -35,13 +37,21 @@ impl Server {
             data_dir: root.join("data"),
             database,
             port: free_port(),
+            admin_port: free_port(),
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         }
     }
 
+    /// The Macs' listener.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The admin listener (admin API, `/metrics`, console). Not every test binary of this module calls it.
+    #[allow(dead_code)]
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     /// The running process's id.
@@ -63,6 +73,8 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_escrowd"));
         cmd.args(["serve", "--http", "--listen"])
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{}", self.admin_port))
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)

@@ -2,78 +2,42 @@
 //! cancel. No answer ever carries a credential or its ciphertext; JSON errors on the create body name the
 //! position only, never the text, so a mistyped password is not echoed.
 
-use axum::Json;
+use apitypes as t;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use service::agent::NewAgentAction;
 use service::apikeys::Actor;
-use store::{AgentAction, ApiScope};
+use store::{ActionStatus, AgentAction, ApiScope};
 use vault::Secret;
 
-use super::schema::{
-    array, boolean, described, millis, nullable, object, object_with, one_of, reference, string,
-};
+use super::schema::{boolean, described, nullable, object_with, one_of, string};
+use super::views::{answer, ok};
 use super::{Api, Body, error, service_error};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
     let read = Some(ApiScope::Read);
-    api.route("POST", "/api/v1/devices/{id}/agent", "Install the agent's settings on a Mac: queues an InstallProfile (sealed at rest) holding a com.escrowd.agent payload (ServerURL, a one-time RegistrationSecret, DeviceID). The secret works for --agent-secret-ttl (default 24 h) counted from when the Mac acknowledges the profile; queueing revokes the Mac's earlier unused secrets. A Mac that already has an agent re-registers only with that agent's signature, or with replace=true (admin scope; recorded as agent.replace_authorized). Body {server_url, replace?}. Audited.", op, post(install))
-        .request(Body::Json(object_with(&[("server_url", described(string(), "the https URL the agent reaches escrowd at"))], &[("replace", described(boolean(), "let the registration with this secret replace the Mac's current agent (admin scope)"))])))
-        .response(202, Body::Json(object(&[("command_uuid", string()), ("secret_ttl_ms", described(json!({"type": "integer"}), "how long the secret works once the Mac acknowledged the profile")), ("revoked_secrets", json!({"type": "integer"})), ("replace", boolean())])))
+    api.route("POST", "/api/v1/devices/{id}/agent", "Install the agent's settings on a Mac: queues an InstallProfile (sealed at rest) holding a com.escrowd.agent payload (ServerURL, a one-time RegistrationSecret, DeviceID). The secret works for --agent-secret-ttl (default 24 h) counted from when the Mac acknowledges the profile; queueing revokes the Mac's earlier unused secrets. A Mac that already has an agent re-registers only with that agent's signature, or with replace=true (admin scope; recorded as agent.replace_authorized). Body {server_url?, replace?}; server_url defaults to the Macs' address (--public-url, else --listen), never the admin listener. Audited.", op, post(install))
+        .body::<t::AgentInstall>()
+        .answer::<t::AgentInstalled>(202)
         .route("GET", "/api/v1/devices/{id}/agent", "The Mac's registered agent (id, registered_at, last_seen_at), or 404.", read, get(show_agent))
-        .response(200, Body::Json(object(&[("agent_id", string()), ("device_id", string()), ("registered_at", millis()), ("last_seen_at", millis())])))
+        .answer::<t::Agent>(200)
         .route("POST", "/api/v1/devices/{id}/actions", "Queue an agent action: {kind: grant_secure_token|create_user|secure_token_off|transfer_secure_token|validate_bootstrap_token|remove_bootstrap_token|reescrow_bootstrap_token|troubleshoot|reset_password (user_password = the NEW password, admin = a token holder), user?, admin?, full_name?, make_admin?, user_password?, admin_password?}. %serial%, %device_name%, %username% expand; passwords are HPKE-sealed to the agent at once and never returned. Audited.", op, post(create))
         .request(Body::Json(create_schema()))
-        .response(201, Body::Json(reference("Action")))
+        .answer::<t::Action>(201)
         .route("GET", "/api/v1/devices/{id}/actions", "A Mac's agent actions, newest first (?limit=1-1000).", read, get(list))
-        .response(200, Body::Json(object(&[("actions", array(reference("Action")))])))
+        .answer::<t::Actions>(200)
         .route("GET", "/api/v1/devices/{id}/actions/{action}", "One action: status, reason, output.", read, get(show))
-        .response(200, Body::Json(reference("Action")))
+        .answer::<t::Action>(200)
         .route("POST", "/api/v1/devices/{id}/actions/{action}/cancel", "Cancel a queued or delivered action (its sealed credentials are deleted). Audited.", op, post(cancel))
         .request(Body::Empty)
-        .response(200, Body::Json(reference("Action")))
-        .component("Action", action_schema())
-}
-
-fn action_schema() -> Value {
-    let text = || nullable(string());
-    object(&[
-        ("id", string()),
-        ("device_id", string()),
-        ("kind", string()),
-        (
-            "params",
-            described(
-                json!({"type": ["object", "null"]}),
-                "user, admin, full_name, make_admin as given (never a password)",
-            ),
-        ),
-        ("has_credentials", boolean()),
-        (
-            "status",
-            one_of(&[
-                "queued",
-                "delivered",
-                "succeeded",
-                "failed",
-                "cancelled",
-                "expired",
-            ]),
-        ),
-        ("reason", text()),
-        ("output", text()),
-        ("created_by", string()),
-        ("created_at", millis()),
-        ("updated_at", millis()),
-        ("expires_at", millis()),
-    ])
+        .answer::<t::Action>(200)
 }
 
 fn create_schema() -> Value {
@@ -97,29 +61,29 @@ fn create_schema() -> Value {
     )
 }
 
-pub(crate) fn action_json(a: &AgentAction) -> Value {
-    json!({
-        "id": a.id,
-        "device_id": a.device_id,
-        "kind": a.kind,
-        "params": serde_json::from_str::<Value>(&a.params).unwrap_or(Value::Null),
-        "has_credentials": a.sealed.is_some(),
-        "status": a.status.as_str(),
-        "reason": a.reason,
-        "output": a.output,
-        "created_by": a.created_by,
-        "created_at": a.created_at,
-        "updated_at": a.updated_at,
-        "expires_at": a.expires_at,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InstallBody {
-    server_url: String,
-    #[serde(default)]
-    replace: bool,
+/// The answer view of an action: never a credential or its ciphertext.
+pub(crate) fn action_view(a: &AgentAction) -> t::Action {
+    t::Action {
+        id: a.id.clone(),
+        device_id: a.device_id.clone(),
+        kind: a.kind.clone(),
+        params: serde_json::from_str::<Value>(&a.params).ok(),
+        has_credentials: a.sealed.is_some(),
+        status: match a.status {
+            ActionStatus::Queued => t::ActionStatus::Queued,
+            ActionStatus::Delivered => t::ActionStatus::Delivered,
+            ActionStatus::Succeeded => t::ActionStatus::Succeeded,
+            ActionStatus::Failed => t::ActionStatus::Failed,
+            ActionStatus::Cancelled => t::ActionStatus::Cancelled,
+            ActionStatus::Expired => t::ActionStatus::Expired,
+        },
+        reason: a.reason.clone(),
+        output: a.output.clone(),
+        created_by: a.created_by.clone(),
+        created_at: a.created_at,
+        updated_at: a.updated_at,
+        expires_at: a.expires_at,
+    }
 }
 
 async fn install(
@@ -128,38 +92,41 @@ async fn install(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let b: InstallBody = match serde_json::from_slice(&body) {
+    let b: t::AgentInstall = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
     };
     match s
         .mdm
-        .admin_install_agent(&id, &b.server_url, b.replace, &actor)
+        .admin_install_agent(
+            &id,
+            b.server_url.as_deref().unwrap_or(&s.public_url),
+            b.replace,
+            &actor,
+        )
         .await
     {
-        Ok(i) => (
+        Ok(i) => answer(
             StatusCode::ACCEPTED,
-            Json(json!({
-                "command_uuid": i.command_uuid,
-                "secret_ttl_ms": i.secret_ttl_ms,
-                "revoked_secrets": i.revoked_secrets,
-                "replace": i.replace,
-            })),
-        )
-            .into_response(),
+            &t::AgentInstalled {
+                command_uuid: i.command_uuid,
+                secret_ttl_ms: i.secret_ttl_ms,
+                revoked_secrets: i.revoked_secrets,
+                replace: i.replace,
+            },
+        ),
         Err(e) => service_error(e),
     }
 }
 
 async fn show_agent(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.mdm.admin_agent(&id).await {
-        Ok(Some(a)) => Json(json!({
-            "agent_id": a.agent_id,
-            "device_id": a.device_id,
-            "registered_at": a.registered_at,
-            "last_seen_at": a.last_seen_at,
-        }))
-        .into_response(),
+        Ok(Some(a)) => ok(&t::Agent {
+            agent_id: a.agent_id,
+            device_id: a.device_id,
+            registered_at: a.registered_at,
+            last_seen_at: a.last_seen_at,
+        }),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("device {id} has no registered agent"),
@@ -210,7 +177,7 @@ async fn create(
         admin_password: b.admin_password.map(Secret::new),
     };
     match s.mdm.admin_create_action(&id, new, &actor).await {
-        Ok(a) => (StatusCode::CREATED, Json(action_json(&a))).into_response(),
+        Ok(a) => answer(StatusCode::CREATED, &action_view(&a)),
         Err(e) => service_error(e),
     }
 }
@@ -232,15 +199,16 @@ async fn list(
         _ => return error(StatusCode::BAD_REQUEST, "limit must be 1-1000"),
     };
     match s.mdm.admin_actions(&id, limit).await {
-        Ok(list) => Json(json!({"actions": list.iter().map(action_json).collect::<Vec<_>>()}))
-            .into_response(),
+        Ok(list) => ok(&t::Actions {
+            actions: list.iter().map(action_view).collect(),
+        }),
         Err(e) => service_error(e),
     }
 }
 
 async fn show(State(s): State<AppState>, Path((id, action)): Path<(String, String)>) -> Response {
     match s.mdm.admin_action(&id, &action).await {
-        Ok(a) => Json(action_json(&a)).into_response(),
+        Ok(a) => ok(&action_view(&a)),
         Err(e) => service_error(e),
     }
 }
@@ -251,7 +219,7 @@ async fn cancel(
     Path((id, action)): Path<(String, String)>,
 ) -> Response {
     match s.mdm.admin_cancel_action(&id, &action, &actor).await {
-        Ok(a) => Json(action_json(&a)).into_response(),
+        Ok(a) => ok(&action_view(&a)),
         Err(e) => service_error(e),
     }
 }

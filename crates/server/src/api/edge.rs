@@ -1,33 +1,23 @@
 //! `GET /api/v1/auth-failures`: refused unauthenticated requests, counted per kind, source and hour (issue 11)
 //! instead of stored one event each, so the admin still sees who is knocking.
 
-use axum::Json;
+use apitypes as t;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
-use serde_json::json;
 use store::{ApiScope, AuthFailureCount, AuthFailureFilter};
 
 use super::devices::bad_query;
-use super::schema::{array, described, integer, millis, object, reference, string};
-use super::{Api, Body, error, service_error};
+use super::views::ok;
+use super::{Api, error, service_error};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     api.route("GET", "/api/v1/auth-failures", "Refused unauthenticated requests, counted per kind, source and hour instead of one event each: device check-ins claiming a known Mac that failed authentication (auth.failed), agent signature failures (agent.auth_failed), SCEP refusals (scep.refused), /enroll refusals (enroll.refused), forwarded certificate headers from peers that are not --trusted-proxy (edge.forwarded_cert_untrusted). Newest hour first. Filters: kind, source (an IPv4 address, an IPv6 /64 like 2001:db8:1:2::/64, unknown, or other for sources beyond the in-memory cap), since (unix ms, hour start); limit (1-1000, default 100).", Some(ApiScope::Read), get(list))
-        .response(200, Body::Json(object(&[("auth_failures", array(reference("AuthFailureCount")))])))
-        .component("AuthFailureCount", object(&[
-            ("kind", string()),
-            ("source", described(string(), "IPv4 address, IPv6 /64, unknown or other")),
-            ("hour", described(millis(), "start of the hour counted (unix ms)")),
-            ("count", integer()),
-            ("first_at", millis()),
-            ("last_at", millis()),
-            ("detail", described(string(), "the latest refusal's reason, at most 512 bytes")),
-        ]))
+        .answer::<t::AuthFailures>(200)
 }
 
 #[derive(Deserialize)]
@@ -68,20 +58,21 @@ async fn list(
         limit,
     };
     match s.mdm.admin_auth_failures(&filter).await {
-        Ok(rows) => Json(json!({"auth_failures": rows.iter().map(view).collect::<Vec<_>>()}))
-            .into_response(),
+        Ok(rows) => ok(&t::AuthFailures {
+            auth_failures: rows.iter().map(view).collect(),
+        }),
         Err(e) => service_error(e),
     }
 }
 
-fn view(c: &AuthFailureCount) -> serde_json::Value {
-    json!({
-        "kind": c.kind,
-        "source": c.source,
-        "hour": c.bucket,
-        "count": c.count,
-        "first_at": c.first_at,
-        "last_at": c.last_at,
-        "detail": c.detail,
-    })
+fn view(c: &AuthFailureCount) -> t::AuthFailureCount {
+    t::AuthFailureCount {
+        kind: c.kind.clone(),
+        source: c.source.clone(),
+        hour: c.bucket,
+        count: c.count,
+        first_at: c.first_at,
+        last_at: c.last_at,
+        detail: c.detail.clone(),
+    }
 }

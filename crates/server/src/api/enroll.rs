@@ -1,87 +1,61 @@
 //! Enrollment tokens (admin scope) and a group's signed static-challenge profile.
 
+use apitypes as t;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use service::apikeys::Actor;
 use service::enroll::{NewEnrollmentToken, ProfileUrls};
 use store::{ApiScope, EnrollmentToken};
 
 use super::devices::bad_json;
-use super::schema::{
-    array, described, extend, integer, millis, nullable, object, object_with, reference, string,
-};
+use super::schema::{described, string};
+use super::views::{answer, ok};
 use super::{Api, Body, error, service_error};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let admin = Some(ApiScope::Admin);
     api.route("GET", "/api/v1/enrollment-tokens", "Enrollment tokens (metadata only; never the token or its hash).", admin, get(list))
-        .response(200, Body::Json(object(&[("tokens", array(reference("EnrollmentToken")))])))
+        .answer::<t::EnrollmentTokens>(200)
         .route("POST", "/api/v1/enrollment-tokens", "Create a token: {group (id or name), name?, max_uses? (omit for unlimited), expires_in_seconds? (omit for never)}. The answer holds the token and its /enroll URL; neither can be shown again. Audited.", admin, axum::routing::post(create))
-        .request(Body::Json(object_with(&[("group", described(string(), "a group id or name"))], &[("name", nullable(string())), ("max_uses", described(nullable(integer()), "omit for unlimited")), ("expires_in_seconds", described(nullable(integer()), "omit for never"))])))
-        .response(201, Body::Json(extend(token_schema(), &[("token", described(string(), "shown in this answer only")), ("enroll_url", described(string(), "shown in this answer only"))])))
+        .body::<t::NewEnrollmentToken>()
+        .answer::<t::EnrollmentTokenCreated>(201)
         .route("DELETE", "/api/v1/enrollment-tokens/{id}", "Revoke a token. Audited.", admin, delete(revoke))
         .response(204, Body::Empty)
         .route("GET", "/api/v1/groups/{id}/profile", "The group's signed enrollment profile with its static SCEP challenge (application/x-apple-aspen-config). Audited.", admin, get(group_profile))
         .response(200, Body::Media(crate::enroll::PROFILE_CONTENT_TYPE, described(string(), "a signed configuration profile (CMS)")))
-        .component("EnrollmentToken", token_schema())
 }
 
-fn token_schema() -> Value {
-    object(&[
-        ("id", string()),
-        ("name", string()),
-        ("group_id", string()),
-        (
-            "max_uses",
-            described(nullable(integer()), "null: unlimited"),
-        ),
-        ("uses", integer()),
-        ("expires_at", described(nullable(millis()), "null: never")),
-        ("created_at", millis()),
-        ("revoked_at", nullable(millis())),
-    ])
-}
-
-fn view(t: &EnrollmentToken) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "group_id": t.group_id,
-        "max_uses": t.max_uses,
-        "uses": t.uses,
-        "expires_at": t.expires_at,
-        "created_at": t.created_at,
-        "revoked_at": t.revoked_at,
-    })
+fn view(t: &EnrollmentToken) -> t::EnrollmentToken {
+    t::EnrollmentToken {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        group_id: t.group_id.clone(),
+        max_uses: t.max_uses,
+        uses: t.uses,
+        expires_at: t.expires_at,
+        created_at: t.created_at,
+        revoked_at: t.revoked_at,
+    }
 }
 
 async fn list(State(s): State<AppState>) -> Response {
     match s.mdm.list_enrollment_tokens().await {
-        Ok(t) => Json(json!({"tokens": t.iter().map(view).collect::<Vec<_>>()})).into_response(),
+        Ok(list) => ok(&t::EnrollmentTokens {
+            tokens: list.iter().map(view).collect(),
+        }),
         Err(e) => service_error(e),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    group: String,
-    name: Option<String>,
-    max_uses: Option<i64>,
-    expires_in_seconds: Option<i64>,
 }
 
 async fn create(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: Result<Json<t::NewEnrollmentToken>, JsonRejection>,
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,
@@ -101,16 +75,18 @@ async fn create(
         expires_in_ms,
     };
     match s.mdm.create_enrollment_token(&req, &actor).await {
-        Ok((t, token)) => {
-            let mut v = view(&t);
-            v["token"] = json!(token.expose());
-            v["enroll_url"] = json!(format!(
-                "{}/enroll?token={}",
-                s.public_url.trim_end_matches('/'),
-                token.expose()
-            ));
-            (StatusCode::CREATED, Json(v)).into_response()
-        }
+        Ok((info, token)) => answer(
+            StatusCode::CREATED,
+            &t::EnrollmentTokenCreated {
+                info: view(&info),
+                token: token.expose().to_string(),
+                enroll_url: format!(
+                    "{}/enroll?token={}",
+                    s.public_url.trim_end_matches('/'),
+                    token.expose()
+                ),
+            },
+        ),
         Err(e) => service_error(e),
     }
 }

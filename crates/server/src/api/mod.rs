@@ -1,8 +1,9 @@
 //! The admin REST API under `/api/v1` and the NanoMDM-compatible `/v1/enqueue` and `/v1/push`.
 //!
 //! Every route is registered through [`Api::route`], which records its method, path, summary and required
-//! scope; each module then adds its request and answer body schemas ([`Api::request`], [`Api::response`])
-//! and the shared shapes it owns ([`Api::component`]) right beside its handlers. The OpenAPI document is
+//! scope; each module then adds its request body schema ([`Api::request`]) and its answer type
+//! ([`Api::answer`], the schema derived from the `apitypes` type the handler serializes) right beside its
+//! handlers. The OpenAPI document is
 //! generated from that record, so a route cannot exist undocumented. Handlers
 //! only translate HTTP to `service` calls and back: auth (Bearer key, or NanoMDM's Basic `nanomdm:<key>`)
 //! gives 401 without a valid key and 403 without the scope; service errors map to 400/404/409/500 with a JSON
@@ -25,7 +26,7 @@ mod nanomdm;
 mod openapi;
 mod push_cert;
 mod renewal;
-mod reports;
+pub(crate) mod reports;
 mod schema;
 mod views;
 
@@ -134,13 +135,6 @@ impl Api {
         self
     }
 
-    /// A shared shape, referred to as `schema::reference(name)`.
-    fn component(mut self, name: &'static str, schema: Value) -> Self {
-        let old = self.doc.components.insert(name.to_string(), schema);
-        assert!(old.is_none(), "component {name} is defined twice");
-        self
-    }
-
     /// The answer type `T` (and every type it refers to) under `components/schemas`.
     fn component_of<T: apitypes::utoipa::ToSchema>(mut self) -> Self {
         self.register::<T>();
@@ -153,8 +147,26 @@ impl Api {
         self.response(status, Body::Json(schema))
     }
 
-    /// Adds `T`'s schema and those it refers to; `$ref` to `T`.
+    /// The request body of the route just added: JSON of type `T`, its schema derived as is (a request may
+    /// leave out its optional fields).
+    fn body<T: apitypes::utoipa::ToSchema>(mut self) -> Self {
+        let schema = self.register_as::<T>(false);
+        self.request(Body::Json(schema))
+    }
+
+    /// Like [`Api::answer`] for a type whose fields may be left out (NanoMDM's shapes): its schema is used
+    /// as derived, not closed.
+    fn open_answer<T: apitypes::utoipa::ToSchema>(mut self, status: u16) -> Self {
+        let schema = self.register_as::<T>(false);
+        self.response(status, Body::Json(schema))
+    }
+
+    /// Adds `T`'s schema and those it refers to (closed, see [`schema::close`]); `$ref` to `T`.
     fn register<T: apitypes::utoipa::ToSchema>(&mut self) -> Value {
+        self.register_as::<T>(true)
+    }
+
+    fn register_as<T: apitypes::utoipa::ToSchema>(&mut self, closed: bool) -> Value {
         let mut all = vec![(T::name().into_owned(), T::schema())];
         T::schemas(&mut all);
         for (name, s) in all {
@@ -163,7 +175,9 @@ impl Api {
                 Some(old) => assert_eq!(old, &s, "two different schemas are named {name}"),
                 None => {
                     self.doc.components.insert(name.clone(), s);
-                    self.doc.typed.insert(name);
+                    if closed {
+                        self.doc.typed.insert(name);
+                    }
                 }
             }
         }

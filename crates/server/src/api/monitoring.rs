@@ -1,5 +1,6 @@
-//! `GET /metrics` for Prometheus, behind a read-scope key like the rest of the admin API (a separate admin
-//! listener would drop the key; issue 15). The handler and the recorder are in `crate::metrics`.
+//! `GET /metrics` for Prometheus, on the admin listener (`--admin-listen`) and behind a read-scope key like
+//! the rest of the admin API: the admin address is private, but a key still says who may read it. The
+//! handler and the recorder are in `crate::metrics`.
 
 use axum::routing::get;
 use store::ApiScope;

@@ -4,20 +4,18 @@
 //! `command_uuid`, `request_type`) and its status codes: 200 all succeeded, 207 some failed, 500 all failed
 //! (400 for a command that does not parse). Auth: Basic `nanomdm:<API key>` or Bearer.
 
-use std::collections::BTreeMap;
-
+use apitypes::NanoMdmResult;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use serde::Serialize;
 use service::apikeys::Actor;
 use service::push::PushResult;
 use store::ApiScope;
 
-use super::schema::{boolean, described, object_with, reference, string};
+use super::schema::{described, string};
 use super::{Api, Body, split_ids};
 use crate::AppState;
 
@@ -25,68 +23,15 @@ pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
     api.route("PUT", "/v1/enqueue/{ids}", "NanoMDM-compatible: queue the raw command plist in the body for comma-separated enrollment ids, then push unless ?nopush. An EraseDevice is refused (409, reason in command_error) when a Mac has no usable Bootstrap Token unless ?force (or force=true). NanoMDM's JSON answer; 200/207/500.", op, put(enqueue))
         .request(Body::Media("application/x-plist", described(string(), "a command plist (XML)")))
-        .response(200, Body::Json(reference("NanoMdmResult")))
+        .open_answer::<NanoMdmResult>(200)
         .route("GET", "/v1/push/{ids}", "NanoMDM-compatible: push to comma-separated enrollment ids. NanoMDM's JSON answer; 200/207/500.", op, get(push))
-        .response(200, Body::Json(reference("NanoMdmResult")))
+        .open_answer::<NanoMdmResult>(200)
         .route("POST", "/v1/push/{ids}", "NanoMDM-compatible: same as GET /v1/push/{ids}.", op, axum::routing::post(push))
         .request(Body::Empty)
-        .response(200, Body::Json(reference("NanoMdmResult")))
-        .component("NanoMdmResult", result_schema())
+        .open_answer::<NanoMdmResult>(200)
 }
 
-/// NanoMDM's answer; every field is left out when empty, as NanoMDM does.
-fn result_schema() -> serde_json::Value {
-    let per_device = object_with(
-        &[],
-        &[
-            ("push_error", string()),
-            ("push_result", described(string(), "the apns-id")),
-            ("command_error", string()),
-        ],
-    );
-    object_with(
-        &[],
-        &[
-            (
-                "status",
-                serde_json::json!({"type": "object", "additionalProperties": per_device}),
-            ),
-            ("no_push", boolean()),
-            ("push_error", string()),
-            ("command_error", string()),
-            ("command_uuid", string()),
-            ("request_type", string()),
-        ],
-    )
-}
-
-#[derive(Serialize, Default)]
-struct EnrolledResult {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    push_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    push_result: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_error: Option<String>,
-}
-
-#[derive(Serialize, Default)]
-struct ApiResult {
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    status: BTreeMap<String, EnrolledResult>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    no_push: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    push_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_uuid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_type: Option<String>,
-}
-
-fn add_push(result: &mut ApiResult, pushes: Vec<PushResult>) {
+fn add_push(result: &mut NanoMdmResult, pushes: Vec<PushResult>) {
     for p in pushes {
         let entry = result.status.entry(p.enrollment_id).or_default();
         entry.push_result = p.id;
@@ -95,12 +40,8 @@ fn add_push(result: &mut ApiResult, pushes: Vec<PushResult>) {
 }
 
 /// 200 when nothing failed, 500 when everything did, 207 in between.
-fn answer(result: ApiResult, ids: usize) -> Response {
-    let failed = result
-        .status
-        .values()
-        .filter(|r| r.push_error.is_some() || r.command_error.is_some())
-        .count();
+fn answer(result: NanoMdmResult, ids: usize) -> Response {
+    let failed = result.failed();
     let status = if result.command_error.is_some()
         || result.push_error.is_some()
         || (ids > 0 && failed >= ids)
@@ -150,7 +91,7 @@ async fn enqueue(
         Ok(ids) => ids,
         Err(r) => return r,
     };
-    let mut result = ApiResult {
+    let mut result = NanoMdmResult {
         no_push: has_flag(&query, "nopush"),
         ..Default::default()
     };
@@ -199,7 +140,7 @@ async fn push(
         Ok(ids) => ids,
         Err(r) => return r,
     };
-    let mut result = ApiResult::default();
+    let mut result = NanoMdmResult::default();
     match s.mdm.admin_push(&ids, &actor).await {
         Ok(p) => add_push(&mut result, p),
         Err(e) => result.push_error = Some(e.to_string()),

@@ -6,15 +6,16 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use apitypes as t;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, put};
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use service::apikeys::Actor;
 use service::push::Pusher;
 use service::push_cert::{PushCertificateInfo, PushCertificateUpload, PushUploadError};
@@ -22,7 +23,8 @@ use store::ApiScope;
 use vault::Secret;
 
 use super::devices::bad_json;
-use super::schema::{described, integer, millis, nullable, object, object_with, reference, string};
+use super::schema::{described, nullable, object, object_with, string};
+use super::views::ok;
 use super::{Api, Body, error, service_error};
 use crate::AppState;
 use crate::apns::{ApnsClient, warn_if_expiring};
@@ -35,7 +37,7 @@ pub(super) fn routes(api: Api) -> Api {
         Some(ApiScope::Read),
         get(show),
     )
-    .response(200, Body::Json(reference("PushCertificate")))
+    .answer::<t::PushCertificate>(200)
     .route(
         "PUT",
         "/api/v1/push-certificate",
@@ -53,19 +55,7 @@ pub(super) fn routes(api: Api) -> Api {
             &[("password", nullable(string()))],
         ),
     ]})))
-    .response(200, Body::Json(reference("PushCertificate")))
-    .component(
-        "PushCertificate",
-        object(&[
-            ("topic", string()),
-            ("subject", string()),
-            ("serial", string()),
-            ("fingerprint", described(string(), "SHA-256 of the certificate DER, hex")),
-            ("not_after", millis()),
-            ("days_left", integer()),
-            ("warning", nullable(string())),
-        ]),
-    )
+    .answer::<t::PushCertificate>(200)
 }
 
 #[derive(Deserialize)]
@@ -94,22 +84,22 @@ fn now_millis() -> i64 {
         .unwrap_or_default()
 }
 
-fn view(info: &PushCertificateInfo) -> Value {
+fn view(info: &PushCertificateInfo) -> t::PushCertificate {
     let now = now_millis();
-    json!({
-        "topic": info.topic,
-        "subject": info.subject,
-        "serial": info.serial_hex,
-        "fingerprint": info.fingerprint,
-        "not_after": info.not_after,
-        "days_left": info.days_left(now),
-        "warning": info.expiry_warning(now),
-    })
+    t::PushCertificate {
+        topic: info.topic.clone(),
+        subject: info.subject.clone(),
+        serial: info.serial_hex.clone(),
+        fingerprint: info.fingerprint.clone(),
+        not_after: info.not_after,
+        days_left: info.days_left(now),
+        warning: info.expiry_warning(now),
+    }
 }
 
 async fn show(State(s): State<AppState>) -> Response {
     match s.mdm.push_certificate().await {
-        Ok(Some(info)) => Json(view(&info)).into_response(),
+        Ok(Some(info)) => ok(&view(&info)),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             "no push certificate uploaded: get an MDM push certificate at https://identity.apple.com and upload it \
@@ -167,7 +157,7 @@ async fn upload(
     {
         Ok(info) => {
             warn_if_expiring(&info);
-            (StatusCode::OK, Json(view(&info))).into_response()
+            ok(&view(&info))
         }
         Err(PushUploadError::Service(e)) => service_error(e),
         Err(PushUploadError::Unusable(message)) => error(StatusCode::BAD_REQUEST, message),

@@ -50,13 +50,21 @@ async fn csv(State(s): State<AppState>, Path(name): Path<String>) -> Response {
             ),
         );
     };
-    // First page before answering, so an error is still a clean status code.
-    let (first, mut next) = match s.mdm.report_page(report, None).await {
-        Ok(p) => p,
-        Err(e) => return service_error(e),
-    };
+    match csv_stream(&s.mdm, report).await {
+        Ok(r) => r,
+        Err(e) => service_error(e),
+    }
+}
+
+/// A CSV report as a streamed `text/csv` answer, read page by page (the API's and the console's exports). The
+/// first page is read before answering, so an error is still a clean status code (the caller's error answer).
+pub(crate) async fn csv_stream(
+    mdm: &service::MdmService,
+    report: Report,
+) -> Result<Response, service::ServiceError> {
+    let (first, mut next) = mdm.report_page(report, None).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(2);
-    let mdm = s.mdm.clone();
+    let mdm = mdm.clone();
     tokio::spawn(async move {
         if tx
             .send(Ok(format!("{}{first}", report.header())))
@@ -84,9 +92,9 @@ async fn csv(State(s): State<AppState>, Path(name): Path<String>) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }

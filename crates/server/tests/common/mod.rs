@@ -46,7 +46,7 @@ pub async fn key(ts: &TestServer, scope: ApiScope) -> String {
 
 pub async fn api(ts: &TestServer, scope: ApiScope) -> Api {
     Api {
-        base: ts.base_url(),
+        base: ts.admin_url(),
         auth: Some(format!("Bearer {}", key(ts, scope).await)),
     }
 }

@@ -9,7 +9,7 @@ use protocol::wildcards::{self, EnrollmentData};
 use store::{ActionEnd, ActionStatus, AgentAction, Outcome, Signal};
 use vault::Secret;
 
-use super::AgentRoles;
+use super::AgentActionRoles;
 use super::{ACTION_TTL_MS, NewAgentAction, check_name};
 use crate::apikeys::Actor;
 use crate::{EventKind, MdmService, Scoped, ServiceError};
@@ -51,7 +51,7 @@ impl MdmService {
     }
 }
 
-impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+impl<S: ?Sized + AgentActionRoles> Scoped<'_, S> {
     /// Create an action: expand wildcards, seal the credentials to the device agent's HPKE key at once.
     pub(crate) async fn admin_create_action(
         &self,

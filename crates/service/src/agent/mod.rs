@@ -90,29 +90,42 @@ fn check_name(what: &str, v: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// The store roles of this component (`Scoped` methods below).
-pub(crate) trait AgentRoles:
-    store::Agents
-    + store::Enrollments
-    + store::Events
-    + store::Inventory
-    + store::Commands
-    + store::Cluster
+/// The store roles of the agent's files (their `Scoped` methods). They differ, so each file has its own set:
+/// verifying a signed request and polling touch only the agents' tables; registration also reads the
+/// enrollment and records events; results also write inventory and queue follow-up commands; the admin's
+/// actions also read inventory and signal the other instances.
+pub(crate) trait AgentVerifyRoles: store::Agents {}
+impl<T: ?Sized + store::Agents> AgentVerifyRoles for T {}
+
+/// `registration.rs`.
+pub(crate) trait AgentRegistrationRoles:
+    store::Agents + store::Enrollments + store::Events
 {
 }
-impl<
-    T: ?Sized
-        + store::Cluster
-        + store::Agents
-        + store::Enrollments
-        + store::Events
-        + store::Inventory
-        + store::Commands,
-> AgentRoles for T
+impl<T: ?Sized + store::Agents + store::Enrollments + store::Events> AgentRegistrationRoles for T {}
+
+/// `results.rs`.
+pub(crate) trait AgentResultRoles:
+    store::Agents + store::Commands + store::Events + store::Inventory
+{
+}
+impl<T: ?Sized + store::Agents + store::Commands + store::Events + store::Inventory>
+    AgentResultRoles for T
 {
 }
 
-impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+/// `actions.rs`.
+pub(crate) trait AgentActionRoles:
+    store::Agents + store::Cluster + store::Enrollments + store::Events + store::Inventory
+{
+}
+impl<
+    T: ?Sized + store::Agents + store::Cluster + store::Enrollments + store::Events + store::Inventory,
+> AgentActionRoles for T
+{
+}
+
+impl<S: ?Sized> Scoped<'_, S> {
     fn agent_event(
         &self,
         device: &str,

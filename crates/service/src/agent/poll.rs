@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use protocol::agent_profile::{AgentActionWire, AgentActionsResponse};
 use store::AgentRegistration;
 
-use super::AgentRoles;
+use super::AgentVerifyRoles;
 use super::MAX_POLL_WAIT;
 use crate::{MdmService, Scoped, ServiceError};
 
@@ -27,7 +27,7 @@ impl MdmService {
     }
 }
 
-impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+impl<S: ?Sized + AgentVerifyRoles> Scoped<'_, S> {
     /// `GET /agent/v1/actions[?wait=N]`: the device's open actions (queued ones become delivered). With a
     /// wait (capped at [`MAX_POLL_WAIT`]) and nothing to do, the answer is held until an action is queued for
     /// the device (the nudge) or the wait ends, so an agent hears of new work at once without polling often.

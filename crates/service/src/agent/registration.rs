@@ -10,7 +10,7 @@ use protocol::command::Command;
 use store::{AgentRegistration, AgentSecret, Millis, Outcome};
 use vault::Secret;
 
-use super::AgentRoles;
+use super::AgentRegistrationRoles;
 use super::{AgentInstall, SignedRequest, check_name};
 use crate::apikeys::Actor;
 use crate::{EventKind, MdmService, Scoped, ServiceError};
@@ -53,7 +53,7 @@ impl MdmService {
     }
 }
 
-impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+impl<S: ?Sized + AgentRegistrationRoles> Scoped<'_, S> {
     /// Create a one-time registration secret for `device_id`, revoke its earlier unused ones, and queue an
     /// `InstallProfile` carrying the `com.escrowd.agent` payload (ServerURL, RegistrationSecret, DeviceID),
     /// sealed at rest. `replace` (admin scope) lets the registration with this secret replace the Mac's current

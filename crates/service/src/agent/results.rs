@@ -10,7 +10,7 @@ use protocol::agent_profile::{
 };
 use store::{ActionEnd, ActionStatus, AgentRegistration, DeviceUser, FactSource, Outcome};
 
-use super::AgentRoles;
+use super::AgentResultRoles;
 use super::{MAX_ACTION_OUTPUT, check_name};
 use crate::{EventKind, MdmService, Scoped, ServiceError};
 
@@ -45,7 +45,7 @@ impl MdmService {
     }
 }
 
-impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+impl<S: ?Sized + AgentResultRoles> Scoped<'_, S> {
     /// `POST /agent/v1/actions/{id}/result`.
     pub(crate) async fn agent_action_result(
         &self,

@@ -8,7 +8,7 @@ use openssl::sha::sha256;
 use protocol::agent_profile::signing_message;
 use store::AgentRegistration;
 
-use super::AgentRoles;
+use super::AgentVerifyRoles;
 use super::{MAX_CLOCK_SKEW_MS, SignedRequest};
 use crate::{EventKind, MdmService, Scoped, ServiceError};
 
@@ -24,7 +24,7 @@ impl MdmService {
     }
 }
 
-impl<S: ?Sized + AgentRoles> Scoped<'_, S> {
+impl<S: ?Sized + AgentVerifyRoles> Scoped<'_, S> {
     /// Verify a signed agent request; on failure count `agent.auth_failed` for `source` (per hour, never a
     /// row per request: `crate::edge`) and refuse.
     pub(crate) async fn agent_verify(

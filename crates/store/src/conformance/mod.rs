@@ -6,6 +6,7 @@ mod admin;
 mod agents;
 mod cluster;
 mod commands;
+mod console;
 mod edge;
 mod enroll;
 mod enrollments;
@@ -220,6 +221,9 @@ conformance! {
     edge::auth_failure_details_are_capped_on_a_character_boundary,
     edge::old_and_excess_auth_failure_rows_are_pruned,
     admin::api_keys_are_found_by_hash_listed_and_revoked_with_events,
+    console::console_admins_are_created_once_listed_repassworded_and_disabled,
+    console::console_sessions_are_found_by_hash_touched_forward_and_deleted_once,
+    console::signin_failures_count_per_key_newest_first_and_are_forgotten,
     admin::inventory_parts_are_written_independently,
     admin::a_user_list_replaces_only_its_sources_rows,
     admin::user_counts_take_each_users_newest_secure_token_fact,

@@ -128,4 +128,8 @@ impl<DB: Backend> Admin for SqlStore<DB> {
     async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>> {
         super::devices::list(&self.pool, filter).await
     }
+
+    async fn fleet_counts(&self, identity_expires_before: Millis) -> Result<crate::FleetCounts> {
+        super::devices::counts(&self.pool, identity_expires_before).await
+    }
 }

@@ -6,7 +6,9 @@ use super::Db;
 
 use super::{Backend, QueryBuilder, inventory};
 use crate::rows::{EnrollmentRow, count, page_limit};
-use crate::{DeviceFilter, DeviceInventory, DeviceRecord, Enrollment, Result, TokenInfo};
+use crate::{
+    DeviceFilter, DeviceInventory, DeviceRecord, Enrollment, FleetCounts, Millis, Result, TokenInfo,
+};
 
 /// SQL twin of `service::status::unsupported_reason` over `i` (inventory): the Mac cannot escrow a Bootstrap
 /// Token at all; unknown facts count as supported. A group with escrow off does not make a Mac unsupported.
@@ -14,6 +16,47 @@ use crate::{DeviceFilter, DeviceInventory, DeviceRecord, Enrollment, Result, Tok
 const NOT_SUPPORTED: &str = "(COALESCE(i.os_version_num, 999999) < 101500 \
      OR COALESCE(i.is_user_enrollment, FALSE) = TRUE \
      OR (COALESCE(i.os_version_num, 999999) < 110000 AND COALESCE(i.enrolled_via_dep, TRUE) = FALSE))";
+
+/// SQL twin of `service::reports`' `cannot_authorize` over `i`: an Apple silicon Mac whose SecurityInfo
+/// reported BootstrapTokenAllowedForAuthentication as anything but `allowed`.
+const CANNOT_AUTHORIZE: &str = "(COALESCE(i.is_apple_silicon, FALSE) = TRUE \
+     AND i.bt_allowed_for_authentication IS NOT NULL AND i.bt_allowed_for_authentication <> 'allowed')";
+
+/// `AND (…)`: `term` is a case-insensitive substring (LIKE wildcards in it are literal) of the UDID, the serial
+/// number or device name (inventory or check-in), the enrollment's user, or any user the Mac reported.
+fn push_search<DB: Backend>(q: &mut QueryBuilder<DB>, term: &str) {
+    let mut pattern = String::from("%");
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    let columns = [
+        "e.id",
+        "e.serial_number",
+        "i.serial_number",
+        "e.device_name",
+        "i.device_name",
+        "e.user_short_name",
+        "e.user_long_name",
+    ];
+    q.push(" AND (");
+    for (n, column) in columns.iter().enumerate() {
+        if n > 0 {
+            q.push(" OR ");
+        }
+        q.push(format!("LOWER({column}) LIKE "))
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\'");
+    }
+    q.push(" OR EXISTS (SELECT 1 FROM device_users s WHERE s.device_id = e.id AND (LOWER(s.short_name) LIKE ")
+        .push_bind(pattern.clone())
+        .push(" ESCAPE '\\' OR LOWER(s.full_name) LIKE ")
+        .push_bind(pattern)
+        .push(" ESCAPE '\\')))");
+}
 
 /// SQL for "the user row `u` says HasSecureToken = false and that is the user's newest word on it": no row
 /// of the same user (`user_key`, shared by MDM and agent rows) from another source says otherwise later, or at
@@ -177,7 +220,10 @@ pub(super) async fn list<DB: Backend>(
         || f.apple_silicon.is_some()
         || f.os_version.is_some()
         || f.escrowed_before.is_some()
-        || f.escrowed_after.is_some();
+        || f.escrowed_after.is_some()
+        || f.verified.is_some()
+        || f.cannot_authorize.is_some()
+        || f.search.is_some();
     if joins_needed {
         q.push(VIEW_JOINS);
     }
@@ -231,14 +277,113 @@ pub(super) async fn list<DB: Backend>(
             ")"
         ));
     }
-    if let Some(after) = &f.after_id {
-        q.push(" AND e.id > ").push_bind(after.clone());
+    if let Some(verified) = f.verified {
+        q.push(" AND t.verified = ").push_bind(verified);
     }
-    q.push(" ORDER BY e.id LIMIT ")
+    if let Some(cannot) = f.cannot_authorize {
+        q.push(if cannot { " AND " } else { " AND NOT " })
+            .push(CANNOT_AUTHORIZE);
+    }
+    if let Some(before) = f.identity_expires_before {
+        q.push(" AND e.cert_not_after < ").push_bind(before);
+    }
+    if let Some(term) = f.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        push_search(&mut q, term);
+    }
+    let (cmp, order) = if f.descending {
+        (" AND e.id < ", " ORDER BY e.id DESC")
+    } else {
+        (" AND e.id > ", " ORDER BY e.id")
+    };
+    if let Some(after) = &f.after_id {
+        q.push(cmp).push_bind(after.clone());
+    }
+    q.push(order)
+        .push(" LIMIT ")
         .push_bind(page_limit(f.limit, 100, 1000))
         .push(") e")
         .push(VIEW_JOINS)
-        .push(" ORDER BY e.id");
+        .push(order);
     let rows: Vec<ViewRow> = q.build_query_as().fetch_all(pool).await?;
     rows.into_iter().map(DeviceRecord::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct CountsRow {
+    devices: i64,
+    escrowed: i64,
+    not_supported: i64,
+    escrowed_unverified: i64,
+    apple_silicon: i64,
+    cannot_authorize: i64,
+    devices_with_users_without: i64,
+    users_without: i64,
+    without_inventory: i64,
+    identities_expiring: i64,
+}
+
+/// `CAST(COALESCE(SUM(CASE WHEN <cond> THEN 1 ELSE 0 END), 0) AS BIGINT) AS <name>`: a count of the rows where
+/// `cond` holds (PostgreSQL's SUM of a BIGINT is NUMERIC, hence the casts).
+macro_rules! count_where {
+    ($cond:expr, $name:literal) => {
+        concat!(
+            "CAST(COALESCE(SUM(CASE WHEN ",
+            $cond,
+            " THEN 1 ELSE 0 END), 0) AS BIGINT) AS ",
+            $name
+        )
+    };
+}
+
+/// The fleet summary's counts over enabled device enrollments, in one pass: each count is the same condition
+/// as the device list's filter of that name (`NOT_SUPPORTED`, `CANNOT_AUTHORIZE`, `lacks_secure_token!`).
+pub(super) async fn counts<DB: Backend>(
+    pool: &Db<DB>,
+    identity_expires_before: Millis,
+) -> Result<FleetCounts> {
+    let mut q = QueryBuilder::<DB>::new(concat!(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS devices, ",
+        count_where!("t.enrollment_id IS NOT NULL", "escrowed"),
+        ", CAST(COALESCE(SUM(CASE WHEN t.enrollment_id IS NULL AND "
+    ));
+    q.push(NOT_SUPPORTED)
+        .push(concat!(
+            " THEN 1 ELSE 0 END), 0) AS BIGINT) AS not_supported, ",
+            count_where!(
+                "t.enrollment_id IS NOT NULL AND t.verified = FALSE",
+                "escrowed_unverified"
+            ),
+            ", ",
+            count_where!("COALESCE(i.is_apple_silicon, FALSE) = TRUE", "apple_silicon"),
+            ", CAST(COALESCE(SUM(CASE WHEN "
+        ))
+        .push(CANNOT_AUTHORIZE)
+        .push(concat!(
+            " THEN 1 ELSE 0 END), 0) AS BIGINT) AS cannot_authorize, ",
+            "CAST(COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM device_users u WHERE u.device_id = e.id AND ",
+            lacks_secure_token!(),
+            ") THEN 1 ELSE 0 END), 0) AS BIGINT) AS devices_with_users_without, ",
+            "CAST(COALESCE(SUM((SELECT COUNT(DISTINCT u.user_key) FROM device_users u WHERE u.device_id = e.id AND ",
+            lacks_secure_token!(),
+            ")), 0) AS BIGINT) AS users_without, ",
+            count_where!("i.device_id IS NULL", "without_inventory"),
+            ", CAST(COALESCE(SUM(CASE WHEN e.cert_not_after < "
+        ))
+        .push_bind(identity_expires_before)
+        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS identities_expiring FROM enrollments e")
+        .push(VIEW_JOINS)
+        .push(" WHERE e.channel = 'device' AND e.pending_for IS NULL AND e.enabled = TRUE");
+    let r: CountsRow = q.build_query_as().fetch_one(pool).await?;
+    Ok(FleetCounts {
+        devices: count(r.devices)?,
+        escrowed: count(r.escrowed)?,
+        not_supported: count(r.not_supported)?,
+        escrowed_unverified: count(r.escrowed_unverified)?,
+        apple_silicon: count(r.apple_silicon)?,
+        cannot_authorize: count(r.cannot_authorize)?,
+        devices_with_users_without_secure_token: count(r.devices_with_users_without)?,
+        users_without_secure_token: count(r.users_without)?,
+        devices_without_inventory: count(r.without_inventory)?,
+        identities_expiring: count(r.identities_expiring)?,
+    })
 }

@@ -9,6 +9,7 @@ mod agents;
 mod apikeys;
 mod cluster;
 mod commands;
+mod console;
 mod devices;
 mod edge;
 mod enroll;

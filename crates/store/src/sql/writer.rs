@@ -81,14 +81,18 @@ struct State<DB: Database> {
     abandoned: bool,
     /// Jobs whose savepoint was released, waiting for the batch's `COMMIT`.
     waiters: Vec<oneshot::Sender<Result<()>>>,
-    /// Deferred marks by key: a newer mark for a key replaces the older one.
-    deferred: HashMap<String, Deferred<DB>>,
     closed: bool,
 }
+
+/// Deferred marks by key (a newer mark for a key replaces the older one); None once the store is closed.
+/// Behind a plain mutex of their own, never the writer's: queueing a mark (every Idle poll) must not wait for
+/// the batch being written or its `COMMIT`'s fsync.
+type DeferredMarks<DB> = std::sync::Mutex<Option<HashMap<String, Deferred<DB>>>>;
 
 struct Shared<DB: Database> {
     pool: Pool<DB>,
     state: Arc<Mutex<State<DB>>>,
+    deferred: DeferredMarks<DB>,
     kick: Notify,
     stats: BatchStats,
 }
@@ -137,9 +141,9 @@ impl<DB: Backend> Db<DB> {
                 open: false,
                 abandoned: false,
                 waiters: Vec::new(),
-                deferred: HashMap::new(),
                 closed: false,
             })),
+            deferred: std::sync::Mutex::new(Some(HashMap::new())),
             kick: Notify::new(),
             stats: BatchStats::default(),
         });
@@ -190,12 +194,13 @@ impl<DB: Backend> Db<DB> {
             tx.commit().await?;
             return Ok(());
         };
-        let mut guard = shared.state.lock().await;
-        if guard.closed {
-            return Err(StoreError::Database("the store is closed".into()));
+        match shared.deferred_marks().as_mut() {
+            Some(marks) => {
+                marks.insert(key, job);
+                Ok(())
+            }
+            None => Err(StoreError::Database("the store is closed".into())),
         }
-        guard.deferred.insert(key, job);
-        Ok(())
     }
 
     /// Write every deferred mark and commit the open batch, then refuse further writes and close the pool.
@@ -204,7 +209,9 @@ impl<DB: Backend> Db<DB> {
             let mut guard = shared.state.lock().await;
             if !guard.closed {
                 recover(&mut guard, shared).await;
-                flush_deferred(&mut guard, shared).await;
+                // No mark can be queued after this: the map is gone.
+                let last = shared.deferred_marks().take().unwrap_or_default();
+                run_deferred(&mut guard, shared, last).await;
                 commit_batch(&mut guard, shared).await;
                 guard.closed = true;
                 guard.conn = None;
@@ -269,7 +276,19 @@ async fn recover<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
 
 /// Run the deferred marks, each in its own savepoint of the current batch.
 async fn flush_deferred<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
-    let jobs = std::mem::take(&mut state.deferred);
+    let jobs = shared
+        .deferred_marks()
+        .as_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    run_deferred(state, shared, jobs).await;
+}
+
+async fn run_deferred<DB: Backend>(
+    state: &mut State<DB>,
+    shared: &Shared<DB>,
+    jobs: HashMap<String, Deferred<DB>>,
+) {
     for job in jobs.into_values() {
         if let Err(e) = open_savepoint(state, &shared.pool).await {
             tracing::warn!(error = %e, "group commit: deferred writes could not start");
@@ -285,6 +304,13 @@ async fn flush_deferred<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>)
             Err(e) => tracing::warn!(error = %e, "group commit: a deferred write failed"),
         }
         recover(state, shared).await;
+    }
+}
+
+impl<DB: Database> Shared<DB> {
+    fn deferred_marks(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Deferred<DB>>>> {
+        // Inserts and takes are single calls: a poisoned map is still whole.
+        self.deferred.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -324,7 +350,7 @@ async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
         if guard.closed {
             return;
         }
-        if !kicked && guard.deferred.is_empty() {
+        if !kicked && s.deferred_marks().as_ref().is_none_or(HashMap::is_empty) {
             continue;
         }
         recover(&mut guard, &s).await;
@@ -528,6 +554,43 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(keys(&store).await, ["kept"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lagging_mark_is_queued_while_a_batch_holds_the_writer_and_rides_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let mut e = device("UDID-BUSY", None);
+        e.last_seen_at = 1_000;
+        store
+            .upsert_enrollment(&e, &event("UDID-BUSY", "enrollment.authenticated"))
+            .await
+            .unwrap();
+        // A write job holds the writer's connection (as one does through its statements and its COMMIT).
+        let tx = store.pool.begin_write().await.unwrap();
+        // Queueing a mark does not wait for it: the same task still holds the lease, so waiting would hang.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            store.note_last_seen("UDID-BUSY", 2_000),
+        )
+        .await
+        .expect("a lagging mark never waits for the writer")
+        .unwrap();
+        tx.commit().await.unwrap();
+        let mut seen = 1_000;
+        for _ in 0..100 {
+            seen = store
+                .enrollment("UDID-BUSY")
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at;
+            if seen != 1_000 {
+                break;
+            }
+            tokio::time::sleep(super::DEFER_BOUND / 5).await;
+        }
+        assert_eq!(seen, 2_000);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

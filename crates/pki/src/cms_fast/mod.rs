@@ -1,0 +1,371 @@
+//! The fast path for the common `Mdm-Signature`: a detached CMS SignedData with one signer, one embedded
+//! certificate and no signed attributes (what Macs send), verified with `ring` after one pass over the bytes.
+//!
+//! Guarantees: [`parse`] reads the structure without copying and answers `None` for anything outside that
+//! narrow shape (BER constructed strings, signed attributes, several signers or certificates, a signer not
+//! matched byte for byte by issuer and serial, eContent present, unknown algorithms, trailing bytes): the
+//! caller then takes the full OpenSSL path, which gives every error its precise wording. [`FastSignature::verify`]
+//! is true only if the signature over the exact body verifies with the embedded signer's public key, using
+//! the digest the SignerInfo names (which must be one of the SignedData's digest algorithms). No chain check
+//! here: the caller only trusts the signer through the chain-verdict cache, keyed by the SHA-256 of these exact
+//! certificate bytes. Hostile input never panics: every length is checked and nesting depth is bounded.
+
+use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+
+const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+const OID: u8 = 0x06;
+const INTEGER: u8 = 0x02;
+const OCTET_STRING: u8 = 0x04;
+const BIT_STRING: u8 = 0x03;
+const CONTEXT_0: u8 = 0xa0;
+const CONTEXT_1: u8 = 0xa1;
+const MAX_DEPTH: usize = 16;
+
+// DER contents of the object identifiers involved.
+const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+const OID_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
+const OID_SHA1: &[u8] = &[0x2b, 0x0e, 0x03, 0x02, 0x1a];
+const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+const OID_SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
+const OID_SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_SHA1_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05];
+const OID_SHA256_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
+const OID_SHA384_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+const OID_SHA512_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+const OID_ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+
+/// One element: its tag, its whole encoding and its contents (for an indefinite length, without the
+/// end-of-contents octets).
+#[derive(Clone, Copy)]
+struct Tlv<'a> {
+    tag: u8,
+    raw: &'a [u8],
+    content: &'a [u8],
+}
+
+/// Reads the element at the start of `buf`; the rest after it.
+fn read(buf: &[u8], depth: usize) -> Option<(Tlv<'_>, &[u8])> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let (&tag, after_tag) = buf.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None; // multi-byte tags never occur here
+    }
+    let (&first, mut rest) = after_tag.split_first()?;
+    let header = buf.len() - rest.len();
+    if first == 0x80 {
+        // BER indefinite length: only for constructed elements; the contents are elements up to 00 00.
+        if tag & 0x20 == 0 {
+            return None;
+        }
+        let start = rest;
+        loop {
+            if rest.starts_with(&[0, 0]) {
+                let content_len = start.len() - rest.len();
+                let total = header + content_len + 2;
+                let tlv = Tlv {
+                    tag,
+                    raw: &buf[..total],
+                    content: &start[..content_len],
+                };
+                return Some((tlv, &buf[total..]));
+            }
+            let (_, next) = read(rest, depth + 1)?;
+            rest = next;
+        }
+    }
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count > 4 || rest.len() < count {
+            return None;
+        }
+        let (bytes, after) = rest.split_at(count);
+        rest = after;
+        bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+    };
+    let header = buf.len() - rest.len();
+    if rest.len() < len {
+        return None;
+    }
+    let total = header + len;
+    let tlv = Tlv {
+        tag,
+        raw: &buf[..total],
+        content: &rest[..len],
+    };
+    Some((tlv, &buf[total..]))
+}
+
+/// Reads the elements of a constructed element's contents in order.
+struct Children<'a> {
+    rest: &'a [u8],
+    depth: usize,
+}
+
+impl<'a> Children<'a> {
+    fn of(tlv: &Tlv<'a>, depth: usize) -> Self {
+        Children {
+            rest: tlv.content,
+            depth,
+        }
+    }
+
+    /// The next element, which must have `tag`.
+    fn expect(&mut self, tag: u8) -> Option<Tlv<'a>> {
+        let (tlv, rest) = read(self.rest, self.depth)?;
+        if tlv.tag != tag {
+            return None;
+        }
+        self.rest = rest;
+        Some(tlv)
+    }
+
+    /// The next element if it has `tag`.
+    fn optional(&mut self, tag: u8) -> Option<Tlv<'a>> {
+        match read(self.rest, self.depth) {
+            Some((tlv, rest)) if tlv.tag == tag => {
+                self.rest = rest;
+                Some(tlv)
+            }
+            _ => None,
+        }
+    }
+
+    fn next(&mut self) -> Option<Tlv<'a>> {
+        let (tlv, rest) = read(self.rest, self.depth)?;
+        self.rest = rest;
+        Some(tlv)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+}
+
+/// The OID of an AlgorithmIdentifier and its parameters' raw encoding (empty when absent).
+fn algorithm<'a>(alg: &Tlv<'a>, depth: usize) -> Option<(&'a [u8], &'a [u8])> {
+    let mut parts = Children::of(alg, depth);
+    let oid = parts.expect(OID)?.content;
+    let params = if parts.is_empty() {
+        &[][..]
+    } else {
+        parts.next()?.raw
+    };
+    parts.is_empty().then_some((oid, params))
+}
+
+/// A signature in the narrow shape this path handles, borrowed from the decoded header.
+pub(crate) struct FastSignature<'a> {
+    /// The signer's certificate, exactly as embedded.
+    pub signer_der: &'a [u8],
+    algorithm: &'static dyn VerificationAlgorithm,
+    public_key: &'a [u8],
+    signature: &'a [u8],
+}
+
+impl FastSignature<'_> {
+    /// True only if the signature over exactly `body` verifies with the signer's key.
+    pub(crate) fn verify(&self, body: &[u8]) -> bool {
+        UnparsedPublicKey::new(self.algorithm, self.public_key)
+            .verify(body, self.signature)
+            .is_ok()
+    }
+}
+
+/// The signature in `der` (a decoded `Mdm-Signature`), if it has the narrow shape this path handles.
+pub(crate) fn parse(der: &[u8]) -> Option<FastSignature<'_>> {
+    let (content_info, trailing) = read(der, 0)?;
+    if content_info.tag != SEQUENCE || !trailing.is_empty() {
+        return None;
+    }
+    let mut ci = Children::of(&content_info, 1);
+    if ci.expect(OID)?.content != OID_SIGNED_DATA {
+        return None;
+    }
+    let explicit = ci.expect(CONTEXT_0)?;
+    let mut inner = Children::of(&explicit, 2);
+    let signed_data = inner.expect(SEQUENCE)?;
+    if !inner.is_empty() || !ci.is_empty() {
+        return None;
+    }
+
+    let mut sd = Children::of(&signed_data, 3);
+    sd.expect(INTEGER)?;
+    let digest_algorithms = sd.expect(SET)?;
+    let encap = sd.expect(SEQUENCE)?;
+    let mut encap_parts = Children::of(&encap, 4);
+    if encap_parts.expect(OID)?.content != OID_DATA || !encap_parts.is_empty() {
+        return None; // eContent present (or not id-data): not a detached signature of a body
+    }
+    let certificates = sd.expect(CONTEXT_0)?;
+    sd.optional(CONTEXT_1);
+    let signer_infos = sd.expect(SET)?;
+    if !sd.is_empty() {
+        return None;
+    }
+
+    let mut certs = Children::of(&certificates, 4);
+    let cert = certs.expect(SEQUENCE)?;
+    if !certs.is_empty() {
+        return None;
+    }
+    let mut signers = Children::of(&signer_infos, 4);
+    let signer_info = signers.expect(SEQUENCE)?;
+    if !signers.is_empty() {
+        return None;
+    }
+
+    let mut si = Children::of(&signer_info, 5);
+    si.expect(INTEGER)?;
+    let sid = si.expect(SEQUENCE)?; // issuerAndSerialNumber (a subjectKeyIdentifier sid takes the slow path)
+    let digest_alg = si.expect(SEQUENCE)?;
+    if si.optional(CONTEXT_0).is_some() {
+        return None; // signed attributes
+    }
+    let signature_alg = si.expect(SEQUENCE)?;
+    let signature = si.expect(OCTET_STRING)?.content;
+    si.optional(CONTEXT_1);
+    if !si.is_empty() {
+        return None;
+    }
+
+    let (digest_oid, _) = algorithm(&digest_alg, 6)?;
+    let mut listed = Children::of(&digest_algorithms, 4);
+    let mut digest_listed = false;
+    while !listed.is_empty() {
+        let alg = listed.expect(SEQUENCE)?;
+        digest_listed |= algorithm(&alg, 5)?.0 == digest_oid;
+    }
+    if !digest_listed {
+        return None;
+    }
+
+    let parsed_cert = CertFields::parse(&cert)?;
+    let mut sid_parts = Children::of(&sid, 6);
+    let sid_issuer = sid_parts.expect(SEQUENCE)?;
+    let sid_serial = sid_parts.expect(INTEGER)?;
+    if !sid_parts.is_empty()
+        || sid_issuer.raw != parsed_cert.issuer
+        || sid_serial.content != parsed_cert.serial
+    {
+        return None;
+    }
+
+    let (signature_oid, _) = algorithm(&signature_alg, 6)?;
+    let algorithm = choose_algorithm(
+        digest_oid,
+        signature_oid,
+        parsed_cert.key_oid,
+        parsed_cert.key_params,
+    )?;
+    Some(FastSignature {
+        signer_der: cert.raw,
+        algorithm,
+        public_key: parsed_cert.public_key,
+        signature,
+    })
+}
+
+/// The parts of a certificate this path needs.
+struct CertFields<'a> {
+    /// The issuer Name's whole encoding.
+    issuer: &'a [u8],
+    /// The serial INTEGER's contents.
+    serial: &'a [u8],
+    key_oid: &'a [u8],
+    key_params: &'a [u8],
+    /// The subjectPublicKey BIT STRING's bits (RSAPublicKey DER, or an EC point).
+    public_key: &'a [u8],
+}
+
+impl<'a> CertFields<'a> {
+    fn parse(cert: &Tlv<'a>) -> Option<Self> {
+        let mut c = Children::of(cert, 5);
+        let tbs = c.expect(SEQUENCE)?;
+        let mut t = Children::of(&tbs, 6);
+        t.optional(CONTEXT_0); // version
+        let serial = t.expect(INTEGER)?.content;
+        t.expect(SEQUENCE)?; // signature algorithm
+        let issuer = t.expect(SEQUENCE)?.raw;
+        t.expect(SEQUENCE)?; // validity
+        t.expect(SEQUENCE)?; // subject
+        let spki = t.expect(SEQUENCE)?;
+        let mut s = Children::of(&spki, 7);
+        let alg = s.expect(SEQUENCE)?;
+        let (key_oid, key_params) = algorithm(&alg, 8)?;
+        let bits = s.expect(BIT_STRING)?.content;
+        let (&unused, public_key) = bits.split_first()?;
+        if unused != 0 {
+            return None;
+        }
+        Some(CertFields {
+            issuer,
+            serial,
+            key_oid,
+            key_params,
+            public_key,
+        })
+    }
+}
+
+/// The `ring` algorithm for this digest, signature algorithm and key; None for anything else.
+fn choose_algorithm(
+    digest: &[u8],
+    signature_alg: &[u8],
+    key_oid: &[u8],
+    key_params: &[u8],
+) -> Option<&'static dyn VerificationAlgorithm> {
+    if key_oid == OID_RSA {
+        let (alg, named_digest): (&'static dyn VerificationAlgorithm, _) = match digest {
+            d if d == OID_SHA1 => (
+                &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+                OID_SHA1_RSA,
+            ),
+            d if d == OID_SHA256 => (&signature::RSA_PKCS1_2048_8192_SHA256, OID_SHA256_RSA),
+            d if d == OID_SHA384 => (&signature::RSA_PKCS1_2048_8192_SHA384, OID_SHA384_RSA),
+            d if d == OID_SHA512 => (&signature::RSA_PKCS1_2048_8192_SHA512, OID_SHA512_RSA),
+            _ => return None,
+        };
+        // rsaEncryption, or the sha*WithRSAEncryption naming the same digest.
+        return (signature_alg == OID_RSA || signature_alg == named_digest).then_some(alg);
+    }
+    if key_oid == OID_EC_PUBLIC_KEY {
+        let curve = Children::of(
+            &Tlv {
+                tag: SEQUENCE,
+                raw: key_params,
+                content: key_params,
+            },
+            8,
+        )
+        .expect(OID)?
+        .content;
+        let alg: &'static dyn VerificationAlgorithm = match (curve, digest) {
+            (c, d) if c == OID_P256 && d == OID_SHA256 => &signature::ECDSA_P256_SHA256_ASN1,
+            (c, d) if c == OID_P256 && d == OID_SHA384 => &signature::ECDSA_P256_SHA384_ASN1,
+            (c, d) if c == OID_P384 && d == OID_SHA256 => &signature::ECDSA_P384_SHA256_ASN1,
+            (c, d) if c == OID_P384 && d == OID_SHA384 => &signature::ECDSA_P384_SHA384_ASN1,
+            _ => return None,
+        };
+        let named = match digest {
+            d if d == OID_SHA256 => OID_ECDSA_SHA256,
+            _ => OID_ECDSA_SHA384,
+        };
+        return (signature_alg == named).then_some(alg);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;
