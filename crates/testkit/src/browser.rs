@@ -36,6 +36,9 @@ const ARGS: &[&str] = &[
 ];
 
 /// A headless Chromium pointed at one server.
+/// The longest any one WebDriver command may take (a page load included).
+const WEBDRIVER_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub struct Browser {
     http: reqwest::Client,
     /// `http://127.0.0.1:PORT/session/ID`
@@ -89,6 +92,9 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            // Its own process group, so that dropping the Browser (a failed test) also ends the Chromium
+            // processes chromedriver started, which would otherwise outlive the test run.
+            .process_group(0)
             .spawn()
             .context("starting chromedriver")?;
         let url = format!("http://127.0.0.1:{port}");
@@ -318,8 +324,25 @@ impl Browser {
     /// End the browser session and chromedriver.
     pub async fn close(mut self) -> anyhow::Result<()> {
         let closed = wd(self.http.delete(&self.session)).await;
+        self.kill_group();
         let _ = self.driver.kill().await;
         closed.map(|_| ())
+    }
+
+    /// SIGKILL chromedriver's process group: chromedriver and every Chromium process it started.
+    fn kill_group(&self) {
+        if let Some(pid) = self.driver.id() {
+            // SAFETY: killpg only sends a signal; the group is the one chromedriver leads (process_group(0)).
+            unsafe {
+                libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.kill_group();
     }
 }
 
@@ -330,7 +353,12 @@ fn json_body(req: reqwest::RequestBuilder, body: &Value) -> reqwest::RequestBuil
 
 /// Send a WebDriver command; its `value`, or an error with WebDriver's own message.
 async fn wd(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    let resp = req.send().await?;
+    // A bound on every WebDriver command, so a wedged browser fails its test instead of hanging the run.
+    let resp = req
+        .timeout(WEBDRIVER_TIMEOUT)
+        .send()
+        .await
+        .context("WebDriver command (no answer within 120 s?)")?;
     let status = resp.status();
     let body: Value = serde_json::from_slice(&resp.bytes().await?)?;
     let value = body.get("value").cloned().unwrap_or(Value::Null);
