@@ -53,7 +53,10 @@ async fn in_a_browser_grant_secure_token_runs_on_the_mac_and_the_users_tab_shows
     b.sign_in("otto", &testkit::console::test_password("otto"))
         .await
         .unwrap();
-    b.open(&format!("/devices/{UDID}?tab=users")).await.unwrap();
+    // `#users` scrolls the table into the screenshot (the operator's action panel sits above it).
+    b.open(&format!("/devices/{UDID}?tab=users#users"))
+        .await
+        .unwrap();
     let before = b.html().await.unwrap();
     assert!(
         secure_token_cell(&before, "alice").contains("No"),
@@ -84,7 +87,9 @@ async fn in_a_browser_grant_secure_token_runs_on_the_mac_and_the_users_tab_shows
     let run = agent_blocking(&mut mac, &["run", "--once", "--state", state_s]);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert!(mac.has_token("alice"));
-    b.open(&format!("/devices/{UDID}?tab=users")).await.unwrap();
+    b.open(&format!("/devices/{UDID}?tab=users#users"))
+        .await
+        .unwrap();
     let after = b.html().await.unwrap();
     let cell = secure_token_cell(&after, "alice");
     assert!(cell.contains("Yes") && cell.contains("agent"), "{cell}");

@@ -236,24 +236,29 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, axum::Json(body)).into_response()
 }
 
-/// Map a service error to an admin answer. Internal details stay in the log.
-pub(crate) fn service_error(err: ServiceError) -> Response {
-    let status = match err.kind() {
+/// The HTTP status of a service error's kind, for the API and the console alike.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
         ErrorKind::BadRequest | ErrorKind::Invalid => StatusCode::BAD_REQUEST,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict | ErrorKind::Refused => StatusCode::CONFLICT,
         ErrorKind::AdminUnauthorized | ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::Internal => {
-            tracing::error!(error = %err, "admin API call failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; see the server log",
-            );
-        }
-    };
-    error(status, err.to_string())
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Map a service error to an admin answer. Internal details stay in the log.
+pub(crate) fn service_error(err: ServiceError) -> Response {
+    if matches!(err.kind(), ErrorKind::Internal) {
+        tracing::error!(error = %err, "admin API call failed");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the server log",
+        );
+    }
+    error(status_of(err.kind()), err.to_string())
 }
 
 /// Split `a,b,c` into ids; empty parts are refused.

@@ -4,6 +4,9 @@
 //! is stored with a redacted payload and its sealed payload (`sealed_secrets`, owner `command:<uuid>`) in the
 //! same transaction; that sealed payload is deleted in the transaction that finishes the command's last
 //! queued entry (a NotNow keeps it).
+//!
+//! Just over 500 lines on purpose: enqueue, claim, report and read share the row macros and the sealed
+//! payload's lifecycle, and the role impl sits beside its queries; split, each half would need the other.
 
 use super::Db;
 

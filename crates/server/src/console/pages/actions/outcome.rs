@@ -75,22 +75,14 @@ impl<'a> Outcome<'a> {
 
 /// The status and the message a service error is shown with; internal details stay in the log.
 pub fn service_failure(err: &ServiceError) -> (StatusCode, String) {
-    let status = match err.kind() {
-        ErrorKind::BadRequest | ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict | ErrorKind::Refused => StatusCode::CONFLICT,
-        ErrorKind::AdminUnauthorized | ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::Internal => {
-            tracing::error!(error = %err, "console action failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; see the server log".into(),
-            );
-        }
-    };
-    (status, err.to_string())
+    if matches!(err.kind(), ErrorKind::Internal) {
+        tracing::error!(error = %err, "console action failed");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the server log".into(),
+        );
+    }
+    (crate::api::status_of(err.kind()), err.to_string())
 }
 
 /// A failure page for a service error: "`what` failed: <reason>", nothing changed.
