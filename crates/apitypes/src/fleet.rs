@@ -175,3 +175,58 @@ pub struct Summary {
     pub users_without_secure_token: u64,
     pub devices_without_inventory: u64,
 }
+
+str_enum!(
+    /// What an EraseDevice does on a Mac with Apple silicon or a T2 when Erase All Content and Settings
+    /// is not available.
+    ObliterationBehavior {
+        Default = "Default",
+        DoNotObliterate = "DoNotObliterate",
+        ObliterateWithWarning = "ObliterateWithWarning",
+        Always = "Always",
+    }
+);
+
+/// One typed command, by its `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum CommandSpec {
+    SecurityInfo,
+    UserList,
+    DeviceInformation,
+    DeviceConfigured,
+    /// Always sends all three keys (the Mac resets keys left out): a key not given comes from each Mac's
+    /// effective set (its group's settings, Activation Lock false).
+    Settings {
+        bootstrap_token_allowed: Option<bool>,
+        prompt_user_to_allow_bootstrap_token_for_authentication: Option<bool>,
+        activation_lock_allowed_while_supervised: Option<bool>,
+    },
+    EraseDevice {
+        pin: Option<String>,
+        /// Read as text: another value gets an answer naming the four.
+        #[schema(value_type = Option<ObliterationBehavior>)]
+        obliteration_behavior: Option<String>,
+    },
+}
+
+/// The body of `POST /api/v1/commands`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueCommand {
+    /// 1 to 1000 enrollment ids.
+    pub devices: Vec<String>,
+    pub command: CommandSpec,
+    /// Erase even without a usable Bootstrap Token.
+    #[serde(default)]
+    pub force: bool,
+    /// Push after queueing (default true).
+    pub push: Option<bool>,
+}
+
+/// The body of `POST /api/v1/push`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushDevices {
+    pub devices: Vec<String>,
+}
