@@ -210,12 +210,49 @@ pub enum CommandSpec {
     },
 }
 
+/// The schema of [`CommandSpec`] (named `CommandSpec`): the derived one with each variant that has fields
+/// closed, as serde's `deny_unknown_fields` makes it (utoipa does not carry that attribute into enum
+/// variants). serde lets a unit variant (`{"type": "UserList"}`) carry other fields, so those stay open.
+pub struct ClosedCommandSpec;
+
+impl utoipa::PartialSchema for ClosedCommandSpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut v = serde_json::to_value(CommandSpec::schema()).expect("a schema serializes");
+        let variants = v["oneOf"]
+            .as_array_mut()
+            .expect("CommandSpec is one of its variants");
+        for variant in variants {
+            let fields = variant["properties"].as_object().map_or(0, |p| p.len());
+            if fields > 1 {
+                variant["additionalProperties"] = serde_json::Value::Bool(false);
+            }
+        }
+        serde_json::from_value(v).expect("a closed schema is a schema")
+    }
+}
+
+impl ToSchema for ClosedCommandSpec {
+    fn name() -> std::borrow::Cow<'static, str> {
+        CommandSpec::name()
+    }
+
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        CommandSpec::schemas(out);
+    }
+}
+
 /// The body of `POST /api/v1/commands`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueCommand {
     /// 1 to 1000 enrollment ids.
     pub devices: Vec<String>,
+    #[schema(value_type = ClosedCommandSpec)]
     pub command: CommandSpec,
     /// Erase even without a usable Bootstrap Token.
     #[serde(default)]
@@ -229,4 +266,44 @@ pub struct EnqueueCommand {
 #[serde(deny_unknown_fields)]
 pub struct PushDevices {
     pub devices: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_command_schema_closes_the_variants_the_parser_closes() {
+        use utoipa::PartialSchema;
+        for c in [
+            json!({"type": "Settings", "x": 1}),
+            json!({"type": "EraseDevice", "pin": null, "x": 1}),
+        ] {
+            assert!(
+                serde_json::from_value::<CommandSpec>(c.clone()).is_err(),
+                "{c}"
+            );
+        }
+        // A unit variant ignores other fields (serde's internally tagged unit variants do).
+        let unit: CommandSpec =
+            serde_json::from_value(json!({"type": "SecurityInfo", "x": 1})).unwrap();
+        assert_eq!(unit, CommandSpec::SecurityInfo);
+        let s = serde_json::to_value(ClosedCommandSpec::schema()).unwrap();
+        let variants = s["oneOf"].as_array().unwrap();
+        assert_eq!(variants.len(), 6);
+        for v in variants {
+            let tag = v["properties"]["type"]["enum"][0].as_str().unwrap();
+            let closed = v["additionalProperties"] == json!(false);
+            assert_eq!(
+                closed,
+                matches!(tag, "Settings" | "EraseDevice"),
+                "{tag}: {v}"
+            );
+        }
+        assert_eq!(ClosedCommandSpec::name(), "CommandSpec");
+        let mut deps = Vec::new();
+        EnqueueCommand::schemas(&mut deps);
+        assert!(deps.iter().any(|(n, _)| n == "ObliterationBehavior"));
+    }
 }

@@ -450,8 +450,7 @@ fn every_json_request_body_is_a_reference_to_its_typed_component() {
     for (method, path, _) in TYPED_BODIES {
         let optional = path.ends_with("/approve-identity") || path.ends_with("/block");
         assert_eq!(
-            doc["paths"][path][method]["requestBody"]["required"],
-            !optional,
+            doc["paths"][path][method]["requestBody"]["required"], !optional,
             "{method} {path}"
         );
     }
@@ -649,6 +648,7 @@ fn sample_request_bodies_validate_against_their_schemas_and_parse() {
             json!({"devices": "A", "command": {"type": "UserList"}}),
             json!({"devices": ["A"], "command": {"type": "UserList"}, "nopush": true}),
             json!({"devices": ["A"], "command": {"type": "Settings", "bootstrap_token_allowed": "yes"}}),
+            json!({"devices": ["A"], "command": {"type": "EraseDevice", "pin": "1", "x": 1}}),
         ],
     );
     assert!(
