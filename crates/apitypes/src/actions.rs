@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{Millis, str_enum};
+use crate::{Millis, SecretString, str_enum};
 
 str_enum!(
     /// Where an agent action stands.
@@ -75,4 +75,88 @@ pub struct AgentInstall {
     /// Let the registration with this secret replace the Mac's current agent (admin scope).
     #[serde(default)]
     pub replace: bool,
+}
+
+/// The schema of an action kind: one of `protocol::action_kind::ActionKind::NAMES` (named `ActionKind`).
+/// The body keeps the kind as text, so an unknown kind gets the service's answer listing the known ones.
+pub struct ActionKindName;
+
+impl utoipa::PartialSchema for ActionKindName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let object = utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(
+                protocol::action_kind::ActionKind::NAMES.iter().copied(),
+            ))
+            .description(Some("An agent action kind."))
+            .build();
+        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object))
+    }
+}
+
+impl ToSchema for ActionKindName {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("ActionKind")
+    }
+}
+
+/// The body of `POST /api/v1/devices/{id}/actions`. `%serial%`, `%device_name%` and `%username%` expand in
+/// the texts. The passwords are sealed to the agent at once and never returned; this type never serializes
+/// them and its `Debug` is redacted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAction {
+    #[schema(value_type = ActionKindName)]
+    pub kind: String,
+    pub user: Option<String>,
+    pub admin: Option<String>,
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub make_admin: bool,
+    /// Sealed to the agent at once; never returned. For reset_password, the NEW password.
+    #[schema(value_type = Option<String>)]
+    pub user_password: Option<SecretString>,
+    /// Sealed to the agent at once; never returned.
+    #[schema(value_type = Option<String>)]
+    pub admin_password: Option<SecretString>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_action_keeps_its_passwords_out_of_debug_and_json() {
+        let a: NewAction = serde_json::from_value(serde_json::json!({
+            "kind": "grant_secure_token", "user": "alice", "admin": "ladmin",
+            "user_password": "USERSECRET", "admin_password": "ADMINSECRET"
+        }))
+        .unwrap();
+        assert_eq!(a.user_password.as_ref().unwrap().expose(), "USERSECRET");
+        let shown = format!("{a:?}");
+        assert!(
+            !shown.contains("SECRET") && shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(serde_json::to_string(&a).is_err());
+        // Without passwords it serializes (a client may build it).
+        let plain: NewAction =
+            serde_json::from_value(serde_json::json!({"kind": "troubleshoot"})).unwrap();
+        let v = serde_json::to_value(&plain).unwrap();
+        assert_eq!(v["kind"], "troubleshoot");
+        assert_eq!(v["make_admin"], false);
+    }
+
+    #[test]
+    fn the_kind_schema_lists_every_protocol_kind() {
+        use utoipa::PartialSchema;
+        let s = serde_json::to_value(ActionKindName::schema()).unwrap();
+        assert_eq!(
+            s["enum"],
+            serde_json::json!(protocol::action_kind::ActionKind::NAMES)
+        );
+        let mut deps = Vec::new();
+        NewAction::schemas(&mut deps);
+        assert!(deps.iter().any(|(name, _)| name == "ActionKind"));
+    }
 }

@@ -234,3 +234,21 @@ pub struct Unenrolled {
     pub device: String,
     pub token_deleted: bool,
 }
+
+/// The body of `POST /api/v1/devices/{id}/approve-identity` (an empty body counts as `{}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveIdentity {
+    /// The pending identity's fingerprint, full or a prefix of at least 8 hex digits; optional when exactly
+    /// one is active.
+    pub fingerprint: Option<String>,
+}
+
+/// The body of `POST /api/v1/devices/{id}/block` (an empty body counts as `{}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockDevice {
+    /// Delete the escrowed Bootstrap Token too (default false: it stays sealed).
+    #[serde(default)]
+    pub clear_token: bool,
+}

@@ -175,3 +175,135 @@ pub struct Summary {
     pub users_without_secure_token: u64,
     pub devices_without_inventory: u64,
 }
+
+str_enum!(
+    /// What an EraseDevice does on a Mac with Apple silicon or a T2 when Erase All Content and Settings
+    /// is not available.
+    ObliterationBehavior {
+        Default = "Default",
+        DoNotObliterate = "DoNotObliterate",
+        ObliterateWithWarning = "ObliterateWithWarning",
+        Always = "Always",
+    }
+);
+
+/// One typed command, by its `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum CommandSpec {
+    SecurityInfo,
+    UserList,
+    DeviceInformation,
+    DeviceConfigured,
+    /// Always sends all three keys (the Mac resets keys left out): a key not given comes from each Mac's
+    /// effective set (its group's settings, Activation Lock false).
+    Settings {
+        bootstrap_token_allowed: Option<bool>,
+        prompt_user_to_allow_bootstrap_token_for_authentication: Option<bool>,
+        activation_lock_allowed_while_supervised: Option<bool>,
+    },
+    EraseDevice {
+        pin: Option<String>,
+        /// Read as text: another value gets an answer naming the four.
+        #[schema(value_type = Option<ObliterationBehavior>)]
+        obliteration_behavior: Option<String>,
+    },
+}
+
+/// The schema of [`CommandSpec`] (named `CommandSpec`): the derived one with each variant that has fields
+/// closed, as serde's `deny_unknown_fields` makes it (utoipa does not carry that attribute into enum
+/// variants). serde lets a unit variant (`{"type": "UserList"}`) carry other fields, so those stay open.
+pub struct ClosedCommandSpec;
+
+impl utoipa::PartialSchema for ClosedCommandSpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut v = serde_json::to_value(CommandSpec::schema()).expect("a schema serializes");
+        let variants = v["oneOf"]
+            .as_array_mut()
+            .expect("CommandSpec is one of its variants");
+        for variant in variants {
+            let fields = variant["properties"].as_object().map_or(0, |p| p.len());
+            if fields > 1 {
+                variant["additionalProperties"] = serde_json::Value::Bool(false);
+            }
+        }
+        serde_json::from_value(v).expect("a closed schema is a schema")
+    }
+}
+
+impl ToSchema for ClosedCommandSpec {
+    fn name() -> std::borrow::Cow<'static, str> {
+        CommandSpec::name()
+    }
+
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        CommandSpec::schemas(out);
+    }
+}
+
+/// The body of `POST /api/v1/commands`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueCommand {
+    /// 1 to 1000 enrollment ids.
+    pub devices: Vec<String>,
+    #[schema(value_type = ClosedCommandSpec)]
+    pub command: CommandSpec,
+    /// Erase even without a usable Bootstrap Token.
+    #[serde(default)]
+    pub force: bool,
+    /// Push after queueing (default true).
+    pub push: Option<bool>,
+}
+
+/// The body of `POST /api/v1/push`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushDevices {
+    pub devices: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_command_schema_closes_the_variants_the_parser_closes() {
+        use utoipa::PartialSchema;
+        for c in [
+            json!({"type": "Settings", "x": 1}),
+            json!({"type": "EraseDevice", "pin": null, "x": 1}),
+        ] {
+            assert!(
+                serde_json::from_value::<CommandSpec>(c.clone()).is_err(),
+                "{c}"
+            );
+        }
+        // A unit variant ignores other fields (serde's internally tagged unit variants do).
+        let unit: CommandSpec =
+            serde_json::from_value(json!({"type": "SecurityInfo", "x": 1})).unwrap();
+        assert_eq!(unit, CommandSpec::SecurityInfo);
+        let s = serde_json::to_value(ClosedCommandSpec::schema()).unwrap();
+        let variants = s["oneOf"].as_array().unwrap();
+        assert_eq!(variants.len(), 6);
+        for v in variants {
+            let tag = v["properties"]["type"]["enum"][0].as_str().unwrap();
+            let closed = v["additionalProperties"] == json!(false);
+            assert_eq!(
+                closed,
+                matches!(tag, "Settings" | "EraseDevice"),
+                "{tag}: {v}"
+            );
+        }
+        assert_eq!(ClosedCommandSpec::name(), "CommandSpec");
+        let mut deps = Vec::new();
+        EnqueueCommand::schemas(&mut deps);
+        assert!(deps.iter().any(|(n, _)| n == "ObliterationBehavior"));
+    }
+}

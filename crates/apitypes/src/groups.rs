@@ -112,3 +112,67 @@ pub struct GroupAccounts {
     pub settings: Option<AccountSettings>,
     pub warnings: Vec<String>,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// The body of `POST /api/v1/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    pub name: String,
+    /// Escrow Bootstrap Tokens of the group's Macs (default true).
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub bootstrap_escrow_enabled: bool,
+    /// Default false.
+    #[serde(default)]
+    pub prompt_user_to_allow_bootstrap_token_for_authentication: bool,
+}
+
+str_enum!(
+    /// What switching a group's escrow off does to the tokens already escrowed.
+    OnEscrowDisabled { Keep = "keep", Clear = "clear" }
+);
+
+/// The body of `PATCH /api/v1/groups/{id}`: what to change (omit or null: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupChange {
+    pub name: Option<String>,
+    pub bootstrap_escrow_enabled: Option<bool>,
+    pub prompt_user_to_allow_bootstrap_token_for_authentication: Option<bool>,
+    /// keep (default) or clear. Read as text: another value gets an answer naming the two.
+    #[schema(value_type = Option<OnEscrowDisabled>)]
+    pub on_escrow_disabled: Option<String>,
+}
+
+/// The body of `PUT /api/v1/groups/{id}/accounts`: the group's managed local admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccountSettings {
+    pub admin_short_name: String,
+    pub admin_full_name: Option<String>,
+    #[serde(default)]
+    pub admin_hidden: bool,
+    /// admin (default), standard or skip. Read as text: another value gets an answer naming the three.
+    #[schema(value_type = Option<PrimaryAccount>)]
+    pub primary_account: Option<String>,
+    #[serde(default)]
+    pub dont_auto_populate_primary_account_info: bool,
+    #[serde(default)]
+    pub lock_primary_account_info: bool,
+    pub primary_account_full_name: Option<String>,
+    pub primary_account_user_name: Option<String>,
+}
+
+/// The body of `POST /api/v1/apikeys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    pub name: String,
+    /// read, operate or admin. Read as text: another value gets an answer naming the three.
+    #[schema(value_type = Scope)]
+    pub scope: String,
+}

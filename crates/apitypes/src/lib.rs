@@ -3,7 +3,10 @@
 //!
 //! Field names and JSON shapes are the API's contract: every answer field is always present (null when
 //! unknown), and the server's OpenAPI document marks them all required and closes every answer object. Types
-//! here hold metadata only: none has a field for a Bootstrap Token or an API key's hash.
+//! here hold metadata only: none has a field for a Bootstrap Token or an API key's hash. Request bodies
+//! (`New…`, `…Change`, …) are what the server's handlers deserialize, so their schemas cannot drift from the
+//! parser; a secret a request carries (a password, a private key) is a [`SecretString`], which never
+//! serializes and whose `Debug` is redacted.
 
 mod actions;
 mod devices;
@@ -13,6 +16,7 @@ mod fleet;
 mod groups;
 mod nanomdm;
 mod push_cert;
+mod secret;
 
 pub use actions::*;
 pub use devices::*;
@@ -22,6 +26,7 @@ pub use fleet::*;
 pub use groups::*;
 pub use nanomdm::*;
 pub use push_cert::*;
+pub use secret::SecretString;
 
 pub use utoipa;
 

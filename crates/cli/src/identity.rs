@@ -2,10 +2,13 @@
 //! identity, blocking, unblocking and unenrolling it (issue 11). Thin clients of the admin API.
 
 use anyhow::bail;
-use apitypes::{Blocked, Identities, IdentityApproved, PendingIdentity, Unblocked, Unenrolled};
+use apitypes::{
+    ApproveIdentity, BlockDevice, Blocked, Identities, IdentityApproved, PendingIdentity,
+    Unblocked, Unenrolled,
+};
 use clap::Subcommand;
 use comfy_table::Table;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::admin::typed::{self, Cell, Typed};
 use crate::admin::{enc, when, when_or_dash};
@@ -124,10 +127,7 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
             id,
             fingerprint,
         } => {
-            let body = match fingerprint {
-                Some(fp) => json!({ "fingerprint": fp }),
-                None => json!({}),
-            };
+            let body = serde_json::to_value(ApproveIdentity { fingerprint })?;
             let path = format!("/api/v1/devices/{}/approve-identity", enc(&id));
             let v: Typed<IdentityApproved> =
                 typed::call(&server, "POST", &path, Some(body)).await?;
@@ -146,7 +146,7 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
             clear_token,
         } => {
             let path = format!("/api/v1/devices/{}/block", enc(&id));
-            let body = json!({ "clear_token": clear_token });
+            let body = serde_json::to_value(BlockDevice { clear_token })?;
             let v: Typed<Blocked> = typed::call(&server, "POST", &path, Some(body)).await?;
             let token = if v.value.token_cleared {
                 "token deleted"

@@ -385,3 +385,347 @@ async fn real_answers_validate_against_their_documented_schemas() {
         ["schema"];
     assert_eq!(validate(&doc, schema, &err), Ok(()));
 }
+
+/// The JSON request body of each route that reads one, and the `apitypes` type its handler parses.
+const TYPED_BODIES: &[(&str, &str, &str)] = &[
+    ("post", "/api/v1/devices/{id}/agent", "AgentInstall"),
+    ("post", "/api/v1/devices/{id}/actions", "NewAction"),
+    ("post", "/api/v1/enrollment-tokens", "NewEnrollmentToken"),
+    ("put", "/api/v1/push-certificate", "PushCertificateUpload"),
+    ("post", "/api/v1/groups", "NewGroup"),
+    ("patch", "/api/v1/groups/{id}", "GroupChange"),
+    ("put", "/api/v1/groups/{id}/accounts", "NewAccountSettings"),
+    ("post", "/api/v1/commands", "EnqueueCommand"),
+    ("post", "/api/v1/push", "PushDevices"),
+    ("put", "/api/v1/devices/{id}/group", "SetGroup"),
+    (
+        "post",
+        "/api/v1/devices/{id}/approve-identity",
+        "ApproveIdentity",
+    ),
+    ("post", "/api/v1/devices/{id}/block", "BlockDevice"),
+    ("post", "/api/v1/apikeys", "NewApiKey"),
+];
+
+#[test]
+fn every_json_request_body_is_a_reference_to_its_typed_component() {
+    let doc = server::api::openapi_document();
+    // Every JSON request body in the document is a bare `$ref` to a component (derived from an apitypes
+    // type), never an inline hand-written schema, and each is one of the routes listed above.
+    let mut seen = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(schema) = op
+                .get("requestBody")
+                .and_then(|b| b["content"].get("application/json"))
+                .map(|m| &m["schema"])
+            else {
+                continue;
+            };
+            let obj = schema.as_object().unwrap();
+            assert_eq!(
+                obj.len(),
+                1,
+                "{method} {path}: the request body is not a bare $ref: {schema}"
+            );
+            let name = obj["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .unwrap_or_else(|| panic!("{method} {path}: {schema}"));
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{method} {path}: {name} is not a component"
+            );
+            seen.push((method.clone(), path.clone(), name.to_string()));
+        }
+    }
+    let mut want: Vec<(String, String, String)> = TYPED_BODIES
+        .iter()
+        .map(|(m, p, n)| (m.to_string(), p.to_string(), n.to_string()))
+        .collect();
+    seen.sort();
+    want.sort();
+    assert_eq!(seen, want);
+    // Approve and block take an empty body as `{}`: the document says the body may be left out.
+    for (method, path, _) in TYPED_BODIES {
+        let optional = path.ends_with("/approve-identity") || path.ends_with("/block");
+        assert_eq!(
+            doc["paths"][path][method]["requestBody"]["required"], !optional,
+            "{method} {path}"
+        );
+    }
+    // The secrets are documented as strings, never with an example or default that could hold one.
+    let action = &doc["components"]["schemas"]["NewAction"];
+    assert_eq!(action["additionalProperties"], false, "{action}");
+    assert_eq!(action["required"], json!(["kind"]), "{action}");
+    for secret in ["user_password", "admin_password"] {
+        let p = &action["properties"][secret];
+        assert!(
+            p.get("example").is_none() && p.get("default").is_none(),
+            "{p}"
+        );
+    }
+}
+
+/// `value` against the request schema of `method path`.
+fn validate_request(doc: &Json, method: &str, path: &str, value: &Json) -> Result<(), String> {
+    let schema =
+        &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+    assert!(
+        schema.is_object(),
+        "{method} {path} has no JSON request body"
+    );
+    validate(doc, schema, value)
+}
+
+/// Each valid sample passes the route's schema and its handler's parser (the apitypes type); each invalid one
+/// is refused by both.
+fn check_body<T: serde::de::DeserializeOwned>(
+    doc: &Json,
+    method: &str,
+    path: &str,
+    valid: &[Json],
+    invalid: &[Json],
+) {
+    for v in valid {
+        if let Err(e) = validate_request(doc, method, path, v) {
+            panic!("{method} {path}: the schema refuses {v}: {e}");
+        }
+        if let Err(e) = serde_json::from_value::<T>(v.clone()) {
+            panic!("{method} {path}: the parser refuses {v}: {e}");
+        }
+    }
+    for v in invalid {
+        assert!(
+            validate_request(doc, method, path, v).is_err(),
+            "{method} {path}: the schema accepts {v}"
+        );
+        assert!(
+            serde_json::from_value::<T>(v.clone()).is_err(),
+            "{method} {path}: the parser accepts {v}"
+        );
+    }
+}
+
+#[test]
+fn sample_request_bodies_validate_against_their_schemas_and_parse() {
+    use apitypes as t;
+    let doc = server::api::openapi_document();
+    let d = &doc;
+    check_body::<t::NewAction>(
+        d,
+        "post",
+        "/api/v1/devices/{id}/actions",
+        &[
+            json!({"kind": "troubleshoot"}),
+            json!({"kind": "grant_secure_token", "user": "alice", "admin": "ladmin", "full_name": null,
+                   "make_admin": false, "user_password": "pw1", "admin_password": "pw2"}),
+            json!({"kind": "create_user", "user": "bob", "user_password": null, "make_admin": true}),
+        ],
+        &[
+            json!({}),
+            json!({"kind": "troubleshoot", "extra": 1}),
+            json!({"kind": "troubleshoot", "make_admin": null}),
+            json!({"kind": "troubleshoot", "user_password": 5}),
+        ],
+    );
+    // The kind is text to the parser (the service names the known kinds); the schema lists them.
+    assert!(
+        validate_request(
+            d,
+            "post",
+            "/api/v1/devices/{id}/actions",
+            &json!({"kind": "reboot"})
+        )
+        .is_err()
+    );
+    check_body::<t::PushCertificateUpload>(
+        d,
+        "put",
+        "/api/v1/push-certificate",
+        &[
+            json!({"certificate_pem": "-----BEGIN CERTIFICATE-----", "private_key_pem": "-----BEGIN PRIVATE KEY-----"}),
+            json!({"pkcs12_base64": "AAAA", "password": "pw"}),
+            json!({"pkcs12_base64": "AAAA", "password": null}),
+            json!({"pkcs12_base64": "AAAA"}),
+        ],
+        &[json!({"certificate_pem": "c", "private_key_pem": "k", "x": 1})],
+    );
+    // Mixes and halves parse (the handler answers them with a plain 400) but match neither documented form.
+    for mix in [
+        json!({"certificate_pem": "c"}),
+        json!({}),
+        json!({"certificate_pem": "c", "private_key_pem": "k", "pkcs12_base64": "AAAA"}),
+        json!({"certificate_pem": "c", "private_key_pem": "k", "password": "pw"}),
+    ] {
+        assert!(
+            validate_request(d, "put", "/api/v1/push-certificate", &mix).is_err(),
+            "{mix}"
+        );
+        let parsed: t::PushCertificateUpload = serde_json::from_value(mix.clone()).unwrap();
+        assert!(parsed.into_form().is_none(), "{mix}");
+    }
+    check_body::<t::NewGroup>(
+        d,
+        "post",
+        "/api/v1/groups",
+        &[
+            json!({"name": "Lab"}),
+            json!({"name": "Lab", "bootstrap_escrow_enabled": false,
+                   "prompt_user_to_allow_bootstrap_token_for_authentication": true}),
+        ],
+        &[
+            json!({"nam": "Lab"}),
+            json!({"name": "Lab", "bootstrap_escrow_enabled": null}),
+            json!({"name": 1}),
+        ],
+    );
+    check_body::<t::GroupChange>(
+        d,
+        "patch",
+        "/api/v1/groups/{id}",
+        &[
+            json!({}),
+            json!({"name": "Lab 2", "bootstrap_escrow_enabled": false, "on_escrow_disabled": "clear"}),
+            json!({"prompt_user_to_allow_bootstrap_token_for_authentication": null, "on_escrow_disabled": null}),
+        ],
+        &[
+            json!({"escrow": false}),
+            json!({"bootstrap_escrow_enabled": "no"}),
+        ],
+    );
+    assert!(
+        validate_request(
+            d,
+            "patch",
+            "/api/v1/groups/{id}",
+            &json!({"on_escrow_disabled": "shred"})
+        )
+        .is_err()
+    );
+    check_body::<t::NewAccountSettings>(
+        d,
+        "put",
+        "/api/v1/groups/{id}/accounts",
+        &[
+            json!({"admin_short_name": "mgmt"}),
+            json!({"admin_short_name": "mgmt", "admin_full_name": "IT", "admin_hidden": true,
+                   "primary_account": "skip", "dont_auto_populate_primary_account_info": true,
+                   "lock_primary_account_info": false, "primary_account_full_name": null,
+                   "primary_account_user_name": "alice"}),
+        ],
+        &[
+            json!({"admin_full_name": "IT"}),
+            json!({"admin_short_name": "mgmt", "password": "x"}),
+        ],
+    );
+    assert!(
+        validate_request(
+            d,
+            "put",
+            "/api/v1/groups/{id}/accounts",
+            &json!({"admin_short_name": "mgmt", "primary_account": "root"})
+        )
+        .is_err()
+    );
+    check_body::<t::EnqueueCommand>(
+        d,
+        "post",
+        "/api/v1/commands",
+        &[
+            json!({"devices": ["A"], "command": {"type": "SecurityInfo"}}),
+            json!({"devices": ["A", "B"], "command": {"type": "UserList"}, "force": false, "push": null}),
+            json!({"devices": ["A"], "command": {"type": "DeviceInformation"}, "push": false}),
+            json!({"devices": ["A"], "command": {"type": "DeviceConfigured"}}),
+            json!({"devices": ["A"], "command": {"type": "Settings", "bootstrap_token_allowed": true,
+                   "prompt_user_to_allow_bootstrap_token_for_authentication": null}}),
+            json!({"devices": ["A"], "command": {"type": "EraseDevice", "pin": "123456",
+                   "obliteration_behavior": "DoNotObliterate"}, "force": true}),
+        ],
+        &[
+            json!({"devices": ["A"], "command": {"type": "Reboot"}}),
+            json!({"devices": ["A"]}),
+            json!({"devices": "A", "command": {"type": "UserList"}}),
+            json!({"devices": ["A"], "command": {"type": "UserList"}, "nopush": true}),
+            json!({"devices": ["A"], "command": {"type": "Settings", "bootstrap_token_allowed": "yes"}}),
+            json!({"devices": ["A"], "command": {"type": "EraseDevice", "pin": "1", "x": 1}}),
+        ],
+    );
+    assert!(
+        validate_request(
+            d,
+            "post",
+            "/api/v1/commands",
+            &json!({"devices": ["A"], "command": {"type": "EraseDevice", "obliteration_behavior": "Sometimes"}})
+        )
+        .is_err()
+    );
+    check_body::<t::PushDevices>(
+        d,
+        "post",
+        "/api/v1/push",
+        &[json!({"devices": ["A", "B"]})],
+        &[json!({}), json!({"devices": ["A"], "x": 1})],
+    );
+    check_body::<t::SetGroup>(
+        d,
+        "put",
+        "/api/v1/devices/{id}/group",
+        &[json!({"group_id": "g1"}), json!({"group_id": null})],
+        &[json!({"group": "g1"}), json!({"group_id": 1})],
+    );
+    check_body::<t::ApproveIdentity>(
+        d,
+        "post",
+        "/api/v1/devices/{id}/approve-identity",
+        &[json!({}), json!({"fingerprint": "0123456789abcdef"})],
+        &[json!({"fp": "01234567"})],
+    );
+    check_body::<t::BlockDevice>(
+        d,
+        "post",
+        "/api/v1/devices/{id}/block",
+        &[json!({}), json!({"clear_token": true})],
+        &[json!({"clear_token": "yes"}), json!({"clear": true})],
+    );
+    check_body::<t::NewApiKey>(
+        d,
+        "post",
+        "/api/v1/apikeys",
+        &[json!({"name": "ci", "scope": "read"})],
+        &[
+            json!({"name": "ci"}),
+            json!({"scope": "read"}),
+            json!({"name": "ci", "scope": "read", "key": "x"}),
+        ],
+    );
+    assert!(
+        validate_request(
+            d,
+            "post",
+            "/api/v1/apikeys",
+            &json!({"name": "ci", "scope": "root"})
+        )
+        .is_err()
+    );
+    check_body::<t::AgentInstall>(
+        d,
+        "post",
+        "/api/v1/devices/{id}/agent",
+        &[
+            json!({}),
+            json!({"server_url": "https://mdm.example", "replace": true}),
+        ],
+        &[json!({"url": "https://mdm.example"})],
+    );
+    check_body::<t::NewEnrollmentToken>(
+        d,
+        "post",
+        "/api/v1/enrollment-tokens",
+        &[
+            json!({"group": "Lab"}),
+            json!({"group": "Lab", "name": "n", "max_uses": 3, "expires_in_seconds": null}),
+        ],
+        &[json!({}), json!({"group": "Lab", "uses": 1})],
+    );
+}

@@ -5,7 +5,9 @@ use clap::Args;
 use comfy_table::Table;
 use serde_json::json;
 
-use apitypes::{Enqueued, PushResult, PushResults, Summary};
+use apitypes::{
+    CommandSpec, EnqueueCommand, Enqueued, PushDevices, PushResult, PushResults, Summary,
+};
 
 use super::enc;
 use super::typed::{self, Cell, Typed};
@@ -112,42 +114,36 @@ fn print_push(results: &[PushResult]) {
 }
 
 pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
-    let mut command = json!({"type": a.request_type});
     let settings = [
-        ("bootstrap_token_allowed", a.bootstrap_token_allowed),
-        (
-            "prompt_user_to_allow_bootstrap_token_for_authentication",
-            a.prompt_user_to_allow_bootstrap_token_for_authentication,
-        ),
-        (
-            "activation_lock_allowed_while_supervised",
-            a.activation_lock_allowed_while_supervised,
-        ),
+        a.bootstrap_token_allowed,
+        a.prompt_user_to_allow_bootstrap_token_for_authentication,
+        a.activation_lock_allowed_while_supervised,
     ];
-    if a.request_type != "Settings" && settings.iter().any(|(_, v)| v.is_some()) {
+    if a.request_type != "Settings" && settings.iter().any(Option::is_some) {
         bail!(
             "--bootstrap-token-allowed, --prompt-user-to-allow-bootstrap-token-for-authentication and \
              --activation-lock-allowed-while-supervised belong to the Settings command"
         );
     }
-    match a.request_type.as_str() {
-        "EraseDevice" => {
-            if let Some(o) = &a.obliteration {
-                command["obliteration_behavior"] = json!(o);
-            }
-        }
-        "Settings" => {
-            for (key, value) in settings {
-                if let Some(v) = value {
-                    command[key] = json!(v);
-                }
-            }
-        }
-        "SecurityInfo" | "UserList" | "DeviceInformation" | "DeviceConfigured" => {}
+    let command = match a.request_type.as_str() {
+        "EraseDevice" => CommandSpec::EraseDevice {
+            pin: None,
+            obliteration_behavior: a.obliteration.clone(),
+        },
+        "Settings" => CommandSpec::Settings {
+            bootstrap_token_allowed: a.bootstrap_token_allowed,
+            prompt_user_to_allow_bootstrap_token_for_authentication: a
+                .prompt_user_to_allow_bootstrap_token_for_authentication,
+            activation_lock_allowed_while_supervised: a.activation_lock_allowed_while_supervised,
+        },
+        "SecurityInfo" => CommandSpec::SecurityInfo,
+        "UserList" => CommandSpec::UserList,
+        "DeviceInformation" => CommandSpec::DeviceInformation,
+        "DeviceConfigured" => CommandSpec::DeviceConfigured,
         other => bail!(
             "unknown command {other:?}: use SecurityInfo, UserList, DeviceInformation, DeviceConfigured, Settings or EraseDevice (or the API's /commands/raw for anything else)"
         ),
-    }
+    };
     let ids = a.targets.resolve(&a.server).await?;
     let (server, command) = (&a.server, &command);
     let answers = bulk::in_batches(
@@ -156,10 +152,18 @@ pub async fn command(a: CommandArgs) -> anyhow::Result<()> {
         a.targets.batch_size,
         ("queueing", "queued"),
         |batch| async move {
-            let body =
-                json!({"devices": batch, "command": command, "force": a.force, "push": !a.no_push});
+            let body = EnqueueCommand {
+                devices: batch,
+                command: command.clone(),
+                force: a.force,
+                push: Some(!a.no_push),
+            };
             server
-                .ok("POST", "/api/v1/commands", Some(body))
+                .ok(
+                    "POST",
+                    "/api/v1/commands",
+                    Some(serde_json::to_value(body)?),
+                )
                 .await?
                 .json()
         },
@@ -213,7 +217,11 @@ pub async fn push(a: PushArgs) -> anyhow::Result<()> {
         ("pushing", "pushed"),
         |batch| async move {
             server
-                .ok("POST", "/api/v1/push", Some(json!({"devices": batch})))
+                .ok(
+                    "POST",
+                    "/api/v1/push",
+                    Some(serde_json::to_value(PushDevices { devices: batch })?),
+                )
                 .await?
                 .json()
         },

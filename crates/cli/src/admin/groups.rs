@@ -1,8 +1,8 @@
 //! `escrowd groups …` and `escrowd events`.
 
 use apitypes::{
-    AccountSettings, Event, EventPage, Group, GroupAccounts, GroupSet, GroupUpdated, Groups,
-    SetGroup,
+    AccountSettings, Event, EventPage, Group, GroupAccounts, GroupChange, GroupSet, GroupUpdated,
+    Groups, NewAccountSettings, NewGroup, OnEscrowDisabled, SetGroup,
 };
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -202,9 +202,18 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
             name,
             escrow,
         } => {
-            let body = json!({"name": name, "bootstrap_escrow_enabled": escrow});
-            let g: Typed<Group> =
-                typed::call(&server, "POST", "/api/v1/groups", Some(body)).await?;
+            let body = NewGroup {
+                name,
+                bootstrap_escrow_enabled: escrow,
+                prompt_user_to_allow_bootstrap_token_for_authentication: false,
+            };
+            let g: Typed<Group> = typed::call(
+                &server,
+                "POST",
+                "/api/v1/groups",
+                Some(serde_json::to_value(body)?),
+            )
+            .await?;
             typed::print(
                 &server,
                 &json!({"groups": [g.raw]}),
@@ -218,9 +227,19 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
             enabled,
             clear_tokens,
         } => {
-            let body = json!({"bootstrap_escrow_enabled": enabled, "on_escrow_disabled": if clear_tokens { "clear" } else { "keep" }});
+            let on_escrow_disabled = if clear_tokens {
+                OnEscrowDisabled::Clear
+            } else {
+                OnEscrowDisabled::Keep
+            };
+            let body = GroupChange {
+                bootstrap_escrow_enabled: Some(enabled),
+                on_escrow_disabled: Some(on_escrow_disabled.as_str().to_string()),
+                ..GroupChange::default()
+            };
             let path = format!("/api/v1/groups/{}", enc(&group_id(&server, &id).await?));
-            let u: Typed<GroupUpdated> = typed::call(&server, "PATCH", &path, Some(body)).await?;
+            let u: Typed<GroupUpdated> =
+                typed::call(&server, "PATCH", &path, Some(serde_json::to_value(body)?)).await?;
             if server.json {
                 println!("{}", u.raw)
             } else {
@@ -267,14 +286,17 @@ pub async fn groups(cmd: GroupsCommand) -> anyhow::Result<()> {
             let v: Typed<GroupAccounts> = if remove {
                 typed::call(&server, "DELETE", &path, None).await?
             } else if let Some(admin) = admin {
-                let body = json!({
-                    "admin_short_name": admin, "admin_full_name": full_name, "admin_hidden": hidden,
-                    "primary_account": primary, "primary_account_full_name": primary_full_name,
-                    "primary_account_user_name": primary_user_name,
-                    "dont_auto_populate_primary_account_info": dont_auto_populate,
-                    "lock_primary_account_info": lock_primary,
-                });
-                typed::call(&server, "PUT", &path, Some(body)).await?
+                let body = NewAccountSettings {
+                    admin_short_name: admin,
+                    admin_full_name: full_name,
+                    admin_hidden: hidden,
+                    primary_account: primary,
+                    dont_auto_populate_primary_account_info: dont_auto_populate,
+                    lock_primary_account_info: lock_primary,
+                    primary_account_full_name: primary_full_name,
+                    primary_account_user_name: primary_user_name,
+                };
+                typed::call(&server, "PUT", &path, Some(serde_json::to_value(body)?)).await?
             } else {
                 typed::get(&server, &path).await?
             };

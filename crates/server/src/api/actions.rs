@@ -15,7 +15,6 @@ use service::apikeys::Actor;
 use store::{ActionStatus, AgentAction, ApiScope};
 use vault::Secret;
 
-use super::schema::{boolean, described, nullable, object_with, one_of, string};
 use super::views::{answer, ok};
 use super::{Api, Body, error, service_error};
 use crate::AppState;
@@ -29,7 +28,7 @@ pub(super) fn routes(api: Api) -> Api {
         .route("GET", "/api/v1/devices/{id}/agent", "The Mac's registered agent (id, registered_at, last_seen_at), or 404.", read, get(show_agent))
         .answer::<t::Agent>(200)
         .route("POST", "/api/v1/devices/{id}/actions", "Queue an agent action: {kind: grant_secure_token|create_user|secure_token_off|transfer_secure_token|validate_bootstrap_token|remove_bootstrap_token|reescrow_bootstrap_token|troubleshoot|reset_password (user_password = the NEW password, admin = a token holder), user?, admin?, full_name?, make_admin?, user_password?, admin_password?}. %serial%, %device_name%, %username% expand; passwords are HPKE-sealed to the agent at once and never returned. Audited.", op, post(create))
-        .request(Body::Json(create_schema()))
+        .body::<t::NewAction>()
         .answer::<t::Action>(201)
         .route("GET", "/api/v1/devices/{id}/actions", "A Mac's agent actions, newest first (?limit=1-1000).", read, get(list))
         .answer::<t::Actions>(200)
@@ -38,27 +37,6 @@ pub(super) fn routes(api: Api) -> Api {
         .route("POST", "/api/v1/devices/{id}/actions/{action}/cancel", "Cancel a queued or delivered action (its sealed credentials are deleted). Audited.", op, post(cancel))
         .request(Body::Empty)
         .answer::<t::Action>(200)
-}
-
-fn create_schema() -> Value {
-    let text = || nullable(string());
-    object_with(
-        &[("kind", one_of(protocol::action_kind::ActionKind::NAMES))],
-        &[
-            ("user", text()),
-            ("admin", text()),
-            ("full_name", text()),
-            ("make_admin", boolean()),
-            (
-                "user_password",
-                described(text(), "sealed to the agent at once; never returned"),
-            ),
-            (
-                "admin_password",
-                described(text(), "sealed to the agent at once; never returned"),
-            ),
-        ],
-    )
 }
 
 /// The answer view of an action: never a credential or its ciphertext.
@@ -135,26 +113,13 @@ async fn show_agent(State(s): State<AppState>, Path(id): Path<String>) -> Respon
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    kind: String,
-    user: Option<String>,
-    admin: Option<String>,
-    full_name: Option<String>,
-    #[serde(default)]
-    make_admin: bool,
-    user_password: Option<String>,
-    admin_password: Option<String>,
-}
-
 async fn create(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let b: CreateBody = match serde_json::from_slice(&body) {
+    let b: t::NewAction = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             return error(
@@ -173,8 +138,8 @@ async fn create(
         admin: b.admin,
         full_name: b.full_name,
         make_admin: b.make_admin,
-        user_password: b.user_password.map(Secret::new),
-        admin_password: b.admin_password.map(Secret::new),
+        user_password: b.user_password.map(|p| Secret::new(p.into_inner())),
+        admin_password: b.admin_password.map(|p| Secret::new(p.into_inner())),
     };
     match s.mdm.admin_create_action(&id, new, &actor).await {
         Ok(a) => answer(StatusCode::CREATED, &action_view(&a)),

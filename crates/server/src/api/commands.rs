@@ -11,99 +11,27 @@ use axum::response::Response;
 use axum::routing::post;
 use protocol::command::ObliterationBehavior;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use service::admin::TypedCommand;
 use service::apikeys::Actor;
 use service::push::PushResult;
 use store::ApiScope;
 
 use super::devices::{bad_json, bad_query};
-use super::schema::{array, boolean, described, nullable, object, object_with, one_of, string};
+use super::schema::{described, string};
 use super::{Api, Body, error, service_error, split_ids, views};
 use crate::AppState;
 
 pub(super) fn routes(api: Api) -> Api {
     let op = Some(ApiScope::Operate);
     api.route("POST", "/api/v1/commands", "Queue a typed command: {devices: [ids], command: {type: SecurityInfo|UserList|DeviceInformation|DeviceConfigured|Settings|EraseDevice, …}, force?: bool, push?: bool (default true)}. Settings takes bootstrap_token_allowed / prompt_user_to_allow_bootstrap_token_for_authentication / activation_lock_allowed_while_supervised and always sends all three (the Mac resets keys left out): keys not given come from each Mac's effective set (its group's escrow switch and prompt setting, Activation Lock false), 400 when the Macs' groups differ on a key not given; EraseDevice takes pin and obliteration_behavior (Default|DoNotObliterate|ObliterateWithWarning|Always) and is refused (409) when a Mac has no usable Bootstrap Token unless force is true. Audited.", op, post(typed))
-        .request(Body::Json(typed_schema()))
+        .body::<t::EnqueueCommand>()
         .answer::<t::Enqueued>(201)
         .route("POST", "/api/v1/commands/raw", "Queue a raw command plist (body) for ?devices=a,b; &nopush skips the push. A raw EraseDevice is refused (409) when a Mac has no usable Bootstrap Token unless &force=true. Audited.", op, post(raw))
         .request(Body::Media("application/x-plist", described(string(), "a command plist (XML): {Command: {RequestType, …}, CommandUUID?}")))
         .answer::<t::Enqueued>(201)
         .route("POST", "/api/v1/push", "Push to devices: {devices: [ids]}. Per-device result or error (e.g. no push certificate configured). Audited.", op, post(push))
-        .request(Body::Json(object(&[("devices", array(string()))])))
+        .body::<t::PushDevices>()
         .answer::<t::PushResults>(200)
-}
-
-/// `{devices, command: {type, …}, force?, push?}`, one `command` shape per type.
-fn typed_schema() -> Value {
-    let flag = || nullable(boolean());
-    let command = |t: &str, fields: &[(&str, Value)]| {
-        let mut c = object_with(&[("type", one_of(&[t]))], fields);
-        c["title"] = json!(t);
-        c
-    };
-    object_with(
-        &[
-            (
-                "devices",
-                described(array(string()), "1 to 1000 enrollment ids"),
-            ),
-            (
-                "command",
-                json!({"oneOf": [
-                    command("SecurityInfo", &[]),
-                    command("UserList", &[]),
-                    command("DeviceInformation", &[]),
-                    command("DeviceConfigured", &[]),
-                    command("Settings", &[
-                        ("bootstrap_token_allowed", flag()),
-                        ("prompt_user_to_allow_bootstrap_token_for_authentication", flag()),
-                        ("activation_lock_allowed_while_supervised", flag()),
-                    ]),
-                    command("EraseDevice", &[
-                        ("pin", nullable(string())),
-                        ("obliteration_behavior", nullable(one_of(&["Default", "DoNotObliterate", "ObliterateWithWarning", "Always"]))),
-                    ]),
-                ]}),
-            ),
-        ],
-        &[
-            (
-                "force",
-                described(boolean(), "erase even without a usable Bootstrap Token"),
-            ),
-            ("push", described(nullable(boolean()), "default true")),
-        ],
-    )
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-enum CommandBody {
-    SecurityInfo,
-    UserList,
-    DeviceInformation,
-    DeviceConfigured,
-    Settings {
-        bootstrap_token_allowed: Option<bool>,
-        prompt_user_to_allow_bootstrap_token_for_authentication: Option<bool>,
-        activation_lock_allowed_while_supervised: Option<bool>,
-    },
-    EraseDevice {
-        pin: Option<String>,
-        obliteration_behavior: Option<String>,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TypedBody {
-    devices: Vec<String>,
-    command: CommandBody,
-    #[serde(default)]
-    force: bool,
-    push: Option<bool>,
 }
 
 fn obliteration(s: &str) -> Option<ObliterationBehavior> {
@@ -146,18 +74,18 @@ async fn push_after_enqueue(s: &AppState, ids: &[String], actor: &Actor) -> Vec<
 async fn typed(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
-    body: Result<Json<TypedBody>, JsonRejection>,
+    body: Result<Json<t::EnqueueCommand>, JsonRejection>,
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,
         Err(e) => return bad_json(e),
     };
     let cmd = match b.command {
-        CommandBody::SecurityInfo => TypedCommand::SecurityInfo,
-        CommandBody::UserList => TypedCommand::UserList,
-        CommandBody::DeviceInformation => TypedCommand::DeviceInformation,
-        CommandBody::DeviceConfigured => TypedCommand::DeviceConfigured,
-        CommandBody::Settings {
+        t::CommandSpec::SecurityInfo => TypedCommand::SecurityInfo,
+        t::CommandSpec::UserList => TypedCommand::UserList,
+        t::CommandSpec::DeviceInformation => TypedCommand::DeviceInformation,
+        t::CommandSpec::DeviceConfigured => TypedCommand::DeviceConfigured,
+        t::CommandSpec::Settings {
             bootstrap_token_allowed,
             prompt_user_to_allow_bootstrap_token_for_authentication,
             activation_lock_allowed_while_supervised,
@@ -166,7 +94,7 @@ async fn typed(
             prompt_user_to_allow_bootstrap_token_for_authentication,
             activation_lock_allowed_while_supervised,
         }),
-        CommandBody::EraseDevice {
+        t::CommandSpec::EraseDevice {
             pin,
             obliteration_behavior,
         } => {
@@ -247,16 +175,10 @@ async fn raw(
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushBody {
-    devices: Vec<String>,
-}
-
 async fn push(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
-    body: Result<Json<PushBody>, JsonRejection>,
+    body: Result<Json<t::PushDevices>, JsonRejection>,
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,

@@ -14,9 +14,8 @@ use store::{ApiScope, DeviceFilter, EventFilter, Outcome};
 
 use apitypes as t;
 
-use super::schema::{described, nullable, object, string};
 use super::views::ok;
-use super::{Api, Body, error, service_error, views};
+use super::{Api, error, service_error, views};
 use crate::AppState;
 
 const READ: Option<ApiScope> = Some(ApiScope::Read);
@@ -38,7 +37,7 @@ pub(super) fn routes(api: Api) -> Api {
         .route("GET", "/api/v1/devices/{id}/commands", "Command history (queued and finished, with results), newest first; limit.", READ, get(commands))
         .answer::<t::Commands>(200)
         .route("PUT", "/api/v1/devices/{id}/group", "Set the device's group: {\"group_id\": \"…\" | null}. Audited.", ADMIN, put(set_group))
-        .request(Body::Json(object(&[("group_id", described(nullable(string()), "a group id, or null for no group"))])))
+        .body::<t::SetGroup>()
         .answer::<t::GroupSet>(200)
         .route("DELETE", "/api/v1/devices/{id}/bootstrap-token", "Delete the escrowed Bootstrap Token. Audited. Answer: {cleared: bool}.", ADMIN, delete(clear_token))
         .answer::<t::TokenCleared>(200)
@@ -310,17 +309,11 @@ async fn commands(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupBody {
-    group_id: Option<String>,
-}
-
 async fn set_group(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
-    body: Result<Json<GroupBody>, JsonRejection>,
+    body: Result<Json<t::SetGroup>, JsonRejection>,
 ) -> Response {
     let body = match body {
         Ok(Json(b)) => b,

@@ -7,7 +7,6 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 use service::admin::{GroupChange, OnEscrowDisabled};
 use service::apikeys::Actor;
 use store::ApiScope;
@@ -15,7 +14,6 @@ use store::ApiScope;
 use super::devices::bad_json;
 use apitypes as t;
 
-use super::schema::{boolean, object_with, one_of, string};
 use super::views::ok;
 use super::{Api, Body, error, service_error, views};
 use crate::AppState;
@@ -26,19 +24,19 @@ pub(super) fn routes(api: Api) -> Api {
     api.route("GET", "/api/v1/groups", "All groups, by name.", read, get(list))
         .answer::<t::Groups>(200)
         .route("POST", "/api/v1/groups", "Create a group: {name, bootstrap_escrow_enabled (default true), prompt_user_to_allow_bootstrap_token_for_authentication (default false)}. Audited.", admin, axum::routing::post(create))
-        .request(Body::Json(object_with(&[("name", string())], &[("bootstrap_escrow_enabled", boolean()), ("prompt_user_to_allow_bootstrap_token_for_authentication", boolean())])))
+        .body::<t::NewGroup>()
         .answer::<t::Group>(201)
         .route("GET", "/api/v1/groups/{id}", "One group.", read, get(one))
         .answer::<t::Group>(200)
         .route("PATCH", "/api/v1/groups/{id}", "Rename or change settings: {name?, bootstrap_escrow_enabled?, prompt_user_to_allow_bootstrap_token_for_authentication?, on_escrow_disabled: keep (default) | clear}. Audited.", admin, axum::routing::patch(update))
-        .request(Body::Json(object_with(&[], &[("name", string()), ("bootstrap_escrow_enabled", boolean()), ("prompt_user_to_allow_bootstrap_token_for_authentication", boolean()), ("on_escrow_disabled", one_of(&["keep", "clear"]))])))
+        .body::<t::GroupChange>()
         .answer::<t::GroupUpdated>(200)
         .route("DELETE", "/api/v1/groups/{id}", "Delete a group; members stay enrolled without a group. Audited.", admin, axum::routing::delete(remove))
         .response(204, Body::Empty)
         .route("GET", "/api/v1/groups/{id}/accounts", "The group's managed local admin for zero-touch (ADE) setup, or null, with warnings.", read, get(accounts))
         .answer::<t::GroupAccounts>(200)
         .route("PUT", "/api/v1/groups/{id}/accounts", "Set the group's managed local admin: {admin_short_name, admin_full_name?, admin_hidden?, primary_account: admin (default) | standard | skip, dont_auto_populate_primary_account_info?, lock_primary_account_info?, primary_account_full_name?, primary_account_user_name?}. An ADE Mac of the group that enrolls with AwaitingConfiguration true gets AccountConfiguration (password generated per Mac, sealed, never answered) before DeviceConfigured. `warnings` says when the group would leave no Secure Token holder (S4). Audited.", admin, axum::routing::put(set_accounts))
-        .request(Body::Json(object_with(&[("admin_short_name", string())], &[("admin_full_name", string()), ("admin_hidden", boolean()), ("primary_account", one_of(&["admin", "standard", "skip"])), ("dont_auto_populate_primary_account_info", boolean()), ("lock_primary_account_info", boolean()), ("primary_account_full_name", string()), ("primary_account_user_name", string())])))
+        .body::<t::NewAccountSettings>()
         .answer::<t::GroupAccounts>(200)
         .route("DELETE", "/api/v1/groups/{id}/accounts", "Remove the group's managed local admin (Macs already set up keep theirs). Audited.", admin, axum::routing::delete(clear_accounts))
         .answer::<t::GroupAccounts>(200)
@@ -73,27 +71,11 @@ async fn accounts(State(s): State<AppState>, Path(id): Path<String>) -> Response
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountsBody {
-    admin_short_name: String,
-    admin_full_name: Option<String>,
-    #[serde(default)]
-    admin_hidden: bool,
-    primary_account: Option<String>,
-    #[serde(default)]
-    dont_auto_populate_primary_account_info: bool,
-    #[serde(default)]
-    lock_primary_account_info: bool,
-    primary_account_full_name: Option<String>,
-    primary_account_user_name: Option<String>,
-}
-
 async fn set_accounts(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
-    body: Result<Json<AccountsBody>, JsonRejection>,
+    body: Result<Json<t::NewAccountSettings>, JsonRejection>,
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,
@@ -151,24 +133,10 @@ async fn list(State(s): State<AppState>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    name: String,
-    #[serde(default = "yes")]
-    bootstrap_escrow_enabled: bool,
-    #[serde(default)]
-    prompt_user_to_allow_bootstrap_token_for_authentication: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 async fn create(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: Result<Json<t::NewGroup>, JsonRejection>,
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,
@@ -196,20 +164,11 @@ async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBody {
-    name: Option<String>,
-    bootstrap_escrow_enabled: Option<bool>,
-    prompt_user_to_allow_bootstrap_token_for_authentication: Option<bool>,
-    on_escrow_disabled: Option<String>,
-}
-
 async fn update(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
-    body: Result<Json<UpdateBody>, JsonRejection>,
+    body: Result<Json<t::GroupChange>, JsonRejection>,
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,

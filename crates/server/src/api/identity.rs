@@ -7,11 +7,9 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde::Deserialize;
 use service::apikeys::Actor;
 use store::ApiScope;
 
-use super::schema::{boolean, object_with, string};
 use super::views::ok;
 use super::{Api, Body, error, service_error};
 use crate::AppState;
@@ -23,10 +21,10 @@ pub(super) fn routes(api: Api) -> Api {
     api.route("GET", "/api/v1/devices/{id}/identities", "The Mac's bound identity certificate and any pending identities: certificates that claimed this UDID without proof (a re-enrolled Mac, or an impostor). A pending identity gets none of the Mac's secrets.", READ, get(list))
         .answer::<t::Identities>(200)
         .route("POST", "/api/v1/devices/{id}/approve-identity", "Approve a pending identity as the Mac's: {fingerprint?} (full or a prefix of at least 8 hex digits; optional when exactly one is active). The Mac's old Bootstrap Token is discarded, never released; the token the pending identity escrowed itself is kept. Audited.", ADMIN, post(approve))
-        .request(Body::Json(object_with(&[], &[("fingerprint", string())])))
+        .optional_body::<t::ApproveIdentity>()
         .answer::<t::IdentityApproved>(200)
         .route("POST", "/api/v1/devices/{id}/block", "Block a Mac: its certificates are refused at check-in and SCEP renewal until unblocked. {clear_token?: bool} (default false: the token stays sealed). Audited.", ADMIN, post(block))
-        .request(Body::Json(object_with(&[], &[("clear_token", boolean())])))
+        .optional_body::<t::BlockDevice>()
         .answer::<t::Blocked>(200)
         .route("POST", "/api/v1/devices/{id}/unblock", "Lift a block. Audited.", ADMIN, post(unblock))
         .request(Body::Empty)
@@ -68,12 +66,6 @@ async fn list(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ApproveBody {
-    fingerprint: Option<String>,
-}
-
 /// An empty body counts as `{}`; anything else must be the documented JSON object.
 fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -93,7 +85,7 @@ async fn approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body = match optional_body::<ApproveBody>(&body) {
+    let body = match optional_body::<t::ApproveIdentity>(&body) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -110,20 +102,13 @@ async fn approve(
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct BlockBody {
-    #[serde(default)]
-    clear_token: bool,
-}
-
 async fn block(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body = match optional_body::<BlockBody>(&body) {
+    let body = match optional_body::<t::BlockDevice>(&body) {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -6,14 +6,12 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use serde::Deserialize;
 use service::apikeys::Actor;
 use store::ApiScope;
 
 use super::devices::bad_json;
 use apitypes as t;
 
-use super::schema::{object, one_of, string};
 use super::{Api, Body, error, service_error, views};
 use crate::AppState;
 
@@ -22,7 +20,7 @@ pub(super) fn routes(api: Api) -> Api {
     api.route("GET", "/api/v1/apikeys", "API keys (metadata only, never the key or its hash).", admin, get(list))
         .answer::<t::ApiKeys>(200)
         .route("POST", "/api/v1/apikeys", "Create a key: {name, scope: read|operate|admin}. The answer holds the key; it is not stored and cannot be shown again. Audited.", admin, axum::routing::post(create))
-        .request(Body::Json(object(&[("name", string()), ("scope", one_of(&["read", "operate", "admin"]))])))
+        .body::<t::NewApiKey>()
         .answer::<t::ApiKeyCreated>(201)
         .route("DELETE", "/api/v1/apikeys/{id}", "Revoke a key. Audited.", admin, delete(revoke))
         .response(204, Body::Empty)
@@ -37,17 +35,10 @@ async fn list(State(s): State<AppState>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    name: String,
-    scope: String,
-}
-
 async fn create(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: Result<Json<t::NewApiKey>, JsonRejection>,
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,

@@ -1,7 +1,8 @@
 //! The admin REST API under `/api/v1` and the NanoMDM-compatible `/v1/enqueue` and `/v1/push`.
 //!
 //! Every route is registered through [`Api::route`], which records its method, path, summary and required
-//! scope; each module then adds its request body schema ([`Api::request`]) and its answer type
+//! scope; each module then adds its request body type ([`Api::body`], the schema derived from the `apitypes`
+//! type the handler deserializes; [`Api::request`] only for no body or a non-JSON one) and its answer type
 //! ([`Api::answer`], the schema derived from the `apitypes` type the handler serializes) right beside its
 //! handlers. The OpenAPI document is
 //! generated from that record, so a route cannot exist undocumented. Handlers
@@ -58,6 +59,8 @@ pub struct RouteDoc {
     pub scope: Option<ApiScope>,
     /// The request body; None: the route reads none.
     pub request: Option<Body>,
+    /// The request body may be left out (an empty body counts as `{}`).
+    pub request_optional: bool,
     /// The success status and its body; None only until the module documents it (the OpenAPI test
     /// refuses that).
     pub response: Option<(u16, Body)>,
@@ -111,6 +114,7 @@ impl Api {
             summary,
             scope,
             request: None,
+            request_optional: false,
             response: None,
         });
         self
@@ -123,8 +127,13 @@ impl Api {
             .expect("request/response follow a route")
     }
 
-    /// The request body of the route just added.
+    /// The request body of the route just added: none, or a non-JSON one (a plist). A JSON body is typed:
+    /// [`Api::body`].
     fn request(mut self, body: Body) -> Self {
+        assert!(
+            !matches!(body, Body::Json(_)),
+            "a JSON request body is an apitypes type: use Api::body::<T>()"
+        );
         self.last().request = Some(body);
         self
     }
@@ -151,7 +160,15 @@ impl Api {
     /// leave out its optional fields).
     fn body<T: apitypes::utoipa::ToSchema>(mut self) -> Self {
         let schema = self.register_as::<T>(false);
-        self.request(Body::Json(schema))
+        self.last().request = Some(Body::Json(schema));
+        self
+    }
+
+    /// Like [`Api::body`] for a route that also takes an empty body as `{}`.
+    fn optional_body<T: apitypes::utoipa::ToSchema>(self) -> Self {
+        let mut api = self.body::<T>();
+        api.last().request_optional = true;
+        api
     }
 
     /// Like [`Api::answer`] for a type whose fields may be left out (NanoMDM's shapes): its schema is used

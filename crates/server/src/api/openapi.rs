@@ -109,7 +109,7 @@ pub fn openapi(doc: &ApiDoc) -> Value {
             "responses": responses,
         });
         if let Some(c) = d.request.as_ref().and_then(content) {
-            op["requestBody"] = json!({"required": true, "content": c});
+            op["requestBody"] = json!({"required": !d.request_optional, "content": c});
         }
         let entry = paths
             .entry(d.path.to_string())

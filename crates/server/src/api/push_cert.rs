@@ -14,8 +14,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, put};
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
 use service::apikeys::Actor;
 use service::push::Pusher;
 use service::push_cert::{PushCertificateInfo, PushCertificateUpload, PushUploadError};
@@ -23,9 +21,8 @@ use store::ApiScope;
 use vault::Secret;
 
 use super::devices::bad_json;
-use super::schema::{described, nullable, object, object_with, string};
 use super::views::ok;
-use super::{Api, Body, error, service_error};
+use super::{Api, error, service_error};
 use crate::AppState;
 use crate::apns::{ApnsClient, warn_if_expiring};
 
@@ -45,36 +42,8 @@ pub(super) fn routes(api: Api) -> Api {
         Some(ApiScope::Admin),
         put(upload),
     )
-    .request(Body::Json(json!({"oneOf": [
-        object(&[
-            ("certificate_pem", string()),
-            ("private_key_pem", described(string(), "never stored in the clear, never shown")),
-        ]),
-        object_with(
-            &[("pkcs12_base64", string())],
-            &[("password", nullable(string()))],
-        ),
-    ]})))
+    .body::<t::PushCertificateUpload>()
     .answer::<t::PushCertificate>(200)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UploadBody {
-    certificate_pem: Option<String>,
-    #[serde(default, deserialize_with = "secret_string")]
-    private_key_pem: Option<Secret<String>>,
-    #[serde(default, deserialize_with = "secret_string")]
-    pkcs12_base64: Option<Secret<String>>,
-    #[serde(default, deserialize_with = "secret_string")]
-    password: Option<Secret<String>>,
-}
-
-/// Secret fields go straight into [`Secret`] (zeroed on drop, redacted in Debug).
-fn secret_string<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Secret<String>>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
 }
 
 fn now_millis() -> i64 {
@@ -112,33 +81,30 @@ with `escrowd push-cert upload --cert push.pem --key push.key` (or --pkcs12 push
 async fn upload(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
-    body: Result<Json<UploadBody>, JsonRejection>,
+    body: Result<Json<t::PushCertificateUpload>, JsonRejection>,
 ) -> Response {
     let b = match body {
         Ok(Json(b)) => b,
         Err(e) => return bad_json(e),
     };
-    let upload = match (
-        b.certificate_pem,
-        b.private_key_pem,
-        b.pkcs12_base64,
-        b.password,
-    ) {
-        (Some(cert), Some(key), None, None) => PushCertificateUpload::Pem {
-            cert_pem: cert.into_bytes(),
-            key_pem: Secret::new(key.expose().as_bytes().to_vec()),
+    let upload = match b.into_form() {
+        Some(t::PushCertificateForm::Pem(pem)) => PushCertificateUpload::Pem {
+            cert_pem: pem.certificate_pem.into_bytes(),
+            key_pem: Secret::new(pem.private_key_pem.into_inner().into_bytes()),
         },
-        (None, None, Some(p12), password) => {
-            let der = match base64::engine::general_purpose::STANDARD.decode(p12.expose().trim()) {
+        Some(t::PushCertificateForm::Pkcs12(p12)) => {
+            let der = match base64::engine::general_purpose::STANDARD
+                .decode(p12.pkcs12_base64.expose().trim())
+            {
                 Ok(d) => d,
                 Err(_) => return error(StatusCode::BAD_REQUEST, "pkcs12_base64 is not base64"),
             };
             PushCertificateUpload::Pkcs12 {
                 der,
-                password: password.unwrap_or_else(|| Secret::new(String::new())),
+                password: Secret::new(p12.password.map(|p| p.into_inner()).unwrap_or_default()),
             }
         }
-        _ => {
+        None => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "send either {certificate_pem, private_key_pem} or {pkcs12_base64, password}",

@@ -1,8 +1,9 @@
 //! JSON Schemas of the OpenAPI document (OpenAPI 3.1, whose schemas are JSON Schema 2020-12). Every JSON
-//! answer is typed in `apitypes` and gets its schema derived by `utoipa`, then [`close`]d here (NanoMDM's
-//! shapes, whose fields may be left out, stay open); request bodies are still written with the small
-//! builders below, beside their handlers. The openapi test validates real answers against the
-//! document with the `jsonschema` crate.
+//! answer and every JSON request body is typed in `apitypes` and gets its schema derived by `utoipa`;
+//! answers are then [`close`]d here (NanoMDM's shapes, whose fields may be left out, stay open). Only the
+//! text of non-JSON bodies (plists, CSV, profiles) is still described with the small builders below. The
+//! openapi test validates real answers and sample request bodies against the document with the `jsonschema`
+//! crate.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,59 +24,9 @@ pub(crate) fn string() -> Value {
     json!({"type": "string"})
 }
 
-pub(crate) fn boolean() -> Value {
-    json!({"type": "boolean"})
-}
-
-/// One of these strings.
-pub(crate) fn one_of(values: &[&str]) -> Value {
-    json!({"type": "string", "enum": values})
-}
-
-pub(crate) fn array(items: Value) -> Value {
-    json!({"type": "array", "items": items})
-}
-
 /// `#/components/schemas/{name}`.
 pub(crate) fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
-}
-
-/// The same schema, or null.
-pub(crate) fn nullable(schema: Value) -> Value {
-    let mut schema = schema;
-    let Some(obj) = schema.as_object_mut() else {
-        return schema;
-    };
-    match obj.get("type").cloned() {
-        Some(Value::String(t)) if obj.get("$ref").is_none() => {
-            obj.insert("type".into(), json!([t, "null"]));
-            if let Some(Value::Array(values)) = obj.get_mut("enum") {
-                values.push(Value::Null);
-            }
-            schema
-        }
-        _ => json!({"anyOf": [schema, {"type": "null"}]}),
-    }
-}
-
-/// An object with exactly these fields, all present (a value may still be null where its schema says so).
-pub(crate) fn object(fields: &[(&str, Value)]) -> Value {
-    object_with(fields, &[])
-}
-
-/// An object with these required and optional fields and no others.
-pub(crate) fn object_with(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
-    let mut properties = Map::new();
-    for (name, schema) in required.iter().chain(optional) {
-        properties.insert((*name).to_string(), schema.clone());
-    }
-    json!({
-        "type": "object",
-        "properties": properties,
-        "required": required.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        "additionalProperties": false,
-    })
 }
 
 /// `schema` with a description.
@@ -162,26 +113,5 @@ mod tests {
         assert_eq!(c["A"]["additionalProperties"], json!(false));
         assert_eq!(c["B"]["required"], json!(["x", "y"]));
         assert!(c["B"].get("allOf").is_none());
-    }
-
-    #[test]
-    fn nullable_adds_null_to_the_type_or_wraps_a_reference() {
-        assert_eq!(nullable(string()), json!({"type": ["string", "null"]}));
-        assert_eq!(
-            nullable(one_of(&["a"])),
-            json!({"type": ["string", "null"], "enum": ["a", null]})
-        );
-        assert_eq!(
-            nullable(reference("X")),
-            json!({"anyOf": [{"$ref": "#/components/schemas/X"}, {"type": "null"}]})
-        );
-    }
-
-    #[test]
-    fn objects_list_required_fields_and_refuse_others() {
-        let o = object_with(&[("a", string())], &[("b", boolean())]);
-        assert_eq!(o["required"], json!(["a"]));
-        assert_eq!(o["additionalProperties"], json!(false));
-        assert_eq!(o["properties"]["b"], boolean());
     }
 }
