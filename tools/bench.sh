@@ -12,6 +12,8 @@
 #   BENCH_DEVICES       default 200        BENCH_CONCURRENCY  default 32
 #   BENCH_DURATION      seconds per window, default 10
 #   BENCH_PRESIGN       fresh bodies per consuming workload, default 20000
+#   BENCH_PACED         also run each workload at this fraction of its peak (latency below peak), default 0.5;
+#                       0 for none
 #   BENCH_SKIP_BUILD=1  use the existing release binary
 #   CARGO_TARGET_DIR    where cargo builds (default: target)
 set -euo pipefail
@@ -52,6 +54,8 @@ args=(bench --server "http://127.0.0.1:$port" --admin-server "http://127.0.0.1:$
   --duration "${BENCH_DURATION:-10}" --presign "${BENCH_PRESIGN:-20000}"
   --markdown "$root/BENCHMARKS.md")
 if [ -n "$nanomdm" ]; then args+=(--peer-nanomdm "$nanomdm"); fi
+paced=${BENCH_PACED:-0.5}
+if [ "$paced" != "0" ]; then args+=(--paced "$paced"); fi
 mkdir -p "$target"
 status=0
 ESCROWD_API_KEY=$api_key "$bin" "${args[@]}" --json >"$target/bench-report.json" || status=$?

@@ -9,10 +9,12 @@ fn escrowd() -> tokio::process::Command {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_escrowd"))
 }
 
-// The benchmark runs as a child process; the server needs worker threads of its own meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
-    let ts = TestServer::start().await.unwrap();
+/// `escrowd bench` against `ts` with the test server's device CA, a two-key pool in `dir`, 3 devices, 3
+/// connections, this process's pid as the server's, and an operate key in the environment (also returned).
+async fn bench_against(
+    ts: &TestServer,
+    dir: &std::path::Path,
+) -> (tokio::process::Command, String) {
     let (_, key) = ts
         .running()
         .state
@@ -21,11 +23,9 @@ async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
         .await
         .unwrap();
     let ca = ts.device_ca().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (ca_cert, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+    let (ca_cert, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
     std::fs::write(&ca_cert, ca.cert_pem().unwrap()).unwrap();
     std::fs::write(&ca_key, ca.key_pem().unwrap().expose()).unwrap();
-    let pool = dir.path().join("pool");
     let pid = std::process::id().to_string();
     let mut cmd = escrowd();
     cmd.args(["bench", "--server", &ts.base_url(), "--json"])
@@ -35,7 +35,7 @@ async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
         .arg("--device-ca-key")
         .arg(&ca_key)
         .arg("--key-pool")
-        .arg(&pool)
+        .arg(dir.join("pool"))
         .args([
             "--key-pool-size",
             "2",
@@ -44,9 +44,20 @@ async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
             "--concurrency",
             "3",
         ])
-        .args(["--duration", "1", "--presign", "30", "--server-pid", &pid])
-        .args(["--workload", "idle,get,set,enroll,commands,idle=2+get"])
+        .args(["--server-pid", &pid])
         .env("ESCROWD_API_KEY", key.expose());
+    (cmd, key.expose().to_string())
+}
+
+// The benchmark runs as a child process; the server needs worker threads of its own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
+    let ts = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    let (mut cmd, key) = bench_against(&ts, dir.path()).await;
+    cmd.args(["--duration", "1", "--presign", "30"])
+        .args(["--workload", "idle,get,set,enroll,commands,idle=2+get"]);
     let peer = std::env::var_os("ESCROWD_BENCH_NANOMDM");
     if let Some(p) = &peer {
         cmd.arg("--peer-nanomdm").arg(p);
@@ -107,7 +118,57 @@ async fn every_workload_runs_without_errors_and_the_json_has_the_fields() {
     }
     // No secret in the output.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains(key.expose().as_str()) && !stderr.contains(key.expose().as_str()));
+    assert!(!stdout.contains(key.as_str()) && !stderr.contains(key.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_windows_keep_to_their_schedule_and_stand_beside_the_full_speed_one() {
+    let ts = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // --paced: each workload runs at full speed, then at half the throughput it reached.
+    let (mut cmd, _) = bench_against(&ts, dir.path()).await;
+    cmd.args(["--duration", "1", "--workload", "idle", "--paced", "0.5"]);
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{report:#}");
+    let (full, paced) = (&results[0], &results[1]);
+    assert_eq!(full["workload"], "idle");
+    assert!(full["paced_rps"].is_null());
+    assert_eq!(paced["workload"], "idle @50%");
+    let peak = full["throughput_rps"].as_f64().unwrap();
+    let rate = paced["paced_rps"].as_f64().unwrap();
+    assert_eq!(rate, (peak * 0.5).max(1.0));
+    // Tickets are due every 1/rate s and none is sent after the window: at most rate × 1 s (+1) requests.
+    let sent = paced["requests"].as_f64().unwrap();
+    assert!(
+        sent > 0.0 && sent <= rate + 1.0,
+        "{sent} requests at {rate}/s"
+    );
+    assert_eq!(paced["errors"], serde_json::json!({}), "{paced:#}");
+    // Paced windows are not compared with another server's peak.
+    assert_eq!(report["ratios"], serde_json::json!([]));
+
+    // --rate: every window at a fixed rate.
+    let (mut cmd, _) = bench_against(&ts, dir.path()).await;
+    cmd.args(["--duration", "1", "--workload", "get", "--rate", "20"]);
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let get = &report["results"][0];
+    assert_eq!(get["paced_rps"], 20.0);
+    let sent = get["requests"].as_u64().unwrap();
+    assert!((1..=21).contains(&sent), "{get:#}");
+    assert_eq!(get["ok"], get["requests"], "{get:#}");
 }
 
 #[tokio::test]
@@ -117,6 +178,12 @@ async fn bad_input_is_refused_before_any_work_and_help_teaches() {
         (&["--workload", "idle,storm"][..], "unknown workload"),
         (&["--server", "ftp://example"][..], "http://"),
         (&["--workload", "set,idle+set"][..], "once per bench run"),
+        (&["--paced", "1.5"][..], "--paced must be a fraction"),
+        (&["--rate", "0"][..], "--rate must be a positive"),
+        (
+            &["--rate", "10", "--paced", "0.5"][..],
+            "cannot be used with",
+        ),
     ] {
         let out = escrowd()
             .arg("bench")

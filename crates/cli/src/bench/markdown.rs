@@ -108,6 +108,21 @@ pub fn render(r: &BenchReport, command: &str, date: &str) -> String {
     if !early.is_empty() {
         let _ = writeln!(s, "\n{}", early.join("\n"));
     }
+    let paced: Vec<String> = r
+        .results
+        .iter()
+        .filter_map(|w| {
+            w.paced_rps.map(|rate| {
+                format!(
+                    "- {} {}: paced at {rate:.0} req/s; its latency counts from when each request was due.",
+                    w.target, w.workload
+                )
+            })
+        })
+        .collect();
+    if !paced.is_empty() {
+        let _ = writeln!(s, "\n{}", paced.join("\n"));
+    }
     let _ = writeln!(
         s,
         "\nWorkloads: idle = signed Idle polls on the command channel (queue empty); get = GetBootstrapToken of \
@@ -133,6 +148,7 @@ mod tests {
             target: target.into(),
             workload: "get".into(),
             concurrency: 32,
+            paced_rps: None,
             devices: 200,
             elapsed_s: 10.0,
             requests: 10,

@@ -91,6 +91,14 @@ pub struct BenchArgs {
     /// A NanoMDM binary: start it with the same device CA and run every workload against both servers.
     #[arg(long, value_name = "PATH")]
     peer_nanomdm: Option<PathBuf>,
+    /// Send at most RPS requests per second in all (every window), on a fixed schedule. Latency then counts
+    /// from when each request was due, not when a connection was free, so a stall shows in it in full.
+    #[arg(long, value_name = "RPS", conflicts_with = "paced")]
+    rate: Option<f64>,
+    /// After each full-speed window, run the workload again at FRACTION of the throughput it reached
+    /// (0.5: latency at half of peak), reported as `<workload> @50%`; paced as with --rate.
+    #[arg(long, value_name = "FRACTION")]
+    paced: Option<f64>,
     /// Print JSON instead of tables (no progress bar).
     #[arg(long)]
     json: bool,
@@ -133,6 +141,15 @@ pub fn validate(args: &BenchArgs) -> anyhow::Result<Vec<Workload>> {
     }
     if args.key_pool_size == 0 {
         bail!("--key-pool-size must be at least 1");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    if args
+        .paced
+        .is_some_and(|f| !(f.is_finite() && f > 0.0 && f < 1.0))
+    {
+        bail!("--paced must be a fraction between 0 and 1 (0.5 for half of peak)");
     }
     if args.servers.is_empty() {
         bail!("give at least one --server URL");
@@ -324,41 +341,15 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let mut results = Vec::new();
     for w in &workloads {
         for t in &targets {
-            let plan = prepared.plan_for(&http, t, w, args.concurrency).await?;
-            let name = w.name();
-            let done = Arc::new(AtomicU64::new(0));
-            let duration = Duration::from_secs_f64(args.duration);
-            let bar = progress(args.json, t.name, &name, duration, done.clone());
-            let (server_before, me_before) = (report::sample_all(&t.pids), report::sample(None));
-            let window = workload::run_window(
-                http.clone(),
-                t.endpoints.clone(),
-                plan,
-                args.concurrency,
-                duration,
-                done,
-            )
-            .await;
-            let (server_after, me_after) = (report::sample_all(&t.pids), report::sample(None));
-            bar.abort();
-            let mut tally = window.tally;
-            let requests = tally.requests();
-            let secs = window.elapsed.as_secs_f64().max(1e-9);
-            results.push(report::WorkloadResult {
-                target: t.name.into(),
-                workload: name,
-                concurrency: args.concurrency,
-                devices: args.devices,
-                elapsed_s: secs,
-                requests,
-                ok: tally.ok,
-                throughput_rps: tally.ok as f64 / secs,
-                latency_ms: report::latency(&mut tally.latencies_us),
-                errors: tally.errors,
-                server: report::usage(server_before, server_after, window.elapsed, requests),
-                generator: report::usage(me_before, me_after, window.elapsed, requests),
-                ended_early: window.ended_early,
-            });
+            let full = window(args, &prepared, &http, t, w, args.rate).await?;
+            let peak = full.throughput_rps;
+            results.push(full);
+            if let Some(fraction) = args.paced {
+                let rate = (peak * fraction).max(1.0);
+                let mut paced = window(args, &prepared, &http, t, w, Some(rate)).await?;
+                paced.workload = format!("{} @{:.0}%", paced.workload, fraction * 100.0);
+                results.push(paced);
+            }
         }
     }
     machine.load_at_end = report::load_average();
@@ -377,6 +368,54 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         },
         results,
         ratios,
+    })
+}
+
+/// One timed window of workload `w` against target `t`, at full speed or paced at `rate` requests/s.
+async fn window(
+    args: &BenchArgs,
+    prepared: &setup::Prepared,
+    http: &reqwest::Client,
+    t: &Target,
+    w: &Workload,
+    rate: Option<f64>,
+) -> anyhow::Result<report::WorkloadResult> {
+    let plan = prepared.plan_for(http, t, w, args.concurrency).await?;
+    let name = w.name();
+    let done = Arc::new(AtomicU64::new(0));
+    let duration = Duration::from_secs_f64(args.duration);
+    let bar = progress(args.json, t.name, &name, duration, done.clone());
+    let (server_before, me_before) = (report::sample_all(&t.pids), report::sample(None));
+    let window = workload::run_window(
+        http.clone(),
+        t.endpoints.clone(),
+        plan,
+        args.concurrency,
+        duration,
+        rate,
+        done,
+    )
+    .await;
+    let (server_after, me_after) = (report::sample_all(&t.pids), report::sample(None));
+    bar.abort();
+    let mut tally = window.tally;
+    let requests = tally.requests();
+    let secs = window.elapsed.as_secs_f64().max(1e-9);
+    Ok(report::WorkloadResult {
+        target: t.name.into(),
+        workload: name,
+        concurrency: args.concurrency,
+        devices: args.devices,
+        paced_rps: rate,
+        elapsed_s: secs,
+        requests,
+        ok: tally.ok,
+        throughput_rps: tally.ok as f64 / secs,
+        latency_ms: report::latency(&mut tally.latencies_us),
+        errors: tally.errors,
+        server: report::usage(server_before, server_after, window.elapsed, requests),
+        generator: report::usage(me_before, me_after, window.elapsed, requests),
+        ended_early: window.ended_early,
     })
 }
 

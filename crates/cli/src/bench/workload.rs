@@ -281,6 +281,8 @@ struct Window {
     endpoints: Endpoints,
     plan: Plan,
     deadline: Instant,
+    /// Paced windows: when request ticket 0 is due, and the gap between two tickets.
+    pace: Option<(Instant, Duration)>,
     next: AtomicUsize,
     set_next: AtomicUsize,
     url_next: AtomicUsize,
@@ -304,9 +306,16 @@ impl Window {
         e.get_or_insert_with(|| why.to_string());
     }
 
-    /// One request, timed and tallied; false when it failed.
-    async fn request(&self, t: &mut Tally, s: &Signed, expect: &Expect) -> bool {
-        let started = Instant::now();
+    /// One request, timed and tallied; false when it failed. Its latency counts from `due` when the window is
+    /// paced (the time it was scheduled for, so time spent waiting for a free connection counts too).
+    async fn request(
+        &self,
+        t: &mut Tally,
+        s: &Signed,
+        expect: &Expect,
+        due: Option<Instant>,
+    ) -> bool {
+        let started = due.unwrap_or_else(Instant::now);
         let result = send(&self.http, self.url(s.channel), s).await;
         let us = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
         self.done.fetch_add(1, Ordering::Relaxed);
@@ -328,6 +337,17 @@ impl Window {
         let mut t = Tally::default();
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < self.deadline {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let due = match self.pace {
+                Some((start, gap)) => {
+                    let due = start + gap.mul_f64(n as f64);
+                    if due >= self.deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                    Some(due)
+                }
+                None => None,
+            };
             match &self.plan {
                 Plan::Mix {
                     schedule,
@@ -339,11 +359,11 @@ impl Window {
                     let device = n / schedule.len();
                     match kind {
                         Kind::Idle => {
-                            self.request(&mut t, &idle[device % idle.len()], &Expect::Ok)
+                            self.request(&mut t, &idle[device % idle.len()], &Expect::Ok, due)
                                 .await;
                         }
                         Kind::Get => {
-                            self.request(&mut t, &get[device % get.len()], &Expect::Token)
+                            self.request(&mut t, &get[device % get.len()], &Expect::Token, due)
                                 .await;
                         }
                         Kind::Set => {
@@ -354,7 +374,7 @@ impl Window {
                                 );
                                 break;
                             };
-                            self.request(&mut t, s, &Expect::Ok).await;
+                            self.request(&mut t, s, &Expect::Ok, due).await;
                         }
                     }
                 }
@@ -363,8 +383,8 @@ impl Window {
                         self.end_early("pre-signed enrollments used up (raise --presign)");
                         break;
                     };
-                    if self.request(&mut t, auth, &Expect::Ok).await {
-                        self.request(&mut t, update, &Expect::Ok).await;
+                    if self.request(&mut t, auth, &Expect::Ok, due).await {
+                        self.request(&mut t, update, &Expect::Ok, None).await;
                     }
                 }
                 Plan::Commands(scripts) => {
@@ -376,7 +396,7 @@ impl Window {
                         Some((u, _)) => Expect::Command(u.clone()),
                         None => Expect::NoCommand,
                     };
-                    if !self.request(&mut t, &script.idle, &first).await {
+                    if !self.request(&mut t, &script.idle, &first, due).await {
                         continue;
                     }
                     for (i, (_, ack)) in script.acks.iter().enumerate() {
@@ -387,7 +407,7 @@ impl Window {
                             Some((u, _)) => Expect::Command(u.clone()),
                             None => Expect::NoCommand,
                         };
-                        if !self.request(&mut t, ack, &expect).await {
+                        if !self.request(&mut t, ack, &expect, None).await {
                             break;
                         }
                     }
@@ -405,21 +425,27 @@ pub struct WindowResult {
     pub ended_early: Option<String>,
 }
 
-/// Run `plan` with `concurrency` workers for at most `duration`, counting requests into `done`.
+/// Run `plan` with `concurrency` workers for at most `duration`, counting requests into `done`; with `rate`,
+/// request tickets are due at a fixed rate (requests/s over all workers) instead of as fast as they go.
 pub async fn run_window(
     http: reqwest::Client,
     endpoints: Endpoints,
     plan: Plan,
     concurrency: usize,
     duration: Duration,
+    rate: Option<f64>,
     done: Arc<AtomicU64>,
 ) -> WindowResult {
     let started = Instant::now();
+    let pace = rate
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|r| (started, Duration::from_secs_f64(1.0 / r)));
     let window = Arc::new(Window {
         http,
         endpoints,
         plan,
         deadline: started + duration,
+        pace,
         next: AtomicUsize::new(0),
         set_next: AtomicUsize::new(0),
         url_next: AtomicUsize::new(0),
