@@ -22,7 +22,7 @@ use openssl::x509::{X509, X509Builder, X509Name, X509NameRef};
 use vault::Secret;
 
 use crate::error::{IdentityError, crypto, openssl_reason};
-use crate::identity::{fingerprint_sha256, now_unix, one_line_name};
+use crate::identity::{debug_key_holder, now_unix};
 
 /// Lifetime of a generated CA.
 const CA_VALIDITY_DAYS: u32 = 3650;
@@ -39,16 +39,7 @@ pub struct CertificateAuthority {
 
 impl fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fingerprint = self
-            .cert
-            .to_der()
-            .map(|der| fingerprint_sha256(&der))
-            .unwrap_or_default();
-        f.debug_struct("CertificateAuthority")
-            .field("subject", &one_line_name(self.cert.subject_name()))
-            .field("fingerprint", &fingerprint)
-            .field("key", &"[REDACTED]")
-            .finish()
+        debug_key_holder(f, "CertificateAuthority", &self.cert)
     }
 }
 

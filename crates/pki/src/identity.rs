@@ -40,6 +40,23 @@ pub fn fingerprint_sha256(der: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(der))
 }
 
+/// `Debug` for a certificate with its private key (a CA, a signer): subject and fingerprint, never the key.
+pub(crate) fn debug_key_holder(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    cert: &openssl::x509::X509Ref,
+) -> std::fmt::Result {
+    let fingerprint = cert
+        .to_der()
+        .map(|der| fingerprint_sha256(&der))
+        .unwrap_or_default();
+    f.debug_struct(name)
+        .field("subject", &one_line_name(cert.subject_name()))
+        .field("fingerprint", &fingerprint)
+        .field("key", &"[REDACTED]")
+        .finish()
+}
+
 /// Verifies device identity certificates against the configured device CA(s).
 ///
 /// Thread-safe and cheap to share in an `Arc`. Each certificate's chain is checked once and the verdict cached

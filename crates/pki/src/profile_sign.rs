@@ -20,7 +20,7 @@ use vault::Secret;
 use crate::IdentityError;
 use crate::ca::{common_name_only, new_builder};
 use crate::error::{crypto, openssl_reason};
-use crate::identity::{fingerprint_sha256, one_line_name};
+use crate::identity::debug_key_holder;
 
 /// Largest signed profile [`verify_signed_profile`] reads.
 pub const MAX_SIGNED_PROFILE_BYTES: usize = 1 << 20;
@@ -35,16 +35,7 @@ pub struct ProfileSigner {
 
 impl fmt::Debug for ProfileSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fingerprint = self
-            .cert
-            .to_der()
-            .map(|der| fingerprint_sha256(&der))
-            .unwrap_or_default();
-        f.debug_struct("ProfileSigner")
-            .field("subject", &one_line_name(self.cert.subject_name()))
-            .field("fingerprint", &fingerprint)
-            .field("key", &"[REDACTED]")
-            .finish()
+        debug_key_holder(f, "ProfileSigner", &self.cert)
     }
 }
 
