@@ -35,13 +35,15 @@ pub(super) async fn mark_invalid<DB: Backend>(
 }
 
 pub(super) async fn clear_invalid<DB: Backend>(pool: &Db<DB>, enrollment_id: &str) -> Result<bool> {
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>(
         "UPDATE enrollments SET push_invalid_at = NULL, push_invalid_reason = NULL \
          WHERE id = $1 AND push_invalid_at IS NOT NULL",
     )
     .bind(enrollment_id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 

@@ -75,10 +75,12 @@ pub(super) async fn get<DB: Backend>(
 }
 
 pub(super) async fn clear<DB: Backend>(pool: &Db<DB>, device_id: &str) -> Result<bool> {
+    let mut tx = pool.begin_write().await?;
     let done = query::<DB>("DELETE FROM identity_renewals WHERE device_id = $1")
         .bind(device_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 

@@ -129,8 +129,10 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
     now: Millis,
     not_since: Millis,
 ) -> Result<bool> {
-    let mut conn = pool.acquire().await?;
-    enrollments::ensure_exists::<DB>(&mut conn, device_id).await?;
+    // Through the writer like every other write: on SQLite a write on a pool connection would wait for the
+    // database lock the group-commit writer holds batch after batch (busy-handler sleeps, seconds under load).
+    let mut tx = pool.begin_write().await?;
+    enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
     let done = query::<DB>(
         "INSERT INTO user_list_refresh (device_id, requested_at) VALUES ($1, $2) \
          ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at \
@@ -139,7 +141,8 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
     .bind(device_id)
     .bind(now)
     .bind(not_since)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
