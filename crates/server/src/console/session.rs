@@ -304,8 +304,8 @@ async fn signin_page(peer: Peer, Query(q): Query<NextQuery>) -> Response {
 struct SignInForm {
     #[serde(default)]
     name: String,
-    #[serde(default)]
-    password: String,
+    /// Zeroed when the form is dropped (no `Debug`, never echoed back to the page).
+    password: Option<apitypes::SecretString>,
     #[serde(default)]
     csrf: String,
     next: Option<String>,
@@ -335,7 +335,8 @@ async fn signin_post(
     let next = safe_next(form.next.as_deref());
     let from: Option<IpAddr> = peer.as_ref().map(|p| p.0.addr.ip());
     let name = form.name.trim();
-    match state.mdm.console_sign_in(name, &form.password, from).await {
+    let password = form.password.as_ref().map_or("", |p| p.expose());
+    match state.mdm.console_sign_in(name, password, from).await {
         Ok(signed_in) => {
             let mut resp = Redirect::to(&next).into_response();
             let h = resp.headers_mut();
