@@ -127,8 +127,9 @@ pub trait Tokens: Send + Sync {
     /// Delete secret + metadata, write event; returns whether something was deleted. The event is written
     /// either way.
     async fn clear_bootstrap_token(&self, enrollment_id: &str, event: &NewEvent) -> Result<bool>;
-    /// A successful GetBootstrapToken: last_requested_at = at, verified = true, + event, one transaction.
-    /// NotFound (and no event) if there is no token.
+    /// A successful GetBootstrapToken, called after serving a token read with [`Tokens::bootstrap_token`]:
+    /// last_requested_at = at, verified = true, + event, one durable transaction. A token released is always
+    /// audited: when it was cleared in between, the event is still written and the mark matches nothing.
     async fn mark_bootstrap_token_served(
         &self,
         enrollment_id: &str,

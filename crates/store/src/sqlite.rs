@@ -51,6 +51,9 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A local file's connection cannot go stale, and the default ping before every checkout is one
+            // more round trip to the connection's thread on every read.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;

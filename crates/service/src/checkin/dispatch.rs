@@ -141,13 +141,12 @@ impl<'a> Dispatch<'a> {
                 let device = identity.bound_device(cert, &m.identity).await?;
                 let outcome = self.bootstrap().set(&device, m).await?;
                 if !device.is_pending() {
-                    // UserList first, so it rides on the push the SecurityInfo re-ask sends.
                     self.svc
-                        .refresh_user_list(device.id(), "a SetBootstrapToken")
+                        .after_set_bootstrap_token(
+                            device.id(),
+                            matches!(outcome, SetOutcome::Escrowed),
+                        )
                         .await;
-                    if let SetOutcome::Escrowed = outcome {
-                        self.svc.requery_security_info(device.id()).await;
-                    }
                 }
                 Ok(CheckinReply::Empty)
             }

@@ -64,10 +64,21 @@ impl MdmService {
         self.scoped().queue_enrollment_inventory(device).await
     }
 
-    /// A Bootstrap Token was escrowed (a token holder logged in) or served at a login (a user just got a
-    /// Secure Token from it): ask SecurityInfo and UserList again, each unless one is still queued, and push.
-    pub(crate) async fn requery_security_info(&self, device_id: &str) {
-        self.scoped().requery_security_info(device_id).await
+    /// The follow-ups of a SetBootstrapToken: UserList (rate-limited, see [`MdmService::refresh_user_list`])
+    /// first, so it rides on the push of the SecurityInfo re-ask that follows when a token was `escrowed`.
+    /// The Mac's queue is read once for both.
+    pub(crate) async fn after_set_bootstrap_token(&self, device_id: &str, escrowed: bool) {
+        let scoped = self.scoped();
+        // On a failed read each follow-up reads again itself, and records its own failure.
+        let pending = scoped.store.active_request_types(device_id).await.ok();
+        scoped
+            .refresh_user_list_knowing(device_id, "a SetBootstrapToken", pending.as_deref())
+            .await;
+        if escrowed {
+            scoped
+                .requery_security_info(device_id, pending.as_deref())
+                .await;
+        }
     }
 
     /// The Mac's users may have changed (a successful agent action, a SetBootstrapToken, a user-channel
@@ -204,10 +215,18 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
     }
 
     /// A Bootstrap Token was escrowed (a token holder logged in) or served at a login (a user just got a
-    /// Secure Token from it): ask SecurityInfo and UserList again, each unless one is still queued, and push.
-    pub(crate) async fn requery_security_info(&self, device_id: &str) {
+    /// Secure Token from it): ask SecurityInfo again unless one is still queued (`pending`: the request types
+    /// queued for the Mac, when the caller just read them), and push.
+    pub(crate) async fn requery_security_info(&self, device_id: &str, pending: Option<&[String]>) {
         let result = async {
-            let pending = self.store.active_request_types(device_id).await?;
+            let read;
+            let pending = match pending {
+                Some(p) => p,
+                None => {
+                    read = self.store.active_request_types(device_id).await?;
+                    &read[..]
+                }
+            };
             let mut queued = 0;
             for (request_type, command) in [
                 // UserList rides along via `refresh_user_list` (rate-limited), not here.

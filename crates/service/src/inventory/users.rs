@@ -67,8 +67,25 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
     /// SetBootstrapToken, on the SecurityInfo push queued after it). The agent re-reports on its own after
     /// every cycle. A failure is recorded as an event; it never fails the caller's request.
     pub(crate) async fn refresh_user_list(&self, device_id: &str, why: &str) {
+        self.refresh_user_list_knowing(device_id, why, None).await
+    }
+
+    /// [`Scoped::refresh_user_list`] when the caller just read the request types queued for the Mac.
+    pub(crate) async fn refresh_user_list_knowing(
+        &self,
+        device_id: &str,
+        why: &str,
+        pending: Option<&[String]>,
+    ) {
         let result = async {
-            let pending = self.store.active_request_types(device_id).await?;
+            let read;
+            let pending = match pending {
+                Some(p) => p,
+                None => {
+                    read = self.store.active_request_types(device_id).await?;
+                    &read[..]
+                }
+            };
             if pending.iter().any(|p| p == "UserList") {
                 return Ok(false);
             }

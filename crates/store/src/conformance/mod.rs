@@ -181,7 +181,7 @@ conformance! {
     tokens::bootstrap_token_replace_overwrites_secret_and_metadata,
     tokens::bootstrap_token_clear_deletes_secret_and_metadata_and_writes_the_event_either_way,
     tokens::bootstrap_token_served_sets_verified_and_last_requested_with_its_event,
-    tokens::serving_a_missing_token_is_not_found_and_writes_no_event,
+    tokens::serving_a_token_cleared_since_is_still_audited_and_marks_nothing,
     tokens::set_verified_toggles_and_without_a_token_does_nothing,
     tokens::bootstrap_token_and_its_event_are_written_together_or_not_at_all,
     secrets::sealed_secret_cas_with_a_stale_blob_returns_false_and_changes_nothing,

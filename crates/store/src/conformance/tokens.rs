@@ -116,20 +116,23 @@ pub(super) async fn bootstrap_token_served_sets_verified_and_last_requested_with
     assert_eq!(kind_count(&store, "bootstrap_token.requested").await, 1);
 }
 
-pub(super) async fn serving_a_missing_token_is_not_found_and_writes_no_event(
+pub(super) async fn serving_a_token_cleared_since_is_still_audited_and_marks_nothing(
     store: Arc<dyn Store>,
 ) {
     enrolled(&store, "UDID-A").await;
-    let err = store
+    store
         .mark_bootstrap_token_served(
             "UDID-A",
             8_000,
             &event("UDID-A", "bootstrap_token.requested"),
         )
         .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-    assert_eq!(kind_count(&store, "bootstrap_token.requested").await, 0);
+        .unwrap();
+    assert_eq!(kind_count(&store, "bootstrap_token.requested").await, 1);
+    assert!(
+        store.bootstrap_token("UDID-A").await.unwrap().is_none(),
+        "the mark creates no token"
+    );
 }
 
 pub(super) async fn set_verified_toggles_and_without_a_token_does_nothing(store: Arc<dyn Store>) {

@@ -132,14 +132,24 @@ pub(super) async fn by_fingerprint<DB: Backend>(
 
 /// Fails with NotFound unless enrollment `id` exists.
 pub(super) async fn ensure_exists<DB: Backend>(conn: &mut DB::Connection, id: &str) -> Result<()> {
+    if exists::<DB>(conn, id).await? {
+        Ok(())
+    } else {
+        Err(missing(id))
+    }
+}
+
+pub(super) async fn exists<DB: Backend>(conn: &mut DB::Connection, id: &str) -> Result<bool> {
     let found: Option<String> = query_scalar::<DB, _>("SELECT id FROM enrollments WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
-    match found {
-        Some(_) => Ok(()),
-        None => Err(StoreError::NotFound(format!("enrollment {id}"))),
-    }
+    Ok(found.is_some())
+}
+
+/// The error for a write naming an enrollment that does not exist.
+pub(super) fn missing(id: &str) -> StoreError {
+    StoreError::NotFound(format!("enrollment {id}"))
 }
 
 pub(super) async fn touch_last_seen<DB: Backend>(

@@ -23,6 +23,34 @@ pub(super) async fn insert<DB: Backend>(conn: &mut DB::Connection, e: &NewEvent)
     Ok(())
 }
 
+/// Rows per multi-row statement: 6 values each, far below SQLite's 32,766 and PostgreSQL's 65,535.
+pub(super) const BULK_CHUNK: usize = 500;
+
+/// Insert `events` in order, [`BULK_CHUNK`] per statement.
+pub(super) async fn insert_many<DB: Backend>(
+    conn: &mut DB::Connection,
+    events: &[&NewEvent],
+) -> Result<()> {
+    for chunk in events.chunks(BULK_CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ",
+        );
+        for (i, e) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            q.separated(", ")
+                .push_bind(&e.subject)
+                .push_bind(&e.enrollment_id)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.outcome.as_str())
+                .push_bind(&e.detail)
+                .push_bind(e.at);
+            q.push(")");
+        }
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn record<DB: Backend>(pool: &Db<DB>, e: &NewEvent) -> Result<()> {
     let mut tx = pool.begin_write().await?;
     insert::<DB>(&mut tx, e).await?;

@@ -25,8 +25,8 @@ mod secrets;
 mod tokens;
 mod writer;
 
-pub(crate) use writer::Db;
 pub use writer::{BatchStats, DEFER_BOUND};
+pub(crate) use writer::{BulkRow, Db};
 
 use std::fmt::{self, Display, Write as _};
 use std::future::Future;
@@ -372,12 +372,16 @@ impl<DB: Backend> QueryBuilder<DB> {
         }
     }
 
+    pub(crate) fn build(&mut self) -> Query<DB> {
+        Query {
+            sql: sqlx::AssertSqlSafe(std::mem::take(&mut self.sql)).into_sql_str(),
+            args: std::mem::replace(&mut self.args, Ok(DB::Arguments::default())),
+        }
+    }
+
     pub(crate) fn build_query_as<R: Row>(&mut self) -> QueryAs<DB, R> {
         QueryAs {
-            inner: Query {
-                sql: sqlx::AssertSqlSafe(std::mem::take(&mut self.sql)).into_sql_str(),
-                args: std::mem::replace(&mut self.args, Ok(DB::Arguments::default())),
-            },
+            inner: self.build(),
             row: PhantomData,
         }
     }

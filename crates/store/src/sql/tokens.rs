@@ -4,7 +4,8 @@
 
 use super::Db;
 
-use super::{Backend, SqlStore, enrollments, events, query, query_as};
+use super::writer::futures_core_boxed::BoxFuture;
+use super::{Backend, BulkRow, QueryBuilder, SqlStore, enrollments, events, query, query_as};
 use crate::rows::BootstrapTokenRow;
 use crate::{
     BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Millis, NewEvent, Result, StoreError, Tokens,
@@ -21,11 +22,85 @@ pub(super) async fn put<DB: Backend>(
             rec.enrollment_id, rec.enrollment_id
         )));
     }
-    let mut tx = pool.begin_write().await?;
-    put_in::<DB>(&mut tx, rec).await?;
-    events::insert::<DB>(&mut tx, event).await?;
-    tx.commit().await?;
-    Ok(())
+    // The one ordinary failure, a missing enrollment, is found before anything is written; then the rows go
+    // in bulk with the next batch (an enrollment deleted in between fails that batch on its foreign key).
+    if !enrollments::exists::<DB>(&mut *pool.acquire().await?, &rec.enrollment_id).await? {
+        return Err(enrollments::missing(&rec.enrollment_id));
+    }
+    pool.append(Escrowed {
+        rec: rec.clone(),
+        event: event.clone(),
+    })
+    .await
+}
+
+/// An escrowed token's two rows and its event, written in bulk by the group-commit writer.
+struct Escrowed {
+    rec: BootstrapTokenRecord,
+    event: NewEvent,
+}
+
+impl<DB: Backend> BulkRow<DB> for Escrowed {
+    fn write_all<'c>(conn: &'c mut DB::Connection, rows: Vec<Self>) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move {
+            for chunk in rows.chunks(events::BULK_CHUNK) {
+                // The last escrow of a Mac wins, as if they had been written one by one; an upsert may not
+                // touch one row twice in a statement (PostgreSQL refuses it).
+                let mut last: Vec<&BootstrapTokenRecord> = Vec::with_capacity(chunk.len());
+                for r in chunk {
+                    match last
+                        .iter_mut()
+                        .find(|l| l.enrollment_id == r.rec.enrollment_id)
+                    {
+                        Some(l) => *l = &r.rec,
+                        None => last.push(&r.rec),
+                    }
+                }
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ",
+                );
+                for (i, rec) in last.iter().enumerate() {
+                    q.push(if i == 0 { "(" } else { ", (" });
+                    q.separated(", ")
+                        .push_bind(&rec.sealed.owner)
+                        .push_bind(&rec.sealed.field)
+                        .push_bind(&rec.sealed.key_id)
+                        .push_bind(&rec.sealed.blob)
+                        .push_bind(rec.sealed.updated_at);
+                    q.push(")");
+                }
+                q.push(
+                    " ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
+                     updated_at = excluded.updated_at",
+                );
+                q.build().execute(&mut *conn).await?;
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO bootstrap_tokens (enrollment_id, size, digest, escrowed_at, verified, \
+                     last_requested_at) VALUES ",
+                );
+                for (i, rec) in last.iter().enumerate() {
+                    q.push(if i == 0 { "(" } else { ", (" });
+                    q.separated(", ")
+                        .push_bind(&rec.enrollment_id)
+                        .push_bind(rec.size)
+                        .push_bind(&rec.digest)
+                        .push_bind(rec.escrowed_at)
+                        .push_bind(rec.verified)
+                        .push_bind(rec.last_requested_at);
+                    q.push(")");
+                }
+                q.push(
+                    " ON CONFLICT (enrollment_id) DO UPDATE SET size = excluded.size, digest = excluded.digest, \
+                     escrowed_at = excluded.escrowed_at, verified = excluded.verified, \
+                     last_requested_at = excluded.last_requested_at",
+                );
+                q.build().execute(&mut *conn).await?;
+                let escrowed: Vec<&NewEvent> = chunk.iter().map(|r| &r.event).collect();
+                events::insert_many::<DB>(conn, &escrowed).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Writes `rec` (already checked to be sealed under its own owner and field) inside the caller's transaction.
@@ -34,6 +109,11 @@ pub(super) async fn put_in<DB: Backend>(
     rec: &BootstrapTokenRecord,
 ) -> Result<()> {
     enrollments::ensure_exists::<DB>(conn, &rec.enrollment_id).await?;
+    upsert::<DB>(conn, rec).await
+}
+
+/// The two rows of `rec`, for an enrollment known to exist.
+async fn upsert<DB: Backend>(conn: &mut DB::Connection, rec: &BootstrapTokenRecord) -> Result<()> {
     query::<DB>(
         "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
@@ -111,28 +191,64 @@ pub(super) async fn delete_in<DB: Backend>(
     Ok(metadata.rows_affected() + secret.rows_affected() > 0)
 }
 
+/// A served token's mark and its audit event: written in bulk by the group-commit writer ([`Db::append`]),
+/// since every GetBootstrapToken makes one.
+struct Served {
+    enrollment_id: String,
+    at: Millis,
+    event: NewEvent,
+}
+
+impl<DB: Backend> BulkRow<DB> for Served {
+    fn write_all<'c>(conn: &'c mut DB::Connection, rows: Vec<Self>) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move {
+            for chunk in rows.chunks(events::BULK_CHUNK) {
+                // One mark per token, its latest: an UPDATE … FROM with two rows for one target is undefined.
+                let mut latest: Vec<(&str, Millis)> = Vec::with_capacity(chunk.len());
+                for r in chunk {
+                    match latest.iter_mut().find(|(id, _)| *id == r.enrollment_id) {
+                        Some((_, at)) => *at = (*at).max(r.at),
+                        None => latest.push((&r.enrollment_id, r.at)),
+                    }
+                }
+                let mut q = QueryBuilder::<DB>::new(
+                    "UPDATE bootstrap_tokens SET verified = TRUE, last_requested_at = CASE enrollment_id",
+                );
+                for (id, at) in &latest {
+                    q.push(" WHEN ")
+                        .push_bind(*id)
+                        .push(" THEN ")
+                        .push_bind(*at);
+                }
+                q.push(" END WHERE enrollment_id IN (");
+                {
+                    let mut ids = q.separated(", ");
+                    for (id, _) in &latest {
+                        ids.push_bind(*id);
+                    }
+                }
+                q.push(")");
+                q.build().execute(&mut *conn).await?;
+                let served: Vec<&NewEvent> = chunk.iter().map(|r| &r.event).collect();
+                events::insert_many::<DB>(conn, &served).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
 pub(super) async fn mark_served<DB: Backend>(
     pool: &Db<DB>,
     enrollment_id: &str,
     at: Millis,
     event: &NewEvent,
 ) -> Result<()> {
-    let mut tx = pool.begin_write().await?;
-    let done =
-        query::<DB>("UPDATE bootstrap_tokens SET last_requested_at = $1, verified = TRUE WHERE enrollment_id = $2")
-            .bind(at)
-            .bind(enrollment_id)
-            .execute(&mut *tx)
-            .await?;
-    if done.rows_affected() == 0 {
-        // Dropping the transaction rolls it back: no event for a token that was not there.
-        return Err(StoreError::NotFound(format!(
-            "Bootstrap Token of {enrollment_id}"
-        )));
-    }
-    events::insert::<DB>(&mut tx, event).await?;
-    tx.commit().await?;
-    Ok(())
+    pool.append(Served {
+        enrollment_id: enrollment_id.to_string(),
+        at,
+        event: event.clone(),
+    })
+    .await
 }
 
 pub(super) async fn set_verified<DB: Backend>(

@@ -13,13 +13,22 @@
 //!   was already waiting runs before the `COMMIT`. Nothing waits on a timer; a lone write commits at once.
 //! - The transaction is never left open: any job ending (committed or dropped) wakes the committer, so the
 //!   database write lock is released between batches for other processes (`escrowd keys rotate`).
-//! - Deferred marks ([`Db::defer`]: writes allowed to lag, such as a token's `last_requested_at`) join the next
+//! - Deferred marks ([`Db::defer`]: writes allowed to lag, such as a Mac's `last_seen_at`) join the next
 //!   batch or are flushed by the committer within [`DEFER_BOUND`], and on [`Db::close`].
+//! - Deferred marks skip the savepoint: one statement each instead of three, each statement a round trip to
+//!   SQLite's connection thread, which is most of what a write costs here. A mark fails only when the
+//!   database does, and then it takes its batch down (rolled back, every job in it answered with an error,
+//!   as when a `COMMIT` fails).
+//! - Bulk rows ([`Db::append`]): the hottest writes (every served Bootstrap Token's mark and audit event) are
+//!   handed over as data. The committer writes all the rows of a kind waiting for the next batch with one
+//!   statement per kind, then commits; each caller gets its answer from that `COMMIT` (a failure fails the
+//!   whole batch). A request then costs the writer no round trip of its own, and no turn holding it.
 //!
 //! PostgreSQL keeps one transaction per write on the pool ([`Db::begin_write`] without a writer): it
 //! batches commits itself (WAL group flush) and serves concurrent writers on separate connections, so funnelling
 //! them through one connection would only serialise them.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -89,10 +98,52 @@ struct State<DB: Database> {
 /// the batch being written or its `COMMIT`'s fsync.
 type DeferredMarks<DB> = std::sync::Mutex<Option<HashMap<String, Deferred<DB>>>>;
 
+/// Rows of one kind that a batch writes together ([`Db::append`]).
+pub(crate) trait BulkRow<DB: Database>: Send + Sized + 'static {
+    /// Write `rows` (in arrival order, at least one) on the batch's connection: a few statements, whatever
+    /// their number. Fails only when the database does (the batch is then rolled back).
+    fn write_all<'c>(
+        conn: &'c mut DB::Connection,
+        rows: Vec<Self>,
+    ) -> futures_core_boxed::BoxFuture<'c, Result<()>>;
+}
+
+/// One kind's waiting rows, type-erased.
+trait PendingRows<DB: Database>: Send {
+    fn as_any(&mut self) -> &mut dyn Any;
+    fn write<'c>(
+        self: Box<Self>,
+        conn: &'c mut DB::Connection,
+    ) -> futures_core_boxed::BoxFuture<'c, Result<()>>;
+}
+
+struct Rows<R>(Vec<R>);
+
+impl<DB: Database, R: BulkRow<DB>> PendingRows<DB> for Rows<R> {
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn write<'c>(
+        self: Box<Self>,
+        conn: &'c mut DB::Connection,
+    ) -> futures_core_boxed::BoxFuture<'c, Result<()>> {
+        R::write_all(conn, self.0)
+    }
+}
+
+/// Bulk rows waiting for the next batch, by kind, and their callers.
+struct BulkQueue<DB: Database> {
+    kinds: Vec<(TypeId, Box<dyn PendingRows<DB>>)>,
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+    closed: bool,
+}
+
 struct Shared<DB: Database> {
     pool: Pool<DB>,
     state: Arc<Mutex<State<DB>>>,
     deferred: DeferredMarks<DB>,
+    /// Behind a plain mutex of its own, like the deferred marks: appending never waits for a batch.
+    bulk: std::sync::Mutex<BulkQueue<DB>>,
     kick: Notify,
     stats: BatchStats,
 }
@@ -144,6 +195,11 @@ impl<DB: Backend> Db<DB> {
                 closed: false,
             })),
             deferred: std::sync::Mutex::new(Some(HashMap::new())),
+            bulk: std::sync::Mutex::new(BulkQueue {
+                kinds: Vec::new(),
+                waiters: Vec::new(),
+                closed: false,
+            }),
             kick: Notify::new(),
             stats: BatchStats::default(),
         });
@@ -203,6 +259,43 @@ impl<DB: Backend> Db<DB> {
         }
     }
 
+    /// Write `row` with the next batch (see the module docs); Ok once that batch is committed. Without a
+    /// writer (PostgreSQL) it is written now in its own transaction.
+    pub(crate) async fn append<R: BulkRow<DB>>(&self, row: R) -> Result<()> {
+        let Some(shared) = &self.writer else {
+            let mut tx = DB::begin_write(&self.pool).await?;
+            R::write_all(&mut *tx, vec![row]).await?;
+            tx.commit().await?;
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut queue = shared.bulk_queue();
+            if queue.closed {
+                return Err(StoreError::Database("the store is closed".into()));
+            }
+            let kind = TypeId::of::<R>();
+            let at = match queue.kinds.iter().position(|(k, _)| *k == kind) {
+                Some(at) => at,
+                None => {
+                    queue.kinds.push((kind, Box::new(Rows::<R>(Vec::new()))));
+                    queue.kinds.len() - 1
+                }
+            };
+            queue.kinds[at]
+                .1
+                .as_any()
+                .downcast_mut::<Rows<R>>()
+                .expect("rows are filed under their own type")
+                .0
+                .push(row);
+            queue.waiters.push(tx);
+        }
+        shared.kick.notify_one();
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Database("the write batch was abandoned".into())))
+    }
+
     /// Write every deferred mark and commit the open batch, then refuse further writes and close the pool.
     pub(crate) async fn close(&self) {
         if let Some(shared) = &self.writer {
@@ -212,6 +305,8 @@ impl<DB: Backend> Db<DB> {
                 // No mark can be queued after this: the map is gone.
                 let last = shared.deferred_marks().take().unwrap_or_default();
                 run_deferred(&mut guard, shared, last).await;
+                shared.bulk_queue().closed = true;
+                flush_bulk(&mut guard, shared).await;
                 commit_batch(&mut guard, shared).await;
                 guard.closed = true;
                 guard.conn = None;
@@ -233,8 +328,8 @@ async fn exec<DB: Backend>(conn: &mut DB::Connection, sql: &'static str) -> Resu
     Ok(())
 }
 
-/// Make sure the batch's transaction is open and start a job's savepoint in it.
-async fn open_savepoint<DB: Backend>(state: &mut State<DB>, pool: &Pool<DB>) -> Result<()> {
+/// Make sure the batch's transaction is open.
+async fn open_batch<DB: Backend>(state: &mut State<DB>, pool: &Pool<DB>) -> Result<()> {
     if state.conn.is_none() {
         state.conn = Some(pool.acquire().await?);
     }
@@ -243,6 +338,13 @@ async fn open_savepoint<DB: Backend>(state: &mut State<DB>, pool: &Pool<DB>) -> 
         exec::<DB>(conn, "BEGIN IMMEDIATE").await?;
         state.open = true;
     }
+    Ok(())
+}
+
+/// Make sure the batch's transaction is open and start a job's savepoint in it.
+async fn open_savepoint<DB: Backend>(state: &mut State<DB>, pool: &Pool<DB>) -> Result<()> {
+    open_batch(state, pool).await?;
+    let conn = state.conn.as_mut().expect("batch open");
     exec::<DB>(conn, "SAVEPOINT job").await
 }
 
@@ -261,17 +363,24 @@ async fn recover<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
         Err(e) => Err(e),
     };
     if let Err(e) = undone {
-        tracing::error!(error = %e, "group commit: a batch's transaction was lost; failing its jobs");
-        let _ = exec::<DB>(conn, "ROLLBACK").await;
-        state.open = false;
-        let n = state.waiters.len();
-        for w in state.waiters.drain(..) {
-            let _ = w.send(Err(StoreError::Database(format!(
-                "the write batch was rolled back: {e}"
-            ))));
-        }
-        shared.stats.record(n, Duration::ZERO);
+        lose_batch(state, shared, &e.to_string()).await;
     }
+}
+
+/// Roll back the batch's transaction and answer every job waiting in it with an error.
+async fn lose_batch<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>, why: &str) {
+    tracing::error!(error = %why, "group commit: a batch's transaction was lost; failing its jobs");
+    if let Some(conn) = state.conn.as_mut() {
+        let _ = exec::<DB>(conn, "ROLLBACK").await;
+    }
+    state.open = false;
+    let n = state.waiters.len();
+    for w in state.waiters.drain(..) {
+        let _ = w.send(Err(StoreError::Database(format!(
+            "the write batch was rolled back: {why}"
+        ))));
+    }
+    shared.stats.record(n, Duration::ZERO);
 }
 
 /// Run the deferred marks, each in its own savepoint of the current batch.
@@ -289,21 +398,19 @@ async fn run_deferred<DB: Backend>(
     shared: &Shared<DB>,
     jobs: HashMap<String, Deferred<DB>>,
 ) {
+    // No savepoint: a mark is one statement that fails only when the database does, and then the batch is
+    // lost with it (the remaining marks are dropped, logged).
     for job in jobs.into_values() {
-        if let Err(e) = open_savepoint(state, &shared.pool).await {
+        if let Err(e) = open_batch(state, &shared.pool).await {
             tracing::warn!(error = %e, "group commit: deferred writes could not start");
             return;
         }
-        state.abandoned = true;
-        let conn = state.conn.as_mut().expect("savepoint open");
-        match job(conn).await {
-            Ok(()) => match exec::<DB>(conn, "RELEASE job").await {
-                Ok(()) => state.abandoned = false,
-                Err(e) => tracing::warn!(error = %e, "group commit: a deferred write failed"),
-            },
-            Err(e) => tracing::warn!(error = %e, "group commit: a deferred write failed"),
+        let conn = state.conn.as_mut().expect("batch open");
+        if let Err(e) = job(conn).await {
+            tracing::warn!(error = %e, "group commit: a deferred write failed");
+            lose_batch(state, shared, &format!("a deferred write failed: {e}")).await;
+            return;
         }
-        recover(state, shared).await;
     }
 }
 
@@ -311,6 +418,39 @@ impl<DB: Database> Shared<DB> {
     fn deferred_marks(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Deferred<DB>>>> {
         // Inserts and takes are single calls: a poisoned map is still whole.
         self.deferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bulk_queue(&self) -> std::sync::MutexGuard<'_, BulkQueue<DB>> {
+        // Pushes (row, then waiter) cannot panic halfway; a poisoned queue is still whole.
+        self.bulk.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Write the waiting bulk rows into the open batch, one kind after another; their callers then wait for the
+/// batch's `COMMIT` like any job. A kind that fails takes the batch down.
+async fn flush_bulk<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
+    let (kinds, waiters) = {
+        let mut queue = shared.bulk_queue();
+        (
+            std::mem::take(&mut queue.kinds),
+            std::mem::take(&mut queue.waiters),
+        )
+    };
+    if waiters.is_empty() {
+        return;
+    }
+    let opened = open_batch(state, &shared.pool).await;
+    state.waiters.extend(waiters);
+    if let Err(e) = opened {
+        lose_batch(state, shared, &format!("the batch could not start: {e}")).await;
+        return;
+    }
+    for (_, rows) in kinds {
+        let conn = state.conn.as_mut().expect("batch open");
+        if let Err(e) = rows.write(conn).await {
+            lose_batch(state, shared, &e.to_string()).await;
+            return;
+        }
     }
 }
 
@@ -355,6 +495,7 @@ async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
         }
         recover(&mut guard, &s).await;
         flush_deferred(&mut guard, &s).await;
+        flush_bulk(&mut guard, &s).await;
         commit_batch(&mut guard, &s).await;
     }
 }
@@ -407,6 +548,7 @@ impl<DB: Backend> WriteTx<DB> {
                 guard.waiters.push(tx);
                 if guard.waiters.len() >= MAX_BATCH {
                     flush_deferred(&mut guard, &lease.shared).await;
+                    flush_bulk(&mut guard, &lease.shared).await;
                     commit_batch(&mut guard, &lease.shared).await;
                 }
                 drop(guard);
