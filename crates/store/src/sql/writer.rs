@@ -674,6 +674,124 @@ mod tests {
         );
     }
 
+    /// A bulk row for the tests: a key of table `t`, all of a batch's written by one INSERT.
+    struct Key(&'static str);
+
+    impl super::BulkRow<Sqlite> for Key {
+        fn write_all<'c>(
+            conn: &'c mut sqlx::SqliteConnection,
+            rows: Vec<Self>,
+        ) -> super::futures_core_boxed::BoxFuture<'c, crate::Result<()>> {
+            Box::pin(async move {
+                let mut q = super::super::QueryBuilder::<Sqlite>::new("INSERT INTO t (k) VALUES ");
+                for (i, Key(k)) in rows.iter().enumerate() {
+                    q.push(if i == 0 { "(" } else { ", (" })
+                        .push_bind(*k)
+                        .push(")");
+                }
+                q.build().execute(&mut *conn).await?;
+                Ok(())
+            })
+        }
+    }
+
+    async fn table_t(store: &SqliteStore, keys: &[&str]) {
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .execute(&*store.pool)
+            .await
+            .unwrap();
+        for k in keys {
+            sqlx::query("INSERT INTO t (k) VALUES (?)")
+                .bind(*k)
+                .execute(&*store.pool)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_rows_of_concurrent_callers_ride_one_batch_and_each_caller_waits_for_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        table_t(&store, &[]).await;
+        // A job holds the writer; rows appended meanwhile wait for the next batch, with it.
+        let mut a = store.pool.begin_write().await.unwrap();
+        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
+            .execute(&mut *a)
+            .await
+            .unwrap();
+        const KEYS: [&str; 20] = [
+            "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11",
+            "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19",
+        ];
+        let appends: Vec<_> = KEYS
+            .iter()
+            .map(|k| {
+                let db = store.pool.clone();
+                tokio::spawn(async move { db.append(Key(k)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            appends.iter().all(|h| !h.is_finished()),
+            "no caller is answered before its batch commits"
+        );
+        a.commit().await.unwrap();
+        for h in appends {
+            h.await.unwrap().unwrap();
+        }
+        let mut want = vec!["a".to_string()];
+        want.extend(KEYS.iter().map(|k| k.to_string()));
+        assert_eq!(keys(&store).await, want);
+        let stats = store.pool.stats().unwrap();
+        assert_eq!(stats.jobs.load(Ordering::Relaxed), 21);
+        assert_eq!(
+            stats.batches.load(Ordering::Relaxed),
+            1,
+            "one batch, one COMMIT"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_bulk_kind_fails_its_whole_batch_writes_nothing_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        table_t(&store, &["dup"]).await;
+        let mut a = store.pool.begin_write().await.unwrap();
+        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
+            .execute(&mut *a)
+            .await
+            .unwrap();
+        let db = store.pool.clone();
+        let fine = tokio::spawn(async move { db.append(Key("fine")).await });
+        let db = store.pool.clone();
+        // A unique violation in the bulk statement: the whole batch is rolled back.
+        let clash = tokio::spawn(async move { db.append(Key("dup")).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let a = a.commit().await;
+        assert!(a.is_err(), "the job sharing the batch is told it was lost");
+        assert!(fine.await.unwrap().is_err());
+        assert!(clash.await.unwrap().is_err());
+        assert_eq!(
+            keys(&store).await,
+            ["dup"],
+            "nothing of the batch was written"
+        );
+        store.pool.append(Key("after")).await.unwrap();
+        assert_eq!(keys(&store).await, ["after", "dup"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_rows_are_refused_once_the_store_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        table_t(&store, &[]).await;
+        store.pool.append(Key("before")).await.unwrap();
+        store.pool.close().await;
+        let err = store.pool.append(Key("late")).await.unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dropped_job_is_rolled_back_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
