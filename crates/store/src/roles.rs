@@ -34,6 +34,12 @@ pub trait Enrollments: Send + Sync {
     async fn enrollment(&self, id: &str) -> Result<Option<Enrollment>>;
     /// The enabled-or-not device-channel enrollment currently bound to this certificate fingerprint.
     async fn enrollment_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Enrollment>>;
+    /// [`Self::enrollment_by_fingerprint`] and, in the same read, whether that enrollment's command queue holds
+    /// any entry (false: an Idle poll has nothing to fetch; true: read the queue). A check-in's first read.
+    async fn enrollment_by_fingerprint_with_queue(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(Enrollment, bool)>>;
     /// NotFound if the enrollment does not exist.
     async fn touch_last_seen(&self, id: &str, at: Millis) -> Result<()>;
     /// Like [`Self::touch_last_seen`] for the hot path (Idle polls), but allowed to lag: on SQLite the write

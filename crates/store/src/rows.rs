@@ -16,6 +16,14 @@ macro_rules! enrollment_columns {
 }
 pub(crate) use enrollment_columns;
 
+/// An [`EnrollmentRow`] and whether its command queue holds any entry.
+#[derive(sqlx::FromRow)]
+pub(crate) struct EnrollmentQueueRow {
+    #[sqlx(flatten)]
+    pub(crate) enrollment: EnrollmentRow,
+    pub(crate) queued: bool,
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct EnrollmentRow {
     id: String,

@@ -281,6 +281,14 @@ impl<'a> Dispatch<'a> {
                 self.svc.renewal_refused(device.id(), &uuid).await?
             }
         }
+        // An Idle poll on the device channel of a Mac whose queue was read empty as it was bound: nothing to
+        // fetch, and one read saved (a report of any other status may have queued follow-ups just now).
+        if report.status == Status::Idle
+            && enrollment.id == device.id()
+            && !device.queue_may_hold_commands()
+        {
+            return Ok(ConnectReply::Idle);
+        }
         channel
             .next_command(&device, &enrollment, report.status == Status::NotNow)
             .await

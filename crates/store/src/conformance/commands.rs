@@ -33,6 +33,67 @@ async fn next_uuid(store: &Arc<dyn Store>, id: &str, skip_notnow: bool) -> Optio
         .map(|c| c.uuid)
 }
 
+pub(super) async fn a_bound_enrollment_read_says_whether_its_queue_holds_anything(
+    store: Arc<dyn Store>,
+) {
+    store
+        .upsert_enrollment(
+            &device("UDID-A", Some("fp-a")),
+            &event("UDID-A", "enrollment.authenticated"),
+        )
+        .await
+        .unwrap();
+    let bound = |store: Arc<dyn Store>| async move {
+        store
+            .enrollment_by_fingerprint_with_queue("fp-a")
+            .await
+            .unwrap()
+            .map(|(e, queued)| (e.id, queued))
+    };
+    assert_eq!(bound(store.clone()).await, Some(("UDID-A".into(), false)));
+    store
+        .enqueue(&ids(&["UDID-A"]), &cmd("C-1"), 5_000)
+        .await
+        .unwrap();
+    assert_eq!(bound(store.clone()).await, Some(("UDID-A".into(), true)));
+    store
+        .record_command_result("UDID-A", "C-1", CommandStatus::NotNow, b"<notnow/>", 6_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        bound(store.clone()).await,
+        Some(("UDID-A".into(), true)),
+        "a NotNow entry is still queued"
+    );
+    store
+        .record_command_result(
+            "UDID-A",
+            "C-1",
+            CommandStatus::Acknowledged,
+            b"<ok/>",
+            7_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bound(store.clone()).await, Some(("UDID-A".into(), false)));
+    assert_eq!(
+        store.enrollment_by_fingerprint("fp-a").await.unwrap(),
+        store
+            .enrollment_by_fingerprint_with_queue("fp-a")
+            .await
+            .unwrap()
+            .map(|(e, _)| e),
+        "the same row as the plain read"
+    );
+    assert!(
+        store
+            .enrollment_by_fingerprint_with_queue("fp-other")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 pub(super) async fn queue_serves_commands_in_enqueue_order(store: Arc<dyn Store>) {
     enrolled(&store, "UDID-A").await;
     // Same timestamp and uuids that do not sort in enqueue order: only enqueue order may decide.

@@ -194,6 +194,7 @@ conformance! {
     groups::updating_a_missing_group_is_not_found_and_to_a_taken_name_a_conflict,
     groups::set_enrollment_group_assigns_and_clears_and_missing_either_is_not_found,
     groups::account_settings_are_set_replaced_removed_and_go_with_their_group,
+    commands::a_bound_enrollment_read_says_whether_its_queue_holds_anything,
     commands::queue_serves_commands_in_enqueue_order,
     commands::notnow_is_skipped_in_the_same_session_and_eligible_again_after_idle,
     commands::queue_depth_counts_unfinished_entries_of_every_enrollment_by_status,

@@ -5,7 +5,7 @@
 use super::Db;
 
 use super::{Backend, SqlStore, events, groups, query, query_as, query_scalar, tokens};
-use crate::rows::{EnrollmentRow, count, enrollment_columns};
+use crate::rows::{EnrollmentQueueRow, EnrollmentRow, count, enrollment_columns};
 use crate::{
     BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Enrollments, Millis, NewEvent, Result,
     StoreError,
@@ -128,6 +128,23 @@ pub(super) async fn by_fingerprint<DB: Backend>(
     .fetch_optional(pool)
     .await?;
     row.map(Enrollment::try_from).transpose()
+}
+
+pub(super) async fn by_fingerprint_with_queue<DB: Backend>(
+    pool: &Db<DB>,
+    fingerprint: &str,
+) -> Result<Option<(Enrollment, bool)>> {
+    let row: Option<EnrollmentQueueRow> = query_as::<DB, _>(concat!(
+        "SELECT ",
+        enrollment_columns!(),
+        ", EXISTS (SELECT 1 FROM command_queue q WHERE q.enrollment_id = enrollments.id) AS queued \
+         FROM enrollments WHERE cert_fingerprint = $1 AND channel = 'device'"
+    ))
+    .bind(fingerprint)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| Ok((Enrollment::try_from(r.enrollment)?, r.queued)))
+        .transpose()
 }
 
 /// Fails with NotFound unless enrollment `id` exists.
@@ -442,6 +459,13 @@ impl<DB: Backend> Enrollments for SqlStore<DB> {
 
     async fn enrollment_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Enrollment>> {
         by_fingerprint(&self.pool, fingerprint).await
+    }
+
+    async fn enrollment_by_fingerprint_with_queue(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(Enrollment, bool)>> {
+        by_fingerprint_with_queue(&self.pool, fingerprint).await
     }
 
     async fn touch_last_seen(&self, id: &str, at: Millis) -> Result<()> {

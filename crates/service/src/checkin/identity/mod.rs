@@ -36,6 +36,8 @@ pub(crate) fn short_fp(fp: &str) -> &str {
 pub struct BoundDevice {
     enrollment: Enrollment,
     cert: CertInfo,
+    /// Whether the enrollment's command queue held any entry when it was bound (true when not known).
+    queued: bool,
 }
 
 impl BoundDevice {
@@ -60,6 +62,12 @@ impl BoundDevice {
 
     pub fn is_pending(&self) -> bool {
         self.enrollment.is_pending()
+    }
+
+    /// False only when the enrollment's queue was read empty as the device was bound: an Idle poll of its own
+    /// channel then has nothing to fetch (a command queued since is pushed, and the next poll gets it).
+    pub(crate) fn queue_may_hold_commands(&self) -> bool {
+        self.queued
     }
 }
 
@@ -163,9 +171,9 @@ impl<'a, S: ?Sized + IdentityRoles> DeviceIdentity<'a, S> {
         let claimed = identity.device_id().ok_or_else(|| {
             ServiceError::Unauthenticated("message carries no UDID or EnrollmentID".into())
         })?;
-        let Some(enrollment) = self
+        let Some((enrollment, queued)) = self
             .store
-            .enrollment_by_fingerprint(&cert.fingerprint)
+            .enrollment_by_fingerprint_with_queue(&cert.fingerprint)
             .await?
         else {
             return Err(ServiceError::Unauthenticated(format!(
@@ -193,6 +201,7 @@ impl<'a, S: ?Sized + IdentityRoles> DeviceIdentity<'a, S> {
             return Ok(BoundDevice {
                 enrollment,
                 cert: cert.clone(),
+                queued,
             });
         }
         if enrollment.blocked_at.is_some() {
@@ -224,6 +233,7 @@ impl<'a, S: ?Sized + IdentityRoles> DeviceIdentity<'a, S> {
         Ok(BoundDevice {
             enrollment,
             cert: cert.clone(),
+            queued,
         })
     }
 
@@ -272,6 +282,10 @@ impl<'a, S: ?Sized + IdentityRoles> DeviceIdentity<'a, S> {
                     && e.channel == store::Channel::Device
                     && e.cert_fingerprint.as_deref() == Some(cert.fingerprint.as_str())
             });
-        Ok(enrollment.map(|enrollment| BoundDevice { enrollment, cert }))
+        Ok(enrollment.map(|enrollment| BoundDevice {
+            enrollment,
+            cert,
+            queued: true,
+        }))
     }
 }
