@@ -35,17 +35,14 @@ pub(super) async fn insert_many<DB: Backend>(
         let mut q = QueryBuilder::<DB>::new(
             "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ",
         );
-        for (i, e) in chunk.iter().enumerate() {
-            q.push(if i == 0 { "(" } else { ", (" });
-            q.separated(", ")
-                .push_bind(&e.subject)
+        q.push_values(chunk, |row, e| {
+            row.push_bind(&e.subject)
                 .push_bind(&e.enrollment_id)
                 .push_bind(e.kind.as_str())
                 .push_bind(e.outcome.as_str())
                 .push_bind(&e.detail)
                 .push_bind(e.at);
-            q.push(")");
-        }
+        });
         q.build().execute(&mut *conn).await?;
     }
     Ok(())

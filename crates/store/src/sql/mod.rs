@@ -363,6 +363,21 @@ impl<DB: Backend> QueryBuilder<DB> {
         self
     }
 
+    /// Push `rows` as a VALUES list, `(…), (…)`, each row's values bound by `bind` (the backend-neutral
+    /// `sqlx::QueryBuilder::push_values`).
+    pub(crate) fn push_values<I: IntoIterator>(
+        &mut self,
+        rows: I,
+        mut bind: impl FnMut(&mut Separated<'_, DB>, I::Item),
+    ) -> &mut Self {
+        for (i, row) in rows.into_iter().enumerate() {
+            self.push(if i == 0 { "(" } else { ", (" });
+            bind(&mut self.separated(", "), row);
+            self.push(")");
+        }
+        self
+    }
+
     /// Push values separated by `separator`.
     pub(crate) fn separated(&mut self, separator: &'static str) -> Separated<'_, DB> {
         Separated {

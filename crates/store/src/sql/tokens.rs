@@ -44,8 +44,7 @@ impl<DB: Backend> BulkRow<DB> for Escrowed {
     fn write_all<'c>(conn: &'c mut DB::Connection, rows: Vec<Self>) -> BoxFuture<'c, Result<()>> {
         Box::pin(async move {
             for chunk in rows.chunks(events::BULK_CHUNK) {
-                // The last escrow of a Mac wins, as if they had been written one by one; an upsert may not
-                // touch one row twice in a statement (PostgreSQL refuses it).
+                // The last escrow of a Mac wins, as if they had been written one by one.
                 let mut last: Vec<&BootstrapTokenRecord> = Vec::with_capacity(chunk.len());
                 for r in chunk {
                     match last
@@ -56,45 +55,7 @@ impl<DB: Backend> BulkRow<DB> for Escrowed {
                         None => last.push(&r.rec),
                     }
                 }
-                let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ",
-                );
-                for (i, rec) in last.iter().enumerate() {
-                    q.push(if i == 0 { "(" } else { ", (" });
-                    q.separated(", ")
-                        .push_bind(&rec.sealed.owner)
-                        .push_bind(&rec.sealed.field)
-                        .push_bind(&rec.sealed.key_id)
-                        .push_bind(&rec.sealed.blob)
-                        .push_bind(rec.sealed.updated_at);
-                    q.push(")");
-                }
-                q.push(
-                    " ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
-                     updated_at = excluded.updated_at",
-                );
-                q.build().execute(&mut *conn).await?;
-                let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO bootstrap_tokens (enrollment_id, size, digest, escrowed_at, verified, \
-                     last_requested_at) VALUES ",
-                );
-                for (i, rec) in last.iter().enumerate() {
-                    q.push(if i == 0 { "(" } else { ", (" });
-                    q.separated(", ")
-                        .push_bind(&rec.enrollment_id)
-                        .push_bind(rec.size)
-                        .push_bind(&rec.digest)
-                        .push_bind(rec.escrowed_at)
-                        .push_bind(rec.verified)
-                        .push_bind(rec.last_requested_at);
-                    q.push(")");
-                }
-                q.push(
-                    " ON CONFLICT (enrollment_id) DO UPDATE SET size = excluded.size, digest = excluded.digest, \
-                     escrowed_at = excluded.escrowed_at, verified = excluded.verified, \
-                     last_requested_at = excluded.last_requested_at",
-                );
-                q.build().execute(&mut *conn).await?;
+                upsert::<DB>(conn, &last).await?;
                 let escrowed: Vec<&NewEvent> = chunk.iter().map(|r| &r.event).collect();
                 events::insert_many::<DB>(conn, &escrowed).await?;
             }
@@ -109,38 +70,49 @@ pub(super) async fn put_in<DB: Backend>(
     rec: &BootstrapTokenRecord,
 ) -> Result<()> {
     enrollments::ensure_exists::<DB>(conn, &rec.enrollment_id).await?;
-    upsert::<DB>(conn, rec).await
+    upsert::<DB>(conn, &[rec]).await
 }
 
-/// The two rows of `rec`, for an enrollment known to exist.
-async fn upsert<DB: Backend>(conn: &mut DB::Connection, rec: &BootstrapTokenRecord) -> Result<()> {
-    query::<DB>(
-        "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
+/// The two rows of each record (at most [`events::BULK_CHUNK`]: 6 values each), one statement per table, for
+/// enrollments known to exist. One record per enrollment: an upsert may not touch one row twice in a statement
+/// (PostgreSQL refuses it).
+async fn upsert<DB: Backend>(
+    conn: &mut DB::Connection,
+    recs: &[&BootstrapTokenRecord],
+) -> Result<()> {
+    let mut q = QueryBuilder::<DB>::new(
+        "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ",
+    );
+    q.push_values(recs, |row, rec| {
+        row.push_bind(&rec.sealed.owner)
+            .push_bind(&rec.sealed.field)
+            .push_bind(&rec.sealed.key_id)
+            .push_bind(&rec.sealed.blob)
+            .push_bind(rec.sealed.updated_at);
+    });
+    q.push(
+        " ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
          updated_at = excluded.updated_at",
-    )
-    .bind(&rec.sealed.owner)
-    .bind(&rec.sealed.field)
-    .bind(&rec.sealed.key_id)
-    .bind(&rec.sealed.blob)
-    .bind(rec.sealed.updated_at)
-    .execute(&mut *conn)
-    .await?;
-    query::<DB>(
+    );
+    q.build().execute(&mut *conn).await?;
+    let mut q = QueryBuilder::<DB>::new(
         "INSERT INTO bootstrap_tokens (enrollment_id, size, digest, escrowed_at, verified, last_requested_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (enrollment_id) DO UPDATE SET size = excluded.size, digest = excluded.digest, \
+         VALUES ",
+    );
+    q.push_values(recs, |row, rec| {
+        row.push_bind(&rec.enrollment_id)
+            .push_bind(rec.size)
+            .push_bind(&rec.digest)
+            .push_bind(rec.escrowed_at)
+            .push_bind(rec.verified)
+            .push_bind(rec.last_requested_at);
+    });
+    q.push(
+        " ON CONFLICT (enrollment_id) DO UPDATE SET size = excluded.size, digest = excluded.digest, \
          escrowed_at = excluded.escrowed_at, verified = excluded.verified, \
          last_requested_at = excluded.last_requested_at",
-    )
-    .bind(&rec.enrollment_id)
-    .bind(rec.size)
-    .bind(&rec.digest)
-    .bind(rec.escrowed_at)
-    .bind(rec.verified)
-    .bind(rec.last_requested_at)
-    .execute(&mut *conn)
-    .await?;
+    );
+    q.build().execute(&mut *conn).await?;
     Ok(())
 }
 

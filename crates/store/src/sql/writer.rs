@@ -407,7 +407,6 @@ async fn run_deferred<DB: Backend>(
         }
         let conn = state.conn.as_mut().expect("batch open");
         if let Err(e) = job(conn).await {
-            tracing::warn!(error = %e, "group commit: a deferred write failed");
             lose_batch(state, shared, &format!("a deferred write failed: {e}")).await;
             return;
         }
@@ -684,11 +683,9 @@ mod tests {
         ) -> super::futures_core_boxed::BoxFuture<'c, crate::Result<()>> {
             Box::pin(async move {
                 let mut q = super::super::QueryBuilder::<Sqlite>::new("INSERT INTO t (k) VALUES ");
-                for (i, Key(k)) in rows.iter().enumerate() {
-                    q.push(if i == 0 { "(" } else { ", (" })
-                        .push_bind(*k)
-                        .push(")");
-                }
+                q.push_values(&rows, |row, Key(k)| {
+                    row.push_bind(*k);
+                });
                 q.build().execute(&mut *conn).await?;
                 Ok(())
             })
