@@ -5,6 +5,21 @@
 use crate::model::*;
 use crate::{Result, StoreError};
 
+/// `LocalRow` (`sql/local.rs`) for a row struct: each field from the column of its name, as sqlx's `FromRow`
+/// derive reads it; `flatten` fields from the same row.
+macro_rules! local_row {
+    ($row:ident { $($field:ident),* $(,)? } $(flatten { $($nested:ident: $nested_ty:ty),* $(,)? })?) => {
+        impl crate::sql::LocalRow for $row {
+            fn from_local(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok($row {
+                    $($field: row.get(stringify!($field))?,)*
+                    $($($nested: <$nested_ty as crate::sql::LocalRow>::from_local(row)?,)*)?
+                })
+            }
+        }
+    };
+}
+
 /// Column list matching [`EnrollmentRow`], for `concat!` into static SQL.
 macro_rules! enrollment_columns {
     () => {
@@ -23,6 +38,7 @@ pub(crate) struct EnrollmentQueueRow {
     pub(crate) enrollment: EnrollmentRow,
     pub(crate) queued: bool,
 }
+local_row!(EnrollmentQueueRow { queued } flatten { enrollment: EnrollmentRow });
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct EnrollmentRow {
@@ -55,6 +71,36 @@ pub(crate) struct EnrollmentRow {
     blocked_at: Option<i64>,
     cert_not_after: Option<i64>,
 }
+local_row!(EnrollmentRow {
+    id,
+    device_id,
+    channel,
+    user_id,
+    user_short_name,
+    user_long_name,
+    group_id,
+    serial_number,
+    model,
+    model_name,
+    device_name,
+    os_version,
+    build_version,
+    product_name,
+    topic,
+    push_token,
+    push_magic,
+    awaiting_configuration,
+    cert_fingerprint,
+    enabled,
+    token_update_count,
+    enrolled_at,
+    updated_at,
+    last_seen_at,
+    pending_for,
+    has_pending,
+    blocked_at,
+    cert_not_after,
+});
 
 impl TryFrom<EnrollmentRow> for Enrollment {
     type Error = StoreError;
@@ -126,6 +172,13 @@ pub(crate) struct SealedSecretRow {
     blob: Vec<u8>,
     updated_at: i64,
 }
+local_row!(SealedSecretRow {
+    owner,
+    field,
+    key_id,
+    blob,
+    updated_at
+});
 
 impl From<SealedSecretRow> for SealedSecret {
     fn from(r: SealedSecretRow) -> Self {
@@ -150,6 +203,14 @@ pub(crate) struct BootstrapTokenRow {
     #[sqlx(flatten)]
     sealed: SealedSecretRow,
 }
+local_row!(BootstrapTokenRow {
+    enrollment_id,
+    size,
+    digest,
+    escrowed_at,
+    verified,
+    last_requested_at,
+} flatten { sealed: SealedSecretRow });
 
 impl From<BootstrapTokenRow> for BootstrapTokenRecord {
     fn from(r: BootstrapTokenRow) -> Self {
@@ -174,6 +235,14 @@ pub(crate) struct GroupRow {
     created_at: i64,
     updated_at: i64,
 }
+local_row!(GroupRow {
+    id,
+    name,
+    bootstrap_escrow_enabled,
+    prompt_user_to_allow_bootstrap_token_for_authentication,
+    created_at,
+    updated_at,
+});
 
 impl From<GroupRow> for Group {
     fn from(r: GroupRow) -> Self {

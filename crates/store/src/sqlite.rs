@@ -49,6 +49,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        let path = options.get_filename().to_path_buf();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             // A local file's connection cannot go stale, and the default ping before every checkout is one
@@ -58,7 +59,7 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(SqliteStore {
-            pool: crate::sql::Db::group_commit(pool),
+            pool: crate::sql::Db::group_commit(pool).with_local_reads(path),
         })
     }
 }

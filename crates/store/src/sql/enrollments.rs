@@ -134,15 +134,21 @@ pub(super) async fn by_fingerprint_with_queue<DB: Backend>(
     pool: &Db<DB>,
     fingerprint: &str,
 ) -> Result<Option<(Enrollment, bool)>> {
-    let row: Option<EnrollmentQueueRow> = query_as::<DB, _>(concat!(
+    const SQL: &str = concat!(
         "SELECT ",
         enrollment_columns!(),
         ", EXISTS (SELECT 1 FROM command_queue q WHERE q.enrollment_id = enrollments.id) AS queued \
          FROM enrollments WHERE cert_fingerprint = $1 AND channel = 'device'"
-    ))
-    .bind(fingerprint)
-    .fetch_optional(pool)
-    .await?;
+    );
+    let row: Option<EnrollmentQueueRow> = match pool.local() {
+        Some(local) => local.optional(SQL, &[&fingerprint])?,
+        None => {
+            query_as::<DB, _>(SQL)
+                .bind(fingerprint)
+                .fetch_optional(pool)
+                .await?
+        }
+    };
     row.map(|r| Ok((Enrollment::try_from(r.enrollment)?, r.queued)))
         .transpose()
 }
@@ -156,12 +162,22 @@ pub(super) async fn ensure_exists<DB: Backend>(conn: &mut DB::Connection, id: &s
     }
 }
 
+const EXISTS: &str = "SELECT id FROM enrollments WHERE id = $1";
+
 pub(super) async fn exists<DB: Backend>(conn: &mut DB::Connection, id: &str) -> Result<bool> {
-    let found: Option<String> = query_scalar::<DB, _>("SELECT id FROM enrollments WHERE id = $1")
+    let found: Option<String> = query_scalar::<DB, _>(EXISTS)
         .bind(id)
         .fetch_optional(conn)
         .await?;
     Ok(found.is_some())
+}
+
+/// [`exists`] outside a transaction: on the local reads where there are some, else on a pooled connection.
+pub(super) async fn exists_now<DB: Backend>(pool: &Db<DB>, id: &str) -> Result<bool> {
+    match pool.local() {
+        Some(local) => Ok(local.optional::<(String,)>(EXISTS, &[&id])?.is_some()),
+        None => exists::<DB>(&mut *pool.acquire().await?, id).await,
+    }
 }
 
 /// The error for a write naming an enrollment that does not exist.

@@ -68,10 +68,11 @@ pub(super) async fn update<DB: Backend>(pool: &Db<DB>, g: &Group) -> Result<()> 
 }
 
 pub(super) async fn get<DB: Backend>(pool: &Db<DB>, id: &str) -> Result<Option<Group>> {
-    let row: Option<GroupRow> = query_as::<DB, _>(concat!(select_groups!(), " WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    const SQL: &str = concat!(select_groups!(), " WHERE id = $1");
+    let row: Option<GroupRow> = match pool.local() {
+        Some(local) => local.optional(SQL, &[&id])?,
+        None => query_as::<DB, _>(SQL).bind(id).fetch_optional(pool).await?,
+    };
     Ok(row.map(Group::from))
 }
 

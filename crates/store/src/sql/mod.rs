@@ -17,6 +17,7 @@ mod enrollments;
 mod events;
 mod groups;
 mod inventory;
+mod local;
 mod push;
 mod renewals;
 mod scep;
@@ -24,6 +25,8 @@ mod schedule;
 mod secrets;
 mod tokens;
 mod writer;
+
+pub(crate) use local::{LocalReads, LocalRow};
 
 pub use writer::{BatchStats, DEFER_BOUND};
 pub(crate) use writer::{BulkRow, Db};

@@ -111,13 +111,17 @@ pub(super) async fn active_request_types<DB: Backend>(
     pool: &Db<DB>,
     enrollment_id: &str,
 ) -> Result<Vec<String>> {
-    let types: Vec<String> = query_scalar::<DB, _>(
-        "SELECT c.request_type FROM command_queue q JOIN commands c ON c.uuid = q.command_uuid \
-         WHERE q.enrollment_id = $1 ORDER BY q.seq",
-    )
-    .bind(enrollment_id)
-    .fetch_all(pool)
-    .await?;
+    const SQL: &str = "SELECT c.request_type FROM command_queue q JOIN commands c ON c.uuid = q.command_uuid \
+         WHERE q.enrollment_id = $1 ORDER BY q.seq";
+    // Read after every SetBootstrapToken (its follow-ups look at the queue): a local read on SQLite.
+    if let Some(local) = pool.local() {
+        let rows: Vec<(String,)> = local.all(SQL, &[&enrollment_id])?;
+        return Ok(rows.into_iter().map(|(t,)| t).collect());
+    }
+    let types: Vec<String> = query_scalar::<DB, _>(SQL)
+        .bind(enrollment_id)
+        .fetch_all(pool)
+        .await?;
     Ok(types)
 }
 

@@ -24,7 +24,7 @@ pub(super) async fn put<DB: Backend>(
     }
     // The one ordinary failure, a missing enrollment, is found before anything is written; then the rows go
     // in bulk with the next batch (an enrollment deleted in between fails that batch on its foreign key).
-    if !enrollments::exists::<DB>(&mut *pool.acquire().await?, &rec.enrollment_id).await? {
+    if !enrollments::exists_now(pool, &rec.enrollment_id).await? {
         return Err(enrollments::missing(&rec.enrollment_id));
     }
     pool.append(Escrowed {
@@ -120,16 +120,20 @@ pub(super) async fn get<DB: Backend>(
     pool: &Db<DB>,
     enrollment_id: &str,
 ) -> Result<Option<BootstrapTokenRecord>> {
-    let row: Option<BootstrapTokenRow> = query_as::<DB, _>(
-        "SELECT t.enrollment_id, t.size, t.digest, t.escrowed_at, t.verified, t.last_requested_at, \
+    const SQL: &str = "SELECT t.enrollment_id, t.size, t.digest, t.escrowed_at, t.verified, t.last_requested_at, \
          s.owner, s.field, s.key_id, s.blob, s.updated_at \
          FROM bootstrap_tokens t JOIN sealed_secrets s ON s.owner = t.enrollment_id AND s.field = $2 \
-         WHERE t.enrollment_id = $1",
-    )
-    .bind(enrollment_id)
-    .bind(BOOTSTRAP_TOKEN_FIELD)
-    .fetch_optional(pool)
-    .await?;
+         WHERE t.enrollment_id = $1";
+    let row: Option<BootstrapTokenRow> = match pool.local() {
+        Some(local) => local.optional(SQL, &[&enrollment_id, &BOOTSTRAP_TOKEN_FIELD])?,
+        None => {
+            query_as::<DB, _>(SQL)
+                .bind(enrollment_id)
+                .bind(BOOTSTRAP_TOKEN_FIELD)
+                .fetch_optional(pool)
+                .await?
+        }
+    };
     Ok(row.map(BootstrapTokenRecord::from))
 }
 

@@ -39,7 +39,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
-use super::{Backend, Exec, On, Tx};
+use super::{Backend, Exec, LocalReads, On, Tx};
 use crate::{Result, StoreError};
 
 /// The most jobs one batch holds before it commits regardless of who is waiting.
@@ -153,6 +153,8 @@ struct Shared<DB: Database> {
 pub(crate) struct Db<DB: Database> {
     pub(super) pool: Pool<DB>,
     writer: Option<Arc<Shared<DB>>>,
+    /// SQLite: the check-in's hot reads, on the calling thread (`local.rs`).
+    local: Option<Arc<LocalReads>>,
 }
 
 impl<DB: Database> Clone for Db<DB> {
@@ -160,6 +162,7 @@ impl<DB: Database> Clone for Db<DB> {
         Db {
             pool: self.pool.clone(),
             writer: self.writer.clone(),
+            local: self.local.clone(),
         }
     }
 }
@@ -180,7 +183,11 @@ impl<'c, DB: Database> Exec<'c, DB> for &'c Db<DB> {
 impl<DB: Backend> Db<DB> {
     /// Writes run one transaction each on the pool (PostgreSQL).
     pub(crate) fn per_transaction(pool: Pool<DB>) -> Self {
-        Db { pool, writer: None }
+        Db {
+            pool,
+            writer: None,
+            local: None,
+        }
     }
 
     /// Writes go through one group-commit writer (SQLite). Spawns the committer on the current runtime.
@@ -207,7 +214,19 @@ impl<DB: Backend> Db<DB> {
         Db {
             pool,
             writer: Some(shared),
+            local: None,
         }
+    }
+
+    /// Run the hot reads on connections of our own to the SQLite file at `path` (`local.rs`).
+    pub(crate) fn with_local_reads(mut self, path: std::path::PathBuf) -> Self {
+        self.local = Some(Arc::new(LocalReads::new(path)));
+        self
+    }
+
+    /// The local reads, when this is a SQLite file: None runs every read on the pool.
+    pub(crate) fn local(&self) -> Option<&LocalReads> {
+        self.local.as_deref()
     }
 
     /// Whether writes go through the group-commit writer.
@@ -311,6 +330,9 @@ impl<DB: Backend> Db<DB> {
                 guard.closed = true;
                 guard.conn = None;
             }
+        }
+        if let Some(local) = &self.local {
+            local.close();
         }
         self.pool.close().await;
     }
