@@ -59,7 +59,7 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(SqliteStore {
-            pool: crate::sql::Db::group_commit(pool).with_local_reads(path),
+            pool: crate::sql::Db::group_commit(pool)?.with_local_reads(path),
         })
     }
 }

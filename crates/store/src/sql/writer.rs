@@ -190,8 +190,8 @@ impl<DB: Backend> Db<DB> {
         }
     }
 
-    /// Writes go through one group-commit writer (SQLite). Spawns the committer on the current runtime.
-    pub(crate) fn group_commit(pool: Pool<DB>) -> Self {
+    /// Writes go through one group-commit writer (SQLite). Starts the committer on a thread of its own.
+    pub(crate) fn group_commit(pool: Pool<DB>) -> Result<Self> {
         let shared = Arc::new(Shared {
             pool: pool.clone(),
             state: Arc::new(Mutex::new(State {
@@ -210,12 +210,12 @@ impl<DB: Backend> Db<DB> {
             kick: Notify::new(),
             stats: BatchStats::default(),
         });
-        tokio::spawn(committer(Arc::downgrade(&shared)));
-        Db {
+        spawn_committer(Arc::downgrade(&shared))?;
+        Ok(Db {
             pool,
             writer: Some(shared),
             local: None,
-        }
+        })
     }
 
     /// Run the hot reads on connections of our own to the SQLite file at `path` (`local.rs`).
@@ -501,6 +501,28 @@ async fn commit_batch<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
 
 /// The committing task: woken whenever a job ends, it queues behind the jobs already waiting for the
 /// connection (the mutex is FIFO), then commits what they wrote. Wakes by itself while deferred marks wait.
+/// The committer runs on a thread of its own (a one-thread runtime), not among the request tasks: a batch is
+/// several round trips to the connection's thread (BEGIN, one statement per kind of bulk row, COMMIT), and on
+/// the shared runtime each wake-up of the committer queued behind up to a core's worth of check-ins (CMS
+/// verifies, responses), so a batch took two to three times its database time under load. It ends within
+/// [`DEFER_BOUND`] of its store being dropped.
+fn spawn_committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) -> Result<()> {
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            std::thread::Builder::new()
+                .name("escrowd-writer".into())
+                .spawn(move || runtime.block_on(committer(shared)))
+        });
+    match started {
+        Ok(_) => Ok(()),
+        Err(e) => Err(StoreError::Database(format!(
+            "the database writer's thread could not be started: {e}"
+        ))),
+    }
+}
+
 async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
     loop {
         let Some(s) = shared.upgrade() else { return };
