@@ -219,14 +219,7 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
     /// queued for the Mac, when the caller just read them), and push.
     pub(crate) async fn requery_security_info(&self, device_id: &str, pending: Option<&[String]>) {
         let result = async {
-            let read;
-            let pending = match pending {
-                Some(p) => p,
-                None => {
-                    read = self.store.active_request_types(device_id).await?;
-                    &read[..]
-                }
-            };
+            let pending = self.queued_types(device_id, pending).await?;
             let mut queued = 0;
             for (request_type, command) in [
                 // UserList rides along via `refresh_user_list` (rate-limited), not here.

@@ -61,6 +61,18 @@ pub(super) fn mdm_users(device_id: &str, list: &UserList, at: store::Millis) -> 
 }
 
 impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, S> {
+    /// The request types queued for `device_id`: `known` when the caller just read them, else read now.
+    pub(crate) async fn queued_types<'k>(
+        &self,
+        device_id: &str,
+        known: Option<&'k [String]>,
+    ) -> Result<std::borrow::Cow<'k, [String]>, ServiceError> {
+        Ok(match known {
+            Some(types) => std::borrow::Cow::Borrowed(types),
+            None => std::borrow::Cow::Owned(self.store.active_request_types(device_id).await?),
+        })
+    }
+
     /// The Mac's users may have changed (a successful agent action, a SetBootstrapToken, a user-channel
     /// TokenUpdate): queue UserList, unless one is still queued or one was asked in the last
     /// [`USER_LIST_REFRESH_INTERVAL_MS`]. No push of its own: it rides on the Mac's next check-in (after a
@@ -78,14 +90,7 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
         pending: Option<&[String]>,
     ) {
         let result = async {
-            let read;
-            let pending = match pending {
-                Some(p) => p,
-                None => {
-                    read = self.store.active_request_types(device_id).await?;
-                    &read[..]
-                }
-            };
+            let pending = self.queued_types(device_id, pending).await?;
             if pending.iter().any(|p| p == "UserList") {
                 return Ok(false);
             }
