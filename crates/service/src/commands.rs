@@ -89,29 +89,27 @@ impl<S: ?Sized + CommandRoles> Scoped<'_, S> {
     ) -> Result<String, ServiceError> {
         let now = self.now();
         let (new, sealed) = self.prepare_command(command, carries_secret, now)?;
-        match &sealed {
-            Some(sealed) => {
-                self.store
-                    .enqueue_sealed(enrollment_ids, &new, sealed, now)
-                    .await?
-            }
-            None => self.store.enqueue(enrollment_ids, &new, now).await?,
-        }
         let note = if carries_secret {
             " (carries a secret: sealed at rest)"
         } else {
             ""
         };
-        for id in enrollment_ids {
-            let event = self.event(
-                id,
-                Some(id),
-                EventKind::CommandQueued,
-                Outcome::Success,
-                format!("{} {}{note}", command.request_type, command.uuid),
-            );
-            self.store.record_event(&event).await?;
-        }
+        let events: Vec<_> = enrollment_ids
+            .iter()
+            .map(|id| {
+                self.event(
+                    id,
+                    Some(id),
+                    EventKind::CommandQueued,
+                    Outcome::Success,
+                    format!("{} {}{note}", command.request_type, command.uuid),
+                )
+            })
+            .collect();
+        // The command and its `command.queued` events are one write: queued and recorded, or neither.
+        self.store
+            .enqueue_recorded(enrollment_ids, &new, sealed.as_ref(), now, &events)
+            .await?;
         Ok(command.uuid.clone())
     }
 

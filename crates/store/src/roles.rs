@@ -324,7 +324,8 @@ pub trait Commands: Send + Sync {
     /// Queue one command for several enrollments, all or nothing: an unknown enrollment id is NotFound and
     /// nothing is queued. Conflict if the uuid is already queued (or finished) for one of them, or was
     /// stored before with a different request type or payload or carrying a secret; Conflict for a command
-    /// marked `carries_secret` (those go through [`Commands::enqueue_sealed`]). Events are the caller's business.
+    /// marked `carries_secret` (those go through [`Commands::enqueue_sealed`]). Events are the caller's business
+    /// (or go along: [`Commands::enqueue_recorded`]).
     async fn enqueue(&self, enrollment_ids: &[String], cmd: &NewCommand, at: Millis) -> Result<()>;
     /// Queue a command that carries a secret, all or nothing: `cmd` (with `carries_secret` set and its redacted
     /// payload) is stored with `sealed` (owner [`command_payload_owner`]`(uuid)`, field [`COMMAND_PAYLOAD_FIELD`],
@@ -339,6 +340,16 @@ pub trait Commands: Send + Sync {
         cmd: &NewCommand,
         sealed: &SealedSecret,
         at: Millis,
+    ) -> Result<()>;
+    /// [`Commands::enqueue`], or [`Commands::enqueue_sealed`] when `sealed` is given, with `events` (the caller's
+    /// record of the queueing) written in the same transaction: the command is queued and recorded, or neither.
+    async fn enqueue_recorded(
+        &self,
+        enrollment_ids: &[String],
+        cmd: &NewCommand,
+        sealed: Option<&SealedSecret>,
+        at: Millis,
+        events: &[NewEvent],
     ) -> Result<()>;
     /// Oldest active command for the enrollment in enqueue order. `skip_notnow` skips NotNow entries (Apple:
     /// after a NotNow in the same session, don't resend it; on an Idle they become eligible again).

@@ -65,8 +65,8 @@ impl MdmService {
     }
 
     /// The follow-ups of a SetBootstrapToken: UserList (rate-limited, see [`MdmService::refresh_user_list`])
-    /// first, so it rides on the push of the SecurityInfo re-ask that follows when a token was `escrowed`.
-    /// The Mac's queue is read once for both.
+    /// first, then when a token was `escrowed` the SecurityInfo re-ask, and one push once both are queued: the
+    /// Mac fetches both on it, in that order. The Mac's queue is read once for both.
     pub(crate) async fn after_set_bootstrap_token(&self, device_id: &str, escrowed: bool) {
         let scoped = self.scoped();
         // On a failed read each follow-up reads again itself, and records its own failure.
@@ -75,8 +75,11 @@ impl MdmService {
             .refresh_user_list_knowing(device_id, "a SetBootstrapToken", pending.as_deref())
             .await;
         if escrowed {
-            scoped
+            let queued = scoped
                 .requery_security_info(device_id, pending.as_deref())
+                .await;
+            scoped
+                .after_queueing(device_id, "bootstrap token escrow", queued)
                 .await;
         }
     }
@@ -215,27 +218,22 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
     }
 
     /// A Bootstrap Token was escrowed (a token holder logged in) or served at a login (a user just got a
-    /// Secure Token from it): ask SecurityInfo again unless one is still queued (`pending`: the request types
-    /// queued for the Mac, when the caller just read them), and push.
-    pub(crate) async fn requery_security_info(&self, device_id: &str, pending: Option<&[String]>) {
-        let result = async {
-            let pending = self.queued_types(device_id, pending).await?;
-            let mut queued = 0;
-            for (request_type, command) in [
-                // UserList rides along via `refresh_user_list` (rate-limited), not here.
-                ("SecurityInfo", Command::security_info(new_command_uuid())),
-            ] {
-                if pending.iter().any(|p| p == request_type) {
-                    continue;
-                }
-                self.enqueue(&[device_id.to_string()], &command).await?;
-                queued += 1;
-            }
-            Ok::<usize, ServiceError>(queued)
+    /// Secure Token from it): queue SecurityInfo again unless one is still queued (`pending`: the request types
+    /// queued for the Mac, when the caller just read them). Returns how many commands it queued; the caller
+    /// pushes ([`Scoped::after_queueing`]).
+    pub(crate) async fn requery_security_info(
+        &self,
+        device_id: &str,
+        pending: Option<&[String]>,
+    ) -> Result<usize, ServiceError> {
+        let pending = self.queued_types(device_id, pending).await?;
+        // UserList rides along via `refresh_user_list` (rate-limited), not here.
+        if pending.iter().any(|p| p == "SecurityInfo") {
+            return Ok(0);
         }
-        .await;
-        self.after_queueing(device_id, "bootstrap token escrow", result)
-            .await;
+        let command = Command::security_info(new_command_uuid());
+        self.enqueue(&[device_id.to_string()], &command).await?;
+        Ok(1)
     }
 
     /// Agent rows stored without a GUID (an older agent) take the key of MDM's row with the same short name,

@@ -356,6 +356,77 @@ pub(super) async fn enqueue_to_an_unknown_enrollment_is_not_found_and_queues_not
     store.enqueue(&[], &cmd("C-2"), 5_200).await.unwrap();
 }
 
+pub(super) async fn a_command_and_its_events_are_queued_and_recorded_together_or_not_at_all(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "UDID-A").await;
+    enrolled(&store, "UDID-B").await;
+    let queued = |subject: &str| {
+        let store = store.clone();
+        let subject = subject.to_string();
+        async move {
+            store
+                .events(&crate::EventFilter {
+                    subject: Some(subject),
+                    kind: Some("command.queued".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let noted = |id: &str| crate::NewEvent {
+        detail: format!("DeviceInformation C-1 for {id}"),
+        ..event(id, "command.queued")
+    };
+    store
+        .enqueue_recorded(
+            &ids(&["UDID-A", "UDID-B"]),
+            &cmd("C-1"),
+            None,
+            5_000,
+            &[noted("UDID-A"), noted("UDID-B")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next_uuid(&store, "UDID-A", false).await.as_deref(),
+        Some("C-1")
+    );
+    assert_eq!(
+        next_uuid(&store, "UDID-B", false).await.as_deref(),
+        Some("C-1")
+    );
+    assert_eq!((queued("UDID-A").await, queued("UDID-B").await), (1, 1));
+    // A failed queueing (an unknown enrollment) records nothing either.
+    let err = store
+        .enqueue_recorded(
+            &ids(&["UDID-A", "UDID-ghost"]),
+            &cmd("C-2"),
+            None,
+            5_100,
+            &[noted("UDID-A"), noted("UDID-ghost")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(store.command("UDID-A", "C-2").await.unwrap(), None);
+    assert_eq!((queued("UDID-A").await, queued("UDID-ghost").await), (1, 0));
+    // So does a command carrying a secret offered unsealed.
+    let secret = NewCommand {
+        carries_secret: true,
+        ..cmd("C-3")
+    };
+    let err = store
+        .enqueue_recorded(&ids(&["UDID-A"]), &secret, None, 5_200, &[noted("UDID-A")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(queued("UDID-A").await, 1);
+    assert_eq!(store.active_queue_len("UDID-A").await.unwrap(), 1);
+}
+
 pub(super) async fn enqueueing_a_uuid_twice_or_with_another_payload_is_a_conflict(
     store: Arc<dyn Store>,
 ) {

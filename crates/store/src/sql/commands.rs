@@ -8,13 +8,15 @@
 //! Just over 500 lines on purpose: enqueue, claim, report and read share the row macros and the sealed
 //! payload's lifecycle, and the role impl sits beside its queries; split, each half would need the other.
 
+use std::sync::Arc;
+
 use super::Db;
 
 use super::{Backend, SqlStore, agents, enrollments, query, query_as, query_scalar};
 use crate::rows::{QueuedCommandRow, convert_all, count, page_limit};
 use crate::{
-    COMMAND_PAYLOAD_FIELD, CommandStatus, Commands, Millis, NewCommand, QueueDepth, QueuedCommand,
-    ReportOutcome, Result, SealedSecret, StoreError, command_payload_owner,
+    COMMAND_PAYLOAD_FIELD, CommandStatus, Commands, Millis, NewCommand, NewEvent, QueueDepth,
+    QueuedCommand, ReportOutcome, Result, SealedSecret, StoreError, command_payload_owner,
 };
 
 /// Active entries of enrollment `$1` as [`QueuedCommandRow`] columns (plus `seq`).
@@ -39,36 +41,46 @@ pub(super) async fn enqueue<DB: Backend>(
     pool: &Db<DB>,
     enrollment_ids: &[String],
     cmd: &NewCommand,
+    sealed: Option<&SealedSecret>,
     at: Millis,
+    events: &[NewEvent],
 ) -> Result<()> {
-    if cmd.carries_secret {
+    if sealed.is_none() && cmd.carries_secret {
         return Err(StoreError::Conflict(format!(
             "command {} carries a secret: it is queued sealed (enqueue_sealed), never in the clear",
             cmd.uuid
         )));
     }
-    let ids = distinct(enrollment_ids);
-    if ids.is_empty() {
+    let ids: Vec<String> = distinct(enrollment_ids)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() && sealed.is_none() {
         return Ok(());
     }
-    let mut tx = pool.begin_write().await?;
-    store_command::<DB>(&mut tx, cmd, at).await?;
-    queue_for::<DB>(&mut tx, &ids, &cmd.uuid, at).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn enqueue_sealed<DB: Backend>(
-    pool: &Db<DB>,
-    enrollment_ids: &[String],
-    cmd: &NewCommand,
-    sealed: &SealedSecret,
-    at: Millis,
-) -> Result<()> {
-    let mut tx = pool.begin_write().await?;
-    insert_sealed::<DB>(&mut tx, enrollment_ids, cmd, sealed, at).await?;
-    tx.commit().await?;
-    Ok(())
+    // A write job: handed to the writer whole (on SQLite, run by the committer's thread), so the writer is not
+    // held while this request's task waits for its turn between statements.
+    let job = Arc::new((ids, cmd.clone(), sealed.cloned(), events.to_vec()));
+    pool.write(Box::new(move |conn| {
+        let job = job.clone();
+        Box::pin(async move {
+            let (ids, cmd, sealed, events) = &*job;
+            match sealed {
+                Some(sealed) => insert_sealed::<DB>(conn, ids, cmd, sealed, at).await?,
+                None => {
+                    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    let fresh = store_command::<DB>(conn, cmd, at).await?;
+                    queue_for::<DB>(conn, &ids, &cmd.uuid, at, fresh).await?;
+                }
+            }
+            if !events.is_empty() {
+                let events: Vec<&NewEvent> = events.iter().collect();
+                super::events::insert_many::<DB>(conn, &events).await?;
+            }
+            Ok(())
+        })
+    }))
+    .await
 }
 
 /// Queue a command carrying a secret inside the caller's transaction: the command row (redacted payload),
@@ -122,7 +134,7 @@ pub(super) async fn insert_sealed<DB: Backend>(
     .bind(sealed.updated_at)
     .execute(&mut *conn)
     .await?;
-    queue_for::<DB>(conn, &ids, &cmd.uuid, at).await
+    queue_for::<DB>(conn, &ids, &cmd.uuid, at, true).await
 }
 
 fn distinct(enrollment_ids: &[String]) -> Vec<&str> {
@@ -140,14 +152,17 @@ async fn queue_for<DB: Backend>(
     ids: &[&str],
     uuid: &str,
     at: Millis,
+    fresh: bool,
 ) -> Result<()> {
     for &id in ids {
-        enrollments::ensure_exists::<DB>(conn, id).await?;
-        if is_finished::<DB>(conn, id, uuid).await? {
+        // A command stored just now (`fresh`) has no results anywhere: nothing to look up.
+        if !fresh && is_finished::<DB>(conn, id, uuid).await? {
             return Err(StoreError::Conflict(format!(
                 "command {uuid} already finished for enrollment {id}"
             )));
         }
+        // An unknown enrollment fails the entry's foreign key (the command's own key exists: it was stored
+        // first), so no lookup of the enrollment first: one statement per entry.
         query::<DB>(
             "INSERT INTO command_queue (enrollment_id, command_uuid, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4)",
@@ -162,6 +177,7 @@ async fn queue_for<DB: Backend>(
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
                 "command {uuid} is already queued for enrollment {id}"
             )),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => enrollments::missing(id),
             _ => e.into(),
         })?;
     }
@@ -203,12 +219,13 @@ pub(super) async fn drop_orphaned_sealed_payloads<DB: Backend>(
 }
 
 /// Insert the command body once; a uuid seen before must carry the same request type and payload. The insert
-/// comes first so two concurrent enqueues of one command wait for each other instead of both inserting.
+/// comes first so two concurrent enqueues of one command wait for each other instead of both inserting. True
+/// when the command was stored now.
 async fn store_command<DB: Backend>(
     conn: &mut DB::Connection,
     cmd: &NewCommand,
     at: Millis,
-) -> Result<()> {
+) -> Result<bool> {
     let inserted = query::<DB>(
         "INSERT INTO commands (uuid, request_type, payload, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (uuid) DO NOTHING",
@@ -220,7 +237,7 @@ async fn store_command<DB: Backend>(
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(());
+        return Ok(true);
     }
     let (request_type, payload, carries_secret): (String, Vec<u8>, bool) = query_as::<DB, _>(
         "SELECT request_type, payload, carries_secret FROM commands WHERE uuid = $1",
@@ -229,7 +246,7 @@ async fn store_command<DB: Backend>(
     .fetch_one(conn)
     .await?;
     if !carries_secret && request_type == cmd.request_type && payload == cmd.payload {
-        Ok(())
+        Ok(false)
     } else {
         Err(StoreError::Conflict(format!(
             "command {} was stored before with a different request type or payload",
@@ -456,7 +473,7 @@ pub(super) async fn active_len<DB: Backend>(pool: &Db<DB>, enrollment_id: &str) 
 #[async_trait::async_trait]
 impl<DB: Backend> Commands for SqlStore<DB> {
     async fn enqueue(&self, enrollment_ids: &[String], cmd: &NewCommand, at: Millis) -> Result<()> {
-        enqueue(&self.pool, enrollment_ids, cmd, at).await
+        enqueue(&self.pool, enrollment_ids, cmd, None, at, &[]).await
     }
 
     async fn enqueue_sealed(
@@ -466,7 +483,18 @@ impl<DB: Backend> Commands for SqlStore<DB> {
         sealed: &SealedSecret,
         at: Millis,
     ) -> Result<()> {
-        enqueue_sealed(&self.pool, enrollment_ids, cmd, sealed, at).await
+        enqueue(&self.pool, enrollment_ids, cmd, Some(sealed), at, &[]).await
+    }
+
+    async fn enqueue_recorded(
+        &self,
+        enrollment_ids: &[String],
+        cmd: &NewCommand,
+        sealed: Option<&SealedSecret>,
+        at: Millis,
+        events: &[NewEvent],
+    ) -> Result<()> {
+        enqueue(&self.pool, enrollment_ids, cmd, sealed, at, events).await
     }
 
     async fn next_command(

@@ -135,18 +135,31 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
 ) -> Result<bool> {
     // Through the writer like every other write: on SQLite a write on a pool connection would wait for the
     // database lock the group-commit writer holds batch after batch (busy-handler sleeps, seconds under load).
-    let mut tx = pool.begin_write().await?;
-    enrollments::ensure_exists::<DB>(&mut tx, device_id).await?;
-    let done = query::<DB>(
-        "INSERT INTO user_list_refresh (device_id, requested_at) VALUES ($1, $2) \
-         ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at \
-         WHERE user_list_refresh.requested_at < $3",
-    )
-    .bind(device_id)
-    .bind(now)
-    .bind(not_since)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    // A write job: it runs after a Mac's first SetBootstrapToken in a while, and as a savepoint sent statement by
+    // statement from a busy request task it held the writer for every other Mac.
+    let device_id: std::sync::Arc<str> = device_id.into();
+    pool.write(Box::new(move |conn| {
+        let device_id = device_id.clone();
+        Box::pin(async move {
+            // An unknown device fails the row's foreign key: no lookup first.
+            let done = query::<DB>(
+                "INSERT INTO user_list_refresh (device_id, requested_at) VALUES ($1, $2) \
+                 ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at \
+                 WHERE user_list_refresh.requested_at < $3",
+            )
+            .bind(&*device_id)
+            .bind(now)
+            .bind(not_since)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    enrollments::missing(&device_id)
+                }
+                _ => e.into(),
+            })?;
+            Ok(done.rows_affected() == 1)
+        })
+    }))
+    .await
 }

@@ -23,6 +23,12 @@
 //!   handed over as data. The committer writes all the rows of a kind waiting for the next batch with one
 //!   statement per kind, then commits; each caller gets its answer from that `COMMIT` (a failure fails the
 //!   whole batch). A request then costs the writer no round trip of its own, and no turn holding it.
+//! - Write jobs ([`Db::write`]): a write of several statements handed over whole, as a closure. The committer
+//!   runs it on its own thread in the next batch, and the caller gets what it returned once that batch is
+//!   committed. The jobs of a batch share one savepoint; when one fails, they are undone and run again one by
+//!   one, each in its own, so a failing job is undone alone and gets its error at once. Unlike a
+//!   [`Db::begin_write`] transaction, whose statements are sent from the caller's task, nobody holds the
+//!   writer while waiting for a turn on the busy request runtime between two statements.
 //!
 //! PostgreSQL keeps one transaction per write on the pool ([`Db::begin_write`] without a writer): it
 //! batches commits itself (WAL group flush) and serves concurrent writers on separate connections, so funnelling
@@ -68,8 +74,21 @@ impl BatchStats {
     }
 }
 
+/// A write run whole on the writer's connection ([`Db::write`]). `Fn`, not `FnOnce`: when one job of a batch
+/// fails, the others are undone with it and run again, each on its own (see `run_jobs`).
+pub(crate) type WriteJob<DB, T> = Box<
+    dyn for<'c> Fn(
+            &'c mut <DB as Database>::Connection,
+        ) -> futures_core_boxed::BoxFuture<'c, Result<T>>
+        + Send
+        + Sync,
+>;
+
+/// A write job waiting for the next batch, with its caller.
+type QueuedJob<DB> = (WriteJob<DB, ()>, oneshot::Sender<Result<()>>);
+
 /// A write that may lag behind (flushed within [`DEFER_BOUND`] and on close): run in the next batch, on the
-/// writer's connection, in its own savepoint; a failure is logged and dropped.
+/// writer's connection; a failure takes its batch down (see `run_deferred`).
 pub(crate) type Deferred<DB> = Box<
     dyn for<'c> FnOnce(
             &'c mut <DB as Database>::Connection,
@@ -131,10 +150,12 @@ impl<DB: Database, R: BulkRow<DB>> PendingRows<DB> for Rows<R> {
     }
 }
 
-/// Bulk rows waiting for the next batch, by kind, and their callers.
+/// Bulk rows waiting for the next batch, by kind, and their callers; and the write jobs waiting, each with
+/// its caller.
 struct BulkQueue<DB: Database> {
     kinds: Vec<(TypeId, Box<dyn PendingRows<DB>>)>,
     waiters: Vec<oneshot::Sender<Result<()>>>,
+    jobs: Vec<QueuedJob<DB>>,
     closed: bool,
 }
 
@@ -205,6 +226,7 @@ impl<DB: Backend> Db<DB> {
             bulk: std::sync::Mutex::new(BulkQueue {
                 kinds: Vec::new(),
                 waiters: Vec::new(),
+                jobs: Vec::new(),
                 closed: false,
             }),
             kick: Notify::new(),
@@ -313,6 +335,44 @@ impl<DB: Backend> Db<DB> {
         shared.kick.notify_one();
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Database("the write batch was abandoned".into())))
+    }
+
+    /// Run `job` whole on the writer's connection in the next batch (see the module docs), and return what it
+    /// returned once that batch is committed. A job that fails is undone alone and its error returned at once.
+    /// `job` may run twice (after another job of its batch failed, its first run undone): it must not act
+    /// outside the database. Without a writer (PostgreSQL) it runs now in its own transaction.
+    pub(crate) async fn write<T: Send + 'static>(&self, job: WriteJob<DB, T>) -> Result<T> {
+        let Some(shared) = &self.writer else {
+            let mut tx = DB::begin_write(&self.pool).await?;
+            let value = job(&mut *tx).await?;
+            tx.commit().await?;
+            return Ok(value);
+        };
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let out = slot.clone();
+        let job = Arc::new(job);
+        let erased: WriteJob<DB, ()> = Box::new(move |conn| {
+            let (job, out) = (job.clone(), out.clone());
+            Box::pin(async move {
+                let value = job(conn).await?;
+                *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+                Ok(())
+            })
+        });
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut queue = shared.bulk_queue();
+            if queue.closed {
+                return Err(StoreError::Database("the store is closed".into()));
+            }
+            queue.jobs.push((erased, tx));
+        }
+        shared.kick.notify_one();
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Database("the write batch was abandoned".into()))
+        })?;
+        let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        value.ok_or_else(|| StoreError::Database("the write job ended without its result".into()))
     }
 
     /// Write every deferred mark and commit the open batch, then refuse further writes and close the pool.
@@ -447,32 +507,94 @@ impl<DB: Database> Shared<DB> {
     }
 }
 
-/// Write the waiting bulk rows into the open batch, one kind after another; their callers then wait for the
-/// batch's `COMMIT` like any job. A kind that fails takes the batch down.
+/// Write the waiting bulk rows into the open batch, one kind after another, then run the waiting write jobs
+/// (`run_jobs`); their callers then wait for the batch's `COMMIT` like any job. A kind of rows that fails takes
+/// the batch down; a job that fails is undone alone and answered with its error.
 async fn flush_bulk<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
-    let (kinds, waiters) = {
+    let (kinds, waiters, jobs) = {
         let mut queue = shared.bulk_queue();
         (
             std::mem::take(&mut queue.kinds),
             std::mem::take(&mut queue.waiters),
+            std::mem::take(&mut queue.jobs),
         )
     };
-    if waiters.is_empty() {
+    if waiters.is_empty() && jobs.is_empty() {
         return;
     }
-    let opened = open_batch(state, &shared.pool).await;
     state.waiters.extend(waiters);
-    if let Err(e) = opened {
-        lose_batch(state, shared, &format!("the batch could not start: {e}")).await;
-        return;
+    let mut jobs = jobs;
+    let written = async {
+        open_batch(state, &shared.pool)
+            .await
+            .map_err(|e| format!("the batch could not start: {e}"))?;
+        for (_, rows) in kinds {
+            let conn = state.conn.as_mut().expect("batch open");
+            rows.write(conn).await.map_err(|e| e.to_string())?;
+        }
+        if !jobs.is_empty() {
+            let conn = state.conn.as_mut().expect("batch open");
+            run_jobs::<DB>(conn, &mut jobs, &mut state.waiters).await?;
+        }
+        Ok::<(), String>(())
     }
-    for (_, rows) in kinds {
-        let conn = state.conn.as_mut().expect("batch open");
-        if let Err(e) = rows.write(conn).await {
-            lose_batch(state, shared, &e.to_string()).await;
-            return;
+    .await;
+    if let Err(why) = written {
+        // Every job not yet run shares the batch's fate.
+        for (_, done) in jobs {
+            state.waiters.push(done);
+        }
+        lose_batch(state, shared, &why).await;
+    }
+}
+
+/// Run the waiting write jobs in the open batch and move each one that succeeded to `waiters` (answered by the
+/// batch's `COMMIT`); a job that fails is answered with its error at once, its writes undone. All of them run
+/// in one savepoint: the common case costs two statements however many jobs there are, not two per job. When one
+/// fails, that savepoint is rolled back and every job is run again, each in its own savepoint (their values are
+/// those of the second run). Err (the jobs left in `jobs`) when the batch's transaction is lost.
+async fn run_jobs<DB: Backend>(
+    conn: &mut DB::Connection,
+    jobs: &mut Vec<QueuedJob<DB>>,
+    waiters: &mut Vec<oneshot::Sender<Result<()>>>,
+) -> std::result::Result<(), String> {
+    let text = |e: StoreError| e.to_string();
+    exec::<DB>(conn, "SAVEPOINT jobs").await.map_err(text)?;
+    let mut failed = false;
+    for (job, _) in jobs.iter() {
+        if job(conn).await.is_err() {
+            failed = true;
+            break;
         }
     }
+    if !failed {
+        exec::<DB>(conn, "RELEASE jobs").await.map_err(text)?;
+        waiters.extend(jobs.drain(..).map(|(_, done)| done));
+        return Ok(());
+    }
+    exec::<DB>(conn, "ROLLBACK TO jobs").await.map_err(text)?;
+    exec::<DB>(conn, "RELEASE jobs").await.map_err(text)?;
+    while !jobs.is_empty() {
+        let (job, done) = jobs.remove(0);
+        exec::<DB>(conn, "SAVEPOINT job").await.map_err(text)?;
+        match job(conn).await {
+            Ok(()) => {
+                let released = exec::<DB>(conn, "RELEASE job").await;
+                waiters.push(done);
+                released.map_err(text)?;
+            }
+            Err(e) => {
+                // Rolled back alone; if that fails the batch's transaction is gone with it.
+                let undone = match exec::<DB>(conn, "ROLLBACK TO job").await {
+                    Ok(()) => exec::<DB>(conn, "RELEASE job").await,
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(Err(e));
+                undone.map_err(text)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `COMMIT` the open batch (if any) and answer its jobs.
@@ -820,6 +942,76 @@ mod tests {
         );
         store.pool.append(Key("after")).await.unwrap();
         assert_eq!(keys(&store).await, ["after", "dup"]);
+    }
+
+    /// A write job inserting `k` and `also` (when given) into `t`; returns how many rows `t` then holds.
+    fn insert_keys(k: &'static str, also: Option<&'static str>) -> super::WriteJob<Sqlite, i64> {
+        Box::new(move |conn| {
+            Box::pin(async move {
+                for key in std::iter::once(k).chain(also) {
+                    query::<Sqlite>("INSERT INTO t (k) VALUES ($1)")
+                        .bind(key)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(n)
+            })
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_jobs_ride_one_batch_a_failing_one_is_undone_alone_and_each_gets_its_value_after_commit()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        table_t(&store, &["dup"]).await;
+        // A savepoint job holds the writer: the write jobs queued meanwhile run in the next batch, with it.
+        let mut a = store.pool.begin_write().await.unwrap();
+        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
+            .execute(&mut *a)
+            .await
+            .unwrap();
+        let db = store.pool.clone();
+        let fine = tokio::spawn(async move { db.write(insert_keys("j1", Some("j2"))).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let db = store.pool.clone();
+        // Its second row clashes: its first row is undone with it, and nothing else.
+        let clash = tokio::spawn(async move { db.write(insert_keys("j3", Some("dup"))).await });
+        let db = store.pool.clone();
+        let row = tokio::spawn(async move { db.append(Key("bulk")).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !fine.is_finished() && !row.is_finished(),
+            "no caller is answered before its batch commits"
+        );
+        a.commit().await.unwrap();
+        // `dup`, `a`, the bulk row (written before the jobs) and the job's two rows.
+        assert_eq!(fine.await.unwrap().unwrap(), 5, "the job's own value");
+        let err = clash.await.unwrap().unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
+        row.await.unwrap().unwrap();
+        assert_eq!(keys(&store).await, ["a", "bulk", "dup", "j1", "j2"]);
+        let stats = store.pool.stats().unwrap();
+        assert_eq!(
+            stats.batches.load(Ordering::Relaxed),
+            1,
+            "`a`, the bulk row and both jobs shared one batch, one COMMIT"
+        );
+        // The writer goes on, and a write job is refused once the store is closed.
+        assert_eq!(
+            store.pool.write(insert_keys("later", None)).await.unwrap(),
+            6
+        );
+        store.pool.close().await;
+        let err = store
+            .pool
+            .write(insert_keys("late", None))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
