@@ -190,6 +190,62 @@ pub(super) async fn touch_last_seen_changes_only_last_seen_and_unknown_id_is_not
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
 }
 
+pub(super) async fn noted_last_seen_lands_for_every_mac_never_backwards_and_an_unknown_id_is_no_error(
+    store: Arc<dyn Store>,
+) {
+    for id in ["UDID-N1", "UDID-N2", "UDID-N3"] {
+        store
+            .upsert_enrollment(&device(id, None), &event(id, "enrollment.authenticated"))
+            .await
+            .unwrap();
+    }
+    let before = store
+        .enrollment("UDID-N2")
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seen_at;
+    store
+        .note_last_seen("UDID-N1", before + 1_000)
+        .await
+        .unwrap();
+    store.note_last_seen("UDID-N2", before - 500).await.unwrap();
+    store
+        .note_last_seen("UDID-N3", before + 3_000)
+        .await
+        .unwrap();
+    store
+        .note_last_seen("UDID-ghost", before + 4_000)
+        .await
+        .unwrap();
+    store
+        .note_last_seen("UDID-N1", before + 1_500)
+        .await
+        .unwrap();
+    // Allowed to lag (SQLite: within DEFER_BOUND): polled, the lag is not what this checks.
+    let expected = vec![before + 1_500, before, before + 3_000];
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen.clear();
+        for id in ["UDID-N1", "UDID-N2", "UDID-N3"] {
+            seen.push(store.enrollment(id).await.unwrap().unwrap().last_seen_at);
+        }
+        if seen == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        seen, expected,
+        "the latest note of each Mac, an older one ignored"
+    );
+    assert_eq!(
+        store.count_enrollments().await.unwrap(),
+        3,
+        "no row for the unknown id"
+    );
+}
+
 pub(super) async fn upsert_with_an_unknown_group_is_not_found_and_writes_nothing(
     store: Arc<dyn Store>,
 ) {

@@ -174,6 +174,7 @@ conformance! {
     enrollments::rebinding_a_new_fingerprint_frees_the_old_one,
     enrollments::user_channel_rows_live_beside_their_device,
     enrollments::touch_last_seen_changes_only_last_seen_and_unknown_id_is_not_found,
+    enrollments::noted_last_seen_lands_for_every_mac_never_backwards_and_an_unknown_id_is_no_error,
     enrollments::upsert_with_an_unknown_group_is_not_found_and_writes_nothing,
     enrollments::checkout_disables_device_and_user_channels_deletes_token_empties_queue_keeps_events,
     enrollments::checkout_of_an_unknown_device_changes_nothing_but_records_the_event,

@@ -4,7 +4,10 @@
 
 use super::Db;
 
-use super::{Backend, SqlStore, events, groups, query, query_as, query_scalar, tokens};
+use super::writer::futures_core_boxed::BoxFuture;
+use super::{
+    Backend, BulkRow, QueryBuilder, SqlStore, events, groups, query, query_as, query_scalar, tokens,
+};
 use crate::rows::{EnrollmentQueueRow, EnrollmentRow, count, enrollment_columns};
 use crate::{
     BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Enrollments, Millis, NewEvent, Result,
@@ -201,22 +204,42 @@ pub(super) async fn touch_last_seen<DB: Backend>(
     Ok(())
 }
 
+/// A Mac's lagging `last_seen_at` ([`Db::defer`]): every check-in makes one, so the writer writes all those
+/// waiting with one `UPDATE … FROM (VALUES …)` per [`events::BULK_CHUNK`] Macs.
+struct LastSeen {
+    id: String,
+    at: Millis,
+}
+
+impl<DB: Backend> BulkRow<DB> for LastSeen {
+    fn write_all<'c>(conn: &'c mut DB::Connection, rows: Vec<Self>) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move {
+            // Keyed by enrollment when deferred: one row per target, as UPDATE … FROM needs. Never moves a
+            // Mac's last-seen backwards.
+            for chunk in rows.chunks(events::BULK_CHUNK) {
+                let mut q = QueryBuilder::<DB>::new(
+                    "UPDATE enrollments SET last_seen_at = v.column2 FROM (VALUES ",
+                );
+                q.push_values(chunk, |row, r| {
+                    row.push_bind(&r.id).push_bind(r.at);
+                });
+                q.push(
+                    ") AS v WHERE enrollments.id = v.column1 AND enrollments.last_seen_at < v.column2",
+                );
+                q.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
 pub(super) async fn note_last_seen<DB: Backend>(pool: &Db<DB>, id: &str, at: Millis) -> Result<()> {
-    let owned = id.to_string();
     pool.defer(
-        format!("last_seen:{id}"),
-        Box::new(move |conn| {
-            Box::pin(async move {
-                query::<DB>(
-                    "UPDATE enrollments SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
-                )
-                .bind(at)
-                .bind(&owned)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            })
-        }),
+        id.to_string(),
+        LastSeen {
+            id: id.to_string(),
+            at,
+        },
     )
     .await
 }

@@ -14,9 +14,12 @@
 //! - The transaction is never left open: any job ending (committed or dropped) wakes the committer, so the
 //!   database write lock is released between batches for other processes (`escrowd keys rotate`).
 //! - Deferred marks ([`Db::defer`]: writes allowed to lag, such as a Mac's `last_seen_at`) join the next
-//!   batch or are flushed by the committer within [`DEFER_BOUND`], and on [`Db::close`].
-//! - Deferred marks skip the savepoint: one statement each instead of three, each statement a round trip to
-//!   SQLite's connection thread, which is most of what a write costs here. A mark fails only when the
+//!   batch or are flushed by the committer within [`DEFER_BOUND`], and on [`Db::close`]. Nobody waits for
+//!   them.
+//! - Deferred marks are data, keyed (a newer mark for a key replaces the older one), and written like bulk
+//!   rows: one statement per kind for all the marks waiting, not one per mark (each statement is a round trip
+//!   to SQLite's connection thread, which is most of what a write costs here: with one `UPDATE` per Mac, an
+//!   Idle poll's `last_seen_at` cost the writer a round trip of its own). A kind of marks fails only when the
 //!   database does, and then it takes its batch down (rolled back, every job in it answered with an error,
 //!   as when a `COMMIT` fails).
 //! - Bulk rows ([`Db::append`]): the hottest writes (every served Bootstrap Token's mark and audit event) are
@@ -87,15 +90,6 @@ pub(crate) type WriteJob<DB, T> = Box<
 /// A write job waiting for the next batch, with its caller.
 type QueuedJob<DB> = (WriteJob<DB, ()>, oneshot::Sender<Result<()>>);
 
-/// A write that may lag behind (flushed within [`DEFER_BOUND`] and on close): run in the next batch, on the
-/// writer's connection; a failure takes its batch down (see `run_deferred`).
-pub(crate) type Deferred<DB> = Box<
-    dyn for<'c> FnOnce(
-            &'c mut <DB as Database>::Connection,
-        ) -> futures_core_boxed::BoxFuture<'c, Result<()>>
-        + Send,
->;
-
 /// A boxed future (kept local: the store has no `futures` dependency).
 pub(crate) mod futures_core_boxed {
     pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -112,10 +106,38 @@ struct State<DB: Database> {
     closed: bool,
 }
 
-/// Deferred marks by key (a newer mark for a key replaces the older one); None once the store is closed.
-/// Behind a plain mutex of their own, never the writer's: queueing a mark (every Idle poll) must not wait for
-/// the batch being written or its `COMMIT`'s fsync.
-type DeferredMarks<DB> = std::sync::Mutex<Option<HashMap<String, Deferred<DB>>>>;
+/// Deferred marks by kind, each kind's by key (a newer mark for a key replaces the older one); None once the
+/// store is closed. Behind a plain mutex of their own, never the writer's: queueing a mark (every Idle poll)
+/// must not wait for the batch being written or its `COMMIT`'s fsync.
+type DeferredMarks<DB> = std::sync::Mutex<Option<MarkKinds<DB>>>;
+type MarkKinds<DB> = Vec<(TypeId, Box<dyn PendingMarks<DB>>)>;
+
+/// One kind's waiting deferred marks, type-erased.
+trait PendingMarks<DB: Database>: Send {
+    fn as_any(&mut self) -> &mut dyn Any;
+    fn is_empty(&self) -> bool;
+    /// The marks waiting, as rows to write (this kind is then empty).
+    fn take(&mut self) -> Option<Box<dyn PendingRows<DB>>>;
+}
+
+struct Marks<R>(HashMap<String, R>);
+
+impl<DB: Database, R: BulkRow<DB>> PendingMarks<DB> for Marks<R> {
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn take(&mut self) -> Option<Box<dyn PendingRows<DB>>> {
+        if self.0.is_empty() {
+            return None;
+        }
+        Some(Box::new(Rows::<R>(
+            self.0.drain().map(|(_, r)| r).collect(),
+        )))
+    }
+}
 
 /// Rows of one kind that a batch writes together ([`Db::append`]).
 pub(crate) trait BulkRow<DB: Database>: Send + Sized + 'static {
@@ -222,7 +244,7 @@ impl<DB: Backend> Db<DB> {
                 waiters: Vec::new(),
                 closed: false,
             })),
-            deferred: std::sync::Mutex::new(Some(HashMap::new())),
+            deferred: std::sync::Mutex::new(Some(Vec::new())),
             bulk: std::sync::Mutex::new(BulkQueue {
                 kinds: Vec::new(),
                 waiters: Vec::new(),
@@ -282,22 +304,35 @@ impl<DB: Backend> Db<DB> {
         }))
     }
 
-    /// Queue a write that may lag (see the module docs), replacing a queued one with the same `key`. Without
-    /// a writer (PostgreSQL) it runs now in its own transaction.
-    pub(crate) async fn defer(&self, key: String, job: Deferred<DB>) -> Result<()> {
+    /// Queue a write that may lag (see the module docs), replacing a queued one of the same kind with the same
+    /// `key`; nobody waits for it. Without a writer (PostgreSQL) it is written now in its own transaction.
+    pub(crate) async fn defer<R: BulkRow<DB>>(&self, key: String, mark: R) -> Result<()> {
         let Some(shared) = &self.writer else {
             let mut tx = DB::begin_write(&self.pool).await?;
-            job(&mut *tx).await?;
+            R::write_all(&mut *tx, vec![mark]).await?;
             tx.commit().await?;
             return Ok(());
         };
-        match shared.deferred_marks().as_mut() {
-            Some(marks) => {
-                marks.insert(key, job);
-                Ok(())
+        let mut marks = shared.deferred_marks();
+        let Some(kinds) = marks.as_mut() else {
+            return Err(StoreError::Database("the store is closed".into()));
+        };
+        let kind = TypeId::of::<R>();
+        let at = match kinds.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                kinds.push((kind, Box::new(Marks::<R>(HashMap::new()))));
+                kinds.len() - 1
             }
-            None => Err(StoreError::Database("the store is closed".into())),
-        }
+        };
+        kinds[at]
+            .1
+            .as_any()
+            .downcast_mut::<Marks<R>>()
+            .expect("marks are filed under their own type")
+            .0
+            .insert(key, mark);
+        Ok(())
     }
 
     /// Write `row` with the next batch (see the module docs); Ok once that batch is committed. Without a
@@ -383,7 +418,8 @@ impl<DB: Backend> Db<DB> {
                 recover(&mut guard, shared).await;
                 // No mark can be queued after this: the map is gone.
                 let last = shared.deferred_marks().take().unwrap_or_default();
-                run_deferred(&mut guard, shared, last).await;
+                let rows = last.into_iter().filter_map(|(_, mut m)| m.take()).collect();
+                write_deferred(&mut guard, shared, rows).await;
                 shared.bulk_queue().closed = true;
                 flush_bulk(&mut guard, shared).await;
                 commit_batch(&mut guard, shared).await;
@@ -465,30 +501,33 @@ async fn lose_batch<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>, why
     shared.stats.record(n, Duration::ZERO);
 }
 
-/// Run the deferred marks, each in its own savepoint of the current batch.
+/// Write the deferred marks waiting into the current batch, one statement (or a few) per kind.
 async fn flush_deferred<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
-    let jobs = shared
+    let rows: Vec<Box<dyn PendingRows<DB>>> = shared
         .deferred_marks()
         .as_mut()
-        .map(std::mem::take)
+        .map(|kinds| kinds.iter_mut().filter_map(|(_, m)| m.take()).collect())
         .unwrap_or_default();
-    run_deferred(state, shared, jobs).await;
+    write_deferred(state, shared, rows).await;
 }
 
-async fn run_deferred<DB: Backend>(
+async fn write_deferred<DB: Backend>(
     state: &mut State<DB>,
     shared: &Shared<DB>,
-    jobs: HashMap<String, Deferred<DB>>,
+    rows: Vec<Box<dyn PendingRows<DB>>>,
 ) {
-    // No savepoint: a mark is one statement that fails only when the database does, and then the batch is
-    // lost with it (the remaining marks are dropped, logged).
-    for job in jobs.into_values() {
-        if let Err(e) = open_batch(state, &shared.pool).await {
-            tracing::warn!(error = %e, "group commit: deferred writes could not start");
-            return;
-        }
+    if rows.is_empty() {
+        return;
+    }
+    // No savepoint: marks fail only when the database does, and then the batch is lost with them (the
+    // remaining marks are dropped, logged).
+    if let Err(e) = open_batch(state, &shared.pool).await {
+        tracing::warn!(error = %e, "group commit: deferred writes could not start");
+        return;
+    }
+    for kind in rows {
         let conn = state.conn.as_mut().expect("batch open");
-        if let Err(e) = job(conn).await {
+        if let Err(e) = kind.write(conn).await {
             lose_batch(state, shared, &format!("a deferred write failed: {e}")).await;
             return;
         }
@@ -496,7 +535,7 @@ async fn run_deferred<DB: Backend>(
 }
 
 impl<DB: Database> Shared<DB> {
-    fn deferred_marks(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Deferred<DB>>>> {
+    fn deferred_marks(&self) -> std::sync::MutexGuard<'_, Option<MarkKinds<DB>>> {
         // Inserts and takes are single calls: a poisoned map is still whole.
         self.deferred.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -655,7 +694,11 @@ async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
         if guard.closed {
             return;
         }
-        if !kicked && s.deferred_marks().as_ref().is_none_or(HashMap::is_empty) {
+        if !kicked
+            && s.deferred_marks()
+                .as_ref()
+                .is_none_or(|kinds| kinds.iter().all(|(_, m)| m.is_empty()))
+        {
             continue;
         }
         recover(&mut guard, &s).await;
@@ -1162,5 +1205,46 @@ mod tests {
                 .last_seen_at,
             3_000
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lagging_marks_of_many_macs_are_written_in_chunks_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.sqlite");
+        let store = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
+        // More Macs than one statement carries (events::BULK_CHUNK), enrolled concurrently (batched).
+        let n = super::super::events::BULK_CHUNK + 20;
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("UDID-MANY-{i}");
+                store
+                    .upsert_enrollment(&device(&id, None), &event(&id, "enrollment.authenticated"))
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        for i in 0..n {
+            store
+                .note_last_seen(&format!("UDID-MANY-{i}"), 10_000 + i as i64)
+                .await
+                .unwrap();
+        }
+        // Flushed on close, every one of them, read back from the file.
+        store.close().await;
+        drop(store);
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        for i in [0, 1, n / 2, n - 2, n - 1] {
+            let seen = reopened
+                .enrollment(&format!("UDID-MANY-{i}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at;
+            assert_eq!(seen, 10_000 + i as i64, "Mac {i}");
+        }
     }
 }
