@@ -3,6 +3,7 @@
 //! reports of the same command serialise on its row). Shares all queries with the SQLite backend (`sql/*.rs`);
 //! this module only says how PostgreSQL connects, starts a write transaction and runs a statement.
 
+use std::future::Future;
 use std::str::FromStr;
 
 use sqlx::error::BoxDynError;
@@ -38,6 +39,7 @@ impl PgStore {
 
 impl Backend for Postgres {
     const BACKEND: &'static str = "postgres";
+    const OWN_HANDLE: bool = false;
     const STORE: &'static str = "PgStore";
 
     async fn begin_write(pool: &Pool<Self>) -> Result<Tx<Self>> {
@@ -72,6 +74,14 @@ impl Backend for Postgres {
         args: PgArguments,
     ) -> sqlx::Result<Option<R>> {
         sqlx::query_as_with(sql, args).fetch_optional(conn).await
+    }
+
+    /// None: PostgreSQL has no handle to run on; its writes go through sqlx.
+    fn with_handle<'c, T: Send + 'c>(
+        _conn: &'c mut PgConnection,
+        _run: impl FnOnce(&rusqlite::Connection) -> T + Send + 'c,
+    ) -> impl Future<Output = Option<Result<T>>> + Send + 'c {
+        std::future::ready(None)
     }
 }
 

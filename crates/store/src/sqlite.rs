@@ -66,6 +66,7 @@ impl SqliteStore {
 
 impl Backend for Sqlite {
     const BACKEND: &'static str = "sqlite";
+    const OWN_HANDLE: bool = true;
     const STORE: &'static str = "SqliteStore";
 
     /// Takes the database write lock from its first statement (`BEGIN IMMEDIATE`), so concurrent writers queue
@@ -106,6 +107,28 @@ impl Backend for Sqlite {
         args: SqliteArguments,
     ) -> sqlx::Result<Option<R>> {
         sqlx::query_as_with(sql, args).fetch_optional(conn).await
+    }
+
+    async fn with_handle<'c, T: Send + 'c>(
+        conn: &'c mut SqliteConnection,
+        run: impl FnOnce(&rusqlite::Connection) -> T + Send + 'c,
+    ) -> Option<Result<T>> {
+        let mut locked = match conn.lock_handle().await {
+            Ok(locked) => locked,
+            Err(e) => return Some(Err(e.into())),
+        };
+        // SAFETY: the handle is valid, and ours alone, while `locked` lives (sqlx's connection thread waits for
+        // it); `from_handle` makes a Connection that never closes it, dropped (its statements finalized) before
+        // `locked` is.
+        let raw =
+            match unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr()) } {
+                Ok(raw) => raw,
+                Err(e) => return Some(Err(crate::sql::local_error(e))),
+            };
+        let out = run(&raw);
+        drop(raw);
+        drop(locked);
+        Some(Ok(out))
     }
 }
 

@@ -4,9 +4,9 @@
 
 use super::Db;
 
-use super::writer::futures_core_boxed::BoxFuture;
 use super::{
-    Backend, BulkRow, QueryBuilder, SqlStore, events, groups, query, query_as, query_scalar, tokens,
+    Backend, BulkRow, QueryBuilder, SqlStore, Stmt, events, groups, query, query_as, query_scalar,
+    tokens,
 };
 use crate::rows::{EnrollmentQueueRow, EnrollmentRow, count, enrollment_columns};
 use crate::{
@@ -212,11 +212,11 @@ struct LastSeen {
 }
 
 impl<DB: Backend> BulkRow<DB> for LastSeen {
-    fn write_all<'c>(conn: &'c mut DB::Connection, rows: Vec<Self>) -> BoxFuture<'c, Result<()>> {
-        Box::pin(async move {
-            // Keyed by enrollment when deferred: one row per target, as UPDATE … FROM needs. Never moves a
-            // Mac's last-seen backwards.
-            for chunk in rows.chunks(events::BULK_CHUNK) {
+    fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
+        // Keyed by enrollment when deferred: one row per target, as UPDATE … FROM needs. Never moves a Mac's
+        // last-seen backwards.
+        rows.chunks(events::BULK_CHUNK)
+            .map(|chunk| {
                 let mut q = QueryBuilder::<DB>::new(
                     "UPDATE enrollments SET last_seen_at = v.column2 FROM (VALUES ",
                 );
@@ -226,10 +226,9 @@ impl<DB: Backend> BulkRow<DB> for LastSeen {
                 q.push(
                     ") AS v WHERE enrollments.id = v.column1 AND enrollments.last_seen_at < v.column2",
                 );
-                q.build().execute(&mut *conn).await?;
-            }
-            Ok(())
-        })
+                q.statement()
+            })
+            .collect()
     }
 }
 

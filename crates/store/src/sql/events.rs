@@ -1,8 +1,7 @@
 //! Audit events. Guarantees: events are only ever appended; listing is newest first, filtered with bound
 //! parameters, at most 1000 per page.
 
-use super::writer::futures_core_boxed::BoxFuture;
-use super::{BulkRow, Db};
+use super::{BulkRow, Db, Stmt};
 
 use super::{Backend, QueryBuilder, SqlStore, query};
 use crate::rows::{EventRow, convert_all, page_limit};
@@ -32,21 +31,31 @@ pub(super) async fn insert_many<DB: Backend>(
     conn: &mut DB::Connection,
     events: &[&NewEvent],
 ) -> Result<()> {
-    for chunk in events.chunks(BULK_CHUNK) {
-        let mut q = QueryBuilder::<DB>::new(
-            "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ",
-        );
-        q.push_values(chunk, |row, e| {
-            row.push_bind(&e.subject)
-                .push_bind(&e.enrollment_id)
-                .push_bind(e.kind.as_str())
-                .push_bind(e.outcome.as_str())
-                .push_bind(&e.detail)
-                .push_bind(e.at);
-        });
-        q.build().execute(&mut *conn).await?;
+    for st in insert_statements::<DB>(events) {
+        st.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The statements inserting `events` in order, [`BULK_CHUNK`] per statement.
+pub(super) fn insert_statements<DB: Backend>(events: &[&NewEvent]) -> Vec<Stmt<DB>> {
+    events
+        .chunks(BULK_CHUNK)
+        .map(|chunk| {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ",
+            );
+            q.push_values(chunk, |row, e| {
+                row.push_bind(&e.subject)
+                    .push_bind(&e.enrollment_id)
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.outcome.as_str())
+                    .push_bind(&e.detail)
+                    .push_bind(e.at);
+            });
+            q.statement()
+        })
+        .collect()
 }
 
 /// An event recorded on its own (no other change to go with): a bulk row of the group-commit writer on
@@ -59,11 +68,9 @@ pub(super) async fn record<DB: Backend>(pool: &Db<DB>, e: &NewEvent) -> Result<(
 struct Recorded(NewEvent);
 
 impl<DB: Backend> BulkRow<DB> for Recorded {
-    fn write_all<'c>(conn: &'c mut DB::Connection, rows: Vec<Self>) -> BoxFuture<'c, Result<()>> {
-        Box::pin(async move {
-            let events: Vec<&NewEvent> = rows.iter().map(|r| &r.0).collect();
-            insert_many::<DB>(conn, &events).await
-        })
+    fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
+        let events: Vec<&NewEvent> = rows.iter().map(|r| &r.0).collect();
+        insert_statements::<DB>(&events)
     }
 }
 

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::types::ToSql;
+use rusqlite::types::{ToSql, ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, Statement};
 
 use crate::{Result, StoreError};
@@ -153,8 +153,38 @@ fn bind(st: &mut Statement<'_>, params: &[&dyn ToSql]) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `value` as the owned SQLite value it binds as (what `Stmt::run_on` binds). The message never quotes it.
+pub(super) fn owned_value(value: &dyn ToSql) -> std::result::Result<Value, String> {
+    match value.to_sql() {
+        Ok(ToSqlOutput::Borrowed(v)) => Ok(match v {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::Integer(i),
+            ValueRef::Real(f) => Value::Real(f),
+            ValueRef::Text(t) => Value::Text(
+                String::from_utf8(t.to_vec())
+                    .map_err(|_| "a text value is not UTF-8".to_string())?,
+            ),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        }),
+        Ok(ToSqlOutput::Owned(v)) => Ok(v),
+        Ok(_) => Err("a value of a kind the raw path does not bind".into()),
+        Err(e) => Err(kind_of(&e).into()),
+    }
+}
+
+/// Prepare `sql` (with `?` or `$N` parameters) on `conn`, bind `values`, run it; the rows it changed.
+pub(super) fn execute(conn: &Connection, sql: &str, values: &[Value]) -> Result<u64> {
+    let run = || -> rusqlite::Result<u64> {
+        let mut st = conn.prepare(sql)?;
+        let params: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
+        bind(&mut st, &params)?;
+        Ok(st.raw_execute()? as u64)
+    };
+    run().map_err(store_error)
+}
+
 /// As `From<sqlx::Error>` (`error.rs`): the database's message and code, never a bound or stored value.
-fn store_error(e: rusqlite::Error) -> StoreError {
+pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(err, msg) => StoreError::Database(format!(
             "{} (code {})",
@@ -169,7 +199,7 @@ fn store_error(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::InvalidColumnName(name) => {
             StoreError::Database(format!("no column named {name}"))
         }
-        other => StoreError::Database(format!("local read failed: {}", kind_of(&other))),
+        other => StoreError::Database(format!("SQLite call failed: {}", kind_of(&other))),
     }
 }
 

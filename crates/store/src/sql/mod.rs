@@ -28,6 +28,7 @@ mod writer;
 
 pub(crate) use local::{LocalReads, LocalRow};
 
+pub(crate) use local::store_error as local_error;
 pub use writer::{BatchStats, DEFER_BOUND};
 pub(crate) use writer::{BulkRow, Db};
 
@@ -126,6 +127,17 @@ pub trait Backend: Database {
         sql: SqlStr,
         args: Self::Arguments,
     ) -> impl Future<Output = sqlx::Result<Option<R>>> + Send + 'c;
+
+    /// Whether [`Self::with_handle`] runs (SQLite).
+    const OWN_HANDLE: bool;
+
+    /// Run `run` on the connection's own SQLite handle, synchronously on the calling thread: one round trip to
+    /// the connection's thread to take the handle, however many statements `run` makes (each statement sent
+    /// through sqlx is a round trip of its own). None for a backend without one (PostgreSQL).
+    fn with_handle<'c, T: Send + 'c>(
+        conn: &'c mut Self::Connection,
+        run: impl FnOnce(&rusqlite::Connection) -> T + Send + 'c,
+    ) -> impl Future<Output = Option<Result<T>>> + Send + 'c;
 }
 
 /// A value either backend can bind (every column type this store writes).
@@ -338,6 +350,8 @@ where
 pub(crate) struct QueryBuilder<DB: Database> {
     sql: String,
     args: std::result::Result<DB::Arguments, BoxDynError>,
+    /// SQLite: the bound values again, owned, for running the statement on a raw handle ([`Stmt::run_on`]).
+    raw: std::result::Result<Vec<rusqlite::types::Value>, String>,
 }
 
 impl<DB: Backend> QueryBuilder<DB> {
@@ -345,6 +359,7 @@ impl<DB: Backend> QueryBuilder<DB> {
         QueryBuilder {
             sql: init.into(),
             args: Ok(DB::Arguments::default()),
+            raw: Ok(Vec::new()),
         }
     }
 
@@ -354,7 +369,18 @@ impl<DB: Backend> QueryBuilder<DB> {
     }
 
     /// Bind a value and write its placeholder.
-    pub(crate) fn push_bind<'t, T: Param<'t>>(&mut self, value: T) -> &mut Self {
+    pub(crate) fn push_bind<'t, T: Param<'t> + rusqlite::types::ToSql>(
+        &mut self,
+        value: T,
+    ) -> &mut Self {
+        if DB::BACKEND == "sqlite"
+            && let Ok(raw) = &mut self.raw
+        {
+            match local::owned_value(&value) {
+                Ok(v) => raw.push(v),
+                Err(e) => self.raw = Err(e),
+            }
+        }
         if let Ok(args) = &mut self.args {
             match DB::bind(args, value) {
                 Ok(()) => {
@@ -391,9 +417,20 @@ impl<DB: Backend> QueryBuilder<DB> {
     }
 
     pub(crate) fn build(&mut self) -> Query<DB> {
+        self.raw = Ok(Vec::new());
         Query {
             sql: sqlx::AssertSqlSafe(std::mem::take(&mut self.sql)).into_sql_str(),
             args: std::mem::replace(&mut self.args, Ok(DB::Arguments::default())),
+        }
+    }
+
+    /// The statement as data, to run later through sqlx ([`Stmt::execute`]) or, on SQLite, on a raw handle
+    /// ([`Stmt::run_on`]).
+    pub(crate) fn statement(&mut self) -> Stmt<DB> {
+        Stmt {
+            sql: std::mem::take(&mut self.sql),
+            args: std::mem::replace(&mut self.args, Ok(DB::Arguments::default())),
+            raw: std::mem::replace(&mut self.raw, Ok(Vec::new())),
         }
     }
 
@@ -413,12 +450,40 @@ pub(crate) struct Separated<'b, DB: Database> {
 }
 
 impl<DB: Backend> Separated<'_, DB> {
-    pub(crate) fn push_bind<'t, T: Param<'t>>(&mut self, value: T) -> &mut Self {
+    pub(crate) fn push_bind<'t, T: Param<'t> + rusqlite::types::ToSql>(
+        &mut self,
+        value: T,
+    ) -> &mut Self {
         if !self.first {
             self.builder.push(self.separator);
         }
         self.first = false;
         self.builder.push_bind(value);
         self
+    }
+}
+
+/// A statement built by a [`QueryBuilder`], held as data: the bulk writes of the group-commit writer
+/// (`writer.rs`), which runs a batch's statements on SQLite's raw handle all at once.
+pub(crate) struct Stmt<DB: Database> {
+    sql: String,
+    args: std::result::Result<DB::Arguments, BoxDynError>,
+    raw: std::result::Result<Vec<rusqlite::types::Value>, String>,
+}
+
+impl<DB: Backend> Stmt<DB> {
+    /// Run it through sqlx; the number of rows it changed.
+    pub(crate) async fn execute(self, conn: &mut DB::Connection) -> Result<u64> {
+        let args = self.args.map_err(sqlx::Error::Encode)?;
+        Ok(DB::execute(conn, sqlx::AssertSqlSafe(self.sql).into_sql_str(), args).await?)
+    }
+
+    /// Run it on a raw SQLite handle (see [`Backend::with_handle`]); the number of rows it changed.
+    pub(crate) fn run_on(&self, conn: &rusqlite::Connection) -> Result<u64> {
+        let values = self
+            .raw
+            .as_ref()
+            .map_err(|e| crate::StoreError::Database(format!("a value could not be bound: {e}")))?;
+        local::execute(conn, &self.sql, values)
     }
 }

@@ -4,8 +4,7 @@
 
 use super::Db;
 
-use super::writer::futures_core_boxed::BoxFuture;
-use super::{Backend, BulkRow, QueryBuilder, SqlStore, enrollments, events, query, query_as};
+use super::{Backend, BulkRow, QueryBuilder, SqlStore, Stmt, enrollments, events, query, query_as};
 use crate::rows::BootstrapTokenRow;
 use crate::{
     BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Millis, NewEvent, Result, StoreError, Tokens,
@@ -41,26 +40,25 @@ struct Escrowed {
 }
 
 impl<DB: Backend> BulkRow<DB> for Escrowed {
-    fn write_all<'c>(conn: &'c mut DB::Connection, rows: Vec<Self>) -> BoxFuture<'c, Result<()>> {
-        Box::pin(async move {
-            for chunk in rows.chunks(events::BULK_CHUNK) {
-                // The last escrow of a Mac wins, as if they had been written one by one.
-                let mut last: Vec<&BootstrapTokenRecord> = Vec::with_capacity(chunk.len());
-                for r in chunk {
-                    match last
-                        .iter_mut()
-                        .find(|l| l.enrollment_id == r.rec.enrollment_id)
-                    {
-                        Some(l) => *l = &r.rec,
-                        None => last.push(&r.rec),
-                    }
+    fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
+        let mut stmts = Vec::new();
+        for chunk in rows.chunks(events::BULK_CHUNK) {
+            // The last escrow of a Mac wins, as if they had been written one by one.
+            let mut last: Vec<&BootstrapTokenRecord> = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                match last
+                    .iter_mut()
+                    .find(|l| l.enrollment_id == r.rec.enrollment_id)
+                {
+                    Some(l) => *l = &r.rec,
+                    None => last.push(&r.rec),
                 }
-                upsert::<DB>(conn, &last).await?;
-                let escrowed: Vec<&NewEvent> = chunk.iter().map(|r| &r.event).collect();
-                events::insert_many::<DB>(conn, &escrowed).await?;
             }
-            Ok(())
-        })
+            stmts.extend(upsert_statements::<DB>(&last));
+            let escrowed: Vec<&NewEvent> = chunk.iter().map(|r| &r.event).collect();
+            stmts.extend(events::insert_statements::<DB>(&escrowed));
+        }
+        stmts
     }
 }
 
@@ -80,6 +78,14 @@ async fn upsert<DB: Backend>(
     conn: &mut DB::Connection,
     recs: &[&BootstrapTokenRecord],
 ) -> Result<()> {
+    for st in upsert_statements::<DB>(recs) {
+        st.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// [`upsert`]'s two statements.
+fn upsert_statements<DB: Backend>(recs: &[&BootstrapTokenRecord]) -> Vec<Stmt<DB>> {
     let mut q = QueryBuilder::<DB>::new(
         "INSERT INTO sealed_secrets (owner, field, key_id, blob, updated_at) VALUES ",
     );
@@ -94,7 +100,7 @@ async fn upsert<DB: Backend>(
         " ON CONFLICT (owner, field) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, \
          updated_at = excluded.updated_at",
     );
-    q.build().execute(&mut *conn).await?;
+    let secrets = q.statement();
     let mut q = QueryBuilder::<DB>::new(
         "INSERT INTO bootstrap_tokens (enrollment_id, size, digest, escrowed_at, verified, last_requested_at) \
          VALUES ",
@@ -112,8 +118,7 @@ async fn upsert<DB: Backend>(
          escrowed_at = excluded.escrowed_at, verified = excluded.verified, \
          last_requested_at = excluded.last_requested_at",
     );
-    q.build().execute(&mut *conn).await?;
-    Ok(())
+    vec![secrets, q.statement()]
 }
 
 pub(super) async fn get<DB: Backend>(
@@ -176,40 +181,39 @@ struct Served {
 }
 
 impl<DB: Backend> BulkRow<DB> for Served {
-    fn write_all<'c>(conn: &'c mut DB::Connection, rows: Vec<Self>) -> BoxFuture<'c, Result<()>> {
-        Box::pin(async move {
-            for chunk in rows.chunks(events::BULK_CHUNK) {
-                // One mark per token, its latest: an UPDATE … FROM with two rows for one target is undefined.
-                let mut latest: Vec<(&str, Millis)> = Vec::with_capacity(chunk.len());
-                for r in chunk {
-                    match latest.iter_mut().find(|(id, _)| *id == r.enrollment_id) {
-                        Some((_, at)) => *at = (*at).max(r.at),
-                        None => latest.push((&r.enrollment_id, r.at)),
-                    }
+    fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
+        let mut stmts = Vec::new();
+        for chunk in rows.chunks(events::BULK_CHUNK) {
+            // One mark per token, its latest: an UPDATE … FROM with two rows for one target is undefined.
+            let mut latest: Vec<(&str, Millis)> = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                match latest.iter_mut().find(|(id, _)| *id == r.enrollment_id) {
+                    Some((_, at)) => *at = (*at).max(r.at),
+                    None => latest.push((&r.enrollment_id, r.at)),
                 }
-                let mut q = QueryBuilder::<DB>::new(
-                    "UPDATE bootstrap_tokens SET verified = TRUE, last_requested_at = CASE enrollment_id",
-                );
-                for (id, at) in &latest {
-                    q.push(" WHEN ")
-                        .push_bind(*id)
-                        .push(" THEN ")
-                        .push_bind(*at);
-                }
-                q.push(" END WHERE enrollment_id IN (");
-                {
-                    let mut ids = q.separated(", ");
-                    for (id, _) in &latest {
-                        ids.push_bind(*id);
-                    }
-                }
-                q.push(")");
-                q.build().execute(&mut *conn).await?;
-                let served: Vec<&NewEvent> = chunk.iter().map(|r| &r.event).collect();
-                events::insert_many::<DB>(conn, &served).await?;
             }
-            Ok(())
-        })
+            let mut q = QueryBuilder::<DB>::new(
+                "UPDATE bootstrap_tokens SET verified = TRUE, last_requested_at = CASE enrollment_id",
+            );
+            for (id, at) in &latest {
+                q.push(" WHEN ")
+                    .push_bind(*id)
+                    .push(" THEN ")
+                    .push_bind(*at);
+            }
+            q.push(" END WHERE enrollment_id IN (");
+            {
+                let mut ids = q.separated(", ");
+                for (id, _) in &latest {
+                    ids.push_bind(*id);
+                }
+            }
+            q.push(")");
+            stmts.push(q.statement());
+            let served: Vec<&NewEvent> = chunk.iter().map(|r| &r.event).collect();
+            stmts.extend(events::insert_statements::<DB>(&served));
+        }
+        stmts
     }
 }
 

@@ -48,7 +48,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
-use super::{Backend, Exec, LocalReads, On, Tx};
+use super::{Backend, Exec, LocalReads, On, Stmt, Tx};
 use crate::{Result, StoreError};
 
 /// The most jobs one batch holds before it commits regardless of who is waiting.
@@ -139,23 +139,18 @@ impl<DB: Database, R: BulkRow<DB>> PendingMarks<DB> for Marks<R> {
     }
 }
 
-/// Rows of one kind that a batch writes together ([`Db::append`]).
+/// Rows of one kind that a batch writes together ([`Db::append`], [`Db::defer`]).
 pub(crate) trait BulkRow<DB: Database>: Send + Sized + 'static {
-    /// Write `rows` (in arrival order, at least one) on the batch's connection: a few statements, whatever
-    /// their number. Fails only when the database does (the batch is then rolled back).
-    fn write_all<'c>(
-        conn: &'c mut DB::Connection,
-        rows: Vec<Self>,
-    ) -> futures_core_boxed::BoxFuture<'c, Result<()>>;
+    /// The statements that write `rows` (in arrival order, at least one): a few, whatever their number.
+    /// Data, not a future: on SQLite the committer runs a batch's statements on its own thread, all with one
+    /// take of the connection. They fail only when the database does (the batch is then rolled back).
+    fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>>;
 }
 
 /// One kind's waiting rows, type-erased.
 trait PendingRows<DB: Database>: Send {
     fn as_any(&mut self) -> &mut dyn Any;
-    fn write<'c>(
-        self: Box<Self>,
-        conn: &'c mut DB::Connection,
-    ) -> futures_core_boxed::BoxFuture<'c, Result<()>>;
+    fn statements(self: Box<Self>) -> Vec<Stmt<DB>>;
 }
 
 struct Rows<R>(Vec<R>);
@@ -164,11 +159,8 @@ impl<DB: Database, R: BulkRow<DB>> PendingRows<DB> for Rows<R> {
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
-    fn write<'c>(
-        self: Box<Self>,
-        conn: &'c mut DB::Connection,
-    ) -> futures_core_boxed::BoxFuture<'c, Result<()>> {
-        R::write_all(conn, self.0)
+    fn statements(self: Box<Self>) -> Vec<Stmt<DB>> {
+        R::statements(self.0)
     }
 }
 
@@ -309,7 +301,9 @@ impl<DB: Backend> Db<DB> {
     pub(crate) async fn defer<R: BulkRow<DB>>(&self, key: String, mark: R) -> Result<()> {
         let Some(shared) = &self.writer else {
             let mut tx = DB::begin_write(&self.pool).await?;
-            R::write_all(&mut *tx, vec![mark]).await?;
+            for st in R::statements(vec![mark]) {
+                st.execute(&mut tx).await?;
+            }
             tx.commit().await?;
             return Ok(());
         };
@@ -340,7 +334,9 @@ impl<DB: Backend> Db<DB> {
     pub(crate) async fn append<R: BulkRow<DB>>(&self, row: R) -> Result<()> {
         let Some(shared) = &self.writer else {
             let mut tx = DB::begin_write(&self.pool).await?;
-            R::write_all(&mut *tx, vec![row]).await?;
+            for st in R::statements(vec![row]) {
+                st.execute(&mut tx).await?;
+            }
             tx.commit().await?;
             return Ok(());
         };
@@ -418,11 +414,8 @@ impl<DB: Backend> Db<DB> {
                 recover(&mut guard, shared).await;
                 // No mark can be queued after this: the map is gone.
                 let last = shared.deferred_marks().take().unwrap_or_default();
-                let rows = last.into_iter().filter_map(|(_, mut m)| m.take()).collect();
-                write_deferred(&mut guard, shared, rows).await;
                 shared.bulk_queue().closed = true;
-                flush_bulk(&mut guard, shared).await;
-                commit_batch(&mut guard, shared).await;
+                flush_and_commit(&mut guard, shared, Some(last)).await;
                 guard.closed = true;
                 guard.conn = None;
             }
@@ -501,39 +494,6 @@ async fn lose_batch<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>, why
     shared.stats.record(n, Duration::ZERO);
 }
 
-/// Write the deferred marks waiting into the current batch, one statement (or a few) per kind.
-async fn flush_deferred<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
-    let rows: Vec<Box<dyn PendingRows<DB>>> = shared
-        .deferred_marks()
-        .as_mut()
-        .map(|kinds| kinds.iter_mut().filter_map(|(_, m)| m.take()).collect())
-        .unwrap_or_default();
-    write_deferred(state, shared, rows).await;
-}
-
-async fn write_deferred<DB: Backend>(
-    state: &mut State<DB>,
-    shared: &Shared<DB>,
-    rows: Vec<Box<dyn PendingRows<DB>>>,
-) {
-    if rows.is_empty() {
-        return;
-    }
-    // No savepoint: marks fail only when the database does, and then the batch is lost with them (the
-    // remaining marks are dropped, logged).
-    if let Err(e) = open_batch(state, &shared.pool).await {
-        tracing::warn!(error = %e, "group commit: deferred writes could not start");
-        return;
-    }
-    for kind in rows {
-        let conn = state.conn.as_mut().expect("batch open");
-        if let Err(e) = kind.write(conn).await {
-            lose_batch(state, shared, &format!("a deferred write failed: {e}")).await;
-            return;
-        }
-    }
-}
-
 impl<DB: Database> Shared<DB> {
     fn deferred_marks(&self) -> std::sync::MutexGuard<'_, Option<MarkKinds<DB>>> {
         // Inserts and takes are single calls: a poisoned map is still whole.
@@ -546,11 +506,29 @@ impl<DB: Database> Shared<DB> {
     }
 }
 
-/// Write the waiting bulk rows into the open batch, one kind after another, then run the waiting write jobs
-/// (`run_jobs`); their callers then wait for the batch's `COMMIT` like any job. A kind of rows that fails takes
-/// the batch down; a job that fails is undone alone and answered with its error.
-async fn flush_bulk<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
-    let (kinds, waiters, jobs) = {
+/// Write what waits for the next batch and commit it: the deferred marks (`marks`, or those queued), the bulk
+/// rows by kind, then the write jobs (`run_jobs`), then `COMMIT`. A kind of marks or rows that fails takes the
+/// batch down; a job that fails is undone alone and answered with its error. Without a write job, the marks,
+/// the rows and the `COMMIT` run together on SQLite's handle (`write_statements`): a batch of Idle polls'
+/// marks and served tokens costs one round trip to the connection's thread, not one per statement.
+async fn flush_and_commit<DB: Backend>(
+    state: &mut State<DB>,
+    shared: &Shared<DB>,
+    marks: Option<MarkKinds<DB>>,
+) {
+    let marks: Vec<Box<dyn PendingRows<DB>>> = match marks {
+        Some(kinds) => kinds
+            .into_iter()
+            .filter_map(|(_, mut m)| m.take())
+            .collect(),
+        None => shared
+            .deferred_marks()
+            .as_mut()
+            .map(|kinds| kinds.iter_mut().filter_map(|(_, m)| m.take()).collect())
+            .unwrap_or_default(),
+    };
+    let mut stmts: Vec<Stmt<DB>> = marks.into_iter().flat_map(|m| m.statements()).collect();
+    let (kinds, waiters, mut jobs) = {
         let mut queue = shared.bulk_queue();
         (
             std::mem::take(&mut queue.kinds),
@@ -558,35 +536,134 @@ async fn flush_bulk<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
             std::mem::take(&mut queue.jobs),
         )
     };
-    if waiters.is_empty() && jobs.is_empty() {
-        return;
-    }
     state.waiters.extend(waiters);
-    let mut jobs = jobs;
-    let written = async {
+    stmts.extend(kinds.into_iter().flat_map(|(_, rows)| rows.statements()));
+    let commit_now = jobs.is_empty();
+    if !stmts.is_empty() {
+        if let Err(why) = write_statements(state, shared, stmts, commit_now).await {
+            // Every job not yet run shares the batch's fate.
+            state.waiters.extend(jobs.drain(..).map(|(_, done)| done));
+            lose_batch(state, shared, &why).await;
+            return;
+        }
+        if commit_now {
+            return;
+        }
+    }
+    if !jobs.is_empty() {
+        let ran = match open_batch(state, &shared.pool).await {
+            Ok(()) => {
+                let conn = state.conn.as_mut().expect("batch open");
+                run_jobs::<DB>(conn, &mut jobs, &mut state.waiters).await
+            }
+            Err(e) => Err(format!("the batch could not start: {e}")),
+        };
+        if let Err(why) = ran {
+            state.waiters.extend(jobs.drain(..).map(|(_, done)| done));
+            lose_batch(state, shared, &why).await;
+            return;
+        }
+    }
+    commit_batch(state, shared).await;
+}
+
+/// What ran of a batch on SQLite's handle.
+struct Section {
+    /// `BEGIN IMMEDIATE` ran here.
+    began: bool,
+    /// Err: why the batch is lost (not yet rolled back or answered).
+    written: std::result::Result<(), String>,
+    /// When asked: the `COMMIT`'s outcome (rolled back on failure) and how long it took.
+    committed: Option<(std::result::Result<(), String>, Duration)>,
+}
+
+/// Run `stmts` in the batch (opening it if needed) and, when `commit`, commit it and answer its jobs. On SQLite
+/// all of it runs here, on the committer's thread, with one take of the connection's handle; elsewhere
+/// statement by statement through sqlx. Err: why the batch is lost (the caller rolls it back and answers).
+async fn write_statements<DB: Backend>(
+    state: &mut State<DB>,
+    shared: &Shared<DB>,
+    stmts: Vec<Stmt<DB>>,
+    commit: bool,
+) -> std::result::Result<(), String> {
+    if state.conn.is_none() {
+        let conn = shared
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| format!("the batch could not start: {}", StoreError::from(e)))?;
+        state.conn = Some(conn);
+    }
+    if !DB::OWN_HANDLE {
         open_batch(state, &shared.pool)
             .await
             .map_err(|e| format!("the batch could not start: {e}"))?;
-        for (_, rows) in kinds {
+        for st in stmts {
             let conn = state.conn.as_mut().expect("batch open");
-            rows.write(conn).await.map_err(|e| e.to_string())?;
+            st.execute(conn).await.map_err(|e| e.to_string())?;
         }
-        if !jobs.is_empty() {
-            let conn = state.conn.as_mut().expect("batch open");
-            run_jobs::<DB>(conn, &mut jobs, &mut state.waiters).await?;
+        if commit {
+            commit_batch(state, shared).await;
         }
-        Ok::<(), String>(())
+        return Ok(());
     }
-    .await;
-    if let Err(why) = written {
-        // Every job not yet run shares the batch's fate.
-        for (_, done) in jobs {
-            state.waiters.push(done);
-        }
-        lose_batch(state, shared, &why).await;
+    let begin = !state.open;
+    let conn = state.conn.as_mut().expect("connection just set");
+    // Boxed as a `Send` future of unnamed type: awaited bare, the closure's higher-ranked signature made the
+    // callers' futures fail the `Send` check (rust-lang/rust#100013).
+    let on_handle: futures_core_boxed::BoxFuture<'_, Option<Result<Section>>> = Box::pin(
+        DB::with_handle(&mut **conn, move |c: &rusqlite::Connection| {
+            let mut out = Section {
+                began: false,
+                written: Ok(()),
+                committed: None,
+            };
+            if begin {
+                if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
+                    out.written = Err(format!(
+                        "the batch could not start: {}",
+                        super::local_error(e)
+                    ));
+                    return out;
+                }
+                out.began = true;
+            }
+            for st in &stmts {
+                if let Err(e) = st.run_on(c) {
+                    out.written = Err(e.to_string());
+                    return out;
+                }
+            }
+            if commit {
+                let started = Instant::now();
+                let done = c.execute_batch("COMMIT");
+                if done.is_err() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
+                out.committed = Some((
+                    done.map_err(|e| super::local_error(e).to_string()),
+                    started.elapsed(),
+                ));
+            }
+            out
+        }),
+    );
+    let on_handle = on_handle.await;
+    let section = match on_handle {
+        Some(Ok(section)) => section,
+        Some(Err(e)) => return Err(format!("the connection could not be taken: {e}")),
+        None => return Err("the database has no handle to write on".into()),
+    };
+    if section.began {
+        state.open = true;
     }
+    section.written?;
+    if let Some((done, took)) = section.committed {
+        state.open = false;
+        answer_batch(state, shared, done, took);
+    }
+    Ok(())
 }
-
 /// Run the waiting write jobs in the open batch and move each one that succeeded to `waiters` (answered by the
 /// batch's `COMMIT`); a job that fails is answered with its error at once, its writes undone. All of them run
 /// in one savepoint: the common case costs two statements however many jobs there are, not two per job. When one
@@ -650,8 +727,23 @@ async fn commit_batch<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>) {
         let _ = exec::<DB>(conn, "ROLLBACK").await;
     }
     state.open = false;
+    answer_batch(
+        state,
+        shared,
+        done.map_err(|e| e.to_string()),
+        started.elapsed(),
+    );
+}
+
+/// Answer the jobs of a batch whose `COMMIT` returned `done` after `took`.
+fn answer_batch<DB: Database>(
+    state: &mut State<DB>,
+    shared: &Shared<DB>,
+    done: std::result::Result<(), String>,
+    took: Duration,
+) {
     let n = state.waiters.len();
-    shared.stats.record(n, started.elapsed());
+    shared.stats.record(n, took);
     for w in state.waiters.drain(..) {
         let _ = w.send(match &done {
             Ok(()) => Ok(()),
@@ -702,9 +794,7 @@ async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
             continue;
         }
         recover(&mut guard, &s).await;
-        flush_deferred(&mut guard, &s).await;
-        flush_bulk(&mut guard, &s).await;
-        commit_batch(&mut guard, &s).await;
+        flush_and_commit(&mut guard, &s, None).await;
     }
 }
 
@@ -755,9 +845,7 @@ impl<DB: Backend> WriteTx<DB> {
                 let (tx, rx) = oneshot::channel();
                 guard.waiters.push(tx);
                 if guard.waiters.len() >= MAX_BATCH {
-                    flush_deferred(&mut guard, &lease.shared).await;
-                    flush_bulk(&mut guard, &lease.shared).await;
-                    commit_batch(&mut guard, &lease.shared).await;
+                    flush_and_commit(&mut guard, &lease.shared, None).await;
                 }
                 drop(guard);
                 lease.shared.kick.notify_one();
@@ -886,18 +974,12 @@ mod tests {
     struct Key(&'static str);
 
     impl super::BulkRow<Sqlite> for Key {
-        fn write_all<'c>(
-            conn: &'c mut sqlx::SqliteConnection,
-            rows: Vec<Self>,
-        ) -> super::futures_core_boxed::BoxFuture<'c, crate::Result<()>> {
-            Box::pin(async move {
-                let mut q = super::super::QueryBuilder::<Sqlite>::new("INSERT INTO t (k) VALUES ");
-                q.push_values(&rows, |row, Key(k)| {
-                    row.push_bind(*k);
-                });
-                q.build().execute(&mut *conn).await?;
-                Ok(())
-            })
+        fn statements(rows: Vec<Self>) -> Vec<super::Stmt<Sqlite>> {
+            let mut q = super::super::QueryBuilder::<Sqlite>::new("INSERT INTO t (k) VALUES ");
+            q.push_values(&rows, |row, Key(k)| {
+                row.push_bind(*k);
+            });
+            vec![q.statement()]
         }
     }
 
