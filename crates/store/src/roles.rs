@@ -133,12 +133,16 @@ pub trait Tokens: Send + Sync {
     /// Delete secret + metadata, write event; returns whether something was deleted. The event is written
     /// either way.
     async fn clear_bootstrap_token(&self, enrollment_id: &str, event: &NewEvent) -> Result<bool>;
-    /// A successful GetBootstrapToken, called after serving a token read with [`Tokens::bootstrap_token`]:
-    /// last_requested_at = at, verified = true, + event, one durable transaction. A token released is always
-    /// audited: when it was cleared in between, the event is still written and the mark matches nothing.
+    /// A successful GetBootstrapToken, called after serving `served` (read with [`Tokens::bootstrap_token`]):
+    /// the event is durable when this returns, always (a token released is always audited: when it was
+    /// cleared in between, the event is still written and the mark matches nothing). A token not yet verified
+    /// gets verified = true and last_requested_at = at in the same durable transaction. For one already
+    /// verified only last_requested_at is left to write, and it may lag like a Mac's last-seen (SQLite: at
+    /// most about [`crate::DEFER_BOUND`]); it never moves backwards and never lands on a token escrowed
+    /// since (matched by `escrowed_at`).
     async fn mark_bootstrap_token_served(
         &self,
-        enrollment_id: &str,
+        served: &BootstrapTokenRecord,
         at: Millis,
         event: &NewEvent,
     ) -> Result<()>;

@@ -268,7 +268,7 @@ impl<'a, S: ?Sized + EscrowRoles> BootstrapEscrow<'a, S> {
             format!("served {} bytes; token verified", token.len()),
         );
         self.store
-            .mark_bootstrap_token_served(&device.id, now, &event)
+            .mark_bootstrap_token_served(&record, now, &event)
             .await?;
         Ok(CheckinReply::Plist(body))
     }

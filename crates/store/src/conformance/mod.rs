@@ -183,6 +183,7 @@ conformance! {
     tokens::bootstrap_token_clear_deletes_secret_and_metadata_and_writes_the_event_either_way,
     tokens::bootstrap_token_served_sets_verified_and_last_requested_with_its_event,
     tokens::serving_a_token_cleared_since_is_still_audited_and_marks_nothing,
+    tokens::serving_a_verified_token_audits_at_once_and_its_time_lands_never_on_a_newer_token,
     tokens::set_verified_toggles_and_without_a_token_does_nothing,
     tokens::bootstrap_token_and_its_event_are_written_together_or_not_at_all,
     secrets::sealed_secret_cas_with_a_stale_blob_returns_false_and_changes_nothing,

@@ -102,11 +102,7 @@ pub(super) async fn bootstrap_token_served_sets_verified_and_last_requested_with
         .await
         .unwrap();
     store
-        .mark_bootstrap_token_served(
-            "UDID-A",
-            8_000,
-            &event("UDID-A", "bootstrap_token.requested"),
-        )
+        .mark_bootstrap_token_served(&rec, 8_000, &event("UDID-A", "bootstrap_token.requested"))
         .await
         .unwrap();
     let got = store.bootstrap_token("UDID-A").await.unwrap().unwrap();
@@ -120,9 +116,10 @@ pub(super) async fn serving_a_token_cleared_since_is_still_audited_and_marks_not
     store: Arc<dyn Store>,
 ) {
     enrolled(&store, "UDID-A").await;
+    // Served as read, then cleared before the mark.
     store
         .mark_bootstrap_token_served(
-            "UDID-A",
+            &token("UDID-A", "k1", b"sealed"),
             8_000,
             &event("UDID-A", "bootstrap_token.requested"),
         )
@@ -133,6 +130,69 @@ pub(super) async fn serving_a_token_cleared_since_is_still_audited_and_marks_not
         store.bootstrap_token("UDID-A").await.unwrap().is_none(),
         "the mark creates no token"
     );
+}
+
+pub(super) async fn serving_a_verified_token_audits_at_once_and_its_time_lands_never_on_a_newer_token(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "UDID-A").await;
+    let rec = token("UDID-A", "k1", b"sealed");
+    store
+        .put_bootstrap_token(&rec, &event("UDID-A", "bootstrap_token.escrowed"))
+        .await
+        .unwrap();
+    let requested = event("UDID-A", "bootstrap_token.requested");
+    store
+        .mark_bootstrap_token_served(&rec, 8_000, &requested)
+        .await
+        .unwrap();
+    let verified = store.bootstrap_token("UDID-A").await.unwrap().unwrap();
+    assert!(verified.verified);
+    // Served again, as read now (verified): the event is there when the call returns, the time follows.
+    store
+        .mark_bootstrap_token_served(&verified, 9_000, &requested)
+        .await
+        .unwrap();
+    store
+        .mark_bootstrap_token_served(&verified, 8_500, &requested)
+        .await
+        .unwrap();
+    assert_eq!(kind_count(&store, "bootstrap_token.requested").await, 3);
+    let mut got = None;
+    for _ in 0..200 {
+        got = store
+            .bootstrap_token("UDID-A")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_requested_at;
+        if got == Some(9_000) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(got, Some(9_000), "the latest time, never moved backwards");
+    // A serve of the old token whose time lands after a new token was escrowed leaves the new one alone.
+    let newer = crate::BootstrapTokenRecord {
+        escrowed_at: 12_000,
+        ..token("UDID-A", "k1", b"newer")
+    };
+    store
+        .mark_bootstrap_token_served(&verified, 10_000, &requested)
+        .await
+        .unwrap();
+    store
+        .put_bootstrap_token(&newer, &event("UDID-A", "bootstrap_token.escrowed"))
+        .await
+        .unwrap();
+    tokio::time::sleep(crate::DEFER_BOUND * 4).await;
+    let now = store.bootstrap_token("UDID-A").await.unwrap().unwrap();
+    assert_eq!(now.escrowed_at, 12_000);
+    assert_eq!(
+        now.last_requested_at, None,
+        "not marked by the old token's serve"
+    );
+    assert!(!now.verified);
 }
 
 pub(super) async fn set_verified_toggles_and_without_a_token_does_nothing(store: Arc<dyn Store>) {

@@ -212,6 +212,11 @@ struct LastSeen {
 }
 
 impl<DB: Backend> BulkRow<DB> for LastSeen {
+    /// The later time wins, whatever the order the marks came in.
+    fn merge(&mut self, newer: Self) {
+        self.at = self.at.max(newer.at);
+    }
+
     fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
         // Keyed by enrollment when deferred: one row per target, as UPDATE … FROM needs. Never moves a Mac's
         // last-seen backwards.

@@ -219,16 +219,68 @@ impl<DB: Backend> BulkRow<DB> for Served {
 
 pub(super) async fn mark_served<DB: Backend>(
     pool: &Db<DB>,
-    enrollment_id: &str,
+    served: &BootstrapTokenRecord,
     at: Millis,
     event: &NewEvent,
 ) -> Result<()> {
-    pool.append(Served {
-        enrollment_id: enrollment_id.to_string(),
-        at,
-        event: event.clone(),
-    })
-    .await
+    if !served.verified {
+        return pool
+            .append(Served {
+                enrollment_id: served.enrollment_id.clone(),
+                at,
+                event: event.clone(),
+            })
+            .await;
+    }
+    // Already verified: only the time is left to write, and it may lag; the event may not.
+    pool.defer(
+        served.enrollment_id.clone(),
+        Requested {
+            enrollment_id: served.enrollment_id.clone(),
+            escrowed_at: served.escrowed_at,
+            at,
+        },
+    )
+    .await?;
+    events::record(pool, event).await
+}
+
+/// The lagging last_requested_at of an already verified token ([`Db::defer`], keyed by enrollment): one
+/// `UPDATE … FROM (VALUES …)` per [`events::BULK_CHUNK`] tokens. Only the token that was served (same
+/// `escrowed_at`), never backwards.
+struct Requested {
+    enrollment_id: String,
+    escrowed_at: Millis,
+    at: Millis,
+}
+
+impl<DB: Backend> BulkRow<DB> for Requested {
+    /// The later time wins, whatever the order the marks came in.
+    fn merge(&mut self, newer: Self) {
+        self.at = self.at.max(newer.at);
+    }
+
+    fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
+        rows.chunks(events::BULK_CHUNK)
+            .map(|chunk| {
+                let mut q = QueryBuilder::<DB>::new(
+                    "UPDATE bootstrap_tokens SET last_requested_at = v.column3 FROM (VALUES ",
+                );
+                q.push_values(chunk, |row, r| {
+                    row.push_bind(&r.enrollment_id)
+                        .push_bind(r.escrowed_at)
+                        .push_bind(r.at);
+                });
+                q.push(
+                    ") AS v WHERE bootstrap_tokens.enrollment_id = v.column1 \
+                     AND bootstrap_tokens.escrowed_at = v.column2 \
+                     AND (bootstrap_tokens.last_requested_at IS NULL \
+                     OR bootstrap_tokens.last_requested_at < v.column3)",
+                );
+                q.statement()
+            })
+            .collect()
+    }
 }
 
 pub(super) async fn set_verified<DB: Backend>(
@@ -264,11 +316,11 @@ impl<DB: Backend> Tokens for SqlStore<DB> {
 
     async fn mark_bootstrap_token_served(
         &self,
-        enrollment_id: &str,
+        served: &BootstrapTokenRecord,
         at: Millis,
         event: &NewEvent,
     ) -> Result<()> {
-        mark_served(&self.pool, enrollment_id, at, event).await
+        mark_served(&self.pool, served, at, event).await
     }
 
     async fn set_bootstrap_token_verified(

@@ -13,9 +13,10 @@
 //!   was already waiting runs before the `COMMIT`. Nothing waits on a timer; a lone write commits at once.
 //! - The transaction is never left open: any job ending (committed or dropped) wakes the committer, so the
 //!   database write lock is released between batches for other processes (`escrowd keys rotate`).
-//! - Deferred marks ([`Db::defer`]: writes allowed to lag, such as a Mac's `last_seen_at`) join the next
-//!   batch or are flushed by the committer within [`DEFER_BOUND`], and on [`Db::close`]. Nobody waits for
-//!   them.
+//! - Deferred marks ([`Db::defer`]: writes allowed to lag, such as a Mac's `last_seen_at`) are written once
+//!   per [`DEFER_BOUND`]: with the first batch after it has passed, by the committer itself when no batch
+//!   comes, and on [`Db::close`]. Nobody waits for them. (Written with every batch, a busy fleet's marks
+//!   rewrote the same pages in every `COMMIT`.)
 //! - Deferred marks are data, keyed (a newer mark for a key replaces the older one), and written like bulk
 //!   rows: one statement per kind for all the marks waiting, not one per mark (each statement is a round trip
 //!   to SQLite's connection thread, which is most of what a write costs here: with one `UPDATE` per Mac, an
@@ -145,6 +146,12 @@ pub(crate) trait BulkRow<DB: Database>: Send + Sized + 'static {
     /// Data, not a future: on SQLite the committer runs a batch's statements on its own thread, all with one
     /// take of the connection. They fail only when the database does (the batch is then rolled back).
     fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>>;
+
+    /// A deferred mark's `newer` mark for the same key arrived before it was written ([`Db::defer`]):
+    /// by default the newer replaces it.
+    fn merge(&mut self, newer: Self) {
+        *self = newer;
+    }
 }
 
 /// One kind's waiting rows, type-erased.
@@ -180,6 +187,9 @@ struct Shared<DB: Database> {
     /// Behind a plain mutex of its own, like the deferred marks: appending never waits for a batch.
     bulk: std::sync::Mutex<BulkQueue<DB>>,
     kick: Notify,
+    /// When the deferred marks were last written: a busy writer writes them once per [`DEFER_BOUND`], not
+    /// with every batch (a mark's rows would otherwise be rewritten, pages and all, many times a second).
+    marks_written: std::sync::Mutex<Instant>,
     stats: BatchStats,
 }
 
@@ -244,6 +254,7 @@ impl<DB: Backend> Db<DB> {
                 closed: false,
             }),
             kick: Notify::new(),
+            marks_written: std::sync::Mutex::new(Instant::now()),
             stats: BatchStats::default(),
         });
         spawn_committer(Arc::downgrade(&shared))?;
@@ -296,8 +307,9 @@ impl<DB: Backend> Db<DB> {
         }))
     }
 
-    /// Queue a write that may lag (see the module docs), replacing a queued one of the same kind with the same
-    /// `key`; nobody waits for it. Without a writer (PostgreSQL) it is written now in its own transaction.
+    /// Queue a write that may lag (see the module docs), merged into a queued one of the same kind with the
+    /// same `key` ([`BulkRow::merge`]); nobody waits for it. Without a writer (PostgreSQL) it is written now,
+    /// in its own transaction.
     pub(crate) async fn defer<R: BulkRow<DB>>(&self, key: String, mark: R) -> Result<()> {
         let Some(shared) = &self.writer else {
             let mut tx = DB::begin_write(&self.pool).await?;
@@ -319,13 +331,19 @@ impl<DB: Backend> Db<DB> {
                 kinds.len() - 1
             }
         };
-        kinds[at]
+        match kinds[at]
             .1
             .as_any()
             .downcast_mut::<Marks<R>>()
             .expect("marks are filed under their own type")
             .0
-            .insert(key, mark);
+            .entry(key)
+        {
+            std::collections::hash_map::Entry::Occupied(mut queued) => queued.get_mut().merge(mark),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(mark);
+            }
+        }
         Ok(())
     }
 
@@ -495,6 +513,17 @@ async fn lose_batch<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>, why
 }
 
 impl<DB: Database> Shared<DB> {
+    /// Whether the deferred marks are due (last written at least [`DEFER_BOUND`] ago); if so, they count as
+    /// written now.
+    fn marks_due(&self) -> bool {
+        let mut last = self.marks_written.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < DEFER_BOUND {
+            return false;
+        }
+        *last = Instant::now();
+        true
+    }
+
     fn deferred_marks(&self) -> std::sync::MutexGuard<'_, Option<MarkKinds<DB>>> {
         // Inserts and takes are single calls: a poisoned map is still whole.
         self.deferred.lock().unwrap_or_else(|p| p.into_inner())
@@ -521,11 +550,12 @@ async fn flush_and_commit<DB: Backend>(
             .into_iter()
             .filter_map(|(_, mut m)| m.take())
             .collect(),
-        None => shared
+        None if shared.marks_due() => shared
             .deferred_marks()
             .as_mut()
             .map(|kinds| kinds.iter_mut().filter_map(|(_, m)| m.take()).collect())
             .unwrap_or_default(),
+        None => Vec::new(),
     };
     let mut stmts: Vec<Stmt<DB>> = marks.into_iter().flat_map(|m| m.statements()).collect();
     let (kinds, waiters, mut jobs) = {
@@ -794,7 +824,14 @@ async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
             continue;
         }
         recover(&mut guard, &s).await;
-        flush_and_commit(&mut guard, &s, None).await;
+        // Woken by the bound, not by a write: the marks are due whenever they were last written.
+        let marks = if kicked {
+            None
+        } else {
+            *s.marks_written.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            s.deferred_marks().as_mut().map(std::mem::take)
+        };
+        flush_and_commit(&mut guard, &s, marks).await;
     }
 }
 
