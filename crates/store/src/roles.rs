@@ -42,9 +42,9 @@ pub trait Enrollments: Send + Sync {
     ) -> Result<Option<(Enrollment, bool)>>;
     /// NotFound if the enrollment does not exist.
     async fn touch_last_seen(&self, id: &str, at: Millis) -> Result<()>;
-    /// Like [`Self::touch_last_seen`] for the hot path (Idle polls), but allowed to lag: on SQLite the write
-    /// joins the group-commit writer's next batch, at most [`crate::DEFER_BOUND`] later, and is flushed by
-    /// `close()`; several notes for one id before a flush cost one write. Never moves `last_seen_at`
+    /// Like [`Self::touch_last_seen`] for the hot path (Idle polls), but allowed to lag: on SQLite the
+    /// group-commit writer writes the waiting notes once per [`crate::DEFER_BOUND`], and `close()` flushes
+    /// them; several notes for one id before a flush cost one write (the latest time wins). Never moves `last_seen_at`
     /// backwards; an unknown id changes nothing (no error: the write may run after the call returned).
     async fn note_last_seen(&self, id: &str, at: Millis) -> Result<()>;
     /// CheckOut: disable the device enrollment and its user channels, delete the Bootstrap Token (secret +
