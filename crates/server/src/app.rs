@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::datadir::DataDir;
-use crate::{AppState, listener, tls};
+use crate::{AppShared, AppState, listener, tls};
 
 /// Everything `escrowd serve` can be told.
 #[derive(Debug, Clone)]
@@ -329,7 +329,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
             format!("{scheme}://{local_addr}")
         }
     };
-    let state = AppState {
+    let state = AppState::new(AppShared {
         mdm: MdmService::with_clock(store.clone(), vault, opts.clock.0.clone())
             .with_agent_secret_ttl(opts.agent_secret_ttl)
             .with_device_identity(verifier.clone())
@@ -360,7 +360,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         } else {
             None
         },
-    };
+    });
     // A stored push certificate wakes Macs from the start; a broken one is reported, not fatal (an admin
     // can upload a new one while serving).
     match crate::apns::install(&state.mdm, &opts.apns).await {

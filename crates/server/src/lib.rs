@@ -29,9 +29,27 @@ use service::MdmService;
 
 pub use app::{AdminListen, RunningServer, ServeOptions, start};
 
-/// State shared by every handler.
+/// State shared by every handler: one [`AppShared`] behind an `Arc`. axum clones the state for every request,
+/// and cloning the fields themselves (the service's dozen `Arc`s, two `String`s) showed in the check-in's
+/// profile; this is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppShared>);
+
+impl AppState {
+    pub fn new(shared: AppShared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppShared;
+    fn deref(&self) -> &AppShared {
+        &self.0
+    }
+}
+
+/// What every handler reads ([`AppState`]).
+pub struct AppShared {
     pub mdm: MdmService,
     /// Header a trusted TLS-terminating proxy puts the client certificate in; None = never read one.
     pub trusted_cert_header: Option<String>,

@@ -11,8 +11,9 @@ macro_rules! local_row {
     ($row:ident { $($field:ident),* $(,)? } $(flatten { $($nested:ident: $nested_ty:ty),* $(,)? })?) => {
         impl crate::sql::LocalRow for $row {
             fn from_local(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                let columns = crate::sql::ByName::new(row);
                 Ok($row {
-                    $($field: row.get(stringify!($field))?,)*
+                    $($field: columns.get(stringify!($field))?,)*
                     $($($nested: <$nested_ty as crate::sql::LocalRow>::from_local(row)?,)*)?
                 })
             }
