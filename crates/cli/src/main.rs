@@ -291,6 +291,11 @@ fn parse_secret(value: &str) -> Result<vault::Secret<Vec<u8>>, String> {
     Ok(vault::Secret::new(value.as_bytes().to_vec()))
 }
 
+/// mimalloc instead of glibc's malloc: a check-in makes many small, short-lived allocations (HTTP, plist,
+/// CMS), and glibc's malloc/free paths were about 9 % of the server's CPU under Idle polls.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
