@@ -5,8 +5,7 @@
 use super::Db;
 
 use super::{
-    Backend, BulkRow, QueryBuilder, SqlStore, Stmt, events, groups, query, query_as, query_scalar,
-    tokens,
+    Backend, BulkRow, SqlStore, Stmt, events, groups, query, query_as, query_scalar, tokens,
 };
 use crate::rows::{EnrollmentQueueRow, EnrollmentRow, count, enrollment_columns};
 use crate::{
@@ -220,20 +219,14 @@ impl<DB: Backend> BulkRow<DB> for LastSeen {
     fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
         // Keyed by enrollment when deferred: one row per target, as UPDATE … FROM needs. Never moves a Mac's
         // last-seen backwards.
-        rows.chunks(events::BULK_CHUNK)
-            .map(|chunk| {
-                let mut q = QueryBuilder::<DB>::new(
-                    "UPDATE enrollments SET last_seen_at = v.column2 FROM (VALUES ",
-                );
-                q.push_values(chunk, |row, r| {
-                    row.push_bind(&r.id).push_bind(r.at);
-                });
-                q.push(
-                    ") AS v WHERE enrollments.id = v.column1 AND enrollments.last_seen_at < v.column2",
-                );
-                q.statement()
-            })
-            .collect()
+        events::chunked_values(
+            &rows,
+            "UPDATE enrollments SET last_seen_at = v.column2 FROM (VALUES ",
+            |row, r| {
+                row.push_bind(&r.id).push_bind(r.at);
+            },
+            ") AS v WHERE enrollments.id = v.column1 AND enrollments.last_seen_at < v.column2",
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{BulkRow, Db, Stmt};
 
-use super::{Backend, QueryBuilder, SqlStore, query};
+use super::{Backend, QueryBuilder, Separated, SqlStore, query};
 use crate::rows::{EventRow, convert_all, page_limit};
 use crate::{Event, EventFilter, Events, NewEvent, Result};
 
@@ -26,6 +26,24 @@ pub(super) async fn insert<DB: Backend>(conn: &mut DB::Connection, e: &NewEvent)
 /// Rows per multi-row statement: 6 values each, far below SQLite's 32,766 and PostgreSQL's 65,535.
 pub(super) const BULK_CHUNK: usize = 500;
 
+/// One statement per [`BULK_CHUNK`] rows: `head`, the chunk's rows as a `VALUES` list (each bound by
+/// `bind`), then `tail`. The shape of every bulk write: `INSERT … VALUES …` and `UPDATE … FROM (VALUES …)`.
+pub(super) fn chunked_values<DB: Backend, R>(
+    rows: &[R],
+    head: &str,
+    bind: impl Fn(&mut Separated<'_, DB>, &R),
+    tail: &str,
+) -> Vec<Stmt<DB>> {
+    rows.chunks(BULK_CHUNK)
+        .map(|chunk| {
+            let mut q = QueryBuilder::<DB>::new(head);
+            q.push_values(chunk, |row, r| bind(row, r));
+            q.push(tail);
+            q.statement()
+        })
+        .collect()
+}
+
 /// Insert `events` in order, [`BULK_CHUNK`] per statement.
 pub(super) async fn insert_many<DB: Backend>(
     conn: &mut DB::Connection,
@@ -39,23 +57,19 @@ pub(super) async fn insert_many<DB: Backend>(
 
 /// The statements inserting `events` in order, [`BULK_CHUNK`] per statement.
 pub(super) fn insert_statements<DB: Backend>(events: &[&NewEvent]) -> Vec<Stmt<DB>> {
-    events
-        .chunks(BULK_CHUNK)
-        .map(|chunk| {
-            let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ",
-            );
-            q.push_values(chunk, |row, e| {
-                row.push_bind(&e.subject)
-                    .push_bind(&e.enrollment_id)
-                    .push_bind(e.kind.as_str())
-                    .push_bind(e.outcome.as_str())
-                    .push_bind(&e.detail)
-                    .push_bind(e.at);
-            });
-            q.statement()
-        })
-        .collect()
+    chunked_values(
+        events,
+        "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ",
+        |row, e| {
+            row.push_bind(&e.subject)
+                .push_bind(&e.enrollment_id)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.outcome.as_str())
+                .push_bind(&e.detail)
+                .push_bind(e.at);
+        },
+        "",
+    )
 }
 
 /// An event recorded on its own (no other change to go with): a bulk row of the group-commit writer on

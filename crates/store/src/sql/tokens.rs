@@ -261,25 +261,19 @@ impl<DB: Backend> BulkRow<DB> for Requested {
     }
 
     fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
-        rows.chunks(events::BULK_CHUNK)
-            .map(|chunk| {
-                let mut q = QueryBuilder::<DB>::new(
-                    "UPDATE bootstrap_tokens SET last_requested_at = v.column3 FROM (VALUES ",
-                );
-                q.push_values(chunk, |row, r| {
-                    row.push_bind(&r.enrollment_id)
-                        .push_bind(r.escrowed_at)
-                        .push_bind(r.at);
-                });
-                q.push(
-                    ") AS v WHERE bootstrap_tokens.enrollment_id = v.column1 \
-                     AND bootstrap_tokens.escrowed_at = v.column2 \
-                     AND (bootstrap_tokens.last_requested_at IS NULL \
-                     OR bootstrap_tokens.last_requested_at < v.column3)",
-                );
-                q.statement()
-            })
-            .collect()
+        events::chunked_values(
+            &rows,
+            "UPDATE bootstrap_tokens SET last_requested_at = v.column3 FROM (VALUES ",
+            |row, r| {
+                row.push_bind(&r.enrollment_id)
+                    .push_bind(r.escrowed_at)
+                    .push_bind(r.at);
+            },
+            ") AS v WHERE bootstrap_tokens.enrollment_id = v.column1 \
+             AND bootstrap_tokens.escrowed_at = v.column2 \
+             AND (bootstrap_tokens.last_requested_at IS NULL \
+             OR bootstrap_tokens.last_requested_at < v.column3)",
+        )
     }
 }
 
