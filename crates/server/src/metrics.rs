@@ -47,6 +47,10 @@ pub const STORE_BATCHED_WRITES: &str = "escrowd_store_batched_writes_total";
 pub const STORE_COMMIT_SECONDS: &str = "escrowd_store_commit_seconds_total";
 pub const STORE_BATCHES_BY_SIZE: &str = "escrowd_store_batches_by_size_total";
 const BATCH_SIZE_CLASSES: [&str; 7] = ["1", "3", "7", "15", "31", "63", "+Inf"];
+/// Batches by how long their `COMMIT` took (`max_ms`: 1, 2.5, 5, 10, 25, 50, +Inf; each batch in one class,
+/// not cumulative, like the size classes): a stall of the writer holds every write waiting behind it.
+pub const STORE_COMMITS_BY_DURATION: &str = "escrowd_store_commits_by_duration_total";
+const COMMIT_DURATION_CLASSES: [&str; 7] = ["1", "2.5", "5", "10", "25", "50", "+Inf"];
 
 /// The `route` label of a request no route matched (a 404 from the fallback).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -193,6 +197,9 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         metrics::gauge!(STORE_COMMIT_SECONDS).set(get(&stats.commit_nanos) as f64 / 1e9);
         for (class, n) in BATCH_SIZE_CLASSES.iter().zip(&stats.size_buckets) {
             metrics::counter!(STORE_BATCHES_BY_SIZE, "max_writes" => *class).absolute(get(n));
+        }
+        for (class, n) in COMMIT_DURATION_CLASSES.iter().zip(&stats.commit_buckets) {
+            metrics::counter!(STORE_COMMITS_BY_DURATION, "max_ms" => *class).absolute(get(n));
         }
     }
     match store.queue_depth().await {

@@ -225,6 +225,11 @@ async fn check_ins_are_counted_by_message_and_outcome_and_nothing_identifying_is
             .map(|le| after.value("escrowd_store_batches_by_size_total", &[("max_writes", le)]))
             .sum();
         assert_eq!(by_size, batches);
+        let by_duration: f64 = ["1", "2.5", "5", "10", "25", "50", "+Inf"]
+            .iter()
+            .map(|le| after.value("escrowd_store_commits_by_duration_total", &[("max_ms", le)]))
+            .sum();
+        assert_eq!(by_duration, batches, "every batch in one duration class");
     }
 
     let fingerprint = pki::identity::fingerprint_sha256(&mac.cert.to_der().unwrap());

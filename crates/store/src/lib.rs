@@ -42,7 +42,7 @@ pub use roles::{
     Admin, AdminAccounts, Agents, Cluster, Commands, Edge, Enrollments, Events, Groups, Inventory,
     Push, Renewals, Scep, Secrets, Tokens,
 };
-pub use sql::{BatchStats, DEFER_BOUND};
+pub use sql::{BatchStats, COMMIT_BUCKETS_MS, DEFER_BOUND};
 pub use sqlite::SqliteStore;
 
 /// Everything escrowd persists: the sum of the [`roles`], implemented by [`SqliteStore`] and [`PgStore`].

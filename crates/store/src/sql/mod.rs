@@ -29,7 +29,7 @@ mod writer;
 pub(crate) use local::{ByName, LocalReads, LocalRow};
 
 pub(crate) use local::store_error as local_error;
-pub use writer::{BatchStats, DEFER_BOUND};
+pub use writer::{BatchStats, COMMIT_BUCKETS_MS, DEFER_BOUND};
 pub(crate) use writer::{BulkRow, Db};
 
 use std::fmt::{self, Display, Write as _};

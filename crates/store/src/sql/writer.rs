@@ -58,14 +58,20 @@ pub(crate) const MAX_BATCH: usize = 256;
 pub const DEFER_BOUND: Duration = Duration::from_millis(50);
 
 /// Counters of the group-commit writer (for `/metrics`): batches committed, jobs in them, and time spent in
-/// `COMMIT`. Batch size histogram buckets: 1, 2–3, 4–7, 8–15, 16–31, 32–63, 64+ jobs.
+/// `COMMIT`. Batch size histogram buckets: 1, 2–3, 4–7, 8–15, 16–31, 32–63, 64+ jobs. `COMMIT` duration
+/// buckets ([`COMMIT_BUCKETS_MS`]): up to 1, 2.5, 5, 10, 25, 50 ms, and longer (a stall of the writer shows here
+/// as a commit in the upper classes, which a mean cannot show).
 #[derive(Debug, Default)]
 pub struct BatchStats {
     pub batches: AtomicU64,
     pub jobs: AtomicU64,
     pub commit_nanos: AtomicU64,
     pub size_buckets: [AtomicU64; 7],
+    pub commit_buckets: [AtomicU64; 7],
 }
+
+/// Upper bounds of [`BatchStats::commit_buckets`] in milliseconds; the last class has none.
+pub const COMMIT_BUCKETS_MS: [f64; 6] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0];
 
 impl BatchStats {
     fn record(&self, jobs: usize, commit: Duration) {
@@ -75,6 +81,12 @@ impl BatchStats {
             .fetch_add(commit.as_nanos() as u64, Ordering::Relaxed);
         let bucket = (usize::BITS - jobs.max(1).leading_zeros() - 1).min(6) as usize;
         self.size_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let ms = commit.as_secs_f64() * 1e3;
+        let class = COMMIT_BUCKETS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(COMMIT_BUCKETS_MS.len());
+        self.commit_buckets[class].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -1365,5 +1377,21 @@ mod tests {
                 .last_seen_at;
             assert_eq!(seen, 10_000 + i as i64, "Mac {i}");
         }
+    }
+
+    #[test]
+    fn a_commit_is_counted_in_the_one_duration_class_that_holds_it() {
+        let stats = super::BatchStats::default();
+        for ms in [0.2, 1.0, 3.0, 10.0, 10.5, 49.0, 80.0] {
+            stats.record(4, Duration::from_secs_f64(ms / 1e3));
+        }
+        let counts: Vec<u64> = stats
+            .commit_buckets
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        // Classes: ≤1, ≤2.5, ≤5, ≤10, ≤25, ≤50, longer.
+        assert_eq!(counts, [2, 0, 1, 1, 1, 1, 1]);
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 7);
     }
 }
