@@ -73,10 +73,8 @@ pub(super) async fn enqueue<DB: Backend>(
                     queue_for::<DB>(conn, &ids, &cmd.uuid, at, fresh).await?;
                 }
             }
-            if !events.is_empty() {
-                let events: Vec<&NewEvent> = events.iter().collect();
-                super::events::insert_many::<DB>(conn, &events).await?;
-            }
+            let events: Vec<&NewEvent> = events.iter().collect();
+            super::events::insert_many::<DB>(conn, &events).await?;
             Ok(())
         })
     }))

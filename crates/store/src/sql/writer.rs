@@ -17,12 +17,11 @@
 //!   per [`DEFER_BOUND`]: with the first batch after it has passed, by the committer itself when no batch
 //!   comes, and on [`Db::close`]. Nobody waits for them. (Written with every batch, a busy fleet's marks
 //!   rewrote the same pages in every `COMMIT`.)
-//! - Deferred marks are data, keyed (a newer mark for a key replaces the older one), and written like bulk
-//!   rows: one statement per kind for all the marks waiting, not one per mark (each statement is a round trip
-//!   to SQLite's connection thread, which is most of what a write costs here: with one `UPDATE` per Mac, an
-//!   Idle poll's `last_seen_at` cost the writer a round trip of its own). A kind of marks fails only when the
-//!   database does, and then it takes its batch down (rolled back, every job in it answered with an error,
-//!   as when a `COMMIT` fails).
+//! - Deferred marks are data, keyed (a newer mark for a key is merged into the older one, `BulkRow::merge`),
+//!   and written like bulk rows: one statement per kind for all the marks waiting, not one per mark (with one
+//!   `UPDATE` per Mac, an Idle poll's `last_seen_at` cost the writer a statement of its own). A kind of marks
+//!   fails only when the database does, and then it takes its batch down (rolled back, every job in it
+//!   answered with an error, as when a `COMMIT` fails).
 //! - Bulk rows ([`Db::append`]): the hottest writes (every served Bootstrap Token's mark and audit event) are
 //!   handed over as data. The committer writes all the rows of a kind waiting for the next batch with one
 //!   statement per kind, then commits; each caller gets its answer from that `COMMIT` (a failure fails the
@@ -119,15 +118,39 @@ struct State<DB: Database> {
     closed: bool,
 }
 
-/// Deferred marks by kind, each kind's by key (a newer mark for a key replaces the older one); None once the
-/// store is closed. Behind a plain mutex of their own, never the writer's: queueing a mark (every Idle poll)
+/// Deferred marks by kind, each kind's by key (a newer mark for a key is merged into the older one); None once
+/// the store is closed. Behind a plain mutex of their own, never the writer's: queueing a mark (every Idle poll)
 /// must not wait for the batch being written or its `COMMIT`'s fsync.
 type DeferredMarks<DB> = std::sync::Mutex<Option<MarkKinds<DB>>>;
 type MarkKinds<DB> = Vec<(TypeId, Box<dyn PendingMarks<DB>>)>;
 
-/// One kind's waiting deferred marks, type-erased.
-trait PendingMarks<DB: Database>: Send {
+/// A type-erased collection of one kind, filed in a list under its type ([`filed`]).
+trait Filed: Send {
     fn as_any(&mut self) -> &mut dyn Any;
+}
+
+/// The collection of type `T` in `kinds`, made by `new` and filed under `T`'s type the first time.
+fn filed<K: ?Sized + Filed, T: 'static>(
+    kinds: &mut Vec<(TypeId, Box<K>)>,
+    new: impl FnOnce() -> Box<K>,
+) -> &mut T {
+    let kind = TypeId::of::<T>();
+    let at = match kinds.iter().position(|(k, _)| *k == kind) {
+        Some(at) => at,
+        None => {
+            kinds.push((kind, new()));
+            kinds.len() - 1
+        }
+    };
+    kinds[at]
+        .1
+        .as_any()
+        .downcast_mut::<T>()
+        .expect("a kind is filed under its own type")
+}
+
+/// One kind's waiting deferred marks, type-erased.
+trait PendingMarks<DB: Database>: Filed {
     fn is_empty(&self) -> bool;
     /// The marks waiting, as rows to write (this kind is then empty).
     fn take(&mut self) -> Option<Box<dyn PendingRows<DB>>>;
@@ -135,10 +158,13 @@ trait PendingMarks<DB: Database>: Send {
 
 struct Marks<R>(HashMap<String, R>);
 
-impl<DB: Database, R: BulkRow<DB>> PendingMarks<DB> for Marks<R> {
+impl<R: Send + 'static> Filed for Marks<R> {
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
+}
+
+impl<DB: Database, R: BulkRow<DB>> PendingMarks<DB> for Marks<R> {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -167,17 +193,19 @@ pub(crate) trait BulkRow<DB: Database>: Send + Sized + 'static {
 }
 
 /// One kind's waiting rows, type-erased.
-trait PendingRows<DB: Database>: Send {
-    fn as_any(&mut self) -> &mut dyn Any;
+trait PendingRows<DB: Database>: Filed {
     fn statements(self: Box<Self>) -> Vec<Stmt<DB>>;
 }
 
 struct Rows<R>(Vec<R>);
 
-impl<DB: Database, R: BulkRow<DB>> PendingRows<DB> for Rows<R> {
+impl<R: Send + 'static> Filed for Rows<R> {
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
+}
+
+impl<DB: Database, R: BulkRow<DB>> PendingRows<DB> for Rows<R> {
     fn statements(self: Box<Self>) -> Vec<Stmt<DB>> {
         R::statements(self.0)
     }
@@ -335,22 +363,8 @@ impl<DB: Backend> Db<DB> {
         let Some(kinds) = marks.as_mut() else {
             return Err(StoreError::Database("the store is closed".into()));
         };
-        let kind = TypeId::of::<R>();
-        let at = match kinds.iter().position(|(k, _)| *k == kind) {
-            Some(at) => at,
-            None => {
-                kinds.push((kind, Box::new(Marks::<R>(HashMap::new()))));
-                kinds.len() - 1
-            }
-        };
-        match kinds[at]
-            .1
-            .as_any()
-            .downcast_mut::<Marks<R>>()
-            .expect("marks are filed under their own type")
-            .0
-            .entry(key)
-        {
+        let marks: &mut Marks<R> = filed(kinds, || Box::new(Marks::<R>(HashMap::new())));
+        match marks.0.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut queued) => queued.get_mut().merge(mark),
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(mark);
@@ -376,21 +390,8 @@ impl<DB: Backend> Db<DB> {
             if queue.closed {
                 return Err(StoreError::Database("the store is closed".into()));
             }
-            let kind = TypeId::of::<R>();
-            let at = match queue.kinds.iter().position(|(k, _)| *k == kind) {
-                Some(at) => at,
-                None => {
-                    queue.kinds.push((kind, Box::new(Rows::<R>(Vec::new()))));
-                    queue.kinds.len() - 1
-                }
-            };
-            queue.kinds[at]
-                .1
-                .as_any()
-                .downcast_mut::<Rows<R>>()
-                .expect("rows are filed under their own type")
-                .0
-                .push(row);
+            let rows: &mut Rows<R> = filed(&mut queue.kinds, || Box::new(Rows::<R>(Vec::new())));
+            rows.0.push(row);
             queue.waiters.push(tx);
         }
         shared.kick.notify_one();
@@ -442,10 +443,11 @@ impl<DB: Backend> Db<DB> {
             let mut guard = shared.state.lock().await;
             if !guard.closed {
                 recover(&mut guard, shared).await;
+                let last = shared.take_marks(true);
                 // No mark can be queued after this: the map is gone.
-                let last = shared.deferred_marks().take().unwrap_or_default();
+                shared.deferred_marks().take();
                 shared.bulk_queue().closed = true;
-                flush_and_commit(&mut guard, shared, Some(last)).await;
+                flush_and_commit(&mut guard, shared, last).await;
                 guard.closed = true;
                 guard.conn = None;
             }
@@ -471,15 +473,23 @@ async fn exec<DB: Backend>(conn: &mut DB::Connection, sql: &'static str) -> Resu
 
 /// Make sure the batch's transaction is open.
 async fn open_batch<DB: Backend>(state: &mut State<DB>, pool: &Pool<DB>) -> Result<()> {
-    if state.conn.is_none() {
-        state.conn = Some(pool.acquire().await?);
-    }
-    let conn = state.conn.as_mut().expect("connection just set");
     if !state.open {
+        let conn = connection(state, pool).await?;
         exec::<DB>(conn, "BEGIN IMMEDIATE").await?;
         state.open = true;
     }
     Ok(())
+}
+
+/// The writer's connection, taken from the pool the first time.
+async fn connection<'s, DB: Backend>(
+    state: &'s mut State<DB>,
+    pool: &Pool<DB>,
+) -> Result<&'s mut PoolConnection<DB>> {
+    if state.conn.is_none() {
+        state.conn = Some(pool.acquire().await?);
+    }
+    Ok(state.conn.as_mut().expect("connection just set"))
 }
 
 /// Make sure the batch's transaction is open and start a job's savepoint in it.
@@ -525,15 +535,20 @@ async fn lose_batch<DB: Backend>(state: &mut State<DB>, shared: &Shared<DB>, why
 }
 
 impl<DB: Database> Shared<DB> {
-    /// Whether the deferred marks are due (last written at least [`DEFER_BOUND`] ago); if so, they count as
-    /// written now.
-    fn marks_due(&self) -> bool {
-        let mut last = self.marks_written.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() < DEFER_BOUND {
-            return false;
+    /// The deferred marks waiting, as rows to write, when they are due (last written at least
+    /// [`DEFER_BOUND`] ago) or `now`; they then count as written.
+    fn take_marks(&self, now: bool) -> Vec<Box<dyn PendingRows<DB>>> {
+        {
+            let mut last = self.marks_written.lock().unwrap_or_else(|p| p.into_inner());
+            if !now && last.elapsed() < DEFER_BOUND {
+                return Vec::new();
+            }
+            *last = Instant::now();
         }
-        *last = Instant::now();
-        true
+        self.deferred_marks()
+            .as_mut()
+            .map(|kinds| kinds.iter_mut().filter_map(|(_, m)| m.take()).collect())
+            .unwrap_or_default()
     }
 
     fn deferred_marks(&self) -> std::sync::MutexGuard<'_, Option<MarkKinds<DB>>> {
@@ -547,7 +562,7 @@ impl<DB: Database> Shared<DB> {
     }
 }
 
-/// Write what waits for the next batch and commit it: the deferred marks (`marks`, or those queued), the bulk
+/// Write what waits for the next batch and commit it: the deferred marks taken for it (`marks`), the bulk
 /// rows by kind, then the write jobs (`run_jobs`), then `COMMIT`. A kind of marks or rows that fails takes the
 /// batch down; a job that fails is undone alone and answered with its error. Without a write job, the marks,
 /// the rows and the `COMMIT` run together on SQLite's handle (`write_statements`): a batch of Idle polls'
@@ -555,20 +570,8 @@ impl<DB: Database> Shared<DB> {
 async fn flush_and_commit<DB: Backend>(
     state: &mut State<DB>,
     shared: &Shared<DB>,
-    marks: Option<MarkKinds<DB>>,
+    marks: Vec<Box<dyn PendingRows<DB>>>,
 ) {
-    let marks: Vec<Box<dyn PendingRows<DB>>> = match marks {
-        Some(kinds) => kinds
-            .into_iter()
-            .filter_map(|(_, mut m)| m.take())
-            .collect(),
-        None if shared.marks_due() => shared
-            .deferred_marks()
-            .as_mut()
-            .map(|kinds| kinds.iter_mut().filter_map(|(_, m)| m.take()).collect())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
     let mut stmts: Vec<Stmt<DB>> = marks.into_iter().flat_map(|m| m.statements()).collect();
     let (kinds, waiters, mut jobs) = {
         let mut queue = shared.bulk_queue();
@@ -628,14 +631,6 @@ async fn write_statements<DB: Backend>(
     stmts: Vec<Stmt<DB>>,
     commit: bool,
 ) -> std::result::Result<(), String> {
-    if state.conn.is_none() {
-        let conn = shared
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| format!("the batch could not start: {}", StoreError::from(e)))?;
-        state.conn = Some(conn);
-    }
     if !DB::OWN_HANDLE {
         open_batch(state, &shared.pool)
             .await
@@ -650,7 +645,9 @@ async fn write_statements<DB: Backend>(
         return Ok(());
     }
     let begin = !state.open;
-    let conn = state.conn.as_mut().expect("connection just set");
+    let conn = connection(state, &shared.pool)
+        .await
+        .map_err(|e| format!("the batch could not start: {e}"))?;
     // Boxed as a `Send` future of unnamed type: awaited bare, the closure's higher-ranked signature made the
     // callers' futures fail the `Send` check (rust-lang/rust#100013).
     let on_handle: futures_core_boxed::BoxFuture<'_, Option<Result<Section>>> = Box::pin(
@@ -706,6 +703,7 @@ async fn write_statements<DB: Backend>(
     }
     Ok(())
 }
+
 /// Run the waiting write jobs in the open batch and move each one that succeeded to `waiters` (answered by the
 /// batch's `COMMIT`); a job that fails is answered with its error at once, its writes undone. All of them run
 /// in one savepoint: the common case costs two statements however many jobs there are, not two per job. When one
@@ -837,12 +835,7 @@ async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
         }
         recover(&mut guard, &s).await;
         // Woken by the bound, not by a write: the marks are due whenever they were last written.
-        let marks = if kicked {
-            None
-        } else {
-            *s.marks_written.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-            s.deferred_marks().as_mut().map(std::mem::take)
-        };
+        let marks = s.take_marks(!kicked);
         flush_and_commit(&mut guard, &s, marks).await;
     }
 }
@@ -894,7 +887,8 @@ impl<DB: Backend> WriteTx<DB> {
                 let (tx, rx) = oneshot::channel();
                 guard.waiters.push(tx);
                 if guard.waiters.len() >= MAX_BATCH {
-                    flush_and_commit(&mut guard, &lease.shared, None).await;
+                    let marks = lease.shared.take_marks(false);
+                    flush_and_commit(&mut guard, &lease.shared, marks).await;
                 }
                 drop(guard);
                 lease.shared.kick.notify_one();
