@@ -76,12 +76,14 @@ impl Backend for Postgres {
         sqlx::query_as_with(sql, args).fetch_optional(conn).await
     }
 
-    /// None: PostgreSQL has no handle to run on; its writes go through sqlx.
+    /// PostgreSQL has no handle to run on (`OWN_HANDLE` is false): its writes go through sqlx.
     fn with_handle<'c, T: Send + 'c>(
         _conn: &'c mut PgConnection,
         _run: impl FnOnce(&rusqlite::Connection) -> T + Send + 'c,
-    ) -> impl Future<Output = Option<Result<T>>> + Send + 'c {
-        std::future::ready(None)
+    ) -> impl Future<Output = Result<T>> + Send + 'c {
+        std::future::ready(Err(StoreError::Database(
+            "PostgreSQL has no SQLite handle to write on".into(),
+        )))
     }
 }
 

@@ -112,23 +112,17 @@ impl Backend for Sqlite {
     async fn with_handle<'c, T: Send + 'c>(
         conn: &'c mut SqliteConnection,
         run: impl FnOnce(&rusqlite::Connection) -> T + Send + 'c,
-    ) -> Option<Result<T>> {
-        let mut locked = match conn.lock_handle().await {
-            Ok(locked) => locked,
-            Err(e) => return Some(Err(e.into())),
-        };
+    ) -> Result<T> {
+        let mut locked = conn.lock_handle().await?;
         // SAFETY: the handle is valid, and ours alone, while `locked` lives (sqlx's connection thread waits for
         // it); `from_handle` makes a Connection that never closes it, dropped (its statements finalized) before
         // `locked` is.
-        let raw =
-            match unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr()) } {
-                Ok(raw) => raw,
-                Err(e) => return Some(Err(crate::sql::local_error(e))),
-            };
+        let raw = unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr()) }
+            .map_err(crate::sql::local_error)?;
         let out = run(&raw);
         drop(raw);
         drop(locked);
-        Some(Ok(out))
+        Ok(out)
     }
 }
 

@@ -128,16 +128,16 @@ pub trait Backend: Database {
         args: Self::Arguments,
     ) -> impl Future<Output = sqlx::Result<Option<R>>> + Send + 'c;
 
-    /// Whether [`Self::with_handle`] runs (SQLite).
+    /// Whether the connection has a SQLite handle of its own for [`Self::with_handle`] (SQLite).
     const OWN_HANDLE: bool;
 
     /// Run `run` on the connection's own SQLite handle, synchronously on the calling thread: one round trip to
     /// the connection's thread to take the handle, however many statements `run` makes (each statement sent
-    /// through sqlx is a round trip of its own). None for a backend without one (PostgreSQL).
+    /// through sqlx is a round trip of its own). Only where [`Self::OWN_HANDLE`]; elsewhere an error.
     fn with_handle<'c, T: Send + 'c>(
         conn: &'c mut Self::Connection,
         run: impl FnOnce(&rusqlite::Connection) -> T + Send + 'c,
-    ) -> impl Future<Output = Option<Result<T>>> + Send + 'c;
+    ) -> impl Future<Output = Result<T>> + Send + 'c;
 }
 
 /// A value either backend can bind (every column type this store writes).

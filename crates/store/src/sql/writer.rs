@@ -650,8 +650,9 @@ async fn write_statements<DB: Backend>(
         .map_err(|e| format!("the batch could not start: {e}"))?;
     // Boxed as a `Send` future of unnamed type: awaited bare, the closure's higher-ranked signature made the
     // callers' futures fail the `Send` check (rust-lang/rust#100013).
-    let on_handle: futures_core_boxed::BoxFuture<'_, Option<Result<Section>>> = Box::pin(
-        DB::with_handle(&mut **conn, move |c: &rusqlite::Connection| {
+    let on_handle: futures_core_boxed::BoxFuture<'_, Result<Section>> = Box::pin(DB::with_handle(
+        &mut **conn,
+        move |c: &rusqlite::Connection| {
             let mut out = Section {
                 began: false,
                 written: Ok(()),
@@ -685,14 +686,11 @@ async fn write_statements<DB: Backend>(
                 ));
             }
             out
-        }),
-    );
-    let on_handle = on_handle.await;
-    let section = match on_handle {
-        Some(Ok(section)) => section,
-        Some(Err(e)) => return Err(format!("the connection could not be taken: {e}")),
-        None => return Err("the database has no handle to write on".into()),
-    };
+        },
+    ));
+    let section = on_handle
+        .await
+        .map_err(|e| format!("the connection could not be taken: {e}"))?;
     if section.began {
         state.open = true;
     }
