@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// The server's data directory: its development device CA is read from it.
     #[arg(long, env = "ESCROWD_DATA_DIR", default_value = "escrowd-data")]
     data_dir: PathBuf,
+    /// The server's database when it is not the SQLite file in --data-dir (PostgreSQL: the URL the server was
+    /// started with), where the device CA is read from.
+    #[arg(long, env = "ESCROWD_DATABASE_URL", value_name = "URL")]
+    database: Option<String>,
     /// Device CA certificate (PEM), instead of the one in --data-dir.
     #[arg(long, value_name = "PEM", requires = "device_ca_key")]
     device_ca_cert: Option<PathBuf>,
@@ -105,6 +109,10 @@ pub struct BenchArgs {
     /// Also write the report as Markdown to FILE (tools/bench.sh writes BENCHMARKS.md this way).
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// With --markdown: do not rewrite FILE, but put this run in it as a section titled TITLE, replacing the
+    /// section of that title an earlier run wrote (tools/bench.sh adds its PostgreSQL runs this way).
+    #[arg(long, value_name = "TITLE", requires = "markdown")]
+    markdown_section: Option<String>,
 }
 
 pub const LONG_ABOUT: &str = "Measure an MDM server under signed check-in load. Enrolls --devices virtual \
@@ -241,7 +249,19 @@ fn nanomdm_target(p: &peer::NanoMdm) -> Target {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = measure(&args).await?;
     if let Some(path) = &args.markdown {
-        let md = markdown::render(&report, &command_line(std::env::args()), &utc_date_now());
+        let command = command_line(std::env::args());
+        let md = match &args.markdown_section {
+            None => markdown::render(&report, &command, &utc_date_now()),
+            Some(title) => {
+                let existing = match std::fs::read_to_string(path) {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                };
+                let section = markdown::render_section(&report, &command, &utc_date_now(), title);
+                markdown::upsert_section(&existing, title, &section)
+            }
+        };
         std::fs::write(path, md).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {

@@ -38,7 +38,7 @@ pub async fn load_ca(args: &BenchArgs) -> anyhow::Result<CertificateAuthority> {
             CertificateAuthority::from_pem(&read(cert)?, &read(key)?)
                 .context("loading the device CA")
         }
-        _ => server::device_ca::load_existing(&args.data_dir, None)
+        _ => server::device_ca::load_existing(&args.data_dir, args.database.as_deref())
             .await
             .with_context(|| {
                 format!(
