@@ -365,6 +365,13 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
             let peak = full.throughput_rps;
             results.push(full);
             if let Some(fraction) = args.paced {
+                if !w.repeatable() {
+                    eprintln!(
+                        "note: {} runs at full speed only: its signed requests are used up by one window",
+                        w.name()
+                    );
+                    continue;
+                }
                 let rate = (peak * fraction).max(1.0);
                 let mut paced = window(args, &prepared, &http, t, w, Some(rate)).await?;
                 paced.workload = format!("{} @{:.0}%", paced.workload, fraction * 100.0);

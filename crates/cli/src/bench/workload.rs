@@ -64,6 +64,12 @@ impl Workload {
         }
     }
 
+    /// Whether a second window (`--paced`) can replay it. Enrollments and the commands' acknowledgements are
+    /// signed once per run, for one window: the server refuses a command UUID it already finished.
+    pub fn repeatable(&self) -> bool {
+        matches!(self, Workload::Mix(_))
+    }
+
     pub fn uses(&self, kind: Kind) -> bool {
         matches!(self, Workload::Mix(parts) if parts.iter().any(|(k, _)| *k == kind))
     }
@@ -492,6 +498,9 @@ mod tests {
         let mix = parse_workload("idle=8+get=2").unwrap();
         assert_eq!(mix, Workload::Mix(vec![(Kind::Idle, 8), (Kind::Get, 2)]));
         assert_eq!(mix.name(), "idle=8+get=2");
+        // Only the check-in mixes replay in a paced second window; enrollments and acknowledgements are used up.
+        assert!(mix.repeatable() && parse_workload("set").unwrap().repeatable());
+        assert!(!Workload::Enroll.repeatable() && !Workload::Commands.repeatable());
         assert!(mix.uses(Kind::Get) && !mix.uses(Kind::Set));
         assert_eq!(
             parse_workload("mixed").unwrap().name(),
