@@ -281,25 +281,65 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The command line as typed, with the value of `--api-key` replaced.
+/// The command line as recorded in BENCHMARKS.md: the API key hidden, a database URL's password hidden, and
+/// every argument a shell would split quoted, so the line can be copied and run again.
 fn command_line(args: impl Iterator<Item = String>) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut hide_next = false;
+    let mut url_next = false;
     for (i, a) in args.enumerate() {
         if hide_next {
             out.push("…".into());
             hide_next = false;
+        } else if url_next {
+            out.push(shell_word(&without_password(&a)));
+            url_next = false;
         } else if a == "--api-key" {
             out.push(a);
             hide_next = true;
         } else if a.starts_with("--api-key=") {
             out.push("--api-key=…".into());
+        } else if a == "--database" {
+            out.push(a);
+            url_next = true;
+        } else if let Some(url) = a.strip_prefix("--database=") {
+            out.push(shell_word(&format!("--database={}", without_password(url))));
         } else if i == 0 {
             out.push("escrowd".into());
         } else {
-            out.push(a);
+            out.push(shell_word(&a));
         }
     }
     out.join(" ")
+}
+
+/// `url` with the password of its user info (`scheme://user:PASSWORD@host`) replaced by `…`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:…{}", &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// `word` as a POSIX shell reads it back: bare when it only has characters a shell leaves alone, else in single
+/// quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%…".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// Today's date in UTC, `YYYY-MM-DD HH:MM UTC`.
@@ -557,6 +597,28 @@ mod tests {
         ];
         let line = command_line(argv.iter().map(|s| s.to_string()));
         assert_eq!(line, "escrowd bench --api-key … --api-key=… --json");
+        let argv = [
+            "escrowd",
+            "bench",
+            "--database",
+            "postgres://bench:pa55@db.example:5432/mdm?sslmode=require",
+            "--database=postgres://u:p@h/d",
+            "--database",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "--markdown-section",
+            "PostgreSQL, two instances",
+            "--workload",
+            "idle=8+get=2",
+        ];
+        let line = command_line(argv.iter().map(|s| s.to_string()));
+        assert_eq!(
+            line,
+            "escrowd bench --database 'postgres://bench:…@db.example:5432/mdm?sslmode=require' \
+             --database=postgres://u:…@h/d --database postgres://postgres@127.0.0.1:5432/postgres \
+             --markdown-section 'PostgreSQL, two instances' --workload idle=8+get=2"
+        );
+        assert!(!line.contains("pa55") && !line.contains(":p@"));
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
         assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_date(1_796_300_000), "2026-12-03 12:13 UTC");
         assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
