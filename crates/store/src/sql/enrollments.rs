@@ -221,6 +221,7 @@ impl<DB: Backend> BulkRow<DB> for LastSeen {
         // last-seen backwards.
         events::chunked_values(
             &rows,
+            events::BULK_CHUNK,
             "UPDATE enrollments SET last_seen_at = v.column2 FROM (VALUES ",
             |row, r| {
                 row.push_bind(&r.id).push_bind(r.at);

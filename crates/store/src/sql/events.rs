@@ -3,38 +3,29 @@
 
 use super::{BulkRow, Db, Stmt};
 
-use super::{Backend, QueryBuilder, Separated, SqlStore, query};
+use super::{Backend, QueryBuilder, Separated, SqlStore};
 use crate::rows::{EventRow, convert_all, page_limit};
 use crate::{Event, EventFilter, Events, NewEvent, Result};
 
 /// Append `e` on `conn`, typically inside the transaction of the change it records.
 pub(super) async fn insert<DB: Backend>(conn: &mut DB::Connection, e: &NewEvent) -> Result<()> {
-    query::<DB>(
-        "INSERT INTO events (subject, enrollment_id, kind, outcome, detail, at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&e.subject)
-    .bind(&e.enrollment_id)
-    .bind(e.kind.as_str())
-    .bind(e.outcome.as_str())
-    .bind(&e.detail)
-    .bind(e.at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    insert_many::<DB>(conn, &[e]).await
 }
 
 /// Rows per multi-row statement: 6 values each, far below SQLite's 32,766 and PostgreSQL's 65,535.
 pub(super) const BULK_CHUNK: usize = 500;
 
-/// One statement per [`BULK_CHUNK`] rows: `head`, the chunk's rows as a `VALUES` list (each bound by
-/// `bind`), then `tail`. The shape of every bulk write: `INSERT … VALUES …` and `UPDATE … FROM (VALUES …)`.
+/// One statement per `per_statement` rows (the bulk writes pass [`BULK_CHUNK`]): `head`, the chunk's rows as
+/// a `VALUES` list (each bound by `bind`), then `tail`. The shape of every bulk write: `INSERT … VALUES …` and
+/// `UPDATE … FROM (VALUES …)`.
 pub(super) fn chunked_values<DB: Backend, R>(
     rows: &[R],
+    per_statement: usize,
     head: &str,
     bind: impl Fn(&mut Separated<'_, DB>, &R),
     tail: &str,
 ) -> Vec<Stmt<DB>> {
-    rows.chunks(BULK_CHUNK)
+    rows.chunks(per_statement)
         .map(|chunk| {
             let mut q = QueryBuilder::<DB>::new(head);
             q.push_values(chunk, |row, r| bind(row, r));
@@ -44,7 +35,7 @@ pub(super) fn chunked_values<DB: Backend, R>(
         .collect()
 }
 
-/// Insert `events` in order, [`BULK_CHUNK`] per statement.
+/// Insert `events` in order, with the statements of [`insert_statements`].
 pub(super) async fn insert_many<DB: Backend>(
     conn: &mut DB::Connection,
     events: &[&NewEvent],
@@ -72,17 +63,8 @@ pub(super) fn insert_statements<DB: Backend>(events: &[&NewEvent]) -> Vec<Stmt<D
             .push_bind(&e.detail)
             .push_bind(e.at);
     };
-    if DB::OWN_HANDLE {
-        return events
-            .iter()
-            .map(|e| {
-                let mut q = QueryBuilder::<DB>::new(HEAD);
-                q.push_values(std::slice::from_ref(e), bind);
-                q.statement()
-            })
-            .collect();
-    }
-    chunked_values(events, HEAD, bind, "")
+    let per_statement = if DB::OWN_HANDLE { 1 } else { BULK_CHUNK };
+    chunked_values(events, per_statement, HEAD, bind, "")
 }
 
 /// An event recorded on its own (no other change to go with): a bulk row of the group-commit writer on

@@ -263,6 +263,7 @@ impl<DB: Backend> BulkRow<DB> for Requested {
     fn statements(rows: Vec<Self>) -> Vec<Stmt<DB>> {
         events::chunked_values(
             &rows,
+            events::BULK_CHUNK,
             "UPDATE bootstrap_tokens SET last_requested_at = v.column3 FROM (VALUES ",
             |row, r| {
                 row.push_bind(&r.enrollment_id)
