@@ -27,7 +27,12 @@ pub struct KeyArgs {
     #[arg(long, env = "ESCROWD_DATA_DIR", default_value = "escrowd-data")]
     data_dir: PathBuf,
     /// Database URL, when the server runs with --database.
-    #[arg(long, env = "ESCROWD_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "ESCROWD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]

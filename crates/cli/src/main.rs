@@ -130,7 +130,12 @@ struct ServeArgs {
     #[arg(long = "device-ca", value_name = "PEM")]
     device_ca: Vec<PathBuf>,
     /// Database URL: sqlite:PATH (default: sqlite in the data directory) or postgres://user@host/db for scale-out.
-    #[arg(long, env = "ESCROWD_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "ESCROWD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database: Option<String>,
     /// Serve plain HTTP instead of HTTPS: behind a TLS-terminating proxy, or for tests.
     #[arg(long)]

@@ -72,7 +72,12 @@ pub struct BenchArgs {
     data_dir: PathBuf,
     /// The server's database when it is not the SQLite file in --data-dir (PostgreSQL: the URL the server was
     /// started with), where the device CA is read from.
-    #[arg(long, env = "ESCROWD_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "ESCROWD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database: Option<String>,
     /// Device CA certificate (PEM), instead of the one in --data-dir.
     #[arg(long, value_name = "PEM", requires = "device_ca_key")]
