@@ -420,3 +420,55 @@ async fn the_background_schedule_runs_with_the_server_and_stops_with_it() {
     );
     ts.stop().await;
 }
+
+/// The schedule and a completing TokenUpdate race for a Mac that just finished enrolling (never asked, nothing
+/// queued): the inventory round's claim lets one of them queue it, never both.
+#[tokio::test]
+async fn the_schedule_and_enrollment_never_both_queue_a_new_macs_inventory() {
+    let ts = TestServer::start().await.unwrap();
+    let mdm = ts.running().state.mdm.clone();
+    let store = ts.store();
+    let now = service::Clock::now_millis(&service::SystemClock);
+
+    // The schedule found the Mac due and claimed it before the enrollment's own inventory ran: the enrollment
+    // queues none (the schedule queues it), so the Mac is asked once.
+    let mac = ts.new_device("UDID-RACE-1").unwrap();
+    assert_eq!(
+        mac.checkin(messages::authenticate("UDID-RACE-1"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(
+        store
+            .claim_schedule_round("inventory", "UDID-RACE-1", now, now + 60_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(mac.token_update().await.unwrap().status, 200);
+    assert!(drain(&mac).await.is_empty(), "the schedule's round owns it");
+
+    // The enrollment queued first: it let go of the round once the Mac was marked asked, so the schedule is
+    // not held off by it: with a zero age the very next tick finds the Mac due, claims it and asks again.
+    let other = enroll_mac(&ts, "UDID-RACE-2", "14.0", None).await;
+    assert_eq!(
+        types(&drain(&other).await),
+        ["SecurityInfo", "UserList", "DeviceInformation"]
+    );
+    let asked = store
+        .inventory_requested_at("UDID-RACE-2")
+        .await
+        .unwrap()
+        .unwrap();
+    let later = service::Clock::now_millis(&service::SystemClock).max(asked + 1);
+    let tick = mdm.queue_due_inventory(later, 0, 10).await.unwrap();
+    assert!(
+        tick.queued.iter().any(|d| d == "UDID-RACE-2"),
+        "{:?}",
+        tick.queued
+    );
+    // A tick whose age limit the enrollment's request does not pass leaves the Mac alone.
+    let tick = mdm.queue_due_inventory(later, 3_600_000, 10).await.unwrap();
+    assert!(!tick.queued.iter().any(|d| d == "UDID-RACE-2"));
+}

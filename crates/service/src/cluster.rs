@@ -67,4 +67,16 @@ impl<S: ?Sized + store::Cluster> Scoped<'_, S> {
             .claim_schedule_round(kind, device_id, now, now.saturating_add(SCHEDULE_CLAIM_MS))
             .await?)
     }
+
+    /// End this instance's claim of `device_id` for schedule `kind` (won with [`Self::claim_schedule_round`])
+    /// once its work is done. A failure is logged only: the claim then lapses on its own.
+    pub(crate) async fn release_schedule_round(&self, kind: &str, device_id: &str) {
+        if let Err(e) = self
+            .store
+            .release_schedule_round(kind, device_id, self.now())
+            .await
+        {
+            tracing::warn!(error = %e, kind, device_id, "could not release a schedule claim");
+        }
+    }
 }

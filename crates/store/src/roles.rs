@@ -607,6 +607,10 @@ pub trait Cluster: Send + Sync {
         now: Millis,
         until: Millis,
     ) -> Result<bool>;
+    /// End a claim of `kind` on `device_id` that lasts past `now` (its holder finished early): the next
+    /// claim at `now` or later succeeds. Nothing to end is not an error. Claims name no holder, so only the
+    /// one that won the claim calls this.
+    async fn release_schedule_round(&self, kind: &str, device_id: &str, now: Millis) -> Result<()>;
     /// Send `signal`, tagged with the sending instance's `origin` (no spaces), to every listening instance.
     /// A no-op on SQLite.
     async fn notify_instances(&self, origin: &str, signal: &Signal) -> Result<()>;

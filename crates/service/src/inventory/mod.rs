@@ -191,15 +191,32 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
             if device.awaiting_configuration == Some(true) {
                 queued += self.queue_setup_commands(device).await?;
             }
-            let pending = self.store.active_request_types(&device.id).await?;
-            queued += self
-                .queue_inventory_commands(
-                    &device.id,
-                    &INVENTORY_REQUEST_TYPES,
-                    &pending,
-                    self.now(),
-                )
-                .await?;
+            // The schedule may have found this Mac due between the TokenUpdate's commit and now (it finished
+            // enrolling, was never asked): both would queue the same inventory. The round's claim decides; a
+            // schedule that won it queues these very commands. Released once the Mac is marked asked: a
+            // schedule that listed it before then finds it no longer due (`queue_due_inventory`).
+            let now = self.now();
+            if self
+                .claim_schedule_round(INVENTORY_ROUND, &device.id, now)
+                .await?
+            {
+                let pending = self.store.active_request_types(&device.id).await;
+                let done = match pending {
+                    Ok(pending) => {
+                        self.queue_inventory_commands(
+                            &device.id,
+                            &INVENTORY_REQUEST_TYPES,
+                            &pending,
+                            now,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                self.release_schedule_round(INVENTORY_ROUND, &device.id)
+                    .await;
+                queued += done?;
+            }
             if is_catalina(device.os_version.as_deref())
                 && crate::checkin::bootstrap::escrow_policy(&*self.store, device)
                     .await?
@@ -288,15 +305,25 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        let requested_before = now.saturating_sub(max_age);
         let due = self
             .store
-            .inventory_due(now.saturating_sub(max_age), &types, limit)
+            .inventory_due(requested_before, &types, limit)
             .await?;
         for d in due {
             // Another instance's schedule may be working on the same due list: one of them takes each device.
             if !self
                 .claim_schedule_round(INVENTORY_ROUND, &d.device_id, now)
                 .await?
+            {
+                continue;
+            }
+            // Listed before another round (the Mac's enrollment) asked it and let go: no longer due.
+            if self
+                .store
+                .inventory_requested_at(&d.device_id)
+                .await?
+                .is_some_and(|at| at >= requested_before)
             {
                 continue;
             }

@@ -66,6 +66,56 @@ pub(super) async fn a_schedule_claim_holds_until_it_lapses_and_kinds_are_separat
     ));
 }
 
+pub(super) async fn a_released_schedule_claim_can_be_claimed_again_at_once(store: Arc<dyn Store>) {
+    enrolled(&store, "D-1").await;
+    enrolled(&store, "D-2").await;
+    assert!(
+        store
+            .claim_schedule_round("inventory", "D-1", 1_000, 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_schedule_round("inventory", "D-2", 1_000, 60_000)
+            .await
+            .unwrap()
+    );
+    store
+        .release_schedule_round("inventory", "D-1", 1_500)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_schedule_round("inventory", "D-1", 1_500, 60_000)
+            .await
+            .unwrap(),
+        "released: claimable from the release on"
+    );
+    assert!(
+        !store
+            .claim_schedule_round("inventory", "D-2", 1_500, 60_000)
+            .await
+            .unwrap(),
+        "another device's claim is untouched"
+    );
+    // A lapsed claim is not moved forward, and releasing nothing (or an unknown device) is no error.
+    store
+        .release_schedule_round("identity_renewal", "D-2", 2_000)
+        .await
+        .unwrap();
+    store
+        .release_schedule_round("inventory", "NOBODY", 2_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_schedule_round("identity_renewal", "D-2", 2_000, 3_000)
+            .await
+            .unwrap()
+    );
+}
+
 pub(super) async fn concurrent_schedule_claims_let_one_win(store: Arc<dyn Store>) {
     enrolled(&store, "D-1").await;
     let claims = (0..8).map(|i| {

@@ -258,6 +258,7 @@ conformance! {
     renewals::renewals_due_are_expiring_macs_without_an_outstanding_renewal,
     renewals::a_missing_not_after_is_backfilled_only_for_the_bound_certificate,
     cluster::a_schedule_claim_holds_until_it_lapses_and_kinds_are_separate,
+    cluster::a_released_schedule_claim_can_be_claimed_again_at_once,
     cluster::concurrent_schedule_claims_let_one_win,
     cluster::a_served_command_is_claimed_on_postgres_until_a_report,
     cluster::concurrent_polls_never_get_one_command_twice_on_postgres,

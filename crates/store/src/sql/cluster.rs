@@ -35,6 +35,33 @@ pub(super) async fn claim_round<DB: Backend>(
     Ok(done.rows_affected() == 1)
 }
 
+pub(super) async fn release_round<DB: Backend>(
+    pool: &Db<DB>,
+    kind: &str,
+    device_id: &str,
+    now: Millis,
+) -> Result<()> {
+    // A write job, as every write off the hot path: on SQLite it joins the writer's next batch.
+    let (kind, device_id): (std::sync::Arc<str>, std::sync::Arc<str>) =
+        (kind.into(), device_id.into());
+    pool.write(Box::new(move |conn| {
+        let (kind, device_id) = (kind.clone(), device_id.clone());
+        Box::pin(async move {
+            query::<DB>(
+                "UPDATE schedule_claims SET claimed_until = $1 \
+                 WHERE kind = $2 AND device_id = $3 AND claimed_until > $1",
+            )
+            .bind(now)
+            .bind(&*kind)
+            .bind(&*device_id)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
+    }))
+    .await
+}
+
 /// The pool as a PostgreSQL pool, when this store is one (signals exist only there).
 fn postgres<DB: Backend>(pool: &Pool<DB>) -> Option<&Pool<Postgres>> {
     (pool as &dyn Any).downcast_ref::<Pool<Postgres>>()
@@ -50,6 +77,10 @@ impl<DB: Backend> Cluster for SqlStore<DB> {
         until: Millis,
     ) -> Result<bool> {
         claim_round(&self.pool, kind, device_id, now, until).await
+    }
+
+    async fn release_schedule_round(&self, kind: &str, device_id: &str, now: Millis) -> Result<()> {
+        release_round(&self.pool, kind, device_id, now).await
     }
 
     async fn notify_instances(&self, origin: &str, signal: &Signal) -> Result<()> {
