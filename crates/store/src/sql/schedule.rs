@@ -82,17 +82,31 @@ pub(super) async fn mark_requested<DB: Backend>(
     device_id: &str,
     at: Millis,
 ) -> Result<()> {
-    let mut conn = pool.acquire().await?;
-    enrollments::ensure_exists::<DB>(&mut conn, device_id).await?;
-    query::<DB>(
-        "INSERT INTO inventory_schedule (device_id, requested_at) VALUES ($1, $2) \
-         ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at",
-    )
-    .bind(device_id)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    // Through the writer, as every write: on SQLite an upsert on a pool connection waited for the database lock
+    // the group-commit writer holds batch after batch (busy-handler sleeps of up to 100 ms under load), and on
+    // every enrollment. An unknown device fails the row's foreign key: no lookup first.
+    let device_id: std::sync::Arc<str> = device_id.into();
+    pool.write(Box::new(move |conn| {
+        let device_id = device_id.clone();
+        Box::pin(async move {
+            query::<DB>(
+                "INSERT INTO inventory_schedule (device_id, requested_at) VALUES ($1, $2) \
+                 ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at",
+            )
+            .bind(&*device_id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    enrollments::missing(&device_id)
+                }
+                _ => e.into(),
+            })?;
+            Ok(())
+        })
+    }))
+    .await
 }
 
 pub(super) async fn requested_at<DB: Backend>(
