@@ -64,14 +64,17 @@ fn figures(r: &BenchReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| target | workload | ok req/s | p50 ms | p95 ms | p99 ms | max ms | errors | server CPU | server RSS MB | generator CPU |"
+        "| target | workload | ok req/s | p50 ms | p95 ms | p99 ms | max ms | server p99 ms | errors | server CPU | server RSS MB | generator CPU |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+    );
     for w in &r.results {
         let errors: Vec<String> = w.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
             w.target,
             w.workload,
             w.throughput_rps,
@@ -79,6 +82,8 @@ fn figures(r: &BenchReport) -> String {
             w.latency_ms.p95,
             w.latency_ms.p99,
             w.latency_ms.max,
+            w.server_latency_ms
+                .map_or_else(|| "–".into(), |l| format!("{:.2}", l.p99)),
             if errors.is_empty() {
                 "0".into()
             } else {
@@ -202,7 +207,7 @@ pub fn upsert_section(document: &str, title: &str, section: &str) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::report::{Latency, Machine, Ratio, Setup, WorkloadResult};
+    use super::super::report::{Latency, Machine, Ratio, ServerLatency, Setup, WorkloadResult};
     use super::*;
 
     #[test]
@@ -225,6 +230,12 @@ mod tests {
                 max: 9.5,
                 mean: 1.5,
             },
+            server_latency_ms: (target == "escrowd").then_some(ServerLatency {
+                p50: 0.8,
+                p95: 2.4,
+                p99: 4.75,
+                requests: 10,
+            }),
             server: None,
             generator: Some(Usage {
                 cpu_seconds: 1.0,
@@ -281,7 +292,8 @@ mod tests {
             "2 CPUs, Test CPU, Linux 6.1.0",
             "load 1.50 at the start, ? at the end",
             "| get | 3000 | 1500 | 2.00× |",
-            "| escrowd | get | 3000 | 1.25 | 2.00 | 3.00 | 9.50 | HTTP 500×2 | – | – | 42% · 100 µs/req |",
+            "| escrowd | get | 3000 | 1.25 | 2.00 | 3.00 | 9.50 | 4.75 | HTTP 500×2 | – | – | 42% · 100 µs/req |",
+            "| nanomdm | get | 1500 | 1.25 | 2.00 | 3.00 | 9.50 | – | HTTP 500×2 | – | – | 42% · 100 µs/req |",
             "- nanomdm get: ended after 10.0 s: used up.",
             "1234 signatures",
         ] {

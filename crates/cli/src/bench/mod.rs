@@ -457,6 +457,7 @@ async fn window(
     let done = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs_f64(args.duration);
     let bar = progress(args.json, t.name, &name, duration, done.clone());
+    let latency_before = server_buckets(http, t).await;
     let (server_before, me_before) = (report::sample_all(&t.pids), report::sample(None));
     let window = workload::run_window(
         http.clone(),
@@ -469,6 +470,7 @@ async fn window(
     )
     .await;
     let (server_after, me_after) = (report::sample_all(&t.pids), report::sample(None));
+    let latency_after = server_buckets(http, t).await;
     bar.abort();
     let mut tally = window.tally;
     let requests = tally.requests();
@@ -484,11 +486,40 @@ async fn window(
         ok: tally.ok,
         throughput_rps: tally.ok as f64 / secs,
         latency_ms: report::latency(&mut tally.latencies_us),
+        server_latency_ms: latency_before
+            .zip(latency_after)
+            .and_then(|(before, after)| report::server_latency(&before, &after)),
         errors: tally.errors,
         server: report::usage(server_before, server_after, window.elapsed, requests),
         generator: report::usage(me_before, me_after, window.elapsed, requests),
         ended_early: window.ended_early,
     })
+}
+
+/// escrowd's device-request duration histogram from its `GET /metrics` (admin listener, read scope: the API
+/// key given for the commands workload serves). None for NanoMDM, without a key, or when it cannot be read:
+/// the report then says nothing of the server's own latency rather than fail the run.
+async fn server_buckets(
+    http: &reqwest::Client,
+    t: &Target,
+) -> Option<std::collections::BTreeMap<u64, u64>> {
+    if t.name != "escrowd" {
+        return None;
+    }
+    let key = t.api_key.as_deref()?;
+    let response = http
+        .get(format!("{}/metrics", t.api_base))
+        .bearer_auth(key)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    Some(report::device_duration_buckets(
+        &response.text().await.ok()?,
+    ))
 }
 
 /// A progress bar over one window, updated ten times a second; hidden with `--json` or without a terminal.

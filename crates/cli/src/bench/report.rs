@@ -43,6 +43,105 @@ pub fn latency(us: &mut [u32]) -> Latency {
     }
 }
 
+/// The server's own latency over one window: how long escrowd took from a device request's head to its
+/// response's head (`escrowd_http_request_duration_seconds` on `/mdm/…` routes in its `GET /metrics`), read
+/// before and after the window. Percentiles are interpolated within the histogram's buckets, as Prometheus's
+/// `histogram_quantile` does, so they are estimates bounded by the buckets (…, 2.5, 5, 10, 25 ms, …); the
+/// difference from the generator's figures is time outside escrowd's handler: the connection, the kernel, and
+/// on a shared machine the two processes waiting for each other's CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ServerLatency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    /// Device requests the server answered in the window (all of them, not only the generator's).
+    pub requests: u64,
+}
+
+const DEVICE_DURATION_BUCKET: &str = "escrowd_http_request_duration_seconds_bucket{";
+
+/// Cumulative bucket counts of the device routes' request durations in a Prometheus text exposition, summed
+/// over routes: upper bound in nanoseconds (`u64::MAX` for `+Inf`) → count. Lines it cannot read are skipped.
+pub fn device_duration_buckets(exposition: &str) -> BTreeMap<u64, u64> {
+    let mut buckets = BTreeMap::new();
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix(DEVICE_DURATION_BUCKET) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels.split(',').find_map(|kv| {
+                kv.strip_prefix(name)
+                    .and_then(|v| v.strip_prefix("=\""))
+                    .and_then(|v| v.strip_suffix('"'))
+            })
+        };
+        if !label("route").is_some_and(|r| r.starts_with("/mdm/")) {
+            continue;
+        }
+        let bound = match label("le") {
+            Some("+Inf") => u64::MAX,
+            Some(le) => match le.parse::<f64>() {
+                Ok(s) if s.is_finite() && s >= 0.0 => (s * 1e9).round() as u64,
+                _ => continue,
+            },
+            None => continue,
+        };
+        let Ok(count) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        *buckets.entry(bound).or_insert(0) += count.max(0.0) as u64;
+    }
+    buckets
+}
+
+/// The window's percentiles from the cumulative buckets read `before` and `after` it; None when no device
+/// request was answered in between (or the histogram was not there).
+pub fn server_latency(
+    before: &BTreeMap<u64, u64>,
+    after: &BTreeMap<u64, u64>,
+) -> Option<ServerLatency> {
+    let window: Vec<(u64, u64)> = after
+        .iter()
+        .map(|(&bound, &n)| {
+            (
+                bound,
+                n.saturating_sub(before.get(&bound).copied().unwrap_or(0)),
+            )
+        })
+        .collect();
+    let total = window.last().map(|&(_, n)| n).filter(|&n| n > 0)?;
+    let quantile = |q: f64| {
+        let rank = q * total as f64;
+        let mut lower = (0u64, 0u64);
+        for &(bound, n) in &window {
+            if n as f64 >= rank {
+                if bound == u64::MAX {
+                    // Beyond the last finite bucket: that bound is all a histogram can say.
+                    return lower.0 as f64 / 1e6;
+                }
+                let inside = (n - lower.1) as f64;
+                let fraction = if inside > 0.0 {
+                    (rank - lower.1 as f64) / inside
+                } else {
+                    1.0
+                };
+                return (lower.0 as f64 + (bound - lower.0) as f64 * fraction) / 1e6;
+            }
+            lower = (bound, n);
+        }
+        lower.0 as f64 / 1e6
+    };
+    Some(ServerLatency {
+        p50: quantile(0.50),
+        p95: quantile(0.95),
+        p99: quantile(0.99),
+        requests: total,
+    })
+}
+
 /// One reading of a process: CPU time used so far, resident and peak resident memory.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProcSample {
@@ -154,6 +253,9 @@ pub struct WorkloadResult {
     /// Successful requests per second (errors excluded).
     pub throughput_rps: f64,
     pub latency_ms: Latency,
+    /// escrowd's own latency over the window from its `/metrics` (needs an API key); `None` for NanoMDM or when
+    /// the metrics could not be read.
+    pub server_latency_ms: Option<ServerLatency>,
     /// The server's processes (`--server-pid`, or the spawned NanoMDM); `None` when not visible.
     pub server: Option<Usage>,
     /// This load generator itself, over the same window.
@@ -278,6 +380,7 @@ pub fn print_table(r: &BenchReport) {
         "p95 ms",
         "p99 ms",
         "max ms",
+        "server p99 ms",
         "errors",
         "server CPU",
         "server RSS",
@@ -293,6 +396,8 @@ pub fn print_table(r: &BenchReport) {
             format!("{:.2}", w.latency_ms.p95),
             format!("{:.2}", w.latency_ms.p99),
             format!("{:.2}", w.latency_ms.max),
+            w.server_latency_ms
+                .map_or_else(|| "-".into(), |l| format!("{:.2}", l.p99)),
             if errors.is_empty() {
                 "0".into()
             } else {
@@ -353,6 +458,55 @@ pub fn print_table(r: &BenchReport) {
 mod tests {
     use super::*;
 
+    const EXPOSITION: &str = "# TYPE escrowd_http_request_duration_seconds histogram
+escrowd_http_request_duration_seconds_bucket{route=\"/mdm/checkin\",le=\"0.001\"} 50
+escrowd_http_request_duration_seconds_bucket{route=\"/mdm/checkin\",le=\"0.01\"} 90
+escrowd_http_request_duration_seconds_bucket{route=\"/mdm/checkin\",le=\"+Inf\"} 100
+escrowd_http_request_duration_seconds_bucket{route=\"/mdm/connect\",le=\"0.001\"} 0
+escrowd_http_request_duration_seconds_bucket{route=\"/mdm/connect\",le=\"0.01\"} 0
+escrowd_http_request_duration_seconds_bucket{route=\"/mdm/connect\",le=\"+Inf\"} 0
+escrowd_http_request_duration_seconds_bucket{route=\"/v1/devices\",le=\"0.001\"} 7
+escrowd_http_request_duration_seconds_bucket{route=\"/v1/devices\",le=\"+Inf\"} 7
+escrowd_http_request_duration_seconds_bucket{route=\"/mdm/checkin\",le=\"nonsense\"} 9
+escrowd_http_request_duration_seconds_bucket{route=\"/mdm/checkin\",le=\"0.5\"} many
+escrowd_http_request_duration_seconds_sum{route=\"/mdm/checkin\"} 0.5
+";
+
+    #[test]
+    fn device_buckets_sum_device_routes_and_skip_what_they_cannot_read() {
+        let b = device_duration_buckets(EXPOSITION);
+        assert_eq!(
+            b.into_iter().collect::<Vec<_>>(),
+            [(1_000_000, 50), (10_000_000, 90), (u64::MAX, 100)],
+            "the API route, the unreadable bound and the unreadable count are left out"
+        );
+        assert!(device_duration_buckets("").is_empty());
+        assert!(
+            device_duration_buckets("escrowd_http_request_duration_seconds_bucket{route")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn server_percentiles_are_interpolated_within_the_window_buckets() {
+        let before = BTreeMap::from([(1_000_000, 10), (10_000_000, 10), (u64::MAX, 10)]);
+        let after = device_duration_buckets(EXPOSITION);
+        let l = server_latency(&before, &after).unwrap();
+        // 90 in the window: 40 under 1 ms, 40 in 1–10 ms, 10 above 10 ms.
+        assert_eq!(l.requests, 90);
+        assert!(
+            (l.p50 - (1.0 + 9.0 * (45.0 - 40.0) / 40.0)).abs() < 1e-9,
+            "{l:?}"
+        );
+        assert_eq!(l.p95, 10.0, "beyond the last finite bucket: its bound");
+        assert_eq!(l.p99, 10.0);
+        assert!(
+            server_latency(&after, &after).is_none(),
+            "no request in the window"
+        );
+        assert!(server_latency(&BTreeMap::new(), &BTreeMap::new()).is_none());
+    }
+
     #[test]
     fn nearest_rank_percentiles() {
         let mut us: Vec<u32> = (1..=100).rev().map(|v| v * 1000).collect();
@@ -410,6 +564,7 @@ mod tests {
             errors: BTreeMap::new(),
             throughput_rps: rps,
             latency_ms: Latency::default(),
+            server_latency_ms: None,
             server: None,
             generator: None,
             ended_early: None,
