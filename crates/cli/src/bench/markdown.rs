@@ -54,7 +54,11 @@ pub fn render(r: &BenchReport, command: &str, date: &str) -> String {
          200); enroll = Authenticate + TokenUpdate of devices never seen; commands = ProfileList queued through \
          `/v1/enqueue` before the window, then Idle + one acknowledgement per command; `a=N+b=M` mixes. CPU is \
          percent of one core over the window and CPU time per request; the generator's own cost is listed so \
-         the reader can tell when it, not the server, was the limit."
+         the reader can tell when it, not the server, was the limit. Latency columns are the generator's, from \
+         a request's due time to its response; server p99 is escrowd's own (device request head to response \
+         head, from its `/metrics` histogram, interpolated within its buckets), so the gap between them is time \
+         outside escrowd's handler: the connection, the kernel, and on one shared machine both processes \
+         waiting for CPU."
     );
     s
 }
