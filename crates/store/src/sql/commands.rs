@@ -175,8 +175,7 @@ async fn queue_for<DB: Backend>(
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
                 "command {uuid} is already queued for enrollment {id}"
             )),
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => enrollments::missing(id),
-            _ => e.into(),
+            _ => enrollments::missing_if_unknown(e, id),
         })?;
     }
     Ok(())

@@ -187,6 +187,15 @@ pub(super) fn missing(id: &str) -> StoreError {
     StoreError::NotFound(format!("enrollment {id}"))
 }
 
+/// A write keyed by enrollment `id` failed: NotFound when its foreign key found no such enrollment (the
+/// writes that skip a lookup first), else the database error as it is.
+pub(super) fn missing_if_unknown(e: sqlx::Error, id: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => missing(id),
+        _ => e.into(),
+    }
+}
+
 pub(super) async fn touch_last_seen<DB: Backend>(
     pool: &Db<DB>,
     id: &str,

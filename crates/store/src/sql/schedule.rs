@@ -97,12 +97,7 @@ pub(super) async fn mark_requested<DB: Backend>(
             .bind(at)
             .execute(&mut *conn)
             .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                    enrollments::missing(&device_id)
-                }
-                _ => e.into(),
-            })?;
+            .map_err(|e| enrollments::missing_if_unknown(e, &device_id))?;
             Ok(())
         })
     }))
@@ -166,12 +161,7 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
             .bind(not_since)
             .execute(&mut *conn)
             .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                    enrollments::missing(&device_id)
-                }
-                _ => e.into(),
-            })?;
+            .map_err(|e| enrollments::missing_if_unknown(e, &device_id))?;
             Ok(done.rows_affected() == 1)
         })
     }))
