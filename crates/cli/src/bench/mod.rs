@@ -285,7 +285,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The command line as typed, with the value of `--api-key` replaced.
 /// The command line as recorded in BENCHMARKS.md: the API key hidden, a database URL's password hidden, and
 /// every argument a shell would split quoted, so the line can be copied and run again.
 fn command_line(args: impl Iterator<Item = String>) -> String {
