@@ -166,6 +166,33 @@ mod tests {
         }
     }
 
+    /// `.cargo/config.toml` builds SQLite without its process-wide page-cache and allocation-statistics
+    /// mutexes (every connection took them on every page and allocation); a build that lost the setting
+    /// (say, the file dropped, or a `LIBSQLITE3_FLAGS` of one's own) fails here rather than quietly slower.
+    #[tokio::test]
+    async fn sqlite_is_built_without_its_global_page_cache_and_malloc_mutexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("escrowd.sqlite"))
+            .await
+            .unwrap();
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&*store.pool)
+            .await
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "THREADSAFE=1"),
+            "the options are read: {options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "one page-cache mutex for every connection: {options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "allocation statistics (a global mutex per malloc) are on: {options:?}"
+        );
+    }
+
     #[tokio::test]
     async fn data_survives_closing_and_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
