@@ -48,7 +48,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma(
+                "wal_autocheckpoint",
+                crate::sql::WAL_AUTOCHECKPOINT.to_string(),
+            );
         let path = options.get_filename().to_path_buf();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -59,7 +63,7 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(SqliteStore {
-            pool: crate::sql::Db::group_commit(pool)?.with_local_reads(path),
+            pool: crate::sql::Db::group_commit(pool, path.clone())?.with_local_reads(path),
         })
     }
 }
@@ -158,12 +162,40 @@ mod tests {
                 .fetch_one(&mut *conn)
                 .await
                 .unwrap();
+            let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
             assert_eq!(mode, "wal");
             assert_eq!(sync, 2, "synchronous must be FULL (2)");
             assert_eq!(fk, 1);
             assert_eq!(busy, 5000);
+            assert_eq!(checkpoint, crate::sql::WAL_AUTOCHECKPOINT);
             conns.push(conn);
         }
+        // The group-commit writer's own connection, which commits every Idle poll, Get and Set.
+        let own = store
+            .pool
+            .writer_pragmas(&[
+                "journal_mode",
+                "synchronous",
+                "foreign_keys",
+                "busy_timeout",
+                "wal_autocheckpoint",
+            ])
+            .await
+            .expect("a SQLite store has a writer");
+        assert_eq!(
+            own,
+            [
+                "wal".to_string(),
+                "2".into(),
+                "1".into(),
+                "5000".into(),
+                crate::sql::WAL_AUTOCHECKPOINT.to_string(),
+            ],
+            "journal_mode, synchronous (FULL), foreign_keys, busy_timeout, wal_autocheckpoint"
+        );
     }
 
     /// `.cargo/config.toml` builds SQLite without its process-wide page-cache and allocation-statistics

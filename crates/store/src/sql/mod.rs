@@ -26,7 +26,7 @@ mod secrets;
 mod tokens;
 mod writer;
 
-pub(crate) use local::{ByName, LocalReads, LocalRow};
+pub(crate) use local::{ByName, LocalReads, LocalRow, WAL_AUTOCHECKPOINT};
 
 pub(crate) use local::store_error as local_error;
 pub use writer::{BatchStats, COMMIT_BUCKETS_MS, DEFER_BOUND};

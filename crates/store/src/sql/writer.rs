@@ -109,6 +109,11 @@ pub(crate) mod futures_core_boxed {
 
 struct State<DB: Database> {
     conn: Option<PoolConnection<DB>>,
+    /// SQLite: the writer's own connection to the file ([`Shared::path`]), opened on first use. A batch that
+    /// is only rows and marks (every Idle poll, Get and Set) runs on it, synchronously on the committer's
+    /// thread: no round trip to a sqlx connection's thread, and its prepared statements kept from batch to
+    /// batch (see `write_statements`).
+    own: Option<rusqlite::Connection>,
     /// `BEGIN IMMEDIATE` ran and no `COMMIT`/`ROLLBACK` yet.
     open: bool,
     /// A job's savepoint is still open: its lease was dropped without commit (or its RELEASE failed).
@@ -222,6 +227,8 @@ struct BulkQueue<DB: Database> {
 
 struct Shared<DB: Database> {
     pool: Pool<DB>,
+    /// The SQLite file, for the writer's own connection ([`State::own`]).
+    path: std::path::PathBuf,
     state: Arc<Mutex<State<DB>>>,
     deferred: DeferredMarks<DB>,
     /// Behind a plain mutex of its own, like the deferred marks: appending never waits for a batch.
@@ -275,12 +282,15 @@ impl<DB: Backend> Db<DB> {
         }
     }
 
-    /// Writes go through one group-commit writer (SQLite). Starts the committer on a thread of its own.
-    pub(crate) fn group_commit(pool: Pool<DB>) -> Result<Self> {
+    /// Writes go through one group-commit writer (SQLite, the file at `path`). Starts the committer on a
+    /// thread of its own.
+    pub(crate) fn group_commit(pool: Pool<DB>, path: std::path::PathBuf) -> Result<Self> {
         let shared = Arc::new(Shared {
             pool: pool.clone(),
+            path,
             state: Arc::new(Mutex::new(State {
                 conn: None,
+                own: None,
                 open: false,
                 abandoned: false,
                 waiters: Vec::new(),
@@ -437,6 +447,32 @@ impl<DB: Backend> Db<DB> {
         value.ok_or_else(|| StoreError::Database("the write job ended without its result".into()))
     }
 
+    /// The writer's own connection's settings, as `PRAGMA name` reads them, for each of `names` (opened if
+    /// need be; None without a writer).
+    #[cfg(test)]
+    pub(crate) async fn writer_pragmas(&self, names: &[&str]) -> Option<Vec<String>> {
+        let shared = self.writer.as_ref()?;
+        let mut guard = shared.state.lock().await;
+        if guard.own.is_none() {
+            guard.own = Some(super::local::open_writer(&shared.path).ok()?);
+        }
+        let own = guard.own.as_ref()?;
+        names
+            .iter()
+            .map(|name| {
+                own.query_row(&format!("PRAGMA {name}"), [], |row| {
+                    let value: rusqlite::types::Value = row.get(0)?;
+                    Ok(match value {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                })
+                .ok()
+            })
+            .collect()
+    }
+
     /// Write every deferred mark and commit the open batch, then refuse further writes and close the pool.
     pub(crate) async fn close(&self) {
         if let Some(shared) = &self.writer {
@@ -450,6 +486,7 @@ impl<DB: Backend> Db<DB> {
                 flush_and_commit(&mut guard, shared, last).await;
                 guard.closed = true;
                 guard.conn = None;
+                guard.own = None;
             }
         }
         if let Some(local) = &self.local {
@@ -623,8 +660,10 @@ struct Section {
 }
 
 /// Run `stmts` in the batch (opening it if needed) and, when `commit`, commit it and answer its jobs. On SQLite
-/// all of it runs here, on the committer's thread, with one take of the connection's handle; elsewhere
-/// statement by statement through sqlx. Err: why the batch is lost (the caller rolls it back and answers).
+/// all of it runs with one take of a connection: a batch that opens and commits here (nothing open on the
+/// pool's connection: only rows and marks) on the writer's own connection ([`State::own`]), synchronously on
+/// this thread; otherwise on the pool connection's handle. Elsewhere statement by statement through sqlx.
+/// Err: why the batch is lost (the caller rolls it back and answers).
 async fn write_statements<DB: Backend>(
     state: &mut State<DB>,
     shared: &Shared<DB>,
@@ -645,6 +684,24 @@ async fn write_statements<DB: Backend>(
         return Ok(());
     }
     let begin = !state.open;
+    if begin && commit {
+        if state.own.is_none() {
+            let opened = super::local::open_writer(&shared.path)
+                .map_err(|e| format!("the batch could not start: {}", super::local_error(e)))?;
+            state.own = Some(opened);
+        }
+        let own = state.own.as_ref().expect("own connection just opened");
+        let section = run_section(own, true, &stmts, true);
+        if section.began && section.written.is_err() {
+            // Its transaction is this connection's, not the pool's (which `lose_batch` rolls back).
+            let _ = own.execute_batch("ROLLBACK");
+        }
+        section.written?;
+        if let Some((done, took)) = section.committed {
+            answer_batch(state, shared, done, took);
+        }
+        return Ok(());
+    }
     let conn = connection(state, &shared.pool)
         .await
         .map_err(|e| format!("the batch could not start: {e}"))?;
@@ -652,41 +709,7 @@ async fn write_statements<DB: Backend>(
     // callers' futures fail the `Send` check (rust-lang/rust#100013).
     let on_handle: futures_core_boxed::BoxFuture<'_, Result<Section>> = Box::pin(DB::with_handle(
         &mut **conn,
-        move |c: &rusqlite::Connection| {
-            let mut out = Section {
-                began: false,
-                written: Ok(()),
-                committed: None,
-            };
-            if begin {
-                if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
-                    out.written = Err(format!(
-                        "the batch could not start: {}",
-                        super::local_error(e)
-                    ));
-                    return out;
-                }
-                out.began = true;
-            }
-            for st in &stmts {
-                if let Err(e) = st.run_on(c) {
-                    out.written = Err(e.to_string());
-                    return out;
-                }
-            }
-            if commit {
-                let started = Instant::now();
-                let done = c.execute_batch("COMMIT");
-                if done.is_err() {
-                    let _ = c.execute_batch("ROLLBACK");
-                }
-                out.committed = Some((
-                    done.map_err(|e| super::local_error(e).to_string()),
-                    started.elapsed(),
-                ));
-            }
-            out
-        },
+        move |c: &rusqlite::Connection| run_section(c, begin, &stmts, commit),
     ));
     let section = on_handle
         .await
@@ -700,6 +723,49 @@ async fn write_statements<DB: Backend>(
         answer_batch(state, shared, done, took);
     }
     Ok(())
+}
+
+/// On `c`: `BEGIN IMMEDIATE` when `begin`, then `stmts`, then, when `commit`, `COMMIT` (rolled back if that
+/// fails). Stops at the first failure (the transaction is left for the caller to roll back).
+fn run_section<DB: Backend>(
+    c: &rusqlite::Connection,
+    begin: bool,
+    stmts: &[Stmt<DB>],
+    commit: bool,
+) -> Section {
+    let mut out = Section {
+        began: false,
+        written: Ok(()),
+        committed: None,
+    };
+    if begin {
+        if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
+            out.written = Err(format!(
+                "the batch could not start: {}",
+                super::local_error(e)
+            ));
+            return out;
+        }
+        out.began = true;
+    }
+    for st in stmts {
+        if let Err(e) = st.run_on(c) {
+            out.written = Err(e.to_string());
+            return out;
+        }
+    }
+    if commit {
+        let started = Instant::now();
+        let done = c.execute_batch("COMMIT");
+        if done.is_err() {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+        out.committed = Some((
+            done.map_err(|e| super::local_error(e).to_string()),
+            started.elapsed(),
+        ));
+    }
+    out
 }
 
 /// Run the waiting write jobs in the open batch and move each one that succeeded to `waiters` (answered by the
