@@ -2,10 +2,14 @@
 //! transaction and one fsync.
 //!
 //! Guarantees:
-//! - Every write transaction ([`Db::begin_write`]) runs on the writer's one dedicated connection, inside a
+//! - Every write transaction ([`Db::begin_write`]) runs on the writer's dedicated pool connection, inside a
 //!   `BEGIN IMMEDIATE … COMMIT` shared with the writes that were waiting at the same time (at most
 //!   [`MAX_BATCH`]), each in its own `SAVEPOINT`: a job that fails or is abandoned is rolled back alone
 //!   (`ROLLBACK TO`) and the others still commit.
+//! - A batch of only bulk rows and deferred marks (every Idle poll, Get and Set; no write job, no
+//!   transaction open on the pool connection) runs on the writer's own connection instead ([`State::own`],
+//!   rusqlite), `BEGIN` to `COMMIT` synchronously on the committer's thread. Only the holder of the writer's
+//!   lock uses either connection, and a batch never spans both, so the two never wait for each other.
 //! - A job's `commit()` returns Ok only after the `COMMIT` of its batch returned (with `synchronous=FULL`: on
 //!   disk). If that `COMMIT` fails, or the batch's transaction was lost, every job in it gets the error.
 //! - Batches form by themselves: the connection sits behind a FIFO mutex, a job releases it as soon as its
