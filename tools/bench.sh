@@ -11,7 +11,8 @@
 #   BENCH_WORKLOADS     default idle,get,set,enroll,commands
 #   BENCH_DEVICES       default 200        BENCH_CONCURRENCY  default 32
 #   BENCH_DURATION      seconds per window, default 10
-#   BENCH_PRESIGN       fresh bodies per consuming workload, default 20000
+#   BENCH_PRESIGN       fresh bodies per consuming workload, default 100000 (a set window at ~10,000/s uses
+#                       100,000 in 10 s; fewer end it early)
 #   BENCH_PACED         also run each workload at this fraction of its peak (latency below peak), default 0.5;
 #                       0 for none
 #   BENCH_SKIP_BUILD=1  use the existing release binary
@@ -55,7 +56,7 @@ api_key=$("$bin" apikey create --data-dir "$work/data" --scope operate --name be
 args=(bench --server "http://127.0.0.1:$port" --admin-server "http://127.0.0.1:$admin_port" --server-pid "$server_pid" --data-dir "$work/data"
   --workload "${BENCH_WORKLOADS:-idle,get,set,enroll,commands}"
   --devices "${BENCH_DEVICES:-200}" --concurrency "${BENCH_CONCURRENCY:-32}"
-  --duration "${BENCH_DURATION:-10}" --presign "${BENCH_PRESIGN:-20000}"
+  --duration "${BENCH_DURATION:-10}" --presign "${BENCH_PRESIGN:-100000}"
   --markdown "$root/BENCHMARKS.md")
 if [ -n "$nanomdm" ]; then args+=(--peer-nanomdm "$nanomdm"); fi
 paced=${BENCH_PACED:-0.5}
@@ -106,7 +107,7 @@ if [ -n "$pg" ] && command -v psql >/dev/null && psql "$pg" -qAtc 'SELECT 1' >/d
     "$bin" bench "${servers[@]}" "${pids[@]}" --admin-server "http://127.0.0.1:$first_admin" \
       --data-dir "$work/pgdata" --database "$db_url" --workload idle,get,set --devices "${BENCH_DEVICES:-200}" \
       --concurrency "${BENCH_CONCURRENCY:-32}" --duration "${BENCH_DURATION:-10}" \
-      --presign "${BENCH_PRESIGN:-20000}" --markdown "$root/BENCHMARKS.md" --markdown-section "$title" \
+      --presign "${BENCH_PRESIGN:-100000}" --markdown "$root/BENCHMARKS.md" --markdown-section "$title" \
       --json >"$target/bench-report-pg-$n.json" || status=$?
     echo "added \"$title\" to BENCHMARKS.md (bench exit status $status)" >&2
     stop_instances
