@@ -246,11 +246,11 @@ pub struct NewCommand {
     /// The full XML plist; for a command that carries a secret, the redacted plist once the service sealed it.
     pub payload: Vec<u8>,
     /// The command holds a secret (an EraseDevice PIN, a password, the agent's registration secret): the
-    /// service seals the real payload and the store keeps only a redacted one ([`Store::enqueue_sealed`]);
-    /// [`Store::enqueue`] refuses such a command.
+    /// service seals the real payload and the store keeps only a redacted one ([`Commands::enqueue_sealed`]);
+    /// [`Commands::enqueue`] refuses such a command.
     ///
-    /// [`Store::enqueue_sealed`]: crate::Store::enqueue_sealed
-    /// [`Store::enqueue`]: crate::Store::enqueue
+    /// [`Commands::enqueue_sealed`]: crate::roles::Commands::enqueue_sealed
+    /// [`Commands::enqueue`]: crate::roles::Commands::enqueue
     pub carries_secret: bool,
 }
 
