@@ -164,28 +164,30 @@ impl LocalReads {
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
-        // The file exists: the pool created and migrated it before the first read.
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let conn = open_existing(&self.path)?;
         conn.pragma_update(None, "query_only", true)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
 }
 
-/// The group-commit writer's own connection to the SQLite file at `path` (`writer.rs`), set up as the pool's
-/// (`sqlite.rs`): WAL, `synchronous=FULL` (a commit is on disk when it returns), foreign keys on, the same busy
-/// timeout and checkpoint size. Used by one thread at a time (the writer's lock), so without SQLite's per-connection mutex; its
-/// prepared statements are kept for the next batches.
-pub(crate) fn open_writer(path: &std::path::Path) -> rusqlite::Result<Connection> {
+/// A connection of our own to the SQLite file at `path`, which exists: the pool created and migrated it first.
+/// Used by one thread at a time, so without SQLite's per-connection mutex; the pool's busy timeout.
+fn open_existing(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// The group-commit writer's own connection to the SQLite file at `path` (`writer.rs`), set up as the pool's
+/// (`sqlite.rs`): WAL, `synchronous=FULL` (a commit is on disk when it returns), foreign keys on, the same
+/// busy timeout and checkpoint size. Only the holder of the writer's lock uses it; its prepared statements are
+/// kept for the next batches.
+pub(crate) fn open_writer(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = open_existing(path)?;
     conn.pragma_update(None, "journal_mode", "wal")?;
     conn.pragma_update(None, "synchronous", "full")?;
     conn.pragma_update(None, "foreign_keys", true)?;
