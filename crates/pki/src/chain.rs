@@ -13,6 +13,7 @@ use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509, X509Ref, X509StoreContext};
 
+use crate::cms_fast::SignerKey;
 use crate::error::{IdentityError, openssl_reason};
 use crate::identity::CertInfo;
 
@@ -93,9 +94,17 @@ impl TrustAnchors {
     }
 }
 
-/// Bounded map from SHA-256 fingerprint to a verified certificate's details (without its DER).
+/// A verified certificate as the cache keeps it: its details (without its DER) and its public key, parsed
+/// once for the `Mdm-Signature` fast path (`cms_fast`; None if OpenSSL could not read it).
+#[derive(Clone)]
+pub(crate) struct Verdict {
+    pub(crate) info: CertInfo,
+    pub(crate) key: Option<SignerKey>,
+}
+
+/// Bounded map from SHA-256 fingerprint to a verified certificate's [`Verdict`].
 pub(crate) struct VerdictCache {
-    entries: Mutex<HashMap<[u8; 32], CertInfo>>,
+    entries: Mutex<HashMap<[u8; 32], Verdict>>,
     capacity: usize,
 }
 
@@ -107,17 +116,17 @@ impl VerdictCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], CertInfo>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Verdict>> {
         // A panic elsewhere while holding the lock cannot leave a half-written entry (inserts are single
         // calls), so a poisoned map is still sound to use.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached details, unless absent or expired at `now_unix` (expired entries are dropped).
-    pub(crate) fn get(&self, fingerprint: &[u8; 32], now_unix: i64) -> Option<CertInfo> {
+    /// The cached verdict, unless absent or expired at `now_unix` (expired entries are dropped).
+    pub(crate) fn get(&self, fingerprint: &[u8; 32], now_unix: i64) -> Option<Verdict> {
         let mut entries = self.lock();
         match entries.get(fingerprint) {
-            Some(info) if now_unix <= info.not_after_unix => Some(info.clone()),
+            Some(v) if now_unix <= v.info.not_after_unix => Some(v.clone()),
             Some(_) => {
                 entries.remove(fingerprint);
                 None
@@ -127,7 +136,7 @@ impl VerdictCache {
     }
 
     /// Remembers a verified certificate; when full, an arbitrary entry makes room.
-    pub(crate) fn insert(&self, fingerprint: [u8; 32], info: CertInfo) {
+    pub(crate) fn insert(&self, fingerprint: [u8; 32], verdict: Verdict) {
         let mut entries = self.lock();
         if entries.len() >= self.capacity && !entries.contains_key(&fingerprint) {
             let victim = entries.keys().next().copied();
@@ -135,7 +144,7 @@ impl VerdictCache {
                 entries.remove(&victim);
             }
         }
-        entries.insert(fingerprint, info);
+        entries.insert(fingerprint, verdict);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -147,14 +156,17 @@ impl VerdictCache {
 mod tests {
     use super::*;
 
-    fn info(not_after_unix: i64) -> CertInfo {
-        CertInfo {
-            fingerprint: String::new(),
-            der: Vec::new(),
-            subject: "CN=x".into(),
-            issuer: "CN=ca".into(),
-            serial_hex: "01".into(),
-            not_after_unix,
+    fn info(not_after_unix: i64) -> Verdict {
+        Verdict {
+            info: CertInfo {
+                fingerprint: String::new(),
+                der: Vec::new(),
+                subject: "CN=x".into(),
+                issuer: "CN=ca".into(),
+                serial_hex: "01".into(),
+                not_after_unix,
+            },
+            key: None,
         }
     }
 

@@ -14,7 +14,7 @@ use openssl::nid::Nid;
 use openssl::stack::{Stack, StackRef};
 use openssl::x509::{X509, X509NameRef, X509Ref};
 
-use crate::chain::{TrustAnchors, VerdictCache};
+use crate::chain::{TrustAnchors, Verdict, VerdictCache};
 use crate::error::{IdentityError, openssl_reason};
 use crate::{cms, cms_fast};
 
@@ -122,13 +122,14 @@ impl DeviceIdentityVerifier {
     }
 
     /// The fast path: a signature in the shape Macs send (`cms_fast`) whose signer's chain verdict is cached,
-    /// verified with `ring`. None for anything else (another shape, no cached verdict, a signature that does not
-    /// verify): the caller then takes the full OpenSSL path, which decides and words the error.
+    /// verified with the signer's public key kept in that verdict. None for anything else (another shape, no
+    /// cached verdict, a signature that does not verify): the caller then takes the full OpenSSL path, which
+    /// decides and words the error.
     fn verify_cached_signer(&self, decoded: &[u8], body: &[u8]) -> Option<CertInfo> {
         let signature = cms_fast::parse(decoded)?;
         let digest = openssl::sha::sha256(signature.signer_der);
-        let mut hit = self.cache.get(&digest, now_unix())?;
-        if !signature.verify(body) {
+        let Verdict { info: mut hit, key } = self.cache.get(&digest, now_unix())?;
+        if !signature.verify_with(key.as_ref()?, body) {
             return None;
         }
         self.fast_verifies.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +195,8 @@ impl DeviceIdentityVerifier {
         self.chain_checks.load(Ordering::Relaxed)
     }
 
-    /// Number of `Mdm-Signature`s verified on the fast path (`ring`, cached signer), not by OpenSSL.
+    /// Number of `Mdm-Signature`s verified on the fast path (`cms_fast`, cached signer and key), not by OpenSSL's
+    /// full CMS path.
     pub fn fast_verifies_performed(&self) -> u64 {
         self.fast_verifies.load(Ordering::Relaxed)
     }
@@ -207,7 +209,7 @@ impl DeviceIdentityVerifier {
         intermediates: &StackRef<X509>,
     ) -> Result<CertInfo, IdentityError> {
         let digest = openssl::sha::sha256(der);
-        if let Some(mut hit) = self.cache.get(&digest, now_unix()) {
+        if let Some(Verdict { info: mut hit, .. }) = self.cache.get(&digest, now_unix()) {
             hit.der = der.to_vec();
             return Ok(hit);
         }
@@ -231,7 +233,11 @@ impl DeviceIdentityVerifier {
             ));
         }
         let der = std::mem::take(&mut info.der);
-        self.cache.insert(digest, info.clone());
+        let verdict = Verdict {
+            info: info.clone(),
+            key: cms_fast::SignerKey::of(cert),
+        };
+        self.cache.insert(digest, verdict);
         info.der = der;
         Ok(info)
     }

@@ -1,16 +1,22 @@
 //! The fast path for the common `Mdm-Signature`: a detached CMS SignedData with one signer, one embedded
-//! certificate and no signed attributes (what Macs send), verified with `ring` after one pass over the bytes.
+//! certificate and no signed attributes (what Macs send), verified with OpenSSL after one pass over the bytes.
 //!
 //! Guarantees: [`parse`] reads the structure without copying and answers `None` for anything outside that
 //! narrow shape (BER constructed strings, signed attributes, several signers or certificates, a signer not
 //! matched byte for byte by issuer and serial, eContent present, unknown algorithms, trailing bytes): the
-//! caller then takes the full OpenSSL path, which gives every error its precise wording. [`FastSignature::verify`]
-//! is true only if the signature over the exact body verifies with the embedded signer's public key, using
-//! the digest the SignerInfo names (which must be one of the SignedData's digest algorithms). No chain check
-//! here: the caller only trusts the signer through the chain-verdict cache, keyed by the SHA-256 of these exact
-//! certificate bytes. Hostile input never panics: every length is checked and nesting depth is bounded.
+//! caller then takes the full OpenSSL path, which gives every error its precise wording.
+//! [`FastSignature::verify_with`] is true only if the signature over the exact body verifies with the signer's
+//! public key, using the digest the SignerInfo names (which must be one of the SignedData's digest algorithms).
+//! The caller passes the key it parsed once from these exact certificate bytes and keeps in its chain-verdict
+//! cache (keyed by their SHA-256): a kept key keeps OpenSSL's Montgomery context, which `ring` rebuilt on every
+//! verify (`cargo bench -p pki --bench mdm_signature`). No chain check here. Hostile input never panics: every
+//! length is checked and nesting depth is bounded.
 
-use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey, Public};
+use openssl::rsa::{Padding, Rsa};
+use openssl::sign::Verifier;
+use openssl::x509::X509Ref;
 
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
@@ -169,17 +175,129 @@ fn algorithm<'a>(alg: &Tlv<'a>, depth: usize) -> Option<(&'a [u8], &'a [u8])> {
 pub(crate) struct FastSignature<'a> {
     /// The signer's certificate, exactly as embedded.
     pub signer_der: &'a [u8],
-    algorithm: &'static dyn VerificationAlgorithm,
-    public_key: &'a [u8],
+    algorithm: Algorithm,
     signature: &'a [u8],
 }
 
+/// The verification the SignerInfo asks for: PKCS #1 v1.5 with an RSA key, or ECDSA (DER signature) on the
+/// curve the certificate names (P-256 or P-384).
+#[derive(Clone, Copy)]
+struct Algorithm {
+    digest: Digest,
+    key: Id,
+}
+
+#[derive(Clone, Copy)]
+enum Digest {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Digest {
+    fn message_digest(self) -> MessageDigest {
+        match self {
+            Digest::Sha1 => MessageDigest::sha1(),
+            Digest::Sha256 => MessageDigest::sha256(),
+            Digest::Sha384 => MessageDigest::sha384(),
+            Digest::Sha512 => MessageDigest::sha512(),
+        }
+    }
+
+    /// The PKCS #1 v1.5 DigestInfo of `body` (RFC 8017 §9.2, note 1: the DER prefix, then the hash).
+    fn digest_info(self, body: &[u8]) -> Vec<u8> {
+        const SHA1: &[u8] = &[
+            0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+            0x14,
+        ];
+        const SHA2: [u8; 19] = [
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ];
+        // SHA-384 and SHA-512 differ from SHA-256's prefix in the lengths and the OID's last arc only.
+        let sha2 = |outer: u8, arc: u8, len: u8| {
+            let mut p = SHA2.to_vec();
+            p[1] = outer;
+            p[14] = arc;
+            p[18] = len;
+            p
+        };
+        let (mut info, hash): (Vec<u8>, &[u8]) = match self {
+            Digest::Sha1 => (SHA1.to_vec(), &openssl::sha::sha1(body)),
+            Digest::Sha256 => (SHA2.to_vec(), &openssl::sha::sha256(body)),
+            Digest::Sha384 => (sha2(0x41, 0x02, 0x30), &openssl::sha::sha384(body)),
+            Digest::Sha512 => (sha2(0x51, 0x03, 0x40), &openssl::sha::sha512(body)),
+        };
+        info.extend_from_slice(hash);
+        info
+    }
+}
+
+/// RSA key sizes accepted here (the bounds of `ring`'s PKCS #1 verification, which this path used before):
+/// others take the full path.
+const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
+
+/// A signer's public key, parsed once from its certificate and kept by the caller (the chain-verdict cache).
+#[derive(Clone)]
+pub(crate) enum SignerKey {
+    /// An RSA key of 2048 to 8192 bits. libcrypto keeps its Montgomery context after the first verify.
+    Rsa(Rsa<Public>),
+    /// An EC key.
+    Ec(PKey<Public>),
+}
+
+impl SignerKey {
+    /// The key of `cert`, if this path can use it.
+    pub(crate) fn of(cert: &X509Ref) -> Option<SignerKey> {
+        let key = cert.public_key().ok()?;
+        match key.id() {
+            Id::RSA if RSA_BITS.contains(&key.bits()) => key.rsa().ok().map(SignerKey::Rsa),
+            Id::EC => Some(SignerKey::Ec(key)),
+            _ => None,
+        }
+    }
+}
+
 impl FastSignature<'_> {
-    /// True only if the signature over exactly `body` verifies with the signer's key.
+    /// True only if the signature over exactly `body` verifies with `key`, which must be the public key of
+    /// [`FastSignature::signer_der`] (the caller's cache holds it, parsed from those exact bytes) and of the
+    /// kind the SignerInfo names.
+    ///
+    /// RSA is checked by hand on libcrypto's RSA primitive (`RSA_public_decrypt`, which also checks the
+    /// PKCS #1 type-1 padding) and a comparison with the expected DigestInfo, because libcrypto 3.0's EVP
+    /// verify looks its algorithm implementations up again on every call: measured under a storm of Idle polls
+    /// it made each verify slower than `ring`'s, while the primitive with a kept key is faster than both.
+    pub(crate) fn verify_with(&self, key: &SignerKey, body: &[u8]) -> bool {
+        match (key, self.algorithm.key) {
+            (SignerKey::Rsa(rsa), Id::RSA) => {
+                let size = rsa.size() as usize;
+                if self.signature.len() != size {
+                    return false;
+                }
+                let mut decrypted = vec![0; size];
+                let Ok(len) = rsa.public_decrypt(self.signature, &mut decrypted, Padding::PKCS1)
+                else {
+                    return false;
+                };
+                decrypted[..len] == self.algorithm.digest.digest_info(body)[..]
+            }
+            (SignerKey::Ec(ec), Id::EC) => {
+                Verifier::new(self.algorithm.digest.message_digest(), ec)
+                    .and_then(|mut v| v.verify_oneshot(self.signature, body))
+                    .unwrap_or(false)
+            }
+            _ => false,
+        }
+    }
+
+    /// [`FastSignature::verify_with`] the key of the embedded certificate (each call parses it).
+    #[cfg(test)]
     pub(crate) fn verify(&self, body: &[u8]) -> bool {
-        UnparsedPublicKey::new(self.algorithm, self.public_key)
-            .verify(body, self.signature)
-            .is_ok()
+        openssl::x509::X509::from_der(self.signer_der)
+            .ok()
+            .and_then(|cert| SignerKey::of(&cert))
+            .is_some_and(|key| self.verify_with(&key, body))
     }
 }
 
@@ -272,7 +390,6 @@ pub(crate) fn parse(der: &[u8]) -> Option<FastSignature<'_>> {
     Some(FastSignature {
         signer_der: cert.raw,
         algorithm,
-        public_key: parsed_cert.public_key,
         signature,
     })
 }
@@ -285,8 +402,6 @@ struct CertFields<'a> {
     serial: &'a [u8],
     key_oid: &'a [u8],
     key_params: &'a [u8],
-    /// The subjectPublicKey BIT STRING's bits (RSAPublicKey DER, or an EC point).
-    public_key: &'a [u8],
 }
 
 impl<'a> CertFields<'a> {
@@ -305,8 +420,7 @@ impl<'a> CertFields<'a> {
         let alg = s.expect(SEQUENCE)?;
         let (key_oid, key_params) = algorithm(&alg, 8)?;
         let bits = s.expect(BIT_STRING)?.content;
-        let (&unused, public_key) = bits.split_first()?;
-        if unused != 0 {
+        if bits.first() != Some(&0) || !s.is_empty() {
             return None;
         }
         Some(CertFields {
@@ -314,31 +428,30 @@ impl<'a> CertFields<'a> {
             serial,
             key_oid,
             key_params,
-            public_key,
         })
     }
 }
 
-/// The `ring` algorithm for this digest, signature algorithm and key; None for anything else.
+/// The verification for this digest, signature algorithm and key; None for anything else.
 fn choose_algorithm(
     digest: &[u8],
     signature_alg: &[u8],
     key_oid: &[u8],
     key_params: &[u8],
-) -> Option<&'static dyn VerificationAlgorithm> {
+) -> Option<Algorithm> {
+    let (digest_fn, named_rsa) = match digest {
+        d if d == OID_SHA1 => (Digest::Sha1, OID_SHA1_RSA),
+        d if d == OID_SHA256 => (Digest::Sha256, OID_SHA256_RSA),
+        d if d == OID_SHA384 => (Digest::Sha384, OID_SHA384_RSA),
+        d if d == OID_SHA512 => (Digest::Sha512, OID_SHA512_RSA),
+        _ => return None,
+    };
     if key_oid == OID_RSA {
-        let (alg, named_digest): (&'static dyn VerificationAlgorithm, _) = match digest {
-            d if d == OID_SHA1 => (
-                &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-                OID_SHA1_RSA,
-            ),
-            d if d == OID_SHA256 => (&signature::RSA_PKCS1_2048_8192_SHA256, OID_SHA256_RSA),
-            d if d == OID_SHA384 => (&signature::RSA_PKCS1_2048_8192_SHA384, OID_SHA384_RSA),
-            d if d == OID_SHA512 => (&signature::RSA_PKCS1_2048_8192_SHA512, OID_SHA512_RSA),
-            _ => return None,
-        };
         // rsaEncryption, or the sha*WithRSAEncryption naming the same digest.
-        return (signature_alg == OID_RSA || signature_alg == named_digest).then_some(alg);
+        return (signature_alg == OID_RSA || signature_alg == named_rsa).then_some(Algorithm {
+            digest: digest_fn,
+            key: Id::RSA,
+        });
     }
     if key_oid == OID_EC_PUBLIC_KEY {
         let curve = Children::of(
@@ -351,18 +464,16 @@ fn choose_algorithm(
         )
         .expect(OID)?
         .content;
-        let alg: &'static dyn VerificationAlgorithm = match (curve, digest) {
-            (c, d) if c == OID_P256 && d == OID_SHA256 => &signature::ECDSA_P256_SHA256_ASN1,
-            (c, d) if c == OID_P256 && d == OID_SHA384 => &signature::ECDSA_P256_SHA384_ASN1,
-            (c, d) if c == OID_P384 && d == OID_SHA256 => &signature::ECDSA_P384_SHA256_ASN1,
-            (c, d) if c == OID_P384 && d == OID_SHA384 => &signature::ECDSA_P384_SHA384_ASN1,
-            _ => return None,
-        };
         let named = match digest {
             d if d == OID_SHA256 => OID_ECDSA_SHA256,
-            _ => OID_ECDSA_SHA384,
+            d if d == OID_SHA384 => OID_ECDSA_SHA384,
+            _ => return None,
         };
-        return (signature_alg == named).then_some(alg);
+        let curve_known = curve == OID_P256 || curve == OID_P384;
+        return (curve_known && signature_alg == named).then_some(Algorithm {
+            digest: digest_fn,
+            key: Id::EC,
+        });
     }
     None
 }

@@ -3,6 +3,8 @@ use crate::identity::DeviceIdentityVerifier;
 use crate::sign::{SignOptions, SignatureDigest, mdm_signature};
 use crate::test_support::{device_ca, ec_device, rsa_device};
 use crate::{IdentityError, cms};
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
 
 const CAPTURE_2_SIG: &[u8] =
     include_bytes!("../../../../testdata/captures/nanomdm__mdm-signature.2.b64");
@@ -208,4 +210,62 @@ fn a_cached_certificate_with_another_devices_signature_is_refused() {
     let err = v.verify_mdm_signature(forged.as_bytes(), BODY).unwrap_err();
     assert!(matches!(err, IdentityError::BadSignature), "{err}");
     assert_eq!(v.fast_verifies_performed(), 0);
+}
+
+#[test]
+fn rsa_keys_under_2048_bits_take_the_full_path() {
+    let key = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();
+    let cert = crate::test_support::device_cert(device_ca(), "small-key", &key);
+    assert!(SignerKey::of(&cert).is_none());
+    let header = mdm_signature(BODY, &cert, &key, MAC_LIKE).unwrap();
+    let der = cms::decode_header(header.as_bytes()).unwrap();
+    assert!(!parse(&der).unwrap().verify(BODY), "never verified here");
+    let v = verifier();
+    v.verify_mdm_signature(header.as_bytes(), BODY).unwrap();
+    v.verify_mdm_signature(header.as_bytes(), BODY).unwrap();
+    assert_eq!(v.fast_verifies_performed(), 0);
+}
+
+#[test]
+fn sha1_and_sha256_verify_and_a_flipped_byte_or_another_key_never_does() {
+    for digest in [SignatureDigest::Sha1, SignatureDigest::Sha256] {
+        let opts = SignOptions {
+            digest,
+            signed_attributes: false,
+        };
+        let (cert, key) = rsa_device("every-digest");
+        let header = mdm_signature(BODY, &cert, &key, opts).unwrap();
+        let der = cms::decode_header(header.as_bytes()).unwrap();
+        let sig = parse(&der).expect("fast shape");
+        assert!(sig.verify(BODY));
+        assert!(!sig.verify(&flipped(BODY, 10)));
+        let (other, _) = rsa_device("every-digest-other");
+        assert!(!sig.verify_with(&SignerKey::of(&other).unwrap(), BODY));
+    }
+}
+
+#[test]
+fn the_digest_infos_are_what_openssl_signs() {
+    use openssl::hash::MessageDigest;
+    let (_, key) = rsa_device("digest-info");
+    let rsa = key.rsa().unwrap();
+    for (digest, md) in [
+        (Digest::Sha1, MessageDigest::sha1()),
+        (Digest::Sha256, MessageDigest::sha256()),
+        (Digest::Sha384, MessageDigest::sha384()),
+        (Digest::Sha512, MessageDigest::sha512()),
+    ] {
+        let mut signer = openssl::sign::Signer::new(md, &key).unwrap();
+        let signature = signer.sign_oneshot_to_vec(BODY).unwrap();
+        let mut decrypted = vec![0; rsa.size() as usize];
+        let len = rsa
+            .public_decrypt(&signature, &mut decrypted, openssl::rsa::Padding::PKCS1)
+            .unwrap();
+        assert_eq!(
+            decrypted[..len],
+            digest.digest_info(BODY)[..],
+            "{:?}",
+            md.type_()
+        );
+    }
 }
