@@ -248,6 +248,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_user_list_refresh_asked_inside_its_window_is_refused_without_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("x.sqlite"))
+            .await
+            .unwrap();
+        let e = crate::conformance::device("UDID-ULR", None);
+        store
+            .upsert_enrollment(
+                &e,
+                &crate::conformance::event("UDID-ULR", "enrollment.authenticated"),
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_user_list_refresh("UDID-ULR", 1_000, 700)
+                .await
+                .unwrap()
+        );
+        let batches = || {
+            store
+                .write_batches()
+                .unwrap()
+                .batches
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let before = batches();
+        for at in 1_001..1_051 {
+            assert!(
+                !store
+                    .claim_user_list_refresh("UDID-ULR", at, at - 300)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(batches(), before, "refused claims went through the writer");
+        // Past the window the claim writes (and wins) again.
+        assert!(
+            store
+                .claim_user_list_refresh("UDID-ULR", 2_000, 1_001)
+                .await
+                .unwrap()
+        );
+        assert_eq!(batches(), before + 1);
+    }
+
+    #[tokio::test]
     async fn a_row_with_an_unknown_channel_is_a_database_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("x.sqlite"))

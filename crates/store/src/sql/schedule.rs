@@ -142,6 +142,26 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
     now: Millis,
     not_since: Millis,
 ) -> Result<bool> {
+    // Asked since `not_since` already (requested_at only grows): the claim cannot succeed, so a read answers
+    // without a write. The common case: a Mac escrowing again within the interval after its UserList was
+    // answered. As a write job each such call made its whole batch take the slow path (a Set storm after the
+    // queues were answered: one write job per SetBootstrapToken).
+    const ASKED_SINCE: &str =
+        "SELECT requested_at FROM user_list_refresh WHERE device_id = $1 AND requested_at >= $2";
+    let asked = match pool.local() {
+        Some(local) => local
+            .optional::<(Millis,)>(ASKED_SINCE, &[&device_id, &not_since])?
+            .is_some(),
+        None => query_scalar::<DB, Millis>(ASKED_SINCE)
+            .bind(device_id)
+            .bind(not_since)
+            .fetch_optional(pool)
+            .await?
+            .is_some(),
+    };
+    if asked {
+        return Ok(false);
+    }
     // Through the writer like every other write: on SQLite a write on a pool connection would wait for the
     // database lock the group-commit writer holds batch after batch (busy-handler sleeps, seconds under load).
     // A write job: it runs after a Mac's first SetBootstrapToken in a while, and as a savepoint sent statement by
