@@ -219,36 +219,31 @@ pub(crate) struct Target {
     pub api_key: Option<String>,
 }
 
-fn escrowd_target(args: &BenchArgs) -> Target {
+fn escrowd_target(args: &BenchArgs) -> anyhow::Result<Target> {
     let bases: Vec<String> = args
         .servers
         .iter()
         .map(|s| s.trim_end_matches('/').to_string())
         .collect();
-    Target {
+    let urls = |path: &str| -> Vec<String> { bases.iter().map(|b| format!("{b}{path}")).collect() };
+    Ok(Target {
         name: "escrowd",
-        endpoints: Endpoints {
-            checkin: bases.iter().map(|b| format!("{b}/mdm/checkin")).collect(),
-            connect: bases.iter().map(|b| format!("{b}/mdm/connect")).collect(),
-        },
+        endpoints: Endpoints::parse(&urls("/mdm/checkin"), &urls("/mdm/connect"))?,
         api_base: args.admin_server.trim_end_matches('/').to_string(),
         pids: args.server_pids.clone(),
         api_key: args.api_key.clone(),
-    }
+    })
 }
 
-fn nanomdm_target(p: &peer::NanoMdm) -> Target {
-    let mdm = format!("{}/mdm", p.base_url);
-    Target {
+fn nanomdm_target(p: &peer::NanoMdm) -> anyhow::Result<Target> {
+    let mdm = [format!("{}/mdm", p.base_url)];
+    Ok(Target {
         name: "nanomdm",
-        endpoints: Endpoints {
-            checkin: vec![mdm.clone()],
-            connect: vec![mdm],
-        },
+        endpoints: Endpoints::parse(&mdm, &mdm)?,
         api_base: p.base_url.clone(),
         pids: vec![p.pid()],
         api_key: Some(p.api_key.clone()),
-    }
+    })
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -393,9 +388,9 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         Some(path) => Some(peer::NanoMdm::start(path, &ca.cert_pem()?).await?),
         None => None,
     };
-    let mut targets = vec![escrowd_target(args)];
+    let mut targets = vec![escrowd_target(args)?];
     if let Some(p) = &peer {
-        targets.push(nanomdm_target(p));
+        targets.push(nanomdm_target(p)?);
     }
     let prepared = setup::Prepared::new(Arc::new(ca), Arc::new(pool), args, &workloads).await?;
     for t in &targets {
@@ -662,14 +657,28 @@ mod tests {
     #[test]
     fn several_servers_make_round_robin_endpoints() {
         let a = args(&["--server", "http://a:1/", "--server", "http://b:2"]);
-        let t = escrowd_target(&a);
+        let t = escrowd_target(&a).unwrap();
+        let strings =
+            |urls: &[reqwest::Url]| -> Vec<String> { urls.iter().map(|u| u.to_string()).collect() };
         assert_eq!(
-            t.endpoints.checkin,
+            strings(&t.endpoints.checkin),
             ["http://a:1/mdm/checkin", "http://b:2/mdm/checkin"]
         );
         assert_eq!(
-            t.endpoints.connect,
+            strings(&t.endpoints.connect),
             ["http://a:1/mdm/connect", "http://b:2/mdm/connect"]
+        );
+    }
+
+    #[test]
+    fn a_server_that_is_not_a_url_is_refused_before_any_request() {
+        let err = escrowd_target(&args(&["--server", "not a url"]))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("not a url") && err.contains("http://"),
+            "{err}"
         );
     }
 }
