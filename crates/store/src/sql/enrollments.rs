@@ -105,15 +105,18 @@ async fn upsert_in<DB: Backend>(tx: &mut DB::Connection, e: &Enrollment) -> Resu
     Ok(())
 }
 
+/// On the local reads where there are some (a push reads every Mac it wakes: one per SetBootstrapToken of
+/// a Mac new to a storm), else on a pooled connection.
 pub(super) async fn get<DB: Backend>(pool: &Db<DB>, id: &str) -> Result<Option<Enrollment>> {
-    let row: Option<EnrollmentRow> = query_as::<DB, _>(concat!(
+    const SQL: &str = concat!(
         "SELECT ",
         enrollment_columns!(),
         " FROM enrollments WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    );
+    let row: Option<EnrollmentRow> = match pool.local() {
+        Some(local) => local.optional(SQL, &[&id])?,
+        None => query_as::<DB, _>(SQL).bind(id).fetch_optional(pool).await?,
+    };
     row.map(Enrollment::try_from).transpose()
 }
 

@@ -52,6 +52,13 @@ impl<T: rusqlite::types::FromSql> LocalRow for (T,) {
     }
 }
 
+/// A two-column row, by position (`query_as` into a pair).
+impl<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql> LocalRow for (A, B) {
+    fn from_local(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?, row.get(1)?))
+    }
+}
+
 /// A row's columns by name, as sqlx's `FromRow` reads them (`local_row!`), without rusqlite's lookup by name
 /// for every field: that one compares the name with each column's (a `strlen` and a case-folding compare
 /// apiece), a few percent of an Idle poll's CPU for the enrollment's 28 columns. Names are matched exactly,

@@ -51,12 +51,17 @@ pub(super) async fn invalid<DB: Backend>(
     pool: &Db<DB>,
     enrollment_id: &str,
 ) -> Result<Option<PushInvalid>> {
-    let row: Option<(Option<i64>, Option<String>)> = query_as::<DB, _>(
-        "SELECT push_invalid_at, push_invalid_reason FROM enrollments WHERE id = $1",
-    )
-    .bind(enrollment_id)
-    .fetch_optional(pool)
-    .await?;
+    const SQL: &str = "SELECT push_invalid_at, push_invalid_reason FROM enrollments WHERE id = $1";
+    // Local where there are reads of our own: every push reads it for each Mac it wakes.
+    let row: Option<(Option<i64>, Option<String>)> = match pool.local() {
+        Some(local) => local.optional(SQL, &[&enrollment_id])?,
+        None => {
+            query_as::<DB, _>(SQL)
+                .bind(enrollment_id)
+                .fetch_optional(pool)
+                .await?
+        }
+    };
     Ok(match row {
         Some((Some(at), reason)) => Some(PushInvalid {
             at,
