@@ -94,7 +94,48 @@ impl<S: ?Sized + CommandRoles> Scoped<'_, S> {
         } else {
             ""
         };
-        let events: Vec<_> = enrollment_ids
+        let events = self.queued_events(enrollment_ids, command, note);
+        // The command and its `command.queued` events are one write: queued and recorded, or neither.
+        self.store
+            .enqueue_recorded(enrollment_ids, &new, sealed.as_ref(), now, &events)
+            .await?;
+        Ok(command.uuid.clone())
+    }
+
+    /// Queue `commands`, in order, for `enrollment_ids` in one write, each with its `command.queued` events:
+    /// all queued and recorded, or none. Commands holding a secret-looking key are queued one by one instead,
+    /// each sealed ([`Scoped::enqueue`]).
+    pub(crate) async fn enqueue_all(
+        &self,
+        enrollment_ids: &[String],
+        commands: &[Command],
+    ) -> Result<(), ServiceError> {
+        if commands.iter().any(Command::has_secret_keys) {
+            for command in commands {
+                self.enqueue(enrollment_ids, command).await?;
+            }
+            return Ok(());
+        }
+        let now = self.now();
+        let mut each = Vec::with_capacity(commands.len());
+        for command in commands {
+            let (new, _) = self.prepare_command(command, false, now)?;
+            each.push((new, self.queued_events(enrollment_ids, command, "")));
+        }
+        self.store
+            .enqueue_recorded_each(enrollment_ids, &each, now)
+            .await?;
+        Ok(())
+    }
+
+    /// One `command.queued` event per enrollment for `command` (`note` ends its detail).
+    fn queued_events(
+        &self,
+        enrollment_ids: &[String],
+        command: &Command,
+        note: &str,
+    ) -> Vec<store::NewEvent> {
+        enrollment_ids
             .iter()
             .map(|id| {
                 self.event(
@@ -105,12 +146,7 @@ impl<S: ?Sized + CommandRoles> Scoped<'_, S> {
                     format!("{} {}{note}", command.request_type, command.uuid),
                 )
             })
-            .collect();
-        // The command and its `command.queued` events are one write: queued and recorded, or neither.
-        self.store
-            .enqueue_recorded(enrollment_ids, &new, sealed.as_ref(), now, &events)
-            .await?;
-        Ok(command.uuid.clone())
+            .collect()
     }
 
     /// Queue a raw command plist as an admin wrote it.

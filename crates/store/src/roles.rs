@@ -355,6 +355,16 @@ pub trait Commands: Send + Sync {
         at: Millis,
         events: &[NewEvent],
     ) -> Result<()>;
+    /// Several commands without a secret, in order, each queued for `enrollment_ids` with its own `events`, in
+    /// one transaction: all queued and recorded, or none (one write instead of one per command, as the
+    /// follow-ups of a SetBootstrapToken need). A command marked `carries_secret` is a Conflict and nothing is
+    /// written; NotFound for an unknown enrollment.
+    async fn enqueue_recorded_each(
+        &self,
+        enrollment_ids: &[String],
+        cmds: &[(NewCommand, Vec<NewEvent>)],
+        at: Millis,
+    ) -> Result<()>;
     /// Oldest active command for the enrollment in enqueue order. `skip_notnow` skips NotNow entries (Apple:
     /// after a NotNow in the same session, don't resend it; on an Idle they become eligible again).
     async fn next_command(

@@ -67,20 +67,54 @@ impl MdmService {
     /// The follow-ups of a SetBootstrapToken: UserList (rate-limited, see [`MdmService::refresh_user_list`])
     /// first, then when a token was `escrowed` the SecurityInfo re-ask, and one push once both are queued: the
     /// Mac fetches both on it, in that order. The Mac's queue is read once for both.
+    ///
+    /// Both commands are queued in one write (`Scoped::enqueue_all`): in an escrow storm of Macs new to it,
+    /// the follow-ups' write jobs, one per command, were what bounded the storm, not the escrows.
     pub(crate) async fn after_set_bootstrap_token(&self, device_id: &str, escrowed: bool) {
+        const WHY: &str = "a SetBootstrapToken";
         let scoped = self.scoped();
         // On a failed read each follow-up reads again itself, and records its own failure.
         let pending = scoped.store.active_request_types(device_id).await.ok();
-        scoped
-            .refresh_user_list_knowing(device_id, "a SetBootstrapToken", pending.as_deref())
-            .await;
-        if escrowed {
-            let queued = scoped
-                .requery_security_info(device_id, pending.as_deref())
-                .await;
+        let mut commands = Vec::with_capacity(2);
+        match scoped.claim_user_list(device_id, pending.as_deref()).await {
+            Ok(true) => commands.push(Command::user_list(new_command_uuid())),
+            Ok(false) => {}
+            Err(err) => scoped.user_list_not_queued(device_id, WHY, &err).await,
+        }
+        let security_info = if escrowed {
+            match scoped
+                .security_info_due(device_id, pending.as_deref())
+                .await
+            {
+                Ok(due) => due,
+                Err(err) => {
+                    scoped
+                        .after_queueing(device_id, "bootstrap token escrow", Err(err))
+                        .await;
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        if security_info {
+            commands.push(Command::security_info(new_command_uuid()));
+        }
+        if commands.is_empty() {
+            return;
+        }
+        let queued = scoped
+            .enqueue_all(&[device_id.to_string()], &commands)
+            .await
+            .map(|()| commands.len());
+        if security_info {
+            // One push for both: the Mac fetches UserList, then SecurityInfo, on it.
             scoped
                 .after_queueing(device_id, "bootstrap token escrow", queued)
                 .await;
+        } else if let Err(err) = queued {
+            // UserList alone has no push of its own (`refresh_user_list`).
+            scoped.user_list_not_queued(device_id, WHY, &err).await;
         }
     }
 
@@ -234,23 +268,15 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
         self.after_queueing(&device.id, "enrollment", result).await;
     }
 
-    /// A Bootstrap Token was escrowed (a token holder logged in) or served at a login (a user just got a
-    /// Secure Token from it): queue SecurityInfo again unless one is still queued (`pending`: the request types
-    /// queued for the Mac, when the caller just read them). Returns how many commands it queued; the caller
-    /// pushes ([`Scoped::after_queueing`]).
-    pub(crate) async fn requery_security_info(
+    /// Whether SecurityInfo is to be asked again after a Bootstrap Token was escrowed (a token holder logged
+    /// in): none is queued (`pending`: the request types queued for the Mac, when the caller just read them).
+    pub(crate) async fn security_info_due(
         &self,
         device_id: &str,
         pending: Option<&[String]>,
-    ) -> Result<usize, ServiceError> {
+    ) -> Result<bool, ServiceError> {
         let pending = self.queued_types(device_id, pending).await?;
-        // UserList rides along via `refresh_user_list` (rate-limited), not here.
-        if pending.iter().any(|p| p == "SecurityInfo") {
-            return Ok(0);
-        }
-        let command = Command::security_info(new_command_uuid());
-        self.enqueue(&[device_id.to_string()], &command).await?;
-        Ok(1)
+        Ok(!pending.iter().any(|p| p == "SecurityInfo"))
     }
 
     /// Agent rows stored without a GUID (an older agent) take the key of MDM's row with the same short name,

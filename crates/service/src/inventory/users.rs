@@ -90,17 +90,7 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
         pending: Option<&[String]>,
     ) {
         let result = async {
-            let pending = self.queued_types(device_id, pending).await?;
-            if pending.iter().any(|p| p == "UserList") {
-                return Ok(false);
-            }
-            let now = self.now();
-            let since = now.saturating_sub(USER_LIST_REFRESH_INTERVAL_MS);
-            if !self
-                .store
-                .claim_user_list_refresh(device_id, now, since)
-                .await?
-            {
+            if !self.claim_user_list(device_id, pending).await? {
                 return Ok(false);
             }
             let command = Command::user_list(new_command_uuid());
@@ -112,19 +102,47 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
             Ok(queued) => {
                 tracing::debug!(udid = %device_id, queued, "UserList refresh after {why}");
             }
-            Err(err) => {
-                tracing::warn!(udid = %device_id, error = %err, "could not queue UserList after {why}");
-                let event = self.event(
-                    device_id,
-                    Some(device_id),
-                    EventKind::InventoryQueueFailed,
-                    Outcome::Failure,
-                    format!("UserList after {why} not queued: {err}"),
-                );
-                if let Err(e) = self.store.record_event(&event).await {
-                    tracing::error!(error = %e, "could not record inventory failure event");
-                }
-            }
+            Err(err) => self.user_list_not_queued(device_id, why, &err).await,
+        }
+    }
+
+    /// Whether UserList is to be queued now: none is queued (`pending`, when the caller just read the Mac's
+    /// queued request types) and none was asked in the last [`USER_LIST_REFRESH_INTERVAL_MS`]. When so, this
+    /// call has claimed the interval (one of several escrowd processes wins it); the caller queues the command.
+    pub(crate) async fn claim_user_list(
+        &self,
+        device_id: &str,
+        pending: Option<&[String]>,
+    ) -> Result<bool, ServiceError> {
+        let pending = self.queued_types(device_id, pending).await?;
+        if pending.iter().any(|p| p == "UserList") {
+            return Ok(false);
+        }
+        let now = self.now();
+        let since = now.saturating_sub(USER_LIST_REFRESH_INTERVAL_MS);
+        Ok(self
+            .store
+            .claim_user_list_refresh(device_id, now, since)
+            .await?)
+    }
+
+    /// Log and record (as an event) that the UserList re-ask after `why` failed.
+    pub(crate) async fn user_list_not_queued(
+        &self,
+        device_id: &str,
+        why: &str,
+        err: &ServiceError,
+    ) {
+        tracing::warn!(udid = %device_id, error = %err, "could not queue UserList after {why}");
+        let event = self.event(
+            device_id,
+            Some(device_id),
+            EventKind::InventoryQueueFailed,
+            Outcome::Failure,
+            format!("UserList after {why} not queued: {err}"),
+        );
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::error!(error = %e, "could not record inventory failure event");
         }
     }
 }

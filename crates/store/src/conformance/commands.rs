@@ -427,6 +427,76 @@ pub(super) async fn a_command_and_its_events_are_queued_and_recorded_together_or
     assert_eq!(store.active_queue_len("UDID-A").await.unwrap(), 1);
 }
 
+pub(super) async fn several_commands_are_queued_in_order_and_recorded_in_one_write_or_none(
+    store: Arc<dyn Store>,
+) {
+    enrolled(&store, "UDID-A").await;
+    let noted = |uuid: &str| crate::NewEvent {
+        detail: format!("DeviceInformation {uuid}"),
+        ..event("UDID-A", "command.queued")
+    };
+    let recorded = || async {
+        store
+            .events(&crate::EventFilter {
+                subject: Some("UDID-A".into()),
+                kind: Some("command.queued".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    let each = |uuids: &[&str]| -> Vec<(NewCommand, Vec<crate::NewEvent>)> {
+        uuids.iter().map(|u| (cmd(u), vec![noted(u)])).collect()
+    };
+    store
+        .enqueue_recorded_each(&ids(&["UDID-A"]), &each(&["C-1", "C-2"]), 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_uuid(&store, "UDID-A", false).await.as_deref(),
+        Some("C-1")
+    );
+    assert_eq!(store.active_queue_len("UDID-A").await.unwrap(), 2);
+    assert_eq!(recorded().await, 2);
+    // One unknown enrollment: nothing of either command.
+    let err = store
+        .enqueue_recorded_each(
+            &ids(&["UDID-A", "UDID-ghost"]),
+            &each(&["C-3", "C-4"]),
+            5_100,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // A uuid stored before with another payload fails the second command: the first is undone with it.
+    let mut clash = each(&["C-5", "C-1"]);
+    clash[1].0.payload = b"<plist>other</plist>".to_vec();
+    let err = store
+        .enqueue_recorded_each(&ids(&["UDID-A"]), &clash, 5_200)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    // A command carrying a secret is refused before anything is written.
+    let mut secret = each(&["C-6", "C-7"]);
+    secret[1].0.carries_secret = true;
+    let err = store
+        .enqueue_recorded_each(&ids(&["UDID-A"]), &secret, 5_300)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    for uuid in ["C-3", "C-4", "C-5", "C-6", "C-7"] {
+        assert_eq!(store.command("UDID-A", uuid).await.unwrap(), None, "{uuid}");
+    }
+    assert_eq!(store.active_queue_len("UDID-A").await.unwrap(), 2);
+    assert_eq!(recorded().await, 2);
+    // Nothing to queue is not an error.
+    store
+        .enqueue_recorded_each(&ids(&["UDID-A"]), &[], 5_400)
+        .await
+        .unwrap();
+}
+
 pub(super) async fn enqueueing_a_uuid_twice_or_with_another_payload_is_a_conflict(
     store: Arc<dyn Store>,
 ) {

@@ -66,19 +66,66 @@ pub(super) async fn enqueue<DB: Backend>(
         Box::pin(async move {
             let (ids, cmd, sealed, events) = &*job;
             match sealed {
-                Some(sealed) => insert_sealed::<DB>(conn, ids, cmd, sealed, at).await?,
-                None => {
-                    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                    let fresh = store_command::<DB>(conn, cmd, at).await?;
-                    queue_for::<DB>(conn, &ids, &cmd.uuid, at, fresh).await?;
+                Some(sealed) => {
+                    insert_sealed::<DB>(conn, ids, cmd, sealed, at).await?;
+                    let events: Vec<&NewEvent> = events.iter().collect();
+                    super::events::insert_many::<DB>(conn, &events).await
                 }
+                None => queue_recorded::<DB>(conn, ids, cmd, events, at).await,
             }
-            let events: Vec<&NewEvent> = events.iter().collect();
-            super::events::insert_many::<DB>(conn, &events).await?;
+        })
+    }))
+    .await
+}
+
+/// [`Commands::enqueue_recorded_each`]: the commands in order, in one write job.
+pub(super) async fn enqueue_each<DB: Backend>(
+    pool: &Db<DB>,
+    enrollment_ids: &[String],
+    cmds: &[(NewCommand, Vec<NewEvent>)],
+    at: Millis,
+) -> Result<()> {
+    if let Some((cmd, _)) = cmds.iter().find(|(cmd, _)| cmd.carries_secret) {
+        return Err(StoreError::Conflict(format!(
+            "command {} carries a secret: it is queued sealed (enqueue_sealed), never in the clear",
+            cmd.uuid
+        )));
+    }
+    let ids: Vec<String> = distinct(enrollment_ids)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() || cmds.is_empty() {
+        return Ok(());
+    }
+    let job = Arc::new((ids, cmds.to_vec()));
+    pool.write(Box::new(move |conn| {
+        let job = job.clone();
+        Box::pin(async move {
+            let (ids, cmds) = &*job;
+            for (cmd, events) in cmds {
+                queue_recorded::<DB>(conn, ids, cmd, events, at).await?;
+            }
             Ok(())
         })
     }))
     .await
+}
+
+/// An unsealed command stored (once), queued for `ids` and recorded by `events`, inside the caller's
+/// transaction.
+async fn queue_recorded<DB: Backend>(
+    conn: &mut DB::Connection,
+    ids: &[String],
+    cmd: &NewCommand,
+    events: &[NewEvent],
+    at: Millis,
+) -> Result<()> {
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let fresh = store_command::<DB>(conn, cmd, at).await?;
+    queue_for::<DB>(conn, &ids, &cmd.uuid, at, fresh).await?;
+    let events: Vec<&NewEvent> = events.iter().collect();
+    super::events::insert_many::<DB>(conn, &events).await
 }
 
 /// Queue a command carrying a secret inside the caller's transaction: the command row (redacted payload),
@@ -492,6 +539,15 @@ impl<DB: Backend> Commands for SqlStore<DB> {
         events: &[NewEvent],
     ) -> Result<()> {
         enqueue(&self.pool, enrollment_ids, cmd, sealed, at, events).await
+    }
+
+    async fn enqueue_recorded_each(
+        &self,
+        enrollment_ids: &[String],
+        cmds: &[(NewCommand, Vec<NewEvent>)],
+        at: Millis,
+    ) -> Result<()> {
+        enqueue_each(&self.pool, enrollment_ids, cmds, at).await
     }
 
     async fn next_command(
