@@ -45,16 +45,10 @@ pub(super) async fn enqueue<DB: Backend>(
     at: Millis,
     events: &[NewEvent],
 ) -> Result<()> {
-    if sealed.is_none() && cmd.carries_secret {
-        return Err(StoreError::Conflict(format!(
-            "command {} carries a secret: it is queued sealed (enqueue_sealed), never in the clear",
-            cmd.uuid
-        )));
+    if sealed.is_none() {
+        refuse_in_the_clear(cmd)?;
     }
-    let ids: Vec<String> = distinct(enrollment_ids)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let ids = distinct_owned(enrollment_ids);
     if ids.is_empty() && sealed.is_none() {
         return Ok(());
     }
@@ -85,16 +79,10 @@ pub(super) async fn enqueue_each<DB: Backend>(
     cmds: &[(NewCommand, Vec<NewEvent>)],
     at: Millis,
 ) -> Result<()> {
-    if let Some((cmd, _)) = cmds.iter().find(|(cmd, _)| cmd.carries_secret) {
-        return Err(StoreError::Conflict(format!(
-            "command {} carries a secret: it is queued sealed (enqueue_sealed), never in the clear",
-            cmd.uuid
-        )));
+    for (cmd, _) in cmds {
+        refuse_in_the_clear(cmd)?;
     }
-    let ids: Vec<String> = distinct(enrollment_ids)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let ids = distinct_owned(enrollment_ids);
     if ids.is_empty() || cmds.is_empty() {
         return Ok(());
     }
@@ -110,6 +98,25 @@ pub(super) async fn enqueue_each<DB: Backend>(
         })
     }))
     .await
+}
+
+/// A Conflict for a command that carries a secret offered without its sealed payload.
+fn refuse_in_the_clear(cmd: &NewCommand) -> Result<()> {
+    if cmd.carries_secret {
+        return Err(StoreError::Conflict(format!(
+            "command {} carries a secret: it is queued sealed (enqueue_sealed), never in the clear",
+            cmd.uuid
+        )));
+    }
+    Ok(())
+}
+
+/// [`distinct`], owned (for a write job).
+fn distinct_owned(enrollment_ids: &[String]) -> Vec<String> {
+    distinct(enrollment_ids)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 /// An unsealed command stored (once), queued for `ids` and recorded by `events`, inside the caller's
