@@ -19,7 +19,7 @@ pub const DEFAULT_MAX_DEPTH: usize = 32;
 pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// Linear byte scan (no recursion) run BEFORE plist parsing: refuses empty bodies, bodies over `max_body`,
-/// binary plists ("bplist" magic) and anything that is not XML text, and <array>/<dict> nesting deeper than
+/// binary plists ("bplist" magic) and anything that is not XML text, and `<array>`/`<dict>` nesting deeper than
 /// `max_depth`. Handles self-closing `<array/>`/`<dict/>`, comments, `<?xml …?>`, `<!DOCTYPE …>`, CDATA,
 /// whitespace inside tags, and unbalanced closing tags (error). Must be O(n), no allocation per tag.
 ///

@@ -1,5 +1,5 @@
 //! Identity renewal the way Macs do it (issue 11): escrowd re-sends the whole enrollment profile with
-//! InstallProfile, the same identity keys as the installed one (see [`MdmService::signed_profile`]) and a new
+//! InstallProfile, the same identity keys as the installed one (see `MdmService::signed_profile`) and a new
 //! SCEP payload whose one-time challenge is minted *for that UDID*. The Mac gets a certificate over SCEP that is
 //! bound to its UDID at issuance, sends Authenticate and TokenUpdate with it, and `authenticate` treats it as a
 //! proven renewal: the Bootstrap Token is kept and the renewal record cleared.
@@ -7,7 +7,7 @@
 //! Guarantees: a renewal is queued only for an enabled, unblocked device enrollment (never a pending identity
 //! or a user channel); its challenge is stored hashed, valid [`RENEWAL_CHALLENGE_TTL_MS`], and never appears in
 //! events, errors or logs; every renewal writes an `identity.renewal_queued` event (an admin's with their label).
-//! The grace path ([`MdmService::grace_connect`]) answers a still-bound identity at most `grace_ms` past its
+//! The grace path (`MdmService::grace_connect`) answers a still-bound identity at most `grace_ms` past its
 //! notAfter with nothing but its renewal profile, and only on the device command channel; everything else with
 //! an expired certificate is refused as before.
 

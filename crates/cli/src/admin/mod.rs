@@ -1,7 +1,7 @@
 //! `escrowd devices | device | users | commands | events | groups | command | push | report`: the admin API from the
 //! command line. Tables by default, `--json` for scripts; errors carry the server's message and what to do.
 //!
-//! One file per command family: [`devices`] (devices, device, users, commands, clear-token), [`groups`] (groups,
+//! One file per command family: [`devices`](mod@devices) (devices, device, users, commands, clear-token), [`groups`](mod@groups) (groups,
 //! events), [`enqueue`] (command, push, report). Answers are read into the shared `apitypes` types ([`typed`]);
 //! times in tables read as people's terms ([`crate::when`]).
 

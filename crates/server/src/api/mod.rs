@@ -1,9 +1,9 @@
 //! The admin REST API under `/api/v1` and the NanoMDM-compatible `/v1/enqueue` and `/v1/push`.
 //!
-//! Every route is registered through [`Api::route`], which records its method, path, summary and required
-//! scope; each module then adds its request body type ([`Api::body`], the schema derived from the `apitypes`
-//! type the handler deserializes; [`Api::request`] only for no body or a non-JSON one) and its answer type
-//! ([`Api::answer`], the schema derived from the `apitypes` type the handler serializes) right beside its
+//! Every route is registered through `Api::route`, which records its method, path, summary and required
+//! scope; each module then adds its request body type (`Api::body`, the schema derived from the `apitypes`
+//! type the handler deserializes; `Api::request` only for no body or a non-JSON one) and its answer type
+//! (`Api::answer`, the schema derived from the `apitypes` type the handler serializes) right beside its
 //! handlers. The OpenAPI document is
 //! generated from that record, so a route cannot exist undocumented. Handlers
 //! only translate HTTP to `service` calls and back: auth (Bearer key, or NanoMDM's Basic `nanomdm:<key>`)
@@ -128,7 +128,7 @@ impl Api {
     }
 
     /// The request body of the route just added: none, or a non-JSON one (a plist). A JSON body is typed:
-    /// [`Api::body`].
+    /// `Api::body`.
     fn request(mut self, body: Body) -> Self {
         assert!(
             !matches!(body, Body::Json(_)),
@@ -164,14 +164,14 @@ impl Api {
         self
     }
 
-    /// Like [`Api::body`] for a route that also takes an empty body as `{}`.
+    /// Like `Api::body` for a route that also takes an empty body as `{}`.
     fn optional_body<T: apitypes::utoipa::ToSchema>(self) -> Self {
         let mut api = self.body::<T>();
         api.last().request_optional = true;
         api
     }
 
-    /// Like [`Api::answer`] for a type whose fields may be left out (NanoMDM's shapes): its schema is used
+    /// Like `Api::answer` for a type whose fields may be left out (NanoMDM's shapes): its schema is used
     /// as derived, not closed.
     fn open_answer<T: apitypes::utoipa::ToSchema>(mut self, status: u16) -> Self {
         let schema = self.register_as::<T>(false);

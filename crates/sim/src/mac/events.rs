@@ -230,7 +230,7 @@ impl Mac {
             .then_some(Checkin::GetBootstrapToken(FetchReason::EraseDevice))
     }
 
-    /// EraseDevice, second half: `eacs_ok` says whether the preflight's fetch matched (§1.6, [A4]).
+    /// EraseDevice, second half: `eacs_ok` says whether the preflight's fetch matched (§1.6, A4).
     pub fn finish_erase(
         &mut self,
         eacs_ok: bool,

@@ -31,7 +31,7 @@ pub(crate) fn short_fp(fp: &str) -> &str {
 }
 
 /// A device enrollment proven by the certificate bound to it: the Mac's own enrollment, or a pending identity's
-/// row (`is_pending()`), which has its own token and queue, never the Mac's. Only [`DeviceIdentity`] makes one.
+/// row (`is_pending()`), which has its own token and queue, never the Mac's. Only `DeviceIdentity` makes one.
 #[derive(Debug, Clone)]
 pub struct BoundDevice {
     enrollment: Enrollment,

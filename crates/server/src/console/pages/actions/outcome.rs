@@ -85,7 +85,7 @@ pub fn service_failure(err: &ServiceError) -> (StatusCode, String) {
     (crate::api::status_of(err.kind()), err.to_string())
 }
 
-/// A failure page for a service error: "`what` failed: <reason>", nothing changed.
+/// A failure page for a service error: "`what` failed: `<reason>`", nothing changed.
 pub fn refused(
     admin: &ConsoleAdmin,
     nav: &'static str,
