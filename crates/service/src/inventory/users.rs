@@ -79,18 +79,8 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
     /// SetBootstrapToken, on the SecurityInfo push queued after it). The agent re-reports on its own after
     /// every cycle. A failure is recorded as an event; it never fails the caller's request.
     pub(crate) async fn refresh_user_list(&self, device_id: &str, why: &str) {
-        self.refresh_user_list_knowing(device_id, why, None).await
-    }
-
-    /// [`Scoped::refresh_user_list`] when the caller just read the request types queued for the Mac.
-    pub(crate) async fn refresh_user_list_knowing(
-        &self,
-        device_id: &str,
-        why: &str,
-        pending: Option<&[String]>,
-    ) {
         let result = async {
-            if !self.claim_user_list(device_id, pending).await? {
+            if !self.claim_user_list(device_id, None).await? {
                 return Ok(false);
             }
             let command = Command::user_list(new_command_uuid());
