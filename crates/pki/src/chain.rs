@@ -95,7 +95,8 @@ impl TrustAnchors {
 }
 
 /// A verified certificate as the cache keeps it: its details (without its DER) and its public key, parsed
-/// once for the `Mdm-Signature` fast path (`cms_fast`; None if OpenSSL could not read it).
+/// once for the `Mdm-Signature` fast path (`cms_fast::SignerKey::of`; None for a key that path does not take:
+/// RSA outside 2048–8192 bits, neither RSA nor EC, or one OpenSSL could not read).
 #[derive(Clone)]
 pub(crate) struct Verdict {
     pub(crate) info: CertInfo,

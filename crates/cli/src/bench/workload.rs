@@ -159,7 +159,7 @@ impl std::fmt::Debug for Signed {
 }
 
 /// Where requests go: the check-in and command URLs of each instance (round-robin), parsed once: parsing a
-/// URL for every request cost the generator about a tenth of its CPU.
+/// URL for every request was about 4 % of the generator's samples under the get workload.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub checkin: Vec<reqwest::Url>,
