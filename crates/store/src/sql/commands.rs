@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use super::Db;
 
-use super::{Backend, SqlStore, agents, enrollments, query, query_as, query_scalar};
+use super::{
+    Backend, QueryBuilder, Script, SqlStore, Step, agents, enrollments, query, query_as,
+    query_scalar,
+};
 use crate::rows::{QueuedCommandRow, convert_all, count, page_limit};
 use crate::{
     COMMAND_PAYLOAD_FIELD, CommandStatus, Commands, Millis, NewCommand, NewEvent, QueueDepth,
@@ -45,34 +48,31 @@ pub(super) async fn enqueue<DB: Backend>(
     at: Millis,
     events: &[NewEvent],
 ) -> Result<()> {
-    if sealed.is_none() {
-        refuse_in_the_clear(cmd)?;
-    }
-    let ids = distinct_owned(enrollment_ids);
-    if ids.is_empty() && sealed.is_none() {
-        return Ok(());
-    }
+    let Some(sealed) = sealed else {
+        return enqueue_each(pool, enrollment_ids, &[(cmd.clone(), events.to_vec())], at).await;
+    };
     // A write job: handed to the writer whole (on SQLite, run by the committer's thread), so the writer is not
     // held while this request's task waits for its turn between statements.
-    let job = Arc::new((ids, cmd.clone(), sealed.cloned(), events.to_vec()));
+    let job = Arc::new((
+        distinct_owned(enrollment_ids),
+        cmd.clone(),
+        sealed.clone(),
+        events.to_vec(),
+    ));
     pool.write(Box::new(move |conn| {
         let job = job.clone();
         Box::pin(async move {
             let (ids, cmd, sealed, events) = &*job;
-            match sealed {
-                Some(sealed) => {
-                    insert_sealed::<DB>(conn, ids, cmd, sealed, at).await?;
-                    let events: Vec<&NewEvent> = events.iter().collect();
-                    super::events::insert_many::<DB>(conn, &events).await
-                }
-                None => queue_recorded::<DB>(conn, ids, cmd, events, at).await,
-            }
+            insert_sealed::<DB>(conn, ids, cmd, sealed, at).await?;
+            let events: Vec<&NewEvent> = events.iter().collect();
+            super::events::insert_many::<DB>(conn, &events).await
         })
     }))
     .await
 }
 
-/// [`Commands::enqueue_recorded_each`]: the commands in order, in one write job.
+/// Unsealed commands queued for `enrollment_ids` in order, each recorded by its events: one script (all or
+/// none; on SQLite run by the writer on its own connection, `script.rs`).
 pub(super) async fn enqueue_each<DB: Backend>(
     pool: &Db<DB>,
     enrollment_ids: &[String],
@@ -82,22 +82,15 @@ pub(super) async fn enqueue_each<DB: Backend>(
     for (cmd, _) in cmds {
         refuse_in_the_clear(cmd)?;
     }
-    let ids = distinct_owned(enrollment_ids);
+    let ids = distinct(enrollment_ids);
     if ids.is_empty() || cmds.is_empty() {
         return Ok(());
     }
-    let job = Arc::new((ids, cmds.to_vec()));
-    pool.write(Box::new(move |conn| {
-        let job = job.clone();
-        Box::pin(async move {
-            let (ids, cmds) = &*job;
-            for (cmd, events) in cmds {
-                queue_recorded::<DB>(conn, ids, cmd, events, at).await?;
-            }
-            Ok(())
-        })
-    }))
-    .await
+    let mut script = Script::<DB>::default();
+    for (cmd, events) in cmds {
+        queue_recorded::<DB>(&mut script, &ids, cmd, events, at);
+    }
+    pool.script(script).await.map(drop)
 }
 
 /// A Conflict for a command that carries a secret offered without its sealed payload.
@@ -119,20 +112,63 @@ fn distinct_owned(enrollment_ids: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// An unsealed command stored (once), queued for `ids` and recorded by `events`, inside the caller's
-/// transaction.
-async fn queue_recorded<DB: Backend>(
-    conn: &mut DB::Connection,
-    ids: &[String],
+/// The statements that store an unsealed command (once: a uuid stored before must be the same unsealed
+/// command), queue it for `ids` (never for an enrollment it has finished on) and record `events`. Each queue
+/// entry is written only where those hold, so the checks cost no read of their own.
+fn queue_recorded<DB: Backend>(
+    script: &mut Script<DB>,
+    ids: &[&str],
     cmd: &NewCommand,
     events: &[NewEvent],
     at: Millis,
-) -> Result<()> {
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let fresh = store_command::<DB>(conn, cmd, at).await?;
-    queue_for::<DB>(conn, &ids, &cmd.uuid, at, fresh).await?;
+) {
+    let uuid = &cmd.uuid;
+    let mut q = QueryBuilder::<DB>::new(
+        "INSERT INTO commands (uuid, request_type, payload, created_at) VALUES (",
+    );
+    q.separated(", ")
+        .push_bind(uuid)
+        .push_bind(&cmd.request_type)
+        .push_bind(&cmd.payload)
+        .push_bind(at);
+    q.push(") ON CONFLICT (uuid) DO NOTHING");
+    script.push(Step::new(q.statement()));
+    for &id in ids {
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO command_queue (enrollment_id, command_uuid, status, created_at, updated_at) SELECT ",
+        );
+        q.separated(", ")
+            .push_bind(id)
+            .push_bind(uuid)
+            .push_bind(CommandStatus::Pending.as_str())
+            .push_bind(at)
+            .push_bind(at);
+        q.push(" WHERE EXISTS (SELECT 1 FROM commands WHERE uuid = ")
+            .push_bind(uuid)
+            .push(" AND request_type = ")
+            .push_bind(&cmd.request_type)
+            .push(" AND payload = ")
+            .push_bind(&cmd.payload)
+            .push(" AND NOT carries_secret) AND NOT EXISTS (SELECT 1 FROM command_results WHERE enrollment_id = ")
+            .push_bind(id)
+            .push(" AND command_uuid = ")
+            .push_bind(uuid)
+            .push(")");
+        // An unknown enrollment fails the entry's foreign key: no lookup of the enrollment first.
+        script.push(
+            Step::new(q.statement())
+                .missing(format!("enrollment {id}"))
+                .duplicate(format!(
+                    "command {uuid} is already queued for enrollment {id}"
+                ))
+                .must_change(format!(
+                    "command {uuid} was stored before with a different request type or payload, \
+                     or has already finished for enrollment {id}"
+                )),
+        );
+    }
     let events: Vec<&NewEvent> = events.iter().collect();
-    super::events::insert_many::<DB>(conn, &events).await
+    script.extend(super::events::insert_statements::<DB>(&events));
 }
 
 /// Queue a command carrying a secret inside the caller's transaction: the command row (redacted payload),
@@ -186,7 +222,7 @@ pub(super) async fn insert_sealed<DB: Backend>(
     .bind(sealed.updated_at)
     .execute(&mut *conn)
     .await?;
-    queue_for::<DB>(conn, &ids, &cmd.uuid, at, true).await
+    queue_for::<DB>(conn, &ids, &cmd.uuid, at).await
 }
 
 fn distinct(enrollment_ids: &[String]) -> Vec<&str> {
@@ -204,15 +240,9 @@ async fn queue_for<DB: Backend>(
     ids: &[&str],
     uuid: &str,
     at: Millis,
-    fresh: bool,
 ) -> Result<()> {
+    // Only for a command stored just now: it has no results anywhere, nothing to look up.
     for &id in ids {
-        // A command stored just now (`fresh`) has no results anywhere: nothing to look up.
-        if !fresh && is_finished::<DB>(conn, id, uuid).await? {
-            return Err(StoreError::Conflict(format!(
-                "command {uuid} already finished for enrollment {id}"
-            )));
-        }
         // An unknown enrollment fails the entry's foreign key (the command's own key exists: it was stored
         // first), so no lookup of the enrollment first: one statement per entry.
         query::<DB>(
@@ -267,43 +297,6 @@ pub(super) async fn drop_orphaned_sealed_payloads<DB: Backend>(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Insert the command body once; a uuid seen before must carry the same request type and payload. The insert
-/// comes first so two concurrent enqueues of one command wait for each other instead of both inserting. True
-/// when the command was stored now.
-async fn store_command<DB: Backend>(
-    conn: &mut DB::Connection,
-    cmd: &NewCommand,
-    at: Millis,
-) -> Result<bool> {
-    let inserted = query::<DB>(
-        "INSERT INTO commands (uuid, request_type, payload, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (uuid) DO NOTHING",
-    )
-    .bind(&cmd.uuid)
-    .bind(&cmd.request_type)
-    .bind(&cmd.payload)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(true);
-    }
-    let (request_type, payload, carries_secret): (String, Vec<u8>, bool) = query_as::<DB, _>(
-        "SELECT request_type, payload, carries_secret FROM commands WHERE uuid = $1",
-    )
-    .bind(&cmd.uuid)
-    .fetch_one(conn)
-    .await?;
-    if !carries_secret && request_type == cmd.request_type && payload == cmd.payload {
-        Ok(false)
-    } else {
-        Err(StoreError::Conflict(format!(
-            "command {} was stored before with a different request type or payload",
-            cmd.uuid
-        )))
-    }
 }
 
 async fn is_finished<DB: Backend>(

@@ -244,14 +244,11 @@ pub(super) fn owned_value(value: &dyn ToSql) -> std::result::Result<Value, Strin
 
 /// Prepare `sql` (with `?` or `$N` parameters) on `conn`, bind `values`, run it; the rows it changed. Prepared
 /// through `conn`'s statement cache: the statements of one batch that share a text are prepared once.
-pub(super) fn execute(conn: &Connection, sql: &str, values: &[Value]) -> Result<u64> {
-    let run = || -> rusqlite::Result<u64> {
-        let mut st = conn.prepare_cached(sql)?;
-        let params: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
-        bind(&mut st, &params)?;
-        Ok(st.raw_execute()? as u64)
-    };
-    run().map_err(store_error)
+pub(super) fn execute(conn: &Connection, sql: &str, values: &[Value]) -> rusqlite::Result<u64> {
+    let mut st = conn.prepare_cached(sql)?;
+    let params: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
+    bind(&mut st, &params)?;
+    Ok(st.raw_execute()? as u64)
 }
 
 /// As `From<sqlx::Error>` (`error.rs`): the database's message and code, never a bound or stored value.

@@ -22,6 +22,7 @@ mod push;
 mod renewals;
 mod scep;
 mod schedule;
+mod script;
 mod secrets;
 mod tokens;
 mod writer;
@@ -29,6 +30,7 @@ mod writer;
 pub(crate) use local::{ByName, LocalReads, LocalRow, WAL_AUTOCHECKPOINT};
 
 pub(crate) use local::store_error as local_error;
+pub(crate) use script::{Script, Step, Violation};
 pub use writer::{BatchStats, COMMIT_BUCKETS_MS, DEFER_BOUND};
 pub(crate) use writer::{BulkRow, Db};
 
@@ -474,16 +476,40 @@ pub(crate) struct Stmt<DB: Database> {
 impl<DB: Backend> Stmt<DB> {
     /// Run it through sqlx; the number of rows it changed.
     pub(crate) async fn execute(self, conn: &mut DB::Connection) -> Result<u64> {
-        let args = self.args.map_err(sqlx::Error::Encode)?;
-        Ok(DB::execute(conn, sqlx::AssertSqlSafe(self.sql).into_sql_str(), args).await?)
+        self.execute_checked(conn).await.map_err(|(_, e)| e)
     }
 
     /// Run it on a raw SQLite handle (see [`Backend::with_handle`]); the number of rows it changed.
     pub(crate) fn run_on(&self, conn: &rusqlite::Connection) -> Result<u64> {
-        let values = self
-            .raw
-            .as_ref()
-            .map_err(|e| crate::StoreError::Database(format!("a value could not be bound: {e}")))?;
+        self.run_checked(conn).map_err(|(_, e)| e)
+    }
+
+    /// [`Self::execute`], its failure with the constraint it broke, if any (a [`Script`] step says what that
+    /// means).
+    pub(crate) async fn execute_checked(
+        self,
+        conn: &mut DB::Connection,
+    ) -> std::result::Result<u64, (Option<Violation>, crate::StoreError)> {
+        let args = self
+            .args
+            .map_err(|e| (None, sqlx::Error::Encode(e).into()))?;
+        DB::execute(conn, sqlx::AssertSqlSafe(self.sql).into_sql_str(), args)
+            .await
+            .map_err(|e| (Violation::of_sqlx(&e), e.into()))
+    }
+
+    /// [`Self::run_on`], its failure with the constraint it broke, if any.
+    pub(crate) fn run_checked(
+        &self,
+        conn: &rusqlite::Connection,
+    ) -> std::result::Result<u64, (Option<Violation>, crate::StoreError)> {
+        let values = self.raw.as_ref().map_err(|e| {
+            (
+                None,
+                crate::StoreError::Database(format!("a value could not be bound: {e}")),
+            )
+        })?;
         local::execute(conn, &self.sql, values)
+            .map_err(|e| (Violation::of_sqlite(&e), local::store_error(e)))
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::Db;
 
-use super::{Backend, QueryBuilder, enrollments, query, query_scalar};
+use super::{Backend, QueryBuilder, Script, Step, enrollments, query, query_scalar};
 use crate::rows::page_limit;
 use crate::{InventoryDue, Millis, Result};
 
@@ -164,26 +164,19 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
     }
     // Through the writer like every other write: on SQLite a write on a pool connection would wait for the
     // database lock the group-commit writer holds batch after batch (busy-handler sleeps, seconds under load).
-    // A write job: it runs after a Mac's first SetBootstrapToken in a while, and as a savepoint sent statement by
-    // statement from a busy request task it held the writer for every other Mac.
-    let device_id: std::sync::Arc<str> = device_id.into();
-    pool.write(Box::new(move |conn| {
-        let device_id = device_id.clone();
-        Box::pin(async move {
-            // An unknown device fails the row's foreign key: no lookup first.
-            let done = query::<DB>(
-                "INSERT INTO user_list_refresh (device_id, requested_at) VALUES ($1, $2) \
-                 ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at \
-                 WHERE user_list_refresh.requested_at < $3",
-            )
-            .bind(&*device_id)
-            .bind(now)
-            .bind(not_since)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| enrollments::missing_if_unknown(e, &device_id))?;
-            Ok(done.rows_affected() == 1)
-        })
-    }))
-    .await
+    // A script: it runs after a Mac's first SetBootstrapToken in a while, on the writer's own connection with
+    // the batch's other writes (as a write job, one round trip to sqlx's connection thread of its own).
+    let mut q =
+        QueryBuilder::<DB>::new("INSERT INTO user_list_refresh (device_id, requested_at) VALUES (");
+    q.separated(", ").push_bind(device_id).push_bind(now);
+    q.push(
+        ") ON CONFLICT (device_id) DO UPDATE SET requested_at = excluded.requested_at \
+         WHERE user_list_refresh.requested_at < ",
+    )
+    .push_bind(not_since);
+    let mut script = Script::default();
+    // An unknown device fails the row's foreign key: no lookup first.
+    script.push(Step::new(q.statement()).missing(format!("enrollment {device_id}")));
+    let changed = pool.script(script).await?;
+    Ok(changed.first() == Some(&1))
 }

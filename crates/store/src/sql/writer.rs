@@ -52,7 +52,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
-use super::{Backend, Exec, LocalReads, On, Stmt, Tx};
+use super::{Backend, Exec, LocalReads, On, Script, Stmt, Tx};
 use crate::{Result, StoreError};
 
 /// The most jobs one batch holds before it commits regardless of who is waiting.
@@ -105,6 +105,14 @@ pub(crate) type WriteJob<DB, T> = Box<
 
 /// A write job waiting for the next batch, with its caller.
 type QueuedJob<DB> = (WriteJob<DB, ()>, oneshot::Sender<Result<()>>);
+
+/// A script waiting for the next batch ([`Db::script`]): its statements, where its outcome goes when it ran,
+/// and its caller (answered by the batch's `COMMIT`, or at once with the script's own failure).
+struct QueuedScript<DB: Database> {
+    script: Script<DB>,
+    outcome: Arc<std::sync::Mutex<Option<Vec<u64>>>>,
+    done: oneshot::Sender<Result<()>>,
+}
 
 /// A boxed future (kept local: the store has no `futures` dependency).
 pub(crate) mod futures_core_boxed {
@@ -220,11 +228,12 @@ impl<DB: Database, R: BulkRow<DB>> PendingRows<DB> for Rows<R> {
     }
 }
 
-/// Bulk rows waiting for the next batch, by kind, and their callers; and the write jobs waiting, each with
-/// its caller.
+/// Bulk rows waiting for the next batch, by kind, and their callers; and the scripts and write jobs waiting,
+/// each with its caller.
 struct BulkQueue<DB: Database> {
     kinds: Vec<(TypeId, Box<dyn PendingRows<DB>>)>,
     waiters: Vec<oneshot::Sender<Result<()>>>,
+    scripts: Vec<QueuedScript<DB>>,
     jobs: Vec<QueuedJob<DB>>,
     closed: bool,
 }
@@ -304,6 +313,7 @@ impl<DB: Backend> Db<DB> {
             bulk: std::sync::Mutex::new(BulkQueue {
                 kinds: Vec::new(),
                 waiters: Vec::new(),
+                scripts: Vec::new(),
                 jobs: Vec::new(),
                 closed: false,
             }),
@@ -411,6 +421,42 @@ impl<DB: Backend> Db<DB> {
         shared.kick.notify_one();
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Database("the write batch was abandoned".into())))
+    }
+
+    /// Run `script` in the next batch (on SQLite in a savepoint, on the writer's own connection with the batch's
+    /// rows: see the module docs and `script.rs`); the rows each of its statements changed, once that batch is
+    /// committed. A script that fails is undone alone and its error returned at once. Without a writer
+    /// (PostgreSQL) it runs now in its own transaction.
+    pub(crate) async fn script(&self, script: Script<DB>) -> Result<Vec<u64>> {
+        if script.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only SQLite has a writer, and only a SQLite connection runs a script on its own handle.
+        let Some(shared) = self.writer.as_ref().filter(|_| DB::OWN_HANDLE) else {
+            let mut tx = DB::begin_write(&self.pool).await?;
+            let changed = script.execute(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(changed);
+        };
+        let outcome = Arc::new(std::sync::Mutex::new(None));
+        let (done, rx) = oneshot::channel();
+        {
+            let mut queue = shared.bulk_queue();
+            if queue.closed {
+                return Err(StoreError::Database("the store is closed".into()));
+            }
+            queue.scripts.push(QueuedScript {
+                script,
+                outcome: outcome.clone(),
+                done,
+            });
+        }
+        shared.kick.notify_one();
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Database("the write batch was abandoned".into()))
+        })?;
+        let changed = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+        changed.ok_or_else(|| StoreError::Database("the script ended without its outcome".into()))
     }
 
     /// Run `job` whole on the writer's connection in the next batch (see the module docs), and return what it
@@ -614,19 +660,20 @@ async fn flush_and_commit<DB: Backend>(
     marks: Vec<Box<dyn PendingRows<DB>>>,
 ) {
     let mut stmts: Vec<Stmt<DB>> = marks.into_iter().flat_map(|m| m.statements()).collect();
-    let (kinds, waiters, mut jobs) = {
+    let (kinds, waiters, scripts, mut jobs) = {
         let mut queue = shared.bulk_queue();
         (
             std::mem::take(&mut queue.kinds),
             std::mem::take(&mut queue.waiters),
+            std::mem::take(&mut queue.scripts),
             std::mem::take(&mut queue.jobs),
         )
     };
     state.waiters.extend(waiters);
     stmts.extend(kinds.into_iter().flat_map(|(_, rows)| rows.statements()));
     let commit_now = jobs.is_empty();
-    if !stmts.is_empty() {
-        if let Err(why) = write_statements(state, shared, stmts, commit_now).await {
+    if !stmts.is_empty() || !scripts.is_empty() {
+        if let Err(why) = write_statements(state, shared, stmts, scripts, commit_now).await {
             // Every job not yet run shares the batch's fate.
             state.waiters.extend(jobs.drain(..).map(|(_, done)| done));
             lose_batch(state, shared, &why).await;
@@ -655,6 +702,9 @@ async fn flush_and_commit<DB: Backend>(
 
 /// What ran of a batch on SQLite's handle.
 struct Section {
+    /// The callers of the scripts that ran (answered by the batch's `COMMIT`) or did not run (the batch is
+    /// lost); those of scripts that failed were answered with their error.
+    waiting: Vec<oneshot::Sender<Result<()>>>,
     /// `BEGIN IMMEDIATE` ran here.
     began: bool,
     /// Err: why the batch is lost (not yet rolled back or answered).
@@ -672,9 +722,16 @@ async fn write_statements<DB: Backend>(
     state: &mut State<DB>,
     shared: &Shared<DB>,
     stmts: Vec<Stmt<DB>>,
+    scripts: Vec<QueuedScript<DB>>,
     commit: bool,
 ) -> std::result::Result<(), String> {
     if !DB::OWN_HANDLE {
+        // `Db::script` queues scripts only where the connection has SQLite's handle.
+        debug_assert!(
+            scripts.is_empty(),
+            "a script queued without SQLite's handle"
+        );
+        state.waiters.extend(scripts.into_iter().map(|s| s.done));
         open_batch(state, &shared.pool)
             .await
             .map_err(|e| format!("the batch could not start: {e}"))?;
@@ -695,7 +752,8 @@ async fn write_statements<DB: Backend>(
             state.own = Some(opened);
         }
         let own = state.own.as_ref().expect("own connection just opened");
-        let section = run_section(own, true, &stmts, true);
+        let section = run_section(own, true, &stmts, scripts, true);
+        state.waiters.extend(section.waiting);
         if section.began && section.written.is_err() {
             // Its transaction is this connection's, not the pool's (which `lose_batch` rolls back).
             let _ = own.execute_batch("ROLLBACK");
@@ -713,11 +771,12 @@ async fn write_statements<DB: Backend>(
     // callers' futures fail the `Send` check (rust-lang/rust#100013).
     let on_handle: futures_core_boxed::BoxFuture<'_, Result<Section>> = Box::pin(DB::with_handle(
         &mut **conn,
-        move |c: &rusqlite::Connection| run_section(c, begin, &stmts, commit),
+        move |c: &rusqlite::Connection| run_section(c, begin, &stmts, scripts, commit),
     ));
     let section = on_handle
         .await
         .map_err(|e| format!("the connection could not be taken: {e}"))?;
+    state.waiters.extend(section.waiting);
     if section.began {
         state.open = true;
     }
@@ -729,25 +788,30 @@ async fn write_statements<DB: Backend>(
     Ok(())
 }
 
-/// On `c`: `BEGIN IMMEDIATE` when `begin`, then `stmts`, then, when `commit`, `COMMIT` (rolled back if that
-/// fails). Stops at the first failure (the transaction is left for the caller to roll back).
+/// On `c`: `BEGIN IMMEDIATE` when `begin`, then `stmts`, then the scripts (`run_scripts`), then, when
+/// `commit`, `COMMIT` (rolled back if that fails). Stops at the first failure of a statement (the transaction
+/// is left for the caller to roll back); a script's own failure is undone alone.
 fn run_section<DB: Backend>(
     c: &rusqlite::Connection,
     begin: bool,
     stmts: &[Stmt<DB>],
+    scripts: Vec<QueuedScript<DB>>,
     commit: bool,
 ) -> Section {
     let mut out = Section {
+        waiting: Vec::new(),
         began: false,
         written: Ok(()),
         committed: None,
     };
+    let unrun = |scripts: Vec<QueuedScript<DB>>| scripts.into_iter().map(|s| s.done).collect();
     if begin {
         if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
             out.written = Err(format!(
                 "the batch could not start: {}",
                 super::local_error(e)
             ));
+            out.waiting = unrun(scripts);
             return out;
         }
         out.began = true;
@@ -755,6 +819,14 @@ fn run_section<DB: Backend>(
     for st in stmts {
         if let Err(e) = st.run_on(c) {
             out.written = Err(e.to_string());
+            out.waiting = unrun(scripts);
+            return out;
+        }
+    }
+    if !scripts.is_empty() {
+        let ran = run_scripts(c, scripts, &mut out.waiting);
+        if let Err(why) = ran {
+            out.written = Err(why);
             return out;
         }
     }
@@ -770,6 +842,75 @@ fn run_section<DB: Backend>(
         ));
     }
     out
+}
+
+/// Run `scripts` on `c` in the open batch, as `run_jobs` runs write jobs: all in one savepoint; when one fails,
+/// that savepoint is undone and each script runs again in its own, so only the failing ones are undone (each
+/// answered with its error at once). The callers of the scripts that ran go to `waiting`, with their outcome
+/// set. Err when the batch's transaction is lost (every caller not yet answered is then in `waiting`).
+fn run_scripts<DB: Backend>(
+    c: &rusqlite::Connection,
+    scripts: Vec<QueuedScript<DB>>,
+    waiting: &mut Vec<oneshot::Sender<Result<()>>>,
+) -> std::result::Result<(), String> {
+    let control = |sql: &str| {
+        c.execute_batch(sql)
+            .map_err(|e| super::local_error(e).to_string())
+    };
+    let set = |s: &QueuedScript<DB>, changed: Vec<u64>| {
+        *s.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(changed);
+    };
+    let unrun = |scripts: Vec<QueuedScript<DB>>, waiting: &mut Vec<_>| {
+        waiting.extend(scripts.into_iter().map(|s| s.done));
+    };
+    if let Err(why) = control("SAVEPOINT scripts") {
+        unrun(scripts, waiting);
+        return Err(why);
+    }
+    let mut outcomes = Vec::with_capacity(scripts.len());
+    for s in &scripts {
+        match s.script.run_on(c) {
+            Ok(changed) => outcomes.push(changed),
+            Err(_) => break,
+        }
+    }
+    if outcomes.len() == scripts.len() {
+        let released = control("RELEASE scripts");
+        for (s, changed) in scripts.iter().zip(outcomes) {
+            set(s, changed);
+        }
+        unrun(scripts, waiting);
+        return released;
+    }
+    if let Err(why) = control("ROLLBACK TO scripts").and_then(|()| control("RELEASE scripts")) {
+        unrun(scripts, waiting);
+        return Err(why);
+    }
+    let mut left = scripts.into_iter();
+    while let Some(s) = left.next() {
+        let ran = control("SAVEPOINT script").map(|()| s.script.run_on(c));
+        let undone = match ran {
+            Ok(Ok(changed)) => {
+                set(&s, changed);
+                let released = control("RELEASE script");
+                waiting.push(s.done);
+                released
+            }
+            Ok(Err(e)) => {
+                let _ = s.done.send(Err(e));
+                control("ROLLBACK TO script").and_then(|()| control("RELEASE script"))
+            }
+            Err(why) => {
+                waiting.push(s.done);
+                Err(why)
+            }
+        };
+        if let Err(why) = undone {
+            unrun(left.collect(), waiting);
+            return Err(why);
+        }
+    }
+    Ok(())
 }
 
 /// Run the waiting write jobs in the open batch and move each one that succeeded to `waiters` (answered by the
@@ -1013,9 +1154,9 @@ mod tests {
     use sqlx::Sqlite;
 
     use super::super::query;
-    use crate::SqliteStore;
     use crate::conformance::{device, event};
     use crate::prelude::*;
+    use crate::{SqliteStore, StoreError};
 
     async fn store(dir: &tempfile::TempDir) -> SqliteStore {
         SqliteStore::open(&dir.path().join("gc.sqlite"))
@@ -1247,6 +1388,116 @@ mod tests {
             .write(insert_keys("late", None))
             .await
             .unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+    }
+
+    /// A script inserting `keys` into `t`, each step saying what its failure means; the last one must change
+    /// a row (an `INSERT … WHERE NOT EXISTS` that writes nothing when `k` is there).
+    fn script_of(keys: &[&str]) -> super::Script<Sqlite> {
+        let mut script = super::Script::default();
+        for (i, k) in keys.iter().enumerate() {
+            let mut q = super::super::QueryBuilder::<Sqlite>::new("INSERT INTO t (k) SELECT ");
+            q.push_bind(*k);
+            let step = if i + 1 == keys.len() {
+                q.push(" WHERE NOT EXISTS (SELECT 1 FROM t WHERE k = ")
+                    .push_bind(format!("{k}-blocker"))
+                    .push(")");
+                super::super::Step::new(q.statement()).must_change(format!("{k} is blocked"))
+            } else {
+                super::super::Step::new(q.statement())
+            };
+            script.push(step.duplicate(format!("{k} is taken")));
+        }
+        script
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scripts_ride_the_batch_a_failing_one_is_undone_alone_with_its_own_meaning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        table_t(&store, &["dup", "s6-blocker"]).await;
+        sqlx::query("CREATE TABLE u (k TEXT NOT NULL REFERENCES t (k))")
+            .execute(&*store.pool)
+            .await
+            .unwrap();
+        // 1. A savepoint job holds the writer: scripts queued meanwhile run in the next batch with it, on the
+        //    pool connection's handle, and nobody is answered before that batch commits.
+        let mut a = store.pool.begin_write().await.unwrap();
+        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
+            .execute(&mut *a)
+            .await
+            .unwrap();
+        let run = |keys: &'static [&'static str]| {
+            let db = store.pool.clone();
+            tokio::spawn(async move { db.script(script_of(keys)).await })
+        };
+        let fine = run(&["s1", "s2"]);
+        let clash = run(&["s3", "dup"]);
+        let blocked = run(&["s5", "s6"]);
+        let also = run(&["s7"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !fine.is_finished() && !also.is_finished(),
+            "no caller is answered before its batch commits"
+        );
+        a.commit().await.unwrap();
+        assert_eq!(fine.await.unwrap().unwrap(), [1, 1], "rows changed by each");
+        assert_eq!(also.await.unwrap().unwrap(), [1]);
+        match clash.await.unwrap() {
+            Err(StoreError::Conflict(why)) => assert_eq!(why, "dup is taken"),
+            other => panic!("a broken unique key is the step's conflict: {other:?}"),
+        }
+        match blocked.await.unwrap() {
+            Err(StoreError::Conflict(why)) => assert_eq!(why, "s6 is blocked"),
+            other => panic!("no row changed is the step's conflict: {other:?}"),
+        }
+        assert_eq!(
+            keys(&store).await,
+            ["a", "dup", "s1", "s2", "s6-blocker", "s7"],
+            "the failing scripts' first rows were undone with them, and nothing else"
+        );
+        assert_eq!(
+            store.pool.stats().unwrap().batches.load(Ordering::Relaxed),
+            1,
+            "`a` and the scripts shared one batch"
+        );
+        // 2. Nothing holds the writer: scripts and bulk rows run on the writer's own connection.
+        let row = {
+            let db = store.pool.clone();
+            tokio::spawn(async move { db.append(Key("bulk")).await })
+        };
+        let (fine, clash) = (run(&["s8"]), run(&["s9", "s1"]));
+        row.await.unwrap().unwrap();
+        assert_eq!(fine.await.unwrap().unwrap(), [1]);
+        assert!(matches!(clash.await.unwrap(), Err(StoreError::Conflict(_))));
+        // A broken foreign key is what the step says is missing; without a meaning, the database's error.
+        let mut q = super::super::QueryBuilder::<Sqlite>::new("INSERT INTO u (k) VALUES (");
+        q.push_bind("ghost").push(")");
+        let mut script = super::Script::default();
+        script.push(super::super::Step::new(q.statement()).missing("key ghost".into()));
+        match store.pool.script(script).await {
+            Err(StoreError::NotFound(what)) => assert_eq!(what, "key ghost"),
+            other => panic!("{other:?}"),
+        }
+        let mut q = super::super::QueryBuilder::<Sqlite>::new("INSERT INTO u (k) VALUES (");
+        q.push_bind("ghost").push(")");
+        let mut script = super::Script::default();
+        script.extend([q.statement()]);
+        match store.pool.script(script).await {
+            Err(StoreError::Database(why)) => assert!(why.contains("FOREIGN KEY"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            keys(&store).await,
+            ["a", "bulk", "dup", "s1", "s2", "s6-blocker", "s7", "s8"]
+        );
+        // An empty script writes nothing; a script is refused once the store is closed.
+        assert_eq!(
+            store.pool.script(super::Script::default()).await.unwrap(),
+            Vec::<u64>::new()
+        );
+        store.pool.close().await;
+        let err = store.pool.script(script_of(&["late"])).await.unwrap_err();
         assert!(err.to_string().contains("closed"), "{err}");
     }
 
