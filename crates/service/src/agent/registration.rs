@@ -81,7 +81,7 @@ impl<S: ?Sized + AgentRegistrationRoles> Scoped<'_, S> {
             .ok_or_else(|| ServiceError::NotFound(format!("device {device_id}")))?;
         let now = self.now();
         let secret = Secret::new(random_token(32)?);
-        let command_uuid = uuid::Uuid::new_v4().to_string().to_uppercase();
+        let command_uuid = crate::commands::new_command_uuid();
         let record = AgentSecret {
             secret_hash: secret_hash(secret.expose()),
             device_id: enrollment.id.clone(),
