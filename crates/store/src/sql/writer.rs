@@ -1171,6 +1171,16 @@ mod tests {
             .unwrap()
     }
 
+    /// A write transaction that inserted key `a` into `t` and holds the writer until committed.
+    async fn holding_writer(store: &SqliteStore) -> super::WriteTx<Sqlite> {
+        let mut a = store.pool.begin_write().await.unwrap();
+        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
+            .execute(&mut *a)
+            .await
+            .unwrap();
+        a
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_job_rolls_back_alone_and_only_it_sees_the_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -1180,11 +1190,7 @@ mod tests {
             .await
             .unwrap();
         // Job A holds the writer while B (fails half-way) and C queue behind it: one batch.
-        let mut a = store.pool.begin_write().await.unwrap();
-        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
-            .execute(&mut *a)
-            .await
-            .unwrap();
+        let a = holding_writer(&store).await;
         let db = store.pool.clone();
         let b = tokio::spawn(async move {
             let mut tx = db.begin_write().await?;
@@ -1255,11 +1261,7 @@ mod tests {
         let store = store(&dir).await;
         table_t(&store, &[]).await;
         // A job holds the writer; rows appended meanwhile wait for the next batch, with it.
-        let mut a = store.pool.begin_write().await.unwrap();
-        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
-            .execute(&mut *a)
-            .await
-            .unwrap();
+        let a = holding_writer(&store).await;
         const KEYS: [&str; 20] = [
             "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11",
             "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19",
@@ -1297,11 +1299,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         table_t(&store, &["dup"]).await;
-        let mut a = store.pool.begin_write().await.unwrap();
-        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
-            .execute(&mut *a)
-            .await
-            .unwrap();
+        let a = holding_writer(&store).await;
         let db = store.pool.clone();
         let fine = tokio::spawn(async move { db.append(Key("fine")).await });
         let db = store.pool.clone();
@@ -1346,11 +1344,7 @@ mod tests {
         let store = store(&dir).await;
         table_t(&store, &["dup"]).await;
         // A savepoint job holds the writer: the write jobs queued meanwhile run in the next batch, with it.
-        let mut a = store.pool.begin_write().await.unwrap();
-        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
-            .execute(&mut *a)
-            .await
-            .unwrap();
+        let a = holding_writer(&store).await;
         let db = store.pool.clone();
         let fine = tokio::spawn(async move { db.write(insert_keys("j1", Some("j2"))).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1422,11 +1416,7 @@ mod tests {
             .unwrap();
         // 1. A savepoint job holds the writer: scripts queued meanwhile run in the next batch with it, on the
         //    pool connection's handle, and nobody is answered before that batch commits.
-        let mut a = store.pool.begin_write().await.unwrap();
-        query::<Sqlite>("INSERT INTO t (k) VALUES ('a')")
-            .execute(&mut *a)
-            .await
-            .unwrap();
+        let a = holding_writer(&store).await;
         let run = |keys: &'static [&'static str]| {
             let db = store.pool.clone();
             tokio::spawn(async move { db.script(script_of(keys)).await })
