@@ -239,6 +239,18 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn command_uuids_are_uppercase_uuidv7_that_sort_in_the_order_they_were_made() {
+        let uuids: Vec<String> = (0..1_000).map(|_| new_command_uuid()).collect();
+        for u in &uuids {
+            let parsed = uuid::Uuid::parse_str(u).unwrap();
+            assert_eq!(parsed.get_version_num(), 7, "{u}");
+            assert_eq!(*u, u.to_uppercase());
+        }
+        // The indexes keyed by them grow at their end only if later ones sort after earlier ones.
+        assert!(uuids.windows(2).all(|w| w[0] < w[1]), "not in order");
+    }
+
     async fn service() -> (tempfile::TempDir, MdmService) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("db.sqlite").display());
