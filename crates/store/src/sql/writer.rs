@@ -408,19 +408,14 @@ impl<DB: Backend> Db<DB> {
             tx.commit().await?;
             return Ok(());
         };
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut queue = shared.bulk_queue();
-            if queue.closed {
-                return Err(StoreError::Database("the store is closed".into()));
-            }
-            let rows: &mut Rows<R> = filed(&mut queue.kinds, || Box::new(Rows::<R>(Vec::new())));
-            rows.0.push(row);
-            queue.waiters.push(tx);
-        }
-        shared.kick.notify_one();
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::Database("the write batch was abandoned".into())))
+        shared
+            .queued(|queue, done| {
+                let rows: &mut Rows<R> =
+                    filed(&mut queue.kinds, || Box::new(Rows::<R>(Vec::new())));
+                rows.0.push(row);
+                queue.waiters.push(done);
+            })
+            .await
     }
 
     /// Run `script` in the next batch (on SQLite in a savepoint, on the writer's own connection with the batch's
@@ -439,22 +434,16 @@ impl<DB: Backend> Db<DB> {
             return Ok(changed);
         };
         let outcome = Arc::new(std::sync::Mutex::new(None));
-        let (done, rx) = oneshot::channel();
-        {
-            let mut queue = shared.bulk_queue();
-            if queue.closed {
-                return Err(StoreError::Database("the store is closed".into()));
-            }
-            queue.scripts.push(QueuedScript {
-                script,
-                outcome: outcome.clone(),
-                done,
-            });
-        }
-        shared.kick.notify_one();
-        rx.await.unwrap_or_else(|_| {
-            Err(StoreError::Database("the write batch was abandoned".into()))
-        })?;
+        let out = outcome.clone();
+        shared
+            .queued(|queue, done| {
+                queue.scripts.push(QueuedScript {
+                    script,
+                    outcome: out,
+                    done,
+                })
+            })
+            .await?;
         let changed = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
         changed.ok_or_else(|| StoreError::Database("the script ended without its outcome".into()))
     }
@@ -481,18 +470,9 @@ impl<DB: Backend> Db<DB> {
                 Ok(())
             })
         });
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut queue = shared.bulk_queue();
-            if queue.closed {
-                return Err(StoreError::Database("the store is closed".into()));
-            }
-            queue.jobs.push((erased, tx));
-        }
-        shared.kick.notify_one();
-        rx.await.unwrap_or_else(|_| {
-            Err(StoreError::Database("the write batch was abandoned".into()))
-        })?;
+        shared
+            .queued(|queue, done| queue.jobs.push((erased, done)))
+            .await?;
         let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         value.ok_or_else(|| StoreError::Database("the write job ended without its result".into()))
     }
@@ -643,6 +623,26 @@ impl<DB: Database> Shared<DB> {
         self.deferred.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Put a write in the next batch with `push` (given the sender its caller is answered on), wake the
+    /// committer and wait for the answer. Refused once the store is closed.
+    async fn queued(
+        &self,
+        push: impl FnOnce(&mut BulkQueue<DB>, oneshot::Sender<Result<()>>),
+    ) -> Result<()> {
+        let (done, answer) = oneshot::channel();
+        {
+            let mut queue = self.bulk_queue();
+            if queue.closed {
+                return Err(StoreError::Database("the store is closed".into()));
+            }
+            push(&mut queue, done);
+        }
+        self.kick.notify_one();
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Database("the write batch was abandoned".into())))
+    }
+
     fn bulk_queue(&self) -> std::sync::MutexGuard<'_, BulkQueue<DB>> {
         // Pushes (row, then waiter) cannot panic halfway; a poisoned queue is still whole.
         self.bulk.lock().unwrap_or_else(|p| p.into_inner())
@@ -726,12 +726,12 @@ async fn write_statements<DB: Backend>(
     commit: bool,
 ) -> std::result::Result<(), String> {
     if !DB::OWN_HANDLE {
-        // `Db::script` queues scripts only where the connection has SQLite's handle.
-        debug_assert!(
-            scripts.is_empty(),
-            "a script queued without SQLite's handle"
-        );
-        state.waiters.extend(scripts.into_iter().map(|s| s.done));
+        // `Db::script` queues scripts only where the connection has SQLite's handle; refused, never dropped.
+        for s in scripts {
+            let _ = s.done.send(Err(StoreError::Database(
+                "a script needs SQLite's own handle".into(),
+            )));
+        }
         open_batch(state, &shared.pool)
             .await
             .map_err(|e| format!("the batch could not start: {e}"))?;
