@@ -173,19 +173,29 @@ impl<S: ?Sized + CommandRoles> Scoped<'_, S> {
                 self.background
                     .push_in_background(vec![device_id.to_string()]);
             }
-            Err(err) => {
-                tracing::warn!(udid = %device_id, error = %err, "could not queue inventory after {why}");
-                let event = self.event(
-                    device_id,
-                    Some(device_id),
-                    EventKind::InventoryQueueFailed,
-                    Outcome::Failure,
-                    format!("inventory after {why} not queued: {err}"),
-                );
-                if let Err(e) = self.store.record_event(&event).await {
-                    tracing::error!(error = %e, "could not record inventory failure event");
-                }
-            }
+            Err(err) => self.not_queued(device_id, "inventory", why, &err).await,
+        }
+    }
+
+    /// Log and record (as an `inventory.queue_failed` event) that `what` (inventory, UserList) could not be
+    /// queued after `why`. Never fails the caller.
+    pub(crate) async fn not_queued(
+        &self,
+        device_id: &str,
+        what: &str,
+        why: &str,
+        err: &ServiceError,
+    ) {
+        tracing::warn!(udid = %device_id, error = %err, "could not queue {what} after {why}");
+        let event = self.event(
+            device_id,
+            Some(device_id),
+            EventKind::InventoryQueueFailed,
+            Outcome::Failure,
+            format!("{what} after {why} not queued: {err}"),
+        );
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::error!(error = %e, "could not record inventory failure event");
         }
     }
 }

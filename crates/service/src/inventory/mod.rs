@@ -79,7 +79,7 @@ impl MdmService {
         match scoped.claim_user_list(device_id, pending.as_deref()).await {
             Ok(true) => commands.push(Command::user_list(new_command_uuid())),
             Ok(false) => {}
-            Err(err) => scoped.user_list_not_queued(device_id, WHY, &err).await,
+            Err(err) => scoped.not_queued(device_id, "UserList", WHY, &err).await,
         }
         let security_info = if escrowed {
             match scoped
@@ -114,7 +114,7 @@ impl MdmService {
                 .await;
         } else if let Err(err) = queued {
             // UserList alone has no push of its own (`refresh_user_list`).
-            scoped.user_list_not_queued(device_id, WHY, &err).await;
+            scoped.not_queued(device_id, "UserList", WHY, &err).await;
         }
     }
 

@@ -4,10 +4,10 @@
 
 use protocol::command::Command;
 use protocol::results::UserList;
-use store::{DeviceUser, FactSource, Millis, Outcome};
+use store::{DeviceUser, FactSource, Millis};
 
 use crate::commands::new_command_uuid;
-use crate::{EventKind, Scoped, ServiceError};
+use crate::{Scoped, ServiceError};
 
 /// The shortest time between two UserList re-asks of one Mac after a change to its users (an agent action, a
 /// SetBootstrapToken, a user-channel TokenUpdate).
@@ -92,7 +92,7 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
             Ok(queued) => {
                 tracing::debug!(udid = %device_id, queued, "UserList refresh after {why}");
             }
-            Err(err) => self.user_list_not_queued(device_id, why, &err).await,
+            Err(err) => self.not_queued(device_id, "UserList", why, &err).await,
         }
     }
 
@@ -114,25 +114,5 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
             .store
             .claim_user_list_refresh(device_id, now, since)
             .await?)
-    }
-
-    /// Log and record (as an event) that the UserList re-ask after `why` failed.
-    pub(crate) async fn user_list_not_queued(
-        &self,
-        device_id: &str,
-        why: &str,
-        err: &ServiceError,
-    ) {
-        tracing::warn!(udid = %device_id, error = %err, "could not queue UserList after {why}");
-        let event = self.event(
-            device_id,
-            Some(device_id),
-            EventKind::InventoryQueueFailed,
-            Outcome::Failure,
-            format!("UserList after {why} not queued: {err}"),
-        );
-        if let Err(e) = self.store.record_event(&event).await {
-            tracing::error!(error = %e, "could not record inventory failure event");
-        }
     }
 }
