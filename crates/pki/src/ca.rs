@@ -460,7 +460,7 @@ mod tests {
             let info = verifier
                 .verify_certificate_der(&cert.to_der().unwrap())
                 .unwrap();
-            assert_eq!(info.subject, "CN=UDID-ABC");
+            assert_eq!(info.details().unwrap().subject, "CN=UDID-ABC");
             let text = String::from_utf8(cert.to_text().unwrap()).unwrap();
             assert!(text.contains("CA:FALSE"), "{text}");
             assert!(text.contains("TLS Web Client Authentication"), "{text}");

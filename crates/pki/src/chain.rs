@@ -5,8 +5,9 @@
 //! The cache holds at most its capacity, only ever remembers certificates that passed, and never answers for a
 //! certificate past its notAfter.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use hashlink::LruCache;
 
 use openssl::stack::StackRef;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
@@ -15,7 +16,6 @@ use openssl::x509::{X509, X509Ref, X509StoreContext};
 
 use crate::cms_fast::SignerKey;
 use crate::error::{IdentityError, openssl_reason};
-use crate::identity::CertInfo;
 
 /// The device CA(s) certificates must chain to.
 pub(crate) struct TrustAnchors {
@@ -94,62 +94,73 @@ impl TrustAnchors {
     }
 }
 
-/// A verified certificate as the cache keeps it: its details (without its DER) and its public key, parsed
-/// once for the `Mdm-Signature` fast path (`cms_fast::SignerKey::of`; None for a key that path does not take:
-/// RSA outside 2048–8192 bits, neither RSA nor EC, or one OpenSSL could not read).
-#[derive(Clone)]
+/// What the cache answers for a certificate that passed: when it stops being valid, and the signer key kept
+/// for it if it is among the most recently used ones.
 pub(crate) struct Verdict {
-    pub(crate) info: CertInfo,
+    pub(crate) not_after_unix: i64,
     pub(crate) key: Option<SignerKey>,
 }
 
-/// Bounded map from SHA-256 fingerprint to a verified certificate's [`Verdict`].
+/// Bounded LRU maps keyed by a certificate's SHA-256 fingerprint: the positive chain verdicts (a notAfter each,
+/// about 80 bytes an entry), and beside them the parsed public keys of fewer signers (an RSA-2048 key with its
+/// Montgomery context takes about 1.6 KB). A key is read again from the request's own certificate bytes when it
+/// is not kept, so a fleet larger than the key map costs a key parse per request, never a chain check.
 pub(crate) struct VerdictCache {
-    entries: Mutex<HashMap<[u8; 32], Verdict>>,
-    capacity: usize,
+    inner: Mutex<Entries>,
+}
+
+struct Entries {
+    verdicts: LruCache<[u8; 32], i64>,
+    keys: LruCache<[u8; 32], SignerKey>,
 }
 
 impl VerdictCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(verdicts: usize, keys: usize) -> Self {
         VerdictCache {
-            entries: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
+            inner: Mutex::new(Entries {
+                verdicts: LruCache::new(verdicts.max(1)),
+                keys: LruCache::new(keys.max(1)),
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Verdict>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic elsewhere while holding the lock cannot leave a half-written entry (inserts are single
         // calls), so a poisoned map is still sound to use.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached verdict, unless absent or expired at `now_unix` (expired entries are dropped).
+    /// The cached verdict, unless absent or expired at `now_unix` (an expired one is dropped with its key).
     pub(crate) fn get(&self, fingerprint: &[u8; 32], now_unix: i64) -> Option<Verdict> {
         let mut entries = self.lock();
-        match entries.get(fingerprint) {
-            Some(v) if now_unix <= v.info.not_after_unix => Some(v.clone()),
-            Some(_) => {
-                entries.remove(fingerprint);
-                None
-            }
-            None => None,
+        let not_after_unix = *entries.verdicts.get(fingerprint)?;
+        if now_unix > not_after_unix {
+            entries.verdicts.remove(fingerprint);
+            entries.keys.remove(fingerprint);
+            return None;
         }
+        let key = entries.keys.get(fingerprint).cloned();
+        Some(Verdict {
+            not_after_unix,
+            key,
+        })
     }
 
-    /// Remembers a verified certificate; when full, an arbitrary entry makes room.
-    pub(crate) fn insert(&self, fingerprint: [u8; 32], verdict: Verdict) {
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&fingerprint) {
-            let victim = entries.keys().next().copied();
-            if let Some(victim) = victim {
-                entries.remove(&victim);
-            }
-        }
-        entries.insert(fingerprint, verdict);
+    /// Remembers a verified certificate; when full, the least recently used one makes room.
+    pub(crate) fn insert(&self, fingerprint: [u8; 32], not_after_unix: i64) {
+        self.lock().verdicts.insert(fingerprint, not_after_unix);
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+    /// Keeps the public key read from the certificate with this fingerprint (only ever its own key: the
+    /// fingerprint is of the bytes it was read from); when full, the least recently used key makes room.
+    pub(crate) fn keep_key(&self, fingerprint: [u8; 32], key: SignerKey) {
+        self.lock().keys.insert(fingerprint, key);
+    }
+
+    /// (verdicts, keys) held.
+    pub(crate) fn len(&self) -> (usize, usize) {
+        let entries = self.lock();
+        (entries.verdicts.len(), entries.keys.len())
     }
 }
 
@@ -157,37 +168,59 @@ impl VerdictCache {
 mod tests {
     use super::*;
 
-    fn info(not_after_unix: i64) -> Verdict {
-        Verdict {
-            info: CertInfo {
-                fingerprint: String::new(),
-                der: Vec::new(),
-                subject: "CN=x".into(),
-                issuer: "CN=ca".into(),
-                serial_hex: "01".into(),
-                not_after_unix,
-            },
-            key: None,
-        }
+    fn key() -> SignerKey {
+        SignerKey::Ec(crate::test_support::public_of(
+            &crate::test_support::ec_key(),
+        ))
     }
 
     #[test]
-    fn cache_never_grows_past_its_capacity() {
-        let cache = VerdictCache::new(3);
-        for i in 0..10u8 {
-            cache.insert([i; 32], info(100));
+    fn verdicts_and_keys_never_grow_past_their_capacities_and_the_least_recently_used_goes() {
+        let cache = VerdictCache::new(3, 2);
+        for i in 0..3u8 {
+            cache.insert([i; 32], 100);
         }
-        assert_eq!(cache.len(), 3);
-        assert!(cache.get(&[9; 32], 0).is_some(), "the newest entry is kept");
+        cache.keep_key([0; 32], key());
+        cache.keep_key([1; 32], key());
+        assert!(
+            cache.get(&[0; 32], 0).is_some(),
+            "0 is now the most recently used"
+        );
+        cache.keep_key([2; 32], key());
+        for i in 3..5u8 {
+            cache.insert([i; 32], 100);
+        }
+        assert_eq!(cache.len(), (3, 2));
+        let kept = cache.get(&[0; 32], 0).expect("recently used, kept");
+        assert_eq!(kept.not_after_unix, 100);
+        assert!(kept.key.is_some(), "its key was used after key 1's");
+        assert!(
+            cache.get(&[1; 32], 0).is_none(),
+            "least recently used, evicted"
+        );
+        assert!(
+            cache.get(&[2; 32], 0).is_none(),
+            "evicted next, its kept key no verdict"
+        );
+        let newest = cache.get(&[4; 32], 0).expect("the newest entry is kept");
+        assert!(newest.key.is_none(), "no key was kept for it");
     }
 
     #[test]
-    fn cached_entry_past_not_after_is_not_returned_and_is_dropped() {
-        let cache = VerdictCache::new(10);
-        cache.insert([1; 32], info(1_000));
+    fn cached_entry_past_not_after_is_not_returned_and_is_dropped_with_its_key() {
+        let cache = VerdictCache::new(10, 10);
+        cache.insert([1; 32], 1_000);
+        cache.keep_key([1; 32], key());
         assert!(cache.get(&[1; 32], 1_000).is_some());
         assert!(cache.get(&[1; 32], 1_001).is_none());
-        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.len(), (0, 0));
+    }
+
+    #[test]
+    fn a_kept_key_alone_is_no_verdict() {
+        let cache = VerdictCache::new(10, 10);
+        cache.keep_key([7; 32], key());
+        assert!(cache.get(&[7; 32], 0).is_none());
     }
 
     #[test]

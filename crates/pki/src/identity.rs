@@ -18,21 +18,49 @@ use crate::chain::{TrustAnchors, Verdict, VerdictCache};
 use crate::error::{IdentityError, openssl_reason};
 use crate::{cms, cms_fast};
 
-/// How many chain verdicts the verifier remembers.
-pub const CHAIN_CACHE_CAPACITY: usize = 50_000;
+/// How many chain verdicts the verifier remembers, least recently used first out: about 80 bytes each (20 MB
+/// when full), so a fleet of this many Macs is chain-checked once per certificate.
+pub const CHAIN_CACHE_CAPACITY: usize = 250_000;
 
-/// A device certificate that has passed verification.
+/// How many signers' parsed public keys the verifier keeps beside its verdicts, least recently used first out:
+/// about 1.6 KB each for RSA-2048 (13 MB when full). A signer whose key is not kept costs a key read from its
+/// certificate's bytes (about 10 µs), never a chain check.
+pub const SIGNER_KEY_CAPACITY: usize = 8_192;
+
+/// A device certificate that has passed verification: what the hot path needs (the verifier's cache keeps only
+/// the notAfter); [`CertInfo::details`] reads the rest from the DER.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     /// Lowercase hex SHA-256 of the DER certificate.
     pub fingerprint: String,
     pub der: Vec<u8>,
+    pub not_after_unix: i64,
+}
+
+impl CertInfo {
+    fn of(fingerprint: &[u8; 32], der: &[u8], not_after_unix: i64) -> Self {
+        CertInfo {
+            fingerprint: hex::encode(fingerprint),
+            der: der.to_vec(),
+            not_after_unix,
+        }
+    }
+
+    /// Subject, issuer and serial number, read from [`CertInfo::der`].
+    pub fn details(&self) -> Result<CertDetails, IdentityError> {
+        let cert = parse_der(&self.der)?;
+        cert_details(&cert)
+    }
+}
+
+/// How a certificate names itself and its issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertDetails {
     /// One-line, RFC 4514 style (most specific first); may be "" (SCEP certificates often have empty subjects).
     pub subject: String,
     pub issuer: String,
     /// Lowercase hex of the serial number.
     pub serial_hex: String,
-    pub not_after_unix: i64,
 }
 
 /// Lowercase hex SHA-256 of `der`: the identity escrowd binds enrollments to.
@@ -60,7 +88,8 @@ pub(crate) fn debug_key_holder(
 /// Verifies device identity certificates against the configured device CA(s).
 ///
 /// Thread-safe and cheap to share in an `Arc`. Each certificate's chain is checked once and the verdict cached
-/// (at most [`CHAIN_CACHE_CAPACITY`] entries); a cached certificate is still refused once past its notAfter.
+/// (at most [`CHAIN_CACHE_CAPACITY`] entries, and [`SIGNER_KEY_CAPACITY`] signers' keys); a cached certificate
+/// is still refused once past its notAfter.
 pub struct DeviceIdentityVerifier {
     anchors: TrustAnchors,
     cache: VerdictCache,
@@ -72,7 +101,7 @@ impl fmt::Debug for DeviceIdentityVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceIdentityVerifier")
             .field("trusted_cas", &self.anchors.len())
-            .field("cached_verdicts", &self.cache.len())
+            .field("cached_verdicts_and_keys", &self.cache.len())
             .field("chain_checks", &self.chain_checks_performed())
             .field("fast_verifies", &self.fast_verifies_performed())
             .finish()
@@ -82,9 +111,17 @@ impl fmt::Debug for DeviceIdentityVerifier {
 impl DeviceIdentityVerifier {
     /// A verifier trusting exactly `trusted_cas`; refuses an empty list (nothing could ever verify).
     pub fn new(trusted_cas: Vec<X509>) -> Result<Self, IdentityError> {
+        Self::with_capacities(trusted_cas, CHAIN_CACHE_CAPACITY, SIGNER_KEY_CAPACITY)
+    }
+
+    fn with_capacities(
+        trusted_cas: Vec<X509>,
+        verdicts: usize,
+        keys: usize,
+    ) -> Result<Self, IdentityError> {
         Ok(DeviceIdentityVerifier {
             anchors: TrustAnchors::new(trusted_cas)?,
-            cache: VerdictCache::new(CHAIN_CACHE_CAPACITY),
+            cache: VerdictCache::new(verdicts, keys),
             chain_checks: AtomicU64::new(0),
             fast_verifies: AtomicU64::new(0),
         })
@@ -122,19 +159,29 @@ impl DeviceIdentityVerifier {
     }
 
     /// The fast path: a signature in the shape Macs send (`cms_fast`) whose signer's chain verdict is cached,
-    /// verified with the signer's public key kept in that verdict. None for anything else (another shape, no
-    /// cached verdict, a signature that does not verify): the caller then takes the full OpenSSL path, which
-    /// decides and words the error.
+    /// verified with the signer's public key (kept beside the verdict, or read from the certificate's bytes and
+    /// then kept). None for anything else (another shape, no cached verdict, a key this path does not take, a
+    /// signature that does not verify): the caller then takes the full OpenSSL path, which decides and words
+    /// the error.
     fn verify_cached_signer(&self, decoded: &[u8], body: &[u8]) -> Option<CertInfo> {
         let signature = cms_fast::parse(decoded)?;
         let digest = openssl::sha::sha256(signature.signer_der);
-        let Verdict { info: mut hit, key } = self.cache.get(&digest, now_unix())?;
-        if !signature.verify_with(key.as_ref()?, body) {
+        let Verdict {
+            not_after_unix,
+            key,
+        } = self.cache.get(&digest, now_unix())?;
+        let (key, kept) = match key {
+            Some(key) => (key, true),
+            None => (signature.signer_key()?, false),
+        };
+        if !signature.verify_with(&key, body) {
             return None;
         }
+        if !kept {
+            self.cache.keep_key(digest, key);
+        }
         self.fast_verifies.fetch_add(1, Ordering::Relaxed);
-        hit.der = signature.signer_der.to_vec();
-        Some(hit)
+        Some(CertInfo::of(&digest, signature.signer_der, not_after_unix))
     }
 
     /// Chain-checks a DER certificate from the TLS handshake or a trusted proxy header (cached).
@@ -209,9 +256,8 @@ impl DeviceIdentityVerifier {
         intermediates: &StackRef<X509>,
     ) -> Result<CertInfo, IdentityError> {
         let digest = openssl::sha::sha256(der);
-        if let Some(Verdict { info: mut hit, .. }) = self.cache.get(&digest, now_unix()) {
-            hit.der = der.to_vec();
-            return Ok(hit);
+        if let Some(hit) = self.cache.get(&digest, now_unix()) {
+            return Ok(CertInfo::of(&digest, der, hit.not_after_unix));
         }
         let owned;
         let cert = match parsed {
@@ -221,7 +267,7 @@ impl DeviceIdentityVerifier {
                 &owned
             }
         };
-        let mut info = cert_info(cert, der)?;
+        let info = CertInfo::of(&digest, der, asn1_time_to_unix(cert.not_after())?);
         self.chain_checks.fetch_add(1, Ordering::Relaxed);
         if let Err(err) = self.anchors.check(cert, intermediates) {
             tracing::debug!(fingerprint = %info.fingerprint, error = %err, "device certificate refused");
@@ -232,13 +278,7 @@ impl DeviceIdentityVerifier {
                 "its ExtendedKeyUsage excludes clientAuth, so it is not a device identity".into(),
             ));
         }
-        let der = std::mem::take(&mut info.der);
-        let verdict = Verdict {
-            info: info.clone(),
-            key: cms_fast::SignerKey::of(cert),
-        };
-        self.cache.insert(digest, verdict);
-        info.der = der;
+        self.cache.insert(digest, info.not_after_unix);
         Ok(info)
     }
 }
@@ -280,21 +320,26 @@ fn parse_der(der: &[u8]) -> Result<X509, IdentityError> {
     X509::from_der(der).map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))
 }
 
-/// Describes `cert` (whose encoding is `der`).
+/// Identifies `cert` (whose encoding is `der`).
 pub fn cert_info(cert: &X509Ref, der: &[u8]) -> Result<CertInfo, IdentityError> {
-    let format = |e| IdentityError::CertificateFormat(openssl_reason(&e));
+    Ok(CertInfo::of(
+        &openssl::sha::sha256(der),
+        der,
+        asn1_time_to_unix(cert.not_after())?,
+    ))
+}
+
+/// How `cert` names itself and its issuer, and its serial number.
+pub fn cert_details(cert: &X509Ref) -> Result<CertDetails, IdentityError> {
     let serial_hex = cert
         .serial_number()
         .to_bn()
         .and_then(|bn| bn.to_hex_str().map(|s| s.to_ascii_lowercase()))
-        .map_err(format)?;
-    Ok(CertInfo {
-        fingerprint: fingerprint_sha256(der),
-        der: der.to_vec(),
+        .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+    Ok(CertDetails {
         subject: one_line_name(cert.subject_name()),
         issuer: one_line_name(cert.issuer_name()),
         serial_hex,
-        not_after_unix: asn1_time_to_unix(cert.not_after())?,
     })
 }
 
@@ -418,7 +463,8 @@ mod tests {
     fn real_capture_verifies_over_its_exact_body_with_signature_only() {
         let info = verify_signature_only(CAPTURE_2_SIG, CAPTURE_2_BODY).unwrap();
         assert_eq!(
-            info.subject, "",
+            info.details().unwrap().subject,
+            "",
             "SCEP-issued device certificates have empty subjects"
         );
         assert_eq!(info.fingerprint, fingerprint_sha256(&info.der));
@@ -903,6 +949,40 @@ mod tests {
     }
 
     #[test]
+    fn signers_past_the_kept_keys_still_take_the_fast_path_and_are_chain_checked_once() {
+        let v =
+            DeviceIdentityVerifier::with_capacities(vec![device_ca().certificate().clone()], 10, 1)
+                .unwrap();
+        let devices = [rsa_device("fleet-a"), rsa_device("fleet-b")];
+        let headers: Vec<String> = devices
+            .iter()
+            .map(|(cert, key)| {
+                let mac_like = SignOptions {
+                    digest: SignatureDigest::Sha1,
+                    signed_attributes: false,
+                };
+                sign(cert, key, mac_like)
+            })
+            .collect();
+        for header in &headers {
+            v.verify_mdm_signature(header.as_bytes(), BODY).unwrap();
+        }
+        for round in 1..=3 {
+            for (header, (cert, _)) in headers.iter().zip(&devices) {
+                let info = v.verify_mdm_signature(header.as_bytes(), BODY).unwrap();
+                assert_eq!(info.der, cert.to_der().unwrap());
+                assert_eq!(info.fingerprint, fingerprint_sha256(&info.der));
+            }
+            assert_eq!(v.fast_verifies_performed(), 2 * round);
+        }
+        assert_eq!(v.chain_checks_performed(), 2, "one key kept, two verdicts");
+        let err = v
+            .verify_mdm_signature(headers[0].as_bytes(), &flipped(BODY, 3))
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::BadSignature), "{err}");
+    }
+
+    #[test]
     fn a_cache_hit_still_requires_a_valid_signature() {
         let v = verifier();
         let (cert, key) = rsa_device("cached-but-tampered");
@@ -934,8 +1014,9 @@ mod tests {
         let cert = device_cert(device_ca(), "UDID-1234", &key);
         let der = cert.to_der().unwrap();
         let info = verifier().verify_certificate_der(&der).unwrap();
-        assert_eq!(info.subject, "CN=UDID-1234");
-        assert_eq!(info.issuer, "CN=test device CA");
+        let details = info.details().unwrap();
+        assert_eq!(details.subject, "CN=UDID-1234");
+        assert_eq!(details.issuer, "CN=test device CA");
         assert_eq!(info.fingerprint.len(), 64);
         assert_eq!(info.fingerprint, info.fingerprint.to_ascii_lowercase());
         let serial = cert
@@ -945,7 +1026,7 @@ mod tests {
             .to_hex_str()
             .unwrap()
             .to_ascii_lowercase();
-        assert_eq!(info.serial_hex, serial);
+        assert_eq!(details.serial_hex, serial);
         let expected = now_unix() + 365 * 86_400;
         assert!(
             (expected - 3_600..=expected + 3_600).contains(&info.not_after_unix),

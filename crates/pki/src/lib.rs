@@ -22,4 +22,4 @@ pub mod sign;
 mod test_support;
 
 pub use error::IdentityError;
-pub use identity::{CertInfo, DeviceIdentityVerifier};
+pub use identity::{CertDetails, CertInfo, DeviceIdentityVerifier};

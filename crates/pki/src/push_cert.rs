@@ -166,12 +166,13 @@ get an MDM push certificate from https://identity.apple.com"
     let der = cert
         .to_der()
         .map_err(|_| invalid("the push certificate cannot be re-encoded"))?;
-    let described = crate::identity::cert_info(&cert, &der)
-        .map_err(|e| PushCertError(format!("the push certificate: {e}")))?;
+    let unreadable = |e| PushCertError(format!("the push certificate: {e}"));
+    let described = crate::identity::cert_info(&cert, &der).map_err(unreadable)?;
+    let details = crate::identity::cert_details(&cert).map_err(unreadable)?;
     let info = PushCertificateInfo {
         topic,
-        subject: described.subject,
-        serial_hex: described.serial_hex,
+        subject: details.subject,
+        serial_hex: details.serial_hex,
         fingerprint: described.fingerprint,
         not_after: described.not_after_unix.saturating_mul(1000),
     };

@@ -7,16 +7,17 @@
 //! caller then takes the full OpenSSL path, which gives every error its precise wording.
 //! [`FastSignature::verify_with`] is true only if the signature over the exact body verifies with the signer's
 //! public key, using the digest the SignerInfo names (which must be one of the SignedData's digest algorithms).
-//! The caller passes the key it parsed once from these exact certificate bytes and keeps in its chain-verdict
-//! cache (keyed by their SHA-256): a kept key keeps OpenSSL's Montgomery context, which `ring` rebuilt on every
-//! verify (`cargo bench -p pki --bench mdm_signature`). No chain check here. Hostile input never panics: every
+//! The key is [`FastSignature::signer_key`], read from the embedded certificate's own bytes (those the caller's
+//! chain verdict is keyed by, by SHA-256); the caller keeps the most recent signers' keys, since a kept key
+//! keeps OpenSSL's Montgomery context, which `ring` rebuilt on every verify
+//! (`cargo bench -p pki --bench mdm_signature`). No chain check here. Hostile input never panics: every
 //! length is checked and nesting depth is bounded.
 
+use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Public};
 use openssl::rsa::{Padding, Rsa};
 use openssl::sign::Verifier;
-use openssl::x509::X509Ref;
 
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
@@ -175,6 +176,10 @@ fn algorithm<'a>(alg: &Tlv<'a>, depth: usize) -> Option<(&'a [u8], &'a [u8])> {
 pub(crate) struct FastSignature<'a> {
     /// The signer's certificate, exactly as embedded.
     pub signer_der: &'a [u8],
+    /// The signer certificate's SubjectPublicKeyInfo, whole.
+    spki: &'a [u8],
+    /// Its subjectPublicKey (the BIT STRING's bits, after the unused-bits octet).
+    key_bits: &'a [u8],
     algorithm: Algorithm,
     signature: &'a [u8],
 }
@@ -238,31 +243,67 @@ impl Digest {
 /// others take the full path.
 const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
 
-/// A signer's public key, parsed once from its certificate and kept by the caller (the chain-verdict cache).
+/// A signer's public key, read from its certificate's bytes by [`FastSignature::signer_key`]; the caller keeps
+/// the most recently used ones (a kept RSA key keeps libcrypto's Montgomery context after its first verify).
 #[derive(Clone)]
 pub(crate) enum SignerKey {
-    /// An RSA key of 2048 to 8192 bits. libcrypto keeps its Montgomery context after the first verify.
+    /// An RSA key of 2048 to 8192 bits.
     Rsa(Rsa<Public>),
     /// An EC key.
     Ec(PKey<Public>),
 }
 
-impl SignerKey {
-    /// The key of `cert`, if this path can use it.
-    pub(crate) fn of(cert: &X509Ref) -> Option<SignerKey> {
-        let key = cert.public_key().ok()?;
-        match key.id() {
-            Id::RSA if RSA_BITS.contains(&key.bits()) => key.rsa().ok().map(SignerKey::Rsa),
-            Id::EC => Some(SignerKey::Ec(key)),
-            _ => None,
-        }
+/// An RSAPublicKey (RFC 8017 A.1.1: a SEQUENCE of the modulus and public exponent INTEGERs) built by hand
+/// from its DER: libcrypto 3's decoder (`d2i_RSA_PUBKEY`) goes through provider lookups costing more than the
+/// verify. None unless both integers are positive and minimally encoded and the modulus has 2048–8192 bits.
+fn rsa_public_key(der: &[u8]) -> Option<Rsa<Public>> {
+    let (key, trailing) = read(der, 8)?;
+    if key.tag != SEQUENCE || !trailing.is_empty() || key.raw.get(1) == Some(&0x80) {
+        return None;
+    }
+    let mut parts = Children::of(&key, 9);
+    let n = positive_integer(parts.expect(INTEGER)?.content)?;
+    let e = positive_integer(parts.expect(INTEGER)?.content)?;
+    if !parts.is_empty() {
+        return None;
+    }
+    let n = BigNum::from_slice(n).ok()?;
+    if !RSA_BITS.contains(&u32::try_from(n.num_bits()).ok()?) {
+        return None;
+    }
+    Rsa::from_public_components(n, BigNum::from_slice(e).ok()?).ok()
+}
+
+/// The magnitude of a DER INTEGER's contents if it is positive and minimally encoded.
+fn positive_integer(content: &[u8]) -> Option<&[u8]> {
+    match content {
+        [0, next, ..] if next & 0x80 != 0 => Some(&content[1..]),
+        [first, ..] if *first != 0 && first & 0x80 == 0 => Some(content),
+        _ => None, // empty, zero, a needless leading zero, or negative
     }
 }
 
 impl FastSignature<'_> {
+    /// The public key of the embedded certificate, read from its SubjectPublicKeyInfo (the bytes of
+    /// [`FastSignature::signer_der`], which the caller's chain verdict is keyed by), if this path can use it:
+    /// None for an RSA key outside 2048–8192 bits or one not in plain DER.
+    pub(crate) fn signer_key(&self) -> Option<SignerKey> {
+        match self.algorithm.key {
+            Id::RSA => {
+                let (&unused_bits, der) = self.key_bits.split_first()?;
+                (unused_bits == 0)
+                    .then(|| rsa_public_key(der))
+                    .flatten()
+                    .map(SignerKey::Rsa)
+            }
+            Id::EC => PKey::public_key_from_der(self.spki).ok().map(SignerKey::Ec),
+            _ => None,
+        }
+    }
+
     /// True only if the signature over exactly `body` verifies with `key`, which must be the public key of
-    /// [`FastSignature::signer_der`] (the caller's cache holds it, parsed from those exact bytes) and of the
-    /// kind the SignerInfo names.
+    /// [`FastSignature::signer_der`] ([`FastSignature::signer_key`], or one the caller kept from it) and of
+    /// the kind the SignerInfo names.
     ///
     /// RSA is checked by hand on libcrypto's RSA primitive (`RSA_public_decrypt`, which also checks the
     /// PKCS #1 type-1 padding) and a comparison with the expected DigestInfo, because libcrypto 3.0's EVP
@@ -291,12 +332,10 @@ impl FastSignature<'_> {
         }
     }
 
-    /// [`FastSignature::verify_with`] the key of the embedded certificate (each call parses it).
+    /// [`FastSignature::verify_with`] the key of the embedded certificate (each call reads it).
     #[cfg(test)]
     pub(crate) fn verify(&self, body: &[u8]) -> bool {
-        openssl::x509::X509::from_der(self.signer_der)
-            .ok()
-            .and_then(|cert| SignerKey::of(&cert))
+        self.signer_key()
             .is_some_and(|key| self.verify_with(&key, body))
     }
 }
@@ -389,6 +428,8 @@ pub(crate) fn parse(der: &[u8]) -> Option<FastSignature<'_>> {
     )?;
     Some(FastSignature {
         signer_der: cert.raw,
+        spki: parsed_cert.spki,
+        key_bits: parsed_cert.key_bits,
         algorithm,
         signature,
     })
@@ -402,6 +443,10 @@ struct CertFields<'a> {
     serial: &'a [u8],
     key_oid: &'a [u8],
     key_params: &'a [u8],
+    /// The SubjectPublicKeyInfo's whole encoding.
+    spki: &'a [u8],
+    /// The subjectPublicKey BIT STRING's contents (its first octet is the count of unused bits, 0).
+    key_bits: &'a [u8],
 }
 
 impl<'a> CertFields<'a> {
@@ -428,6 +473,8 @@ impl<'a> CertFields<'a> {
             serial,
             key_oid,
             key_params,
+            spki: spki.raw,
+            key_bits: bits,
         })
     }
 }

@@ -216,9 +216,9 @@ fn a_cached_certificate_with_another_devices_signature_is_refused() {
 fn rsa_keys_under_2048_bits_take_the_full_path() {
     let key = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();
     let cert = crate::test_support::device_cert(device_ca(), "small-key", &key);
-    assert!(SignerKey::of(&cert).is_none());
     let header = mdm_signature(BODY, &cert, &key, MAC_LIKE).unwrap();
     let der = cms::decode_header(header.as_bytes()).unwrap();
+    assert!(parse(&der).unwrap().signer_key().is_none());
     assert!(!parse(&der).unwrap().verify(BODY), "never verified here");
     let v = verifier();
     v.verify_mdm_signature(header.as_bytes(), BODY).unwrap();
@@ -239,8 +239,11 @@ fn sha1_and_sha256_verify_and_a_flipped_byte_or_another_key_never_does() {
         let sig = parse(&der).expect("fast shape");
         assert!(sig.verify(BODY));
         assert!(!sig.verify(&flipped(BODY, 10)));
-        let (other, _) = rsa_device("every-digest-other");
-        assert!(!sig.verify_with(&SignerKey::of(&other).unwrap(), BODY));
+        let (other, other_key) = rsa_device("every-digest-other");
+        let other_header = mdm_signature(BODY, &other, &other_key, opts).unwrap();
+        let other_der = cms::decode_header(other_header.as_bytes()).unwrap();
+        let other_signer = parse(&other_der).unwrap().signer_key().unwrap();
+        assert!(!sig.verify_with(&other_signer, BODY));
     }
 }
 
@@ -267,5 +270,63 @@ fn the_digest_infos_are_what_openssl_signs() {
             "{:?}",
             md.type_()
         );
+    }
+}
+
+#[test]
+fn rsa_public_keys_are_read_only_from_plain_der_with_positive_minimal_integers() {
+    let (_, key) = rsa_device("rsa-public-key");
+    let rsa = key.rsa().unwrap();
+    let der = rsa.public_key_to_der_pkcs1().unwrap();
+    let read = rsa_public_key(&der).expect("a well-formed RSAPublicKey");
+    assert_eq!(read.n(), rsa.n());
+    assert_eq!(read.e(), rsa.e());
+
+    // Rebuild with chosen integer encodings: SEQUENCE { INTEGER n, INTEGER e }.
+    let n = rsa.n().to_vec();
+    let encode = |n_content: &[u8], e_content: &[u8], trailing: &[u8]| {
+        let mut ints = Vec::new();
+        for content in [n_content, e_content] {
+            ints.push(INTEGER);
+            match content.len() {
+                l if l < 0x80 => ints.push(l as u8),
+                l => ints.extend_from_slice(&[0x82, (l >> 8) as u8, l as u8]),
+            }
+            ints.extend_from_slice(content);
+        }
+        let mut out = vec![SEQUENCE, 0x82, (ints.len() >> 8) as u8, ints.len() as u8];
+        out.extend_from_slice(&ints);
+        out.extend_from_slice(trailing);
+        out
+    };
+    let with_zero = [&[0u8][..], &n].concat();
+    assert!(rsa_public_key(&encode(&with_zero, &[1, 0, 1], &[])).is_some());
+    assert!(
+        rsa_public_key(&encode(&n, &[1, 0, 1], &[])).is_none(),
+        "negative modulus"
+    );
+    let padded = [&[0u8, 0][..], &n].concat();
+    assert!(
+        rsa_public_key(&encode(&padded, &[1, 0, 1], &[])).is_none(),
+        "needless zero"
+    );
+    assert!(
+        rsa_public_key(&encode(&with_zero, &[0], &[])).is_none(),
+        "zero exponent"
+    );
+    assert!(
+        rsa_public_key(&encode(&with_zero, &[], &[])).is_none(),
+        "empty exponent"
+    );
+    assert!(
+        rsa_public_key(&encode(&with_zero, &[1, 0, 1], &[0])).is_none(),
+        "trailing byte"
+    );
+    assert!(
+        rsa_public_key(&encode(&[0, 0x80, 1], &[1, 0, 1], &[])).is_none(),
+        "17 bits"
+    );
+    for cut in [0, 1, 4, der.len() / 2, der.len() - 1] {
+        assert!(rsa_public_key(&der[..cut]).is_none(), "truncated at {cut}");
     }
 }
