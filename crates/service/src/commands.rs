@@ -102,30 +102,48 @@ impl<S: ?Sized + CommandRoles> Scoped<'_, S> {
         Ok(command.uuid.clone())
     }
 
-    /// Queue `commands`, in order, for `enrollment_ids` in one write, each with its `command.queued` events:
-    /// all queued and recorded, or none. Commands holding a secret-looking key are queued one by one instead,
-    /// each sealed ([`Scoped::enqueue`]).
-    pub(crate) async fn enqueue_all(
+    /// A SetBootstrapToken's follow-ups for one device in one write: `user_list` (a UserList and the time its
+    /// refresh must not have been claimed since), queued only if it claims the device's refresh interval, then
+    /// `commands`, each with its `command.queued` event. True when the UserList was queued. None of them may
+    /// hold a secret (they are queued in the clear).
+    pub(crate) async fn enqueue_follow_ups(
         &self,
-        enrollment_ids: &[String],
+        device_id: &str,
+        user_list: Option<(&Command, store::Millis)>,
         commands: &[Command],
-    ) -> Result<(), ServiceError> {
-        if commands.iter().any(Command::has_secret_keys) {
-            for command in commands {
-                self.enqueue(enrollment_ids, command).await?;
-            }
-            return Ok(());
+    ) -> Result<bool, ServiceError> {
+        let all = user_list.map(|(c, _)| c).into_iter().chain(commands);
+        if all.clone().any(Command::has_secret_keys) {
+            return Err(ServiceError::Invalid(
+                "a follow-up command holds a secret-looking key: queue it with enqueue, which seals it"
+                    .into(),
+            ));
         }
         let now = self.now();
-        let mut each = Vec::with_capacity(commands.len());
-        for command in commands {
+        let ids = [device_id.to_string()];
+        let recorded = |command: &Command| -> Result<_, ServiceError> {
             let (new, _) = self.prepare_command(command, false, now)?;
-            each.push((new, self.queued_events(enrollment_ids, command, "")));
-        }
-        self.store
-            .enqueue_recorded_each(enrollment_ids, &each, now)
-            .await?;
-        Ok(())
+            Ok((new, self.queued_events(&ids, command, "")))
+        };
+        let claim = match user_list {
+            Some((command, not_since)) => {
+                let (command_row, events) = recorded(command)?;
+                Some(store::UserListClaim {
+                    command: command_row,
+                    events,
+                    not_since,
+                })
+            }
+            None => None,
+        };
+        let each = commands
+            .iter()
+            .map(recorded)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self
+            .store
+            .enqueue_follow_ups(device_id, claim.as_ref(), &each, now)
+            .await?)
     }
 
     /// One `command.queued` event per enrollment for `command` (`note` ends its detail).

@@ -238,6 +238,17 @@ pub fn command_payload_owner(uuid: &str) -> String {
     format!("command:{uuid}")
 }
 
+/// A UserList to queue only if it claims the device's UserList refresh
+/// ([`Commands::enqueue_follow_ups`]): when the refresh was last claimed before `not_since`, or never.
+///
+/// [`Commands::enqueue_follow_ups`]: crate::roles::Commands::enqueue_follow_ups
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserListClaim {
+    pub command: NewCommand,
+    pub events: Vec<NewEvent>,
+    pub not_since: Millis,
+}
+
 /// A command to queue. Debug shows the payload's length only (it may hold a secret).
 #[derive(Clone, PartialEq)]
 pub struct NewCommand {

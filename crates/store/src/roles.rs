@@ -15,7 +15,7 @@ use crate::{
     EnrollmentToken, Event, EventFilter, FactSource, FleetCounts, Group, GroupAccountSettings,
     IdentityRenewal, InventoryDue, IssuedCertificate, Millis, NewCommand, NewEvent, PushInvalid,
     QueueDepth, QueuedCommand, ReportOutcome, Result, ScepChallenge, SealedSecret, SecurityFacts,
-    Signal, SignalListener, TokenRefusal,
+    Signal, SignalListener, TokenRefusal, UserListClaim,
 };
 #[allow(unused_imports)] // doc links
 use crate::{
@@ -355,16 +355,19 @@ pub trait Commands: Send + Sync {
         at: Millis,
         events: &[NewEvent],
     ) -> Result<()>;
-    /// Several commands without a secret, in order, each queued for `enrollment_ids` with its own `events`, in
-    /// one transaction: all queued and recorded, or none (one write instead of one per command, as the
-    /// follow-ups of a SetBootstrapToken need). A command marked `carries_secret` is a Conflict and nothing is
-    /// written; NotFound for an unknown enrollment.
-    async fn enqueue_recorded_each(
+    /// The follow-ups of a SetBootstrapToken for one device, in one transaction: `user_list` first, queued
+    /// with its events only if it claims the device's UserList refresh (as
+    /// [`Inventory::claim_user_list_refresh`] at `at`; the claim and the command are both written or neither
+    /// is), then `cmds`, each with its events. True when the UserList was claimed and
+    /// queued. NotFound for an unknown enrollment; a command marked `carries_secret` is a Conflict and nothing
+    /// is written.
+    async fn enqueue_follow_ups(
         &self,
-        enrollment_ids: &[String],
+        device_id: &str,
+        user_list: Option<&UserListClaim>,
         cmds: &[(NewCommand, Vec<NewEvent>)],
         at: Millis,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Oldest active command for the enrollment in enqueue order. `skip_notnow` skips NotNow entries (Apple:
     /// after a NotNow in the same session, don't resend it; on an Idle they become eligible again).
     async fn next_command(

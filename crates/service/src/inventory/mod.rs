@@ -68,51 +68,44 @@ impl MdmService {
     /// first, then when a token was `escrowed` the SecurityInfo re-ask, and one push once both are queued: the
     /// Mac fetches both on it, in that order. The Mac's queue is read once for both.
     ///
-    /// Both commands are queued in one write (`Scoped::enqueue_all`): in an escrow storm of Macs new to it,
-    /// the follow-ups' write jobs, one per command, were what bounded the storm, not the escrows.
+    /// Both commands and the UserList's refresh claim are one write (`Scoped::enqueue_follow_ups`: the claim
+    /// and its UserList both written or neither): in an escrow storm of Macs new to it, the claim and then the
+    /// commands, each waited for in its own group-commit batch, were what bounded the storm, not the escrows.
     pub(crate) async fn after_set_bootstrap_token(&self, device_id: &str, escrowed: bool) {
         const WHY: &str = "a SetBootstrapToken";
         let scoped = self.scoped();
-        // On a failed read each follow-up reads again itself, and records its own failure.
-        let pending = scoped.store.active_request_types(device_id).await.ok();
-        let mut commands = Vec::with_capacity(2);
-        match scoped.claim_user_list(device_id, pending.as_deref()).await {
-            Ok(true) => commands.push(Command::user_list(new_command_uuid())),
-            Ok(false) => {}
-            Err(err) => scoped.not_queued(device_id, "UserList", WHY, &err).await,
-        }
-        let security_info = if escrowed {
-            match scoped
-                .security_info_due(device_id, pending.as_deref())
-                .await
-            {
-                Ok(due) => due,
-                Err(err) => {
-                    scoped
-                        .after_queueing(device_id, "bootstrap token escrow", Err(err))
-                        .await;
-                    false
+        // What is queued already, read once; then every follow-up is one write (one group-commit batch the
+        // Mac's SetBootstrapToken waits for, not one per command and one for the UserList claim).
+        let (result, security_info) = match scoped.store.active_request_types(device_id).await {
+            Err(err) => (Err(ServiceError::from(err)), escrowed),
+            Ok(queued) => {
+                let has = |t: &str| queued.iter().any(|q| q == t);
+                let user_list = (!has("UserList")).then(|| Command::user_list(new_command_uuid()));
+                let others: Vec<Command> = (escrowed && !has("SecurityInfo"))
+                    .then(|| Command::security_info(new_command_uuid()))
+                    .into_iter()
+                    .collect();
+                if user_list.is_none() && others.is_empty() {
+                    return;
                 }
+                let not_since = scoped.now().saturating_sub(USER_LIST_REFRESH_INTERVAL_MS);
+                let queued = scoped
+                    .enqueue_follow_ups(
+                        device_id,
+                        user_list.as_ref().map(|c| (c, not_since)),
+                        &others,
+                    )
+                    .await
+                    .map(|user_list| others.len() + usize::from(user_list));
+                (queued, !others.is_empty())
             }
-        } else {
-            false
         };
-        if security_info {
-            commands.push(Command::security_info(new_command_uuid()));
-        }
-        if commands.is_empty() {
-            return;
-        }
-        let queued = scoped
-            .enqueue_all(&[device_id.to_string()], &commands)
-            .await
-            .map(|()| commands.len());
         if security_info {
             // One push for both: the Mac fetches UserList, then SecurityInfo, on it.
             scoped
-                .after_queueing(device_id, "bootstrap token escrow", queued)
+                .after_queueing(device_id, "bootstrap token escrow", result)
                 .await;
-        } else if let Err(err) = queued {
+        } else if let Err(err) = result {
             // UserList alone has no push of its own (`refresh_user_list`).
             scoped.not_queued(device_id, "UserList", WHY, &err).await;
         }
@@ -266,17 +259,6 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
         }
         .await;
         self.after_queueing(&device.id, "enrollment", result).await;
-    }
-
-    /// Whether SecurityInfo is to be asked again after a Bootstrap Token was escrowed (a token holder logged
-    /// in): none is queued (`pending`: the request types queued for the Mac, when the caller just read them).
-    pub(crate) async fn security_info_due(
-        &self,
-        device_id: &str,
-        pending: Option<&[String]>,
-    ) -> Result<bool, ServiceError> {
-        let pending = self.queued_types(device_id, pending).await?;
-        Ok(!pending.iter().any(|p| p == "SecurityInfo"))
     }
 
     /// Agent rows stored without a GUID (an older agent) take the key of MDM's row with the same short name,

@@ -6,8 +6,8 @@ use protocol::command::Command;
 use protocol::results::UserList;
 use store::{DeviceUser, FactSource, Millis};
 
+use crate::Scoped;
 use crate::commands::new_command_uuid;
-use crate::{Scoped, ServiceError};
 
 /// The shortest time between two UserList re-asks of one Mac after a change to its users (an agent action, a
 /// SetBootstrapToken, a user-channel TokenUpdate).
@@ -61,18 +61,6 @@ pub(super) fn mdm_users(device_id: &str, list: &UserList, at: store::Millis) -> 
 }
 
 impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, S> {
-    /// The request types queued for `device_id`: `known` when the caller just read them, else read now.
-    pub(crate) async fn queued_types<'k>(
-        &self,
-        device_id: &str,
-        known: Option<&'k [String]>,
-    ) -> Result<std::borrow::Cow<'k, [String]>, ServiceError> {
-        Ok(match known {
-            Some(types) => std::borrow::Cow::Borrowed(types),
-            None => std::borrow::Cow::Owned(self.store.active_request_types(device_id).await?),
-        })
-    }
-
     /// The Mac's users may have changed (a successful agent action, a SetBootstrapToken, a user-channel
     /// TokenUpdate): queue UserList, unless one is still queued or one was asked in the last
     /// [`USER_LIST_REFRESH_INTERVAL_MS`]. No push of its own: it rides on the Mac's next check-in (after a
@@ -80,12 +68,16 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
     /// every cycle. A failure is recorded as an event; it never fails the caller's request.
     pub(crate) async fn refresh_user_list(&self, device_id: &str, why: &str) {
         let result = async {
-            if !self.claim_user_list(device_id, None).await? {
+            let queued = self.store.active_request_types(device_id).await?;
+            if queued.iter().any(|t| t == "UserList") {
                 return Ok(false);
             }
+            // The claim of the refresh interval (one of several escrowd processes wins it) and the command
+            // are one write.
+            let not_since = self.now().saturating_sub(USER_LIST_REFRESH_INTERVAL_MS);
             let command = Command::user_list(new_command_uuid());
-            self.enqueue(&[device_id.to_string()], &command).await?;
-            Ok::<bool, ServiceError>(true)
+            self.enqueue_follow_ups(device_id, Some((&command, not_since)), &[])
+                .await
         }
         .await;
         match result {
@@ -94,25 +86,5 @@ impl<S: ?Sized + store::Commands + store::Events + store::Inventory> Scoped<'_, 
             }
             Err(err) => self.not_queued(device_id, "UserList", why, &err).await,
         }
-    }
-
-    /// Whether UserList is to be queued now: none is queued (`pending`, when the caller just read the Mac's
-    /// queued request types) and none was asked in the last [`USER_LIST_REFRESH_INTERVAL_MS`]. When so, this
-    /// call has claimed the interval (one of several escrowd processes wins it); the caller queues the command.
-    pub(crate) async fn claim_user_list(
-        &self,
-        device_id: &str,
-        pending: Option<&[String]>,
-    ) -> Result<bool, ServiceError> {
-        let pending = self.queued_types(device_id, pending).await?;
-        if pending.iter().any(|p| p == "UserList") {
-            return Ok(false);
-        }
-        let now = self.now();
-        let since = now.saturating_sub(USER_LIST_REFRESH_INTERVAL_MS);
-        Ok(self
-            .store
-            .claim_user_list_refresh(device_id, now, since)
-            .await?)
     }
 }

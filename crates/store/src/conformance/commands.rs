@@ -427,12 +427,12 @@ pub(super) async fn a_command_and_its_events_are_queued_and_recorded_together_or
     assert_eq!(store.active_queue_len("UDID-A").await.unwrap(), 1);
 }
 
-pub(super) async fn several_commands_are_queued_in_order_and_recorded_in_one_write_or_none(
+pub(super) async fn follow_ups_queue_the_user_list_only_with_its_claim_in_one_write(
     store: Arc<dyn Store>,
 ) {
     enrolled(&store, "UDID-A").await;
     let noted = |uuid: &str| crate::NewEvent {
-        detail: format!("DeviceInformation {uuid}"),
+        detail: format!("queued {uuid}"),
         ..event("UDID-A", "command.queued")
     };
     let recorded = || async {
@@ -446,55 +446,85 @@ pub(super) async fn several_commands_are_queued_in_order_and_recorded_in_one_wri
             .unwrap()
             .len()
     };
-    let each = |uuids: &[&str]| -> Vec<(NewCommand, Vec<crate::NewEvent>)> {
+    let claim = |uuid: &str, not_since| crate::UserListClaim {
+        command: cmd(uuid),
+        events: vec![noted(uuid)],
+        not_since,
+    };
+    let others = |uuids: &[&str]| -> Vec<(NewCommand, Vec<crate::NewEvent>)> {
         uuids.iter().map(|u| (cmd(u), vec![noted(u)])).collect()
     };
-    store
-        .enqueue_recorded_each(&ids(&["UDID-A"]), &each(&["C-1", "C-2"]), 5_000)
+    // Never claimed: the UserList is claimed and queued first, then the others, each recorded.
+    let claimed = store
+        .enqueue_follow_ups("UDID-A", Some(&claim("UL-1", 0)), &others(&["SI-1"]), 5_000)
         .await
         .unwrap();
+    assert!(claimed);
     assert_eq!(
         next_uuid(&store, "UDID-A", false).await.as_deref(),
-        Some("C-1")
+        Some("UL-1")
     );
     assert_eq!(store.active_queue_len("UDID-A").await.unwrap(), 2);
     assert_eq!(recorded().await, 2);
-    // One unknown enrollment: nothing of either command.
-    let err = store
-        .enqueue_recorded_each(
-            &ids(&["UDID-A", "UDID-ghost"]),
-            &each(&["C-3", "C-4"]),
+    // Claimed at 5,000, not claimable since 4,000: the UserList and its event are skipped, the rest is queued.
+    let claimed = store
+        .enqueue_follow_ups(
+            "UDID-A",
+            Some(&claim("UL-2", 4_000)),
+            &others(&["SI-2"]),
             5_100,
+        )
+        .await
+        .unwrap();
+    assert!(!claimed);
+    assert_eq!(store.command("UDID-A", "UL-2").await.unwrap(), None);
+    assert!(store.command("UDID-A", "SI-2").await.unwrap().is_some());
+    assert_eq!(recorded().await, 3);
+    // Claimable again (not since 5,500), but a later command fails: the claim is undone with everything else,
+    // so the next claim in the same window still wins.
+    let mut clash = others(&["SI-1"]);
+    clash[0].0.payload = b"<plist>other</plist>".to_vec();
+    let err = store
+        .enqueue_follow_ups("UDID-A", Some(&claim("UL-3", 5_500)), &clash, 6_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(store.command("UDID-A", "UL-3").await.unwrap(), None);
+    assert!(
+        store
+            .claim_user_list_refresh("UDID-A", 6_100, 5_500)
+            .await
+            .unwrap(),
+        "the failed write claimed nothing"
+    );
+    // Only the UserList, and nothing to claim: nothing is written.
+    let claimed = store
+        .enqueue_follow_ups("UDID-A", Some(&claim("UL-4", 6_000)), &[], 6_200)
+        .await
+        .unwrap();
+    assert!(!claimed);
+    assert_eq!(store.command("UDID-A", "UL-4").await.unwrap(), None);
+    // A command carrying a secret is refused before anything is written; an unknown device is NotFound.
+    let mut secret = claim("UL-5", 99_000);
+    secret.command.carries_secret = true;
+    let err = store
+        .enqueue_follow_ups("UDID-A", Some(&secret), &others(&["SI-5"]), 100_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(store.command("UDID-A", "SI-5").await.unwrap(), None);
+    let err = store
+        .enqueue_follow_ups(
+            "UDID-ghost",
+            Some(&claim("UL-6", 0)),
+            &others(&["SI-6"]),
+            100_000,
         )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-    // A uuid stored before with another payload fails the second command: the first is undone with it.
-    let mut clash = each(&["C-5", "C-1"]);
-    clash[1].0.payload = b"<plist>other</plist>".to_vec();
-    let err = store
-        .enqueue_recorded_each(&ids(&["UDID-A"]), &clash, 5_200)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    // A command carrying a secret is refused before anything is written.
-    let mut secret = each(&["C-6", "C-7"]);
-    secret[1].0.carries_secret = true;
-    let err = store
-        .enqueue_recorded_each(&ids(&["UDID-A"]), &secret, 5_300)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    for uuid in ["C-3", "C-4", "C-5", "C-6", "C-7"] {
-        assert_eq!(store.command("UDID-A", uuid).await.unwrap(), None, "{uuid}");
-    }
-    assert_eq!(store.active_queue_len("UDID-A").await.unwrap(), 2);
-    assert_eq!(recorded().await, 2);
-    // Nothing to queue is not an error.
-    store
-        .enqueue_recorded_each(&ids(&["UDID-A"]), &[], 5_400)
-        .await
-        .unwrap();
+    assert_eq!(store.active_queue_len("UDID-A").await.unwrap(), 3);
+    assert_eq!(recorded().await, 3);
 }
 
 pub(super) async fn enqueueing_a_uuid_twice_or_with_another_payload_is_a_conflict(

@@ -206,7 +206,7 @@ conformance! {
     commands::report_for_a_uuid_never_queued_here_is_unknown_command,
     commands::enqueue_to_an_unknown_enrollment_is_not_found_and_queues_nothing,
     commands::a_command_and_its_events_are_queued_and_recorded_together_or_not_at_all,
-    commands::several_commands_are_queued_in_order_and_recorded_in_one_write_or_none,
+    commands::follow_ups_queue_the_user_list_only_with_its_claim_in_one_write,
     commands::enqueueing_a_uuid_twice_or_with_another_payload_is_a_conflict,
     commands::active_queue_stays_empty_after_1000_acknowledged_commands,
     commands::command_history_lists_active_and_finished_newest_first,

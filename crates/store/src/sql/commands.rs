@@ -19,7 +19,8 @@ use super::{
 use crate::rows::{QueuedCommandRow, convert_all, count, page_limit};
 use crate::{
     COMMAND_PAYLOAD_FIELD, CommandStatus, Commands, Millis, NewCommand, NewEvent, QueueDepth,
-    QueuedCommand, ReportOutcome, Result, SealedSecret, StoreError, command_payload_owner,
+    QueuedCommand, ReportOutcome, Result, SealedSecret, StoreError, UserListClaim,
+    command_payload_owner,
 };
 
 /// Active entries of enrollment `$1` as [`QueuedCommandRow`] columns (plus `seq`).
@@ -91,6 +92,48 @@ pub(super) async fn enqueue_each<DB: Backend>(
         queue_recorded::<DB>(&mut script, &ids, cmd, events, at);
     }
     pool.script(script).await.map(drop)
+}
+
+/// [`crate::roles::Commands::enqueue_follow_ups`]: one script, so a first escrow's follow-ups cost one batch
+/// (the claim, then the UserList's statements run only if the claim changed a row, then `cmds`).
+pub(super) async fn enqueue_follow_ups<DB: Backend>(
+    pool: &Db<DB>,
+    device_id: &str,
+    user_list: Option<&UserListClaim>,
+    cmds: &[(NewCommand, Vec<NewEvent>)],
+    at: Millis,
+) -> Result<bool> {
+    for cmd in user_list
+        .map(|u| &u.command)
+        .into_iter()
+        .chain(cmds.iter().map(|(c, _)| c))
+    {
+        refuse_in_the_clear(cmd)?;
+    }
+    let ids = [device_id];
+    let mut script = Script::<DB>::default();
+    let mut claim = None;
+    if let Some(user_list) = user_list
+        && !super::schedule::user_list_asked_since(pool, device_id, user_list.not_since).await?
+    {
+        let index = script.len();
+        script.push(super::schedule::claim_user_list_step(
+            device_id,
+            at,
+            user_list.not_since,
+        ));
+        queue_recorded::<DB>(&mut script, &ids, &user_list.command, &user_list.events, at);
+        script.only_if_changed_from(index + 1, index);
+        claim = Some(index);
+    }
+    for (cmd, events) in cmds {
+        queue_recorded::<DB>(&mut script, &ids, cmd, events, at);
+    }
+    if script.is_empty() {
+        return Ok(false);
+    }
+    let changed = pool.script(script).await?;
+    Ok(claim.is_some_and(|index| changed.get(index) == Some(&1)))
 }
 
 /// A Conflict for a command that carries a secret offered without its sealed payload.
@@ -541,13 +584,14 @@ impl<DB: Backend> Commands for SqlStore<DB> {
         enqueue(&self.pool, enrollment_ids, cmd, sealed, at, events).await
     }
 
-    async fn enqueue_recorded_each(
+    async fn enqueue_follow_ups(
         &self,
-        enrollment_ids: &[String],
+        device_id: &str,
+        user_list: Option<&UserListClaim>,
         cmds: &[(NewCommand, Vec<NewEvent>)],
         at: Millis,
-    ) -> Result<()> {
-        enqueue_each(&self.pool, enrollment_ids, cmds, at).await
+    ) -> Result<bool> {
+        enqueue_follow_ups(&self.pool, device_id, user_list, cmds, at).await
     }
 
     async fn next_command(

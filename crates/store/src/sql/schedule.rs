@@ -142,13 +142,31 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
     now: Millis,
     not_since: Millis,
 ) -> Result<bool> {
-    // Asked since `not_since` already (requested_at only grows): the claim cannot succeed, so a read answers
-    // without a write. The common case: a Mac escrowing again within the interval after its UserList was
-    // answered. As a write job each such call made its whole batch take the slow path (a Set storm after the
-    // queues were answered: one write job per SetBootstrapToken).
+    if user_list_asked_since(pool, device_id, not_since).await? {
+        return Ok(false);
+    }
+    // Through the writer like every other write: on SQLite a write on a pool connection would wait for the
+    // database lock the group-commit writer holds batch after batch (busy-handler sleeps, seconds under load).
+    // A script: it runs on the writer's own connection with the batch's other writes (as a write job, one
+    // round trip to sqlx's connection thread of its own).
+    let mut script = Script::default();
+    script.push(claim_user_list_step(device_id, now, not_since));
+    let changed = pool.script(script).await?;
+    Ok(changed.first() == Some(&1))
+}
+
+/// Whether the device's UserList refresh was claimed at or after `not_since` (requested_at only grows), so a
+/// claim now cannot succeed: a read answers without a write. The common case: a Mac escrowing again within the
+/// interval after its UserList was answered. (Written each time, a Set storm after the queues were answered
+/// wrote one claim per SetBootstrapToken.)
+pub(super) async fn user_list_asked_since<DB: Backend>(
+    pool: &Db<DB>,
+    device_id: &str,
+    not_since: Millis,
+) -> Result<bool> {
     const ASKED_SINCE: &str =
         "SELECT requested_at FROM user_list_refresh WHERE device_id = $1 AND requested_at >= $2";
-    let asked = match pool.local() {
+    Ok(match pool.local() {
         Some(local) => local
             .optional::<(Millis,)>(ASKED_SINCE, &[&device_id, &not_since])?
             .is_some(),
@@ -158,14 +176,17 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
             .fetch_optional(pool)
             .await?
             .is_some(),
-    };
-    if asked {
-        return Ok(false);
-    }
-    // Through the writer like every other write: on SQLite a write on a pool connection would wait for the
-    // database lock the group-commit writer holds batch after batch (busy-handler sleeps, seconds under load).
-    // A script: it runs after a Mac's first SetBootstrapToken in a while, on the writer's own connection with
-    // the batch's other writes (as a write job, one round trip to sqlx's connection thread of its own).
+    })
+}
+
+/// The statement that claims the device's UserList refresh at `now` unless it was claimed at or after
+/// `not_since`: it changes one row when it claims, none otherwise. An unknown device fails the row's foreign
+/// key (NotFound): no lookup first.
+pub(super) fn claim_user_list_step<DB: Backend>(
+    device_id: &str,
+    now: Millis,
+    not_since: Millis,
+) -> Step<DB> {
     let mut q =
         QueryBuilder::<DB>::new("INSERT INTO user_list_refresh (device_id, requested_at) VALUES (");
     q.separated(", ").push_bind(device_id).push_bind(now);
@@ -174,9 +195,5 @@ pub(super) async fn claim_user_list_refresh<DB: Backend>(
          WHERE user_list_refresh.requested_at < ",
     )
     .push_bind(not_since);
-    let mut script = Script::default();
-    // An unknown device fails the row's foreign key: no lookup first.
-    script.push(Step::new(q.statement()).missing(format!("enrollment {device_id}")));
-    let changed = pool.script(script).await?;
-    Ok(changed.first() == Some(&1))
+    Step::new(q.statement()).missing(format!("enrollment {device_id}"))
 }

@@ -11,6 +11,8 @@
 //!   not is a [`StoreError::Conflict`] with the step's message; any other failure is the database's error.
 //!   Nothing in a message is a bound value unless the step put it there.
 //! - The outcome is the number of rows each statement changed, in order.
+//! - A step may run only if an earlier one changed a row ([`Script::only_if_changed_from`]): a skipped step
+//!   changed none, and its failure meanings do not apply. So a claim and the write it allows are one script.
 //!
 //! For the writes of the check-in path that need no read between their statements (a command queued with
 //! its events, a UserList refresh claimed): as write jobs, a storm of Macs escrowing for the first time spent
@@ -56,6 +58,8 @@ impl Violation {
 pub(crate) struct Step<DB: sqlx::Database> {
     stmt: Stmt<DB>,
     means: Meaning,
+    /// Run only if the step at this index (an earlier one) changed a row.
+    only_if: Option<usize>,
 }
 
 /// What a step's failure means.
@@ -74,7 +78,14 @@ impl<DB: Backend> Step<DB> {
         Step {
             stmt,
             means: Meaning::default(),
+            only_if: None,
         }
+    }
+
+    /// Whether the step is to be skipped after the earlier steps changed `changed` rows.
+    fn skipped(&self, changed: &[u64]) -> bool {
+        self.only_if
+            .is_some_and(|at| changed.get(at).is_none_or(|&n| n == 0))
     }
 
     /// A foreign key the statement breaks means `what` does not exist.
@@ -142,25 +153,47 @@ impl<DB: Backend> Script<DB> {
         self.steps.is_empty()
     }
 
+    /// How many steps the script has: the index the next one pushed takes.
+    pub(crate) fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Makes every step from index `start` on run only if the step at `index` changed a row.
+    pub(crate) fn only_if_changed_from(&mut self, start: usize, index: usize) -> &mut Self {
+        for step in self.steps.iter_mut().skip(start) {
+            step.only_if = Some(index);
+        }
+        self
+    }
+
     /// Run every statement on SQLite's handle `c`, inside the caller's transaction; the rows each changed.
     /// Stops at the first failure (the caller undoes what ran).
     pub(crate) fn run_on(&self, c: &rusqlite::Connection) -> Result<Vec<u64>> {
-        self.steps
-            .iter()
-            .map(|step| {
-                let changed = step
+        let mut changed = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let n = if step.skipped(&changed) {
+                0
+            } else {
+                let n = step
                     .stmt
                     .run_checked(c)
                     .map_err(|e| step.means.failure(e))?;
-                step.means.checked(changed)
-            })
-            .collect()
+                step.means.checked(n)?
+            };
+            changed.push(n);
+        }
+        Ok(changed)
     }
 
     /// Run every statement through sqlx on `conn`, inside the caller's transaction; the rows each changed.
     pub(crate) async fn execute(self, conn: &mut DB::Connection) -> Result<Vec<u64>> {
         let mut changed = Vec::with_capacity(self.steps.len());
-        for Step { stmt, means } in self.steps {
+        for step in self.steps {
+            if step.skipped(&changed) {
+                changed.push(0);
+                continue;
+            }
+            let Step { stmt, means, .. } = step;
             let n = stmt
                 .execute_checked(&mut *conn)
                 .await

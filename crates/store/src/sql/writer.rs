@@ -1405,6 +1405,73 @@ mod tests {
         script
     }
 
+    /// A claim of `claim` (a row written unless `blocker` is in `t`), then `guarded` only if it was written (a
+    /// step that must change a row), then `always`.
+    fn claim_script(
+        claim: &str,
+        blocker: &str,
+        guarded: &str,
+        always: &str,
+    ) -> super::Script<Sqlite> {
+        let insert = |k: &str| {
+            let mut q = super::super::QueryBuilder::<Sqlite>::new("INSERT INTO t (k) SELECT ");
+            q.push_bind(k.to_string());
+            q
+        };
+        let mut claim_q = insert(claim);
+        claim_q
+            .push(" WHERE NOT EXISTS (SELECT 1 FROM t WHERE k = ")
+            .push_bind(blocker.to_string())
+            .push(")");
+        let mut script = super::Script::default();
+        script.push(super::super::Step::new(claim_q.statement()));
+        script.push(
+            super::super::Step::new(insert(guarded).statement())
+                .must_change(format!("{guarded} must be written")),
+        );
+        script.only_if_changed_from(1, 0);
+        script.push(super::super::Step::new(insert(always).statement()));
+        script
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_guarded_step_runs_only_when_its_claim_changed_a_row_on_either_execution_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        table_t(&store, &["blocked"]).await;
+        // The writer's own connection.
+        let won = store
+            .pool
+            .script(claim_script("c1", "free", "g1", "a1"))
+            .await;
+        assert_eq!(won.unwrap(), [1, 1, 1]);
+        let lost = store
+            .pool
+            .script(claim_script("c2", "blocked", "g2", "a2"))
+            .await;
+        assert_eq!(
+            lost.unwrap(),
+            [0, 0, 1],
+            "skipped: no conflict, nothing written"
+        );
+        // Through sqlx, as on PostgreSQL.
+        let mut tx = store.pool.begin_write().await.unwrap();
+        let won = claim_script("c3", "free", "g3", "a3")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        let lost = claim_script("c4", "blocked", "g4", "a4")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!((won, lost), (vec![1, 1, 1], vec![0, 0, 1]));
+        assert_eq!(
+            keys(&store).await,
+            ["a1", "a2", "a3", "a4", "blocked", "c1", "c3", "g1", "g3"]
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn scripts_ride_the_batch_a_failing_one_is_undone_alone_with_its_own_meaning() {
         let dir = tempfile::tempdir().unwrap();
