@@ -35,7 +35,8 @@ pub(crate) async fn escrow_policy<S: ?Sized + store::Groups>(
     }
 }
 
-/// What a SetBootstrapToken did, for the dispatcher's follow-ups.
+/// What a SetBootstrapToken does, for the dispatcher's follow-ups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SetOutcome {
     /// The device sent no token: its escrowed token was removed.
     Cleared,
@@ -98,10 +99,17 @@ impl<'a, S: ?Sized + EscrowRoles> BootstrapEscrow<'a, S> {
     }
 
     /// SetBootstrapToken: escrow (seal, then store) the device's token, or clear it when the device sent none.
-    pub(crate) async fn set(
+    ///
+    /// `follow_ups` runs once the write is decided (the group allows it, the token is sealed), at the same
+    /// time as the write: its own writes then ride the same group-commit batch, so the Mac's 200 waits for one
+    /// batch, not two (in an escrow storm of Macs new to it, those sequential batches bounded the storm, not
+    /// the CPU). The 200 still waits for both. Should the escrow's write fail, its follow-ups (commands asking
+    /// the Mac about its users and security state) may have been queued all the same, which is harmless.
+    pub(crate) async fn set<F: Future<Output = ()>>(
         &self,
         bound: &BoundDevice,
         msg: SetBootstrapToken,
+        follow_ups: impl FnOnce(SetOutcome) -> F,
     ) -> Result<SetOutcome, ServiceError> {
         if msg.identity.is_user_channel() {
             return Err(self
@@ -127,7 +135,11 @@ impl<'a, S: ?Sized + EscrowRoles> BootstrapEscrow<'a, S> {
                 Outcome::Success,
                 "device sent SetBootstrapToken without a token: escrowed token removed",
             );
-            self.store.clear_bootstrap_token(&device.id, &event).await?;
+            let (cleared, ()) = tokio::join!(
+                self.store.clear_bootstrap_token(&device.id, &event),
+                follow_ups(SetOutcome::Cleared)
+            );
+            cleared?;
             return Ok(SetOutcome::Cleared);
         };
         if let Err(reason) = escrow_policy(self.store, device).await? {
@@ -142,14 +154,17 @@ impl<'a, S: ?Sized + EscrowRoles> BootstrapEscrow<'a, S> {
             self.store.record_event(&event).await?;
             return Err(ServiceError::Refused(reason));
         }
-        self.escrow(device, token).await?;
+        self.escrow(device, token, follow_ups(SetOutcome::Escrowed))
+            .await?;
         Ok(SetOutcome::Escrowed)
     }
 
+    /// Seal and store `token`; `follow_ups` is polled with the store write (see [`BootstrapEscrow::set`]).
     async fn escrow(
         &self,
         device: &Enrollment,
         token: &Secret<Vec<u8>>,
+        follow_ups: impl Future<Output = ()>,
     ) -> Result<(), ServiceError> {
         let now = self.now();
         let sealed = self.secrets.seal_token(&device.id, token.expose(), now)?;
@@ -194,7 +209,8 @@ impl<'a, S: ?Sized + EscrowRoles> BootstrapEscrow<'a, S> {
             Outcome::Success,
             detail,
         );
-        self.store.put_bootstrap_token(&record, &event).await?;
+        let (put, ()) = tokio::join!(self.store.put_bootstrap_token(&record, &event), follow_ups);
+        put?;
         Ok(())
     }
 

@@ -139,15 +139,17 @@ impl<'a> Dispatch<'a> {
             }
             CheckinMessage::SetBootstrapToken(m) => {
                 let device = identity.bound_device(cert, &m.identity).await?;
-                let outcome = self.bootstrap().set(&device, m).await?;
-                if !device.is_pending() {
-                    self.svc
-                        .after_set_bootstrap_token(
-                            device.id(),
-                            matches!(outcome, SetOutcome::Escrowed),
-                        )
-                        .await;
-                }
+                // Not for a pending identity: its Mac is not the enrollment's until it is confirmed.
+                let follow_ups = !device.is_pending();
+                let (svc, id) = (self.svc, device.id());
+                self.bootstrap()
+                    .set(&device, m, |outcome| async move {
+                        if follow_ups {
+                            svc.after_set_bootstrap_token(id, outcome == SetOutcome::Escrowed)
+                                .await;
+                        }
+                    })
+                    .await?;
                 Ok(CheckinReply::Empty)
             }
             CheckinMessage::GetBootstrapToken(m) => {
