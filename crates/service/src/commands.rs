@@ -112,8 +112,8 @@ impl<S: ?Sized + CommandRoles> Scoped<'_, S> {
         user_list: Option<(&Command, store::Millis)>,
         commands: &[Command],
     ) -> Result<bool, ServiceError> {
-        let all = user_list.map(|(c, _)| c).into_iter().chain(commands);
-        if all.clone().any(Command::has_secret_keys) {
+        let mut all = user_list.map(|(c, _)| c).into_iter().chain(commands);
+        if all.any(Command::has_secret_keys) {
             return Err(ServiceError::Invalid(
                 "a follow-up command holds a secret-looking key: queue it with enqueue, which seals it"
                     .into(),

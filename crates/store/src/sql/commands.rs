@@ -50,7 +50,15 @@ pub(super) async fn enqueue<DB: Backend>(
     events: &[NewEvent],
 ) -> Result<()> {
     let Some(sealed) = sealed else {
-        return enqueue_each(pool, enrollment_ids, &[(cmd.clone(), events.to_vec())], at).await;
+        refuse_in_the_clear(cmd)?;
+        let ids = distinct(enrollment_ids);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // One script (all or none; on SQLite run by the writer on its own connection, `script.rs`).
+        let mut script = Script::<DB>::default();
+        queue_recorded::<DB>(&mut script, &ids, cmd, events, at);
+        return pool.script(script).await.map(drop);
     };
     // A write job: handed to the writer whole (on SQLite, run by the committer's thread), so the writer is not
     // held while this request's task waits for its turn between statements.
@@ -70,28 +78,6 @@ pub(super) async fn enqueue<DB: Backend>(
         })
     }))
     .await
-}
-
-/// Unsealed commands queued for `enrollment_ids` in order, each recorded by its events: one script (all or
-/// none; on SQLite run by the writer on its own connection, `script.rs`).
-pub(super) async fn enqueue_each<DB: Backend>(
-    pool: &Db<DB>,
-    enrollment_ids: &[String],
-    cmds: &[(NewCommand, Vec<NewEvent>)],
-    at: Millis,
-) -> Result<()> {
-    for (cmd, _) in cmds {
-        refuse_in_the_clear(cmd)?;
-    }
-    let ids = distinct(enrollment_ids);
-    if ids.is_empty() || cmds.is_empty() {
-        return Ok(());
-    }
-    let mut script = Script::<DB>::default();
-    for (cmd, events) in cmds {
-        queue_recorded::<DB>(&mut script, &ids, cmd, events, at);
-    }
-    pool.script(script).await.map(drop)
 }
 
 /// [`crate::roles::Commands::enqueue_follow_ups`]: one script, so a first escrow's follow-ups cost one batch
