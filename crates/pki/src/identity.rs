@@ -63,9 +63,15 @@ pub struct CertDetails {
     pub serial_hex: String,
 }
 
+/// SHA-256 of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
 /// Lowercase hex SHA-256 of `der`: the identity escrowd binds enrollments to.
 pub fn fingerprint_sha256(der: &[u8]) -> String {
-    hex::encode(openssl::sha::sha256(der))
+    hex::encode(sha256(der))
 }
 
 /// `Debug` for a certificate with its private key (a CA, a signer): subject and fingerprint, never the key.
@@ -165,7 +171,7 @@ impl DeviceIdentityVerifier {
     /// the error.
     fn verify_cached_signer(&self, decoded: &[u8], body: &[u8]) -> Option<CertInfo> {
         let signature = cms_fast::parse(decoded)?;
-        let digest = openssl::sha::sha256(signature.signer_der);
+        let digest = sha256(signature.signer_der);
         let Verdict {
             not_after_unix,
             key,
@@ -255,7 +261,7 @@ impl DeviceIdentityVerifier {
         parsed: Option<&X509Ref>,
         intermediates: &StackRef<X509>,
     ) -> Result<CertInfo, IdentityError> {
-        let digest = openssl::sha::sha256(der);
+        let digest = sha256(der);
         if let Some(hit) = self.cache.get(&digest, now_unix()) {
             return Ok(CertInfo::of(&digest, der, hit.not_after_unix));
         }
@@ -323,7 +329,7 @@ fn parse_der(der: &[u8]) -> Result<X509, IdentityError> {
 /// Identifies `cert` (whose encoding is `der`).
 pub fn cert_info(cert: &X509Ref, der: &[u8]) -> Result<CertInfo, IdentityError> {
     Ok(CertInfo::of(
-        &openssl::sha::sha256(der),
+        &sha256(der),
         der,
         asn1_time_to_unix(cert.not_after())?,
     ))

@@ -210,8 +210,9 @@ impl Digest {
         }
     }
 
-    /// The PKCS #1 v1.5 DigestInfo of `body` (RFC 8017 §9.2, note 1: the DER prefix, then the hash).
-    fn digest_info(self, body: &[u8]) -> Vec<u8> {
+    /// Whether `decrypted` is the PKCS #1 v1.5 DigestInfo of `body` (RFC 8017 §9.2, note 1: the DER prefix,
+    /// then the hash).
+    fn is_digest_info_of(self, decrypted: &[u8], body: &[u8]) -> bool {
         const SHA1: &[u8] = &[
             0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
             0x14,
@@ -222,20 +223,22 @@ impl Digest {
         ];
         // SHA-384 and SHA-512 differ from SHA-256's prefix in the lengths and the OID's last arc only.
         let sha2 = |outer: u8, arc: u8, len: u8| {
-            let mut p = SHA2.to_vec();
+            let mut p = SHA2;
             p[1] = outer;
             p[14] = arc;
             p[18] = len;
             p
         };
-        let (mut info, hash): (Vec<u8>, &[u8]) = match self {
-            Digest::Sha1 => (SHA1.to_vec(), &openssl::sha::sha1(body)),
-            Digest::Sha256 => (SHA2.to_vec(), &openssl::sha::sha256(body)),
-            Digest::Sha384 => (sha2(0x41, 0x02, 0x30), &openssl::sha::sha384(body)),
-            Digest::Sha512 => (sha2(0x51, 0x03, 0x40), &openssl::sha::sha512(body)),
+        let (prefix, hash): (&[u8], &[u8]) = match self {
+            // The two Macs sign with (SHA-1, SHA-256) hashed by RustCrypto (`crate::identity::sha256`).
+            Digest::Sha1 => (SHA1, &<sha1::Sha1 as sha1::Digest>::digest(body)[..]),
+            Digest::Sha256 => (&SHA2, &crate::identity::sha256(body)),
+            Digest::Sha384 => (&sha2(0x41, 0x02, 0x30), &openssl::sha::sha384(body)),
+            Digest::Sha512 => (&sha2(0x51, 0x03, 0x40), &openssl::sha::sha512(body)),
         };
-        info.extend_from_slice(hash);
-        info
+        decrypted.len() == prefix.len() + hash.len()
+            && decrypted.starts_with(prefix)
+            && decrypted.ends_with(hash)
     }
 }
 
@@ -316,12 +319,17 @@ impl FastSignature<'_> {
                 if self.signature.len() != size {
                     return false;
                 }
-                let mut decrypted = vec![0; size];
-                let Ok(len) = rsa.public_decrypt(self.signature, &mut decrypted, Padding::PKCS1)
-                else {
+                // At most 8192 bits (`signer_key` refuses larger keys; a kept key came from there).
+                let mut decrypted = [0u8; 1024];
+                let Some(out) = decrypted.get_mut(..size) else {
                     return false;
                 };
-                decrypted[..len] == self.algorithm.digest.digest_info(body)[..]
+                let Ok(len) = rsa.public_decrypt(self.signature, out, Padding::PKCS1) else {
+                    return false;
+                };
+                self.algorithm
+                    .digest
+                    .is_digest_info_of(&out[..len], body)
             }
             (SignerKey::Ec(ec), Id::EC) => {
                 Verifier::new(self.algorithm.digest.message_digest(), ec)

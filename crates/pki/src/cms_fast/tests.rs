@@ -248,7 +248,7 @@ fn sha1_and_sha256_verify_and_a_flipped_byte_or_another_key_never_does() {
 }
 
 #[test]
-fn the_digest_infos_are_what_openssl_signs() {
+fn the_digest_infos_are_what_openssl_signs_and_nothing_else() {
     use openssl::hash::MessageDigest;
     let (_, key) = rsa_device("digest-info");
     let rsa = key.rsa().unwrap();
@@ -264,12 +264,18 @@ fn the_digest_infos_are_what_openssl_signs() {
         let len = rsa
             .public_decrypt(&signature, &mut decrypted, openssl::rsa::Padding::PKCS1)
             .unwrap();
-        assert_eq!(
-            decrypted[..len],
-            digest.digest_info(BODY)[..],
+        assert!(
+            digest.is_digest_info_of(&decrypted[..len], BODY),
             "{:?}",
             md.type_()
         );
+        // Another body, or the DigestInfo cut short or grown by a byte, is not it.
+        assert!(!digest.is_digest_info_of(&decrypted[..len], b"another body"));
+        assert!(!digest.is_digest_info_of(&decrypted[..len - 1], BODY));
+        assert!(!digest.is_digest_info_of(&decrypted[1..len], BODY));
+        let mut longer = decrypted[..len].to_vec();
+        longer.push(0);
+        assert!(!digest.is_digest_info_of(&longer, BODY));
     }
 }
 
