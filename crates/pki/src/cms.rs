@@ -41,11 +41,18 @@ pub(crate) fn decode_header(header: &[u8]) -> Result<Vec<u8>, IdentityError> {
             header.len()
         )));
     }
-    let compact: Vec<u8> = header
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    // A Mac's header has no whitespace: decoded as it is, not copied byte by byte first (that copy was 2% of
+    // an Idle poll's CPU).
+    let compact: std::borrow::Cow<'_, [u8]> = if header.iter().any(u8::is_ascii_whitespace) {
+        header
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        header.into()
+    };
     if compact.is_empty() {
         return Err(IdentityError::SignatureFormat("header is empty".into()));
     }
