@@ -11,10 +11,16 @@ macro_rules! local_row {
     ($row:ident { $($field:ident),* $(,)? } $(flatten { $($nested:ident: $nested_ty:ty),* $(,)? })?) => {
         impl crate::sql::LocalRow for $row {
             fn from_local(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-                let columns = crate::sql::ByName::new(row);
+                Self::from_columns(&crate::sql::ByName::new(row))
+            }
+        }
+
+        impl $row {
+            /// Read from `columns`, which a row holding this one shares (the names are read once a row).
+            pub(crate) fn from_columns(columns: &crate::sql::ByName<'_, '_>) -> rusqlite::Result<Self> {
                 Ok($row {
                     $($field: columns.get(stringify!($field))?,)*
-                    $($($nested: <$nested_ty as crate::sql::LocalRow>::from_local(row)?,)*)?
+                    $($($nested: <$nested_ty>::from_columns(columns)?,)*)?
                 })
             }
         }
