@@ -130,6 +130,13 @@ pub trait Tokens: Send + Sync {
     async fn put_bootstrap_token(&self, rec: &BootstrapTokenRecord, event: &NewEvent)
     -> Result<()>;
     async fn bootstrap_token(&self, enrollment_id: &str) -> Result<Option<BootstrapTokenRecord>>;
+    /// A GetBootstrapToken's reads: [`Enrollments::enrollment_by_fingerprint_with_queue`] and, for that
+    /// enrollment, [`Tokens::bootstrap_token`] (SQLite: one statement, one read transaction; PostgreSQL: the
+    /// two reads).
+    async fn enrollment_by_fingerprint_with_token(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(Enrollment, bool, Option<BootstrapTokenRecord>)>>;
     /// Delete secret + metadata, write event; returns whether something was deleted. The event is written
     /// either way.
     async fn clear_bootstrap_token(&self, enrollment_id: &str, event: &NewEvent) -> Result<bool>;

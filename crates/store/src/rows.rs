@@ -233,6 +233,46 @@ impl From<BootstrapTokenRow> for BootstrapTokenRecord {
     }
 }
 
+/// An [`EnrollmentQueueRow`] and the enrollment's Bootstrap Token (with its sealed secret) from the same row,
+/// the token's columns named `token_…` and NULL when there is none (SQLite's GetBootstrapToken read).
+pub(crate) struct EnrollmentTokenRow {
+    pub(crate) enrollment: EnrollmentQueueRow,
+    pub(crate) token: Option<BootstrapTokenRow>,
+}
+
+impl crate::sql::LocalRow for EnrollmentTokenRow {
+    fn from_local(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let columns = crate::sql::ByName::new(row);
+        let enrollment = EnrollmentQueueRow::from_columns(&columns)?;
+        // Both LEFT JOINs matched, or there is no token to serve (a token row without its secret is none,
+        // as `Tokens::bootstrap_token`'s inner join has it).
+        let present = columns
+            .get::<Option<String>>("token_enrollment_id")?
+            .is_some()
+            && columns.get::<Option<String>>("token_owner")?.is_some();
+        let token = if present {
+            Some(BootstrapTokenRow {
+                enrollment_id: columns.get("token_enrollment_id")?,
+                size: columns.get("token_size")?,
+                digest: columns.get("token_digest")?,
+                escrowed_at: columns.get("token_escrowed_at")?,
+                verified: columns.get("token_verified")?,
+                last_requested_at: columns.get("token_last_requested_at")?,
+                sealed: SealedSecretRow {
+                    owner: columns.get("token_owner")?,
+                    field: columns.get("token_field")?,
+                    key_id: columns.get("token_key_id")?,
+                    blob: columns.get("token_blob")?,
+                    updated_at: columns.get("token_updated_at")?,
+                },
+            })
+        } else {
+            None
+        };
+        Ok(EnrollmentTokenRow { enrollment, token })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct GroupRow {
     id: String,

@@ -327,9 +327,7 @@ impl FastSignature<'_> {
                 let Ok(len) = rsa.public_decrypt(self.signature, out, Padding::PKCS1) else {
                     return false;
                 };
-                self.algorithm
-                    .digest
-                    .is_digest_info_of(&out[..len], body)
+                self.algorithm.digest.is_digest_info_of(&out[..len], body)
             }
             (SignerKey::Ec(ec), Id::EC) => {
                 Verifier::new(self.algorithm.digest.message_digest(), ec)

@@ -215,10 +215,13 @@ impl<'a, S: ?Sized + EscrowRoles> BootstrapEscrow<'a, S> {
     }
 
     /// GetBootstrapToken: the device's own token, opened for it (empty data when none or escrow is off).
+    /// `escrowed` is the bound enrollment's token as read with it
+    /// ([`super::identity::DeviceIdentity::bound_device_with_token`]).
     pub(crate) async fn get(
         &self,
         bound: &BoundDevice,
         msg: GetBootstrapToken,
+        escrowed: Option<store::BootstrapTokenRecord>,
     ) -> Result<CheckinReply, ServiceError> {
         if msg.identity.is_user_channel() {
             return Err(self
@@ -246,7 +249,7 @@ impl<'a, S: ?Sized + EscrowRoles> BootstrapEscrow<'a, S> {
             self.store.record_event(&event).await?;
             return empty();
         }
-        let Some(record) = self.store.bootstrap_token(&device.id).await? else {
+        let Some(record) = escrowed else {
             let event = crate::events::new_event(
                 self.clock,
                 &device.id,

@@ -153,8 +153,8 @@ impl<'a> Dispatch<'a> {
                 Ok(CheckinReply::Empty)
             }
             CheckinMessage::GetBootstrapToken(m) => {
-                let device = identity.bound_device(cert, &m.identity).await?;
-                self.bootstrap().get(&device, m).await
+                let (device, token) = identity.bound_device_with_token(cert, &m.identity).await?;
+                self.bootstrap().get(&device, m, token).await
             }
             CheckinMessage::UserAuthenticate(m) => {
                 identity.bound_device(cert, &m.identity).await?;

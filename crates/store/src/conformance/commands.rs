@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{device, event};
 use crate::{CommandStatus, NewCommand, QueueDepth, ReportOutcome, Store, StoreError};
 
-fn cmd(uuid: &str) -> NewCommand {
+pub(super) fn cmd(uuid: &str) -> NewCommand {
     NewCommand {
         uuid: uuid.into(),
         request_type: "DeviceInformation".into(),

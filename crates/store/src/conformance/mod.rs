@@ -179,6 +179,7 @@ conformance! {
     enrollments::checkout_disables_device_and_user_channels_deletes_token_empties_queue_keeps_events,
     enrollments::checkout_of_an_unknown_device_changes_nothing_but_records_the_event,
     tokens::bootstrap_token_put_then_get_round_trips,
+    tokens::a_bound_enrollment_read_with_its_token_is_the_two_reads_it_replaces,
     tokens::bootstrap_token_replace_overwrites_secret_and_metadata,
     tokens::bootstrap_token_clear_deletes_secret_and_metadata_and_writes_the_event_either_way,
     tokens::bootstrap_token_served_sets_verified_and_last_requested_with_its_event,

@@ -282,3 +282,87 @@ pub(super) async fn bootstrap_token_and_its_event_are_written_together_or_not_at
     assert_eq!(kind_count(&store, "bootstrap_token.escrowed").await, 1);
     assert_eq!(store.sealed_secrets_page(None, 100).await.unwrap().len(), 1);
 }
+
+/// `enrollment_by_fingerprint_with_token` is the two reads it stands for, column for column (the enrollment's
+/// and the sealed secret's `updated_at` differ here, so a mixed-up column shows), and only the bound Mac's token.
+pub(super) async fn a_bound_enrollment_read_with_its_token_is_the_two_reads_it_replaces(
+    store: Arc<dyn Store>,
+) {
+    let separate = |store: Arc<dyn Store>, fp: &'static str| async move {
+        let found = store
+            .enrollment_by_fingerprint_with_queue(fp)
+            .await
+            .unwrap();
+        match found {
+            Some((e, queued)) => {
+                let token = store.bootstrap_token(&e.id).await.unwrap();
+                Some((e, queued, token))
+            }
+            None => None,
+        }
+    };
+    let together = |store: Arc<dyn Store>, fp: &'static str| async move {
+        store
+            .enrollment_by_fingerprint_with_token(fp)
+            .await
+            .unwrap()
+    };
+    for (id, fp, serial) in [("UDID-A", "fp-a", "C02AAAA"), ("UDID-B", "fp-b", "C02BBBB")] {
+        let mut e = device(id, Some(fp));
+        e.serial_number = Some(serial.into());
+        e.device_name = Some(format!("{id}'s Mac"));
+        e.os_version = Some("15.2".into());
+        e.updated_at = 1_500;
+        store
+            .upsert_enrollment(&e, &event(id, "enrollment.authenticated"))
+            .await
+            .unwrap();
+    }
+    let (a, queued, none) = together(store.clone(), "fp-a").await.unwrap();
+    assert_eq!((a.id.as_str(), queued, none), ("UDID-A", false, None));
+    assert_eq!(
+        Some((a, false, None)),
+        separate(store.clone(), "fp-a").await
+    );
+
+    let b_token = token("UDID-B", "k1", b"sealed-b");
+    store
+        .put_bootstrap_token(&b_token, &event("UDID-B", "bootstrap_token.escrowed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        together(store.clone(), "fp-a").await.unwrap().2,
+        None,
+        "another Mac's token is not this one's"
+    );
+    let a_token = token("UDID-A", "k2", &[0, 1, 2, 255]);
+    store
+        .put_bootstrap_token(&a_token, &event("UDID-A", "bootstrap_token.escrowed"))
+        .await
+        .unwrap();
+    let read = together(store.clone(), "fp-a").await;
+    assert_eq!(read, separate(store.clone(), "fp-a").await);
+    let (a, _, served) = read.unwrap();
+    assert_eq!(served, Some(a_token));
+    assert_eq!(a.serial_number.as_deref(), Some("C02AAAA"));
+    assert_eq!(a.updated_at, 1_500);
+    assert_eq!(
+        together(store.clone(), "fp-b").await.unwrap().2,
+        Some(b_token)
+    );
+
+    store
+        .enqueue(&["UDID-A".to_string()], &super::commands::cmd("C-1"), 5_000)
+        .await
+        .unwrap();
+    let read = together(store.clone(), "fp-a").await;
+    assert!(read.as_ref().unwrap().1, "the queue flag is read with it");
+    assert_eq!(read, separate(store.clone(), "fp-a").await);
+
+    store
+        .clear_bootstrap_token("UDID-A", &event("UDID-A", "bootstrap_token.cleared"))
+        .await
+        .unwrap();
+    assert_eq!(together(store.clone(), "fp-a").await.unwrap().2, None);
+    assert_eq!(together(store.clone(), "fp-unknown").await, None);
+}

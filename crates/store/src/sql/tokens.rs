@@ -5,9 +5,10 @@
 use super::Db;
 
 use super::{Backend, BulkRow, QueryBuilder, SqlStore, Stmt, enrollments, events, query, query_as};
-use crate::rows::BootstrapTokenRow;
+use crate::rows::{BootstrapTokenRow, EnrollmentTokenRow, enrollment_columns};
 use crate::{
-    BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Millis, NewEvent, Result, StoreError, Tokens,
+    BOOTSTRAP_TOKEN_FIELD, BootstrapTokenRecord, Enrollment, Millis, NewEvent, Result, StoreError,
+    Tokens,
 };
 
 pub(super) async fn put<DB: Backend>(
@@ -140,6 +141,53 @@ pub(super) async fn get<DB: Backend>(
         }
     };
     Ok(row.map(BootstrapTokenRecord::from))
+}
+
+/// `Tokens::enrollment_by_fingerprint_with_token`: on SQLite one statement (one read transaction, one lookup
+/// of the certificate's enrollment), the token LEFT JOINed to the enrollment [`enrollments::by_fingerprint_with_queue`]
+/// reads; elsewhere those two reads one after the other.
+pub(super) async fn by_fingerprint_with_token<DB: Backend>(
+    pool: &Db<DB>,
+    fingerprint: &str,
+) -> Result<Option<(Enrollment, bool, Option<BootstrapTokenRecord>)>> {
+    let Some(local) = pool.local() else {
+        let Some((enrollment, queued)) =
+            enrollments::by_fingerprint_with_queue(pool, fingerprint).await?
+        else {
+            return Ok(None);
+        };
+        let token = get(pool, &enrollment.id).await?;
+        return Ok(Some((enrollment, queued, token)));
+    };
+    // The enrollment's columns qualified (`e.updated_at`: the sealed secret has one too), named as they are.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns: Vec<String> = enrollment_columns!()
+            .split(',')
+            .map(|c| format!("e.{}", c.trim()))
+            .collect();
+        format!(
+            "SELECT {}, EXISTS (SELECT 1 FROM command_queue q WHERE q.enrollment_id = e.id) AS queued, \
+             t.enrollment_id AS token_enrollment_id, t.size AS token_size, t.digest AS token_digest, \
+             t.escrowed_at AS token_escrowed_at, t.verified AS token_verified, \
+             t.last_requested_at AS token_last_requested_at, s.owner AS token_owner, s.field AS token_field, \
+             s.key_id AS token_key_id, s.blob AS token_blob, s.updated_at AS token_updated_at \
+             FROM enrollments e \
+             LEFT JOIN bootstrap_tokens t ON t.enrollment_id = e.id \
+             LEFT JOIN sealed_secrets s ON s.owner = t.enrollment_id AND s.field = $2 \
+             WHERE e.cert_fingerprint = $1 AND e.channel = 'device'",
+            columns.join(", ")
+        )
+    });
+    let row: Option<EnrollmentTokenRow> =
+        local.optional(&SQL, &[&fingerprint, &BOOTSTRAP_TOKEN_FIELD])?;
+    row.map(|r| {
+        Ok((
+            Enrollment::try_from(r.enrollment.enrollment)?,
+            r.enrollment.queued,
+            r.token.map(BootstrapTokenRecord::from),
+        ))
+    })
+    .transpose()
 }
 
 pub(super) async fn clear<DB: Backend>(
@@ -303,6 +351,13 @@ impl<DB: Backend> Tokens for SqlStore<DB> {
 
     async fn bootstrap_token(&self, enrollment_id: &str) -> Result<Option<BootstrapTokenRecord>> {
         get(&self.pool, enrollment_id).await
+    }
+
+    async fn enrollment_by_fingerprint_with_token(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(Enrollment, bool, Option<BootstrapTokenRecord>)>> {
+        by_fingerprint_with_token(&self.pool, fingerprint).await
     }
 
     async fn clear_bootstrap_token(&self, enrollment_id: &str, event: &NewEvent) -> Result<bool> {

@@ -92,6 +92,13 @@ impl<T: ?Sized + store::Enrollments + store::Tokens + store::Scep + store::Renew
 {
 }
 
+/// The UDID or EnrollmentID a message claims; Unauthenticated when it carries neither.
+fn claimed_device(identity: &Identity) -> Result<&str, ServiceError> {
+    identity.device_id().ok_or_else(|| {
+        ServiceError::Unauthenticated("message carries no UDID or EnrollmentID".into())
+    })
+}
+
 impl<'a, S: ?Sized + IdentityRoles> DeviceIdentity<'a, S> {
     pub(crate) fn new(
         verifier: Option<&'a DeviceIdentityVerifier>,
@@ -168,14 +175,43 @@ impl<'a, S: ?Sized + IdentityRoles> DeviceIdentity<'a, S> {
         cert: &CertInfo,
         identity: &Identity,
     ) -> Result<BoundDevice, ServiceError> {
-        let claimed = identity.device_id().ok_or_else(|| {
-            ServiceError::Unauthenticated("message carries no UDID or EnrollmentID".into())
-        })?;
-        let Some((enrollment, queued)) = self
+        let claimed = claimed_device(identity)?;
+        let found = self
             .store
             .enrollment_by_fingerprint_with_queue(&cert.fingerprint)
+            .await?;
+        self.bind(cert, claimed, found).await
+    }
+
+    /// [`DeviceIdentity::bound_device`] and that enrollment's escrowed Bootstrap Token, read with it (one
+    /// statement on SQLite): a GetBootstrapToken's reads. The token is only the bound device's: none when
+    /// binding fails.
+    pub(crate) async fn bound_device_with_token(
+        &self,
+        cert: &CertInfo,
+        identity: &Identity,
+    ) -> Result<(BoundDevice, Option<store::BootstrapTokenRecord>), ServiceError> {
+        let claimed = claimed_device(identity)?;
+        let (found, token) = match self
+            .store
+            .enrollment_by_fingerprint_with_token(&cert.fingerprint)
             .await?
-        else {
+        {
+            Some((enrollment, queued, token)) => (Some((enrollment, queued)), token),
+            None => (None, None),
+        };
+        let device = self.bind(cert, claimed, found).await?;
+        Ok((device, token))
+    }
+
+    /// The checks of [`DeviceIdentity::bound_device`] on the enrollment `found` for `cert` (with its queue flag).
+    async fn bind(
+        &self,
+        cert: &CertInfo,
+        claimed: &str,
+        found: Option<(store::Enrollment, bool)>,
+    ) -> Result<BoundDevice, ServiceError> {
+        let Some((enrollment, queued)) = found else {
             return Err(ServiceError::Unauthenticated(format!(
                 "certificate {} is not bound to any enrollment (the device must Authenticate first)",
                 short_fp(&cert.fingerprint)
