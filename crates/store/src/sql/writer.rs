@@ -14,8 +14,7 @@
 //!   disk). If that `COMMIT` fails, or the batch's transaction was lost, every job in it gets the error.
 //! - Batches form by themselves: the connection sits behind a FIFO mutex, a job releases it as soon as its
 //!   savepoint is done and then waits, and the committing task queues on the same mutex, so every job that
-//!   was already waiting runs before the `COMMIT`. A lone write commits at once; only when the last batch
-//!   held several writes does the committer first wait [`COMMIT_DELAY`] (400 µs) for the writes on their way.
+//!   was already waiting runs before the `COMMIT`. Nothing waits on a timer; a lone write commits at once.
 //! - The transaction is never left open: any job ending (committed or dropped) wakes the committer, so the
 //!   database write lock is released between batches for other processes (`escrowd keys rotate`).
 //! - Deferred marks ([`Db::defer`]: writes allowed to lag, such as a Mac's `last_seen_at`) are written once
@@ -58,12 +57,6 @@ use crate::{Result, StoreError};
 
 /// The most jobs one batch holds before it commits regardless of who is waiting.
 pub(crate) const MAX_BATCH: usize = 256;
-/// How long the committer waits, once woken, before it forms a batch when the last one was shared by several
-/// writes (PostgreSQL's `commit_delay` with `commit_siblings`): under load the writes that arrive meanwhile
-/// share its `COMMIT` and fsync instead of paying for their own. A lone write (the last batch held one) commits
-/// at once. Measured on 2 cores, 32 concurrent SetBootstrapTokens: ~9,000 → ~10,000/s, 155 → 135 µs of server
-/// CPU per Set, batches about twice as large; GetBootstrapToken unchanged.
-pub(crate) const COMMIT_DELAY: Duration = Duration::from_micros(400);
 /// The longest a deferred mark waits before the committer writes it.
 pub const DEFER_BOUND: Duration = Duration::from_millis(50);
 
@@ -258,8 +251,6 @@ struct Shared<DB: Database> {
     /// with every batch (a mark's rows would otherwise be rewritten, pages and all, many times a second).
     marks_written: std::sync::Mutex<Instant>,
     stats: BatchStats,
-    /// The last batch committed more than one write: the next waits [`COMMIT_DELAY`] for company.
-    busy: std::sync::atomic::AtomicBool,
 }
 
 /// The database handle of a [`super::SqlStore`]: the pool (reads, and writes on PostgreSQL) plus, on SQLite,
@@ -329,7 +320,6 @@ impl<DB: Backend> Db<DB> {
             kick: Notify::new(),
             marks_written: std::sync::Mutex::new(Instant::now()),
             stats: BatchStats::default(),
-            busy: std::sync::atomic::AtomicBool::new(false),
         });
         spawn_committer(Arc::downgrade(&shared))?;
         Ok(Db {
@@ -1003,7 +993,6 @@ fn answer_batch<DB: Database>(
 ) {
     let n = state.waiters.len();
     shared.stats.record(n, took);
-    shared.busy.store(n > 1, Ordering::Relaxed);
     for w in state.waiters.drain(..) {
         let _ = w.send(match &done {
             Ok(()) => Ok(()),
@@ -1042,11 +1031,6 @@ async fn committer<DB: Backend>(shared: std::sync::Weak<Shared<DB>>) {
         let kicked = tokio::time::timeout(DEFER_BOUND, s.kick.notified())
             .await
             .is_ok();
-        if kicked && s.busy.load(Ordering::Relaxed) {
-            // Commit delay: the last batch was shared, so more writes are on their way; let them join this one.
-            // A blocking sleep: this thread runs nothing but the committer.
-            std::thread::sleep(COMMIT_DELAY);
-        }
         let mut guard = s.state.lock().await;
         if guard.closed {
             return;
