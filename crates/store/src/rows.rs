@@ -246,20 +246,18 @@ impl crate::sql::LocalRow for EnrollmentTokenRow {
         let enrollment = EnrollmentQueueRow::from_columns(&columns)?;
         // Both LEFT JOINs matched, or there is no token to serve (a token row without its secret is none,
         // as `Tokens::bootstrap_token`'s inner join has it).
-        let present = columns
-            .get::<Option<String>>("token_enrollment_id")?
-            .is_some()
-            && columns.get::<Option<String>>("token_owner")?.is_some();
-        let token = if present {
+        let enrollment_id: Option<String> = columns.get("token_enrollment_id")?;
+        let owner: Option<String> = columns.get("token_owner")?;
+        let token = if let (Some(enrollment_id), Some(owner)) = (enrollment_id, owner) {
             Some(BootstrapTokenRow {
-                enrollment_id: columns.get("token_enrollment_id")?,
+                enrollment_id,
                 size: columns.get("token_size")?,
                 digest: columns.get("token_digest")?,
                 escrowed_at: columns.get("token_escrowed_at")?,
                 verified: columns.get("token_verified")?,
                 last_requested_at: columns.get("token_last_requested_at")?,
                 sealed: SealedSecretRow {
-                    owner: columns.get("token_owner")?,
+                    owner,
                     field: columns.get("token_field")?,
                     key_id: columns.get("token_key_id")?,
                     blob: columns.get("token_blob")?,

@@ -230,7 +230,7 @@ impl Digest {
             p
         };
         let (prefix, hash): (&[u8], &[u8]) = match self {
-            // The two Macs sign with (SHA-1, SHA-256) hashed by RustCrypto (`crate::identity::sha256`).
+            // The digests Macs sign with (SHA-1, SHA-256) are RustCrypto's (`crate::identity::sha256`).
             Digest::Sha1 => (SHA1, &<sha1::Sha1 as sha1::Digest>::digest(body)[..]),
             Digest::Sha256 => (&SHA2, &crate::identity::sha256(body)),
             Digest::Sha384 => (&sha2(0x41, 0x02, 0x30), &openssl::sha::sha384(body)),
