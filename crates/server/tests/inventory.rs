@@ -404,16 +404,21 @@ async fn the_background_schedule_runs_with_the_server_and_stops_with_it() {
         .await
         .unwrap();
     let mut waited = 0;
-    while store
-        .active_request_types("UDID-BG")
-        .await
-        .unwrap()
-        .is_empty()
-    {
+    let first_seen = loop {
+        let active = store.active_request_types("UDID-BG").await.unwrap();
+        if !active.is_empty() {
+            break active;
+        }
         waited += 1;
         assert!(waited < 600, "the schedule never queued inventory");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    // The round's commands are one write: the first look at the queue finds all of them (when they were queued
+    // one by one, a look in between found SecurityInfo alone and the drain below missed the others).
+    assert_eq!(
+        first_seen,
+        ["SecurityInfo", "UserList", "DeviceInformation"]
+    );
     assert_eq!(
         types(&drain(&mac).await),
         ["SecurityInfo", "UserList", "DeviceInformation"]

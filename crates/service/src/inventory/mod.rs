@@ -183,7 +183,9 @@ impl<
 
 impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
     /// Queue the inventory commands of `request_types` (in that order) that are not already queued for the
-    /// device, and note when it was asked. Returns how many were queued.
+    /// device, and note when it was asked. Returns how many were queued. The commands and their
+    /// `command.queued` events are one write ([`Scoped::enqueue_follow_ups`]): a Mac checking in meanwhile, or
+    /// an admin listing its queue, sees all of them or none, never SecurityInfo without the rest.
     async fn queue_inventory_commands(
         &self,
         device_id: &str,
@@ -191,19 +193,16 @@ impl<S: ?Sized + InventoryRoles> Scoped<'_, S> {
         already_pending: &[String],
         at: Millis,
     ) -> Result<usize, ServiceError> {
-        let ids = [device_id.to_string()];
-        let mut queued = 0;
-        for request_type in request_types {
-            if already_pending.iter().any(|p| p == request_type) {
-                continue;
-            }
-            if let Some(command) = inventory_command(request_type) {
-                self.enqueue(&ids, &command).await?;
-                queued += 1;
-            }
+        let commands: Vec<Command> = request_types
+            .iter()
+            .filter(|t| !already_pending.iter().any(|p| p == *t))
+            .filter_map(|t| inventory_command(t))
+            .collect();
+        if !commands.is_empty() {
+            self.enqueue_follow_ups(device_id, None, &commands).await?;
         }
         self.store.mark_inventory_requested(device_id, at).await?;
-        Ok(queued)
+        Ok(commands.len())
     }
 
     /// The TokenUpdate that completed enrollment. A Mac waiting in Setup Assistant (`AwaitingConfiguration`
