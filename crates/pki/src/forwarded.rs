@@ -62,7 +62,11 @@ pub fn parse_forwarded_cert(value: &str) -> Result<Vec<u8>, IdentityError> {
     if der.is_empty() {
         return Err(malformed("certificate is empty"));
     }
-    X509::from_der(&der).map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+    let cert =
+        X509::from_der(&der).map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+    // OpenSSL reads the first certificate and ignores what follows, and reads other encodings of it too; the
+    // identity is the SHA-256 of these bytes, so each variant would be another device to escrowd.
+    crate::identity::require_der(&cert, &der)?;
     Ok(der)
 }
 
@@ -122,6 +126,26 @@ mod tests {
             "{escaped:.40}"
         );
         assert_eq!(parse_forwarded_cert(&escaped).unwrap(), der);
+    }
+
+    #[test]
+    fn bytes_after_the_certificate_are_refused_in_every_form() {
+        let der = device_der();
+        let mut longer = der.clone();
+        longer.extend_from_slice(&der[der.len() - 20..]);
+        let pem = format!("{PEM_BEGIN}\n{}\n{PEM_END}\n", STANDARD.encode(&longer));
+        for value in [
+            format!(":{}:", STANDARD.encode(&longer)),
+            STANDARD.encode(&longer),
+            nginx_escape(&pem),
+            pem,
+        ] {
+            let err = parse_forwarded_cert(&value).unwrap_err().to_string();
+            assert!(err.contains("bytes follow it"), "{err}");
+        }
+        // The certificate alone still passes.
+        let alone = format!(":{}:", STANDARD.encode(&der));
+        assert_eq!(parse_forwarded_cert(&alone).unwrap(), der);
     }
 
     #[test]

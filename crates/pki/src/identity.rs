@@ -232,6 +232,7 @@ impl DeviceIdentityVerifier {
         cert: &X509Ref,
         intermediates: &StackRef<X509>,
     ) -> Result<CertInfo, IdentityError> {
+        require_der(cert, der)?;
         let info = cert_info(cert, der)?;
         self.chain_checks.fetch_add(1, Ordering::Relaxed);
         self.anchors.check_ignoring_time(cert, intermediates)?;
@@ -273,6 +274,7 @@ impl DeviceIdentityVerifier {
                 &owned
             }
         };
+        require_der(cert, der)?;
         let info = CertInfo::of(&digest, der, asn1_time_to_unix(cert.not_after())?);
         self.chain_checks.fetch_add(1, Ordering::Relaxed);
         if let Err(err) = self.anchors.check(cert, intermediates) {
@@ -315,6 +317,25 @@ pub fn verify_signature_only(header: &[u8], body: &[u8]) -> Result<CertInfo, Ide
         .to_der()
         .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
     cert_info(&verified.signer, &der)
+}
+
+/// `der` is `cert` exactly as DER writes it: nothing after it, no other encoding of the same certificate. A
+/// device's identity is the SHA-256 of these bytes, and OpenSSL reads a certificate whose outer length is
+/// written long-form, or with bytes after it, as the same certificate with a valid signature (the signature
+/// covers only the `tbsCertificate` inside): without this, one certificate could be any number of identities
+/// (found by fuzzing the forwarded-certificate header). Checked once per certificate, before its chain verdict
+/// is cached.
+pub(crate) fn require_der(cert: &X509Ref, der: &[u8]) -> Result<(), IdentityError> {
+    let canonical = cert
+        .to_der()
+        .map_err(|e| IdentityError::CertificateFormat(openssl_reason(&e)))?;
+    if canonical != der {
+        return Err(IdentityError::CertificateFormat(
+            "the certificate is not exactly one DER encoding (bytes follow it, or it is encoded another way)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_der(der: &[u8]) -> Result<X509, IdentityError> {
@@ -436,6 +457,38 @@ mod tests {
 
     fn verifier() -> DeviceIdentityVerifier {
         DeviceIdentityVerifier::new(vec![device_ca().certificate().clone()]).unwrap()
+    }
+
+    #[test]
+    fn one_certificate_is_one_identity_whatever_else_its_bytes_could_say() {
+        let (cert, _) = rsa_device("one identity");
+        let der = cert.to_der().unwrap();
+        let v = verifier();
+        assert!(v.verify_certificate_der(&der).is_ok());
+        // The outer SEQUENCE's length written with one more octet (0x82 LL LL -> 0x83 00 LL LL): OpenSSL reads
+        // the same certificate, the signature (over the tbsCertificate inside) still verifies.
+        assert_eq!(
+            der[1], 0x82,
+            "a device certificate is 256 to 65535 bytes long"
+        );
+        let mut long_form = vec![0x30, 0x83, 0x00];
+        long_form.extend_from_slice(&der[2..]);
+        assert_eq!(X509::from_der(&long_form).unwrap().to_der().unwrap(), der);
+        // Bytes after it.
+        let mut trailing = der.clone();
+        trailing.extend_from_slice(b"\x05\x00");
+        for variant in [long_form, trailing] {
+            for result in [
+                v.verify_certificate_der(&variant),
+                v.verify_certificate_der_ignoring_expiry(&variant),
+            ] {
+                let err = result.unwrap_err().to_string();
+                assert!(err.contains("not exactly one DER encoding"), "{err}");
+            }
+        }
+        // The genuine bytes still pass, from the cache and after it.
+        assert!(v.verify_certificate_der(&der).is_ok());
+        assert!(v.verify_certificate_der_ignoring_expiry(&der).is_ok());
     }
 
     fn flipped(body: &[u8], index: usize) -> Vec<u8> {
