@@ -114,6 +114,11 @@ pub(crate) fn verify_decoded(der: &[u8], body: &[u8]) -> Result<VerifiedSignatur
         .map(|c| c.to_owned())
         .ok_or(IdentityError::SignerCount(0))?;
 
+    if !crate::cms_fast::digest_algorithms_supported(der) {
+        return Err(IdentityError::SignatureFormat(
+            "a digest algorithm other than SHA-1, SHA-256, SHA-384 or SHA-512".into(),
+        ));
+    }
     // NOVERIFY: the chain is checked separately against the device CAs, so the store here stays empty.
     // BINARY: the body is hashed byte for byte, no MIME canonicalisation.
     let empty_store = X509StoreBuilder::new().map_err(internal)?.build();

@@ -460,6 +460,42 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_algorithm_outside_the_sha_family_is_refused_before_openssl_verifies() {
+        let (cert, key) = rsa_device("digest algorithms");
+        let opts = SignOptions {
+            digest: SignatureDigest::Sha256,
+            signed_attributes: false,
+        };
+        let der = STANDARD.decode(sign(&cert, &key, opts)).unwrap();
+        let sha256 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+        let at = der.windows(9).position(|w| w == sha256).unwrap();
+        // The first SHA-256 OID is the one in digestAlgorithms: make it SHA-224 (which OpenSSL knows), then
+        // an arc no digest has (which OpenSSL cannot set up: its PKCS7_verify then leaked ~300 bytes).
+        for last in [0x04, 0x7f] {
+            let mut changed = der.clone();
+            changed[at + 8] = last;
+            let header = STANDARD.encode(&changed);
+            let v = verifier();
+            for result in [
+                v.verify_mdm_signature(header.as_bytes(), BODY),
+                verify_signature_only(header.as_bytes(), BODY),
+            ] {
+                match result {
+                    Err(IdentityError::SignatureFormat(why)) => {
+                        assert!(why.contains("digest algorithm"), "{why}")
+                    }
+                    other => panic!("expected SignatureFormat, got {other:?}"),
+                }
+            }
+        }
+        assert!(
+            verifier()
+                .verify_mdm_signature(STANDARD.encode(&der).as_bytes(), BODY)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn one_certificate_is_one_identity_whatever_else_its_bytes_could_say() {
         let (cert, _) = rsa_device("one identity");
         let der = cert.to_der().unwrap();

@@ -347,6 +347,33 @@ impl FastSignature<'_> {
 }
 
 /// The signature in `der` (a decoded `Mdm-Signature`), if it has the narrow shape this path handles.
+/// Whether `der` (a ContentInfo) is a SignedData whose every digestAlgorithm is SHA-1, SHA-256, SHA-384 or
+/// SHA-512. OpenSSL 3.0's `PKCS7_verify` leaks the memory BIO it wraps detached content in when a
+/// digestAlgorithm is one it cannot set up (about 300 bytes a request, found by fuzzing `Mdm-Signature`
+/// under LeakSanitizer), so the full path asks this first (`cms::verify_decoded`).
+pub(crate) fn digest_algorithms_supported(der: &[u8]) -> bool {
+    let supported = || -> Option<bool> {
+        let (content_info, _) = read(der, 0)?;
+        let mut ci = Children::of(&content_info, 1);
+        if ci.expect(OID)?.content != OID_SIGNED_DATA {
+            return Some(false);
+        }
+        let explicit = ci.expect(CONTEXT_0)?;
+        let signed_data = Children::of(&explicit, 2).expect(SEQUENCE)?;
+        let mut sd = Children::of(&signed_data, 3);
+        sd.expect(INTEGER)?;
+        let mut algorithms = Children::of(&sd.expect(SET)?, 4);
+        while !algorithms.is_empty() {
+            let (oid, _) = algorithm(&algorithms.next()?, 5)?;
+            if ![OID_SHA1, OID_SHA256, OID_SHA384, OID_SHA512].contains(&oid) {
+                return Some(false);
+            }
+        }
+        Some(true)
+    };
+    supported() == Some(true)
+}
+
 pub(crate) fn parse(der: &[u8]) -> Option<FastSignature<'_>> {
     let (content_info, trailing) = read(der, 0)?;
     if content_info.tag != SEQUENCE || !trailing.is_empty() {
