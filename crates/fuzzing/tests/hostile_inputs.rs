@@ -361,3 +361,19 @@ fn a_signature_by_a_key_the_ca_never_certified_is_refused_whatever_the_body() {
     let der = STANDARD.decode(&header).unwrap();
     fuzzing::mdm_signature(&fuzzing::mdm_signature_input(&body, &der, true));
 }
+
+/// Not a check: writes every target's seeds to `$FUZZ_CORPUS_OUT/<target>/` as the starting corpus of
+/// `cargo fuzz run` (`fuzz/README.md`). Run with `--ignored`.
+#[test]
+#[ignore = "writes the seed corpus for cargo-fuzz when asked"]
+fn write_the_seed_corpus() {
+    let out =
+        PathBuf::from(std::env::var("FUZZ_CORPUS_OUT").expect("FUZZ_CORPUS_OUT: where to write"));
+    for t in TARGETS {
+        let dir = out.join(t.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, seed) in seeds_of(t.name).0.iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
+        }
+    }
+}
