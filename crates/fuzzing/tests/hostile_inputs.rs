@@ -297,6 +297,9 @@ fn every_target_has_seeds_that_are_accepted() {
     }
 }
 
+/// The targets whose seeds are signed with the process's own keys.
+const SIGNED: &[&str] = &["mdm_signature", "scep_request", "signed_profile"];
+
 #[test]
 fn every_target_survives_mutations_of_its_seeds() {
     let mutants = env_number("FUZZ_MUTANTS", 3000);
@@ -325,9 +328,11 @@ fn every_target_survives_mutations_of_its_seeds() {
             }
         }
         // Not every mutant may be refused at the door: some must still parse, or the mutations never reach
-        // the code after the first check.
+        // the code after the first check. Not asked of the signed inputs: a mutant of a signature made with
+        // this process's fresh key stays valid only when the mutation lands where the signature does not
+        // reach, which 3,000 mutants may or may not do.
         assert!(
-            mutants < 100 || still_accepted > 0,
+            mutants < 100 || SIGNED.contains(&t.name) || still_accepted > 0,
             "{}: no mutant of {mutants} was accepted",
             t.name
         );
