@@ -19,9 +19,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
+use pki::DeviceIdentityVerifier;
 use pki::ca::CertificateAuthority;
 use pki::sign::{SignOptions, SignatureDigest};
-use pki::{DeviceIdentityVerifier, IdentityError};
 use protocol::checkin::{CheckinMessage, parse_checkin};
 use protocol::command::{Command, parse_report};
 use protocol::profile::EnrollmentProfile;
@@ -177,21 +177,25 @@ pub fn mdm_signature_input(body: &[u8], header: &[u8], der: bool) -> Vec<u8> {
     out
 }
 
-/// A signed check-in as the server verifies it: `Mdm-Signature` (detached CMS, signer certificate embedded)
-/// over the body, then the signer's chain to the device CA (see [`mdm_signature_input`] for the layout).
-pub fn mdm_signature(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let Some((len, rest)) = rest.split_first_chunk::<2>() else {
-        return;
-    };
-    let len = usize::from(u16::from_be_bytes(*len)).min(rest.len());
-    let (body, signature) = rest.split_at(len);
+/// The body and the `Mdm-Signature` header of an input laid out as [`mdm_signature_input`] writes it; None
+/// when it is shorter than its first three bytes.
+pub fn split_mdm_signature_input(data: &[u8]) -> Option<(&[u8], Vec<u8>)> {
+    let (&mode, rest) = data.split_first()?;
+    let (len, rest) = rest.split_first_chunk::<2>()?;
+    let (body, signature) = rest.split_at(usize::from(u16::from_be_bytes(*len)).min(rest.len()));
     let header = if mode & 1 == 0 {
         STANDARD.encode(signature).into_bytes()
     } else {
         signature.to_vec()
+    };
+    Some((body, header))
+}
+
+/// A signed check-in as the server verifies it: `Mdm-Signature` (detached CMS, signer certificate embedded)
+/// over the body, then the signer's chain to the device CA (see [`mdm_signature_input`] for the layout).
+pub fn mdm_signature(data: &[u8]) {
+    let Some((body, header)) = split_mdm_signature_input(data) else {
+        return;
     };
     match FIXTURE.verifier.verify_mdm_signature(&header, body) {
         // Only a certificate the CA issued can pass the chain check, and only this fixture's key signs here.
@@ -200,7 +204,7 @@ pub fn mdm_signature(data: &[u8]) {
             FIXTURE.device_cert.to_der().expect("DER"),
             "a signature verified for a certificate the device CA never issued"
         ),
-        Err(e) => assert_bounded(&e),
+        Err(e) => assert_bounded(&e.to_string()),
     }
 }
 
@@ -215,33 +219,33 @@ pub fn forwarded_cert(data: &[u8]) {
             let cert = openssl::x509::X509::from_der(&der).expect("well-formed certificate");
             assert_eq!(cert.to_der().expect("DER"), der, "exactly one certificate");
         }
-        Err(e) => assert_bounded(&e),
+        Err(e) => assert_bounded(&e.to_string()),
     }
 }
 
 /// A SCEP PKIOperation message (`POST /scep?operation=PKIOperation`) as the server decodes it.
 pub fn scep_request(data: &[u8]) {
     if let Err(e) = pki::scep::decode_request(data) {
-        assert!(e.to_string().len() <= MAX_ERROR_CHARS, "{e}");
+        assert_bounded(&e.to_string());
     }
 }
 
 /// A signed profile checked against the device CA (as the simulator checks the enrollment profile it got).
 pub fn signed_profile(data: &[u8]) {
     if let Err(e) = pki::profile_sign::verify_signed_profile(data, FIXTURE.ca.certificate()) {
-        assert_bounded(&e);
+        assert_bounded(&e.to_string());
     }
 }
 
 /// The longest error message a target accepts: errors name what is wrong, they do not quote the input.
 pub const MAX_ERROR_CHARS: usize = 2048;
 
-fn assert_bounded(e: &IdentityError) {
-    let shown = e.to_string();
+/// `error` (an error's message) is at most [`MAX_ERROR_CHARS`] long.
+fn assert_bounded(error: &str) {
     assert!(
-        shown.len() <= MAX_ERROR_CHARS,
+        error.len() <= MAX_ERROR_CHARS,
         "an error of {} bytes",
-        shown.len()
+        error.len()
     );
 }
 
@@ -252,11 +256,7 @@ pub const MIN_QUOTED_DATA_CHARS: usize = 80;
 /// `error` (an error's message) neither runs on nor quotes a `<data>` payload of `input` (a token in a
 /// malformed body must not reach a log line).
 pub fn assert_quotes_no_data(error: &str, input: &[u8]) {
-    assert!(
-        error.len() <= MAX_ERROR_CHARS,
-        "an error of {} bytes",
-        error.len()
-    );
+    assert_bounded(error);
     for payload in data_payloads(input) {
         assert!(
             !error.contains(payload),

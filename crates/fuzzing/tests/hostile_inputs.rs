@@ -248,7 +248,7 @@ fn seeds_of(target: &str) -> (Vec<Vec<u8>>, Accepted) {
         }),
         "mdm_signature" => (mdm_signature_seeds(), |d| {
             // The fixture's own signatures verify through the chain; the captured one verifies without it.
-            let Some((body, header)) = split_signature_input(d) else {
+            let Some((body, header)) = fuzzing::split_mdm_signature_input(d) else {
                 return false;
             };
             FIXTURE.verifier.verify_mdm_signature(&header, body).is_ok()
@@ -263,19 +263,6 @@ fn seeds_of(target: &str) -> (Vec<Vec<u8>>, Accepted) {
         }),
         other => panic!("no seeds for fuzz target {other}: add them here"),
     }
-}
-
-/// The body and the `Mdm-Signature` header of an [`fuzzing::mdm_signature_input`].
-fn split_signature_input(d: &[u8]) -> Option<(&[u8], Vec<u8>)> {
-    let (&mode, rest) = d.split_first()?;
-    let (len, rest) = rest.split_first_chunk::<2>()?;
-    let (body, signature) = rest.split_at(usize::from(u16::from_be_bytes(*len)).min(rest.len()));
-    let header = if mode & 1 == 0 {
-        STANDARD.encode(signature).into_bytes()
-    } else {
-        signature.to_vec()
-    };
-    Some((body, header))
 }
 
 fn env_number(name: &str, default: u64) -> u64 {

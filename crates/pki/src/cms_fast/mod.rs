@@ -346,7 +346,6 @@ impl FastSignature<'_> {
     }
 }
 
-/// The signature in `der` (a decoded `Mdm-Signature`), if it has the narrow shape this path handles.
 /// Whether `der` (a ContentInfo) is a SignedData whose every digestAlgorithm is SHA-1, SHA-256, SHA-384 or
 /// SHA-512. OpenSSL 3.0's `PKCS7_verify` leaks the memory BIO it wraps detached content in when a
 /// digestAlgorithm is one it cannot set up (about 300 bytes a request, found by fuzzing `Mdm-Signature`
@@ -374,6 +373,7 @@ pub(crate) fn digest_algorithms_supported(der: &[u8]) -> bool {
     supported() == Some(true)
 }
 
+/// The signature in `der` (a decoded `Mdm-Signature`), if it has the narrow shape this path handles.
 pub(crate) fn parse(der: &[u8]) -> Option<FastSignature<'_>> {
     let (content_info, trailing) = read(der, 0)?;
     if content_info.tag != SEQUENCE || !trailing.is_empty() {
